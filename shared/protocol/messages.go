@@ -1,0 +1,198 @@
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"regexp"
+)
+
+// transactionIDRE keeps transaction ids filesystem-safe: agents use them as spool directory names.
+var transactionIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$`)
+
+// ValidTransactionID reports whether id is acceptable as a PXP transaction id.
+func ValidTransactionID(id string) bool { return transactionIDRE.MatchString(id) }
+
+func checkTxn(id string) error {
+	if !ValidTransactionID(id) {
+		return errors.New("transaction_id must be 1-128 characters of [A-Za-z0-9_.-]")
+	}
+	return nil
+}
+
+// BlockingRequest is the data of rpc_blocking_request.
+type BlockingRequest struct {
+	TransactionID string          `json:"transaction_id"`
+	Module        string          `json:"module"`
+	Action        string          `json:"action"`
+	Params        json.RawMessage `json:"params,omitempty"`
+}
+
+func (r BlockingRequest) Validate() error {
+	if r.Module == "" || r.Action == "" {
+		return errors.New("module and action are required")
+	}
+	return checkTxn(r.TransactionID)
+}
+
+// BlockingResponse is the data of rpc_blocking_response.
+type BlockingResponse struct {
+	TransactionID string          `json:"transaction_id"`
+	Results       json.RawMessage `json:"results"`
+}
+
+func (r BlockingResponse) Validate() error {
+	if len(r.Results) == 0 {
+		return errors.New("results is required")
+	}
+	return checkTxn(r.TransactionID)
+}
+
+// NonBlockingRequest is the data of rpc_non_blocking_request.
+type NonBlockingRequest struct {
+	TransactionID string          `json:"transaction_id"`
+	NotifyOutcome bool            `json:"notify_outcome"`
+	Module        string          `json:"module"`
+	Action        string          `json:"action"`
+	Params        json.RawMessage `json:"params,omitempty"`
+}
+
+func (r NonBlockingRequest) Validate() error {
+	if r.Module == "" || r.Action == "" {
+		return errors.New("module and action are required")
+	}
+	return checkTxn(r.TransactionID)
+}
+
+// ProvisionalResponse is the data of rpc_provisional_response.
+type ProvisionalResponse struct {
+	TransactionID string `json:"transaction_id"`
+}
+
+func (r ProvisionalResponse) Validate() error { return checkTxn(r.TransactionID) }
+
+// NonBlockingResponse is the data of rpc_non_blocking_response.
+type NonBlockingResponse struct {
+	TransactionID string          `json:"transaction_id"`
+	Results       json.RawMessage `json:"results"`
+}
+
+func (r NonBlockingResponse) Validate() error {
+	if len(r.Results) == 0 {
+		return errors.New("results is required")
+	}
+	return checkTxn(r.TransactionID)
+}
+
+// RPCError is the data of rpc_error_message: the request could not be run. ID is the PCP id of
+// the request message.
+type RPCError struct {
+	TransactionID string `json:"transaction_id"`
+	ID            string `json:"id"`
+	Description   string `json:"description"`
+}
+
+func (r RPCError) Validate() error {
+	if r.Description == "" {
+		return errors.New("description is required")
+	}
+	return checkTxn(r.TransactionID)
+}
+
+// AssociateResponse is the data of associate_response.
+type AssociateResponse struct {
+	ID      string `json:"id"`
+	Success bool   `json:"success"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// ResultAck is the data of TypeResultAck.
+type ResultAck struct {
+	TransactionID string `json:"transaction_id"`
+}
+
+func (r ResultAck) Validate() error { return checkTxn(r.TransactionID) }
+
+// Facts is the data of TypeFacts.
+type Facts struct {
+	Facts map[string]any `json:"facts"`
+}
+
+func (f Facts) Validate() error {
+	if f.Facts == nil {
+		return errors.New("facts is required")
+	}
+	return nil
+}
+
+// Cancel is the data of TypeCancel.
+type Cancel struct {
+	TransactionID string `json:"transaction_id"`
+}
+
+func (c Cancel) Validate() error { return checkTxn(c.TransactionID) }
+
+// FileURI says where an agent downloads a file: Path is either a path on the server the agent is
+// connected to (its http(s) base URL is prepended) or an absolute http(s) URL (a presigned URL);
+// Params are query parameters added to it.
+type FileURI struct {
+	Path   string            `json:"path"`
+	Params map[string]string `json:"params,omitempty"`
+}
+
+// TaskFile is one file of a task in a task run request (reference §4.8).
+type TaskFile struct {
+	Filename  string  `json:"filename"`
+	URI       FileURI `json:"uri"`
+	SHA256    string  `json:"sha256"`
+	SizeBytes int64   `json:"size_bytes"`
+}
+
+// TaskParams are the params of a `task` `run` request (reference §4.8). Metadata is the task's
+// metadata JSON (Task Spec v1); Timeout, when > 0, is a Baton extension: seconds after which the
+// agent kills the task's process group.
+type TaskParams struct {
+	Task     string          `json:"task"`
+	Input    json.RawMessage `json:"input"`
+	Files    []TaskFile      `json:"files"`
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+	Timeout  int             `json:"timeout,omitempty"`
+}
+
+func (p TaskParams) Validate() error {
+	if p.Task == "" {
+		return errors.New("task is required")
+	}
+	if len(p.Files) == 0 {
+		return errors.New("files needs at least one file")
+	}
+	for _, f := range p.Files {
+		if f.Filename == "" || f.URI.Path == "" || f.SHA256 == "" {
+			return errors.New("each file needs filename, uri.path and sha256")
+		}
+	}
+	return nil
+}
+
+// TaskResults are the results of a task run as pxp-agent reports them (reference §4.8 step 9),
+// plus Baton's TimedOut flag. The control plane turns them into a Bolt-style result.
+type TaskResults struct {
+	Exitcode int    `json:"exitcode"`
+	Stdout   string `json:"stdout,omitempty"`
+	Stderr   string `json:"stderr,omitempty"`
+	TimedOut bool   `json:"timed_out,omitempty"`
+	Canceled bool   `json:"canceled,omitempty"`
+}
+
+// StatusQueryParams are the params of a `status` `query` blocking request.
+type StatusQueryParams struct {
+	TransactionID string `json:"transaction_id"`
+}
+
+// StatusResults are the results of a status query (reference §4.5).
+type StatusResults struct {
+	TransactionID string `json:"transaction_id"`
+	Status        string `json:"status"` // unknown | running | success | failure
+	Exitcode      *int   `json:"exitcode,omitempty"`
+	Stdout        string `json:"stdout,omitempty"`
+	Stderr        string `json:"stderr,omitempty"`
+}

@@ -1,0 +1,187 @@
+package protocol
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// PCP v2 message types (reference §3.5).
+const (
+	TypeAssociateRequest  = "http://puppetlabs.com/associate_request"
+	TypeAssociateResponse = "http://puppetlabs.com/associate_response"
+	TypeErrorMessage      = "http://puppetlabs.com/error_message"
+)
+
+// PXP v1 message types (reference §4.1).
+const (
+	TypeBlockingRequest     = "http://puppetlabs.com/rpc_blocking_request"
+	TypeBlockingResponse    = "http://puppetlabs.com/rpc_blocking_response"
+	TypeNonBlockingRequest  = "http://puppetlabs.com/rpc_non_blocking_request"
+	TypeProvisionalResponse = "http://puppetlabs.com/rpc_provisional_response"
+	TypeNonBlockingResponse = "http://puppetlabs.com/rpc_non_blocking_response"
+	TypeRPCError            = "http://puppetlabs.com/rpc_error_message"
+)
+
+// Baton extensions beyond PXP v1. Each has its own message type so that a plain PXP peer
+// ignores or rejects it cleanly.
+const (
+	// TypeResultAck is sent by the server once it has durably recorded the outcome of a
+	// transaction (a non_blocking_response or rpc_error_message). Until then the agent keeps the
+	// result in its spool and sends it again after every reconnect. Data: ResultAck.
+	TypeResultAck = "https://baton.run/pxp/result_ack"
+	// TypeFacts is sent by an agent after it connects (and whenever its facts change). Data: Facts.
+	TypeFacts = "https://baton.run/pxp/facts"
+	// TypeCancel asks the agent to kill the process group of a running transaction. Data: Cancel.
+	TypeCancel = "https://baton.run/pxp/cancel"
+)
+
+// Module and action names used in PXP requests.
+const (
+	ModuleTask   = "task"
+	ModulePuppet = "pxp-module-puppet"
+	ModuleStatus = "status"
+	ActionRun    = "run"
+	ActionQuery  = "query"
+)
+
+// ServerURI is the PCP URI of the control plane.
+const ServerURI = "pcp:///server"
+
+// AgentURI returns the PCP URI of the agent on node name.
+func AgentURI(name string) string { return "pcp://" + name + "/agent" }
+
+// NodeFromURI returns the node name of a pcp://<name>/<type> URI.
+func NodeFromURI(uri string) (string, error) {
+	rest, ok := strings.CutPrefix(uri, "pcp://")
+	if !ok {
+		return "", fmt.Errorf("%w: %q is not a pcp:// URI", ErrInvalid, uri)
+	}
+	name, _, ok := strings.Cut(rest, "/")
+	if !ok || name == "" {
+		return "", fmt.Errorf("%w: %q has no node name", ErrInvalid, uri)
+	}
+	return name, nil
+}
+
+// ErrInvalid is wrapped by every decoding and validation error of this package.
+var ErrInvalid = errors.New("invalid message")
+
+// Envelope is the PCP v2 message (reference §3.3). Data is kept raw and decoded by type.
+type Envelope struct {
+	ID          string          `json:"id"`
+	MessageType string          `json:"message_type"`
+	Target      string          `json:"target,omitempty"`
+	Sender      string          `json:"sender,omitempty"`
+	InReplyTo   string          `json:"in_reply_to,omitempty"`
+	Data        json.RawMessage `json:"data,omitempty"`
+}
+
+var messageTypeRE = regexp.MustCompile(`^[\w\-.:/]+$`)
+
+var knownTypes = map[string]bool{
+	TypeAssociateRequest: true, TypeAssociateResponse: true, TypeErrorMessage: true,
+	TypeBlockingRequest: true, TypeBlockingResponse: true, TypeNonBlockingRequest: true,
+	TypeProvisionalResponse: true, TypeNonBlockingResponse: true, TypeRPCError: true,
+	TypeResultAck: true, TypeFacts: true, TypeCancel: true,
+}
+
+// KnownType reports whether t is a message type this package defines.
+func KnownType(t string) bool { return knownTypes[t] }
+
+// Decode parses one frame. Unknown envelope fields, a missing id or message_type, an unknown
+// message type, and trailing data are errors wrapping ErrInvalid. The returned envelope's
+// ID is set whenever it could be read, so that an error reply can name it in in_reply_to.
+func Decode(b []byte) (Envelope, error) {
+	var e Envelope
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		var loose struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(b, &loose)
+		return Envelope{ID: loose.ID}, fmt.Errorf("%w: could not decode message: %v", ErrInvalid, err)
+	}
+	if dec.More() {
+		return Envelope{ID: e.ID}, fmt.Errorf("%w: trailing data after message", ErrInvalid)
+	}
+	if e.ID == "" {
+		return e, fmt.Errorf("%w: missing id", ErrInvalid)
+	}
+	if e.MessageType == "" {
+		return e, fmt.Errorf("%w: missing message_type", ErrInvalid)
+	}
+	if !messageTypeRE.MatchString(e.MessageType) || !KnownType(e.MessageType) {
+		return e, fmt.Errorf("%w: unknown message_type %q", ErrInvalid, e.MessageType)
+	}
+	return e, nil
+}
+
+// Encode renders an envelope as one frame.
+func Encode(e Envelope) ([]byte, error) {
+	if e.ID == "" || e.MessageType == "" {
+		return nil, fmt.Errorf("%w: id and message_type are required", ErrInvalid)
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", e.MessageType, err)
+	}
+	return b, nil
+}
+
+// New builds an envelope with a fresh id and data marshalled from v (nil for no data).
+func New(messageType, target string, v any) (Envelope, error) {
+	e := Envelope{ID: NewID(), MessageType: messageType, Target: target}
+	if v != nil {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return Envelope{}, fmt.Errorf("encode %s data: %w", messageType, err)
+		}
+		e.Data = b
+	}
+	return e, nil
+}
+
+// NewID returns a random RFC 4122 version 4 UUID string.
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // cannot happen on supported platforms
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// DecodeData strictly decodes e.Data into v: unknown fields are rejected, and so is missing data.
+func DecodeData(e Envelope, v any) error {
+	if len(e.Data) == 0 || string(e.Data) == "null" {
+		return fmt.Errorf("%w: %s has no data", ErrInvalid, e.MessageType)
+	}
+	dec := json.NewDecoder(bytes.NewReader(e.Data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %s data: %v", ErrInvalid, e.MessageType, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: %s data: trailing data", ErrInvalid, e.MessageType)
+	}
+	if val, ok := v.(interface{ Validate() error }); ok {
+		if err := val.Validate(); err != nil {
+			return fmt.Errorf("%w: %s data: %v", ErrInvalid, e.MessageType, err)
+		}
+	}
+	return nil
+}
+
+// NewErrorMessage builds a PCP v2 error_message: data is the description string and
+// in_reply_to names the offending message (empty when it could not be read).
+func NewErrorMessage(inReplyTo, description string) Envelope {
+	b, _ := json.Marshal(description)
+	return Envelope{ID: NewID(), MessageType: TypeErrorMessage, InReplyTo: inReplyTo, Data: b}
+}

@@ -1,0 +1,85 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/baton-run/baton/shared/inventory"
+	"github.com/baton-run/baton/shared/jobs"
+)
+
+// Sentinel errors every backend returns (wrapped) so that callers can use errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("version conflict")
+	ErrExists   = errors.New("already exists")
+)
+
+// JobQuery selects and orders jobs for listing.
+type JobQuery struct {
+	Limit   int    // 0: no limit
+	Offset  int    // 0-based
+	OrderBy string // "" or "timestamp" (created), "owner", "environment", "name" (id), "state"
+	Desc    bool
+	Type    jobs.Type // "" for all
+}
+
+// Token is an API token, stored by the hex SHA-256 of its secret.
+type Token struct {
+	Hash      string
+	Login     string
+	Label     string
+	CreatedAt time.Time
+	ExpiresAt *time.Time // nil: does not expire
+	Revoked   bool
+}
+
+// Store is the persistence contract. All methods are safe for concurrent use.
+type Store interface {
+	// CreateJob writes a job, its nodes and its first events atomically. It assigns the job an
+	// id greater than every id assigned before, sets Version 1 on the job and every node, sets
+	// each node's JobID, assigns event ids from 1, and returns the job as stored.
+	CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, events []jobs.Event) (jobs.Job, error)
+	// GetJob returns ErrNotFound for an unknown id.
+	GetJob(ctx context.Context, id int64) (jobs.Job, error)
+	// ListJobs returns a page of jobs and the total number matching q.
+	ListJobs(ctx context.Context, q JobQuery) ([]jobs.Job, int, error)
+	// ListUnfinishedJobs returns every job whose state is not terminal, oldest first.
+	ListUnfinishedJobs(ctx context.Context) ([]jobs.Job, error)
+	// UpdateJob replaces the job if j.Version is the stored version (else ErrConflict) and
+	// appends events in the same transaction. It returns the job with its new Version.
+	UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event) (jobs.Job, error)
+
+	// GetJobNode returns ErrNotFound for an unknown job or node.
+	GetJobNode(ctx context.Context, jobID int64, name string) (jobs.Node, error)
+	// ListJobNodes returns a job's nodes in the order they were created.
+	ListJobNodes(ctx context.Context, jobID int64) ([]jobs.Node, error)
+	// ListJobNodesByName returns the records of node name in unfinished jobs whose state is
+	// one of states, oldest job first.
+	ListJobNodesByName(ctx context.Context, name string, states ...jobs.NodeState) ([]jobs.Node, error)
+	// FindJobNodeByTransaction returns the node record that sent transaction txn, or ErrNotFound.
+	FindJobNodeByTransaction(ctx context.Context, txn string) (jobs.Node, error)
+	// UpdateJobNode replaces the node record if n.Version is the stored version (else
+	// ErrConflict) and appends events in the same transaction; when events are given the
+	// returned node's LatestEventID is the id of the last one.
+	UpdateJobNode(ctx context.Context, n jobs.Node, events ...jobs.Event) (jobs.Node, error)
+
+	// ListEvents returns up to limit (0: all) events of a job with id >= start, by id. An
+	// unknown job returns ErrNotFound. Appending events never changes a job's Version.
+	ListEvents(ctx context.Context, jobID int64, start int64, limit int) ([]jobs.Event, error)
+
+	// CreateNode enrols a node; ErrExists if the name is taken.
+	CreateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
+	GetNode(ctx context.Context, name string) (inventory.Node, error)
+	// ListNodes returns every enrolled node by name.
+	ListNodes(ctx context.Context) ([]inventory.Node, error)
+	// UpdateNode replaces the node if n.Version is the stored version (else ErrConflict).
+	UpdateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
+	DeleteNode(ctx context.Context, name string) error
+
+	// PutToken stores a token; ErrExists if its hash is already stored.
+	PutToken(ctx context.Context, t Token) error
+	// GetToken returns ErrNotFound for an unknown hash.
+	GetToken(ctx context.Context, hash string) (Token, error)
+}
