@@ -1,0 +1,110 @@
+// Command baton-agent is Baton's node agent: it holds a WebSocket to the control plane, runs
+// the tasks it is sent (after checking every file's SHA-256), and reports back.
+//
+// Settings come from flags, else BATON_AGENT_* environment variables, else a JSON config file
+// (--config), else defaults. The credential file written by `baton node add` supplies the
+// node name, secret and server URL.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/baton-run/baton/agent"
+	"github.com/baton-run/baton/shared/auth"
+)
+
+// fileConfig is the --config file.
+type fileConfig struct {
+	Server     string `json:"server"`
+	Name       string `json:"name"`
+	Credential string `json:"credential"`
+	CacheDir   string `json:"cache_dir"`
+	SpoolDir   string `json:"spool_dir"`
+	LogLevel   string `json:"log_level"`
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "baton-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("baton-agent", flag.ContinueOnError)
+	configPath := fs.String("config", os.Getenv("BATON_AGENT_CONFIG"), "JSON config file (env BATON_AGENT_CONFIG)")
+	server := fs.String("server", "", "control plane WebSocket URL, e.g. ws://127.0.0.1:8143/pcp (env BATON_AGENT_SERVER; default from the credential)")
+	name := fs.String("name", "", "node name (env BATON_AGENT_NAME; default from the credential)")
+	credential := fs.String("credential", "", "credential file from `baton node add` (env BATON_AGENT_CREDENTIAL)")
+	cacheDir := fs.String("cache-dir", "", "task file cache (env BATON_AGENT_CACHE_DIR; default /var/cache/baton-agent/tasks)")
+	spoolDir := fs.String("spool-dir", "", "result spool (env BATON_AGENT_SPOOL_DIR; default /var/lib/baton-agent/spool)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (env BATON_AGENT_LOG_LEVEL; default info)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var fc fileConfig
+	if *configPath != "" {
+		b, err := os.ReadFile(*configPath)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&fc); err != nil {
+			return fmt.Errorf("config %s: %w", *configPath, err)
+		}
+	}
+	pick := func(flagVal, env, file, def string) string {
+		for _, v := range []string{flagVal, os.Getenv(env), file} {
+			if v != "" {
+				return v
+			}
+		}
+		return def
+	}
+	credPath := pick(*credential, "BATON_AGENT_CREDENTIAL", fc.Credential, "")
+	if credPath == "" {
+		return fmt.Errorf("a credential file is required (--credential; create one with `baton node add NAME --out FILE`)")
+	}
+	cred, err := auth.ReadCredential(credPath)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(pick(*logLevel, "BATON_AGENT_LOG_LEVEL", fc.LogLevel, "info"))); err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	cfg := agent.Config{
+		Server:   pick(*server, "BATON_AGENT_SERVER", fc.Server, cred.Server),
+		Name:     pick(*name, "BATON_AGENT_NAME", fc.Name, cred.Name),
+		Secret:   cred.Secret,
+		CacheDir: pick(*cacheDir, "BATON_AGENT_CACHE_DIR", fc.CacheDir, "/var/cache/baton-agent/tasks"),
+		SpoolDir: pick(*spoolDir, "BATON_AGENT_SPOOL_DIR", fc.SpoolDir, "/var/lib/baton-agent/spool"),
+		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if cfg.Name != cred.Name {
+		return fmt.Errorf("node name %q does not match the credential's %q", cfg.Name, cred.Name)
+	}
+	for _, d := range []*string{&cfg.CacheDir, &cfg.SpoolDir} {
+		if *d, err = filepath.Abs(*d); err != nil {
+			return err
+		}
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg.Logger.Info("baton-agent starting", "node", cfg.Name, "server", cfg.Server)
+	return a.Run(ctx)
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/baton-run/baton/shared/client"
+)
+
+// clientFlags are the flags every client command takes.
+type clientFlags struct {
+	server    string
+	tokenFile string
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.server, "server", "", "server URL (env BATON_SERVER; default http://127.0.0.1:8143)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "API token file (env BATON_TOKEN_FILE; default: the local server's admin token)")
+}
+
+// localState is what `baton serve` records so that the CLI on the same machine finds it.
+type localState struct {
+	URL       string `json:"url"`
+	TokenFile string `json:"token_file"`
+}
+
+func stateFile() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "baton", "local.json")
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("BATON_DATA"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".baton"
+	}
+	return filepath.Join(home, ".local", "share", "baton")
+}
+
+func readLocalState() (localState, bool) {
+	b, err := os.ReadFile(stateFile())
+	if err != nil {
+		return localState{}, false
+	}
+	var s localState
+	return s, json.Unmarshal(b, &s) == nil
+}
+
+func (c *clientFlags) client() (*client.Client, error) {
+	st, haveState := readLocalState()
+	server := firstNonEmpty(c.server, os.Getenv("BATON_SERVER"))
+	if server == "" && haveState {
+		server = st.URL
+	}
+	if server == "" {
+		server = "http://127.0.0.1:8143"
+	}
+	tokenFile := firstNonEmpty(c.tokenFile, os.Getenv("BATON_TOKEN_FILE"))
+	if tokenFile == "" && haveState {
+		tokenFile = st.TokenFile
+	}
+	if tokenFile == "" {
+		tokenFile = filepath.Join(defaultDataDir(), "admin.token")
+	}
+	b, err := os.ReadFile(tokenFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no API token at %s: pass --token-file, set BATON_TOKEN_FILE, or start `baton serve` on this machine", tokenFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read token: %w", err)
+	}
+	return client.New(server, strings.TrimSpace(string(b))), nil
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// parseArgs parses flags that may come before or after positional arguments.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, usageErr{err.Error()}
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	return fs
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

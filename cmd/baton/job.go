@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"text/tabwriter"
+)
+
+func cmdJobList(args []string) error {
+	fs := newFlagSet("job list")
+	var cf clientFlags
+	cf.register(fs)
+	limit := fs.Int("limit", 20, "how many jobs")
+	typ := fs.String("type", "", "task or deploy")
+	format := fs.String("format", "table", "table or json")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{"limit": {strconv.Itoa(*limit)}, "order_by": {"timestamp"}, "order": {"desc"}}
+	if *typ != "" {
+		q.Set("type", *typ)
+	}
+	list, err := c.Jobs(context.Background(), q)
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		return printJSON(list)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tTYPE\tSTATE\tNODES\tOWNER\tCREATED\tTASK")
+	for _, j := range list.Items {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%v\n", j.Name, j.Type, j.State, stateSummary(j.NodeStates), j.Owner["login"],
+			j.Created.Local().Format("2006-01-02 15:04:05"), j.Options["task"])
+	}
+	return tw.Flush()
+}
+
+func cmdJobShow(args []string) error {
+	fs := newFlagSet("job show")
+	var cf clientFlags
+	cf.register(fs)
+	format := fs.String("format", "table", "table or json")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("job show needs one job id")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	job, err := c.Job(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	nodes, err := c.JobNodes(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		return printJSON(map[string]any{"job": job, "nodes": nodes})
+	}
+	fmt.Printf("Job %s (%s %v) %s — %s\n", job.Name, job.Type, job.Options["task"], job.State, stateSummary(job.NodeStates))
+	printNodeTable(nodes)
+	return nil
+}
+
+func cmdJobEvents(args []string) error {
+	fs := newFlagSet("job events")
+	var cf clientFlags
+	cf.register(fs)
+	start := fs.Int("start", 1, "first event id")
+	format := fs.String("format", "table", "table or json")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("job events needs one job id")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	evs, _, err := c.Events(context.Background(), pos[0], *start)
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		return printJSON(evs)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTIME\tTYPE\tMESSAGE")
+	for _, e := range evs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.ID, e.Timestamp.Local().Format("15:04:05.000"), e.Type, e.Message)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,93 @@
+// Command baton is Baton's operator binary: `baton serve` runs the whole orchestrator on one
+// machine, and the other subcommands are clients of its HTTP API (or of a deployed one).
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `baton — run Puppet tasks on fleets of nodes
+
+Usage:
+  baton serve [--listen ADDR] [--data DIR] [--modules DIR | --environments DIR]
+  baton task run MODULE::TASK --nodes a,b [--params JSON | k=v ...] [--concurrency N]
+                 [--timeout DURATION] [--noop] [--environment E] [--no-wait] [--format table|json]
+  baton task list [--environment E]
+  baton task show MODULE::TASK [--environment E]
+  baton job list [--limit N] [--type task|deploy]
+  baton job show ID
+  baton job events ID [--start N]
+  baton node add NAME --out FILE
+  baton node list
+  baton node show NAME
+
+Client commands take --server URL (env BATON_SERVER, default http://127.0.0.1:8143) and
+--token-file FILE (env BATON_TOKEN_FILE, default: the admin token of the local baton serve).
+`
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Print(usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = cmdServe(args[1:])
+	case "task":
+		err = dispatch(args[1:], map[string]func([]string) error{"run": cmdTaskRun, "list": cmdTaskList, "show": cmdTaskShow})
+	case "job":
+		err = dispatch(args[1:], map[string]func([]string) error{"list": cmdJobList, "show": cmdJobShow, "events": cmdJobEvents})
+	case "node":
+		err = dispatch(args[1:], map[string]func([]string) error{"add": cmdNodeAdd, "list": cmdNodeList, "show": cmdNodeShow})
+	default:
+		err = usageError("unknown command %q", args[0])
+	}
+	if err == nil {
+		return 0
+	}
+	var ex exitError
+	if asExit(err, &ex) {
+		return ex.code
+	}
+	fmt.Fprintln(os.Stderr, "baton:", err)
+	if _, ok := err.(usageErr); ok {
+		return 2
+	}
+	return 1
+}
+
+func dispatch(args []string, cmds map[string]func([]string) error) error {
+	if len(args) == 0 {
+		return usageError("missing subcommand")
+	}
+	f, ok := cmds[args[0]]
+	if !ok {
+		return usageError("unknown subcommand %q", args[0])
+	}
+	return f(args[1:])
+}
+
+type usageErr struct{ msg string }
+
+func (e usageErr) Error() string { return e.msg + " (see baton --help)" }
+
+func usageError(format string, a ...any) error { return usageErr{fmt.Sprintf(format, a...)} }
+
+// exitError ends the command with a code and no further message.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func asExit(err error, target *exitError) bool {
+	e, ok := err.(exitError)
+	if ok {
+		*target = e
+	}
+	return ok
+}

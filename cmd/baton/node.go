@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"text/tabwriter"
+
+	"github.com/baton-run/baton/shared/auth"
+)
+
+func cmdNodeAdd(args []string) error {
+	fs := newFlagSet("node add")
+	var cf clientFlags
+	cf.register(fs)
+	out := fs.String("out", "", "file to write the node's credential to (mode 0600)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *out == "" {
+		return usageError("usage: baton node add NAME --out FILE")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	secret, err := c.EnrollNode(context.Background(), pos[0])
+	if err != nil {
+		return err
+	}
+	cred := auth.Credential{Name: pos[0], Secret: secret, Server: agentURL(c.BaseURL())}
+	if err := auth.WriteCredential(*out, cred); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "Node %s enrolled; its credential is in %s (keep it secret).\nStart its agent with:\n  baton-agent --credential %s\n", pos[0], *out, *out)
+	return nil
+}
+
+// agentURL is the agents' WebSocket URL of the server at base.
+func agentURL(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	if u.Scheme == "https" {
+		u.Scheme = "wss"
+	} else {
+		u.Scheme = "ws"
+	}
+	u.Path = "/pcp"
+	return u.String()
+}
+
+func cmdNodeList(args []string) error {
+	fs := newFlagSet("node list")
+	var cf clientFlags
+	cf.register(fs)
+	format := fs.String("format", "table", "table or json")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	nodes, err := c.Inventory(context.Background())
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		return printJSON(nodes)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tCONNECTED\tSINCE")
+	for _, n := range nodes {
+		since := "-"
+		if n.Timestamp != nil {
+			since = n.Timestamp.Local().Format("2006-01-02 15:04:05")
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%s\n", n.Name, n.Connected, since)
+	}
+	return tw.Flush()
+}
+
+func cmdNodeShow(args []string) error {
+	fs := newFlagSet("node show")
+	var cf clientFlags
+	cf.register(fs)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("node show needs one node name")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	n, err := c.InventoryNode(context.Background(), pos[0])
+	if err != nil {
+		return err
+	}
+	return printJSON(n)
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/baton-run/baton/shared/local"
+)
+
+func cmdServe(args []string) error {
+	fs := newFlagSet("serve")
+	cfg := local.Config{}
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8143", "address to listen on")
+	fs.StringVar(&cfg.DataDir, "data", defaultDataDir(), "data directory (SQLite database, secrets, admin token); env BATON_DATA")
+	fs.StringVar(&cfg.Modules, "modules", "", "Puppet modules directory served as environment production")
+	fs.StringVar(&cfg.Environments, "environments", "", "directory of <env>/modules directories")
+	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 0, "how long a node waits for its agent to connect (default 30s)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageError("bad --log-level: %v", err)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	cfg.DataDir = abs
+	srv, err := local.Start(cfg)
+	if err != nil {
+		return err
+	}
+	st := localState{URL: srv.URL(), TokenFile: srv.AdminTokenPath()}
+	if err := writeLocalState(st); err != nil {
+		cfg.Logger.Warn("could not record the local server for the CLI", "err", err)
+	}
+	fmt.Fprintf(os.Stderr, "baton serving on %s\n  API:    %s/orchestrator/v1\n  agents: ws://%s/pcp\n  admin token: %s (the baton CLI on this machine finds it)\n",
+		srv.Addr(), srv.URL(), srv.Addr(), srv.AdminTokenPath())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+	fmt.Fprintln(os.Stderr, "baton: shutting down")
+	return srv.Close()
+}
+
+func writeLocalState(st localState) error {
+	path := stateFile()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
+}

@@ -1,0 +1,360 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/baton-run/baton/shared/client"
+)
+
+func cmdTaskRun(args []string) error {
+	fs := newFlagSet("task run")
+	var cf clientFlags
+	cf.register(fs)
+	nodes := fs.String("nodes", "", "comma-separated node names")
+	query := fs.String("query", "", "PQL-subset query selecting nodes, e.g. 'inventory[certname] { facts.os.family = \"Debian\" }'")
+	paramsJSON := fs.String("params", "", "task parameters as a JSON object")
+	concurrency := fs.Int("concurrency", 0, "run on at most N nodes at once")
+	timeout := fs.String("timeout", "", "per-node timeout (e.g. 30s, 5m, or seconds)")
+	noop := fs.Bool("noop", false, "run in no-operation mode (the task must support it)")
+	env := fs.String("environment", "production", "environment to load the task from")
+	desc := fs.String("description", "", "job description")
+	noWait := fs.Bool("no-wait", false, "print the job id and return at once")
+	format := fs.String("format", "table", "output format: table or json")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageError("task run needs a task name")
+	}
+	if *format != "table" && *format != "json" {
+		return usageError("--format must be table or json")
+	}
+	taskName, kvs := pos[0], pos[1:]
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	params := map[string]any{}
+	if *paramsJSON != "" {
+		if len(kvs) > 0 {
+			return usageError("give parameters either as --params JSON or as k=v arguments, not both")
+		}
+		dec := json.NewDecoder(strings.NewReader(*paramsJSON))
+		dec.UseNumber()
+		if err := dec.Decode(&params); err != nil {
+			return usageError("--params must be a JSON object: %v", err)
+		}
+	}
+	if len(kvs) > 0 {
+		task, err := c.Task(ctx, *env, taskName)
+		if err != nil {
+			return err
+		}
+		if params, err = parseKV(kvs, task.Metadata); err != nil {
+			return err
+		}
+	}
+	req := client.TaskRequest{Environment: *env, Task: taskName, Params: params, Noop: *noop, Description: *desc, Concurrency: *concurrency}
+	switch {
+	case *nodes != "" && *query != "":
+		return usageError("give either --nodes or --query")
+	case *nodes != "":
+		for _, n := range strings.Split(*nodes, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				req.Scope.Nodes = append(req.Scope.Nodes, n)
+			}
+		}
+	case *query != "":
+		req.Scope.Query = *query
+	default:
+		return usageError("task run needs --nodes or --query")
+	}
+	if *timeout != "" {
+		if req.Timeout, err = parseSeconds(*timeout); err != nil {
+			return usageError("--timeout: %v", err)
+		}
+	}
+	start := time.Now()
+	ref, err := c.RunTask(ctx, req)
+	if err != nil {
+		return err
+	}
+	if *noWait {
+		if *format == "json" {
+			return printJSON(ref)
+		}
+		fmt.Println(ref.Name)
+		return nil
+	}
+	live := *format == "table"
+	if live {
+		fmt.Fprintf(os.Stderr, "Started job %s: %s on %s\n", ref.Name, taskName, scopeText(req.Scope))
+	}
+	job, nodesOut, err := wait(ctx, c, ref.Name, live)
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		if err := printJSON(boltJSON(job, nodesOut, taskName, time.Since(start))); err != nil {
+			return err
+		}
+	} else {
+		printNodeTable(nodesOut)
+		fmt.Printf("Job %s %s: %s\n", job.Name, job.State, stateSummary(job.NodeStates))
+	}
+	for _, n := range nodesOut {
+		if n.State != "finished" {
+			return exitError{code: 1}
+		}
+	}
+	if job.State != "finished" {
+		return exitError{code: 1}
+	}
+	return nil
+}
+
+func scopeText(s client.Scope) string {
+	if s.Query != "" {
+		return "query " + s.Query
+	}
+	return strings.Join(s.Nodes, ", ")
+}
+
+// wait polls the job's events until it ends, printing each event when live.
+func wait(ctx context.Context, c *client.Client, name string, live bool) (client.Job, []client.Node, error) {
+	next := 1
+	for {
+		evs, n, err := c.Events(ctx, name, next)
+		if err != nil {
+			return client.Job{}, nil, err
+		}
+		next = n
+		done := false
+		for _, e := range evs {
+			if live {
+				fmt.Fprintf(os.Stderr, "  %s  %-14s %s\n", e.Timestamp.Local().Format("15:04:05"), e.Type, e.Message)
+			}
+			if e.Type == "job_finished" || e.Type == "job_aborted" {
+				done = true
+			}
+		}
+		if done {
+			job, err := c.Job(ctx, name)
+			if err != nil {
+				return job, nil, err
+			}
+			nodes, err := c.JobNodes(ctx, name)
+			return job, nodes, err
+		}
+		select {
+		case <-ctx.Done():
+			return client.Job{}, nil, fmt.Errorf("stopped waiting for job %s (it goes on; see `baton job show %s`): %w", name, name, ctx.Err())
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func printNodeTable(nodes []client.Node) {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSTATE\tDURATION\tRESULT")
+	for _, n := range nodes {
+		dur := "-"
+		if n.Duration != nil {
+			dur = fmt.Sprintf("%.1fs", *n.Duration)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, n.State, dur, resultText(n.Result))
+	}
+	tw.Flush()
+}
+
+// resultText renders a node result in one line: _output as text, an _error's msg, else JSON.
+func resultText(raw json.RawMessage) string {
+	var m map[string]any
+	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil || m == nil {
+		return strings.TrimSpace(string(raw))
+	}
+	if e, ok := m["_error"].(map[string]any); ok {
+		return fmt.Sprintf("error: %v", e["msg"])
+	}
+	if out, ok := m["_output"].(string); ok && len(m) == 1 {
+		return oneLine(out)
+	}
+	b, _ := json.Marshal(m)
+	return oneLine(string(b))
+}
+
+func oneLine(s string) string {
+	s = strings.TrimSpace(strings.ReplaceAll(s, "\n", " ⏎ "))
+	if len(s) > 200 {
+		s = s[:197] + "..."
+	}
+	return s
+}
+
+func stateSummary(states map[string]int) string {
+	keys := make([]string, 0, len(states))
+	for k := range states {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d %s", states[k], k))
+	}
+	if len(parts) == 0 {
+		return "no nodes"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// boltJSON renders results like `bolt task run --format json`.
+func boltJSON(job client.Job, nodes []client.Node, task string, elapsed time.Duration) map[string]any {
+	items := make([]map[string]any, 0, len(nodes))
+	for _, n := range nodes {
+		status := "failure"
+		if n.State == "finished" {
+			status = "success"
+		}
+		var value any = map[string]any{}
+		if len(n.Result) > 0 && string(n.Result) != "null" {
+			value = n.Result
+		}
+		items = append(items, map[string]any{"target": n.Name, "action": "task", "object": task, "status": status, "state": n.State, "value": value})
+	}
+	return map[string]any{"job": job.Name, "state": job.State, "items": items, "target_count": len(nodes), "elapsed_time": int(elapsed.Seconds())}
+}
+
+func parseSeconds(s string) (int, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 1 {
+			return 0, fmt.Errorf("must be at least 1 second")
+		}
+		return n, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("want a duration like 30s or 5m, or seconds: %v", err)
+	}
+	if d < time.Second || d%time.Second != 0 {
+		return 0, fmt.Errorf("must be a whole number of seconds, at least 1")
+	}
+	return int(d / time.Second), nil
+}
+
+// parseKV turns k=v arguments into parameters. A value is taken as JSON (number, boolean,
+// array, object, null) when it parses as JSON and the parameter's declared type is not a
+// string type; otherwise it is a string.
+func parseKV(kvs []string, metadata json.RawMessage) (map[string]any, error) {
+	var meta struct {
+		Parameters map[string]struct {
+			Type string `json:"type"`
+		} `json:"parameters"`
+	}
+	_ = json.Unmarshal(metadata, &meta)
+	params := map[string]any{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usageError("parameter %q: want key=value", kv)
+		}
+		if stringType(meta.Parameters[k].Type) {
+			params[k] = v
+			continue
+		}
+		dec := json.NewDecoder(strings.NewReader(v))
+		dec.UseNumber()
+		var j any
+		if err := dec.Decode(&j); err == nil && !dec.More() {
+			params[k] = j
+		} else {
+			params[k] = v
+		}
+	}
+	return params, nil
+}
+
+func stringType(t string) bool {
+	for {
+		inner, ok := strings.CutPrefix(t, "Optional[")
+		if !ok {
+			inner, ok = strings.CutPrefix(t, "Sensitive[")
+		}
+		if !ok {
+			break
+		}
+		t = inner
+	}
+	for _, p := range []string{"String", "Enum", "Pattern"} {
+		if strings.HasPrefix(t, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func cmdTaskList(args []string) error {
+	fs := newFlagSet("task list")
+	var cf clientFlags
+	cf.register(fs)
+	env := fs.String("environment", "production", "environment")
+	format := fs.String("format", "table", "table or json")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	list, err := c.Tasks(context.Background(), *env)
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		return printJSON(list)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TASK\tDESCRIPTION")
+	for _, t := range list {
+		d := t.Description
+		if t.Private {
+			d += " (private)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", t.Name, d)
+	}
+	return tw.Flush()
+}
+
+func cmdTaskShow(args []string) error {
+	fs := newFlagSet("task show")
+	var cf clientFlags
+	cf.register(fs)
+	env := fs.String("environment", "production", "environment")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("task show needs one task name")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	t, err := c.Task(context.Background(), *env, pos[0])
+	if err != nil {
+		return err
+	}
+	return printJSON(t)
+}

@@ -1,0 +1,68 @@
+package auth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Credential is what `baton node add` writes for an agent: who it is, its secret, and where
+// to connect.
+type Credential struct {
+	Name   string `json:"name"`
+	Secret string `json:"secret"`
+	Server string `json:"server,omitempty"` // ws:// or wss:// URL of the /pcp endpoint
+}
+
+// WriteCredential writes c to path with mode 0600, replacing any file there atomically.
+func WriteCredential(path string, c Credential) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode credential: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".credential-*")
+	if err != nil {
+		return fmt.Errorf("write credential: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write credential: %w", err)
+	}
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write credential: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write credential: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write credential: %w", err)
+	}
+	return nil
+}
+
+// ReadCredential reads a credential file; it refuses files others can read.
+func ReadCredential(path string) (Credential, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return Credential{}, fmt.Errorf("read credential: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return Credential{}, fmt.Errorf("credential file %s has mode %v: it must not be readable by others (chmod 600)", path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Credential{}, fmt.Errorf("read credential: %w", err)
+	}
+	var c Credential
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Credential{}, fmt.Errorf("credential file %s: %w", path, err)
+	}
+	if c.Name == "" || c.Secret == "" {
+		return Credential{}, errors.New("credential file " + path + " needs name and secret")
+	}
+	return c, nil
+}

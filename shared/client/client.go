@@ -1,0 +1,307 @@
+// Package client is a Go client of Baton's HTTP API (the PE orchestrator v1 endpoints plus
+// Baton's node enrolment). The CLI and the end-to-end tests use it; it knows nothing of the
+// server's internals, only the JSON on the wire.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client talks to one server with one token.
+type Client struct {
+	base  string // e.g. http://127.0.0.1:8143
+	token string
+	http  *http.Client
+}
+
+// New returns a client for the server at base (scheme://host:port).
+func New(base, token string) *Client {
+	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// APIError is an error answer: PE's {kind, msg, details} with the status code.
+type APIError struct {
+	Status  int            `json:"-"`
+	Kind    string         `json:"kind"`
+	Msg     string         `json:"msg"`
+	Details map[string]any `json:"details"`
+}
+
+func (e *APIError) Error() string { return fmt.Sprintf("%s (%d %s)", e.Msg, e.Status, e.Kind) }
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.Header.Set("X-Authentication", c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read response: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		ae := &APIError{Status: resp.StatusCode}
+		if json.Unmarshal(b, ae) != nil || ae.Kind == "" {
+			ae.Kind, ae.Msg = "unknown", strings.TrimSpace(string(b))
+		}
+		return ae
+	}
+	if out == nil {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}
+
+// Scope selects nodes.
+type Scope struct {
+	Nodes     []string `json:"nodes,omitempty"`
+	Query     string   `json:"query,omitempty"`
+	NodeGroup string   `json:"node_group,omitempty"`
+}
+
+// TaskRequest is the body of POST /command/task.
+type TaskRequest struct {
+	Environment string         `json:"environment,omitempty"`
+	Task        string         `json:"task"`
+	Params      map[string]any `json:"params"`
+	Scope       Scope          `json:"scope"`
+	Description string         `json:"description,omitempty"`
+	Noop        bool           `json:"noop,omitempty"`
+	Concurrency int            `json:"concurrency,omitempty"`
+	Timeout     int            `json:"timeout,omitempty"`
+}
+
+// JobRef names a job.
+type JobRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// RunTask starts a task job.
+func (c *Client) RunTask(ctx context.Context, r TaskRequest) (JobRef, error) {
+	if r.Params == nil {
+		r.Params = map[string]any{}
+	}
+	var out struct {
+		Job JobRef `json:"job"`
+	}
+	err := c.do(ctx, http.MethodPost, "/orchestrator/v1/command/task", r, &out)
+	return out.Job, err
+}
+
+// StatusEntry is one visited job state.
+type StatusEntry struct {
+	State     string     `json:"state"`
+	EnterTime time.Time  `json:"enter_time"`
+	ExitTime  *time.Time `json:"exit_time"`
+}
+
+// Job is a job record.
+type Job struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	State       string            `json:"state"`
+	Command     string            `json:"command"`
+	Type        string            `json:"type"`
+	Options     map[string]any    `json:"options"`
+	Owner       map[string]any    `json:"owner"`
+	Description string            `json:"description"`
+	Environment map[string]string `json:"environment"`
+	Timestamp   time.Time         `json:"timestamp"`
+	Created     time.Time         `json:"created_timestamp"`
+	NodeCount   int               `json:"node_count"`
+	NodeStates  map[string]int    `json:"node_states"`
+	Status      []StatusEntry     `json:"status"`
+}
+
+// Done reports whether the job is in a terminal state.
+func (j Job) Done() bool { return j.State == "finished" || j.State == "stopped" || j.State == "failed" }
+
+// Job returns a job.
+func (c *Client) Job(ctx context.Context, name string) (Job, error) {
+	var j Job
+	err := c.do(ctx, http.MethodGet, "/orchestrator/v1/jobs/"+url.PathEscape(name), nil, &j)
+	return j, err
+}
+
+// JobList is a page of jobs.
+type JobList struct {
+	Items      []Job          `json:"items"`
+	Pagination map[string]int `json:"pagination"`
+}
+
+// Jobs lists jobs; query holds PE's list parameters (limit, offset, order_by, order, type).
+func (c *Client) Jobs(ctx context.Context, query url.Values) (JobList, error) {
+	var l JobList
+	path := "/orchestrator/v1/jobs"
+	if len(query) > 0 {
+		path += "?" + query.Encode()
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &l)
+	return l, err
+}
+
+// Node is one node's record in a job.
+type Node struct {
+	Name            string          `json:"name"`
+	State           string          `json:"state"`
+	StartTimestamp  *time.Time      `json:"start_timestamp"`
+	FinishTimestamp *time.Time      `json:"finish_timestamp"`
+	Duration        *float64        `json:"duration"`
+	LatestEventID   *int64          `json:"latest-event-id"`
+	Details         map[string]any  `json:"details"`
+	Result          json.RawMessage `json:"result"`
+}
+
+// JobNodes returns a job's nodes.
+func (c *Client) JobNodes(ctx context.Context, name string) ([]Node, error) {
+	var out struct {
+		Items []Node `json:"items"`
+	}
+	err := c.do(ctx, http.MethodGet, "/orchestrator/v1/jobs/"+url.PathEscape(name)+"/nodes", nil, &out)
+	return out.Items, err
+}
+
+// Event is a job event.
+type Event struct {
+	ID        string         `json:"id"`
+	Type      string         `json:"type"`
+	Timestamp time.Time      `json:"timestamp"`
+	Details   map[string]any `json:"details"`
+	Message   string         `json:"message"`
+}
+
+// Events returns a job's events from id start on, and the id to continue from.
+func (c *Client) Events(ctx context.Context, name string, start int) ([]Event, int, error) {
+	var out struct {
+		Next  map[string]string `json:"next-events"`
+		Items []Event           `json:"items"`
+	}
+	err := c.do(ctx, http.MethodGet, fmt.Sprintf("/orchestrator/v1/jobs/%s/events?start=%d", url.PathEscape(name), start), nil, &out)
+	if err != nil {
+		return nil, start, err
+	}
+	next, err := strconv.Atoi(out.Next["event"])
+	if err != nil {
+		return nil, start, fmt.Errorf("events: bad next-events %q", out.Next["event"])
+	}
+	return out.Items, next, nil
+}
+
+// TaskSummary is one entry of the task list.
+type TaskSummary struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Private     bool   `json:"private"`
+}
+
+// Tasks lists an environment's tasks ("" = production).
+func (c *Client) Tasks(ctx context.Context, env string) ([]TaskSummary, error) {
+	var out struct {
+		Items []TaskSummary `json:"items"`
+	}
+	err := c.do(ctx, http.MethodGet, "/orchestrator/v1/tasks"+envQuery(env), nil, &out)
+	return out.Items, err
+}
+
+// TaskFile is one file of a task.
+type TaskFile struct {
+	Filename  string         `json:"filename"`
+	URI       map[string]any `json:"uri"`
+	SHA256    string         `json:"sha256"`
+	SizeBytes int64          `json:"size_bytes"`
+}
+
+// Task is a task's metadata and files.
+type Task struct {
+	ID       string          `json:"id"`
+	Name     string          `json:"name"`
+	Metadata json.RawMessage `json:"metadata"`
+	Files    []TaskFile      `json:"files"`
+}
+
+// Task returns one task (name module::task or module).
+func (c *Client) Task(ctx context.Context, env, name string) (Task, error) {
+	mod, task, found := strings.Cut(name, "::")
+	if !found {
+		task = "init"
+	}
+	var t Task
+	err := c.do(ctx, http.MethodGet, "/orchestrator/v1/tasks/"+url.PathEscape(mod)+"/"+url.PathEscape(task)+envQuery(env), nil, &t)
+	return t, err
+}
+
+func envQuery(env string) string {
+	if env == "" {
+		return ""
+	}
+	return "?environment=" + url.QueryEscape(env)
+}
+
+// InventoryNode is a node's connection record.
+type InventoryNode struct {
+	Name      string          `json:"name"`
+	Connected bool            `json:"connected"`
+	Broker    string          `json:"broker"`
+	Timestamp *time.Time      `json:"timestamp"`
+	Facts     json.RawMessage `json:"facts"`
+}
+
+// Inventory lists every node.
+func (c *Client) Inventory(ctx context.Context) ([]InventoryNode, error) {
+	var out struct {
+		Items []InventoryNode `json:"items"`
+	}
+	err := c.do(ctx, http.MethodGet, "/orchestrator/v1/inventory", nil, &out)
+	return out.Items, err
+}
+
+// InventoryNode returns one node with its facts.
+func (c *Client) InventoryNode(ctx context.Context, name string) (InventoryNode, error) {
+	var n InventoryNode
+	err := c.do(ctx, http.MethodGet, "/orchestrator/v1/inventory/"+url.PathEscape(name), nil, &n)
+	return n, err
+}
+
+// EnrollNode creates a node and returns its secret.
+func (c *Client) EnrollNode(ctx context.Context, name string) (string, error) {
+	var out struct {
+		Secret string `json:"secret"`
+	}
+	err := c.do(ctx, http.MethodPost, "/baton/v1/nodes", map[string]string{"name": name}, &out)
+	return out.Secret, err
+}
+
+// BaseURL is the server URL the client talks to.
+func (c *Client) BaseURL() string { return c.base }

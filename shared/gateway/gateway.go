@@ -1,0 +1,202 @@
+// Package gateway is the agents' WebSocket endpoint of `baton serve` (path /pcp): it plays the
+// PCP broker in-process. It authenticates each agent when it connects, binds the connection to
+// that node (an agent can only ever speak for itself), hands decoded messages to the control
+// plane, and delivers the control plane's messages to connected agents. On AWS, API Gateway's
+// WebSocket API and the ws* functions play this part instead.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/baton-run/baton/shared/orchestrator"
+	"github.com/baton-run/baton/shared/protocol"
+)
+
+// Inbox is what the gateway needs from the control plane.
+type Inbox interface {
+	HandleAgentMessage(ctx context.Context, node string, e protocol.Envelope) error
+	NodeConnected(ctx context.Context, node, conn string) error
+	NodeDisconnected(ctx context.Context, node, conn string) error
+}
+
+// NodeAuthenticator checks a node's credential.
+type NodeAuthenticator interface {
+	AuthenticateNode(ctx context.Context, name, secret string) error
+}
+
+// Headers an agent authenticates with.
+const (
+	HeaderNode          = "X-Baton-Node"
+	HeaderAuthorization = "Authorization"
+)
+
+// MaxMessageBytes caps one incoming frame (PCP's max-message-size).
+const MaxMessageBytes = 64 << 20
+
+// Gateway holds the live agent connections.
+type Gateway struct {
+	log          *slog.Logger
+	writeTimeout time.Duration
+
+	mu    sync.Mutex
+	conns map[string]*conn // node name → current connection
+	all   map[*conn]struct{}
+}
+
+type conn struct {
+	id   string
+	node string
+	ws   *websocket.Conn
+}
+
+// New returns an empty Gateway.
+func New(logger *slog.Logger) *Gateway {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Gateway{log: logger.With("component", "gateway"), writeTimeout: 10 * time.Second,
+		conns: map[string]*conn{}, all: map[*conn]struct{}{}}
+}
+
+// Send delivers e to node's current connection, or fails with orchestrator.ErrNotConnected.
+func (g *Gateway) Send(ctx context.Context, node string, e protocol.Envelope) error {
+	g.mu.Lock()
+	c := g.conns[node]
+	g.mu.Unlock()
+	if c == nil {
+		return fmt.Errorf("send to %s: %w", node, orchestrator.ErrNotConnected)
+	}
+	return g.write(ctx, c, e)
+}
+
+func (g *Gateway) write(ctx context.Context, c *conn, e protocol.Envelope) error {
+	b, err := protocol.Encode(e)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.writeTimeout)
+	defer cancel()
+	if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
+		return fmt.Errorf("send to %s: %w: %v", c.node, orchestrator.ErrNotConnected, err)
+	}
+	return nil
+}
+
+// Connected reports whether node has a live connection here.
+func (g *Gateway) Connected(node string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.conns[node] != nil
+}
+
+// Close closes every connection.
+func (g *Gateway) Close() {
+	g.mu.Lock()
+	all := make([]*conn, 0, len(g.all))
+	for c := range g.all {
+		all = append(all, c)
+	}
+	g.mu.Unlock()
+	for _, c := range all {
+		c.ws.Close(websocket.StatusGoingAway, "server shutting down")
+	}
+}
+
+// Handler returns the http.Handler for the /pcp endpoint.
+func (g *Gateway) Handler(auth NodeAuthenticator, inbox Inbox) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		node := r.Header.Get(HeaderNode)
+		secret, _ := strings.CutPrefix(r.Header.Get(HeaderAuthorization), "Bearer ")
+		if err := auth.AuthenticateNode(r.Context(), node, secret); err != nil {
+			g.log.Warn("agent refused", "node", node, "remote", r.RemoteAddr, "err", err)
+			http.Error(w, `{"kind":"puppetlabs.orchestrator/not-authenticated","msg":"node credential refused","details":{}}`, http.StatusUnauthorized)
+			return
+		}
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			g.log.Warn("websocket upgrade", "node", node, "err", err)
+			return
+		}
+		ws.SetReadLimit(MaxMessageBytes)
+		c := &conn{id: protocol.NewID(), node: node, ws: ws}
+		g.serve(context.WithoutCancel(r.Context()), c, inbox)
+	})
+}
+
+func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g.mu.Lock()
+	old := g.conns[c.node]
+	g.conns[c.node] = c
+	g.all[c] = struct{}{}
+	g.mu.Unlock()
+	if old != nil {
+		old.ws.Close(websocket.StatusCode(4000), "superseded by a new connection")
+	}
+	log := g.log.With("node", c.node, "conn", c.id)
+	log.Info("agent connected")
+	go func() {
+		if err := inbox.NodeConnected(ctx, c.node, c.id); err != nil {
+			log.Error("node connected", "err", err)
+		}
+	}()
+	defer func() {
+		g.mu.Lock()
+		delete(g.all, c)
+		current := g.conns[c.node] == c
+		if current {
+			delete(g.conns, c.node)
+		}
+		g.mu.Unlock()
+		c.ws.CloseNow()
+		if err := inbox.NodeDisconnected(context.WithoutCancel(ctx), c.node, c.id); err != nil {
+			log.Error("node disconnected", "err", err)
+		}
+		log.Info("agent disconnected")
+	}()
+	for {
+		typ, b, err := c.ws.Read(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) == -1 && !errors.Is(err, context.Canceled) {
+				log.Debug("read", "err", err)
+			}
+			return
+		}
+		if typ != websocket.MessageText {
+			g.reply(ctx, c, protocol.NewErrorMessage("", "Could not decode message: binary frames are not supported"))
+			continue
+		}
+		e, err := protocol.Decode(b)
+		if err != nil {
+			g.reply(ctx, c, protocol.NewErrorMessage(e.ID, err.Error()))
+			continue
+		}
+		if err := inbox.HandleAgentMessage(ctx, c.node, e); err != nil {
+			desc := err.Error()
+			if !errors.Is(err, protocol.ErrInvalid) && !errors.Is(err, orchestrator.ErrForbidden) && !errors.Is(err, orchestrator.ErrUnexpected) {
+				log.Error("handle message", "type", e.MessageType, "id", e.ID, "err", err)
+				desc = "internal error handling message " + e.ID
+			} else {
+				log.Warn("message refused", "type", e.MessageType, "id", e.ID, "err", err)
+			}
+			g.reply(ctx, c, protocol.NewErrorMessage(e.ID, desc))
+		}
+	}
+}
+
+func (g *Gateway) reply(ctx context.Context, c *conn, e protocol.Envelope) {
+	e.Target = protocol.AgentURI(c.node)
+	if err := g.write(ctx, c, e); err != nil {
+		g.log.Debug("reply", "node", c.node, "err", err)
+	}
+}

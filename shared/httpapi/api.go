@@ -1,0 +1,232 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/baton-run/baton/shared/auth"
+	"github.com/baton-run/baton/shared/catalog"
+	"github.com/baton-run/baton/shared/inventory"
+	"github.com/baton-run/baton/shared/jobs"
+	"github.com/baton-run/baton/shared/orchestrator"
+	"github.com/baton-run/baton/shared/protocol"
+	"github.com/baton-run/baton/shared/store"
+)
+
+// Orchestrator is what the API needs from the control plane.
+type Orchestrator interface {
+	SubmitTask(ctx context.Context, req orchestrator.TaskRequest, owner jobs.Owner) (jobs.Job, error)
+	Job(ctx context.Context, id int64) (jobs.Job, error)
+	Jobs(ctx context.Context, q store.JobQuery) ([]jobs.Job, int, error)
+	JobNodes(ctx context.Context, id int64) ([]jobs.Node, error)
+	Events(ctx context.Context, id, start int64, limit int) ([]jobs.Event, error)
+	Nodes(ctx context.Context) ([]inventory.Node, error)
+	Node(ctx context.Context, name string) (inventory.Node, error)
+}
+
+// Catalog lists and loads tasks.
+type Catalog interface {
+	Environments() []string
+	List(ctx context.Context, env string) ([]catalog.Summary, error)
+	Task(ctx context.Context, env, name string) (catalog.Task, error)
+}
+
+// FileURLs signs task file URLs.
+type FileURLs interface {
+	FileURI(ctx context.Context, env, module, filename string) (protocol.FileURI, error)
+}
+
+// Authenticator checks API tokens and enrols nodes.
+type Authenticator interface {
+	AuthenticateToken(ctx context.Context, token string) (auth.Principal, error)
+	EnrollNode(ctx context.Context, name string) (string, error)
+}
+
+// MaxBodyBytes caps request bodies.
+const MaxBodyBytes = 1 << 20
+
+// Version is reported by the root endpoint.
+var Version = "0.1.0"
+
+// API is the HTTP API.
+type API struct {
+	orch  Orchestrator
+	cat   Catalog
+	urls  FileURLs
+	auth  Authenticator
+	log   *slog.Logger
+	mux   *http.ServeMux
+	clock func() time.Time
+}
+
+// New returns the API handler.
+func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, logger *slog.Logger) *API {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	a := &API{orch: orch, cat: cat, urls: urls, auth: authn, log: logger.With("component", "httpapi"), mux: http.NewServeMux(), clock: time.Now}
+	const v1 = "/orchestrator/v1"
+	a.handle("GET "+v1, a.root)
+	a.handle("GET "+v1+"/{$}", a.root)
+	a.handle("POST "+v1+"/command/task", a.commandTask)
+	a.handle("GET "+v1+"/jobs", a.listJobs)
+	a.handle("GET "+v1+"/jobs/{id}", a.getJob)
+	a.handle("GET "+v1+"/jobs/{id}/nodes", a.jobNodes)
+	a.handle("GET "+v1+"/jobs/{id}/report", a.jobReport)
+	a.handle("GET "+v1+"/jobs/{id}/events", a.jobEvents)
+	a.handle("GET "+v1+"/tasks", a.listTasks)
+	a.handle("GET "+v1+"/tasks/{module}/{task}", a.getTask)
+	a.handle("GET "+v1+"/inventory", a.listInventory)
+	a.handle("GET "+v1+"/inventory/{node}", a.getInventory)
+	a.handle("POST "+v1+"/inventory", a.queryInventory)
+	a.handle("POST /baton/v1/nodes", a.enrollNode)
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{Kind: "puppetlabs.orchestrator/not-found", Msg: "No such endpoint: " + r.Method + " " + r.URL.Path, Details: map[string]any{}})
+	})
+	return a
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+type handlerFunc func(r *http.Request, p principal) (any, int, error)
+
+type principal = auth.Principal
+
+type errorBody struct {
+	Kind    string         `json:"kind"`
+	Msg     string         `json:"msg"`
+	Details map[string]any `json:"details"`
+}
+
+// apiError is an error made by the API layer itself (bad request shape, auth).
+type apiError struct {
+	status int
+	body   errorBody
+}
+
+func (e *apiError) Error() string { return e.body.Msg }
+
+func validation(format string, args ...any) error {
+	return &apiError{status: http.StatusBadRequest, body: errorBody{Kind: orchestrator.KindValidation, Msg: fmt.Sprintf(format, args...), Details: map[string]any{}}}
+}
+
+var kindStatus = map[string]int{
+	orchestrator.KindValidation:         http.StatusBadRequest,
+	orchestrator.KindUnknownEnvironment: http.StatusNotFound,
+	orchestrator.KindUnknownJob:         http.StatusNotFound,
+	orchestrator.KindUnknownTask:        http.StatusNotFound,
+	orchestrator.KindUnknownNode:        http.StatusNotFound,
+	orchestrator.KindEmptyTarget:        http.StatusBadRequest,
+	orchestrator.KindQueryError:         http.StatusBadRequest,
+	orchestrator.KindNotPermitted:       http.StatusForbidden,
+	orchestrator.KindConflict:           http.StatusConflict,
+}
+
+// handle registers h behind authentication and the error mapping.
+func (a *API) handle(pattern string, h handlerFunc) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		token := r.Header.Get("X-Authentication")
+		if token == "" {
+			token = r.URL.Query().Get("token")
+		}
+		p, err := a.auth.AuthenticateToken(r.Context(), token)
+		if err != nil {
+			if errors.Is(err, auth.ErrUnauthenticated) {
+				err = &apiError{status: http.StatusUnauthorized, body: errorBody{Kind: "puppetlabs.rbac/user-unauthenticated",
+					Msg: "Authentication is required: send a valid token in the X-Authentication header", Details: map[string]any{}}}
+			}
+			a.writeError(w, r, err)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		v, status, err := h(r, p)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, status, v)
+	})
+}
+
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		writeJSON(w, ae.status, ae.body)
+		return
+	}
+	if oe, ok := orchestrator.AsError(err); ok {
+		status, known := kindStatus[oe.Kind]
+		if !known {
+			status = http.StatusBadRequest
+		}
+		details := oe.Details
+		if details == nil {
+			details = map[string]any{}
+		}
+		writeJSON(w, status, errorBody{Kind: oe.Kind, Msg: oe.Msg, Details: details})
+		return
+	}
+	id := protocol.NewID()
+	a.log.Error("request failed", "request_id", id, "method", r.Method, "path", r.URL.Path, "err", err)
+	writeJSON(w, http.StatusInternalServerError, errorBody{Kind: "puppetlabs.orchestrator/unknown-error",
+		Msg: "Internal error; see the server log for request " + id, Details: map[string]any{"request_id": id}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		buf.WriteString(`{"kind":"puppetlabs.orchestrator/unknown-error","msg":"could not encode response","details":{}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// decode strictly decodes a JSON body into v.
+func decode(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return validation("Content-Type must be application/json")
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &apiError{status: http.StatusRequestEntityTooLarge, body: errorBody{Kind: orchestrator.KindValidation,
+				Msg: fmt.Sprintf("Request body is larger than %d bytes", mbe.Limit), Details: map[string]any{"limit": mbe.Limit}}}
+		}
+		if errors.Is(err, io.EOF) {
+			return validation("Request body is empty: a JSON object is required")
+		}
+		return validation("Invalid JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return validation("Invalid JSON body: trailing data after the object")
+	}
+	return nil
+}
+
+// baseURL is the absolute URL of this API as the caller reached it.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+		scheme = p
+	}
+	return scheme + "://" + r.Host + "/orchestrator/v1"
+}

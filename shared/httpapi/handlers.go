@@ -1,0 +1,359 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/baton-run/baton/shared/auth"
+	"github.com/baton-run/baton/shared/catalog"
+	"github.com/baton-run/baton/shared/jobs"
+	"github.com/baton-run/baton/shared/orchestrator"
+	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/tasks"
+)
+
+func (a *API) root(r *http.Request, _ principal) (any, int, error) {
+	base := baseURL(r)
+	link := func(name, path string) map[string]string { return map[string]string{"name": name, "id": base + path} }
+	return map[string]any{
+		"info": map[string]any{"title": "Baton orchestrator API", "description": "PE orchestrator v1 compatible API served by Baton",
+			"warning": "Baton implements a subset of the PE orchestrator API; see the README", "version": Version, "license": "Apache-2.0"},
+		"status":      map[string]string{"name": "status", "id": base + "/status"},
+		"collections": []map[string]string{link("environments", "/environments"), link("jobs", "/jobs"), link("inventory", "/inventory"), link("tasks", "/tasks")},
+		"commands":    []map[string]string{link("task", "/command/task")},
+	}, http.StatusOK, nil
+}
+
+type scopeBody struct {
+	Nodes     []string `json:"nodes,omitempty"`
+	Query     string   `json:"query,omitempty"`
+	NodeGroup string   `json:"node_group,omitempty"`
+}
+
+type taskCommand struct {
+	Environment string         `json:"environment"`
+	Task        string         `json:"task"`
+	Params      map[string]any `json:"params"`
+	Scope       *scopeBody     `json:"scope"`
+	Description string         `json:"description"`
+	Noop        bool           `json:"noop"`
+	Concurrency *int           `json:"concurrency"`
+	Timeout     *int           `json:"timeout"`
+}
+
+func (a *API) commandTask(r *http.Request, p principal) (any, int, error) {
+	var c taskCommand
+	if err := decode(r, &c); err != nil {
+		return nil, 0, err
+	}
+	if c.Scope == nil {
+		return nil, 0, validation("scope is required")
+	}
+	if c.Concurrency != nil && *c.Concurrency < 1 {
+		return nil, 0, validation("concurrency must be an integer >= 1")
+	}
+	if c.Timeout != nil && *c.Timeout < 1 {
+		return nil, 0, validation("timeout must be an integer number of seconds >= 1")
+	}
+	req := orchestrator.TaskRequest{Environment: c.Environment, Task: c.Task, Params: c.Params, Description: c.Description, Noop: c.Noop,
+		Scope: orchestrator.Scope{Nodes: c.Scope.Nodes, Query: c.Scope.Query, NodeGroup: c.Scope.NodeGroup}}
+	if c.Scope.Nodes == nil && c.Scope.Query == "" && c.Scope.NodeGroup == "" {
+		req.Scope.Nodes = []string{} // {} and {"nodes":[]} both mean: no nodes
+	}
+	if c.Concurrency != nil {
+		req.Concurrency = *c.Concurrency
+	}
+	if c.Timeout != nil {
+		req.Timeout = *c.Timeout
+	}
+	job, err := a.orch.SubmitTask(r.Context(), req, jobs.Owner{ID: p.Login, Login: p.Login})
+	if err != nil {
+		return nil, 0, err
+	}
+	return map[string]any{"job": map[string]string{"id": baseURL(r) + "/jobs/" + job.Name(), "name": job.Name()}}, http.StatusAccepted, nil
+}
+
+func jobID(r *http.Request) (int64, error) {
+	s := r.PathValue("id")
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id < 1 {
+		return 0, &apiError{status: http.StatusBadRequest, body: errorBody{Kind: orchestrator.KindValidation,
+			Msg: fmt.Sprintf("Job id must be a positive integer, got %q", s), Details: map[string]any{"job": s}}}
+	}
+	return id, nil
+}
+
+func intParam(r *http.Request, name string, def, min int) (int, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < min {
+		return 0, validation("Query parameter %s must be an integer >= %d, got %q", name, min, s)
+	}
+	return v, nil
+}
+
+func (a *API) listJobs(r *http.Request, _ principal) (any, int, error) {
+	q := store.JobQuery{}
+	var err error
+	if q.Limit, err = intParam(r, "limit", 0, 0); err != nil {
+		return nil, 0, err
+	}
+	if q.Offset, err = intParam(r, "offset", 0, 0); err != nil {
+		return nil, 0, err
+	}
+	q.OrderBy = r.URL.Query().Get("order_by")
+	if q.OrderBy != "" && !slices.Contains([]string{"owner", "timestamp", "environment", "name", "state"}, q.OrderBy) {
+		return nil, 0, validation("order_by must be one of owner, timestamp, environment, name, state")
+	}
+	switch order := r.URL.Query().Get("order"); order {
+	case "", "asc":
+	case "desc":
+		q.Desc = true
+	default:
+		return nil, 0, validation("order must be asc or desc")
+	}
+	switch t := r.URL.Query().Get("type"); t {
+	case "":
+	case "task", "deploy":
+		q.Type = jobs.Type(t)
+	default:
+		return nil, 0, validation("type must be task or deploy")
+	}
+	list, total, err := a.orch.Jobs(r.Context(), q)
+	if err != nil {
+		return nil, 0, err
+	}
+	items := make([]jobView, 0, len(list))
+	for _, j := range list {
+		nodes, err := a.orch.JobNodes(r.Context(), j.ID)
+		if err != nil {
+			return nil, 0, err
+		}
+		items = append(items, newJobView(baseURL(r), j, nodes))
+	}
+	return map[string]any{"items": items, "pagination": map[string]int{"limit": q.Limit, "offset": q.Offset, "total": total}}, http.StatusOK, nil
+}
+
+func (a *API) getJob(r *http.Request, _ principal) (any, int, error) {
+	id, err := jobID(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	j, err := a.orch.Job(r.Context(), id)
+	if err != nil {
+		return nil, 0, err
+	}
+	nodes, err := a.orch.JobNodes(r.Context(), id)
+	if err != nil {
+		return nil, 0, err
+	}
+	return newJobView(baseURL(r), j, nodes), http.StatusOK, nil
+}
+
+func (a *API) jobNodes(r *http.Request, _ principal) (any, int, error) {
+	id, err := jobID(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	nodes, err := a.orch.JobNodes(r.Context(), id)
+	if err != nil {
+		return nil, 0, err
+	}
+	state := r.URL.Query().Get("state")
+	if state != "" && !slices.Contains(jobs.AllNodeStates, jobs.NodeState(state)) {
+		return nil, 0, validation("unknown node state %q", state)
+	}
+	evs, err := a.orch.Events(r.Context(), id, 0, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	items := []nodeView{}
+	for _, n := range nodes {
+		if state == "" || string(n.State) == state {
+			items = append(items, newNodeView(n, a.clock()))
+		}
+	}
+	return map[string]any{"next-events": nextEvents(baseURL(r), id, evs, 1), "items": items}, http.StatusOK, nil
+}
+
+func (a *API) jobReport(r *http.Request, _ principal) (any, int, error) {
+	id, err := jobID(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	nodes, err := a.orch.JobNodes(r.Context(), id)
+	if err != nil {
+		return nil, 0, err
+	}
+	items := make([]map[string]any, 0, len(nodes))
+	for _, n := range nodes {
+		items = append(items, map[string]any{"node": n.Name, "state": n.State, "timestamp": nodeTimestamp(n), "events": []any{}})
+	}
+	return map[string]any{"items": items}, http.StatusOK, nil
+}
+
+func (a *API) jobEvents(r *http.Request, _ principal) (any, int, error) {
+	id, err := jobID(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	start, err := intParam(r, "start", 1, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	evs, err := a.orch.Events(r.Context(), id, int64(start), 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	items := make([]eventView, 0, len(evs))
+	for _, e := range evs {
+		items = append(items, newEventView(e))
+	}
+	return map[string]any{"next-events": nextEvents(baseURL(r), id, evs, int64(start)), "items": items}, http.StatusOK, nil
+}
+
+func (a *API) environment(r *http.Request) (string, error) {
+	env := r.URL.Query().Get("environment")
+	if env == "" {
+		env = "production"
+	}
+	if !slices.Contains(a.cat.Environments(), env) {
+		return "", &orchestrator.Error{Kind: orchestrator.KindUnknownEnvironment, Msg: "Unknown environment " + env, Details: map[string]any{"environment": env}}
+	}
+	return env, nil
+}
+
+func (a *API) listTasks(r *http.Request, _ principal) (any, int, error) {
+	env, err := a.environment(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	list, err := a.cat.List(r.Context(), env)
+	if err != nil {
+		return nil, 0, catalogError(err, env, "")
+	}
+	items := make([]map[string]any, 0, len(list))
+	for _, t := range list {
+		mod, task, _ := tasks.SplitTaskName(t.Name)
+		items = append(items, map[string]any{"id": baseURL(r) + "/tasks/" + mod + "/" + task, "name": t.Name,
+			"description": t.Description, "private": t.Private})
+	}
+	return map[string]any{"environment": map[string]any{"name": env, "code_id": nil}, "items": items}, http.StatusOK, nil
+}
+
+func (a *API) getTask(r *http.Request, _ principal) (any, int, error) {
+	env, err := a.environment(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	mod, name := r.PathValue("module"), r.PathValue("task")
+	full := mod + "::" + name
+	if name == "init" {
+		full = mod
+	}
+	if !tasks.ValidTaskName(full) {
+		return nil, 0, validation("invalid task name %s::%s", mod, name)
+	}
+	t, err := a.cat.Task(r.Context(), env, full)
+	if err != nil {
+		return nil, 0, catalogError(err, env, full)
+	}
+	files := make([]map[string]any, 0, len(t.Files))
+	for _, f := range t.Files {
+		uri, err := a.urls.FileURI(r.Context(), env, t.Module, f.Filename)
+		if err != nil {
+			return nil, 0, fmt.Errorf("sign %s: %w", f.Filename, err)
+		}
+		files = append(files, map[string]any{"filename": f.Filename, "uri": uri, "sha256": f.SHA256, "size_bytes": f.SizeBytes})
+	}
+	meta := json.RawMessage(t.RawMetadata)
+	if len(meta) == 0 {
+		meta = json.RawMessage("{}")
+	}
+	return map[string]any{"id": baseURL(r) + "/tasks/" + mod + "/" + name, "name": t.Name,
+		"environment": map[string]any{"name": env, "code_id": nil}, "metadata": meta, "files": files}, http.StatusOK, nil
+}
+
+func catalogError(err error, env, task string) error {
+	switch {
+	case errors.Is(err, catalog.ErrUnknownEnvironment):
+		return &orchestrator.Error{Kind: orchestrator.KindUnknownEnvironment, Msg: "Unknown environment " + env, Details: map[string]any{"environment": env}}
+	case errors.Is(err, catalog.ErrUnknownTask):
+		return &orchestrator.Error{Kind: orchestrator.KindUnknownTask, Msg: fmt.Sprintf("Unknown task %s in environment %s", task, env), Details: map[string]any{"task": task, "environment": env}}
+	case errors.Is(err, catalog.ErrInvalidTask):
+		return &orchestrator.Error{Kind: orchestrator.KindValidation, Msg: err.Error(), Details: map[string]any{"task": task, "environment": env}}
+	}
+	return err
+}
+
+func (a *API) listInventory(r *http.Request, _ principal) (any, int, error) {
+	nodes, err := a.orch.Nodes(r.Context())
+	if err != nil {
+		return nil, 0, err
+	}
+	items := make([]inventoryView, 0, len(nodes))
+	for _, n := range nodes {
+		items = append(items, newInventoryView(n, false))
+	}
+	return map[string]any{"items": items}, http.StatusOK, nil
+}
+
+func (a *API) getInventory(r *http.Request, _ principal) (any, int, error) {
+	n, err := a.orch.Node(r.Context(), r.PathValue("node"))
+	if err != nil {
+		return nil, 0, err
+	}
+	return newInventoryView(n, true), http.StatusOK, nil
+}
+
+func (a *API) queryInventory(r *http.Request, _ principal) (any, int, error) {
+	var body struct {
+		Nodes []string `json:"nodes"`
+	}
+	if err := decode(r, &body); err != nil {
+		return nil, 0, err
+	}
+	if body.Nodes == nil {
+		return nil, 0, validation("nodes is required: a list of node names")
+	}
+	items := make([]inventoryView, 0, len(body.Nodes))
+	for _, name := range body.Nodes {
+		n, err := a.orch.Node(r.Context(), name)
+		if oe, ok := orchestrator.AsError(err); ok && oe.Kind == orchestrator.KindUnknownNode {
+			items = append(items, inventoryView{Name: name})
+			continue
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		items = append(items, newInventoryView(n, false))
+	}
+	return map[string]any{"items": items}, http.StatusOK, nil
+}
+
+func (a *API) enrollNode(r *http.Request, _ principal) (any, int, error) {
+	var body struct {
+		Name string `json:"name"`
+	}
+	if err := decode(r, &body); err != nil {
+		return nil, 0, err
+	}
+	secret, err := a.auth.EnrollNode(r.Context(), strings.TrimSpace(body.Name))
+	switch {
+	case errors.Is(err, store.ErrExists):
+		return nil, 0, &orchestrator.Error{Kind: orchestrator.KindConflict, Msg: fmt.Sprintf("Node %s is already enrolled", body.Name), Details: map[string]any{"node": body.Name}}
+	case errors.Is(err, auth.ErrInvalidName):
+		return nil, 0, validation("%s", err.Error())
+	case err != nil:
+		return nil, 0, err
+	}
+	return map[string]any{"name": body.Name, "secret": secret}, http.StatusCreated, nil
+}

@@ -1,0 +1,265 @@
+// Package local wires `baton serve`: the whole control plane in one process — SQLite store,
+// modules-directory catalog, orchestrator, HTTP API, agent WebSocket endpoint and signed task
+// file downloads on one listener. It is composition only: the same orchestrator and API run on
+// AWS with other adapters. Tests start it on port 0.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/baton-run/baton/shared/auth"
+	"github.com/baton-run/baton/shared/catalog"
+	"github.com/baton-run/baton/shared/gateway"
+	"github.com/baton-run/baton/shared/httpapi"
+	"github.com/baton-run/baton/shared/orchestrator"
+	"github.com/baton-run/baton/shared/protocol"
+	"github.com/baton-run/baton/shared/seal"
+	"github.com/baton-run/baton/shared/store/sqlite"
+)
+
+// Config configures the local server.
+type Config struct {
+	Listen string // default 127.0.0.1:8143; "127.0.0.1:0" picks a free port
+	// DataDir holds baton.db, the secrets and admin.token.
+	DataDir string
+	// Modules is a modules directory served as environment "production".
+	Modules string
+	// Environments is a directory of <env>/modules directories.
+	Environments   string
+	ConnectTimeout time.Duration // default 30s
+	TimeoutGrace   time.Duration // default 30s
+	FileURLTTL     time.Duration // default 5m
+	SweepInterval  time.Duration // default 1s
+	Logger         *slog.Logger
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8143"
+	}
+	if c.DataDir == "" {
+		return errors.New("a data directory is required (--data)")
+	}
+	if c.Modules == "" && c.Environments == "" {
+		return errors.New("a modules directory (--modules) or an environments directory (--environments) is required")
+	}
+	if c.FileURLTTL <= 0 {
+		c.FileURLTTL = 5 * time.Minute
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// AdminTokenFile is the name of the admin token file in the data directory.
+const AdminTokenFile = "admin.token"
+
+// Server is a running local control plane.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *sqlite.Store
+	auth    *auth.Service
+	orch    *orchestrator.Service
+	gateway *gateway.Gateway
+	http    *http.Server
+	ln      net.Listener
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+type signedURLs struct {
+	signer *catalog.Signer
+	ttl    time.Duration
+}
+
+func (u signedURLs) FileURI(_ context.Context, env, module, filename string) (protocol.FileURI, error) {
+	return u.signer.Sign(env, module, filename, u.ttl), nil
+}
+
+// Start opens the data directory, listens, and serves until Close.
+func Start(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	envs := map[string]string{}
+	if cfg.Environments != "" {
+		found, err := catalog.EnvironmentsFromDir(cfg.Environments)
+		if err != nil {
+			return nil, fmt.Errorf("environments: %w", err)
+		}
+		envs = found
+	}
+	if cfg.Modules != "" {
+		envs["production"] = cfg.Modules
+	}
+	cat, err := catalog.NewLocal(envs, catalog.WithLogger(cfg.Logger))
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	signKey, err := seal.LoadOrCreateKey(filepath.Join(cfg.DataDir, "url-signing.key"), 32)
+	if err != nil {
+		return nil, err
+	}
+	sealKey, err := seal.LoadOrCreateKey(filepath.Join(cfg.DataDir, "seal.key"), 32)
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := seal.New(sealKey)
+	if err != nil {
+		return nil, err
+	}
+	st, err := sqlite.Open(filepath.Join(cfg.DataDir, "baton.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "local"), store: st}
+	ok := false
+	defer func() {
+		if !ok {
+			st.Close()
+		}
+	}()
+	s.auth = auth.New(st, time.Now)
+	if err := s.ensureAdminToken(context.Background()); err != nil {
+		return nil, err
+	}
+	if err := s.markAllDisconnected(context.Background()); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	s.ln = ln
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.gateway = gateway.New(cfg.Logger)
+	signer := catalog.NewSigner(signKey, time.Now)
+	urls := signedURLs{signer: signer, ttl: cfg.FileURLTTL}
+	s.orch = orchestrator.New(st, cat, urls, s.gateway, sealer,
+		orchestrator.WithLogger(cfg.Logger),
+		orchestrator.WithConfig(orchestrator.Config{ConnectTimeout: cfg.ConnectTimeout, TimeoutGrace: cfg.TimeoutGrace, Broker: "pcp://" + ln.Addr().String() + "/server"}),
+		orchestrator.WithKick(func(id int64) {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				if err := s.orch.Dispatch(ctx, id); err != nil && ctx.Err() == nil {
+					s.log.Error("dispatch", "job_id", id, "err", err)
+				}
+			}()
+		}))
+	api := httpapi.New(s.orch, cat, urls, s.auth, cfg.Logger)
+	mux := http.NewServeMux()
+	mux.Handle("/orchestrator/", api)
+	mux.Handle("/baton/", api)
+	mux.Handle("/pcp", s.gateway.Handler(s.auth, s.orch))
+	mux.Handle("/files/", catalog.FileHandler(cat, signer, cfg.Logger))
+	mux.Handle("/", api)
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server", "err", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(cfg.SweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := s.orch.Sweep(ctx); err != nil && ctx.Err() == nil {
+					s.log.Error("sweep", "err", err)
+				}
+			}
+		}
+	}()
+	ok = true
+	s.log.Info("baton serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "environments", cat.Environments())
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the server's base URL.
+func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// AdminTokenPath is where the admin token is kept.
+func (s *Server) AdminTokenPath() string { return filepath.Join(s.cfg.DataDir, AdminTokenFile) }
+
+// Auth returns the server's authentication service (node enrolment and tokens).
+func (s *Server) Auth() *auth.Service { return s.auth }
+
+// Close stops serving and closes the store.
+func (s *Server) Close() error {
+	s.cancel()
+	s.gateway.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.http.Shutdown(ctx)
+	s.wg.Wait()
+	return errors.Join(err, s.store.Close())
+}
+
+// ensureAdminToken creates <data>/admin.token (0600) unless it holds a valid token.
+func (s *Server) ensureAdminToken(ctx context.Context) error {
+	path := filepath.Join(s.cfg.DataDir, AdminTokenFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if _, err := s.auth.AuthenticateToken(ctx, strings.TrimSpace(string(b))); err == nil {
+			return nil
+		}
+	}
+	token, err := s.auth.IssueToken(ctx, "admin", "admin token created by baton serve", 0)
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	s.log.Info("created admin API token", "path", path)
+	return nil
+}
+
+func (s *Server) markAllDisconnected(ctx context.Context) error {
+	nodes, err := s.store.ListNodes(ctx)
+	if err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	for _, n := range nodes {
+		if n.Connected {
+			n.Connected = false
+			if _, err := s.store.UpdateNode(ctx, n); err != nil {
+				return fmt.Errorf("inventory %s: %w", n.Name, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,31 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/baton-run/baton/shared/inventory"
+	"github.com/baton-run/baton/shared/store"
+)
+
+type inventoryNode = inventory.Node
+
+// updateInventory applies change to node name's inventory record, retrying on conflicts.
+func (s *Service) updateInventory(ctx context.Context, name string, change func(*inventory.Node)) error {
+	for attempt := 0; ; attempt++ {
+		n, err := s.store.GetNode(ctx, name)
+		if err != nil {
+			return fmt.Errorf("inventory %s: %w", name, err)
+		}
+		change(&n)
+		_, err = s.store.UpdateNode(ctx, n)
+		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("inventory %s: %w", name, err)
+		}
+		return nil
+	}
+}

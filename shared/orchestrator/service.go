@@ -1,0 +1,126 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/baton-run/baton/shared/catalog"
+	"github.com/baton-run/baton/shared/protocol"
+	"github.com/baton-run/baton/shared/store"
+)
+
+// ErrNotConnected is wrapped by a Sender when the node has no live connection.
+var ErrNotConnected = errors.New("node not connected")
+
+// Sender delivers a message to a node's agent.
+type Sender interface {
+	Send(ctx context.Context, node string, e protocol.Envelope) error
+}
+
+// Catalog loads task metadata and file lists for an environment.
+type Catalog interface {
+	Task(ctx context.Context, env, name string) (catalog.Task, error)
+}
+
+// FileURLs makes the short-lived URL an agent downloads one task file from.
+type FileURLs interface {
+	FileURI(ctx context.Context, env, module, filename string) (protocol.FileURI, error)
+}
+
+// Sealer encrypts job payloads at rest.
+type Sealer interface {
+	Seal(plain []byte) ([]byte, error)
+	Open(sealed []byte) ([]byte, error)
+}
+
+// Config tunes the orchestrator. Zero values take the defaults.
+type Config struct {
+	// ConnectTimeout is how long a node holding a slot waits for its agent (PE pcp_timeout).
+	ConnectTimeout time.Duration
+	// TimeoutGrace is how long past a job's per-node timeout the server waits for the agent's
+	// own timeout report before it ends the node failed.
+	TimeoutGrace time.Duration
+	// Broker is the PCP URI recorded in the inventory for connections to this server.
+	Broker string
+}
+
+func (c Config) withDefaults() Config {
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 30 * time.Second
+	}
+	if c.TimeoutGrace <= 0 {
+		c.TimeoutGrace = 30 * time.Second
+	}
+	if c.Broker == "" {
+		c.Broker = "pcp://localhost/server"
+	}
+	return c
+}
+
+// Service is the orchestrator.
+type Service struct {
+	store   store.Store
+	catalog Catalog
+	urls    FileURLs
+	sender  Sender
+	sealer  Sealer
+	now     func() time.Time
+	log     *slog.Logger
+	cfg     Config
+	kick    func(jobID int64)
+
+	locks sync.Map // job id → *sync.Mutex: serialises work on one job within this process
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithClock sets the clock (default time.Now).
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithConfig sets the configuration.
+func WithConfig(c Config) Option { return func(s *Service) { s.cfg = c } }
+
+// WithKick sets how a newly created job gets dispatched. The default dispatches it in the
+// submitting call; `baton serve` runs it on a background goroutine, and on AWS it invokes the
+// dispatch function asynchronously.
+func WithKick(kick func(jobID int64)) Option { return func(s *Service) { s.kick = kick } }
+
+// New returns a Service.
+func New(st store.Store, cat Catalog, urls FileURLs, sender Sender, sealer Sealer, opts ...Option) *Service {
+	s := &Service{store: st, catalog: cat, urls: urls, sender: sender, sealer: sealer, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("component", "orchestrator")
+	s.cfg = s.cfg.withDefaults()
+	return s
+}
+
+func (s *Service) lock(jobID int64) func() {
+	m, _ := s.locks.LoadOrStore(jobID, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+func (s *Service) clock() time.Time { return s.now().UTC() }
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("marshal %T: %v", v, err)) // only called on values built here
+	}
+	return b
+}

@@ -1,0 +1,239 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/baton-run/baton/shared/auth"
+	"github.com/baton-run/baton/shared/catalog"
+	"github.com/baton-run/baton/shared/jobs"
+	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/tasks"
+)
+
+// Scope says which nodes a job targets. Exactly one field is set.
+type Scope struct {
+	Nodes     []string `json:"nodes,omitempty"`
+	Query     string   `json:"query,omitempty"`
+	NodeGroup string   `json:"node_group,omitempty"`
+}
+
+// TaskRequest is a request to run a task (POST /command/task).
+type TaskRequest struct {
+	Environment string
+	Task        string
+	Params      map[string]any
+	Scope       Scope
+	Description string
+	Noop        bool
+	Concurrency int // 0: unlimited
+	Timeout     int // seconds per node; 0: none
+}
+
+// MaxTimeout bounds a job's per-node timeout (seconds).
+const MaxTimeout = 7 * 24 * 3600
+
+// payload is the sealed dispatch input of a task job: what is sent to every node.
+type payload struct {
+	Task        string          `json:"task"`
+	Environment string          `json:"environment"`
+	Module      string          `json:"module"`
+	Input       map[string]any  `json:"input"`
+	Metadata    json.RawMessage `json:"metadata"`
+	Files       []payloadFile   `json:"files"`
+}
+
+type payloadFile struct {
+	Filename  string `json:"filename"`
+	SHA256    string `json:"sha256"`
+	SizeBytes int64  `json:"size_bytes"`
+}
+
+// taskOptions is the job's public, redacted options record (PE's job "options").
+type taskOptions struct {
+	Description string         `json:"description"`
+	Environment string         `json:"environment"`
+	Noop        bool           `json:"noop"`
+	Scope       Scope          `json:"scope"`
+	Task        string         `json:"task"`
+	Params      map[string]any `json:"params"`
+	Sensitive   []string       `json:"sensitive"`
+	Transport   string         `json:"transport"`
+	Concurrency *int           `json:"concurrency"`
+	Timeout     *int           `json:"timeout"`
+}
+
+// SubmitTask validates a task request, records the job and its nodes, and kicks dispatch.
+// Nothing is written unless the whole request is valid.
+func (s *Service) SubmitTask(ctx context.Context, req TaskRequest, owner jobs.Owner) (jobs.Job, error) {
+	if req.Environment == "" {
+		req.Environment = "production"
+	}
+	if req.Task == "" {
+		return jobs.Job{}, newError(KindValidation, map[string]any{"field": "task"}, "task is required")
+	}
+	if !tasks.ValidTaskName(req.Task) {
+		return jobs.Job{}, newError(KindValidation, map[string]any{"task": req.Task}, "invalid task name %q: want module::task or module", req.Task)
+	}
+	if req.Concurrency < 0 {
+		return jobs.Job{}, newError(KindValidation, map[string]any{"field": "concurrency"}, "concurrency must be an integer >= 1")
+	}
+	if req.Timeout < 0 || req.Timeout > MaxTimeout {
+		return jobs.Job{}, newError(KindValidation, map[string]any{"field": "timeout"}, "timeout must be between 1 and %d seconds", MaxTimeout)
+	}
+	names, err := s.resolveScope(ctx, req.Scope)
+	if err != nil {
+		return jobs.Job{}, err
+	}
+	task, err := s.catalog.Task(ctx, req.Environment, req.Task)
+	switch {
+	case errors.Is(err, catalog.ErrUnknownEnvironment):
+		return jobs.Job{}, newError(KindUnknownEnvironment, map[string]any{"environment": req.Environment}, "Unknown environment %s", req.Environment)
+	case errors.Is(err, catalog.ErrUnknownTask):
+		return jobs.Job{}, newError(KindUnknownTask, map[string]any{"task": req.Task, "environment": req.Environment}, "Unknown task %s in environment %s", req.Task, req.Environment)
+	case err != nil:
+		return jobs.Job{}, fmt.Errorf("load task %s: %w", req.Task, err)
+	}
+	if req.Noop && !task.Metadata.SupportsNoop {
+		return jobs.Job{}, newError(KindValidation, map[string]any{"task": task.Name}, "Task %s does not support noop", task.Name)
+	}
+	if req.Params == nil {
+		req.Params = map[string]any{}
+	}
+	params, err := tasks.ValidateParams(task.Metadata, req.Params)
+	if err != nil {
+		var pe *tasks.ParamsError
+		if errors.As(err, &pe) {
+			return jobs.Job{}, &Error{Kind: KindValidation, Msg: fmt.Sprintf("Task %s: parameters do not match: %s", task.Name, pe.Error()),
+				Details: map[string]any{"task": task.Name, "problems": pe.Problems}}
+		}
+		return jobs.Job{}, fmt.Errorf("validate params: %w", err)
+	}
+
+	input := make(map[string]any, len(params)+1)
+	for k, v := range params {
+		input[k] = v
+	}
+	if req.Noop {
+		input["_noop"] = true
+	}
+	p := payload{Task: task.Name, Environment: req.Environment, Module: task.Module, Input: input, Metadata: task.RawMetadata}
+	if len(p.Metadata) == 0 {
+		p.Metadata = mustJSON(task.Metadata)
+	}
+	for _, f := range task.Files {
+		p.Files = append(p.Files, payloadFile{Filename: f.Filename, SHA256: f.SHA256, SizeBytes: f.SizeBytes})
+	}
+	plain, err := json.Marshal(p)
+	if err != nil {
+		return jobs.Job{}, fmt.Errorf("encode payload: %w", err)
+	}
+	sealed, err := s.sealer.Seal(plain)
+	if err != nil {
+		return jobs.Job{}, fmt.Errorf("seal payload: %w", err)
+	}
+	opts := taskOptions{Description: req.Description, Environment: req.Environment, Noop: req.Noop, Scope: req.Scope,
+		Task: task.Name, Params: tasks.Redact(task.Metadata, params), Sensitive: tasks.SensitiveNames(task.Metadata), Transport: "pxp"}
+	if opts.Sensitive == nil {
+		opts.Sensitive = []string{}
+	}
+	if req.Concurrency > 0 {
+		opts.Concurrency = &req.Concurrency
+	}
+	if req.Timeout > 0 {
+		opts.Timeout = &req.Timeout
+	}
+	now := s.clock()
+	job := jobs.NewJob(jobs.Job{
+		Type: jobs.TypeTask, Environment: req.Environment, Description: req.Description, Owner: owner,
+		Options: mustJSON(opts), Payload: sealed, Concurrency: req.Concurrency, Timeout: req.Timeout, NodeCount: len(names),
+	}, now)
+	nodes, events, err := s.initialNodes(ctx, names, now)
+	if err != nil {
+		return jobs.Job{}, err
+	}
+	job, err = s.store.CreateJob(ctx, job, nodes, events)
+	if err != nil {
+		return jobs.Job{}, fmt.Errorf("create job: %w", err)
+	}
+	s.log.Info("job created", "job", job, "task", task.Name, "nodes", len(names), "owner", owner.Login)
+	s.dispatchSoon(ctx, job.ID)
+	return job, nil
+}
+
+func (s *Service) dispatchSoon(ctx context.Context, jobID int64) {
+	if s.kick != nil {
+		s.kick(jobID)
+		return
+	}
+	if err := s.Dispatch(ctx, jobID); err != nil {
+		s.log.Error("dispatch", "job_id", jobID, "err", err)
+	}
+}
+
+// resolveScope turns a scope into a sorted, de-duplicated list of node names.
+func (s *Service) resolveScope(ctx context.Context, sc Scope) ([]string, error) {
+	set := 0
+	if sc.Nodes != nil {
+		set++
+	}
+	if sc.Query != "" {
+		set++
+	}
+	if sc.NodeGroup != "" {
+		set++
+	}
+	if set != 1 {
+		return nil, newError(KindValidation, map[string]any{"field": "scope"}, "scope must have exactly one of nodes, query or node_group")
+	}
+	if sc.Query != "" || sc.NodeGroup != "" {
+		return s.resolveExtendedScope(ctx, sc)
+	}
+	var names []string
+	for _, n := range sc.Nodes {
+		n = strings.TrimSpace(n)
+		if !auth.ValidNodeName(n) {
+			return nil, newError(KindValidation, map[string]any{"node": n}, "invalid node name %q", n)
+		}
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return nil, newError(KindEmptyTarget, map[string]any{"scope": sc}, "The scope resolves to no nodes")
+	}
+	return names, nil
+}
+
+// initialNodes builds the job's node records; nodes that are not enrolled end errored at once.
+func (s *Service) initialNodes(ctx context.Context, names []string, now time.Time) ([]jobs.Node, []jobs.Event, error) {
+	var nodes []jobs.Node
+	var events []jobs.Event
+	for _, name := range names {
+		n := jobs.Node{Name: name, State: jobs.NodeNew}
+		_, err := s.store.GetNode(ctx, name)
+		if errors.Is(err, store.ErrNotFound) {
+			msg := fmt.Sprintf("Node %s is not enrolled with this orchestrator", name)
+			n, _ = jobs.ApplyNode(n, jobs.NodeError, now)
+			n.Result = mustJSON(errorResult(KindUnknownNode, msg, map[string]any{"node": name}))
+			n.Message = msg
+			events = append(events, jobs.Event{Type: jobs.EventNodeErrored, Timestamp: now, Node: name, Message: msg, Detail: mustJSON(map[string]any{})})
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("look up node %s: %w", name, err)
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, events, nil
+}
+
+func errorResult(kind, msg string, details map[string]any) map[string]any {
+	if details == nil {
+		details = map[string]any{}
+	}
+	return map[string]any{"_error": map[string]any{"kind": kind, "msg": msg, "details": details}}
+}
