@@ -153,7 +153,12 @@ func Start(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.gateway = gateway.New(cfg.Logger)
-	signer := catalog.NewSigner(signKey, time.Now)
+	signer, err := catalog.NewSigner(signKey, time.Now)
+	if err != nil {
+		cancel()
+		ln.Close()
+		return nil, err
+	}
 	urls := signedURLs{signer: signer, ttl: cfg.FileURLTTL}
 	s.orch = orchestrator.New(st, cat, urls, s.gateway, sealer,
 		orchestrator.WithLogger(cfg.Logger),

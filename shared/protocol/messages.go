@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
 )
 
@@ -105,6 +106,13 @@ type AssociateResponse struct {
 	Reason  string `json:"reason,omitempty"`
 }
 
+func (r AssociateResponse) Validate() error {
+	if r.ID == "" {
+		return errors.New("id is required")
+	}
+	return nil
+}
+
 // ResultAck is the data of TypeResultAck.
 type ResultAck struct {
 	TransactionID string `json:"transaction_id"`
@@ -188,6 +196,8 @@ type StatusQueryParams struct {
 	TransactionID string `json:"transaction_id"`
 }
 
+func (p StatusQueryParams) Validate() error { return checkTxn(p.TransactionID) }
+
 // StatusResults are the results of a status query (reference §4.5).
 type StatusResults struct {
 	TransactionID string `json:"transaction_id"`
@@ -195,4 +205,13 @@ type StatusResults struct {
 	Exitcode      *int   `json:"exitcode,omitempty"`
 	Stdout        string `json:"stdout,omitempty"`
 	Stderr        string `json:"stderr,omitempty"`
+}
+
+func (r StatusResults) Validate() error {
+	switch r.Status {
+	case "unknown", "running", "success", "failure":
+	default:
+		return fmt.Errorf("status %q is not one of unknown, running, success, failure", r.Status)
+	}
+	return checkTxn(r.TransactionID)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 )
@@ -61,9 +62,12 @@ func NodeFromURI(uri string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("%w: %q is not a pcp:// URI", ErrInvalid, uri)
 	}
-	name, _, ok := strings.Cut(rest, "/")
+	name, clientType, ok := strings.Cut(rest, "/")
 	if !ok || name == "" {
 		return "", fmt.Errorf("%w: %q has no node name", ErrInvalid, uri)
+	}
+	if clientType == "" || strings.Contains(clientType, "/") {
+		return "", fmt.Errorf("%w: %q is not of the form pcp://<name>/<type>", ErrInvalid, uri)
 	}
 	return name, nil
 }
@@ -93,22 +97,23 @@ var knownTypes = map[string]bool{
 // KnownType reports whether t is a message type this package defines.
 func KnownType(t string) bool { return knownTypes[t] }
 
-// Decode parses one frame. Unknown envelope fields, a missing id or message_type, an unknown
-// message type, and trailing data are errors wrapping ErrInvalid. The returned envelope's
-// ID is set whenever it could be read, so that an error reply can name it in in_reply_to.
+// Decode parses one frame. Unknown envelope fields (object keys are matched exactly, not
+// case-insensitively), a missing id or message_type, an unknown message type, and trailing data
+// are errors wrapping ErrInvalid. The returned envelope's ID is set whenever it could be read, so
+// that an error reply can name it in in_reply_to.
 func Decode(b []byte) (Envelope, error) {
 	var e Envelope
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil {
-		var loose struct {
-			ID string `json:"id"`
-		}
-		_ = json.Unmarshal(b, &loose)
-		return Envelope{ID: loose.ID}, fmt.Errorf("%w: could not decode message: %v", ErrInvalid, err)
+		return Envelope{ID: readableID(b)}, fmt.Errorf("%w: could not decode message: %v", ErrInvalid, err)
 	}
-	if dec.More() {
-		return Envelope{ID: e.ID}, fmt.Errorf("%w: trailing data after message", ErrInvalid)
+	end := dec.InputOffset()
+	if trailing(b[end:]) {
+		return Envelope{ID: readableID(b[:end])}, fmt.Errorf("%w: trailing data after message", ErrInvalid)
+	}
+	if err := checkKeys(b, envelopeType); err != nil {
+		return Envelope{ID: readableID(b)}, fmt.Errorf("%w: could not decode message: %v", ErrInvalid, err)
 	}
 	if e.ID == "" {
 		return e, fmt.Errorf("%w: missing id", ErrInvalid)
@@ -120,6 +125,113 @@ func Decode(b []byte) (Envelope, error) {
 		return e, fmt.Errorf("%w: unknown message_type %q", ErrInvalid, e.MessageType)
 	}
 	return e, nil
+}
+
+var envelopeType = reflect.TypeFor[Envelope]()
+
+// readableID returns the string value of the "id" key of the JSON object b, or "" when b is not
+// an object or has no string id.
+func readableID(b []byte) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return ""
+	}
+	var id string
+	if json.Unmarshal(m["id"], &id) != nil {
+		return ""
+	}
+	return id
+}
+
+// trailing reports whether rest holds anything but JSON whitespace. (json.Decoder.More is not
+// enough: it reports false before a stray ']' or '}'.)
+func trailing(rest []byte) bool { return len(bytes.TrimLeft(rest, " \t\r\n")) > 0 }
+
+var rawMessageType = reflect.TypeFor[json.RawMessage]()
+
+// checkKeys walks the JSON value b (already decoded successfully into a value of type t) and
+// rejects any object key that is not exactly the JSON name of a field of the struct type it
+// decodes into: encoding/json matches keys case-insensitively, the wire schemas do not.
+func checkKeys(b []byte, t reflect.Type) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == rawMessageType {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(b, &m); err != nil {
+			return err
+		}
+		fields := jsonFields(t)
+		for k, v := range m {
+			ft, ok := fields[k]
+			if !ok {
+				return fmt.Errorf("json: unknown field %q", k)
+			}
+			if err := checkKeys(v, ft); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 && t.Kind() == reflect.Slice {
+			return nil // []byte is a base64 string
+		}
+		var items []json.RawMessage
+		if err := json.Unmarshal(b, &items); err != nil {
+			return err
+		}
+		for _, v := range items {
+			if err := checkKeys(v, t.Elem()); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(b, &m); err != nil {
+			return err
+		}
+		for _, v := range m {
+			if err := checkKeys(v, t.Elem()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// jsonFields maps the JSON names of the fields of struct type t to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	fields := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range jsonFields(ft) {
+					fields[k] = v
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fields[name] = f.Type
+	}
+	return fields
 }
 
 // Encode renders an envelope as one frame.
@@ -150,15 +262,15 @@ func New(messageType, target string, v any) (Envelope, error) {
 // NewID returns a random RFC 4122 version 4 UUID string.
 func NewID() string {
 	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("crypto/rand failed: " + err.Error()) // cannot happen on supported platforms
-	}
+	_, _ = rand.Read(b[:]) // never returns an error (it aborts the program instead)
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// DecodeData strictly decodes e.Data into v: unknown fields are rejected, and so is missing data.
+// DecodeData strictly decodes e.Data into v: unknown fields (matched exactly, at any depth) are
+// rejected, and so are missing data and trailing data. If v has a Validate() error method, it
+// must pass.
 func DecodeData(e Envelope, v any) error {
 	if len(e.Data) == 0 || string(e.Data) == "null" {
 		return fmt.Errorf("%w: %s has no data", ErrInvalid, e.MessageType)
@@ -168,8 +280,11 @@ func DecodeData(e Envelope, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: %s data: %v", ErrInvalid, e.MessageType, err)
 	}
-	if dec.More() {
+	if trailing(e.Data[dec.InputOffset():]) {
 		return fmt.Errorf("%w: %s data: trailing data", ErrInvalid, e.MessageType)
+	}
+	if err := checkKeys(e.Data, reflect.TypeOf(v)); err != nil {
+		return fmt.Errorf("%w: %s data: %v", ErrInvalid, e.MessageType, err)
 	}
 	if val, ok := v.(interface{ Validate() error }); ok {
 		if err := val.Validate(); err != nil {

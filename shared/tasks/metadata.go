@@ -9,14 +9,15 @@ import (
 
 // Metadata is a task's metadata file (Task Spec v1, reference §5.2).
 // Parameters is nil when the metadata has no "parameters" key (any parameters are accepted)
-// and empty when it is {} (none are accepted).
+// and empty when it is {} (none are accepted). It is encoded without omitempty so that the
+// two survive a JSON round trip (nil encodes as null, which ParseMetadata reads as absent).
 type Metadata struct {
 	Description       string               `json:"description,omitempty"`
 	PuppetTaskVersion int                  `json:"puppet_task_version,omitempty"`
 	SupportsNoop      bool                 `json:"supports_noop,omitempty"`
 	Remote            bool                 `json:"remote,omitempty"`
 	InputMethod       string               `json:"input_method,omitempty"`
-	Parameters        map[string]Parameter `json:"parameters,omitempty"`
+	Parameters        map[string]Parameter `json:"parameters"`
 	Implementations   []Implementation     `json:"implementations,omitempty"`
 	Files             []string             `json:"files,omitempty"`
 	Private           bool                 `json:"private,omitempty"`

@@ -1,0 +1,39 @@
+# Baton — run `make help` for the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+PKGS := ./...
+
+.PHONY: help build test test-short lint demo fuzz clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
+
+build: ## Build bin/baton and bin/baton-agent
+	$(GO) build -trimpath -o $(BIN)/baton ./cmd/baton
+	$(GO) build -trimpath -o $(BIN)/baton-agent ./cmd/baton-agent
+
+test: lint ## Run every test (with -race), the fuzz targets briefly, and the binaries end to end
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+test-short: ## Unit tests only, no race detector (quick feedback)
+	$(GO) test -short $(PKGS)
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+FUZZTIME ?= 30s
+fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
+	@set -e; for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs grep -H '^func Fuzz' | sed -E 's#^\./(.*)/[^/]+_test\.go:func (Fuzz[A-Za-z0-9_]*).*#\1:\2#' | sort -u); do \
+		pkg=$${spec%%:*}; fn=$${spec##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) >/tmp/baton-fuzz.log 2>&1 || { cat /tmp/baton-fuzz.log; exit 1; }; \
+	done
+
+demo: build ## Start baton serve and three agents, run a task on all three, print the results, stop everything
+	@bash scripts/demo.sh
+
+clean: ## Remove build output
+	rm -rf $(BIN) .demo

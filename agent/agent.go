@@ -1,0 +1,310 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/baton-run/baton/shared/protocol"
+)
+
+// Errors of this package. ErrTimedOut, ErrCanceled and ErrAgentStopped are also the causes
+// (context.Cause) of the context a ModuleHandler runs with when the agent ends it early.
+var (
+	// ErrNotConnected: a message could not be sent because there is no connection right now.
+	ErrNotConnected = errors.New("agent is not connected")
+	// ErrAlreadyRunning: Run was called while another Run of the same Agent is active.
+	ErrAlreadyRunning = errors.New("agent is already running")
+	// ErrTimedOut: the request's timeout elapsed.
+	ErrTimedOut = errors.New("transaction timed out")
+	// ErrCanceled: the server cancelled the transaction.
+	ErrCanceled = errors.New("transaction canceled")
+	// ErrAgentStopped: Run's context ended while the transaction was running.
+	ErrAgentStopped = errors.New("the agent stopped while the transaction was running")
+)
+
+// Agent is one node's connection to the control plane. Create it with New and call Run.
+// Two Agents must not share a SpoolDir at the same time.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	base    *url.URL
+	modules map[moduleKey]module
+	spool   *spool
+	cache   *fileCache
+
+	active atomic.Bool
+
+	connMu sync.Mutex
+	conn   *websocket.Conn
+
+	mu       sync.Mutex
+	running  map[string]*transaction
+	stopping bool
+	tasks    sync.WaitGroup
+}
+
+// Option customises an Agent.
+type Option func(*Agent)
+
+// New checks cfg, applies its defaults and builds an Agent. The built-in `task run` and
+// `status query` handlers are always registered; opts may add more.
+func New(cfg Config, opts ...Option) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	base, err := httpBase(cfg.Server)
+	if err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	log := cfg.Logger.With("component", "agent", "node", cfg.Name)
+	a := &Agent{
+		cfg:     cfg,
+		log:     log,
+		base:    base,
+		modules: map[moduleKey]module{},
+		spool:   &spool{dir: cfg.SpoolDir},
+		cache: &fileCache{
+			dir: cfg.CacheDir, client: cfg.HTTPClient, base: base,
+			backoff: cfg.DownloadBackoff, timeout: cfg.DownloadTimeout, log: log,
+		},
+		running: map[string]*transaction{},
+	}
+	a.modules[moduleKey{protocol.ModuleTask, protocol.ActionRun}] = module{
+		handler: a.runTask, validate: validateTaskParams,
+	}
+	for _, o := range opts {
+		o(a)
+	}
+	return a, nil
+}
+
+// Connected reports whether the agent holds a live connection to the server right now.
+func (a *Agent) Connected() bool {
+	a.connMu.Lock()
+	defer a.connMu.Unlock()
+	return a.conn != nil
+}
+
+// Run connects to the server and serves requests until ctx is done, reconnecting with
+// exponential backoff and jitter (capped at MaxBackoff, reset after each successful connect).
+// Before the first connection it purges old spool entries and finalises transactions that a
+// previous agent process left running. When ctx ends, running transactions are killed and
+// recorded as failed (the outcome is sent on the next connection), and Run returns nil.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.active.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	defer a.active.Store(false)
+	if err := a.prepareDirs(); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.stopping = false
+	a.mu.Unlock()
+	defer a.stopTransactions()
+
+	minBackoff := min(500*time.Millisecond, a.cfg.MaxBackoff)
+	backoff := minBackoff
+	for {
+		connected, err := a.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if connected {
+			backoff = minBackoff
+		}
+		// Wait between half and all of the current backoff, so that agents restarted together
+		// spread out their reconnects.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		a.log.Warn("connection lost; reconnecting", "error", err, "wait", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(backoff*2, a.cfg.MaxBackoff)
+	}
+}
+
+func (a *Agent) prepareDirs() error {
+	for _, d := range []string{a.cfg.SpoolDir, a.cfg.CacheDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	if a.cfg.SpoolPurgeTTL > 0 {
+		n, err := a.spool.purge(time.Now().Add(-a.cfg.SpoolPurgeTTL))
+		if err != nil {
+			a.log.Warn("purge spool", "error", err)
+		} else if n > 0 {
+			a.log.Info("purged old transactions from the spool", "count", n)
+		}
+	}
+	n, err := a.spool.finaliseOrphans(time.Now())
+	if err != nil {
+		a.log.Warn("finalise transactions left running by a previous agent", "error", err)
+	} else if n > 0 {
+		a.log.Warn("transactions left running by a previous agent recorded as failed", "count", n)
+	}
+	return nil
+}
+
+// stopTransactions kills every running transaction and waits for their outcomes to be spooled.
+func (a *Agent) stopTransactions() {
+	a.mu.Lock()
+	a.stopping = true
+	for _, t := range a.running {
+		t.cancel(ErrAgentStopped)
+	}
+	a.mu.Unlock()
+	a.tasks.Wait()
+}
+
+// session dials once and serves the connection until it breaks or ctx ends. connected says
+// whether the handshake succeeded.
+func (a *Agent) session(ctx context.Context) (connected bool, err error) {
+	dialCtx, cancelDial := context.WithTimeout(ctx, a.cfg.DialTimeout)
+	defer cancelDial()
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+a.cfg.Secret)
+	h.Set("X-Baton-Node", a.cfg.Name)
+	conn, resp, err := websocket.Dial(dialCtx, a.cfg.Server, &websocket.DialOptions{
+		HTTPClient: a.cfg.HTTPClient, HTTPHeader: h,
+	})
+	if err != nil {
+		if resp != nil {
+			return false, fmt.Errorf("connect to %s: HTTP %d: %w", a.cfg.Server, resp.StatusCode, err)
+		}
+		return false, fmt.Errorf("connect to %s: %w", a.cfg.Server, err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(readLimit)
+	a.log.Info("connected", "server", a.cfg.Server)
+
+	a.connMu.Lock()
+	a.conn = conn
+	a.connMu.Unlock()
+	defer func() {
+		a.connMu.Lock()
+		a.conn = nil
+		a.connMu.Unlock()
+	}()
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.sendFacts(sctx)
+	a.resendPending(sctx)
+
+	var pinger sync.WaitGroup
+	pinger.Go(func() { a.keepAlive(sctx, conn) })
+	defer pinger.Wait()
+	defer cancel()
+	return true, a.readLoop(sctx, conn)
+}
+
+func (a *Agent) keepAlive(ctx context.Context, conn *websocket.Conn) {
+	t := time.NewTicker(a.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, a.cfg.PingInterval)
+		err := conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("ping failed; closing the connection", "error", err)
+				conn.CloseNow()
+			}
+			return
+		}
+	}
+}
+
+func (a *Agent) readLoop(ctx context.Context, conn *websocket.Conn) error {
+	for {
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		a.handleFrame(ctx, data)
+	}
+}
+
+func (a *Agent) sendFacts(ctx context.Context) {
+	facts, err := a.cfg.Facts(ctx)
+	if err != nil {
+		a.log.Warn("gather facts", "error", err)
+		return
+	}
+	if facts == nil {
+		facts = map[string]any{}
+	}
+	if err := a.sendData(ctx, protocol.TypeFacts, protocol.Facts{Facts: facts}); err != nil {
+		a.log.Warn("send facts", "error", err)
+	}
+}
+
+// resendPending sends every spooled outcome the server has not acknowledged, oldest first.
+func (a *Agent) resendPending(ctx context.Context) {
+	pending, err := a.spool.pending()
+	if err != nil {
+		a.log.Warn("list spooled results", "error", err)
+	}
+	for _, st := range pending {
+		if err := a.sendOutcome(ctx, st); err != nil {
+			a.log.Warn("resend spooled result", "transaction_id", st.meta.TransactionID, "error", err)
+			return
+		}
+		a.log.Info("resent spooled result", "transaction_id", st.meta.TransactionID)
+	}
+}
+
+// send writes one message to the current connection.
+func (a *Agent) send(ctx context.Context, e protocol.Envelope) error {
+	a.connMu.Lock()
+	conn := a.conn
+	a.connMu.Unlock()
+	if conn == nil {
+		return ErrNotConnected
+	}
+	e.Sender = ""
+	if e.Target == "" {
+		e.Target = protocol.ServerURI
+	}
+	b, err := protocol.Encode(e)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := conn.Write(wctx, websocket.MessageText, b); err != nil {
+		return fmt.Errorf("send %s: %w", e.MessageType, err)
+	}
+	return nil
+}
+
+func (a *Agent) sendData(ctx context.Context, messageType string, v any) error {
+	e, err := protocol.New(messageType, protocol.ServerURI, v)
+	if err != nil {
+		return err
+	}
+	return a.send(ctx, e)
+}

@@ -1,0 +1,164 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime"
+	"time"
+)
+
+// Defaults applied by New to zero fields of Config.
+const (
+	DefaultPingInterval  = 60 * time.Second
+	DefaultMaxBackoff    = 30 * time.Second
+	DefaultSpoolPurgeTTL = 14 * 24 * time.Hour
+	DefaultDialTimeout   = 10 * time.Second
+	DefaultDownloadLimit = 30 * time.Minute
+	// MaxOutputBytes caps what is kept of a task's stdout and of its stderr.
+	MaxOutputBytes = 16 << 20
+	// readLimit is the largest frame the agent accepts (pxp-agent's max-message-size).
+	readLimit = 64 << 20
+)
+
+// DefaultDownloadBackoff is the wait before each retry of a failed file download (reference
+// §4.8 step 4: five attempts, waiting 1, 2, 4 and 8 s between them).
+var DefaultDownloadBackoff = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+
+// Config configures an Agent. Zero fields get the defaults documented on each field.
+type Config struct {
+	// Server is the ws:// or wss:// URL of the control plane's /pcp endpoint. Task files with a
+	// relative uri.path are downloaded from the same host over http:// or https://.
+	Server string
+	// Name is this node's name (its PCP identity), sent as the X-Baton-Node header.
+	Name string
+	// Secret is the agent's credential, sent as "Authorization: Bearer <Secret>".
+	Secret string
+	// CacheDir holds downloaded task files as <CacheDir>/<sha256>/<basename>.
+	CacheDir string
+	// SpoolDir holds one directory per transaction with its metadata and outcome.
+	SpoolDir string
+	// Features are what task implementations may require; default ["shell", "puppet-agent"]
+	// on unix, ["powershell", "puppet-agent"] on Windows.
+	Features []string
+	// Facts gathers the facts sent after every connect; default Facts.
+	Facts func(ctx context.Context) (map[string]any, error)
+	// HTTPClient is used for the WebSocket handshake and for file downloads; default a
+	// client without an overall timeout (each use carries its own deadline).
+	HTTPClient *http.Client
+	// Logger receives the agent's logs; default discards them.
+	Logger *slog.Logger
+	// PingInterval is how often the connection is checked with a WebSocket ping; default 60 s.
+	// A ping not answered within PingInterval closes the connection, which is then re-dialled.
+	PingInterval time.Duration
+	// MaxBackoff caps the wait between connection attempts; default 30 s.
+	MaxBackoff time.Duration
+	// DialTimeout bounds one connection attempt; default 10 s.
+	DialTimeout time.Duration
+	// DownloadBackoff is the wait before each retry of a failed download; its length is the
+	// number of retries. Default DefaultDownloadBackoff. An empty non-nil slice means no retry.
+	DownloadBackoff []time.Duration
+	// DownloadTimeout bounds one download attempt; default 30 min.
+	DownloadTimeout time.Duration
+	// SpoolPurgeTTL: finished transactions whose start is older than this are deleted from the
+	// spool when Run starts; default 14 days; negative disables purging.
+	SpoolPurgeTTL time.Duration
+}
+
+// Validate reports whether c is usable (after defaults are applied).
+func (c Config) Validate() error {
+	var errs []error
+	if c.Server == "" {
+		errs = append(errs, errors.New("server URL is required"))
+	} else if u, err := url.Parse(c.Server); err != nil {
+		errs = append(errs, fmt.Errorf("server URL: %w", err))
+	} else if u.Scheme != "ws" && u.Scheme != "wss" {
+		errs = append(errs, fmt.Errorf("server URL %q: scheme must be ws or wss", c.Server))
+	} else if u.Host == "" {
+		errs = append(errs, fmt.Errorf("server URL %q has no host", c.Server))
+	}
+	if c.Name == "" {
+		errs = append(errs, errors.New("name is required"))
+	}
+	if c.Secret == "" {
+		errs = append(errs, errors.New("secret is required"))
+	}
+	if c.CacheDir == "" {
+		errs = append(errs, errors.New("cache dir is required"))
+	}
+	if c.SpoolDir == "" {
+		errs = append(errs, errors.New("spool dir is required"))
+	}
+	if c.PingInterval < 0 || c.MaxBackoff < 0 || c.DialTimeout < 0 || c.DownloadTimeout < 0 {
+		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	for _, d := range c.DownloadBackoff {
+		if d < 0 {
+			errs = append(errs, errors.New("download backoff must not be negative"))
+			break
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("agent config: %w", err)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Features == nil {
+		if runtime.GOOS == "windows" {
+			c.Features = []string{"powershell", "puppet-agent"}
+		} else {
+			c.Features = []string{"shell", "puppet-agent"}
+		}
+	}
+	if c.Facts == nil {
+		c.Facts = Facts
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = DefaultPingInterval
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.DownloadBackoff == nil {
+		c.DownloadBackoff = DefaultDownloadBackoff
+	}
+	if c.DownloadTimeout == 0 {
+		c.DownloadTimeout = DefaultDownloadLimit
+	}
+	if c.SpoolPurgeTTL == 0 {
+		c.SpoolPurgeTTL = DefaultSpoolPurgeTTL
+	}
+	return c
+}
+
+// httpBase returns the http(s) URL of the server's host: ws→http, wss→https, no path.
+func httpBase(server string) (*url.URL, error) {
+	u, err := url.Parse(server)
+	if err != nil {
+		return nil, fmt.Errorf("parse server URL: %w", err)
+	}
+	b := &url.URL{Host: u.Host}
+	switch u.Scheme {
+	case "ws":
+		b.Scheme = "http"
+	case "wss":
+		b.Scheme = "https"
+	default:
+		return nil, fmt.Errorf("server URL %q: scheme must be ws or wss", server)
+	}
+	return b, nil
+}

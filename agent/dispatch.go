@@ -1,0 +1,352 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/baton-run/baton/shared/protocol"
+)
+
+// Request is one non-blocking request as a ModuleHandler sees it.
+type Request struct {
+	// TransactionID is the PXP transaction id (the idempotency key).
+	TransactionID string
+	// RequestID is the PCP id of the request message.
+	RequestID string
+	Module    string
+	Action    string
+	// Params are the request's params, as sent (may hold secrets: never log or store them).
+	Params json.RawMessage
+	// Timeout is params.timeout in seconds when > 0; the agent ends the handler's context with
+	// cause ErrTimedOut when it elapses.
+	Timeout time.Duration
+	// Dir is a directory private to this transaction (0700) that the handler may use for
+	// scratch files; it is kept with the transaction's spooled outcome.
+	Dir string
+}
+
+// ModuleHandler runs one non-blocking request and returns its results (a JSON object sent as
+// the rpc_non_blocking_response results). An error is reported as an rpc_error_message instead.
+// The agent answers the provisional response, spools the outcome until the server acknowledges
+// it, and ends ctx on timeout (cause ErrTimedOut), cancel (ErrCanceled) or shutdown
+// (ErrAgentStopped); the handler must then stop its work promptly (RunCommand does).
+// A "results" object with an integer "exitcode" (and optional "stdout"/"stderr" strings)
+// lets status queries report success or failure; without one, success is assumed.
+type ModuleHandler func(ctx context.Context, req Request) (results json.RawMessage, err error)
+
+// WithModule registers h for non-blocking requests to module/action, replacing any earlier
+// handler for the pair (including the built-in `task run`).
+func WithModule(name, action string, h ModuleHandler) Option {
+	return func(a *Agent) { a.modules[moduleKey{name, action}] = module{handler: h} }
+}
+
+type moduleKey struct{ module, action string }
+
+type module struct {
+	handler ModuleHandler
+	// validate, when set, checks params before anything is spooled; its error is reported as
+	// "invalid input for <label>".
+	validate func(params json.RawMessage) error
+}
+
+type transaction struct {
+	cancel context.CancelCauseFunc
+}
+
+func label(blocking bool, module, action, txn string) string {
+	kind := "non blocking"
+	if blocking {
+		kind = "blocking"
+	}
+	return fmt.Sprintf("%s '%s %s' request (transaction %s)", kind, module, action, txn)
+}
+
+// handleFrame decodes and answers one incoming frame. It never fails the connection.
+func (a *Agent) handleFrame(ctx context.Context, data []byte) {
+	env, err := protocol.Decode(data)
+	if err != nil {
+		a.log.Warn("undecodable message", "id", env.ID, "error", err)
+		a.reply(ctx, protocol.NewErrorMessage(env.ID, err.Error()))
+		return
+	}
+	switch env.MessageType {
+	case protocol.TypeNonBlockingRequest:
+		var r protocol.NonBlockingRequest
+		if err := protocol.DecodeData(env, &r); err != nil {
+			a.reply(ctx, protocol.NewErrorMessage(env.ID, err.Error()))
+			return
+		}
+		a.handleNonBlocking(ctx, env, r)
+	case protocol.TypeBlockingRequest:
+		var r protocol.BlockingRequest
+		if err := protocol.DecodeData(env, &r); err != nil {
+			a.reply(ctx, protocol.NewErrorMessage(env.ID, err.Error()))
+			return
+		}
+		a.handleBlocking(ctx, env, r)
+	case protocol.TypeResultAck:
+		var r protocol.ResultAck
+		if err := protocol.DecodeData(env, &r); err != nil {
+			a.reply(ctx, protocol.NewErrorMessage(env.ID, err.Error()))
+			return
+		}
+		if err := a.spool.ack(r.TransactionID); err != nil {
+			a.log.Warn("acknowledge result", "transaction_id", r.TransactionID, "error", err)
+			return
+		}
+		a.log.Debug("result acknowledged", "transaction_id", r.TransactionID)
+	case protocol.TypeCancel:
+		var r protocol.Cancel
+		if err := protocol.DecodeData(env, &r); err != nil {
+			a.reply(ctx, protocol.NewErrorMessage(env.ID, err.Error()))
+			return
+		}
+		a.mu.Lock()
+		t := a.running[r.TransactionID]
+		if t != nil {
+			t.cancel(ErrCanceled)
+		}
+		a.mu.Unlock()
+		a.log.Info("cancel requested", "transaction_id", r.TransactionID, "was_running", t != nil)
+	case protocol.TypeErrorMessage, protocol.TypeAssociateResponse:
+		// Never answer an error with an error: that could ping-pong forever.
+		var desc string
+		_ = json.Unmarshal(env.Data, &desc)
+		a.log.Warn("server reported an error", "in_reply_to", env.InReplyTo, "description", desc)
+	default:
+		a.reply(ctx, protocol.NewErrorMessage(env.ID,
+			fmt.Sprintf("message_type %s is not accepted by an agent", env.MessageType)))
+	}
+}
+
+func (a *Agent) reply(ctx context.Context, e protocol.Envelope) {
+	if err := a.send(ctx, e); err != nil {
+		a.log.Warn("send reply", "message_type", e.MessageType, "error", err)
+	}
+}
+
+func (a *Agent) replyRPCError(ctx context.Context, txn, requestID, desc string) {
+	a.log.Warn("request rejected", "transaction_id", txn, "description", desc)
+	if err := a.sendData(ctx, protocol.TypeRPCError,
+		protocol.RPCError{TransactionID: txn, ID: requestID, Description: desc}); err != nil {
+		a.log.Warn("send rpc_error_message", "transaction_id", txn, "error", err)
+	}
+}
+
+func (a *Agent) handleBlocking(ctx context.Context, env protocol.Envelope, r protocol.BlockingRequest) {
+	lbl := label(true, r.Module, r.Action, r.TransactionID)
+	if r.Module != protocol.ModuleStatus {
+		if a.knownModule(r.Module) {
+			if _, ok := a.modules[moduleKey{r.Module, r.Action}]; !ok {
+				a.replyRPCError(ctx, r.TransactionID, env.ID, fmt.Sprintf("unknown action '%s' for module '%s'", r.Action, r.Module))
+				return
+			}
+			a.replyRPCError(ctx, r.TransactionID, env.ID, fmt.Sprintf("the module '%s' supports only non-blocking PXP requests", r.Module))
+			return
+		}
+		a.replyRPCError(ctx, r.TransactionID, env.ID, "unknown module: "+r.Module)
+		return
+	}
+	if r.Action != protocol.ActionQuery {
+		a.replyRPCError(ctx, r.TransactionID, env.ID, fmt.Sprintf("unknown action '%s' for module '%s'", r.Action, r.Module))
+		return
+	}
+	var p protocol.StatusQueryParams
+	if err := json.Unmarshal(r.Params, &p); err != nil || !protocol.ValidTransactionID(p.TransactionID) {
+		a.replyRPCError(ctx, r.TransactionID, env.ID, "invalid input for "+lbl)
+		return
+	}
+	res, err := json.Marshal(a.status(p.TransactionID))
+	if err != nil {
+		a.replyRPCError(ctx, r.TransactionID, env.ID, fmt.Sprintf("Failed to execute the task for the %s. Error: %v", lbl, err))
+		return
+	}
+	if err := a.sendData(ctx, protocol.TypeBlockingResponse,
+		protocol.BlockingResponse{TransactionID: r.TransactionID, Results: res}); err != nil {
+		a.log.Warn("send status response", "transaction_id", r.TransactionID, "error", err)
+	}
+}
+
+func (a *Agent) knownModule(name string) bool {
+	for k := range a.modules {
+		if k.module == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Agent) handleNonBlocking(ctx context.Context, env protocol.Envelope, r protocol.NonBlockingRequest) {
+	lbl := label(false, r.Module, r.Action, r.TransactionID)
+	mod, ok := a.modules[moduleKey{r.Module, r.Action}]
+	switch {
+	case ok:
+	case r.Module == protocol.ModuleStatus:
+		a.replyRPCError(ctx, r.TransactionID, env.ID, fmt.Sprintf("the module '%s' supports only blocking PXP requests", r.Module))
+		return
+	case a.knownModule(r.Module):
+		a.replyRPCError(ctx, r.TransactionID, env.ID, fmt.Sprintf("unknown action '%s' for module '%s'", r.Action, r.Module))
+		return
+	default:
+		a.replyRPCError(ctx, r.TransactionID, env.ID, "unknown module: "+r.Module)
+		return
+	}
+	if err := checkParamsObject(r.Params); err != nil {
+		a.replyRPCError(ctx, r.TransactionID, env.ID, fmt.Sprintf("invalid input for %s: %v", lbl, err))
+		return
+	}
+	if mod.validate != nil {
+		if err := mod.validate(r.Params); err != nil {
+			a.replyRPCError(ctx, r.TransactionID, env.ID, fmt.Sprintf("invalid input for %s: %v", lbl, err))
+			return
+		}
+	}
+	req := Request{
+		TransactionID: r.TransactionID, RequestID: env.ID, Module: r.Module, Action: r.Action,
+		Params: r.Params, Timeout: paramsTimeout(r.Params), Dir: a.spool.txnDir(r.TransactionID),
+	}
+
+	a.mu.Lock()
+	if a.stopping {
+		a.mu.Unlock()
+		a.replyRPCError(ctx, r.TransactionID, env.ID, fmt.Sprintf("Failed to execute the task for the %s. Error: %v", lbl, ErrAgentStopped))
+		return
+	}
+	if _, busy := a.running[r.TransactionID]; busy {
+		a.mu.Unlock()
+		a.log.Info("request repeated while running; not run again", "transaction_id", r.TransactionID)
+		a.sendProvisional(ctx, r.TransactionID)
+		return
+	}
+	created, err := a.spool.create(txnMetadata{
+		Module: r.Module, Action: r.Action, RequestParams: "{}", TransactionID: r.TransactionID,
+		RequestID: env.ID, NotifyOutcome: r.NotifyOutcome, Start: time.Now().UTC(), Status: statusRunning,
+	})
+	if err != nil {
+		a.mu.Unlock()
+		a.replyRPCError(ctx, r.TransactionID, env.ID, fmt.Sprintf("Failed to execute the task for the %s. Error: %v", lbl, err))
+		return
+	}
+	if !created {
+		a.mu.Unlock()
+		a.log.Info("request repeated; already in the spool, not run again", "transaction_id", r.TransactionID)
+		a.sendProvisional(ctx, r.TransactionID)
+		st, err := a.spool.load(r.TransactionID)
+		if err != nil {
+			a.log.Warn("read spooled transaction", "transaction_id", r.TransactionID, "error", err)
+			return
+		}
+		if st.pending() {
+			if err := a.sendOutcome(ctx, st); err != nil {
+				a.log.Warn("resend spooled result", "transaction_id", r.TransactionID, "error", err)
+			}
+		}
+		return
+	}
+	tctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	a.running[r.TransactionID] = &transaction{cancel: cancel}
+	a.tasks.Add(1)
+	a.mu.Unlock()
+
+	a.log.Info("transaction started", "transaction_id", r.TransactionID, "module", r.Module, "action", r.Action)
+	a.sendProvisional(ctx, r.TransactionID)
+	go a.execute(tctx, cancel, mod.handler, req, r.NotifyOutcome, lbl)
+}
+
+func (a *Agent) sendProvisional(ctx context.Context, txn string) {
+	if err := a.sendData(ctx, protocol.TypeProvisionalResponse,
+		protocol.ProvisionalResponse{TransactionID: txn}); err != nil {
+		a.log.Warn("send provisional response", "transaction_id", txn, "error", err)
+	}
+}
+
+// execute runs the handler, spools its outcome and sends it.
+func (a *Agent) execute(ctx context.Context, cancel context.CancelCauseFunc, h ModuleHandler, req Request, notify bool, lbl string) {
+	defer a.tasks.Done()
+	defer cancel(nil)
+	runCtx := ctx
+	if req.Timeout > 0 {
+		var stop context.CancelFunc
+		runCtx, stop = context.WithTimeoutCause(ctx, req.Timeout, ErrTimedOut)
+		defer stop()
+	}
+	results, err := h(runCtx, req)
+	if err == nil {
+		err = checkResults(results)
+	}
+	var desc string
+	if err != nil {
+		desc = fmt.Sprintf("Failed to execute the task for the %s. Error: %v", lbl, err)
+		results = nil
+	}
+	st, serr := a.spool.finish(req.TransactionID, results, desc, time.Now().UTC())
+
+	a.mu.Lock()
+	delete(a.running, req.TransactionID)
+	a.mu.Unlock()
+
+	if serr != nil {
+		// The outcome cannot be kept; send it once anyway so the server is not left waiting.
+		a.log.Error("spool outcome", "transaction_id", req.TransactionID, "error", serr)
+		if st.meta.TransactionID == "" {
+			st = txnState{results: results, errDesc: desc, meta: txnMetadata{
+				TransactionID: req.TransactionID, RequestID: req.RequestID, NotifyOutcome: notify,
+			}}
+		}
+	}
+	a.log.Info("transaction finished", "transaction_id", req.TransactionID, "failed", desc != "")
+	if !st.meta.NotifyOutcome {
+		return
+	}
+	if err := a.sendOutcome(context.WithoutCancel(ctx), st); err != nil {
+		a.log.Info("outcome kept in the spool until the next connection", "transaction_id", req.TransactionID, "error", err)
+	}
+}
+
+// sendOutcome sends a finished transaction's rpc_non_blocking_response or rpc_error_message.
+func (a *Agent) sendOutcome(ctx context.Context, st txnState) error {
+	m := st.meta
+	if st.errDesc != "" {
+		return a.sendData(ctx, protocol.TypeRPCError,
+			protocol.RPCError{TransactionID: m.TransactionID, ID: m.RequestID, Description: st.errDesc})
+	}
+	return a.sendData(ctx, protocol.TypeNonBlockingResponse,
+		protocol.NonBlockingResponse{TransactionID: m.TransactionID, Results: st.results})
+}
+
+func checkParamsObject(p json.RawMessage) error {
+	if len(p) == 0 {
+		return nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(p, &obj); err != nil {
+		return errors.New("params must be a JSON object")
+	}
+	return nil
+}
+
+func checkResults(r json.RawMessage) error {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(r, &obj); err != nil || obj == nil {
+		return errors.New("the module returned results that are not a JSON object")
+	}
+	return nil
+}
+
+// paramsTimeout reads an optional positive integer "timeout" (seconds) from params.
+func paramsTimeout(p json.RawMessage) time.Duration {
+	var t struct {
+		Timeout json.Number `json:"timeout"`
+	}
+	if json.Unmarshal(p, &t) != nil {
+		return 0
+	}
+	n, err := t.Timeout.Int64()
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return time.Duration(n) * time.Second
+}

@@ -1,0 +1,19 @@
+//go:build !unix
+
+package agent
+
+import (
+	"os"
+	"os/exec"
+)
+
+// Without unix process groups only the task's own process can be killed.
+func setProcessGroup(*exec.Cmd) {}
+
+func killProcessGroup(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Kill()
+}

@@ -1,0 +1,330 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/baton-run/baton/shared/protocol"
+)
+
+// The spool keeps one directory per non-blocking transaction (reference §4.4):
+//
+//	<spool>/<txn>/metadata     JSON txnMetadata; request params are always redacted to "{}"
+//	<spool>/<txn>/result.json  the results object, once the handler returned
+//	<spool>/<txn>/error.json   {"description": ...}, when the transaction failed before/instead
+//	<spool>/<txn>/acked        present once the server acknowledged the outcome
+//
+// Directories are 0700 and files 0600. A directory's existence alone means "this transaction
+// was accepted": a repeated request is never run again, even after an agent restart.
+
+const (
+	statusRunning = "running"
+	statusSuccess = "success"
+	statusFailure = "failure"
+
+	metadataFile = "metadata"
+	resultFile   = "result.json"
+	errorFile    = "error.json"
+	ackedFile    = "acked"
+)
+
+// orphanError is recorded for a transaction a previous agent process left running.
+const orphanError = "task process is not running, but no output is available"
+
+type txnMetadata struct {
+	Module         string     `json:"module"`
+	Action         string     `json:"action"`
+	RequestParams  string     `json:"request_params"`
+	TransactionID  string     `json:"transaction_id"`
+	RequestID      string     `json:"request_id"`
+	NotifyOutcome  bool       `json:"notify_outcome"`
+	Start          time.Time  `json:"start"`
+	Status         string     `json:"status"`
+	End            *time.Time `json:"end,omitempty"`
+	ExecutionError string     `json:"execution_error,omitempty"`
+}
+
+type txnState struct {
+	meta    txnMetadata
+	results json.RawMessage
+	errDesc string
+	acked   bool
+}
+
+func (s txnState) finished() bool { return s.results != nil || s.errDesc != "" }
+
+// pending reports whether the outcome still has to reach the server.
+func (s txnState) pending() bool { return s.finished() && s.meta.NotifyOutcome && !s.acked }
+
+type spool struct{ dir string }
+
+func (s *spool) txnDir(txn string) string { return filepath.Join(s.dir, txn) }
+
+// create makes the transaction's directory and metadata; created is false when the
+// directory already existed (the transaction was seen before).
+func (s *spool) create(m txnMetadata) (created bool, err error) {
+	if !protocol.ValidTransactionID(m.TransactionID) {
+		return false, fmt.Errorf("spool transaction %q: invalid transaction id", m.TransactionID)
+	}
+	dir := s.txnDir(m.TransactionID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
+	}
+	if err := writeJSONAtomic(filepath.Join(dir, metadataFile), m); err != nil {
+		_ = os.RemoveAll(dir)
+		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
+	}
+	return true, nil
+}
+
+// load reads a transaction; the error wraps fs.ErrNotExist when it is not in the spool.
+func (s *spool) load(txn string) (txnState, error) {
+	if !protocol.ValidTransactionID(txn) {
+		return txnState{}, fmt.Errorf("load transaction %q: %w", txn, fs.ErrNotExist)
+	}
+	dir := s.txnDir(txn)
+	if _, err := os.Stat(dir); err != nil {
+		return txnState{}, fmt.Errorf("load transaction %s: %w", txn, err)
+	}
+	var st txnState
+	b, err := os.ReadFile(filepath.Join(dir, metadataFile))
+	if err != nil {
+		return txnState{}, fmt.Errorf("load transaction %s metadata: %w", txn, err)
+	}
+	if err := json.Unmarshal(b, &st.meta); err != nil {
+		return txnState{}, fmt.Errorf("load transaction %s metadata: %w", txn, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, resultFile)); err == nil {
+		st.results = b
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return txnState{}, fmt.Errorf("load transaction %s result: %w", txn, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, errorFile)); err == nil {
+		var e struct {
+			Description string `json:"description"`
+		}
+		if err := json.Unmarshal(b, &e); err != nil {
+			return txnState{}, fmt.Errorf("load transaction %s error: %w", txn, err)
+		}
+		st.errDesc = e.Description
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return txnState{}, fmt.Errorf("load transaction %s error: %w", txn, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ackedFile)); err == nil {
+		st.acked = true
+	}
+	return st, nil
+}
+
+// finish records a transaction's outcome: results, or (when desc is set) a failure
+// description. The returned state is complete even when writing it failed.
+func (s *spool) finish(txn string, results json.RawMessage, desc string, end time.Time) (txnState, error) {
+	st, err := s.load(txn)
+	if err != nil {
+		return txnState{}, err
+	}
+	dir := s.txnDir(txn)
+	st.meta.End = &end
+	if desc != "" {
+		st.errDesc, st.results = desc, nil
+		st.meta.Status, st.meta.ExecutionError = statusFailure, desc
+		err = writeJSONAtomic(filepath.Join(dir, errorFile), map[string]string{"description": desc})
+	} else {
+		st.results = results
+		st.meta.Status = statusFailure
+		if code, _ := resultsExitcode(results); code == 0 {
+			st.meta.Status = statusSuccess
+		}
+		err = writeFileAtomic(filepath.Join(dir, resultFile), results)
+	}
+	if err != nil {
+		return st, fmt.Errorf("finish transaction %s: %w", txn, err)
+	}
+	if err := writeJSONAtomic(filepath.Join(dir, metadataFile), st.meta); err != nil {
+		return st, fmt.Errorf("finish transaction %s: %w", txn, err)
+	}
+	return st, nil
+}
+
+// ack marks a finished transaction's outcome as recorded by the server. Its directory stays,
+// so that a repeated request is still recognised.
+func (s *spool) ack(txn string) error {
+	st, err := s.load(txn)
+	if err != nil {
+		return err
+	}
+	if !st.finished() {
+		return fmt.Errorf("acknowledge transaction %s: it has no outcome yet", txn)
+	}
+	if st.acked {
+		return nil
+	}
+	ts := []byte(time.Now().UTC().Format(time.RFC3339Nano) + "\n")
+	if err := writeFileAtomic(filepath.Join(s.txnDir(txn), ackedFile), ts); err != nil {
+		return fmt.Errorf("acknowledge transaction %s: %w", txn, err)
+	}
+	return nil
+}
+
+// all loads every transaction in the spool; unreadable ones are returned as names in bad.
+func (s *spool) all() (states []txnState, bad []string, err error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read spool %s: %w", s.dir, err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !protocol.ValidTransactionID(e.Name()) {
+			continue
+		}
+		st, err := s.load(e.Name())
+		if err != nil {
+			bad = append(bad, e.Name())
+			continue
+		}
+		states = append(states, st)
+	}
+	return states, bad, nil
+}
+
+// pending returns the outcomes not yet acknowledged, oldest first.
+func (s *spool) pending() ([]txnState, error) {
+	states, _, err := s.all()
+	if err != nil {
+		return nil, err
+	}
+	var out []txnState
+	for _, st := range states {
+		if st.pending() {
+			out = append(out, st)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		return endOrStart(out[i].meta).Before(endOrStart(out[j].meta))
+	})
+	return out, nil
+}
+
+func endOrStart(m txnMetadata) time.Time {
+	if m.End != nil {
+		return *m.End
+	}
+	return m.Start
+}
+
+// purge deletes finished transactions (acknowledged or not) that started before cutoff, and
+// unreadable transaction directories last modified before it.
+func (s *spool) purge(cutoff time.Time) (int, error) {
+	states, bad, err := s.all()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, st := range states {
+		if !st.finished() || !st.meta.Start.Before(cutoff) {
+			continue
+		}
+		if err := os.RemoveAll(s.txnDir(st.meta.TransactionID)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	for _, name := range bad {
+		fi, err := os.Stat(s.txnDir(name))
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			continue
+		}
+		if err := os.RemoveAll(s.txnDir(name)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	if err := errors.Join(errs...); err != nil {
+		return n, fmt.Errorf("purge spool: %w", err)
+	}
+	return n, nil
+}
+
+// finaliseOrphans records a failure for every transaction without an outcome: called before
+// any transaction starts, these were left running by a previous agent process, whose
+// output is lost.
+func (s *spool) finaliseOrphans(now time.Time) (int, error) {
+	states, _, err := s.all()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, st := range states {
+		if st.finished() {
+			continue
+		}
+		m := st.meta
+		desc := fmt.Sprintf("Failed to execute the task for the %s. Error: %s",
+			label(false, m.Module, m.Action, m.TransactionID), orphanError)
+		if _, err := s.finish(m.TransactionID, nil, desc, now); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// resultsExitcode reads an integer "exitcode" from a results object.
+func resultsExitcode(results json.RawMessage) (code int, ok bool) {
+	var r struct {
+		Exitcode *int `json:"exitcode"`
+	}
+	if json.Unmarshal(results, &r) != nil || r.Exitcode == nil {
+		return 0, false
+	}
+	return *r.Exitcode, true
+}
+
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+	}
+	return writeFileAtomic(path, b)
+}
+
+// writeFileAtomic writes b to path (mode 0600) through a temporary file and a rename, so that
+// readers see either the old or the new content.
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, werr := f.Write(b)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(tmp, 0o600)
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, path)
+	}
+	if werr != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, werr)
+	}
+	return nil
+}

@@ -1,0 +1,271 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"runtime"
+	"strings"
+	"time"
+
+	sqlitedrv "modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/baton-run/baton/shared/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Store is a store.Store on one SQLite file. Writes go through a single connection, so
+// writers in this process never contend for the database lock; reads use a separate pool of
+// read-only connections, which WAL mode lets run alongside the writer.
+type Store struct {
+	path string
+	w    *sql.DB // exactly one connection; every transaction starts with BEGIN IMMEDIATE
+	r    *sql.DB // read-only pool
+	log  *slog.Logger
+}
+
+type config struct {
+	logger      *slog.Logger
+	busyTimeout time.Duration
+	readConns   int
+}
+
+// Option configures Open.
+type Option func(*config)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// WithBusyTimeout sets how long a statement waits for a lock held by another process before
+// failing with SQLITE_BUSY (default 5s). Writers within one Store never wait on each other.
+func WithBusyTimeout(d time.Duration) Option {
+	return func(c *config) { c.busyTimeout = d }
+}
+
+// WithReadConns sets the size of the read connection pool (default: GOMAXPROCS, at least 2).
+func WithReadConns(n int) Option {
+	return func(c *config) { c.readConns = n }
+}
+
+// Open opens the database file at path, creating it if needed, switches it to WAL mode and
+// creates or migrates the schema. A database with a newer schema fails with ErrSchemaTooNew.
+// path must be a plain file name: not ":memory:", a "file:" URI or a name containing '?'.
+func Open(path string, opts ...Option) (*Store, error) {
+	cfg := config{
+		logger:      slog.New(slog.DiscardHandler),
+		busyTimeout: 5 * time.Second,
+		readConns:   max(2, runtime.GOMAXPROCS(0)),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") || strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("open store %q: path must be a plain file name", path)
+	}
+	if cfg.busyTimeout < 0 || cfg.readConns < 1 {
+		return nil, fmt.Errorf("open store %s: invalid options: busy timeout %v, read connections %d", path, cfg.busyTimeout, cfg.readConns)
+	}
+
+	common := url.Values{}
+	common.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", cfg.busyTimeout.Milliseconds()))
+	common.Add("_pragma", "foreign_keys(1)")
+
+	wq := url.Values{"_txlock": {"immediate"}}
+	wq["_pragma"] = append([]string{"journal_mode(WAL)"}, common["_pragma"]...)
+	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+
+	s := &Store{path: path, w: w, log: cfg.logger}
+	ctx := context.Background()
+	if err := s.migrate(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	var mode string
+	if err := w.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: read journal mode: %w", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: journal mode is %q, want wal (is the file system local?)", path, mode)
+	}
+
+	rq := url.Values{"_pragma": append([]string{"query_only(1)"}, common["_pragma"]...)}
+	r, err := sql.Open("sqlite", path+"?"+rq.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(cfg.readConns)
+	r.SetMaxIdleConns(cfg.readConns)
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s.r = r
+	return s, nil
+}
+
+// Close closes the database. It must not be called while other methods are running.
+func (s *Store) Close() error {
+	if err := errors.Join(s.r.Close(), s.w.Close()); err != nil {
+		return fmt.Errorf("close store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// write runs fn in a write transaction and commits it if fn returns nil.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin write: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+		}
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// read runs fn in a read transaction, which sees one consistent snapshot.
+func (s *Store) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("begin read: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }() // read-only: nothing to undo
+	return fn(tx)
+}
+
+// isUnique reports whether err is a primary-key or unique constraint violation.
+func isUnique(err error) bool {
+	var e *sqlitedrv.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+// affected returns the number of rows res changed.
+func affected(res sql.Result) (int64, error) {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("rows affected: %w", err)
+	}
+	return n, nil
+}
+
+// exists reports whether query (a SELECT 1 ...) returns a row.
+func exists(ctx context.Context, tx *sql.Tx, query string, args ...any) (bool, error) {
+	var one int
+	err := tx.QueryRowContext(ctx, query, args...).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
+// versionMiss explains an optimistic update that changed no row: ErrNotFound if the record
+// (selected by existsQuery) is gone, else ErrConflict.
+func versionMiss(ctx context.Context, tx *sql.Tx, existsQuery string, args ...any) error {
+	ok, err := exists(ctx, tx, existsQuery, args...)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return store.ErrNotFound
+	}
+	return store.ErrConflict
+}
+
+// placeholders returns "?, ?, ?" for n values.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// timeLayout is fixed-width (always nine fractional digits, always UTC "Z") so that stored
+// times sort as text in chronological order.
+const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// encoder converts values to column values, keeping the first error.
+type encoder struct{ err error }
+
+func (e *encoder) time(t time.Time) string {
+	u := t.UTC()
+	if y := u.Year(); y < 0 || y > 9999 {
+		if e.err == nil {
+			e.err = fmt.Errorf("time %v: year outside 0-9999", t)
+		}
+		return ""
+	}
+	return u.Format(timeLayout)
+}
+
+func (e *encoder) timePtr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return e.time(*t)
+}
+
+// blob stores empty as NULL.
+func blob(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// decoder converts column values back, keeping the first error.
+type decoder struct{ err error }
+
+func (d *decoder) time(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil && d.err == nil {
+		d.err = fmt.Errorf("parse stored time %q: %w", s, err)
+	}
+	return t
+}
+
+func (d *decoder) timePtr(s sql.NullString) *time.Time {
+	if !s.Valid {
+		return nil
+	}
+	t := d.time(s.String)
+	return &t
+}
+
+// bytesOrNil returns nil for an empty or NULL blob.
+func bytesOrNil(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}

@@ -1,0 +1,357 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-run/baton/shared/inventory"
+	"github.com/baton-run/baton/shared/jobs"
+	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/store/storetest"
+)
+
+// openTemp opens a store on a fresh file in t's temporary directory and closes it at cleanup.
+func openTemp(t testing.TB) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "baton.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return s, path
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, _ := openTemp(t)
+		return s
+	})
+}
+
+var t0 = time.Date(2024, time.March, 1, 12, 0, 0, 0, time.UTC)
+
+func testJob() jobs.Job {
+	return jobs.Job{
+		Type: jobs.TypeTask, State: jobs.StateRunning, Environment: "production",
+		Owner: jobs.Owner{ID: "42", Login: "admin"}, Options: json.RawMessage(`{"task":"facts"}`),
+		CreatedAt: t0, UpdatedAt: t0, Status: []jobs.StatusEntry{{State: jobs.StateNew, EnterTime: t0}},
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "baton.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	j, err := s.CreateJob(ctx, testJob(), []jobs.Node{{Name: "a", State: jobs.NodeNew}},
+		[]jobs.Event{{Type: jobs.EventNodeRunning, Timestamp: t0, Node: "a"}})
+	if err != nil {
+		t.Fatalf("create job: %v", err)
+	}
+	if _, err := s.CreateNode(ctx, inventory.Node{Name: "a", CredentialHash: "h", CreatedAt: t0}); err != nil {
+		t.Fatalf("create node: %v", err)
+	}
+	if err := s.PutToken(ctx, store.Token{Hash: "tok", Login: "admin", CreatedAt: t0}); err != nil {
+		t.Fatalf("put token: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+
+	s, err = Open(path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	got, err := s.GetJob(ctx, j.ID)
+	if err != nil {
+		t.Fatalf("get job after reopen: %v", err)
+	}
+	if got.Owner != j.Owner || !got.CreatedAt.Equal(j.CreatedAt) || got.Version != 1 {
+		t.Fatalf("job after reopen = %+v, want %+v", got, j)
+	}
+	if _, err := s.GetJobNode(ctx, j.ID, "a"); err != nil {
+		t.Fatalf("get job node after reopen: %v", err)
+	}
+	if _, err := s.GetNode(ctx, "a"); err != nil {
+		t.Fatalf("get node after reopen: %v", err)
+	}
+	if _, err := s.GetToken(ctx, "tok"); err != nil {
+		t.Fatalf("get token after reopen: %v", err)
+	}
+	// Counters carry on where they stopped.
+	next, err := s.CreateJob(ctx, testJob(), nil, nil)
+	if err != nil {
+		t.Fatalf("create job after reopen: %v", err)
+	}
+	if next.ID != j.ID+1 {
+		t.Fatalf("next job id = %d, want %d", next.ID, j.ID+1)
+	}
+	n, err := s.GetJobNode(ctx, j.ID, "a")
+	if err != nil {
+		t.Fatalf("get job node: %v", err)
+	}
+	n, err = s.UpdateJobNode(ctx, n, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: t0, Node: "a"})
+	if err != nil {
+		t.Fatalf("append event after reopen: %v", err)
+	}
+	if n.LatestEventID != 2 {
+		t.Fatalf("event id after reopen = %d, want 2", n.LatestEventID)
+	}
+}
+
+// rawQuery runs a one-value query on path through a separate connection.
+func rawQuery(t *testing.T, path, query string, dest any) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatalf("raw open: %v", err)
+	}
+	defer db.Close()
+	if err := db.QueryRowContext(t.Context(), query).Scan(dest); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+func TestFileIsWAL(t *testing.T) {
+	_, path := openTemp(t)
+	var mode string
+	rawQuery(t, path, `PRAGMA journal_mode`, &mode)
+	if mode != "wal" {
+		t.Fatalf("journal mode = %q, want wal", mode)
+	}
+	var version int
+	rawQuery(t, path, `PRAGMA user_version`, &version)
+	if version != schemaVersion {
+		t.Fatalf("user_version = %d, want %d", version, schemaVersion)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "future.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatalf("raw open: %v", err)
+	}
+	newer := schemaVersion + 1
+	if _, err := db.ExecContext(t.Context(), fmt.Sprintf(`PRAGMA user_version = %d`, newer)); err != nil {
+		t.Fatalf("set user_version: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("raw close: %v", err)
+	}
+
+	s, err := Open(path)
+	if err == nil {
+		s.Close()
+		t.Fatal("Open accepted a database with a newer schema")
+	}
+	if !errors.Is(err, ErrSchemaTooNew) {
+		t.Fatalf("error = %v, want ErrSchemaTooNew", err)
+	}
+	for _, want := range []string{path, fmt.Sprintf("schema version %d", newer), fmt.Sprintf("up to %d", schemaVersion)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	var version int
+	rawQuery(t, path, `PRAGMA user_version`, &version)
+	if version != newer {
+		t.Fatalf("user_version = %d after refused open, want %d unchanged", version, newer)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, []byte(strings.Repeat("not a database ", 100)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		path string
+		opts []Option
+	}{
+		{"empty path", "", nil},
+		{"memory", ":memory:", nil},
+		{"uri", "file:" + filepath.Join(dir, "x.db"), nil},
+		{"query in name", filepath.Join(dir, "x.db?mode=ro"), nil},
+		{"missing directory", filepath.Join(dir, "no", "such", "dir", "x.db"), nil},
+		{"not a database", garbage, nil},
+		{"negative busy timeout", filepath.Join(dir, "y.db"), []Option{WithBusyTimeout(-time.Second)}},
+		{"no read connections", filepath.Join(dir, "z.db"), []Option{WithReadConns(0)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Open(tt.path, tt.opts...)
+			if err == nil {
+				s.Close()
+				t.Fatalf("Open(%q) succeeded, want an error", tt.path)
+			}
+		})
+	}
+}
+
+func TestSubSecondTimesRoundTrip(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	j := testJob()
+	j.CreatedAt = time.Date(2024, 3, 1, 12, 0, 0, 123456789, time.FixedZone("X", -7*3600))
+	j.UpdatedAt = j.CreatedAt.Add(time.Nanosecond)
+	created, err := s.CreateJob(ctx, j, nil, nil)
+	if err != nil {
+		t.Fatalf("create job: %v", err)
+	}
+	got, err := s.GetJob(ctx, created.ID)
+	if err != nil {
+		t.Fatalf("get job: %v", err)
+	}
+	if !got.CreatedAt.Equal(j.CreatedAt) || !got.UpdatedAt.Equal(j.UpdatedAt) {
+		t.Fatalf("times = %v, %v; want %v, %v", got.CreatedAt, got.UpdatedAt, j.CreatedAt, j.UpdatedAt)
+	}
+}
+
+func TestOrderingByTimeIsChronological(t *testing.T) {
+	// Text timestamps must sort chronologically, including whole seconds against fractions.
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	offsets := []time.Duration{time.Second + 500*time.Millisecond, time.Second, 900 * time.Millisecond, 2 * time.Second}
+	for _, d := range offsets {
+		j := testJob()
+		j.CreatedAt = t0.Add(d)
+		if _, err := s.CreateJob(ctx, j, nil, nil); err != nil {
+			t.Fatalf("create job: %v", err)
+		}
+	}
+	got, _, err := s.ListJobs(ctx, store.JobQuery{OrderBy: "timestamp"})
+	if err != nil {
+		t.Fatalf("list jobs: %v", err)
+	}
+	want := []int64{3, 2, 1, 4}
+	for i, j := range got {
+		if j.ID != want[i] {
+			t.Fatalf("order = %v, want ids %v", got, want)
+		}
+	}
+}
+
+func TestRejectsBadInput(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	far := testJob()
+	far.CreatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := s.CreateJob(ctx, far, nil, nil); err == nil {
+		t.Fatal("CreateJob accepted a time past year 9999")
+	}
+	if _, err := s.CreateJob(ctx, testJob(), []jobs.Node{{Name: "a"}, {Name: "a"}}, nil); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("CreateJob with a duplicate node: error = %v, want ErrExists", err)
+	}
+	if _, total, err := s.ListJobs(ctx, store.JobQuery{}); err != nil || total != 0 {
+		t.Fatalf("after failed creates: total = %d, err = %v; want 0 jobs", total, err)
+	}
+	if _, _, err := s.ListJobs(ctx, store.JobQuery{OrderBy: "colour"}); err == nil {
+		t.Fatal("ListJobs accepted an unknown OrderBy")
+	}
+	if _, _, err := s.ListJobs(ctx, store.JobQuery{Limit: -1}); err == nil {
+		t.Fatal("ListJobs accepted a negative limit")
+	}
+	if err := s.DeleteNode(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("DeleteNode of unknown node: error = %v, want ErrNotFound", err)
+	}
+	if _, err := s.UpdateJobNode(ctx, jobs.Node{JobID: 7, Name: "a", Version: 1}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UpdateJobNode of unknown job: error = %v, want ErrNotFound", err)
+	}
+	if _, err := s.FindJobNodeByTransaction(ctx, ""); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("FindJobNodeByTransaction(\"\"): error = %v, want ErrNotFound", err)
+	}
+}
+
+func TestQueriesUseIndexes(t *testing.T) {
+	s, _ := openTemp(t)
+	tests := []struct {
+		name  string
+		query string
+		args  []any
+		index string
+	}{
+		{"by transaction", `SELECT job_id FROM job_nodes WHERE transaction_id = ? AND transaction_id <> ''`, []any{"t"}, "job_nodes_transaction"},
+		{"by name", `SELECT job_id FROM job_nodes WHERE name = ? AND state IN (?, ?)`, []any{"n", "new", "ready"}, "job_nodes_name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rows, err := s.r.QueryContext(t.Context(), `EXPLAIN QUERY PLAN `+tt.query, tt.args...)
+			if err != nil {
+				t.Fatalf("explain: %v", err)
+			}
+			defer rows.Close()
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					t.Fatalf("scan plan: %v", err)
+				}
+				plan = append(plan, detail)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatalf("plan rows: %v", err)
+			}
+			if !strings.Contains(strings.Join(plan, "\n"), tt.index) {
+				t.Fatalf("plan %q does not use index %s", plan, tt.index)
+			}
+		})
+	}
+}
+
+func BenchmarkUpdateJobNode(b *testing.B) {
+	s, _ := openTemp(b)
+	ctx := context.Background()
+	j, err := s.CreateJob(ctx, testJob(), []jobs.Node{{Name: "a", State: jobs.NodeNew}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := s.GetJobNode(ctx, j.ID, "a")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := jobs.Event{Type: jobs.EventNodeRunning, Timestamp: t0, Node: "a", Detail: json.RawMessage(`{"x":1}`)}
+	for b.Loop() {
+		n.Message = "running"
+		if n, err = s.UpdateJobNode(ctx, n, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCreateJob100Nodes(b *testing.B) {
+	s, _ := openTemp(b)
+	ctx := context.Background()
+	nodes := make([]jobs.Node, 100)
+	for i := range nodes {
+		nodes[i] = jobs.Node{Name: fmt.Sprintf("node%03d.example.com", i), State: jobs.NodeNew}
+	}
+	for b.Loop() {
+		if _, err := s.CreateJob(ctx, testJob(), nodes, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,6 @@
+// Package storetest is the behavioural conformance suite of the store.Store contract. Every
+// backend calls Run from its own tests with a constructor for a fresh, empty store.
+//
+// It tests only what the contract in package store promises (ids, versions, conflicts, event
+// numbering, ordering, concurrency), never a backend's storage details.
+package storetest
