@@ -39,12 +39,17 @@ func facterFacts(ctx context.Context, facter string) (map[string]any, error) {
 	setProcessGroup(cmd)
 	cmd.Cancel = func() error { return killProcessGroup(cmd.Process.Pid) }
 	cmd.WaitDelay = ioGrace
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("run facter: %w", err)
+	// facter exits non-zero when any single fact failed to resolve (e.g. a file it may not
+	// read) yet still prints every other fact: its output counts whenever it is a JSON object.
+	out, runErr := cmd.Output()
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("run facter: %w", ctx.Err())
 	}
 	var facts map[string]any
 	if err := json.Unmarshal(out, &facts); err != nil {
+		if runErr != nil {
+			return nil, fmt.Errorf("run facter: %w", runErr)
+		}
 		return nil, fmt.Errorf("parse facter output: %w", err)
 	}
 	if facts == nil {

@@ -51,6 +51,14 @@ type testServer struct {
 	files     map[string][]byte
 	downloads map[string]int
 	rejected  int
+	blocked   bool
+}
+
+// setBlocked makes the /pcp endpoint refuse (503) or accept new connections.
+func (ts *testServer) setBlocked(b bool) {
+	ts.mu.Lock()
+	ts.blocked = b
+	ts.mu.Unlock()
 }
 
 func newTestServer(t *testing.T) *testServer {
@@ -88,6 +96,13 @@ func newTestServer(t *testing.T) *testServer {
 func (ts *testServer) url() string { return "ws" + strings.TrimPrefix(ts.srv.URL, "http") + "/pcp" }
 
 func (ts *testServer) handlePCP(w http.ResponseWriter, r *http.Request) {
+	ts.mu.Lock()
+	blocked := ts.blocked
+	ts.mu.Unlock()
+	if blocked {
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+		return
+	}
 	if r.Header.Get("Authorization") != "Bearer "+testSecret || r.Header.Get("X-Baton-Node") != testNode {
 		ts.mu.Lock()
 		ts.rejected++
@@ -162,12 +177,13 @@ func (ts *testServer) frameCount() int {
 // sendRaw writes b to the agent's current connection.
 func (ts *testServer) sendRaw(t *testing.T, b []byte) {
 	t.Helper()
-	ts.mu.Lock()
-	c := ts.conn
-	ts.mu.Unlock()
-	if c == nil {
-		t.Fatal("no agent connection")
-	}
+	var c *websocket.Conn
+	waitUntil(t, "an agent connection", func() bool {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		c = ts.conn
+		return c != nil
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	if err := c.Write(ctx, websocket.MessageText, b); err != nil {

@@ -207,8 +207,15 @@ func (s *spool) pending() ([]txnState, error) {
 			out = append(out, st)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		return endOrStart(out[i].meta).Before(endOrStart(out[j].meta))
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].meta, out[j].meta
+		if ea, eb := endOrStart(a), endOrStart(b); !ea.Equal(eb) {
+			return ea.Before(eb)
+		}
+		if !a.Start.Equal(b.Start) {
+			return a.Start.Before(b.Start)
+		}
+		return a.TransactionID < b.TransactionID
 	})
 	return out, nil
 }

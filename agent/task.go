@@ -300,7 +300,7 @@ func taskEnv(input map[string]json.RawMessage) []string {
 		}
 		v := input[k]
 		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
+		if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, &s) != nil {
 			s = string(compactJSON(v))
 		}
 		if strings.ContainsRune(s, 0) {

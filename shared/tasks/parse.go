@@ -129,6 +129,20 @@ func parseMetadata(b []byte) (Metadata, error) {
 			return Metadata{}, fmt.Errorf("%s: %w", k, err)
 		}
 	}
+	// Empty lists and objects mean the same as absent ones; keep one representation so that
+	// metadata survives a JSON round trip (Parameters is the exception: {} accepts none).
+	if len(m.Implementations) == 0 {
+		m.Implementations = nil
+	}
+	if len(m.Files) == 0 {
+		m.Files = nil
+	}
+	if len(m.Extensions) == 0 {
+		m.Extensions = nil
+	}
+	if len(m.Identifiers) == 0 {
+		m.Identifiers = nil
+	}
 	return m, nil
 }
 
@@ -265,9 +279,11 @@ func parseParameter(name string, raw json.RawMessage) (Parameter, error) {
 		case "sensitive":
 			err = decodeAs(v, "a boolean", &p.Sensitive)
 		case "default":
-			var c bytes.Buffer
-			if err = json.Compact(&c, v); err == nil {
-				p.Default = json.RawMessage(c.Bytes())
+			// Store the default the way json.Marshal writes it (compact, HTML-escaped) so
+			// that Metadata survives a JSON round trip unchanged.
+			var enc []byte
+			if enc, err = json.Marshal(v); err == nil {
+				p.Default = json.RawMessage(enc)
 			}
 		}
 		if err != nil {
@@ -344,6 +360,12 @@ func parseImplementation(raw json.RawMessage) (Implementation, error) {
 		if err != nil {
 			return impl, fmt.Errorf("%s: %w", k, err)
 		}
+	}
+	if len(impl.Requirements) == 0 {
+		impl.Requirements = nil
+	}
+	if len(impl.Files) == 0 {
+		impl.Files = nil
 	}
 	switch {
 	case impl.Name == "":

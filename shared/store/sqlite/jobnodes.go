@@ -100,7 +100,7 @@ func appendEvents(ctx context.Context, tx *sql.Tx, jobID int64, events []jobs.Ev
 		return 0, nil
 	}
 	var last int64
-	err := tx.QueryRowContext(ctx, `UPDATE jobs SET last_event_id = last_event_id + ?, version = version + 1 WHERE id = ?
+	err := tx.QueryRowContext(ctx, `UPDATE jobs SET last_event_id = last_event_id + ? WHERE id = ?
 		RETURNING last_event_id`, len(events), jobID).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("append events to job %d: %w", jobID, store.ErrNotFound)

@@ -146,6 +146,38 @@ func TestFileIsWAL(t *testing.T) {
 	}
 }
 
+func TestConnectionSettings(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "baton.db"), WithBusyTimeout(1500*time.Millisecond))
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer s.Close()
+	tests := []struct {
+		pool   string
+		db     *sql.DB
+		pragma string
+		want   int
+	}{
+		{"writer", s.w, "busy_timeout", 1500},
+		{"writer", s.w, "foreign_keys", 1},
+		{"writer", s.w, "query_only", 0},
+		{"reader", s.r, "busy_timeout", 1500},
+		{"reader", s.r, "foreign_keys", 1},
+		{"reader", s.r, "query_only", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pool+" "+tt.pragma, func(t *testing.T) {
+			var got int
+			if err := tt.db.QueryRowContext(t.Context(), "PRAGMA "+tt.pragma).Scan(&got); err != nil {
+				t.Fatalf("read %s: %v", tt.pragma, err)
+			}
+			if got != tt.want {
+				t.Fatalf("%s = %d, want %d", tt.pragma, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestNewerSchemaRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "future.db")
 	db, err := sql.Open("sqlite", path)

@@ -1,0 +1,341 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-run/baton/shared/protocol"
+)
+
+func TestConfigValidate(t *testing.T) {
+	good := Config{Server: "wss://baton.example.com/pcp", Name: "n", Secret: "s", CacheDir: "/c", SpoolDir: "/s"}
+	tests := []struct {
+		name    string
+		mod     func(*Config)
+		wantErr string
+	}{
+		{"valid", func(*Config) {}, ""},
+		{"ws is fine", func(c *Config) { c.Server = "ws://127.0.0.1:8080/pcp" }, ""},
+		{"no server", func(c *Config) { c.Server = "" }, "server URL is required"},
+		{"http scheme", func(c *Config) { c.Server = "https://x/pcp" }, "scheme must be ws or wss"},
+		{"no host", func(c *Config) { c.Server = "ws:///pcp" }, "has no host"},
+		{"no name", func(c *Config) { c.Name = "" }, "name is required"},
+		{"no secret", func(c *Config) { c.Secret = "" }, "secret is required"},
+		{"no dirs", func(c *Config) { c.CacheDir, c.SpoolDir = "", "" }, "cache dir is required"},
+		{"negative", func(c *Config) { c.PingInterval = -1 }, "durations must not be negative"},
+		{"negative backoff", func(c *Config) { c.DownloadBackoff = []time.Duration{-1} }, "download backoff must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := good
+			tt.mod(&c)
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v", err)
+				}
+				if _, err := New(c); err != nil {
+					t.Fatalf("New() = %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate() = %v, want %q", err, tt.wantErr)
+			}
+			if _, err := New(c); err == nil {
+				t.Fatal("New accepted an invalid config")
+			}
+		})
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c := Config{Server: "ws://h/pcp", Name: "n", Secret: "s", CacheDir: "/c", SpoolDir: "/s"}.withDefaults()
+	if c.PingInterval != DefaultPingInterval || c.MaxBackoff != DefaultMaxBackoff || c.SpoolPurgeTTL != DefaultSpoolPurgeTTL ||
+		len(c.DownloadBackoff) != 4 || c.Facts == nil || c.HTTPClient == nil || c.Logger == nil {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	if strings.Join(c.Features, ",") != "shell,puppet-agent" {
+		t.Errorf("features %v", c.Features)
+	}
+}
+
+func TestFileURL(t *testing.T) {
+	base, err := httpBase("wss://baton.example.com:8443/pcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		uri     protocol.FileURI
+		want    string
+		wantErr bool
+	}{
+		{"server path", protocol.FileURI{Path: "/files/x.sh"}, "https://baton.example.com:8443/files/x.sh", false},
+		{"server path with params", protocol.FileURI{Path: "/puppet/v3/file_content/tasks/echo/init", Params: map[string]string{"environment": "production", "a b": "c&d"}},
+			"https://baton.example.com:8443/puppet/v3/file_content/tasks/echo/init?a+b=c%26d&environment=production", false},
+		{"presigned URL kept byte for byte", protocol.FileURI{Path: "https://bucket.s3.amazonaws.com/k?X-Amz-Signature=ab%2Fc&X-Amz-Date=1"},
+			"https://bucket.s3.amazonaws.com/k?X-Amz-Signature=ab%2Fc&X-Amz-Date=1", false},
+		{"presigned URL plus params", protocol.FileURI{Path: "http://s3.local/k?sig=1", Params: map[string]string{"v": "2"}},
+			"http://s3.local/k?sig=1&v=2", false},
+		{"relative path", protocol.FileURI{Path: "files/x"}, "", true},
+		{"scheme-relative", protocol.FileURI{Path: "//evil.example.com/x"}, "", true},
+		{"other scheme", protocol.FileURI{Path: "file:///etc/passwd"}, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := fileURL(base, tt.uri)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("got %s, want an error", u)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.String() != tt.want {
+				t.Errorf("got %s, want %s", u, tt.want)
+			}
+		})
+	}
+	if b, _ := httpBase("ws://127.0.0.1:9/pcp"); b.String() != (&url.URL{Scheme: "http", Host: "127.0.0.1:9"}).String() {
+		t.Errorf("ws base %s", b)
+	}
+}
+
+func TestSafeRelPath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"init.sh": true, "mymod/files/lib.sh": true, "": false, "../x": false, "/etc/passwd": false,
+		"a/../../x": false, "a/./b": false, "a\\b": false, "a//b": false,
+	} {
+		if got := safeRelPath(p); got != want {
+			t.Errorf("safeRelPath(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+func TestSpoolLifecycleAndPurge(t *testing.T) {
+	dir := t.TempDir()
+	sp := &spool{dir: dir}
+	now := time.Now().UTC()
+	old := now.Add(-15 * 24 * time.Hour)
+	mk := func(txn string, start time.Time) {
+		t.Helper()
+		created, err := sp.create(txnMetadata{Module: "task", Action: "run", RequestParams: "{}", TransactionID: txn,
+			RequestID: "r-" + txn, NotifyOutcome: true, Start: start, Status: statusRunning})
+		if err != nil || !created {
+			t.Fatalf("create %s: %v %v", txn, created, err)
+		}
+	}
+	mk("old-acked", old)
+	mk("old-unacked", old)
+	mk("old-running", old)
+	mk("new-acked", now)
+	mk("new-error", now)
+
+	if created, err := sp.create(txnMetadata{TransactionID: "new-acked", Start: now}); err != nil || created {
+		t.Fatalf("second create = %v, %v; want false, nil", created, err)
+	}
+	if err := sp.ack("old-running"); err == nil {
+		t.Error("ack of an unfinished transaction succeeded")
+	}
+	results := json.RawMessage(`{"exitcode":0,"stdout":"x"}`)
+	for _, txn := range []string{"old-acked", "old-unacked", "new-acked"} {
+		if _, err := sp.finish(txn, results, "", now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sp.finish("new-error", nil, "it broke", now); err != nil {
+		t.Fatal(err)
+	}
+	for _, txn := range []string{"old-acked", "new-acked"} {
+		if err := sp.ack(txn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pending, err := sp.pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range pending {
+		names = append(names, p.meta.TransactionID)
+	}
+	if strings.Join(names, ",") != "old-unacked,new-error" {
+		t.Errorf("pending = %v", names)
+	}
+	st, err := sp.load("new-error")
+	if err != nil || st.errDesc != "it broke" || st.meta.Status != statusFailure {
+		t.Errorf("error record %+v %v", st, err)
+	}
+	if _, err := sp.load("absent"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("load(absent) = %v, want ErrNotExist", err)
+	}
+
+	n, err := sp.purge(now.Add(-14 * 24 * time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("purged %d, want 2", n)
+	}
+	for txn, want := range map[string]bool{"old-acked": false, "old-unacked": false, "old-running": true, "new-acked": true, "new-error": true} {
+		if got := fileExists(filepath.Join(dir, txn)); got != want {
+			t.Errorf("%s exists = %v, want %v", txn, got, want)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "new-acked")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("txn dir mode: %v %v", fi, err)
+	}
+}
+
+func TestAgentPurgesSpoolAtStart(t *testing.T) {
+	ts := newTestServer(t)
+	cfg := testConfig(t, ts)
+	sp := &spool{dir: cfg.SpoolDir}
+	if err := os.MkdirAll(cfg.SpoolDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-20 * 24 * time.Hour)
+	if _, err := sp.create(txnMetadata{TransactionID: "ancient", Start: old, Status: statusRunning}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.finish("ancient", json.RawMessage(`{"exitcode":0}`), "", old); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.ack("ancient"); err != nil {
+		t.Fatal(err)
+	}
+	ta := startAgent(t, cfg)
+	waitUntil(t, "connected", ta.Connected)
+	if fileExists(filepath.Join(cfg.SpoolDir, "ancient")) {
+		t.Error("old acknowledged transaction not purged")
+	}
+}
+
+func TestCappedBuffer(t *testing.T) {
+	b := &cappedBuffer{max: 5}
+	for _, s := range []string{"abc", "def", "ghi"} {
+		if n, err := b.Write([]byte(s)); n != len(s) || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	if got := b.String(); !strings.HasPrefix(got, "abcde\n") || !strings.Contains(got, "4 more bytes were dropped") {
+		t.Errorf("got %q", got)
+	}
+	small := &cappedBuffer{max: 10}
+	_, _ = small.Write([]byte("ok"))
+	if small.String() != "ok" {
+		t.Errorf("got %q", small.String())
+	}
+}
+
+func TestRunCommandStartFailure(t *testing.T) {
+	res, err := RunCommand(context.Background(), Command{Path: filepath.Join(t.TempDir(), "missing")})
+	if err == nil || res.Exitcode != 127 || !strings.Contains(res.Stderr, "failed to run") {
+		t.Errorf("got %+v, %v", res, err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(ErrCanceled)
+	res, err = RunCommand(ctx, Command{Path: "/bin/true"})
+	if err != nil || !res.Canceled || res.Exitcode != -1 {
+		t.Errorf("cancelled before start: %+v, %v", res, err)
+	}
+}
+
+func TestBuiltinFacts(t *testing.T) {
+	f := builtinFacts()
+	host, _ := os.Hostname()
+	short, _, _ := strings.Cut(host, ".")
+	if f["hostname"] != short {
+		t.Errorf("hostname %v, want %s", f["hostname"], short)
+	}
+	if fqdn, _ := f["fqdn"].(string); !strings.HasPrefix(fqdn, short) {
+		t.Errorf("fqdn %v", f["fqdn"])
+	}
+	osf, _ := f["os"].(map[string]any)
+	if osf["name"] == "" || osf["family"] == "" || osf["architecture"] == "" || osf["architecture"] != f["architecture"] {
+		t.Errorf("os %v", osf)
+	}
+	if f["kernel"] != "Linux" || f["kernelrelease"] == "" {
+		t.Errorf("kernel %v %v", f["kernel"], f["kernelrelease"])
+	}
+	if p, _ := f["processors"].(map[string]any); p["count"].(int) < 1 {
+		t.Errorf("processors %v", f["processors"])
+	}
+	netf, _ := f["networking"].(map[string]any)
+	if ifs, _ := netf["interfaces"].(map[string]any); len(ifs) == 0 || netf["hostname"] != short {
+		t.Errorf("networking %v", netf)
+	}
+	if mem, ok := f["memory"].(map[string]any); !ok || mem["system"].(map[string]any)["total_bytes"].(int64) <= 0 {
+		t.Errorf("memory %v", f["memory"])
+	}
+	if _, err := json.Marshal(f); err != nil {
+		t.Errorf("facts do not encode: %v", err)
+	}
+}
+
+func TestFactsUsesFacterWhenPresent(t *testing.T) {
+	if _, err := exec.LookPath("facter"); err != nil {
+		t.Skip("facter is not on PATH")
+	}
+	f, err := Facts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, builtin := f["baton_facts_source"]; builtin {
+		t.Error("got built-in facts although facter is on PATH")
+	}
+	if osf, _ := f["os"].(map[string]any); osf["family"] == nil {
+		t.Errorf("facter os fact %v", f["os"])
+	}
+}
+
+func TestParseOSRelease(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "os-release")
+	content := "# comment\nNAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID='9.3'\n"
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := parseOSRelease(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel["NAME"] != "Rocky Linux" || rel["ID"] != "rocky" || rel["VERSION_ID"] != "9.3" || rel["ID_LIKE"] != "rhel centos fedora" {
+		t.Errorf("got %v", rel)
+	}
+}
+
+func TestOSNameFamily(t *testing.T) {
+	tests := []struct{ id, like, name, family string }{
+		{"debian", "", "Debian", "Debian"},
+		{"ubuntu", "debian", "Ubuntu", "Debian"},
+		{"linuxmint", "ubuntu debian", "LinuxMint", "Debian"},
+		{"rhel", "fedora", "RedHat", "RedHat"},
+		{"rocky", "rhel centos fedora", "Rocky", "RedHat"},
+		{"amzn", "centos rhel fedora", "Amazon", "RedHat"},
+		{"sles", "suse", "SLES", "Suse"},
+		{"opensuse-leap", "suse opensuse", "OpenSuSE", "Suse"},
+		{"alpine", "", "Alpine", "Alpine"},
+		{"nixos", "", "Nixos", "Nixos"},
+		{"", "", "Linux", "Linux"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			name, family := osNameFamily(tt.id, tt.like)
+			if name != tt.name || family != tt.family {
+				t.Errorf("got %s/%s, want %s/%s", name, family, tt.name, tt.family)
+			}
+		})
+	}
+}
