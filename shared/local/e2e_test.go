@@ -92,7 +92,10 @@ func TestTaskOnThreeAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	var facts map[string]any
-	if err := json.Unmarshal(n.Facts, &facts); err != nil || facts["hostname"] == nil || facts["os"] == nil {
+	err = json.Unmarshal(n.Facts, &facts)
+	networking, _ := facts["networking"].(map[string]any)
+	osFacts, _ := facts["os"].(map[string]any)
+	if err != nil || networking["hostname"] == nil || osFacts["family"] == nil {
 		t.Errorf("facts = %s (%v)", n.Facts, err)
 	}
 	if !n.Connected || n.Broker == "" || n.Timestamp == nil {

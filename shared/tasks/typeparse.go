@@ -110,6 +110,10 @@ func isWordChar(c byte) bool {
 	return isLower(c) || isUpper(c) || isDigit(c) || c == '_'
 }
 
+var punctuation = map[byte]tokKind{'[': tLBrack, ']': tRBrack, '{': tLBrace, '}': tRBrace, ',': tComma}
+
+var doubleQuoteEscapes = map[byte]string{'n': "\n", 't': "\t", 'r': "\r", 's': " ", '"': "\"", '\'': "'", '\\': "\\", '$': "$"}
+
 func (l *lexer) next() (token, error) {
 	s := l.input
 	for l.pos < len(s) && strings.IndexByte(" \t\r\n", s[l.pos]) >= 0 {
@@ -120,8 +124,7 @@ func (l *lexer) next() (token, error) {
 		return token{kind: tEOF, pos: start, end: start}, nil
 	}
 	c := s[l.pos]
-	single := map[byte]tokKind{'[': tLBrack, ']': tRBrack, '{': tLBrace, '}': tRBrace, ',': tComma}
-	if k, ok := single[c]; ok {
+	if k, ok := punctuation[c]; ok {
 		l.pos++
 		return token{kind: k, pos: start, end: l.pos}, nil
 	}
@@ -303,8 +306,7 @@ func (l *lexer) quoted(q byte) (token, error) {
 }
 
 func (l *lexer) doubleEscape(e byte, b *strings.Builder) error {
-	simple := map[byte]string{'n': "\n", 't': "\t", 'r': "\r", 's': " ", '"': "\"", '\'': "'", '\\': "\\", '$': "$"}
-	if r, ok := simple[e]; ok {
+	if r, ok := doubleQuoteEscapes[e]; ok {
 		b.WriteString(r)
 		return nil
 	}

@@ -275,17 +275,6 @@ func (undefType) check(v any, _ checkCtx) *mismatch {
 	return typeMismatch(undefType{}, v)
 }
 
-// containedName is Puppet's short_name for Optional/NotUndef/Sensitive: "Optional[String]".
-func containedName(name string, inner Type) string {
-	if inner == nil {
-		return name
-	}
-	if _, ok := inner.(anyType); ok {
-		return name
-	}
-	return name + "[" + inner.shortName() + "]"
-}
-
 type booleanType struct{}
 
 func (booleanType) String() string     { return "Boolean" }
@@ -605,6 +594,17 @@ func (t *optionalType) check(v any, c checkCtx) *mismatch {
 		m.names = append([]string{"Undef"}, m.names...)
 	}
 	return m
+}
+
+// containedName is Puppet's short_name for Optional/NotUndef/Sensitive: "Optional[String]".
+func containedName(name string, inner Type) string {
+	if inner == nil {
+		return name
+	}
+	if _, ok := inner.(anyType); ok {
+		return name
+	}
+	return name + "[" + inner.shortName() + "]"
 }
 
 func wrapperString(name string, inner Type) string {

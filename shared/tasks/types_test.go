@@ -439,21 +439,21 @@ func TestRubyRegexp(t *testing.T) {
 		in    string
 		match bool
 	}{
-		{`^a`, "b\na", true},          // Ruby ^ is a line anchor
-		{`\Aa`, "b\na", false},        // \A is the string start
-		{`a$`, "a\nb", true},          // Ruby $ is a line anchor
-		{`a\z`, "a\n", false},         // \z is the very end
-		{`a\Z`, "a\n", true},          // \Z allows a final newline
-		{`a\Z`, "ab", false},          //
-		{`^\h+$`, "DEADbeef", true},   // \h is a hex digit
-		{`^[\h-]+$`, "ab-12", true},   // \h inside a class
-		{`^\H+$`, "xyz", true},        //
-		{`^\H+$`, "xaz", false},       //
-		{`a.b`, "a\nb", false},        // dot does not match newline
-		{`(?m)a.b`, "a\nb", true},     // Ruby m: dot matches newline
-		{`(?m:a.b)`, "a\nb", true},    //
-		{`(?i)abc`, "ABC", true},      //
-		{`(?i-m:A.)`, "a\n", false},   //
+		{`^a`, "b\na", true},        // Ruby ^ is a line anchor
+		{`\Aa`, "b\na", false},      // \A is the string start
+		{`a$`, "a\nb", true},        // Ruby $ is a line anchor
+		{`a\z`, "a\n", false},       // \z is the very end
+		{`a\Z`, "a\n", true},        // \Z allows a final newline
+		{`a\Z`, "ab", false},        //
+		{`^\h+$`, "DEADbeef", true}, // \h is a hex digit
+		{`^[\h-]+$`, "ab-12", true}, // \h inside a class
+		{`^\H+$`, "xyz", true},      //
+		{`^\H+$`, "xaz", false},     //
+		{`a.b`, "a\nb", false},      // dot does not match newline
+		{`(?m)a.b`, "a\nb", true},   // Ruby m: dot matches newline
+		{`(?m:a.b)`, "a\nb", true},  //
+		{`(?i)abc`, "ABC", true},    //
+		{`(?i-m:A.)`, "a\n", false}, //
 		{`(?<year>\d{4})`, "2024", true},
 		{`\e`, "\x1b", true},
 		{`\u00e9`, "é", true},
