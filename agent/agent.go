@@ -147,11 +147,18 @@ func (a *Agent) prepareDirs() error {
 		}
 	}
 	if a.cfg.SpoolPurgeTTL > 0 {
-		n, err := a.spool.purge(time.Now().Add(-a.cfg.SpoolPurgeTTL))
+		cutoff := time.Now().Add(-a.cfg.SpoolPurgeTTL)
+		n, err := a.spool.purge(cutoff)
 		if err != nil {
 			a.log.Warn("purge spool", "error", err)
 		} else if n > 0 {
 			a.log.Info("purged old transactions from the spool", "count", n)
+		}
+		n, err = a.cache.purge(cutoff)
+		if err != nil {
+			a.log.Warn("purge task file cache", "error", err)
+		} else if n > 0 {
+			a.log.Info("purged unused task files from the cache", "count", n)
 		}
 	}
 	n, err := a.spool.finaliseOrphans(time.Now())
@@ -204,11 +211,12 @@ func (a *Agent) session(ctx context.Context) (connected bool, err error) {
 		a.connMu.Unlock()
 	}()
 
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	a.sendFacts(sctx)
-	a.resendPending(sctx)
+	// Facts and spooled outcomes go out before any request is read, so the server sees
+	// them first on every connection.
+	a.sendFacts(ctx)
+	a.resendPending(ctx)
 
+	sctx, cancel := context.WithCancel(ctx)
 	var pinger sync.WaitGroup
 	pinger.Go(func() { a.keepAlive(sctx, conn) })
 	defer pinger.Wait()

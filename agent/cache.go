@@ -69,8 +69,13 @@ func (c *fileCache) get(ctx context.Context, f protocol.TaskFile, executable boo
 	case ok:
 		now := time.Now()
 		_ = os.Chtimes(filepath.Dir(p), now, now) // mark the entry as recently used
-		if err := os.Chmod(p, mode); err != nil {
-			return "", fmt.Errorf("cache %s: %w", f.Filename, err)
+		if executable {
+			// Only ever add the exec bit: another transaction may be running this file.
+			if fi, err := os.Stat(p); err != nil || fi.Mode().Perm()&0o100 == 0 {
+				if err := os.Chmod(p, 0o700); err != nil {
+					return "", fmt.Errorf("cache %s: %w", f.Filename, err)
+				}
+			}
 		}
 		return p, nil
 	case err == nil:
@@ -86,6 +91,34 @@ func (c *fileCache) get(ctx context.Context, f protocol.TaskFile, executable boo
 		return "", err
 	}
 	return p, nil
+}
+
+// purge removes cache entries (sha256 directories) not used since cutoff.
+func (c *fileCache) purge(cutoff time.Time) (int, error) {
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return 0, fmt.Errorf("read cache %s: %w", c.dir, err)
+	}
+	n := 0
+	var errs []error
+	for _, e := range entries {
+		if !e.IsDir() || !sha256RE.MatchString(e.Name()) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(c.dir, e.Name())); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	if err := errors.Join(errs...); err != nil {
+		return n, fmt.Errorf("purge cache: %w", err)
+	}
+	return n, nil
 }
 
 // evict removes f's cache entry (after its content was found not to match).

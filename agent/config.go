@@ -63,8 +63,9 @@ type Config struct {
 	DownloadBackoff []time.Duration
 	// DownloadTimeout bounds one download attempt; default 30 min.
 	DownloadTimeout time.Duration
-	// SpoolPurgeTTL: finished transactions whose start is older than this are deleted from the
-	// spool when Run starts; default 14 days; negative disables purging.
+	// SpoolPurgeTTL: when Run starts, finished transactions that started longer ago than this
+	// are deleted from the spool, and cache entries unused for as long from the cache;
+	// default 14 days; negative disables purging.
 	SpoolPurgeTTL time.Duration
 }
 

@@ -23,8 +23,8 @@ type Request struct {
 	// Timeout is params.timeout in seconds when > 0; the agent ends the handler's context with
 	// cause ErrTimedOut when it elapses.
 	Timeout time.Duration
-	// Dir is a directory private to this transaction (0700) that the handler may use for
-	// scratch files; it is kept with the transaction's spooled outcome.
+	// Dir is the transaction's spool directory (0700), which the handler may use for its own
+	// files. The names metadata, result.json, error.json and acked are the agent's.
 	Dir string
 }
 

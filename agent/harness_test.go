@@ -1,3 +1,5 @@
+//go:build unix
+
 package agent
 
 import (
@@ -466,11 +468,6 @@ func lines(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return strings.Count(string(b), "\n")
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
 
 // processGone reports whether pid no longer runs (absent, or a zombie nobody reaped yet).

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -21,9 +20,6 @@ import (
 // SHA-256 check (each time the bad cache entry is removed and downloaded again).
 const maxVerifyAttempts = 3
 
-// taskNameRE is a task's canonical name (reference §5.1).
-var taskNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(::[a-z][a-z0-9_]*)?$`)
-
 // validateTaskParams checks `task run` params before anything is spooled.
 func validateTaskParams(raw json.RawMessage) error {
 	var p protocol.TaskParams
@@ -33,16 +29,15 @@ func validateTaskParams(raw json.RawMessage) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	if !taskNameRE.MatchString(p.Task) {
-		return fmt.Errorf("task name %q is not <module>::<task> or <module>", p.Task)
+	if _, _, err := tasks.SplitTaskName(p.Task); err != nil {
+		return err
 	}
 	if err := checkInputObject(p.Input); err != nil {
 		return err
 	}
 	if len(p.Metadata) > 0 && string(p.Metadata) != "null" {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(p.Metadata, &obj); err != nil {
-			return errors.New("metadata must be a JSON object")
+		if _, err := tasks.ParseMetadata(p.Metadata); err != nil {
+			return err
 		}
 	}
 	if p.Timeout < 0 {
@@ -80,11 +75,10 @@ func safeRelPath(p string) bool {
 
 // taskPlan is what a `task run` needs: the implementation and every file it uses.
 type taskPlan struct {
-	impl     tasks.Implementation
-	exe      protocol.TaskFile
-	extras   []protocol.TaskFile
-	module   string
-	taskName string
+	impl   tasks.Implementation
+	exe    protocol.TaskFile
+	extras []protocol.TaskFile
+	module string
 }
 
 func planTask(p protocol.TaskParams, agentFeatures []string) (taskPlan, error) {
@@ -93,10 +87,15 @@ func planTask(p protocol.TaskParams, agentFeatures []string) (taskPlan, error) {
 		Features []string `json:"features"`
 	}
 	if len(p.Metadata) > 0 && string(p.Metadata) != "null" {
-		if err := json.Unmarshal(p.Metadata, &meta); err != nil {
-			return taskPlan{}, fmt.Errorf("task metadata: %w", err)
+		var err error
+		if meta, err = tasks.ParseMetadata(p.Metadata); err != nil {
+			return taskPlan{}, err
 		}
-		_ = json.Unmarshal(p.Metadata, &extra)
+		_ = json.Unmarshal(p.Metadata, &extra) // pxp-agent also reads metadata.features
+	}
+	module, _, err := tasks.SplitTaskName(p.Task)
+	if err != nil {
+		return taskPlan{}, err
 	}
 	byName := map[string]protocol.TaskFile{}
 	names := make([]string, 0, len(p.Files))
@@ -109,8 +108,7 @@ func planTask(p protocol.TaskParams, agentFeatures []string) (taskPlan, error) {
 	if err != nil {
 		return taskPlan{}, err
 	}
-	plan := taskPlan{impl: impl, exe: byName[impl.Name], taskName: p.Task}
-	plan.module, _, _ = strings.Cut(p.Task, "::")
+	plan := taskPlan{impl: impl, exe: byName[impl.Name], module: module}
 	seen := map[string]bool{}
 	for _, want := range tasks.ExtraFiles(meta, impl) {
 		var matched []protocol.TaskFile
@@ -173,7 +171,18 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 	if installDir != "" {
 		input["_installdir"], _ = json.Marshal(installDir)
 	}
-	cmd := Command{Path: exe, Dir: filepath.Dir(exe)}
+	// The task runs in a scratch directory of its own, so that nothing it writes can touch
+	// the transaction's bookkeeping files.
+	workDir := filepath.Join(req.Dir, "work")
+	if err := os.Mkdir(workDir, 0o700); err != nil && !os.IsExist(err) {
+		return nil, fmt.Errorf("create task work dir: %w", err)
+	}
+	defer func() {
+		if err := os.RemoveAll(workDir); err != nil {
+			a.log.Warn("remove task work dir", "transaction_id", req.TransactionID, "error", err)
+		}
+	}()
+	cmd := Command{Path: exe, Dir: workDir}
 	switch plan.impl.InputMethod {
 	case tasks.InputStdin, tasks.InputBoth, tasks.InputPowershell:
 		if cmd.Stdin, err = json.Marshal(input); err != nil {

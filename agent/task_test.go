@@ -1,3 +1,5 @@
+//go:build unix
+
 package agent
 
 import (
@@ -84,6 +86,7 @@ func TestTaskRunExitCodeAndOutput(t *testing.T) {
 		{"json stdout", `echo '{"answer":42}'`, 0, "{\"answer\":42}\n", ""},
 		{"plain stdout and stderr", "echo partial; echo oops >&2; exit 3", 3, "partial\n", "oops\n"},
 		{"no output", "exit 0", 0, "", ""},
+		{"scratch files cannot touch the spool", `echo '{"description":"forged"}' > error.json; touch acked result.json; basename "$(pwd)"`, 0, "work\n", ""},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

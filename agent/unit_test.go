@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -199,30 +200,6 @@ func TestSpoolLifecycleAndPurge(t *testing.T) {
 	}
 }
 
-func TestAgentPurgesSpoolAtStart(t *testing.T) {
-	ts := newTestServer(t)
-	cfg := testConfig(t, ts)
-	sp := &spool{dir: cfg.SpoolDir}
-	if err := os.MkdirAll(cfg.SpoolDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	old := time.Now().Add(-20 * 24 * time.Hour)
-	if _, err := sp.create(txnMetadata{TransactionID: "ancient", Start: old, Status: statusRunning}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sp.finish("ancient", json.RawMessage(`{"exitcode":0}`), "", old); err != nil {
-		t.Fatal(err)
-	}
-	if err := sp.ack("ancient"); err != nil {
-		t.Fatal(err)
-	}
-	ta := startAgent(t, cfg)
-	waitUntil(t, "connected", ta.Connected)
-	if fileExists(filepath.Join(cfg.SpoolDir, "ancient")) {
-		t.Error("old acknowledged transaction not purged")
-	}
-}
-
 func TestCappedBuffer(t *testing.T) {
 	b := &cappedBuffer{max: 5}
 	for _, s := range []string{"abc", "def", "ghi"} {
@@ -267,7 +244,10 @@ func TestBuiltinFacts(t *testing.T) {
 	if osf["name"] == "" || osf["family"] == "" || osf["architecture"] == "" || osf["architecture"] != f["architecture"] {
 		t.Errorf("os %v", osf)
 	}
-	if f["kernel"] != "Linux" || f["kernelrelease"] == "" {
+	if f["kernel"] == "" {
+		t.Errorf("kernel %v", f["kernel"])
+	}
+	if runtime.GOOS == "linux" && (f["kernel"] != "Linux" || f["kernelrelease"] == "") {
 		t.Errorf("kernel %v %v", f["kernel"], f["kernelrelease"])
 	}
 	if p, _ := f["processors"].(map[string]any); p["count"].(int) < 1 {
@@ -277,7 +257,7 @@ func TestBuiltinFacts(t *testing.T) {
 	if ifs, _ := netf["interfaces"].(map[string]any); len(ifs) == 0 || netf["hostname"] != short {
 		t.Errorf("networking %v", netf)
 	}
-	if mem, ok := f["memory"].(map[string]any); !ok || mem["system"].(map[string]any)["total_bytes"].(int64) <= 0 {
+	if mem, ok := f["memory"].(map[string]any); runtime.GOOS == "linux" && (!ok || mem["system"].(map[string]any)["total_bytes"].(int64) <= 0) {
 		t.Errorf("memory %v", f["memory"])
 	}
 	if _, err := json.Marshal(f); err != nil {
@@ -338,4 +318,9 @@ func TestOSNameFamily(t *testing.T) {
 			}
 		})
 	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -83,6 +83,8 @@ type Job struct {
 	State       State
 	Environment string
 	Description string
+	// Task is the task a task job runs ("" for a deploy).
+	Task        string
 	Owner       Owner
 	Options     json.RawMessage
 	Payload     []byte
@@ -91,7 +93,15 @@ type Job struct {
 	NodeCount   int
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	FinishedAt  *time.Time // when the job reached a terminal state
 	Status      []StatusEntry
+	// IdempotencyKey, when set, is unique among jobs: a command repeated with the same key
+	// returns the job it created the first time. It is scoped by the caller (owner login).
+	IdempotencyKey string
+	// MaxErrors is the error limit: once this many nodes have failed or errored, no new node
+	// starts (the rest end skipped) and the job fails. 0: no limit. (The API's max_errors N —
+	// SSM's "N errors are allowed" — is stored as N+1.)
+	MaxErrors int
 	// Stop records a stop request: "" none, "graceful" or "force".
 	Stop string
 	// Version is the optimistic-concurrency version, managed by the store.

@@ -139,6 +139,9 @@ func enter(j Job, to State, now time.Time) Job {
 	j.Status = append(status, entry)
 	j.State = to
 	j.UpdatedAt = t
+	if to.Terminal() {
+		j.FinishedAt = &t
+	}
 	return j
 }
 

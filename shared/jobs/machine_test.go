@@ -395,9 +395,16 @@ func TestApplyJob(t *testing.T) {
 					t.Error("appending to the input's Status overwrote the result's")
 				}
 
-				// Everything but state, history and UpdatedAt is carried over.
+				// A terminal state records FinishedAt; others leave it alone.
+				if want.Terminal() {
+					checkTime(t, "FinishedAt", out.FinishedAt, now)
+				} else if out.FinishedAt != nil {
+					t.Errorf("non-terminal state set FinishedAt %v", *out.FinishedAt)
+				}
+
+				// Everything but state, history, UpdatedAt and FinishedAt is carried over.
 				rest, wantRest := out, before
-				rest.State, rest.Status, rest.UpdatedAt = "", nil, time.Time{}
+				rest.State, rest.Status, rest.UpdatedAt, rest.FinishedAt = "", nil, time.Time{}, nil
 				wantRest.State, wantRest.Status, wantRest.UpdatedAt = "", nil, time.Time{}
 				if !reflect.DeepEqual(rest, wantRest) {
 					t.Errorf("other fields changed: %+v, want %+v", rest, wantRest)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/protocol"
@@ -53,28 +54,30 @@ func (s *Service) dispatchOnce(ctx context.Context, jobID int64) error {
 			return fmt.Errorf("start job %d: %w", jobID, err)
 		}
 	}
-	if job.Stop == "" {
-		active := 0
-		for _, n := range nodes {
-			if n.State.Active() {
-				active++
-			}
+	failures := 0
+	for _, n := range nodes {
+		if n.State == jobs.NodeFailed || n.State == jobs.NodeErrored {
+			failures++
+		}
+	}
+	limitReached := job.MaxErrors > 0 && failures >= job.MaxErrors
+	switch {
+	case job.Stop != "" || limitReached:
+		reason := "Skipped on %s: the job was stopped before it started"
+		if job.Stop == "" {
+			reason = "Skipped on %s: " + fmt.Sprintf("the error limit was reached (%d failed or errored)", failures)
 		}
 		for i, n := range nodes {
-			if n.State != jobs.NodeNew {
-				continue
+			if n.State == jobs.NodeNew || (n.State == jobs.NodeReady && n.StartedAt == nil) {
+				msg := fmt.Sprintf(reason, n.Name)
+				if nodes[i], err = s.endNode(ctx, n, jobs.NodeSkip, nil, msg); err != nil {
+					return err
+				}
 			}
-			if job.Concurrency > 0 && active >= job.Concurrency {
-				break
-			}
-			n.TransactionID = protocol.NewID()
-			if n, err = jobs.ApplyNode(n, jobs.NodeClaim, now); err != nil {
-				return err
-			}
-			if nodes[i], err = s.store.UpdateJobNode(ctx, n); err != nil {
-				return fmt.Errorf("claim node %s: %w", n.Name, err)
-			}
-			active++
+		}
+	default:
+		if err := s.claim(ctx, job, nodes, now); err != nil {
+			return err
 		}
 	}
 	for i, n := range nodes {
@@ -85,7 +88,55 @@ func (s *Service) dispatchOnce(ctx context.Context, jobID int64) error {
 		}
 	}
 	if jobs.AllTerminal(nodes) {
-		return s.finishJob(ctx, job, nodes)
+		if limitReached {
+			return s.finishJob(ctx, job, nodes, jobs.JobAbort)
+		}
+		return s.finishJob(ctx, job, nodes, jobs.JobComplete)
+	}
+	return nil
+}
+
+// claim gives free slots — within the job's concurrency and the server-wide cap on running
+// actions — to queued nodes, in order.
+func (s *Service) claim(ctx context.Context, job jobs.Job, nodes []jobs.Node, now time.Time) error {
+	active := 0
+	queued := 0
+	for _, n := range nodes {
+		if n.State.Active() {
+			active++
+		}
+		if n.State == jobs.NodeNew {
+			queued++
+		}
+	}
+	if queued == 0 {
+		return nil
+	}
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
+	global, err := s.store.CountActiveNodes(ctx)
+	if err != nil {
+		return fmt.Errorf("count running actions: %w", err)
+	}
+	for i, n := range nodes {
+		if n.State != jobs.NodeNew {
+			continue
+		}
+		if job.Concurrency > 0 && active >= job.Concurrency {
+			break
+		}
+		if s.cfg.TaskConcurrency > 0 && global >= s.cfg.TaskConcurrency {
+			break
+		}
+		n.TransactionID = protocol.NewID()
+		if n, err = jobs.ApplyNode(n, jobs.NodeClaim, now); err != nil {
+			return err
+		}
+		if nodes[i], err = s.store.UpdateJobNode(ctx, n); err != nil {
+			return fmt.Errorf("claim node %s: %w", n.Name, err)
+		}
+		active++
+		global++
 	}
 	return nil
 }
@@ -169,16 +220,19 @@ func (s *Service) request(ctx context.Context, job jobs.Job, n jobs.Node) (proto
 }
 
 // finishJob ends a job whose nodes are all done.
-func (s *Service) finishJob(ctx context.Context, job jobs.Job, nodes []jobs.Node) error {
+func (s *Service) finishJob(ctx context.Context, job jobs.Job, nodes []jobs.Node, ev jobs.JobEvent) error {
 	now := s.clock()
-	job, err := jobs.ApplyJob(job, jobs.JobComplete, now)
+	job, err := jobs.ApplyJob(job, ev, now)
 	if err != nil {
 		return err
 	}
 	counts := jobs.Counts(nodes)
 	evType, verb := jobs.EventJobFinished, "finished"
-	if job.State == jobs.StateStopped {
+	switch job.State {
+	case jobs.StateStopped:
 		evType, verb = jobs.EventJobAborted, "stopped"
+	case jobs.StateFailed:
+		evType, verb = jobs.EventJobAborted, "failed (error limit reached)"
 	}
 	msg := fmt.Sprintf("Job %s %s: %s", job.Name(), verb, summarize(counts))
 	ev := jobs.Event{Type: evType, Timestamp: now, Message: msg, Detail: mustJSON(map[string]any{"node_states": counts})}

@@ -47,6 +47,9 @@ type Config struct {
 	TimeoutGrace time.Duration
 	// Broker is the PCP URI recorded in the inventory for connections to this server.
 	Broker string
+	// TaskConcurrency caps running actions (nodes holding a slot) across all jobs, as PE's
+	// task_concurrency does; default 250, negative for no cap.
+	TaskConcurrency int
 }
 
 func (c Config) withDefaults() Config {
@@ -55,6 +58,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TimeoutGrace <= 0 {
 		c.TimeoutGrace = 30 * time.Second
+	}
+	if c.TaskConcurrency == 0 {
+		c.TaskConcurrency = 250
 	}
 	if c.Broker == "" {
 		c.Broker = "pcp://localhost/server"
@@ -74,7 +80,8 @@ type Service struct {
 	cfg     Config
 	kick    func(jobID int64)
 
-	locks sync.Map // job id → *sync.Mutex: serialises work on one job within this process
+	locks   sync.Map   // job id → *sync.Mutex: serialises work on one job within this process
+	claimMu sync.Mutex // serialises slot claims so the server-wide cap holds within this process
 }
 
 // Option configures a Service.

@@ -16,13 +16,20 @@ var (
 	ErrExists   = errors.New("already exists")
 )
 
-// JobQuery selects and orders jobs for listing.
+// JobQuery selects and orders jobs for listing. The filters combine with AND, and the total
+// ListJobs returns counts the jobs matching all of them.
 type JobQuery struct {
 	Limit   int    // 0: no limit
 	Offset  int    // 0-based
 	OrderBy string // "" or "timestamp" (created), "owner", "environment", "name" (id), "state"
 	Desc    bool
 	Type    jobs.Type // "" for all
+	// Task, when set, keeps the jobs whose Task contains it ignoring case: those for which
+	// strings.Contains(strings.ToLower(j.Task), strings.ToLower(Task)) holds.
+	Task string
+	// MinFinish and MaxFinish, when set, are inclusive bounds on FinishedAt; a job without
+	// FinishedAt never matches when either is set.
+	MinFinish, MaxFinish *time.Time
 }
 
 // Token is an API token, stored by the hex SHA-256 of its secret.
@@ -39,16 +46,22 @@ type Token struct {
 type Store interface {
 	// CreateJob writes a job, its nodes and its first events atomically. It assigns the job an
 	// id greater than every id assigned before, sets Version 1 on the job and every node, sets
-	// each node's JobID, assigns event ids from 1, and returns the job as stored.
+	// each node's JobID, assigns event ids from 1, and returns the job as stored. When
+	// j.IdempotencyKey is not empty and another job with the same Owner.Login has that key
+	// (compared exactly), it fails with ErrExists and writes nothing.
 	CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, events []jobs.Event) (jobs.Job, error)
 	// GetJob returns ErrNotFound for an unknown id.
 	GetJob(ctx context.Context, id int64) (jobs.Job, error)
+	// GetJobByIdempotencyKey returns the job of owner login whose IdempotencyKey is key, or
+	// ErrNotFound; the empty key matches no job.
+	GetJobByIdempotencyKey(ctx context.Context, login, key string) (jobs.Job, error)
 	// ListJobs returns a page of jobs and the total number matching q.
 	ListJobs(ctx context.Context, q JobQuery) ([]jobs.Job, int, error)
 	// ListUnfinishedJobs returns every job whose state is not terminal, oldest first.
 	ListUnfinishedJobs(ctx context.Context) ([]jobs.Job, error)
 	// UpdateJob replaces the job if j.Version is the stored version (else ErrConflict) and
-	// appends events in the same transaction. It returns the job with its new Version.
+	// appends events in the same transaction. It returns the job with its new Version. Giving
+	// the job the IdempotencyKey of another job of the same owner fails with ErrExists.
 	UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event) (jobs.Job, error)
 
 	// GetJobNode returns ErrNotFound for an unknown job or node.
@@ -64,6 +77,10 @@ type Store interface {
 	// ErrConflict) and appends events in the same transaction; when events are given the
 	// returned node's LatestEventID is the id of the last one.
 	UpdateJobNode(ctx context.Context, n jobs.Node, events ...jobs.Event) (jobs.Node, error)
+	// CountActiveNodes returns the number of node records whose state is active (ready or
+	// running, see jobs.NodeState.Active) in jobs whose state is not terminal: the actions
+	// running server-wide. Its cost does not grow with the number of jobs stored.
+	CountActiveNodes(ctx context.Context) (int, error)
 
 	// ListEvents returns up to limit (0: all) events of a job with id >= start, by id. An
 	// unknown job returns ErrNotFound. Appending events never changes a job's Version.
@@ -77,6 +94,19 @@ type Store interface {
 	// UpdateNode replaces the node if n.Version is the stored version (else ErrConflict).
 	UpdateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
 	DeleteNode(ctx context.Context, name string) error
+
+	// CreateGroup stores a node group at Version 1; ErrExists if the name is taken. The store
+	// does not check that exactly one of Nodes and Query is set.
+	CreateGroup(ctx context.Context, g inventory.Group) (inventory.Group, error)
+	// GetGroup returns ErrNotFound for an unknown name.
+	GetGroup(ctx context.Context, name string) (inventory.Group, error)
+	// ListGroups returns every group by name.
+	ListGroups(ctx context.Context) ([]inventory.Group, error)
+	// UpdateGroup replaces the group if g.Version is the stored version (else ErrConflict;
+	// ErrNotFound for an unknown name) and returns it with its new Version.
+	UpdateGroup(ctx context.Context, g inventory.Group) (inventory.Group, error)
+	// DeleteGroup returns ErrNotFound for an unknown name.
+	DeleteGroup(ctx context.Context, name string) error
 
 	// PutToken stores a token; ErrExists if its hash is already stored.
 	PutToken(ctx context.Context, t Token) error
