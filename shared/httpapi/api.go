@@ -30,6 +30,11 @@ type Orchestrator interface {
 	Events(ctx context.Context, id, start int64, limit int) ([]jobs.Event, error)
 	Nodes(ctx context.Context) ([]inventory.Node, error)
 	Node(ctx context.Context, name string) (inventory.Node, error)
+	Stop(ctx context.Context, id int64, force bool) (orchestrator.StopResult, error)
+	CreateGroup(ctx context.Context, g inventory.Group) (inventory.Group, error)
+	Groups(ctx context.Context) ([]inventory.Group, error)
+	Group(ctx context.Context, name string) (inventory.Group, error)
+	DeleteGroup(ctx context.Context, name string) error
 }
 
 // Catalog lists and loads tasks.
@@ -87,7 +92,12 @@ func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, log
 	a.handle("GET "+v1+"/inventory", a.listInventory)
 	a.handle("GET "+v1+"/inventory/{node}", a.getInventory)
 	a.handle("POST "+v1+"/inventory", a.queryInventory)
+	a.handle("POST "+v1+"/command/stop", a.commandStop)
 	a.handle("POST /baton/v1/nodes", a.enrollNode)
+	a.handle("GET /baton/v1/groups", a.listGroups)
+	a.handle("POST /baton/v1/groups", a.createGroup)
+	a.handle("GET /baton/v1/groups/{name}", a.getGroup)
+	a.handle("DELETE /baton/v1/groups/{name}", a.deleteGroup)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Kind: "puppetlabs.orchestrator/not-found", Msg: "No such endpoint: " + r.Method + " " + r.URL.Path, Details: map[string]any{}})
 	})
@@ -128,6 +138,7 @@ var kindStatus = map[string]int{
 	orchestrator.KindQueryError:         http.StatusBadRequest,
 	orchestrator.KindNotPermitted:       http.StatusForbidden,
 	orchestrator.KindConflict:           http.StatusConflict,
+	orchestrator.KindUnknownGroup:       http.StatusNotFound,
 }
 
 // handle registers h behind authentication and the error mapping.

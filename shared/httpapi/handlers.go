@@ -8,9 +8,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/baton-run/baton/shared/auth"
 	"github.com/baton-run/baton/shared/catalog"
+	"github.com/baton-run/baton/shared/inventory"
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/store"
@@ -35,15 +37,82 @@ type scopeBody struct {
 	NodeGroup string   `json:"node_group,omitempty"`
 }
 
+// commonBody holds the keys every command request takes.
+type commonBody struct {
+	Environment string          `json:"environment"`
+	Scope       *scopeBody      `json:"scope"`
+	Description string          `json:"description"`
+	Noop        bool            `json:"noop"`
+	Concurrency *int            `json:"concurrency"`
+	Timeout     *int            `json:"timeout"`
+	MaxErrors   json.RawMessage `json:"max_errors"`
+}
+
+// IdempotencyKeyHeader names the header that makes a command request safe to repeat.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+func (c commonBody) common(r *http.Request) (orchestrator.Common, error) {
+	out := orchestrator.Common{Environment: c.Environment, Description: c.Description, Noop: c.Noop,
+		IdempotencyKey: r.Header.Get(IdempotencyKeyHeader)}
+	if c.Scope == nil {
+		return out, validation("scope is required")
+	}
+	out.Scope = orchestrator.Scope{Nodes: c.Scope.Nodes, Query: c.Scope.Query, NodeGroup: c.Scope.NodeGroup}
+	if c.Scope.Nodes == nil && c.Scope.Query == "" && c.Scope.NodeGroup == "" {
+		out.Scope.Nodes = []string{} // {} and {"nodes":[]} both mean: no nodes
+	}
+	if c.Concurrency != nil {
+		if *c.Concurrency < 1 {
+			return out, validation("concurrency must be an integer >= 1")
+		}
+		out.Concurrency = *c.Concurrency
+	}
+	if c.Timeout != nil {
+		if *c.Timeout < 1 {
+			return out, validation("timeout must be an integer number of seconds >= 1")
+		}
+		out.Timeout = *c.Timeout
+	}
+	if len(c.MaxErrors) > 0 && string(c.MaxErrors) != "null" {
+		m, err := parseMaxErrors(c.MaxErrors)
+		if err != nil {
+			return out, err
+		}
+		out.MaxErrors = m
+	}
+	return out, nil
+}
+
+// parseMaxErrors reads max_errors: a count (10 or "10") or a percentage ("10%").
+func parseMaxErrors(raw json.RawMessage) (orchestrator.MaxErrors, error) {
+	bad := validation("max_errors must be a count >= 0 (10) or a percentage from 0%% to 100%% (\"10%%\"), got %s", raw)
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		var n json.Number
+		if json.Unmarshal(raw, &n) != nil {
+			return orchestrator.MaxErrors{}, bad
+		}
+		s = n.String()
+	}
+	pct := strings.HasSuffix(s, "%")
+	v, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+	if err != nil || v < 0 || (pct && v > 100) {
+		return orchestrator.MaxErrors{}, bad
+	}
+	if pct {
+		return orchestrator.MaxErrors{Set: true, Percent: v, IsPercent: true}, nil
+	}
+	return orchestrator.MaxErrors{Set: true, Count: v}, nil
+}
+
 type taskCommand struct {
-	Environment string         `json:"environment"`
-	Task        string         `json:"task"`
-	Params      map[string]any `json:"params"`
-	Scope       *scopeBody     `json:"scope"`
-	Description string         `json:"description"`
-	Noop        bool           `json:"noop"`
-	Concurrency *int           `json:"concurrency"`
-	Timeout     *int           `json:"timeout"`
+	commonBody
+	Task   string         `json:"task"`
+	Params map[string]any `json:"params"`
+}
+
+func jobRef(r *http.Request, name string) map[string]any {
+	return map[string]any{"job": map[string]string{"id": baseURL(r) + "/jobs/" + name, "name": name}}
 }
 
 func (a *API) commandTask(r *http.Request, p principal) (any, int, error) {
@@ -51,31 +120,47 @@ func (a *API) commandTask(r *http.Request, p principal) (any, int, error) {
 	if err := decode(r, &c); err != nil {
 		return nil, 0, err
 	}
-	if c.Scope == nil {
-		return nil, 0, validation("scope is required")
-	}
-	if c.Concurrency != nil && *c.Concurrency < 1 {
-		return nil, 0, validation("concurrency must be an integer >= 1")
-	}
-	if c.Timeout != nil && *c.Timeout < 1 {
-		return nil, 0, validation("timeout must be an integer number of seconds >= 1")
-	}
-	req := orchestrator.TaskRequest{Environment: c.Environment, Task: c.Task, Params: c.Params, Description: c.Description, Noop: c.Noop,
-		Scope: orchestrator.Scope{Nodes: c.Scope.Nodes, Query: c.Scope.Query, NodeGroup: c.Scope.NodeGroup}}
-	if c.Scope.Nodes == nil && c.Scope.Query == "" && c.Scope.NodeGroup == "" {
-		req.Scope.Nodes = []string{} // {} and {"nodes":[]} both mean: no nodes
-	}
-	if c.Concurrency != nil {
-		req.Concurrency = *c.Concurrency
-	}
-	if c.Timeout != nil {
-		req.Timeout = *c.Timeout
-	}
-	job, err := a.orch.SubmitTask(r.Context(), req, jobs.Owner{ID: p.Login, Login: p.Login})
+	common, err := c.common(r)
 	if err != nil {
 		return nil, 0, err
 	}
-	return map[string]any{"job": map[string]string{"id": baseURL(r) + "/jobs/" + job.Name(), "name": job.Name()}}, http.StatusAccepted, nil
+	job, err := a.orch.SubmitTask(r.Context(), orchestrator.TaskRequest{Common: common, Task: c.Task, Params: c.Params}, jobs.Owner{ID: p.Login, Login: p.Login})
+	if err != nil {
+		return nil, 0, err
+	}
+	return jobRef(r, job.Name()), http.StatusAccepted, nil
+}
+
+func (a *API) commandStop(r *http.Request, _ principal) (any, int, error) {
+	var body struct {
+		Job   json.RawMessage `json:"job"`
+		Force bool            `json:"force"`
+	}
+	if err := decode(r, &body); err != nil {
+		return nil, 0, err
+	}
+	var name string
+	if json.Unmarshal(body.Job, &name) != nil {
+		var n json.Number
+		if json.Unmarshal(body.Job, &n) != nil {
+			return nil, 0, validation("job is required: the job's name, e.g. \"12\"")
+		}
+		name = n.String()
+	}
+	id, err := strconv.ParseInt(name, 10, 64)
+	if err != nil || id < 1 {
+		return nil, 0, validation("job must be a job name (a positive integer), got %s", body.Job)
+	}
+	res, err := a.orch.Stop(r.Context(), id, body.Force)
+	if err != nil {
+		return nil, 0, err
+	}
+	counts := map[string]int{}
+	for st, c := range res.Counts {
+		counts[string(st)] = c
+	}
+	return map[string]any{"job": map[string]any{"id": baseURL(r) + "/jobs/" + res.Job.Name(), "name": res.Job.Name(),
+		"state": res.Job.State, "nodes": counts}}, http.StatusAccepted, nil
 }
 
 func jobID(r *http.Request) (int64, error) {
@@ -356,4 +441,60 @@ func (a *API) enrollNode(r *http.Request, _ principal) (any, int, error) {
 		return nil, 0, err
 	}
 	return map[string]any{"name": body.Name, "secret": secret}, http.StatusCreated, nil
+}
+
+type groupView struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Nodes       []string  `json:"nodes,omitempty"`
+	Query       string    `json:"query,omitempty"`
+	CreatedAt   time.Time `json:"created_timestamp"`
+}
+
+func newGroupView(g inventory.Group) groupView {
+	return groupView{Name: g.Name, Description: g.Description, Nodes: g.Nodes, Query: g.Query, CreatedAt: g.CreatedAt}
+}
+
+func (a *API) createGroup(r *http.Request, _ principal) (any, int, error) {
+	var body struct {
+		Name        string   `json:"name"`
+		Description string   `json:"description"`
+		Nodes       []string `json:"nodes"`
+		Query       string   `json:"query"`
+	}
+	if err := decode(r, &body); err != nil {
+		return nil, 0, err
+	}
+	g, err := a.orch.CreateGroup(r.Context(), inventory.Group{Name: body.Name, Description: body.Description, Nodes: body.Nodes, Query: body.Query})
+	if err != nil {
+		return nil, 0, err
+	}
+	return newGroupView(g), http.StatusCreated, nil
+}
+
+func (a *API) listGroups(r *http.Request, _ principal) (any, int, error) {
+	gs, err := a.orch.Groups(r.Context())
+	if err != nil {
+		return nil, 0, err
+	}
+	items := make([]groupView, 0, len(gs))
+	for _, g := range gs {
+		items = append(items, newGroupView(g))
+	}
+	return map[string]any{"items": items}, http.StatusOK, nil
+}
+
+func (a *API) getGroup(r *http.Request, _ principal) (any, int, error) {
+	g, err := a.orch.Group(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return nil, 0, err
+	}
+	return newGroupView(g), http.StatusOK, nil
+}
+
+func (a *API) deleteGroup(r *http.Request, _ principal) (any, int, error) {
+	if err := a.orch.DeleteGroup(r.Context(), r.PathValue("name")); err != nil {
+		return nil, 0, err
+	}
+	return map[string]any{"deleted": r.PathValue("name")}, http.StatusOK, nil
 }

@@ -235,8 +235,8 @@ func (s *Service) finishJob(ctx context.Context, job jobs.Job, nodes []jobs.Node
 		evType, verb = jobs.EventJobAborted, "failed (error limit reached)"
 	}
 	msg := fmt.Sprintf("Job %s %s: %s", job.Name(), verb, summarize(counts))
-	ev := jobs.Event{Type: evType, Timestamp: now, Message: msg, Detail: mustJSON(map[string]any{"node_states": counts})}
-	if _, err := s.store.UpdateJob(ctx, job, ev); err != nil {
+	e := jobs.Event{Type: evType, Timestamp: now, Message: msg, Detail: mustJSON(map[string]any{"node_states": counts})}
+	if _, err := s.store.UpdateJob(ctx, job, e); err != nil {
 		return fmt.Errorf("finish job %d: %w", job.ID, err)
 	}
 	s.log.Info("job ended", "job", job, "node_states", counts)

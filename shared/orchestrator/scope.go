@@ -3,25 +3,38 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/baton-run/baton/shared/query"
 )
 
-// resolveExtendedScope resolves a PQL-subset query over the inventory's facts.
+// resolveExtendedScope resolves a node group, or a PQL-subset query over the inventory's facts.
 func (s *Service) resolveExtendedScope(ctx context.Context, sc Scope) ([]string, error) {
 	if sc.NodeGroup != "" {
-		return nil, newError(KindValidation, map[string]any{"node_group": sc.NodeGroup}, "node_group scopes are not available on this server yet; use nodes or query")
-	}
-	q, err := query.Parse(sc.Query)
-	if err != nil {
-		var qe *query.Error
-		details := map[string]any{"query": sc.Query}
-		if errors.As(err, &qe) {
-			details["position"] = qe.Pos
+		g, err := s.Group(ctx, sc.NodeGroup)
+		if err != nil {
+			return nil, err
 		}
-		return nil, &Error{Kind: KindQueryError, Msg: err.Error(), Details: details}
+		if g.Query == "" {
+			if len(g.Nodes) == 0 {
+				return nil, newError(KindEmptyTarget, map[string]any{"node_group": g.Name}, "Node group %s has no nodes", g.Name)
+			}
+			return g.Nodes, nil
+		}
+		names, err := s.resolveQuery(ctx, g.Query)
+		if e, ok := AsError(err); ok && e.Kind == KindEmptyTarget {
+			e.Msg = fmt.Sprintf("Node group %s matches no nodes", g.Name)
+			e.Details["node_group"] = g.Name
+		}
+		return names, err
+	}
+	return s.resolveQuery(ctx, sc.Query)
+}
+
+func (s *Service) resolveQuery(ctx context.Context, q string) ([]string, error) {
+	parsed, err := query.Parse(q)
+	if err != nil {
+		return nil, queryError(q, err)
 	}
 	all, err := s.store.ListNodes(ctx)
 	if err != nil {
@@ -37,9 +50,9 @@ func (s *Service) resolveExtendedScope(ctx context.Context, sc Scope) ([]string,
 		}
 		cands = append(cands, query.Candidate{Name: n.Name, Facts: facts})
 	}
-	names := query.Select(q, cands)
+	names := query.Select(parsed, cands)
 	if len(names) == 0 {
-		return nil, newError(KindEmptyTarget, map[string]any{"query": sc.Query}, "The query matches no nodes")
+		return nil, newError(KindEmptyTarget, map[string]any{"query": q}, "The query matches no nodes")
 	}
 	return names, nil
 }

@@ -23,16 +23,45 @@ type Scope struct {
 	NodeGroup string   `json:"node_group,omitempty"`
 }
 
-// TaskRequest is a request to run a task (POST /command/task).
-type TaskRequest struct {
+// Common holds what every command request has.
+type Common struct {
 	Environment string
-	Task        string
-	Params      map[string]any
 	Scope       Scope
 	Description string
 	Noop        bool
 	Concurrency int // 0: unlimited
 	Timeout     int // seconds per node; 0: none
+	MaxErrors   MaxErrors
+	// IdempotencyKey, when set, makes a repeated request return the job the first one made.
+	IdempotencyKey string
+}
+
+// MaxErrors is an error budget, SSM-style: Count errors (or Percent of the job's nodes,
+// rounded down) are allowed; one more stops the rollout.
+type MaxErrors struct {
+	Set       bool
+	Count     int
+	Percent   int
+	IsPercent bool
+}
+
+// limit is the number of failed or errored nodes that stops a job of n nodes (0: none).
+func (m MaxErrors) limit(n int) int {
+	if !m.Set {
+		return 0
+	}
+	allowed := m.Count
+	if m.IsPercent {
+		allowed = m.Percent * n / 100
+	}
+	return allowed + 1
+}
+
+// TaskRequest is a request to run a task (POST /command/task).
+type TaskRequest struct {
+	Common
+	Task   string
+	Params map[string]any
 }
 
 // MaxTimeout bounds a job's per-node timeout (seconds).
@@ -74,17 +103,17 @@ func (s *Service) SubmitTask(ctx context.Context, req TaskRequest, owner jobs.Ow
 	if req.Environment == "" {
 		req.Environment = "production"
 	}
+	if job, found, err := s.byIdempotencyKey(ctx, owner, req.IdempotencyKey); found || err != nil {
+		return job, err
+	}
 	if req.Task == "" {
 		return jobs.Job{}, newError(KindValidation, map[string]any{"field": "task"}, "task is required")
 	}
 	if !tasks.ValidTaskName(req.Task) {
 		return jobs.Job{}, newError(KindValidation, map[string]any{"task": req.Task}, "invalid task name %q: want module::task or module", req.Task)
 	}
-	if req.Concurrency < 0 {
-		return jobs.Job{}, newError(KindValidation, map[string]any{"field": "concurrency"}, "concurrency must be an integer >= 1")
-	}
-	if req.Timeout < 0 || req.Timeout > MaxTimeout {
-		return jobs.Job{}, newError(KindValidation, map[string]any{"field": "timeout"}, "timeout must be between 1 and %d seconds", MaxTimeout)
+	if err := req.Common.validate(); err != nil {
+		return jobs.Job{}, err
 	}
 	names, err := s.resolveScope(ctx, req.Scope)
 	if err != nil {
@@ -148,22 +177,63 @@ func (s *Service) SubmitTask(ctx context.Context, req TaskRequest, owner jobs.Ow
 	if req.Timeout > 0 {
 		opts.Timeout = &req.Timeout
 	}
+	job := jobs.Job{Type: jobs.TypeTask, Task: task.Name, Options: mustJSON(opts), Payload: sealed}
+	return s.createJob(ctx, req.Common, owner, job, names)
+}
+
+func (c Common) validate() error {
+	if c.Concurrency < 0 {
+		return newError(KindValidation, map[string]any{"field": "concurrency"}, "concurrency must be an integer >= 1")
+	}
+	if c.Timeout < 0 || c.Timeout > MaxTimeout {
+		return newError(KindValidation, map[string]any{"field": "timeout"}, "timeout must be between 1 and %d seconds", MaxTimeout)
+	}
+	if c.MaxErrors.Set && (c.MaxErrors.Count < 0 || c.MaxErrors.Percent < 0 || c.MaxErrors.Percent > 100) {
+		return newError(KindValidation, map[string]any{"field": "max_errors"}, "max_errors must be a count >= 0 or a percentage from 0%% to 100%%")
+	}
+	if len(c.IdempotencyKey) > 255 {
+		return newError(KindValidation, map[string]any{"field": "Idempotency-Key"}, "the idempotency key is longer than 255 characters")
+	}
+	return nil
+}
+
+func (s *Service) byIdempotencyKey(ctx context.Context, owner jobs.Owner, key string) (jobs.Job, bool, error) {
+	if key == "" {
+		return jobs.Job{}, false, nil
+	}
+	job, err := s.store.GetJobByIdempotencyKey(ctx, owner.Login, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return jobs.Job{}, false, nil
+	}
+	if err != nil {
+		return jobs.Job{}, false, fmt.Errorf("idempotency key: %w", err)
+	}
+	return job, true, nil
+}
+
+// createJob fills in what every job has, records it with its nodes, and kicks dispatch.
+func (s *Service) createJob(ctx context.Context, c Common, owner jobs.Owner, job jobs.Job, names []string) (jobs.Job, error) {
 	now := s.clock()
-	job := jobs.NewJob(jobs.Job{
-		Type: jobs.TypeTask, Environment: req.Environment, Description: req.Description, Owner: owner,
-		Options: mustJSON(opts), Payload: sealed, Concurrency: req.Concurrency, Timeout: req.Timeout, NodeCount: len(names),
-	}, now)
+	job.Environment, job.Description, job.Owner = c.Environment, c.Description, owner
+	job.Concurrency, job.Timeout, job.NodeCount = c.Concurrency, c.Timeout, len(names)
+	job.MaxErrors, job.IdempotencyKey = c.MaxErrors.limit(len(names)), c.IdempotencyKey
+	job = jobs.NewJob(job, now)
 	nodes, events, err := s.initialNodes(ctx, names, now)
 	if err != nil {
 		return jobs.Job{}, err
 	}
-	job, err = s.store.CreateJob(ctx, job, nodes, events)
+	created, err := s.store.CreateJob(ctx, job, nodes, events)
+	if errors.Is(err, store.ErrExists) && c.IdempotencyKey != "" {
+		if prior, found, err := s.byIdempotencyKey(ctx, owner, c.IdempotencyKey); found || err != nil {
+			return prior, err
+		}
+	}
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("create job: %w", err)
 	}
-	s.log.Info("job created", "job", job, "task", task.Name, "nodes", len(names), "owner", owner.Login)
-	s.dispatchSoon(ctx, job.ID)
-	return job, nil
+	s.log.Info("job created", "job", created, "type", created.Type, "task", created.Task, "nodes", len(names), "owner", owner.Login)
+	s.dispatchSoon(ctx, created.ID)
+	return created, nil
 }
 
 func (s *Service) dispatchSoon(ctx context.Context, jobID int64) {

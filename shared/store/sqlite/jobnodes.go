@@ -282,3 +282,20 @@ func (s *Store) ListEvents(ctx context.Context, jobID int64, start int64, limit 
 	}
 	return out, nil
 }
+
+// countActiveSQL counts the active records (jobs.NodeState.Active) of unfinished jobs. Its
+// state term is the condition of the partial index job_nodes_active, written identically so
+// that SQLite uses that index, which holds only active records; each one's job is then looked
+// up by id.
+var countActiveSQL = `SELECT COUNT(*) FROM job_nodes JOIN jobs ON jobs.id = job_nodes.job_id
+	WHERE job_nodes.state IN ('ready', 'running') AND jobs.state NOT IN (` + placeholders(len(terminalStates)) + `)`
+
+// CountActiveNodes implements store.Store. Its cost follows the number of active records,
+// not the number of jobs.
+func (s *Store) CountActiveNodes(ctx context.Context) (int, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, countActiveSQL, terminalStates...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count active job nodes: %w", err)
+	}
+	return n, nil
+}

@@ -6,13 +6,31 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/store"
 )
 
 const jobColumns = `id, type, state, environment, description, owner_id, owner_login, options, payload,
-	concurrency, timeout, node_count, created_at, updated_at, status, stop, version`
+	concurrency, timeout, node_count, created_at, updated_at, status, stop, task, finished_at, idempotency_key,
+	max_errors, version`
+
+// jobWriteFields are the columns jobValues returns, in order: every column a create or an
+// update writes apart from id, version and last_event_id.
+var jobWriteFields = []string{
+	"type", "state", "environment", "description", "owner_id", "owner_login", "options", "payload",
+	"concurrency", "timeout", "node_count", "created_at", "updated_at", "status", "stop",
+	"task", "task_fold", "finished_at", "idempotency_key", "max_errors",
+}
+
+var (
+	insertJobSQL = `INSERT INTO jobs (` + strings.Join(jobWriteFields, ", ") + `, version, last_event_id)
+		VALUES (` + placeholders(len(jobWriteFields)) + `, 1, 0)`
+	updateJobSQL = `UPDATE jobs SET ` + strings.Join(jobWriteFields, " = ?, ") + ` = ?, version = version + 1
+		WHERE id = ? AND version = ?`
+)
 
 // jobOrder maps JobQuery.OrderBy to a column; ties are broken by id.
 var jobOrder = map[string]string{
@@ -38,7 +56,7 @@ var terminalStates = func() []any {
 	return out
 }()
 
-// jobValues returns the columns type through stop of j, in jobColumns order.
+// jobValues returns the values of jobWriteFields for j.
 func jobValues(j jobs.Job) ([]any, error) {
 	var enc encoder
 	status := make([]jobs.StatusEntry, len(j.Status))
@@ -58,6 +76,7 @@ func jobValues(j jobs.Job) ([]any, error) {
 		string(j.Type), string(j.State), j.Environment, j.Description, j.Owner.ID, j.Owner.Login,
 		blob(j.Options), blob(j.Payload), j.Concurrency, j.Timeout, j.NodeCount,
 		enc.time(j.CreatedAt), enc.time(j.UpdatedAt), string(statusJSON), j.Stop,
+		j.Task, strings.ToLower(j.Task), enc.timePtr(j.FinishedAt), j.IdempotencyKey, j.MaxErrors,
 	}
 	if enc.err != nil {
 		return nil, enc.err
@@ -72,14 +91,16 @@ func scanJob(sc scanner) (jobs.Job, error) {
 		j                        jobs.Job
 		options, payload         []byte
 		created, updated, status string
+		finished                 sql.NullString
 	)
 	if err := sc.Scan(&j.ID, &j.Type, &j.State, &j.Environment, &j.Description, &j.Owner.ID, &j.Owner.Login,
-		&options, &payload, &j.Concurrency, &j.Timeout, &j.NodeCount, &created, &updated, &status, &j.Stop, &j.Version); err != nil {
+		&options, &payload, &j.Concurrency, &j.Timeout, &j.NodeCount, &created, &updated, &status, &j.Stop,
+		&j.Task, &finished, &j.IdempotencyKey, &j.MaxErrors, &j.Version); err != nil {
 		return jobs.Job{}, err
 	}
 	var dec decoder
 	j.Options, j.Payload = bytesOrNil(options), bytesOrNil(payload)
-	j.CreatedAt, j.UpdatedAt = dec.time(created), dec.time(updated)
+	j.CreatedAt, j.UpdatedAt, j.FinishedAt = dec.time(created), dec.time(updated), dec.timePtr(finished)
 	if dec.err != nil {
 		return jobs.Job{}, fmt.Errorf("job %d: %w", j.ID, dec.err)
 	}
@@ -112,9 +133,10 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		return jobs.Job{}, fmt.Errorf("create job: %w", err)
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO jobs (type, state, environment, description, owner_id,
-			owner_login, options, payload, concurrency, timeout, node_count, created_at, updated_at, status, stop,
-			version, last_event_id) VALUES (`+placeholders(len(vals))+`, 1, 0)`, vals...)
+		res, err := tx.ExecContext(ctx, insertJobSQL, vals...)
+		if isUnique(err) {
+			return idempotencyTaken(j)
+		}
 		if err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}
@@ -146,6 +168,32 @@ func (s *Store) GetJob(ctx context.Context, id int64) (jobs.Job, error) {
 	return j, nil
 }
 
+// idempotencyTaken is the error for a job whose idempotency key another job of its owner has;
+// the only unique constraint on jobs besides the id, which the store assigns, is that key.
+func idempotencyTaken(j jobs.Job) error {
+	return fmt.Errorf("idempotency key %q of %s: %w", j.IdempotencyKey, j.Owner.Login, store.ErrExists)
+}
+
+// jobByIdempotencySQL selects a job by owner login and key; repeating the condition of the
+// partial unique index jobs_idempotency (a non-empty key) lets SQLite use that index.
+var jobByIdempotencySQL = `SELECT ` + jobColumns + ` FROM jobs
+	WHERE owner_login = ? AND idempotency_key = ? AND idempotency_key <> ''`
+
+// GetJobByIdempotencyKey implements store.Store.
+func (s *Store) GetJobByIdempotencyKey(ctx context.Context, login, key string) (jobs.Job, error) {
+	if key == "" {
+		return jobs.Job{}, fmt.Errorf("get job of %s by empty idempotency key: %w", login, store.ErrNotFound)
+	}
+	j, err := scanJob(s.r.QueryRowContext(ctx, jobByIdempotencySQL, login, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return jobs.Job{}, fmt.Errorf("get job of %s by idempotency key %q: %w", login, key, store.ErrNotFound)
+	}
+	if err != nil {
+		return jobs.Job{}, fmt.Errorf("get job of %s by idempotency key %q: %w", login, key, err)
+	}
+	return j, nil
+}
+
 // ListJobs implements store.Store. OrderBy "owner" orders by owner login; ties in any order
 // are broken by id, in the same direction. An unknown OrderBy or a negative Limit or Offset
 // is an error.
@@ -165,10 +213,7 @@ func (s *Store) ListJobs(ctx context.Context, q store.JobQuery) ([]jobs.Job, int
 	if col != "id" {
 		order += ", id " + dir
 	}
-	where, args := "", []any{}
-	if q.Type != "" {
-		where, args = " WHERE type = ?", append(args, string(q.Type))
-	}
+	where, args := jobFilter(q)
 	limit := int64(-1)
 	if q.Limit > 0 {
 		limit = int64(q.Limit)
@@ -196,6 +241,57 @@ func (s *Store) ListJobs(ctx context.Context, q store.JobQuery) ([]jobs.Job, int
 	return out, total, nil
 }
 
+// The range of storable times; every stored finish time lies within it.
+var (
+	minStoredTime = time.Date(0, time.January, 1, 0, 0, 0, 0, time.UTC)
+	maxStoredTime = time.Date(9999, time.December, 31, 23, 59, 59, 999999999, time.UTC)
+)
+
+// jobFilter returns the WHERE clause ("" for none) and its arguments selecting the jobs q
+// filters on.
+func jobFilter(q store.JobQuery) (string, []any) {
+	var (
+		conds []string
+		args  []any
+	)
+	add := func(cond string, arg ...any) {
+		conds, args = append(conds, cond), append(args, arg...)
+	}
+	if q.Type != "" {
+		add("type = ?", string(q.Type))
+	}
+	if q.Task != "" {
+		add("instr(task_fold, ?) > 0", strings.ToLower(q.Task))
+	}
+	if q.MinFinish != nil {
+		cond, arg := finishBound(">=", *q.MinFinish)
+		add(cond, arg...)
+	}
+	if q.MaxFinish != nil {
+		cond, arg := finishBound("<=", *q.MaxFinish)
+		add(cond, arg...)
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// finishBound returns the condition finished_at op t (op ">=" or "<="). A bound outside the
+// storable range, which cannot be encoded, selects every finished job or none.
+func finishBound(op string, t time.Time) (string, []any) {
+	u := t.UTC()
+	below, above := u.Before(minStoredTime), u.After(maxStoredTime)
+	switch {
+	case (op == ">=" && below) || (op == "<=" && above):
+		return "finished_at IS NOT NULL", nil
+	case below || above:
+		return "0", nil
+	}
+	var enc encoder // cannot fail: u is in range
+	return "finished_at " + op + " ?", []any{enc.time(u)}
+}
+
 // ListUnfinishedJobs implements store.Store; oldest means earliest CreatedAt, then lowest id.
 func (s *Store) ListUnfinishedJobs(ctx context.Context) ([]jobs.Job, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE state NOT IN (`+
@@ -217,10 +313,10 @@ func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event)
 		return jobs.Job{}, fmt.Errorf("update job %d: %w", j.ID, err)
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE jobs SET type = ?, state = ?, environment = ?, description = ?,
-			owner_id = ?, owner_login = ?, options = ?, payload = ?, concurrency = ?, timeout = ?, node_count = ?,
-			created_at = ?, updated_at = ?, status = ?, stop = ?, version = version + 1
-			WHERE id = ? AND version = ?`, append(vals, j.ID, j.Version)...)
+		res, err := tx.ExecContext(ctx, updateJobSQL, append(vals, j.ID, j.Version)...)
+		if isUnique(err) {
+			return idempotencyTaken(j)
+		}
 		if err != nil {
 			return err
 		}

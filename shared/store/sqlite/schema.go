@@ -3,17 +3,29 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/baton-run/baton/shared/jobs"
 )
 
 // ErrSchemaTooNew is returned by Open for a database written by a newer build of Baton.
 var ErrSchemaTooNew = errors.New("database schema is newer than this build supports")
 
+// migration moves the schema up one version: it runs stmts, then backfill (if set), all in
+// the transaction that migrates the file.
+type migration struct {
+	stmts    []string
+	backfill func(ctx context.Context, tx *sql.Tx) error
+}
+
 // migrations[i] moves the schema from version i to i+1; the schema version is kept in
 // PRAGMA user_version. Append new migrations; never edit a released one.
-var migrations = [][]string{
-	{
+var migrations = []migration{
+	{stmts: []string{
 		`CREATE TABLE jobs (
 			id            INTEGER PRIMARY KEY AUTOINCREMENT,
 			type          TEXT    NOT NULL,
@@ -83,7 +95,112 @@ var migrations = [][]string{
 			expires_at TEXT,
 			revoked    INTEGER NOT NULL
 		)`,
+	}},
+	{
+		// Version 2: job task, finish time, idempotency key and error budget; node groups;
+		// the index behind CountActiveNodes.
+		stmts: []string{
+			`ALTER TABLE jobs ADD COLUMN task TEXT NOT NULL DEFAULT ''`,
+			// task_fold is strings.ToLower(task), for the case-insensitive task filter.
+			`ALTER TABLE jobs ADD COLUMN task_fold TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE jobs ADD COLUMN finished_at TEXT`,
+			`ALTER TABLE jobs ADD COLUMN idempotency_key TEXT NOT NULL DEFAULT ''`,
+			// Jobs written before version 2 had no error budget.
+			`ALTER TABLE jobs ADD COLUMN max_errors INTEGER NOT NULL DEFAULT -1`,
+			`CREATE UNIQUE INDEX jobs_idempotency ON jobs (owner_login, idempotency_key) WHERE idempotency_key <> ''`,
+			`CREATE INDEX jobs_finished ON jobs (finished_at, id)`,
+			`CREATE INDEX job_nodes_active ON job_nodes (job_id) WHERE state IN ('ready', 'running')`,
+			`CREATE TABLE node_groups (
+				name        TEXT    PRIMARY KEY,
+				description TEXT    NOT NULL,
+				nodes       TEXT    NOT NULL,
+				query       TEXT    NOT NULL,
+				created_at  TEXT    NOT NULL,
+				version     INTEGER NOT NULL
+			)`,
+		},
+		backfill: backfillJobsV2,
 	},
+}
+
+// backfillJobsV2 fills the version 2 job columns of jobs written before them: task from the
+// "task" member of a task job's options, and finished_at, for a job in a terminal state, from
+// when its status history entered that state (else its update time).
+func backfillJobsV2(ctx context.Context, tx *sql.Tx) error {
+	type fill struct {
+		id         int64
+		task       string
+		finishedAt any // NULL or a stored time
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, type, state, options, status, updated_at FROM jobs`)
+	if err != nil {
+		return fmt.Errorf("read jobs: %w", err)
+	}
+	var fills []fill
+	for rows.Next() {
+		var (
+			id              int64
+			typ, state      string
+			options         []byte
+			status, updated string
+		)
+		if err := rows.Scan(&id, &typ, &state, &options, &status, &updated); err != nil {
+			rows.Close()
+			return fmt.Errorf("read jobs: %w", err)
+		}
+		f := fill{id: id}
+		if jobs.Type(typ) == jobs.TypeTask && len(options) > 0 {
+			var opts struct {
+				Task string `json:"task"`
+			}
+			// Options that are not an object with a string "task" leave the task empty.
+			if json.Unmarshal(options, &opts) == nil {
+				f.task = opts.Task
+			}
+		}
+		if st := jobs.State(state); st.Terminal() {
+			var (
+				dec     decoder
+				enc     encoder
+				history []jobs.StatusEntry
+			)
+			finished := dec.time(updated)
+			if json.Unmarshal([]byte(status), &history) == nil {
+				for _, e := range slices.Backward(history) {
+					if e.State == st {
+						finished = e.EnterTime
+						break
+					}
+				}
+			}
+			if dec.err != nil {
+				rows.Close()
+				return fmt.Errorf("job %d: %w", id, dec.err)
+			}
+			f.finishedAt = enc.time(finished)
+			if enc.err != nil {
+				rows.Close()
+				return fmt.Errorf("job %d: %w", id, enc.err)
+			}
+		}
+		fills = append(fills, f)
+	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return fmt.Errorf("read jobs: %w", err)
+	}
+	rows.Close()
+	stmt, err := tx.PrepareContext(ctx, `UPDATE jobs SET task = ?, task_fold = ?, finished_at = ? WHERE id = ?`)
+	if err != nil {
+		return fmt.Errorf("fill jobs: %w", err)
+	}
+	defer stmt.Close()
+	for _, f := range fills {
+		if _, err := stmt.ExecContext(ctx, f.task, strings.ToLower(f.task), f.finishedAt, f.id); err != nil {
+			return fmt.Errorf("fill job %d: %w", f.id, err)
+		}
+	}
+	return nil
 }
 
 // schemaVersion is the schema version this build writes.
@@ -105,8 +222,14 @@ func (s *Store) migrate(ctx context.Context) error {
 			return nil
 		}
 		for i := v; i < schemaVersion; i++ {
-			for _, stmt := range migrations[i] {
+			m := migrations[i]
+			for _, stmt := range m.stmts {
 				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("migrate schema to version %d: %w", i+1, err)
+				}
+			}
+			if m.backfill != nil {
+				if err := m.backfill(ctx, tx); err != nil {
 					return fmt.Errorf("migrate schema to version %d: %w", i+1, err)
 				}
 			}

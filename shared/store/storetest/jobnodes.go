@@ -197,6 +197,77 @@ func runJobNodes(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("CountActiveNodes", func(t *testing.T) {
+		s := newStore(t)
+		count := func(what string, want int) {
+			t.Helper()
+			got, err := s.CountActiveNodes(t.Context())
+			must(t, "count active nodes", err)
+			if got != want {
+				t.Fatalf("%s: active nodes = %d, want %d", what, got, want)
+			}
+		}
+		count("empty store", 0)
+		j1 := createJob(t, s, 1, jobs.StateRunning, "a", "b", "c")
+		j2 := createJob(t, s, 2, jobs.StateRunning, "a", "d")
+		count("new nodes only", 0)
+
+		steps := []struct {
+			what  string
+			job   int64
+			node  string
+			state jobs.NodeState
+			want  int
+		}{
+			{"j1/a ready", j1.ID, "a", jobs.NodeReady, 1},
+			{"j1/b ready", j1.ID, "b", jobs.NodeReady, 2},
+			{"j2/a ready (same name, other job)", j2.ID, "a", jobs.NodeReady, 3},
+			{"j1/a running", j1.ID, "a", jobs.NodeRunning, 3},
+			{"j1/a finished", j1.ID, "a", jobs.NodeFinished, 2},
+			{"j1/b errored", j1.ID, "b", jobs.NodeErrored, 1},
+			{"j1/c skipped", j1.ID, "c", jobs.NodeSkipped, 1},
+			{"j2/d running", j2.ID, "d", jobs.NodeRunning, 2},
+			{"j2/a failed", j2.ID, "a", jobs.NodeFailed, 1},
+			{"j2/a back to new (retry)", j2.ID, "a", jobs.NodeNew, 1},
+			{"j2/a ready again", j2.ID, "a", jobs.NodeReady, 2},
+		}
+		for _, st := range steps {
+			setNodeState(t, s, st.job, st.node, st.state)
+			count(st.what, st.want)
+		}
+
+		// A job created with active nodes counts at once; one created terminal never does.
+		j3, err := s.CreateJob(t.Context(), newJob(3, 2), []jobs.Node{
+			{Name: "e", State: jobs.NodeRunning}, {Name: "f", State: jobs.NodeReady},
+		}, nil)
+		must(t, "create job with active nodes", err)
+		count("job created with two active nodes", 4)
+		j4 := newJob(4, 1)
+		j4.State = jobs.StateStopped
+		_, err = s.CreateJob(t.Context(), j4, []jobs.Node{{Name: "g", State: jobs.NodeRunning}}, nil)
+		must(t, "create terminal job", err)
+		count("terminal job's running record", 4)
+
+		// Stopping is not terminal: its active nodes still run.
+		j3.State = jobs.StateStopping
+		j3, err = s.UpdateJob(t.Context(), j3)
+		must(t, "stop job 3", err)
+		count("job 3 stopping", 4)
+		// Once a job is terminal none of its records count, whatever their state.
+		j2, err = s.GetJob(t.Context(), j2.ID)
+		must(t, "get job 2", err)
+		j2.State, j2.FinishedAt = jobs.StateFailed, ptr(at(50))
+		_, err = s.UpdateJob(t.Context(), j2)
+		must(t, "fail job 2", err)
+		count("job 2 failed", 2)
+		j3.State, j3.FinishedAt = jobs.StateStopped, ptr(at(60))
+		_, err = s.UpdateJob(t.Context(), j3)
+		must(t, "stop job 3", err)
+		count("job 3 stopped", 0)
+		setNodeState(t, s, j1.ID, "a", jobs.NodeRunning) // j1 is still running
+		count("j1/a running again", 1)
+	})
+
 	t.Run("FindByTransaction", func(t *testing.T) {
 		s := newStore(t)
 		_, err := s.FindJobNodeByTransaction(t.Context(), "txn-1")

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/store"
@@ -41,6 +42,10 @@ func runJobs(t *testing.T, newStore func(t *testing.T) store.Store) {
 			{State: jobs.StateRunning, EnterTime: at(3), ExitTime: nil},
 		}
 		in.Stop = "graceful"
+		in.Task = "Service::Restart"
+		in.FinishedAt = ptr(at(95))
+		in.IdempotencyKey = "3f1c2a9e-request-1"
+		in.MaxErrors = 3
 		in.Options = json.RawMessage(`{"environment":"production","scope":{"nodes":["a","b"]},"params":{"n":1.5,"s":"x","l":[1,2],"o":{"k":null}}}`)
 		in.Payload = []byte("sealed\x00payload\xff")
 		nodes := []jobs.Node{
@@ -129,6 +134,10 @@ func runJobs(t *testing.T, newStore func(t *testing.T) store.Store) {
 		j.Status = append(j.Status, jobs.StatusEntry{State: jobs.StateStopping, EnterTime: at(59)})
 		j.Description = "changed"
 		j.Options = json.RawMessage(`{"changed":true}`)
+		j.Task = "package::status"
+		j.FinishedAt = ptr(at(61))
+		j.IdempotencyKey = "added-later"
+		j.MaxErrors = 0
 		updated, err := s.UpdateJob(t.Context(), j, newEvent(jobs.EventJobStopping, "", 59))
 		must(t, "update job", err)
 		if updated.Version != j.Version+1 {
@@ -147,11 +156,19 @@ func runJobs(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Fatalf("appended event = %+v, want a %s event of job %d", evs[1], jobs.EventJobStopping, j.ID)
 		}
 
-		again, err := s.UpdateJob(t.Context(), updated)
+		// Optional fields can be cleared again.
+		cleared := updated
+		cleared.FinishedAt, cleared.IdempotencyKey, cleared.Task = nil, "", ""
+		again, err := s.UpdateJob(t.Context(), cleared)
 		must(t, "update job again", err)
 		if again.Version != updated.Version+1 {
 			t.Fatalf("second update version = %d, want %d", again.Version, updated.Version+1)
 		}
+		stored, err = s.GetJob(t.Context(), j.ID)
+		must(t, "get job", err)
+		equalJob(t, "stored job after clearing", stored, again)
+		_, err = s.GetJobByIdempotencyKey(t.Context(), j.Owner.Login, "added-later")
+		mustErrIs(t, "get by cleared idempotency key", err, store.ErrNotFound)
 	})
 
 	t.Run("UpdateStaleVersionConflictsAndChangesNothing", func(t *testing.T) {
@@ -313,6 +330,92 @@ func runJobs(t *testing.T, newStore func(t *testing.T) store.Store) {
 				}
 			})
 		}
+	})
+
+	t.Run("ListFilters", func(t *testing.T) {
+		s := newStore(t)
+		fixtures := []struct {
+			typ      jobs.Type
+			task     string
+			finished *time.Time
+		}{
+			{jobs.TypeTask, "package::install", ptr(at(100))},     // 1
+			{jobs.TypeTask, "Package::Status", ptr(at(200))},      // 2
+			{jobs.TypeTask, "service::restart", nil},              // 3
+			{jobs.TypeDeploy, "", ptr(at(150))},                   // 4
+			{jobs.TypeTask, "facts", ptr(at(300))},                // 5
+			{jobs.TypeTask, "PACKAGE", ptr(at(200).In(time.UTC))}, // 6
+			{jobs.TypeTask, "Ünïcode::Tâche", ptr(at(250))},       // 7
+		}
+		for i, f := range fixtures {
+			j := newJob(i+1, 0)
+			j.Type, j.Task, j.FinishedAt = f.typ, f.task, f.finished
+			if f.finished != nil {
+				j.State = jobs.StateFinished
+			}
+			_, err := s.CreateJob(t.Context(), j, nil, nil)
+			must(t, "create job", err)
+		}
+		other := time.FixedZone("UTC-5", -5*60*60)
+		tests := []struct {
+			name      string
+			q         store.JobQuery
+			want      []int64
+			wantTotal int
+		}{
+			{"task substring any case", store.JobQuery{Task: "package"}, []int64{1, 2, 6}, 3},
+			{"task upper query", store.JobQuery{Task: "PACKAGE::"}, []int64{1, 2}, 2},
+			{"task inner substring", store.JobQuery{Task: "age::st"}, []int64{2}, 1},
+			{"task non-ASCII case", store.JobQuery{Task: "üNÏCODE::tÂ"}, []int64{7}, 1},
+			{"task wildcard characters are literal", store.JobQuery{Task: "%"}, nil, 0},
+			{"task underscore is literal", store.JobQuery{Task: "_"}, nil, 0},
+			{"task no match", store.JobQuery{Task: "nope"}, nil, 0},
+			{"min finish", store.JobQuery{MinFinish: ptr(at(150))}, []int64{2, 4, 5, 6, 7}, 5},
+			{"max finish", store.JobQuery{MaxFinish: ptr(at(150))}, []int64{1, 4}, 2},
+			{"finish range inclusive", store.JobQuery{MinFinish: ptr(at(150)), MaxFinish: ptr(at(200))}, []int64{2, 4, 6}, 3},
+			{"finish single instant", store.JobQuery{MinFinish: ptr(at(200)), MaxFinish: ptr(at(200))}, []int64{2, 6}, 2},
+			{"finish bound in another zone", store.JobQuery{MinFinish: ptr(at(200).In(other)), MaxFinish: ptr(at(200).In(other))}, []int64{2, 6}, 2},
+			{"finish just after", store.JobQuery{MinFinish: ptr(at(200).Add(time.Second)), MaxFinish: ptr(at(250))}, []int64{7}, 1},
+			{"finish empty range", store.JobQuery{MinFinish: ptr(at(201)), MaxFinish: ptr(at(199))}, nil, 0},
+			{"finish far past and future", store.JobQuery{MinFinish: ptr(time.Date(-50, 1, 1, 0, 0, 0, 0, time.UTC)), MaxFinish: ptr(time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC))}, []int64{1, 2, 4, 5, 6, 7}, 6},
+			{"max finish before storable times", store.JobQuery{MaxFinish: ptr(time.Date(-50, 1, 1, 0, 0, 0, 0, time.UTC))}, nil, 0},
+			{"min finish after storable times", store.JobQuery{MinFinish: ptr(time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC))}, nil, 0},
+			{"task and finish", store.JobQuery{Task: "package", MinFinish: ptr(at(150))}, []int64{2, 6}, 2},
+			{"type and finish", store.JobQuery{Type: jobs.TypeTask, MaxFinish: ptr(at(300))}, []int64{1, 2, 5, 6, 7}, 5},
+			{"type deploy and task", store.JobQuery{Type: jobs.TypeDeploy, Task: "package"}, nil, 0},
+			{"filtered page", store.JobQuery{MinFinish: ptr(at(100)), OrderBy: "name", Limit: 2, Offset: 1}, []int64{2, 4}, 6},
+			{"filtered page desc", store.JobQuery{Task: "a", OrderBy: "name", Desc: true, Limit: 2, Offset: 2}, []int64{3, 2}, 5},
+			{"filtered page past end", store.JobQuery{Task: "package", Limit: 2, Offset: 3}, nil, 3},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				got, total, err := s.ListJobs(t.Context(), tt.q)
+				must(t, "list jobs", err)
+				if total != tt.wantTotal {
+					t.Fatalf("total = %d, want %d", total, tt.wantTotal)
+				}
+				equalIDs(t, "jobs", jobIDs(got), tt.want)
+			})
+		}
+
+		// Finishing a job through UpdateJob makes it match the finish bounds.
+		j3, err := s.GetJob(t.Context(), 3)
+		must(t, "get job", err)
+		j3.State, j3.FinishedAt = jobs.StateFailed, ptr(at(175))
+		_, err = s.UpdateJob(t.Context(), j3)
+		must(t, "finish job", err)
+		got, total, err := s.ListJobs(t.Context(), store.JobQuery{MinFinish: ptr(at(150)), MaxFinish: ptr(at(200)), Limit: 1})
+		must(t, "list jobs", err)
+		if total != 4 {
+			t.Fatalf("total after finishing job 3 = %d, want 4", total)
+		}
+		equalIDs(t, "first page after finishing job 3", jobIDs(got), []int64{2})
+		got, _, err = s.ListJobs(t.Context(), store.JobQuery{MinFinish: ptr(at(175)), MaxFinish: ptr(at(175))})
+		must(t, "list jobs", err)
+		equalIDs(t, "jobs finished at 175", jobIDs(got), []int64{3})
+		stored, err := s.GetJob(t.Context(), 3)
+		must(t, "get job", err)
+		equalJob(t, "listed job", got[0], stored)
 	})
 
 	t.Run("ListUnfinishedOldestFirst", func(t *testing.T) {

@@ -20,7 +20,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Jobs", func(t *testing.T) { runJobs(t, newStore) })
 	t.Run("JobNodes", func(t *testing.T) { runJobNodes(t, newStore) })
 	t.Run("Events", func(t *testing.T) { runEvents(t, newStore) })
+	t.Run("Idempotency", func(t *testing.T) { runIdempotency(t, newStore) })
 	t.Run("Inventory", func(t *testing.T) { runInventory(t, newStore) })
+	t.Run("Groups", func(t *testing.T) { runGroups(t, newStore) })
 	t.Run("Tokens", func(t *testing.T) { runTokens(t, newStore) })
 	t.Run("Concurrency", func(t *testing.T) { runConcurrency(t, newStore) })
 }
@@ -46,11 +48,13 @@ func newJob(i int, nodes int) jobs.Job {
 		State:       jobs.StateNew,
 		Environment: "production",
 		Description: fmt.Sprintf("job fixture %d", i),
+		Task:        "package::install",
 		Owner:       jobs.Owner{ID: fmt.Sprintf("id-%d", i), Login: fmt.Sprintf("user%d", i)},
 		Options:     json.RawMessage(fmt.Sprintf(`{"task":"package::install","params":{"name":"pkg%d"},"noop":false}`, i)),
 		Payload:     []byte{0x00, 0xff, byte(i), '\n', 0x7f},
 		Concurrency: 2,
 		Timeout:     300,
+		MaxErrors:   -1,
 		NodeCount:   nodes,
 		CreatedAt:   at(i),
 		UpdatedAt:   at(i),
@@ -114,6 +118,7 @@ func normJob(j jobs.Job) jobs.Job {
 	j.Payload = normBytes(j.Payload)
 	j.CreatedAt = normTime(j.CreatedAt)
 	j.UpdatedAt = normTime(j.UpdatedAt)
+	j.FinishedAt = normTimePtr(j.FinishedAt)
 	if len(j.Status) == 0 {
 		j.Status = nil
 	} else {
@@ -145,6 +150,14 @@ func normInv(n inventory.Node) inventory.Node {
 	n.ConnectedAt = normTimePtr(n.ConnectedAt)
 	n.CreatedAt = normTime(n.CreatedAt)
 	return n
+}
+
+func normGroup(g inventory.Group) inventory.Group {
+	if len(g.Nodes) == 0 {
+		g.Nodes = nil
+	}
+	g.CreatedAt = normTime(g.CreatedAt)
+	return g
 }
 
 func normToken(tk store.Token) store.Token {
