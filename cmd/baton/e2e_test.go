@@ -443,8 +443,7 @@ func TestCLIEndToEnd(t *testing.T) {
 	})
 
 	t.Run("node show prints facts", func(t *testing.T) {
-		r := c.batonOK(t, "node", "show", "web1")
-		var n struct {
+		type node struct {
 			Name      string `json:"name"`
 			Connected bool   `json:"connected"`
 			Facts     struct {
@@ -456,10 +455,16 @@ func TestCLIEndToEnd(t *testing.T) {
 				} `json:"networking"`
 			} `json:"facts"`
 		}
-		decodeJSON(t, "node show", r.stdout, &n)
-		if n.Name != "web1" || !n.Connected || n.Facts.OS.Family == "" || n.Facts.Networking.Hostname == "" {
-			t.Errorf("node show web1:\n%s", r.stdout)
-		}
+		// An agent sends its facts just after it connects.
+		eventually(t, "web1's facts", 10*time.Second, func() bool {
+			r := c.batonOK(t, "node", "show", "web1")
+			var n node
+			decodeJSON(t, "node show", r.stdout, &n)
+			if n.Name != "web1" || !n.Connected {
+				t.Fatalf("node show web1:\n%s", r.stdout)
+			}
+			return n.Facts.OS.Family != "" && n.Facts.Networking.Hostname != ""
+		})
 	})
 
 	t.Run("task list", func(t *testing.T) {
@@ -575,6 +580,44 @@ func TestCLIEndToEnd(t *testing.T) {
 		decodeJSON(t, "task run --format json", r.stdout, &out)
 		if r.code != 1 || len(out.Items) != 1 || out.Items[0].Status != "failure" || !strings.Contains(string(out.Items[0].Value), "task-error") {
 			t.Errorf("json failure: %s", r)
+		}
+	})
+
+	t.Run("--query selects nodes", func(t *testing.T) {
+		r := c.batonOK(t, "task", "run", "demo::hello", "--query", `inventory[certname] { certname ~ "^web" }`, "--format", "json")
+		var out boltOutput
+		decodeJSON(t, "task run --query", r.stdout, &out)
+		targets := map[string]string{}
+		for _, it := range out.Items {
+			targets[it.Target] = it.Status
+		}
+		if len(targets) != 2 || targets["web1"] != "success" || targets["web2"] != "success" {
+			t.Errorf("--query matched %v:\n%s", targets, r)
+		}
+		r = c.baton(t, "task", "run", "demo::hello", "--query", `inventory[certname] { certname = "nosuch" }`)
+		if r.code != 1 || !strings.Contains(r.stderr, "matches no nodes") {
+			t.Errorf("query matching nothing: %s", r)
+		}
+	})
+
+	t.Run("offline and unknown nodes error and the run exits 1", func(t *testing.T) {
+		c.batonOK(t, "node", "add", "offline", "--out", filepath.Join(c.root, "offline.cred"))
+		r := c.baton(t, "task", "run", "demo::hello", "--nodes", "web1,offline,ghost")
+		if r.code != 1 {
+			t.Fatalf("want exit 1: %s", r)
+		}
+		rows := tableRows(r.stdout)
+		for node, want := range map[string]string{"web1": "hello world", "offline": "did not connect within 3s", "ghost": "not enrolled"} {
+			wantState := "errored"
+			if node == "web1" {
+				wantState = "finished"
+			}
+			if row := rows[node]; len(row) < 2 || row[1] != wantState || !strings.Contains(strings.Join(row, " "), want) {
+				t.Errorf("row for %s = %v, want %s and %q", node, row, wantState, want)
+			}
+		}
+		if !strings.Contains(r.stdout, "1 finished") || !strings.Contains(r.stdout, "2 errored") {
+			t.Errorf("summary:\n%s", r.stdout)
 		}
 	})
 

@@ -39,6 +39,10 @@ type APIError struct {
 func (e *APIError) Error() string { return fmt.Sprintf("%s (%d %s)", e.Msg, e.Status, e.Kind) }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	return c.doWith(ctx, method, path, nil, body, out)
+}
+
+func (c *Client) doWith(ctx context.Context, method, path string, hdr http.Header, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -50,6 +54,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	req.Header.Set("X-Authentication", c.token)
 	if body != nil {
@@ -99,6 +106,10 @@ type TaskRequest struct {
 	Noop        bool           `json:"noop,omitempty"`
 	Concurrency int            `json:"concurrency,omitempty"`
 	Timeout     int            `json:"timeout,omitempty"`
+	// MaxErrors is a count ("3") or a percentage ("10%"); "" for none.
+	MaxErrors string `json:"max_errors,omitempty"`
+	// IdempotencyKey is sent as the Idempotency-Key header.
+	IdempotencyKey string `json:"-"`
 }
 
 // JobRef names a job.
@@ -115,8 +126,104 @@ func (c *Client) RunTask(ctx context.Context, r TaskRequest) (JobRef, error) {
 	var out struct {
 		Job JobRef `json:"job"`
 	}
-	err := c.do(ctx, http.MethodPost, "/orchestrator/v1/command/task", r, &out)
+	err := c.doWith(ctx, http.MethodPost, "/orchestrator/v1/command/task", idemHeader(r.IdempotencyKey), r, &out)
 	return out.Job, err
+}
+
+func idemHeader(key string) http.Header {
+	if key == "" {
+		return nil
+	}
+	return http.Header{"Idempotency-Key": {key}}
+}
+
+// DeployRequest is the body of POST /command/deploy (an on-demand Puppet run).
+type DeployRequest struct {
+	Environment          string `json:"environment"`
+	Scope                Scope  `json:"scope"`
+	Description          string `json:"description,omitempty"`
+	Noop                 bool   `json:"noop,omitempty"`
+	NoNoop               bool   `json:"no_noop,omitempty"`
+	Concurrency          int    `json:"concurrency,omitempty"`
+	Timeout              int    `json:"timeout,omitempty"`
+	MaxErrors            string `json:"max_errors,omitempty"`
+	EnforceEnvironment   bool   `json:"enforce_environment,omitempty"`
+	Debug                bool   `json:"debug,omitempty"`
+	Trace                bool   `json:"trace,omitempty"`
+	Evaltrace            bool   `json:"evaltrace,omitempty"`
+	Filetimeout          int    `json:"filetimeout,omitempty"`
+	HTTPConnectTimeout   int    `json:"http_connect_timeout,omitempty"`
+	HTTPKeepaliveTimeout int    `json:"http_keepalive_timeout,omitempty"`
+	HTTPReadTimeout      int    `json:"http_read_timeout,omitempty"`
+	Ordering             string `json:"ordering,omitempty"`
+	SkipTags             string `json:"skip_tags,omitempty"`
+	Tags                 string `json:"tags,omitempty"`
+	UseCachedCatalog     bool   `json:"use_cached_catalog,omitempty"`
+	Usecacheonfailure    bool   `json:"usecacheonfailure,omitempty"`
+	IdempotencyKey       string `json:"-"`
+}
+
+// Deploy starts a Puppet run job.
+func (c *Client) Deploy(ctx context.Context, r DeployRequest) (JobRef, error) {
+	var out struct {
+		Job JobRef `json:"job"`
+	}
+	err := c.doWith(ctx, http.MethodPost, "/orchestrator/v1/command/deploy", idemHeader(r.IdempotencyKey), r, &out)
+	return out.Job, err
+}
+
+// StopResult is the answer to a stop request.
+type StopResult struct {
+	ID    string         `json:"id"`
+	Name  string         `json:"name"`
+	State string         `json:"state"`
+	Nodes map[string]int `json:"nodes"`
+}
+
+// Stop stops a job; force also cancels running actions.
+func (c *Client) Stop(ctx context.Context, name string, force bool) (StopResult, error) {
+	var out struct {
+		Job StopResult `json:"job"`
+	}
+	err := c.do(ctx, http.MethodPost, "/orchestrator/v1/command/stop", map[string]any{"job": name, "force": force}, &out)
+	return out.Job, err
+}
+
+// Group is a named node group.
+type Group struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	Nodes       []string  `json:"nodes,omitempty"`
+	Query       string    `json:"query,omitempty"`
+	CreatedAt   time.Time `json:"created_timestamp,omitzero"`
+}
+
+// CreateGroup creates a node group.
+func (c *Client) CreateGroup(ctx context.Context, g Group) (Group, error) {
+	var out Group
+	err := c.do(ctx, http.MethodPost, "/baton/v1/groups", g, &out)
+	return out, err
+}
+
+// Groups lists node groups.
+func (c *Client) Groups(ctx context.Context) ([]Group, error) {
+	var out struct {
+		Items []Group `json:"items"`
+	}
+	err := c.do(ctx, http.MethodGet, "/baton/v1/groups", nil, &out)
+	return out.Items, err
+}
+
+// Group returns one node group.
+func (c *Client) Group(ctx context.Context, name string) (Group, error) {
+	var out Group
+	err := c.do(ctx, http.MethodGet, "/baton/v1/groups/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// DeleteGroup removes a node group.
+func (c *Client) DeleteGroup(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/baton/v1/groups/"+url.PathEscape(name), nil, nil)
 }
 
 // StatusEntry is one visited job state.

@@ -412,30 +412,60 @@ func TestUnknownEndpoint(t *testing.T) {
 	}
 }
 
-// failingStore is a store whose chosen operations fail with err.
+// failingStore is a store whose method named fail returns err; the rest reach the real store.
 type failingStore struct {
 	store.Store
-	err error
+	fail string
+	err  error
 }
 
-func (f failingStore) CreateJob(context.Context, jobs.Job, []jobs.Node, []jobs.Event) (jobs.Job, error) {
-	return jobs.Job{}, f.err
+func (f failingStore) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, evs []jobs.Event) (jobs.Job, error) {
+	if f.fail == "CreateJob" {
+		return jobs.Job{}, f.err
+	}
+	return f.Store.CreateJob(ctx, j, nodes, evs)
 }
 
-func (f failingStore) GetJob(context.Context, int64) (jobs.Job, error) { return jobs.Job{}, f.err }
-
-func (f failingStore) ListJobs(context.Context, store.JobQuery) ([]jobs.Job, int, error) {
-	return nil, 0, f.err
+func (f failingStore) GetJob(ctx context.Context, id int64) (jobs.Job, error) {
+	if f.fail == "GetJob" {
+		return jobs.Job{}, f.err
+	}
+	return f.Store.GetJob(ctx, id)
 }
 
-func (f failingStore) ListEvents(context.Context, int64, int64, int) ([]jobs.Event, error) {
-	return nil, f.err
+func (f failingStore) ListJobs(ctx context.Context, q store.JobQuery) ([]jobs.Job, int, error) {
+	if f.fail == "ListJobs" {
+		return nil, 0, f.err
+	}
+	return f.Store.ListJobs(ctx, q)
 }
 
-func (f failingStore) ListNodes(context.Context) ([]inventory.Node, error) { return nil, f.err }
+func (f failingStore) ListJobNodes(ctx context.Context, id int64) ([]jobs.Node, error) {
+	if f.fail == "ListJobNodes" {
+		return nil, f.err
+	}
+	return f.Store.ListJobNodes(ctx, id)
+}
 
-func (f failingStore) GetNode(context.Context, string) (inventory.Node, error) {
-	return inventory.Node{}, f.err
+func (f failingStore) ListEvents(ctx context.Context, id, start int64, limit int) ([]jobs.Event, error) {
+	if f.fail == "ListEvents" {
+		return nil, f.err
+	}
+	return f.Store.ListEvents(ctx, id, start, limit)
+}
+
+func (f failingStore) ListNodes(ctx context.Context) ([]inventory.Node, error) {
+	if f.fail == "ListNodes" {
+		return nil, f.err
+	}
+	return f.Store.ListNodes(ctx)
+}
+
+func (f failingStore) GetNode(ctx context.Context, name string) (inventory.Node, error) {
+	if f.fail == "GetNode" {
+		return inventory.Node{}, f.err
+	}
+	return f.Store.GetNode(ctx, name)
 }
 
 // failingAuthStore fails token look-ups.
@@ -451,7 +481,9 @@ func (f failingAuthStore) GetToken(context.Context, string) (store.Token, error)
 func TestInternalErrorsDoNotLeak(t *testing.T) {
 	const secretText = "disk on fire at /var/lib/baton/baton.db: SQLITE_IOERR"
 	injected := fmt.Errorf("%s", secretText)
-	orchFails := stackOptions{orchStore: func(st store.Store) store.Store { return failingStore{Store: st, err: injected} }}
+	orchFails := func(method string) stackOptions {
+		return stackOptions{orchStore: func(st store.Store) store.Store { return failingStore{Store: st, fail: method, err: injected} }}
+	}
 	authFails := stackOptions{authStore: func(st auth.Store) auth.Store { return failingAuthStore{Store: st, err: injected} }}
 
 	cases := []struct {
@@ -459,23 +491,26 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 		opts stackOptions
 		req  request
 	}{
-		{"list jobs", orchFails, request{method: http.MethodGet, path: v1 + "/jobs"}},
-		{"get job", orchFails, request{method: http.MethodGet, path: v1 + "/jobs/1"}},
-		{"job nodes", orchFails, request{method: http.MethodGet, path: v1 + "/jobs/1/nodes"}},
-		{"job events", orchFails, request{method: http.MethodGet, path: v1 + "/jobs/1/events"}},
-		{"job report", orchFails, request{method: http.MethodGet, path: v1 + "/jobs/1/report"}},
-		{"create job", orchFails, request{method: http.MethodPost, path: v1 + "/command/task", body: validTask}},
-		{"resolve query", orchFails, request{method: http.MethodPost, path: v1 + "/command/task",
+		{"list jobs", orchFails("ListJobs"), request{method: http.MethodGet, path: v1 + "/jobs"}},
+		{"nodes of listed jobs", orchFails("ListJobNodes"), request{method: http.MethodGet, path: v1 + "/jobs"}},
+		{"get job", orchFails("GetJob"), request{method: http.MethodGet, path: v1 + "/jobs/1"}},
+		{"job nodes", orchFails("ListJobNodes"), request{method: http.MethodGet, path: v1 + "/jobs/1/nodes"}},
+		{"job events", orchFails("ListEvents"), request{method: http.MethodGet, path: v1 + "/jobs/1/events"}},
+		{"job report", orchFails("GetJob"), request{method: http.MethodGet, path: v1 + "/jobs/1/report"}},
+		{"create job", orchFails("CreateJob"), request{method: http.MethodPost, path: v1 + "/command/task", body: validTask}},
+		{"look up scope node", orchFails("GetNode"), request{method: http.MethodPost, path: v1 + "/command/task", body: validTask}},
+		{"resolve query", orchFails("ListNodes"), request{method: http.MethodPost, path: v1 + "/command/task",
 			body: `{"task":"demo::hello","params":{},"scope":{"query":"nodes {}"}}`}},
-		{"list inventory", orchFails, request{method: http.MethodGet, path: v1 + "/inventory"}},
-		{"get inventory", orchFails, request{method: http.MethodGet, path: v1 + "/inventory/web1"}},
-		{"query inventory", orchFails, request{method: http.MethodPost, path: v1 + "/inventory", body: `{"nodes":["web1"]}`}},
+		{"list inventory", orchFails("ListNodes"), request{method: http.MethodGet, path: v1 + "/inventory"}},
+		{"get inventory", orchFails("GetNode"), request{method: http.MethodGet, path: v1 + "/inventory/web1"}},
+		{"query inventory", orchFails("GetNode"), request{method: http.MethodPost, path: v1 + "/inventory", body: `{"nodes":["web1"]}`}},
 		{"token look-up", authFails, request{method: http.MethodGet, path: v1 + "/jobs"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStack(t, tc.opts)
 			s.enroll("web1")
+			s.seedJob()
 			before := s.snapshot()
 			r := s.do(tc.req)
 			details := wantError(t, r, http.StatusInternalServerError, kindUnknownErr)

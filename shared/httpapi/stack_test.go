@@ -19,6 +19,7 @@ import (
 	"github.com/baton-run/baton/shared/catalog"
 	"github.com/baton-run/baton/shared/gateway"
 	"github.com/baton-run/baton/shared/httpapi"
+	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/protocol"
 	"github.com/baton-run/baton/shared/seal"
@@ -355,5 +356,20 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// seedJob writes job 1 on web1 straight into the store, past any fault-injecting wrapper.
+func (s *stack) seedJob() {
+	s.t.Helper()
+	now := s.orchClock.Now()
+	j := jobs.NewJob(jobs.Job{Type: jobs.TypeTask, Environment: "production", Task: "demo::hello",
+		Owner: jobs.Owner{ID: "admin", Login: "admin"}, Options: json.RawMessage(`{}`), NodeCount: 1, MaxErrors: -1}, now)
+	j, err := s.store.CreateJob(context.Background(), j, []jobs.Node{{Name: "web1", State: jobs.NodeNew}}, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if j.ID != 1 {
+		s.t.Fatalf("seeded job has id %d, want 1", j.ID)
 	}
 }

@@ -109,11 +109,20 @@ func (h *harness) enroll(names ...string) {
 // startAgent runs an agent for an enrolled node; its directories survive restarts.
 func (h *harness) startAgent(name string) *testAgent {
 	h.t.Helper()
+	return h.startAgentWith(name, nil)
+}
+
+// startAgentWith runs an agent that reports facts instead of gathering them (nil: gather).
+func (h *harness) startAgentWith(name string, facts map[string]any) *testAgent {
+	h.t.Helper()
 	cfg := agent.Config{Server: "ws://" + h.srv.Addr() + "/pcp", Name: name, Secret: h.secrets[name],
-		CacheDir: filepath.Join(filepath.Dir(h.cfg.DataDir), "agents", name, "cache"),
-		SpoolDir: filepath.Join(filepath.Dir(h.cfg.DataDir), "agents", name, "spool"),
+		CacheDir:     filepath.Join(filepath.Dir(h.cfg.DataDir), "agents", name, "cache"),
+		SpoolDir:     filepath.Join(filepath.Dir(h.cfg.DataDir), "agents", name, "spool"),
 		PingInterval: time.Second, MaxBackoff: 200 * time.Millisecond, DownloadBackoff: []time.Duration{},
 		Logger: testLogger(h.t).With("agent", name)}
+	if facts != nil {
+		cfg.Facts = func(context.Context) (map[string]any, error) { return facts, nil }
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		h.t.Fatal(err)

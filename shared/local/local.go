@@ -40,7 +40,9 @@ type Config struct {
 	TimeoutGrace   time.Duration // default 30s
 	FileURLTTL     time.Duration // default 5m
 	SweepInterval  time.Duration // default 1s
-	Logger         *slog.Logger
+	// TaskConcurrency caps running actions across all jobs (PE's task_concurrency); default 250.
+	TaskConcurrency int
+	Logger          *slog.Logger
 }
 
 // Validate checks the configuration and fills defaults.
@@ -162,7 +164,8 @@ func Start(cfg Config) (*Server, error) {
 	urls := signedURLs{signer: signer, ttl: cfg.FileURLTTL}
 	s.orch = orchestrator.New(st, cat, urls, s.gateway, sealer,
 		orchestrator.WithLogger(cfg.Logger),
-		orchestrator.WithConfig(orchestrator.Config{ConnectTimeout: cfg.ConnectTimeout, TimeoutGrace: cfg.TimeoutGrace, Broker: "pcp://" + ln.Addr().String() + "/server"}),
+		orchestrator.WithConfig(orchestrator.Config{ConnectTimeout: cfg.ConnectTimeout, TimeoutGrace: cfg.TimeoutGrace,
+			TaskConcurrency: cfg.TaskConcurrency, Broker: "pcp://" + ln.Addr().String() + "/server"}),
 		orchestrator.WithKick(func(id int64) {
 			s.wg.Add(1)
 			go func() {

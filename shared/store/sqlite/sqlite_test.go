@@ -327,6 +327,9 @@ func TestQueriesUseIndexes(t *testing.T) {
 	}{
 		{"by transaction", `SELECT job_id FROM job_nodes WHERE transaction_id = ? AND transaction_id <> ''`, []any{"t"}, "job_nodes_transaction"},
 		{"by name", `SELECT job_id FROM job_nodes WHERE name = ? AND state IN (?, ?)`, []any{"n", "new", "ready"}, "job_nodes_name"},
+		{"by idempotency key", jobByIdempotencySQL, []any{"admin", "k"}, "jobs_idempotency"},
+		{"active nodes", countActiveSQL, terminalStates, "job_nodes_active"},
+		{"finish range", `SELECT id FROM jobs WHERE finished_at >= ? AND finished_at <= ?`, []any{"2024", "2025"}, "jobs_finished"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

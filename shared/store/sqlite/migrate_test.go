@@ -1,0 +1,233 @@
+package sqlite
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-run/baton/shared/inventory"
+	"github.com/baton-run/baton/shared/jobs"
+	"github.com/baton-run/baton/shared/store"
+)
+
+// v1Schema returns the frozen version 1 schema SQL, without its comment header.
+func v1Schema(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "schema_v1.sql"))
+	if err != nil {
+		t.Fatalf("read v1 schema: %v", err)
+	}
+	var lines []string
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		if len(lines) == 0 && strings.HasPrefix(l, "--") {
+			continue
+		}
+		lines = append(lines, l)
+	}
+	return strings.Join(lines, "")
+}
+
+func TestReleasedSchemaUnchanged(t *testing.T) {
+	got := strings.Join(migrations[0].stmts, ";\n\n") + ";\n"
+	if got != v1Schema(t) {
+		t.Fatal("migrations[0] differs from testdata/schema_v1.sql: released migrations must not change; append a new one")
+	}
+}
+
+// createV1 writes a version 1 database at path from the frozen schema and runs inserts on it.
+func createV1(t *testing.T, path string, inserts ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatalf("raw open: %v", err)
+	}
+	defer db.Close()
+	stmts := append([]string{v1Schema(t), `PRAGMA user_version = 1`}, inserts...)
+	for _, stmt := range stmts {
+		if _, err := db.ExecContext(t.Context(), stmt); err != nil {
+			t.Fatalf("build v1 file: %s: %v", stmt, err)
+		}
+	}
+}
+
+// v1Job returns an INSERT of a version 1 job row.
+func v1Job(id int, typ, state, options, status, updated string, lastEvent int) string {
+	return fmt.Sprintf(`INSERT INTO jobs (id, type, state, environment, description, owner_id, owner_login, options,
+		payload, concurrency, timeout, node_count, created_at, updated_at, status, stop, version, last_event_id)
+		VALUES (%d, '%s', '%s', 'production', 'job %d', '42', 'admin', CAST('%s' AS BLOB), X'00FF', 2, 60, 2,
+		'2024-03-01T12:00:0%d.000000000Z', '%s', '%s', '', 3, %d)`,
+		id, typ, state, id, options, id, updated, status, lastEvent)
+}
+
+func TestMigrateFromV1(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "v1.db")
+	const updated = "2024-03-01T12:10:00.000000000Z"
+	createV1(t, path,
+		v1Job(1, "task", "running", `{"task":"Package::Install","params":{"name":"vim"}}`,
+			`[{"state":"ready","enter_time":"2024-03-01T12:00:01Z","exit_time":"2024-03-01T12:00:02Z"},`+
+				`{"state":"running","enter_time":"2024-03-01T12:00:02Z","exit_time":null}]`, updated, 2),
+		v1Job(2, "deploy", "finished", `{"environment":"production"}`,
+			`[{"state":"running","enter_time":"2024-03-01T12:00:02Z","exit_time":"2024-03-01T12:05:00.5Z"},`+
+				`{"state":"finished","enter_time":"2024-03-01T12:05:00.5Z","exit_time":"2024-03-01T12:05:00.5Z"}]`, updated, 0),
+		v1Job(3, "task", "failed", `not json`, `[]`, updated, 0),
+		v1Job(4, "task", "stopped", `{"task":5}`, `[{"state":"stopped","enter_time":"2024-03-01T12:07:00Z","exit_time":null}]`, updated, 0),
+		`INSERT INTO job_nodes (job_id, seq, name, state, transaction_id, ready_at, started_at, finished_at, result,
+			message, latest_event_id, version) VALUES
+			(1, 0, 'a', 'running', 'txn-a', '2024-03-01T12:00:02.000000000Z', '2024-03-01T12:00:03.000000000Z', NULL, NULL, 'sent', 1, 3),
+			(1, 1, 'b', 'new', '', NULL, NULL, NULL, NULL, '', 0, 1),
+			(2, 0, 'a', 'running', 'txn-stale', NULL, NULL, NULL, NULL, '', 0, 2)`,
+		`INSERT INTO events (job_id, id, type, timestamp, node, detail, message) VALUES
+			(1, 1, 'node_running', '2024-03-01T12:00:03.000000000Z', 'a', CAST('{"x":1}' AS BLOB), 'running'),
+			(1, 2, 'node_running', '2024-03-01T12:00:04.000000000Z', 'a', NULL, 'still running')`,
+		`INSERT INTO nodes (name, credential_hash, facts, connected, broker, connection, connected_at, created_at, version)
+			VALUES ('a', 'hash-a', CAST('{}' AS BLOB), 1, 'pcp://b/server', 'c1', NULL, '2024-01-01T00:00:00.000000000Z', 4)`,
+		`INSERT INTO tokens (hash, login, label, created_at, expires_at, revoked)
+			VALUES ('tok', 'admin', 'ci', '2024-01-01T00:00:00.000000000Z', NULL, 0)`,
+	)
+
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("open v1 file: %v", err)
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	var version int
+	rawQuery(t, path, `PRAGMA user_version`, &version)
+	if version != schemaVersion || schemaVersion != 2 {
+		t.Fatalf("user_version = %d after migration, want %d (schemaVersion %d)", version, 2, schemaVersion)
+	}
+
+	tm := func(s string) *time.Time {
+		v, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatalf("parse %s: %v", s, err)
+		}
+		return &v
+	}
+	tests := []struct {
+		id       int64
+		task     string
+		finished *time.Time
+	}{
+		{1, "Package::Install", nil},
+		{2, "", tm("2024-03-01T12:05:00.5Z")}, // a deploy has no task
+		{3, "", tm(updated)},                  // no terminal status entry: the update time
+		{4, "", tm("2024-03-01T12:07:00Z")},   // "task" is not a string
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("job %d", tt.id), func(t *testing.T) {
+			j, err := s.GetJob(ctx, tt.id)
+			if err != nil {
+				t.Fatalf("get job: %v", err)
+			}
+			if j.Task != tt.task || j.IdempotencyKey != "" || j.MaxErrors != -1 {
+				t.Fatalf("task=%q key=%q max_errors=%d, want task=%q key=\"\" max_errors=-1", j.Task, j.IdempotencyKey, j.MaxErrors, tt.task)
+			}
+			if (j.FinishedAt == nil) != (tt.finished == nil) || (j.FinishedAt != nil && !j.FinishedAt.Equal(*tt.finished)) {
+				t.Fatalf("finished_at = %v, want %v", j.FinishedAt, tt.finished)
+			}
+			// Version 1 data is kept as it was.
+			if j.Version != 3 || j.Owner.Login != "admin" || j.Description != fmt.Sprintf("job %d", tt.id) ||
+				string(j.Payload) != "\x00\xff" || j.Concurrency != 2 || j.Timeout != 60 || j.NodeCount != 2 {
+				t.Fatalf("job after migration = %+v", j)
+			}
+		})
+	}
+
+	// The filters work on migrated data.
+	got, total, err := s.ListJobs(ctx, store.JobQuery{Task: "package::"})
+	if err != nil || total != 1 || len(got) != 1 || got[0].ID != 1 {
+		t.Fatalf("task filter after migration: %d jobs (total %d), err %v; want job 1", len(got), total, err)
+	}
+	got, total, err = s.ListJobs(ctx, store.JobQuery{MaxFinish: tm("2024-03-01T12:07:00Z")})
+	if err != nil || total != 2 || len(got) != 2 || got[0].ID != 2 || got[1].ID != 4 {
+		t.Fatalf("finish filter after migration: %v (total %d), err %v; want jobs 2 and 4", got, total, err)
+	}
+
+	// Nodes, events, inventory and tokens are kept; counters carry on.
+	n, err := s.FindJobNodeByTransaction(ctx, "txn-a")
+	if err != nil || n.JobID != 1 || n.Name != "a" || n.Version != 3 || n.StartedAt == nil {
+		t.Fatalf("find txn-a after migration: %+v, %v", n, err)
+	}
+	if active, err := s.CountActiveNodes(ctx); err != nil || active != 1 {
+		t.Fatalf("active nodes after migration = %d, %v; want 1 (job 2 is finished)", active, err)
+	}
+	evs, err := s.ListEvents(ctx, 1, 0, 0)
+	if err != nil || len(evs) != 2 || string(evs[0].Detail) != `{"x":1}` {
+		t.Fatalf("events after migration: %+v, %v", evs, err)
+	}
+	n, err = s.UpdateJobNode(ctx, n, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: t0, Node: "a"})
+	if err != nil || n.LatestEventID != 3 {
+		t.Fatalf("append event after migration: latest %d, %v; want 3", n.LatestEventID, err)
+	}
+	if node, err := s.GetNode(ctx, "a"); err != nil || node.Version != 4 || !node.Connected {
+		t.Fatalf("inventory node after migration: %+v, %v", node, err)
+	}
+	if tok, err := s.GetToken(ctx, "tok"); err != nil || tok.Label != "ci" {
+		t.Fatalf("token after migration: %+v, %v", tok, err)
+	}
+	j := testJob()
+	j.IdempotencyKey = "k"
+	created, err := s.CreateJob(ctx, j, nil, nil)
+	if err != nil || created.ID != 5 {
+		t.Fatalf("create job after migration: id %d, %v; want 5", created.ID, err)
+	}
+	if _, err := s.CreateJob(ctx, j, nil, nil); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("create duplicate key after migration: %v, want ErrExists", err)
+	}
+	if _, err := s.CreateGroup(ctx, inventory.Group{Name: "g", Nodes: []string{"a"}, CreatedAt: t0}); err != nil {
+		t.Fatalf("create group after migration: %v", err)
+	}
+}
+
+func TestFailedMigrationChangesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v1.db")
+	// A finished job without a terminal status entry and with an unreadable update time
+	// cannot be backfilled.
+	createV1(t, path, v1Job(1, "task", "finished", `{"task":"x"}`, `[]`, "garbage", 0))
+	s, err := Open(path)
+	if err == nil {
+		s.Close()
+		t.Fatal("Open migrated a file whose backfill must fail")
+	}
+	if !strings.Contains(err.Error(), "version 2") {
+		t.Errorf("error %q does not name the failed migration", err)
+	}
+	var version, columns int
+	rawQuery(t, path, `PRAGMA user_version`, &version)
+	rawQuery(t, path, `SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'task'`, &columns)
+	if version != 1 || columns != 0 {
+		t.Fatalf("after the failed migration: user_version %d, task column count %d; want 1 and 0", version, columns)
+	}
+}
+
+func TestActiveIndexMatchesNodeStates(t *testing.T) {
+	var quoted []string
+	for _, st := range jobs.AllNodeStates {
+		if st.Active() {
+			quoted = append(quoted, "'"+string(st)+"'")
+		}
+	}
+	cond := "state IN (" + strings.Join(quoted, ", ") + ")"
+	if !strings.Contains(countActiveSQL, "job_nodes."+cond) {
+		t.Errorf("countActiveSQL %q does not select %s", countActiveSQL, cond)
+	}
+	var index string
+	for _, stmt := range migrations[1].stmts {
+		if strings.Contains(stmt, "job_nodes_active") {
+			index = stmt
+		}
+	}
+	if !strings.HasSuffix(index, "WHERE "+cond) {
+		t.Errorf("index %q is not on %s", index, cond)
+	}
+}
