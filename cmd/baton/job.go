@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/signal"
 	"strconv"
 	"text/tabwriter"
+	"time"
 )
 
 func cmdJobList(args []string) error {
@@ -81,6 +83,7 @@ func cmdJobEvents(args []string) error {
 	var cf clientFlags
 	cf.register(fs)
 	start := fs.Int("start", 1, "first event id")
+	follow := fs.Bool("follow", false, "keep printing new events until the job ends")
 	format := fs.String("format", "table", "table or json")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -92,6 +95,35 @@ func cmdJobEvents(args []string) error {
 	c, err := cf.client()
 	if err != nil {
 		return err
+	}
+	if *follow {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		next := *start
+		for {
+			evs, n, err := c.Events(ctx, pos[0], next)
+			if err != nil {
+				return err
+			}
+			next = n
+			for _, e := range evs {
+				if *format == "json" {
+					if err := printJSON(e); err != nil {
+						return err
+					}
+				} else {
+					fmt.Printf("%s\t%s\t%-14s %s\n", e.ID, e.Timestamp.Local().Format("15:04:05.000"), e.Type, e.Message)
+				}
+				if e.Type == "job_finished" || e.Type == "job_aborted" {
+					return nil
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
 	}
 	evs, _, err := c.Events(context.Background(), pos[0], *start)
 	if err != nil {
@@ -106,4 +138,28 @@ func cmdJobEvents(args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.ID, e.Timestamp.Local().Format("15:04:05.000"), e.Type, e.Message)
 	}
 	return tw.Flush()
+}
+
+func cmdJobStop(args []string) error {
+	fs := newFlagSet("job stop")
+	var cf clientFlags
+	cf.register(fs)
+	force := fs.Bool("force", false, "also cancel running actions (their process groups are killed)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("job stop needs one job id")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	res, err := c.Stop(context.Background(), pos[0], *force)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Job %s %s: %s\n", res.Name, res.State, stateSummary(res.Nodes))
+	return nil
 }

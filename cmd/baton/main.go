@@ -11,13 +11,20 @@ const usage = `baton — run Puppet tasks on fleets of nodes
 
 Usage:
   baton serve [--listen ADDR] [--data DIR] [--modules DIR | --environments DIR]
-  baton task run MODULE::TASK --nodes a,b [--params JSON | k=v ...] [--concurrency N]
-                 [--timeout DURATION] [--noop] [--environment E] [--no-wait] [--format table|json]
+  baton run (--nodes a,b | --query Q | --node-group G) [--environment E] [--noop | --no-noop]
+            [--tags T] [--skip-tags T] [--enforce-environment] [--debug] [--trace] [--evaltrace]
+            [--concurrency N] [--timeout DURATION] [--max-errors N|P%] [--no-wait] [--format table|json]
+  baton task run MODULE::TASK (--nodes a,b | --query Q | --node-group G) [--params JSON | k=v ...]
+                 [--concurrency N] [--timeout DURATION] [--max-errors N|P%] [--noop]
+                 [--environment E] [--no-wait] [--format table|json]
   baton task list [--environment E]
   baton task show MODULE::TASK [--environment E]
   baton job list [--limit N] [--type task|deploy]
   baton job show ID
-  baton job events ID [--start N]
+  baton job events ID [--start N] [--follow]
+  baton job stop ID [--force]
+  baton group add NAME (--nodes a,b | --query Q) [--description D]
+  baton group list | show NAME | rm NAME
   baton node add NAME --out FILE
   baton node list
   baton node show NAME
@@ -42,7 +49,11 @@ func run(args []string) int {
 	case "task":
 		err = dispatch(args[1:], map[string]func([]string) error{"run": cmdTaskRun, "list": cmdTaskList, "show": cmdTaskShow})
 	case "job":
-		err = dispatch(args[1:], map[string]func([]string) error{"list": cmdJobList, "show": cmdJobShow, "events": cmdJobEvents})
+		err = dispatch(args[1:], map[string]func([]string) error{"list": cmdJobList, "show": cmdJobShow, "events": cmdJobEvents, "stop": cmdJobStop})
+	case "group":
+		err = dispatch(args[1:], map[string]func([]string) error{"add": cmdGroupAdd, "list": cmdGroupList, "show": cmdGroupShow, "rm": cmdGroupRm})
+	case "run":
+		err = cmdRun(args[1:])
 	case "node":
 		err = dispatch(args[1:], map[string]func([]string) error{"add": cmdNodeAdd, "list": cmdNodeList, "show": cmdNodeShow})
 	default:

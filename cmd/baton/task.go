@@ -21,6 +21,8 @@ func cmdTaskRun(args []string) error {
 	cf.register(fs)
 	nodes := fs.String("nodes", "", "comma-separated node names")
 	query := fs.String("query", "", "PQL-subset query selecting nodes, e.g. 'inventory[certname] { facts.os.family = \"Debian\" }'")
+	group := fs.String("node-group", "", "node group to run on")
+	maxErrors := fs.String("max-errors", "", "stop starting nodes after this many errors (a count, or a percentage like 10%)")
 	paramsJSON := fs.String("params", "", "task parameters as a JSON object")
 	concurrency := fs.Int("concurrency", 0, "run on at most N nodes at once")
 	timeout := fs.String("timeout", "", "per-node timeout (e.g. 30s, 5m, or seconds)")
@@ -66,20 +68,10 @@ func cmdTaskRun(args []string) error {
 			return err
 		}
 	}
-	req := client.TaskRequest{Environment: *env, Task: taskName, Params: params, Noop: *noop, Description: *desc, Concurrency: *concurrency}
-	switch {
-	case *nodes != "" && *query != "":
-		return usageError("give either --nodes or --query")
-	case *nodes != "":
-		for _, n := range strings.Split(*nodes, ",") {
-			if n = strings.TrimSpace(n); n != "" {
-				req.Scope.Nodes = append(req.Scope.Nodes, n)
-			}
-		}
-	case *query != "":
-		req.Scope.Query = *query
-	default:
-		return usageError("task run needs --nodes or --query")
+	req := client.TaskRequest{Environment: *env, Task: taskName, Params: params, Noop: *noop, Description: *desc,
+		Concurrency: *concurrency, MaxErrors: *maxErrors}
+	if req.Scope, err = scopeFromFlags(*nodes, *query, *group); err != nil {
+		return err
 	}
 	if *timeout != "" {
 		if req.Timeout, err = parseSeconds(*timeout); err != nil {
@@ -125,9 +117,31 @@ func cmdTaskRun(args []string) error {
 	return nil
 }
 
+func scopeFromFlags(nodes, query, group string) (client.Scope, error) {
+	set := 0
+	for _, v := range []string{nodes, query, group} {
+		if v != "" {
+			set++
+		}
+	}
+	if set != 1 {
+		return client.Scope{}, usageError("give exactly one of --nodes, --query or --node-group")
+	}
+	sc := client.Scope{Query: query, NodeGroup: group}
+	for _, n := range strings.Split(nodes, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			sc.Nodes = append(sc.Nodes, n)
+		}
+	}
+	return sc, nil
+}
+
 func scopeText(s client.Scope) string {
-	if s.Query != "" {
+	switch {
+	case s.Query != "":
 		return "query " + s.Query
+	case s.NodeGroup != "":
+		return "node group " + s.NodeGroup
 	}
 	return strings.Join(s.Nodes, ", ")
 }

@@ -541,3 +541,41 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 		})
 	}
 }
+
+func TestCommandStopRefused(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.enroll("web1")
+	s.submit(validTask)
+	cases := []struct {
+		name   string
+		body   string
+		status int
+		kind   string
+	}{
+		{"malformed", `{"job":`, 400, kindValidation},
+		{"empty body", ``, 400, kindValidation},
+		{"missing job", `{}`, 400, kindValidation},
+		{"null job", `{"job":null}`, 400, kindValidation},
+		{"job not a number", `{"job":"abc"}`, 400, kindValidation},
+		{"job 0", `{"job":"0"}`, 400, kindValidation},
+		{"job -1", `{"job":-1}`, 400, kindValidation},
+		{"job 1.5", `{"job":1.5}`, 400, kindValidation},
+		{"job is an object", `{"job":{"name":"1"}}`, 400, kindValidation},
+		{"force is a string", `{"job":"1","force":"yes"}`, 400, kindValidation},
+		{"unknown field", `{"job":"1","bogus":1}`, 400, kindValidation},
+		{"array body", `[{"job":"1"}]`, 400, kindValidation},
+		{"unknown job", `{"job":"999"}`, 404, kindUnknownJob},
+	}
+	before := s.snapshot()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			wantError(t, s.post(v1+"/command/stop", tc.body), tc.status, tc.kind)
+			if after := s.snapshot(); after != before {
+				t.Errorf("store changed: before %+v, after %+v", before, after)
+			}
+		})
+	}
+	if state := s.get(v1 + "/jobs/1").object(t)["state"]; state != "running" {
+		t.Errorf("job 1 is %v after refused stops, want running", state)
+	}
+}
