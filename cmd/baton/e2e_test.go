@@ -666,6 +666,81 @@ func TestCLIEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("node groups", func(t *testing.T) {
+		if r := c.batonOK(t, "group", "add", "webs", "--query", `inventory[certname] { certname ~ "^web" }`, "--description", "web servers"); r.stdout != "Group webs created\n" {
+			t.Errorf("group add: %s", r)
+		}
+		c.batonOK(t, "group", "add", "dbs", "--nodes", "db1")
+		rows := tableRows(c.batonOK(t, "group", "list").stdout)
+		if r := rows["webs"]; len(r) < 2 || !strings.Contains(strings.Join(r, " "), "web servers") {
+			t.Errorf("group list row for webs = %v", r)
+		}
+		if r := rows["dbs"]; len(r) < 2 || r[1] != "db1" {
+			t.Errorf("group list row for dbs = %v", r)
+		}
+		var g struct {
+			Name, Query string
+			Nodes       []string
+		}
+		decodeJSON(t, "group show", c.batonOK(t, "group", "show", "dbs").stdout, &g)
+		if g.Name != "dbs" || len(g.Nodes) != 1 || g.Nodes[0] != "db1" || g.Query != "" {
+			t.Errorf("group show dbs = %+v", g)
+		}
+		r := c.batonOK(t, "task", "run", "demo::hello", "--node-group", "webs", "--format", "json")
+		var out boltOutput
+		decodeJSON(t, "task run --node-group", r.stdout, &out)
+		targets := map[string]string{}
+		for _, it := range out.Items {
+			targets[it.Target] = it.Status
+		}
+		if len(targets) != 2 || targets["web1"] != "success" || targets["web2"] != "success" {
+			t.Errorf("--node-group webs ran on %v", targets)
+		}
+		if r := c.batonOK(t, "group", "rm", "webs"); r.stdout != "Group webs removed\n" {
+			t.Errorf("group rm: %s", r)
+		}
+		if r := c.baton(t, "group", "show", "webs"); r.code != 1 {
+			t.Errorf("group show after rm: %s", r)
+		}
+		if _, ok := tableRows(c.batonOK(t, "group", "list").stdout)["webs"]; ok {
+			t.Error("group list still has webs after rm")
+		}
+	})
+
+	t.Run("job stop --force ends a running task and events --follow returns", func(t *testing.T) {
+		r := c.batonOK(t, "task", "run", "demo::sleep", "--nodes", "db1", "--no-wait", "seconds=60")
+		id := strings.TrimSpace(r.stdout)
+		eventually(t, "job "+id+" to run", 20*time.Second, func() bool {
+			var out struct {
+				Nodes []struct{ State string } `json:"nodes"`
+			}
+			decodeJSON(t, "job show --format json", c.batonOK(t, "job", "show", id, "--format", "json").stdout, &out)
+			return len(out.Nodes) == 1 && out.Nodes[0].State == "running"
+		})
+		start := time.Now()
+		if r := c.batonOK(t, "job", "stop", id, "--force"); !strings.HasPrefix(r.stdout, "Job "+id+" ") {
+			t.Errorf("job stop: %s", r)
+		}
+		follow := c.batonOK(t, "job", "events", id, "--follow").stdout
+		if !strings.Contains(follow, "node_running") || !regexp.MustCompile(`job_(finished|aborted)`).MatchString(follow) {
+			t.Errorf("job events --follow:\n%s", follow)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("a forced stop took %s", d)
+		}
+		var out struct {
+			Job   struct{ State string }   `json:"job"`
+			Nodes []struct{ State string } `json:"nodes"`
+		}
+		decodeJSON(t, "job show --format json", c.batonOK(t, "job", "show", id, "--format", "json").stdout, &out)
+		if out.Job.State != "stopped" || len(out.Nodes) != 1 || out.Nodes[0].State != "stopped" {
+			t.Errorf("after job stop --force: job %s, nodes %+v", out.Job.State, out.Nodes)
+		}
+		if r := c.baton(t, "job", "stop", "99999"); r.code != 1 {
+			t.Errorf("job stop of an unknown job: %s", r)
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		for _, tc := range []struct {
 			name   string
@@ -678,9 +753,12 @@ func TestCLIEndToEnd(t *testing.T) {
 			{"unknown subcommand", []string{"task", "bogus"}, 2, `unknown subcommand "bogus"`},
 			{"missing subcommand", []string{"job"}, 2, "missing subcommand"},
 			{"unknown flag", []string{"task", "list", "--bogus"}, 2, "flag provided but not defined"},
-			{"task run without nodes", []string{"task", "run", "demo::hello"}, 2, "needs --nodes or --query"},
+			{"task run without nodes", []string{"task", "run", "demo::hello"}, 2, "exactly one of --nodes, --query or --node-group"},
 			{"task run without task", []string{"task", "run", "--nodes", "web1"}, 2, "needs a task name"},
-			{"nodes and query", []string{"task", "run", "demo::hello", "--nodes", "web1", "--query", "nodes[certname] {}"}, 2, "either --nodes or --query"},
+			{"nodes and query", []string{"task", "run", "demo::hello", "--nodes", "web1", "--query", "nodes[certname] {}"}, 2, "exactly one of --nodes"},
+			{"group without members", []string{"group", "add", "g"}, 2, "usage: baton group add"},
+			{"unknown group", []string{"task", "run", "demo::hello", "--node-group", "nosuch"}, 1, "nosuch"},
+			{"bad query", []string{"task", "run", "demo::hello", "--query", "inventory[certname] { certname = }"}, 1, "query"},
 			{"bad format", []string{"task", "run", "demo::hello", "--nodes", "web1", "--format", "yaml"}, 2, "--format"},
 			{"params not an object", []string{"task", "run", "demo::hello", "--nodes", "web1", "--params", "[1]"}, 2, "--params must be a JSON object"},
 			{"params and k=v", []string{"task", "run", "demo::hello", "--nodes", "web1", "--params", "{}", "name=x"}, 2, "not both"},

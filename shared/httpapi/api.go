@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -207,8 +209,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // decode strictly decodes a JSON body into v.
 func decode(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return validation("Content-Type must be application/json")
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return validation("Content-Type must be application/json")
+		}
 	}
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -222,12 +226,54 @@ func decode(r *http.Request, v any) error {
 		if errors.Is(err, io.EOF) {
 			return validation("Request body is empty: a JSON object is required")
 		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			field := jsonField(te.Field)
+			if field == "" {
+				return validation("The request body must be a JSON object, got %s", te.Value)
+			}
+			e := validation("%s must be %s, got %s", field, jsonKind(te.Type), te.Value)
+			e.(*apiError).body.Details["field"] = field
+			return e
+		}
 		return validation("Invalid JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return validation("Invalid JSON body: trailing data after the object")
 	}
 	return nil
+}
+
+// jsonField turns a decoder's Go field path (with embedded struct names) into the JSON path.
+func jsonField(path string) string {
+	var parts []string
+	for _, p := range strings.Split(path, ".") {
+		if p != "" && p != "commonBody" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+// jsonKind describes a Go type in JSON terms.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list of " + strings.TrimPrefix(strings.TrimPrefix(jsonKind(t.Elem()), "a "), "an ") + "s"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "a JSON value"
 }
 
 // baseURL is the absolute URL of this API as the caller reached it.

@@ -25,9 +25,9 @@ func (a *API) root(r *http.Request, _ principal) (any, int, error) {
 	return map[string]any{
 		"info": map[string]any{"title": "Baton orchestrator API", "description": "PE orchestrator v1 compatible API served by Baton",
 			"warning": "Baton implements a subset of the PE orchestrator API; see the README", "version": Version, "license": "Apache-2.0"},
-		"status":      map[string]string{"name": "status", "id": base + "/status"},
-		"collections": []map[string]string{link("environments", "/environments"), link("jobs", "/jobs"), link("inventory", "/inventory"), link("tasks", "/tasks")},
-		"commands":    []map[string]string{link("task", "/command/task")},
+		"status":      map[string]string{"name": "status", "id": base},
+		"collections": []map[string]string{link("jobs", "/jobs"), link("inventory", "/inventory"), link("tasks", "/tasks")},
+		"commands":    []map[string]string{link("deploy", "/command/deploy"), link("stop", "/command/stop"), link("task", "/command/task")},
 	}, http.StatusOK, nil
 }
 
@@ -431,7 +431,8 @@ func (a *API) enrollNode(r *http.Request, _ principal) (any, int, error) {
 	if err := decode(r, &body); err != nil {
 		return nil, 0, err
 	}
-	secret, err := a.auth.EnrollNode(r.Context(), strings.TrimSpace(body.Name))
+	body.Name = strings.TrimSpace(body.Name)
+	secret, err := a.auth.EnrollNode(r.Context(), body.Name)
 	switch {
 	case errors.Is(err, store.ErrExists):
 		return nil, 0, &orchestrator.Error{Kind: orchestrator.KindConflict, Msg: fmt.Sprintf("Node %s is already enrolled", body.Name), Details: map[string]any{"node": body.Name}}

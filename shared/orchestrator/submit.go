@@ -125,6 +125,9 @@ func (s *Service) SubmitTask(ctx context.Context, req TaskRequest, owner jobs.Ow
 		return jobs.Job{}, newError(KindUnknownEnvironment, map[string]any{"environment": req.Environment}, "Unknown environment %s", req.Environment)
 	case errors.Is(err, catalog.ErrUnknownTask):
 		return jobs.Job{}, newError(KindUnknownTask, map[string]any{"task": req.Task, "environment": req.Environment}, "Unknown task %s in environment %s", req.Task, req.Environment)
+	case errors.Is(err, catalog.ErrInvalidTask):
+		return jobs.Job{}, &Error{Kind: KindValidation, Msg: fmt.Sprintf("Task %s cannot be run: %v", req.Task, err),
+			Details: map[string]any{"task": req.Task, "environment": req.Environment}}
 	case err != nil:
 		return jobs.Job{}, fmt.Errorf("load task %s: %w", req.Task, err)
 	}

@@ -46,7 +46,8 @@ type Token struct {
 type Store interface {
 	// CreateJob writes a job, its nodes and its first events atomically. It assigns the job an
 	// id greater than every id assigned before, sets Version 1 on the job and every node, sets
-	// each node's JobID, assigns event ids from 1, and returns the job as stored. When
+	// each node's JobID, assigns event ids from 1 (a node named by an event gets the id of the
+	// last such event as its LatestEventID), and returns the job as stored. When
 	// j.IdempotencyKey is not empty and another job with the same Owner.Login has that key
 	// (compared exactly), it fails with ErrExists and writes nothing.
 	CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, events []jobs.Event) (jobs.Job, error)

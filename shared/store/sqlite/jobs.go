@@ -143,7 +143,7 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		if j.ID, err = res.LastInsertId(); err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}
-		if err := insertJobNodes(ctx, tx, j.ID, nodes); err != nil {
+		if err := insertJobNodes(ctx, tx, j.ID, withInitialEventIDs(nodes, events)); err != nil {
 			return err
 		}
 		_, err = appendEvents(ctx, tx, j.ID, events)
@@ -154,6 +154,20 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 	}
 	j.Version = 1
 	return j, nil
+}
+
+// withInitialEventIDs returns a copy of nodes whose LatestEventID is the id the last initial
+// event naming the node will get (a new job's events are numbered from 1).
+func withInitialEventIDs(nodes []jobs.Node, events []jobs.Event) []jobs.Node {
+	out := append([]jobs.Node(nil), nodes...)
+	for i, e := range events {
+		for k := range out {
+			if e.Node != "" && out[k].Name == e.Node {
+				out[k].LatestEventID = int64(i + 1)
+			}
+		}
+	}
+	return out
 }
 
 // GetJob implements store.Store.

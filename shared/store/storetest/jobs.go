@@ -100,6 +100,25 @@ func runJobs(t *testing.T, newStore func(t *testing.T) store.Store) {
 		equalEvents(t, "stored events", gotEvents, wantEvents)
 	})
 
+	t.Run("CreateSetsLatestEventIDOfNodesNamedByInitialEvents", func(t *testing.T) {
+		s := newStore(t)
+		nodes := []jobs.Node{{Name: "a", State: jobs.NodeErrored}, {Name: "b", State: jobs.NodeNew}, {Name: "c", State: jobs.NodeErrored}}
+		events := []jobs.Event{newEvent(jobs.EventNodeErrored, "c", 1), newEvent(jobs.EventNodeErrored, "a", 2), newEvent(jobs.EventNodeErrored, "c", 3)}
+		j, err := s.CreateJob(t.Context(), newJob(1, 0), nodes, events)
+		must(t, "create job", err)
+		want := map[string]int64{"a": 2, "b": 0, "c": 3}
+		for name, id := range want {
+			n, err := s.GetJobNode(t.Context(), j.ID, name)
+			must(t, "get job node", err)
+			if n.LatestEventID != id {
+				t.Errorf("node %s LatestEventID = %d, want %d", name, n.LatestEventID, id)
+			}
+		}
+		if nodes[0].LatestEventID != 0 {
+			t.Error("CreateJob changed the caller's nodes")
+		}
+	})
+
 	t.Run("CreateWithoutNodesOrEvents", func(t *testing.T) {
 		s := newStore(t)
 		j, err := s.CreateJob(t.Context(), newJob(1, 0), nil, nil)
