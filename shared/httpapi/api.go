@@ -26,6 +26,7 @@ import (
 // Orchestrator is what the API needs from the control plane.
 type Orchestrator interface {
 	SubmitTask(ctx context.Context, req orchestrator.TaskRequest, owner jobs.Owner) (jobs.Job, error)
+	SubmitDeploy(ctx context.Context, req orchestrator.DeployRequest, owner jobs.Owner) (jobs.Job, error)
 	Job(ctx context.Context, id int64) (jobs.Job, error)
 	Jobs(ctx context.Context, q store.JobQuery) ([]jobs.Job, int, error)
 	JobNodes(ctx context.Context, id int64) ([]jobs.Node, error)
@@ -95,6 +96,7 @@ func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, log
 	a.handle("GET "+v1+"/inventory/{node}", a.getInventory)
 	a.handle("POST "+v1+"/inventory", a.queryInventory)
 	a.handle("POST "+v1+"/command/stop", a.commandStop)
+	a.handle("POST "+v1+"/command/deploy", a.commandDeploy)
 	a.handle("POST /baton/v1/nodes", a.enrollNode)
 	a.handle("GET /baton/v1/groups", a.listGroups)
 	a.handle("POST /baton/v1/groups", a.createGroup)

@@ -15,6 +15,7 @@ import (
 	"github.com/baton-run/baton/shared/inventory"
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/orchestrator"
+	"github.com/baton-run/baton/shared/puppetrun"
 	"github.com/baton-run/baton/shared/store"
 	"github.com/baton-run/baton/shared/tasks"
 )
@@ -131,6 +132,51 @@ func (a *API) commandTask(r *http.Request, p principal) (any, int, error) {
 	return jobRef(r, job.Name()), http.StatusAccepted, nil
 }
 
+type deployCommand struct {
+	commonBody
+	// Environment shadows commonBody's: a deploy must name it ("" lets agents use their own).
+	Environment          *string `json:"environment"`
+	NoNoop               bool    `json:"no_noop"`
+	EnforceEnvironment   bool    `json:"enforce_environment"`
+	Debug                bool    `json:"debug"`
+	Trace                bool    `json:"trace"`
+	Evaltrace            bool    `json:"evaltrace"`
+	Filetimeout          int     `json:"filetimeout"`
+	HTTPConnectTimeout   int     `json:"http_connect_timeout"`
+	HTTPKeepaliveTimeout int     `json:"http_keepalive_timeout"`
+	HTTPReadTimeout      int     `json:"http_read_timeout"`
+	Ordering             string  `json:"ordering"`
+	SkipTags             string  `json:"skip_tags"`
+	Tags                 string  `json:"tags"`
+	UseCachedCatalog     bool    `json:"use_cached_catalog"`
+	Usecacheonfailure    bool    `json:"usecacheonfailure"`
+}
+
+func (a *API) commandDeploy(r *http.Request, p principal) (any, int, error) {
+	var c deployCommand
+	if err := decode(r, &c); err != nil {
+		return nil, 0, err
+	}
+	if c.Environment == nil {
+		return nil, 0, validation("environment is required (\"\" lets each agent use its own environment)")
+	}
+	c.commonBody.Environment = *c.Environment
+	common, err := c.common(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	req := orchestrator.DeployRequest{Common: common, Puppet: puppetrun.DeployOptions{
+		NoNoop: c.NoNoop, EnforceEnvironment: c.EnforceEnvironment, Debug: c.Debug, Trace: c.Trace, Evaltrace: c.Evaltrace,
+		Filetimeout: c.Filetimeout, HTTPConnectTimeout: c.HTTPConnectTimeout, HTTPKeepaliveTimeout: c.HTTPKeepaliveTimeout,
+		HTTPReadTimeout: c.HTTPReadTimeout, Ordering: c.Ordering, SkipTags: c.SkipTags, Tags: c.Tags,
+		UseCachedCatalog: c.UseCachedCatalog, Usecacheonfailure: c.Usecacheonfailure}}
+	job, err := a.orch.SubmitDeploy(r.Context(), req, jobs.Owner{ID: p.Login, Login: p.Login})
+	if err != nil {
+		return nil, 0, err
+	}
+	return jobRef(r, job.Name()), http.StatusAccepted, nil
+}
+
 func (a *API) commandStop(r *http.Request, _ principal) (any, int, error) {
 	var body struct {
 		Job   json.RawMessage `json:"job"`
@@ -211,6 +257,22 @@ func (a *API) listJobs(r *http.Request, _ principal) (any, int, error) {
 		q.Type = jobs.Type(t)
 	default:
 		return nil, 0, validation("type must be task or deploy")
+	}
+	q.Task = r.URL.Query().Get("task")
+	if q.Task != "" && q.Type == jobs.TypeDeploy {
+		return nil, 0, validation("task cannot be combined with type=deploy")
+	}
+	for _, f := range []struct {
+		name string
+		dst  **time.Time
+	}{{"min_finish_timestamp", &q.MinFinish}, {"max_finish_timestamp", &q.MaxFinish}} {
+		if v := r.URL.Query().Get(f.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return nil, 0, validation("%s must be an ISO-8601 UTC timestamp like 2026-11-25T10:00:00Z, got %q", f.name, v)
+			}
+			*f.dst = &t
+		}
 	}
 	list, total, err := a.orch.Jobs(r.Context(), q)
 	if err != nil {

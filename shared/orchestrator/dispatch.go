@@ -9,6 +9,7 @@ import (
 
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/protocol"
+	"github.com/baton-run/baton/shared/puppetrun"
 	"github.com/baton-run/baton/shared/store"
 )
 
@@ -200,6 +201,12 @@ func (s *Service) request(ctx context.Context, job jobs.Job, n jobs.Node) (proto
 	var p payload
 	if err := json.Unmarshal(plain, &p); err != nil {
 		return protocol.Envelope{}, fmt.Errorf("job %d: decode payload: %w", job.ID, err)
+	}
+	if job.Type == jobs.TypeDeploy {
+		return protocol.New(protocol.TypeNonBlockingRequest, protocol.AgentURI(n.Name), protocol.NonBlockingRequest{
+			TransactionID: n.TransactionID, NotifyOutcome: true, Module: protocol.ModulePuppet, Action: protocol.ActionRun,
+			Params: mustJSON(puppetrun.Input{Flags: p.Flags, Job: job.Name(), Timeout: job.Timeout}),
+		})
 	}
 	input, err := json.Marshal(p.Input)
 	if err != nil {

@@ -41,6 +41,9 @@ func (s *Service) HandleAgentMessage(ctx context.Context, node string, e protoco
 			return err
 		}
 		return s.onOutcome(ctx, node, r.TransactionID, func(job jobs.Job, n jobs.Node) (jobs.NodeEvent, map[string]any, string, error) {
+			if job.Type == jobs.TypeDeploy {
+				return s.puppetOutcome(job, n, r.Results)
+			}
 			return s.taskOutcome(job, n, r.Results)
 		})
 	case protocol.TypeRPCError:

@@ -67,14 +67,16 @@ type TaskRequest struct {
 // MaxTimeout bounds a job's per-node timeout (seconds).
 const MaxTimeout = 7 * 24 * 3600
 
-// payload is the sealed dispatch input of a task job: what is sent to every node.
+// payload is the sealed dispatch input of a job: what is sent to every node. Task jobs fill
+// the task fields, deploy jobs Flags.
 type payload struct {
-	Task        string          `json:"task"`
+	Task        string          `json:"task,omitempty"`
 	Environment string          `json:"environment"`
-	Module      string          `json:"module"`
-	Input       map[string]any  `json:"input"`
-	Metadata    json.RawMessage `json:"metadata"`
-	Files       []payloadFile   `json:"files"`
+	Module      string          `json:"module,omitempty"`
+	Input       map[string]any  `json:"input,omitempty"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
+	Files       []payloadFile   `json:"files,omitempty"`
+	Flags       []string        `json:"flags,omitempty"`
 }
 
 type payloadFile struct {
