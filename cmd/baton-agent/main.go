@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,9 @@ type fileConfig struct {
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
 		fmt.Fprintln(os.Stderr, "baton-agent:", err)
 		os.Exit(1)
 	}
@@ -44,7 +48,7 @@ func run(args []string) error {
 	configPath := fs.String("config", os.Getenv("BATON_AGENT_CONFIG"), "JSON config file (env BATON_AGENT_CONFIG)")
 	server := fs.String("server", "", "control plane WebSocket URL, e.g. ws://127.0.0.1:8143/pcp (env BATON_AGENT_SERVER; default from the credential)")
 	name := fs.String("name", "", "node name (env BATON_AGENT_NAME; default from the credential)")
-	credential := fs.String("credential", "", "credential file from `baton node add` (env BATON_AGENT_CREDENTIAL)")
+	credential := fs.String("credential", "", "credential file from 'baton node add' (env BATON_AGENT_CREDENTIAL)")
 	cacheDir := fs.String("cache-dir", "", "task file cache (env BATON_AGENT_CACHE_DIR; default /var/cache/baton-agent/tasks)")
 	spoolDir := fs.String("spool-dir", "", "result spool (env BATON_AGENT_SPOOL_DIR; default /var/lib/baton-agent/spool)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (env BATON_AGENT_LOG_LEVEL; default info)")

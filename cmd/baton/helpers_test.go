@@ -201,7 +201,7 @@ func TestRunExitCodes(t *testing.T) {
 		args []string
 		want int
 	}{
-		{"help", []string{"--help"}, 2},
+		{"help", []string{"--help"}, 0},
 		{"unknown command", []string{"nope"}, 2},
 		{"missing subcommand", []string{"node"}, 2},
 		{"unknown subcommand", []string{"job", "nope"}, 2},

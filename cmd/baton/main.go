@@ -38,9 +38,13 @@ func main() {
 }
 
 func run(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Print(usage)
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
 		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Print(usage)
+		return 0
 	}
 	var err error
 	switch args[0] {

@@ -48,7 +48,11 @@ func cmdServe(args []string) error {
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
 	fmt.Fprintln(os.Stderr, "baton: shutting down")
-	return srv.Close()
+	err = srv.Close()
+	if cur, ok := readLocalState(); ok && cur.URL == st.URL {
+		os.Remove(stateFile())
+	}
+	return err
 }
 
 func writeLocalState(st localState) error {
@@ -60,5 +64,9 @@ func writeLocalState(st localState) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, b, 0o600)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/baton-run/baton/shared/client"
 )
@@ -42,6 +43,16 @@ func cmdTaskRun(args []string) error {
 		return usageError("--format must be table or json")
 	}
 	taskName, kvs := pos[0], pos[1:]
+	scope, err := scopeFromFlags(*nodes, *query, *group)
+	if err != nil {
+		return err
+	}
+	timeoutSecs := 0
+	if *timeout != "" {
+		if timeoutSecs, err = parseSeconds(*timeout); err != nil {
+			return usageError("--timeout: %v", err)
+		}
+	}
 	c, err := cf.client()
 	if err != nil {
 		return err
@@ -55,8 +66,8 @@ func cmdTaskRun(args []string) error {
 		}
 		dec := json.NewDecoder(strings.NewReader(*paramsJSON))
 		dec.UseNumber()
-		if err := dec.Decode(&params); err != nil {
-			return usageError("--params must be a JSON object: %v", err)
+		if err := dec.Decode(&params); err != nil || dec.More() {
+			return usageError("--params must be one JSON object")
 		}
 	}
 	if len(kvs) > 0 {
@@ -69,15 +80,7 @@ func cmdTaskRun(args []string) error {
 		}
 	}
 	req := client.TaskRequest{Environment: *env, Task: taskName, Params: params, Noop: *noop, Description: *desc,
-		Concurrency: *concurrency, MaxErrors: *maxErrors}
-	if req.Scope, err = scopeFromFlags(*nodes, *query, *group); err != nil {
-		return err
-	}
-	if *timeout != "" {
-		if req.Timeout, err = parseSeconds(*timeout); err != nil {
-			return usageError("--timeout: %v", err)
-		}
-	}
+		Concurrency: *concurrency, MaxErrors: *maxErrors, Scope: scope, Timeout: timeoutSecs}
 	start := time.Now()
 	ref, err := c.RunTask(ctx, req)
 	if err != nil {
@@ -210,9 +213,13 @@ func resultText(raw json.RawMessage) string {
 }
 
 func oneLine(s string) string {
-	s = strings.TrimSpace(strings.ReplaceAll(s, "\n", " ⏎ "))
+	s = strings.ReplaceAll(strings.TrimSpace(s), "\n", " ⏎ ")
 	if len(s) > 200 {
-		s = s[:197] + "..."
+		i := 197
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i] + "..."
 	}
 	return s
 }
