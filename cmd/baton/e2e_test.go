@@ -760,7 +760,7 @@ func TestCLIEndToEnd(t *testing.T) {
 			{"unknown group", []string{"task", "run", "demo::hello", "--node-group", "nosuch"}, 1, "nosuch"},
 			{"bad query", []string{"task", "run", "demo::hello", "--query", "inventory[certname] { certname = }"}, 1, "query"},
 			{"bad format", []string{"task", "run", "demo::hello", "--nodes", "web1", "--format", "yaml"}, 2, "--format"},
-			{"params not an object", []string{"task", "run", "demo::hello", "--nodes", "web1", "--params", "[1]"}, 2, "--params must be a JSON object"},
+			{"params not an object", []string{"task", "run", "demo::hello", "--nodes", "web1", "--params", "[1]"}, 2, "--params must be one JSON object"},
 			{"params and k=v", []string{"task", "run", "demo::hello", "--nodes", "web1", "--params", "{}", "name=x"}, 2, "not both"},
 			{"bad timeout", []string{"task", "run", "demo::hello", "--nodes", "web1", "--timeout", "1.5s"}, 2, "--timeout"},
 			{"node add without --out", []string{"node", "add", "web9"}, 2, "--out FILE"},
@@ -775,7 +775,7 @@ func TestCLIEndToEnd(t *testing.T) {
 				if r.code != tc.code || !strings.Contains(r.stderr, tc.stderr) {
 					t.Errorf("baton %s: want exit %d and %q on stderr, got %s", strings.Join(tc.args, " "), tc.code, tc.stderr, r)
 				}
-				if tc.code == 2 && tc.args == nil && !strings.Contains(r.stdout, "Usage:") {
+				if tc.code == 2 && tc.args == nil && !strings.Contains(r.stderr, "Usage:") {
 					t.Errorf("no usage text: %s", r)
 				}
 			})
@@ -844,8 +844,8 @@ func TestCLIEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Remove(c.stateFile); err != nil {
-			t.Fatal(err)
+		if _, err := os.Stat(c.stateFile); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("baton serve left %s behind after it stopped (%v)", c.stateFile, err)
 		}
 		c.serve(t)
 		if tokenAfter, err := os.ReadFile(filepath.Join(c.dataDir, "admin.token")); err != nil || !bytes.Equal(tokenBefore, tokenAfter) {
