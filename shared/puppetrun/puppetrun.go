@@ -144,6 +144,9 @@ func ValidateFlags(flags []string) error {
 				return fmt.Errorf("%w: flag --%s needs a value", ErrInvalidFlags, name)
 			}
 			i++
+			if !flagItemRE.MatchString(flags[i]) {
+				return fmt.Errorf("%w: value %q of --%s has characters that are not allowed", ErrInvalidFlags, flags[i], name)
+			}
 		}
 	}
 	return nil
