@@ -28,7 +28,10 @@ func (s *Service) HandleAgentMessage(ctx context.Context, node string, e protoco
 		if err := protocol.DecodeData(e, &f); err != nil {
 			return err
 		}
-		return s.updateFacts(ctx, node, f.Facts)
+		if err := s.updateFacts(ctx, node, f.Facts); err != nil {
+			return err
+		}
+		return s.deliverPending(ctx, node)
 	case protocol.TypeProvisionalResponse:
 		var r protocol.ProvisionalResponse
 		if err := protocol.DecodeData(e, &r); err != nil {
@@ -226,17 +229,20 @@ func (s *Service) ack(ctx context.Context, node, txn string) error {
 	return nil // an ack that cannot be delivered now is sent again when the agent repeats its result
 }
 
-// NodeConnected records that node's agent has connected (over connection conn) and sends it
-// what it is waiting for: requests for its queued nodes, and — so nothing is lost across
-// restarts of either side — the requests of its running nodes again (agents never run a
-// transaction twice, and answer a repeat with its spooled result).
+// NodeConnected records that node's agent has connected over connection conn. Nothing is
+// sent yet (API Gateway refuses messages to a connection until its $connect has returned):
+// the agent's first message, its facts, is what brings it its pending work.
 func (s *Service) NodeConnected(ctx context.Context, node, conn string) error {
 	now := s.clock()
-	if err := s.updateInventory(ctx, node, func(n *inventoryNode) {
+	return s.updateInventory(ctx, node, func(n *inventoryNode) {
 		n.Connected, n.Connection, n.ConnectedAt, n.Broker = true, conn, &now, s.cfg.Broker
-	}); err != nil {
-		return err
-	}
+	})
+}
+
+// deliverPending sends a node's agent what it is waiting for: requests for its queued nodes,
+// and — so nothing is lost across restarts of either side — the requests of its running nodes
+// again (agents never run a transaction twice, and answer a repeat with its spooled result).
+func (s *Service) deliverPending(ctx context.Context, node string) error {
 	pending, err := s.store.ListJobNodesByName(ctx, node, jobs.NodeReady, jobs.NodeRunning)
 	if err != nil {
 		return fmt.Errorf("pending work for %s: %w", node, err)
