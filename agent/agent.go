@@ -303,10 +303,34 @@ func (a *Agent) send(ctx context.Context, e protocol.Envelope) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := conn.Write(wctx, websocket.MessageText, b); err != nil {
+	if err := writeFramed(wctx, conn, b); err != nil {
 		return fmt.Errorf("send %s: %w", e.MessageType, err)
 	}
 	return nil
+}
+
+// MaxFrameBytes is the largest WebSocket frame the agent sends: API Gateway refuses frames over
+// 32 KB, so a longer message goes out as continuation frames of at most this size.
+const MaxFrameBytes = 32 << 10
+
+// writeFramed writes one text message, split into frames of at most MaxFrameBytes.
+func writeFramed(ctx context.Context, conn *websocket.Conn, b []byte) error {
+	if len(b) <= MaxFrameBytes {
+		return conn.Write(ctx, websocket.MessageText, b)
+	}
+	w, err := conn.Writer(ctx, websocket.MessageText)
+	if err != nil {
+		return err
+	}
+	for len(b) > 0 {
+		n := min(len(b), MaxFrameBytes)
+		if _, err := w.Write(b[:n]); err != nil {
+			w.Close()
+			return err
+		}
+		b = b[n:]
+	}
+	return w.Close()
 }
 
 func (a *Agent) sendData(ctx context.Context, messageType string, v any) error {

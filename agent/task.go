@@ -201,6 +201,9 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 	if errors.Is(context.Cause(ctx), ErrAgentStopped) {
 		return nil, ErrAgentStopped
 	}
+	if p.ResultUpload != nil {
+		return a.offloadLarge(ctx, req.TransactionID, p.ResultUpload, res)
+	}
 	return json.Marshal(res)
 }
 

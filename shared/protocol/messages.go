@@ -164,6 +164,22 @@ type TaskParams struct {
 	Files    []TaskFile      `json:"files"`
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 	Timeout  int             `json:"timeout,omitempty"`
+	// ResultUpload (Baton extension) is where results too large for one message go.
+	ResultUpload *ResultUpload `json:"result_upload,omitempty"`
+}
+
+// ResultUpload is a presigned PUT URL for a transaction's full results; Key names the object.
+type ResultUpload struct {
+	URL string `json:"url"`
+	Key string `json:"key"`
+}
+
+// OutputObject describes results uploaded to a ResultUpload URL: the inline Stdout and Stderr
+// then hold only a head and a tail of each stream.
+type OutputObject struct {
+	Key       string `json:"key"`
+	SizeBytes int64  `json:"size_bytes"`
+	SHA256    string `json:"sha256"`
 }
 
 func (p TaskParams) Validate() error {
@@ -189,6 +205,8 @@ type TaskResults struct {
 	Stderr   string `json:"stderr,omitempty"`
 	TimedOut bool   `json:"timed_out,omitempty"`
 	Canceled bool   `json:"canceled,omitempty"`
+	// Output (Baton extension) is set when the full results were uploaded elsewhere.
+	Output *OutputObject `json:"output_object,omitempty"`
 }
 
 // StatusQueryParams are the params of a `status` `query` blocking request.
