@@ -213,6 +213,13 @@ func (s *Service) request(ctx context.Context, job jobs.Job, n jobs.Node) (proto
 		return protocol.Envelope{}, fmt.Errorf("job %d: encode input: %w", job.ID, err)
 	}
 	params := protocol.TaskParams{Task: p.Task, Input: input, Metadata: p.Metadata, Timeout: job.Timeout}
+	if s.uploads != nil {
+		url, key, err := s.uploads.ResultUploadURL(ctx, n.TransactionID)
+		if err != nil {
+			return protocol.Envelope{}, fmt.Errorf("job %d: result upload URL: %w", job.ID, err)
+		}
+		params.ResultUpload = &protocol.ResultUpload{URL: url, Key: key}
+	}
 	for _, f := range p.Files {
 		uri, err := s.urls.FileURI(ctx, p.Environment, p.Module, f.Filename)
 		if err != nil {

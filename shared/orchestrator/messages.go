@@ -212,6 +212,11 @@ func (s *Service) taskOutcome(job jobs.Job, n jobs.Node, raw json.RawMessage) (j
 		return jobs.NodeFail, res, msg, nil
 	}
 	result, ok := tasks.NormalizeResult(r.Exitcode, r.Stdout, r.Stderr)
+	if r.Output != nil {
+		// The full results were too large for a message: keep the head and tail inline and
+		// say where the whole of them is.
+		result["_output_object"] = map[string]any{"key": r.Output.Key, "size_bytes": r.Output.SizeBytes, "sha256": r.Output.SHA256}
+	}
 	if ok {
 		return jobs.NodeSucceed, result, fmt.Sprintf("Finished task on %s", n.Name), nil
 	}

@@ -32,6 +32,11 @@ type FileURLs interface {
 	FileURI(ctx context.Context, env, module, filename string) (protocol.FileURI, error)
 }
 
+// ResultUploads makes presigned upload URLs for results too large for one agent message.
+type ResultUploads interface {
+	ResultUploadURL(ctx context.Context, txn string) (url, key string, err error)
+}
+
 // Sealer encrypts job payloads at rest.
 type Sealer interface {
 	Seal(plain []byte) ([]byte, error)
@@ -79,6 +84,7 @@ type Service struct {
 	log     *slog.Logger
 	cfg     Config
 	kick    func(jobID int64)
+	uploads ResultUploads
 
 	locks   sync.Map   // job id → *sync.Mutex: serialises work on one job within this process
 	claimMu sync.Mutex // serialises slot claims so the server-wide cap holds within this process
@@ -100,6 +106,10 @@ func WithConfig(c Config) Option { return func(s *Service) { s.cfg = c } }
 // submitting call; `baton serve` runs it on a background goroutine, and on AWS it invokes the
 // dispatch function asynchronously.
 func WithKick(kick func(jobID int64)) Option { return func(s *Service) { s.kick = kick } }
+
+// WithResultUploads makes task requests carry an upload URL for large results (AWS, where
+// one message is at most 128 KB).
+func WithResultUploads(u ResultUploads) Option { return func(s *Service) { s.uploads = u } }
 
 // New returns a Service.
 func New(st store.Store, cat Catalog, urls FileURLs, sender Sender, sealer Sealer, opts ...Option) *Service {
