@@ -1,0 +1,149 @@
+package awsgw
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/baton-run/baton/shared/orchestrator"
+	"github.com/baton-run/baton/shared/protocol"
+)
+
+// Inbox is what the WebSocket handlers need from the control plane (orchestrator.Service).
+type Inbox interface {
+	HandleAgentMessage(ctx context.Context, node string, e protocol.Envelope) error
+	NodeConnected(ctx context.Context, node, conn string) error
+	NodeDisconnected(ctx context.Context, node, conn string) error
+}
+
+// WebSocket holds the Lambda handlers of the agents' WebSocket API routes. Each invocation is
+// one event; the node a connection speaks for is the one the $connect authorizer put in the
+// authorizer context, never what a message claims.
+type WebSocket struct {
+	inbox  Inbox
+	sender *Sender
+	log    *slog.Logger
+}
+
+// NewWebSocket returns the handlers. sender answers refused frames on their own connection and
+// meters incoming messages with its Meter, if it has one.
+func NewWebSocket(inbox Inbox, sender *Sender, logger *slog.Logger) *WebSocket {
+	return &WebSocket{inbox: inbox, sender: sender, log: componentLogger(logger, "ws")}
+}
+
+// Connect handles $connect: it records the node's new connection. It never posts to the
+// connection (API Gateway answers 410 until $connect has returned). A failure to record the
+// connection refuses it (500), so the agent reconnects rather than wait on a connection the
+// control plane does not know.
+func (w *WebSocket) Connect(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	conn := req.RequestContext.ConnectionID
+	log := w.log.With("request_id", req.RequestContext.RequestID, "conn", conn)
+	node := authorizerNode(req.RequestContext.Authorizer)
+	if node == "" || conn == "" {
+		log.Error("connect without an authorized node or a connection id: is the authorizer attached to $connect?")
+		return status(http.StatusForbidden), nil
+	}
+	if err := w.inbox.NodeConnected(ctx, node, conn); err != nil {
+		log.Error("record node connected", "node", node, "err", err)
+		return status(http.StatusInternalServerError), nil
+	}
+	log.Info("agent connected", "node", node)
+	return status(http.StatusOK), nil
+}
+
+// Disconnect handles $disconnect: it records the connection closed. API Gateway delivers it on a
+// best-effort basis and ignores the answer, so it always answers 200; a missed one is repaired
+// when a post to the connection gets 410.
+func (w *WebSocket) Disconnect(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	conn := req.RequestContext.ConnectionID
+	log := w.log.With("request_id", req.RequestContext.RequestID, "conn", conn)
+	node := authorizerNode(req.RequestContext.Authorizer)
+	if node == "" {
+		log.Warn("disconnect without an authorized node")
+		return status(http.StatusOK), nil
+	}
+	if err := w.inbox.NodeDisconnected(ctx, node, conn); err != nil {
+		log.Error("record node disconnected", "node", node, "err", err)
+		return status(http.StatusOK), nil
+	}
+	log.Info("agent disconnected", "node", node, "status", req.RequestContext.DisconnectStatusCode)
+	return status(http.StatusOK), nil
+}
+
+// Default handles $default, one frame from an agent: it decodes the PCP envelope and hands it to
+// the control plane as coming from the connection's node. A frame that cannot be decoded or that
+// the control plane refuses is answered with a PCP error_message on the same connection, as the
+// PCP broker does; the answer to API Gateway is 200 either way.
+func (w *WebSocket) Default(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	conn := req.RequestContext.ConnectionID
+	log := w.log.With("request_id", req.RequestContext.RequestID, "conn", conn)
+	w.sender.count(DirectionIn, len(req.Body))
+	node := authorizerNode(req.RequestContext.Authorizer)
+	if node == "" {
+		log.Error("message without an authorized node: is the authorizer attached to $connect?")
+		w.reply(ctx, log, conn, "", protocol.NewErrorMessage("", "connection is not authenticated"))
+		return status(http.StatusOK), nil
+	}
+	log = log.With("node", node)
+	if req.IsBase64Encoded {
+		w.reply(ctx, log, conn, node, protocol.NewErrorMessage("", "Could not decode message: binary frames are not supported"))
+		return status(http.StatusOK), nil
+	}
+	e, err := protocol.Decode([]byte(req.Body))
+	if err != nil {
+		log.Warn("undecodable message", "id", e.ID, "err", err)
+		w.reply(ctx, log, conn, node, protocol.NewErrorMessage(e.ID, err.Error()))
+		return status(http.StatusOK), nil
+	}
+	if err := w.inbox.HandleAgentMessage(ctx, node, e); err != nil {
+		desc := err.Error()
+		if refused(err) {
+			log.Warn("message refused", "type", e.MessageType, "id", e.ID, "err", err)
+		} else {
+			log.Error("handle message", "type", e.MessageType, "id", e.ID, "err", err)
+			desc = "internal error handling message " + e.ID
+		}
+		w.reply(ctx, log, conn, node, protocol.NewErrorMessage(e.ID, desc))
+	}
+	return status(http.StatusOK), nil
+}
+
+// refused reports whether err is the control plane refusing the agent's message, whose text is
+// meant for the agent; any other error is internal and is not shown to it.
+func refused(err error) bool {
+	return errors.Is(err, protocol.ErrInvalid) || errors.Is(err, orchestrator.ErrForbidden) ||
+		errors.Is(err, orchestrator.ErrUnexpected)
+}
+
+func (w *WebSocket) reply(ctx context.Context, log *slog.Logger, conn, node string, e protocol.Envelope) {
+	if node != "" {
+		e.Target = protocol.AgentURI(node)
+	}
+	if w.sender == nil {
+		log.Error("cannot answer the agent: no sender")
+		return
+	}
+	if err := w.sender.PostToConnectionID(ctx, conn, e); err != nil {
+		log.Warn("answer the agent", "err", err)
+	}
+}
+
+// authorizerNode reads the node name the $connect authorizer put in its context. Decoded from
+// the Lambda event's JSON it is a map[string]any; built in Go it may be a map[string]string.
+func authorizerNode(a any) string {
+	switch m := a.(type) {
+	case map[string]any:
+		s, _ := m[ContextNode].(string)
+		return s
+	case map[string]string:
+		return m[ContextNode]
+	}
+	return ""
+}
+
+func status(code int) events.APIGatewayProxyResponse {
+	return events.APIGatewayProxyResponse{StatusCode: code}
+}
