@@ -126,9 +126,10 @@ var jobIDRE = regexp.MustCompile(`\A[a-zA-Z0-9_:,.\-]+\z`)
 //
 // The result is read from last_run_report.yaml: a report not rewritten by the run gives
 // no_last_run_report (status "failed" when puppet exited with a failure), an unreadable one
-// invalid_last_run_report, and a failing exit code agent_exit_non_zero. The first Error lines
-// of puppet's output are appended to error. When ctx ends (or in.Timeout elapses) the whole
-// process group is killed and the result has Canceled or TimedOut set.
+// invalid_last_run_report, and a failing exit code agent_exit_non_zero. The last Error lines
+// of puppet's output are appended to error. When ctx ends (or in.Timeout elapses) puppet's
+// process group and all its descendants are killed and the result has Canceled or TimedOut
+// set (TimedOut when ctx's cause is context.DeadlineExceeded or Config.TimeoutCause).
 func Run(ctx context.Context, cfg Config, in Input) Result {
 	if err := cfg.Validate(); err != nil {
 		return failure(-1, puppetrun.ErrorAgentFailedToStart, err.Error())
@@ -281,7 +282,9 @@ func applyFlags(flags []string) []string {
 	return out
 }
 
-// configPrint asks puppet where its report and lockfiles are.
+// configPrint asks puppet where its report and lockfiles are. It asks the subcommand that
+// will run (`puppet apply --configprint` in apply mode), since agent and apply read different
+// puppet.conf sections and the paths must be the ones the run uses.
 func (r *runner) configPrint(ctx context.Context, bin string) (paths, error) {
 	args := append([]string{r.cfg.Mode}, r.cfg.ExtraArgs...)
 	args = append(args, "--configprint", "lastrunreport,agent_disabled_lockfile,agent_catalog_run_lockfile")
@@ -318,14 +321,14 @@ const outputLimit = 64 << 10
 
 // execute runs puppet in its own process group and returns the tail of its combined output
 // and its exit code (-1 when killed by a signal). err is set only when it could not start.
-// When ctx ends the whole group is killed.
+// When ctx ends the process tree is killed (killProcessTree).
 func (r *runner) execute(ctx context.Context, bin string, args []string) ([]byte, int, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = r.cfg.Env
 	out := &tailBuffer{limit: outputLimit}
 	cmd.Stdout, cmd.Stderr = out, out
 	setProcessGroup(cmd)
-	cmd.Cancel = func() error { return killProcessGroup(cmd.Process.Pid) }
+	cmd.Cancel = func() error { return killProcessTree(cmd.Process.Pid) }
 	// A process that keeps puppet's output pipe open must not hold the run forever.
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()

@@ -17,9 +17,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/baton-run/baton/agent"
+	"github.com/baton-run/baton/agent/puppet"
 	"github.com/baton-run/baton/shared/auth"
 )
 
@@ -31,6 +33,13 @@ type fileConfig struct {
 	CacheDir   string `json:"cache_dir"`
 	SpoolDir   string `json:"spool_dir"`
 	LogLevel   string `json:"log_level"`
+	Puppet     struct {
+		Bin        string   `json:"bin"`
+		Mode       string   `json:"mode"`
+		Manifest   string   `json:"manifest"`
+		ModulePath string   `json:"modulepath"`
+		Args       []string `json:"args"`
+	} `json:"puppet"`
 }
 
 func main() {
@@ -52,6 +61,11 @@ func run(args []string) error {
 	cacheDir := fs.String("cache-dir", "", "task file cache (env BATON_AGENT_CACHE_DIR; default /var/cache/baton-agent/tasks)")
 	spoolDir := fs.String("spool-dir", "", "result spool (env BATON_AGENT_SPOOL_DIR; default /var/lib/baton-agent/spool)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (env BATON_AGENT_LOG_LEVEL; default info)")
+	puppetBin := fs.String("puppet-bin", "", "puppet executable for on-demand runs (env BATON_AGENT_PUPPET_BIN; default puppet)")
+	puppetMode := fs.String("puppet-mode", "", "agent (puppet agent against a server) or apply (masterless) (env BATON_AGENT_PUPPET_MODE; default agent)")
+	puppetManifest := fs.String("puppet-manifest", "", "manifest for apply mode (env BATON_AGENT_PUPPET_MANIFEST)")
+	puppetModulePath := fs.String("puppet-modulepath", "", "modulepath for apply mode (env BATON_AGENT_PUPPET_MODULEPATH)")
+	puppetArgs := fs.String("puppet-args", "", "comma-separated extra puppet settings for every run, e.g. --confdir,/etc/x (env BATON_AGENT_PUPPET_ARGS)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,7 +117,20 @@ func run(args []string) error {
 			return err
 		}
 	}
-	a, err := agent.New(cfg)
+	pcfg := puppet.Config{
+		PuppetBin:  pick(*puppetBin, "BATON_AGENT_PUPPET_BIN", fc.Puppet.Bin, ""),
+		Mode:       pick(*puppetMode, "BATON_AGENT_PUPPET_MODE", fc.Puppet.Mode, ""),
+		Manifest:   pick(*puppetManifest, "BATON_AGENT_PUPPET_MANIFEST", fc.Puppet.Manifest, ""),
+		ModulePath: pick(*puppetModulePath, "BATON_AGENT_PUPPET_MODULEPATH", fc.Puppet.ModulePath, ""),
+		ExtraArgs:  fc.Puppet.Args,
+	}
+	if v := pick(*puppetArgs, "BATON_AGENT_PUPPET_ARGS", "", ""); v != "" {
+		pcfg.ExtraArgs = strings.Split(v, ",")
+	}
+	if err := pcfg.Validate(); err != nil {
+		return err
+	}
+	a, err := agent.New(cfg, agent.WithPuppet(pcfg))
 	if err != nil {
 		return err
 	}

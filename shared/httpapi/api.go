@@ -49,7 +49,7 @@ type Catalog interface {
 
 // FileURLs signs task file URLs.
 type FileURLs interface {
-	FileURI(ctx context.Context, env, module, filename string) (protocol.FileURI, error)
+	FileURI(ctx context.Context, env, module, filename, sha256 string) (protocol.FileURI, error)
 }
 
 // Authenticator checks API tokens and enrols nodes.

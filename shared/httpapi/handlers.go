@@ -415,7 +415,7 @@ func (a *API) getTask(r *http.Request, _ principal) (any, int, error) {
 	}
 	files := make([]map[string]any, 0, len(t.Files))
 	for _, f := range t.Files {
-		uri, err := a.urls.FileURI(r.Context(), env, t.Module, f.Filename)
+		uri, err := a.urls.FileURI(r.Context(), env, t.Module, f.Filename, f.SHA256)
 		if err != nil {
 			return nil, 0, fmt.Errorf("sign %s: %w", f.Filename, err)
 		}

@@ -71,7 +71,7 @@ func (b *syncBuffer) String() string {
 // signedURLs adapts catalog.Signer to the FileURLs ports, as `baton serve` does.
 type signedURLs struct{ signer *catalog.Signer }
 
-func (u signedURLs) FileURI(_ context.Context, env, module, filename string) (protocol.FileURI, error) {
+func (u signedURLs) FileURI(_ context.Context, env, module, filename, _ string) (protocol.FileURI, error) {
 	return u.signer.Sign(env, module, filename, 5*time.Minute), nil
 }
 

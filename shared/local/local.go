@@ -90,7 +90,7 @@ type signedURLs struct {
 	ttl    time.Duration
 }
 
-func (u signedURLs) FileURI(_ context.Context, env, module, filename string) (protocol.FileURI, error) {
+func (u signedURLs) FileURI(_ context.Context, env, module, filename, _ string) (protocol.FileURI, error) {
 	return u.signer.Sign(env, module, filename, u.ttl), nil
 }
 

@@ -221,7 +221,7 @@ func (s *Service) request(ctx context.Context, job jobs.Job, n jobs.Node) (proto
 		params.ResultUpload = &protocol.ResultUpload{URL: url, Key: key}
 	}
 	for _, f := range p.Files {
-		uri, err := s.urls.FileURI(ctx, p.Environment, p.Module, f.Filename)
+		uri, err := s.urls.FileURI(ctx, p.Environment, p.Module, f.Filename, f.SHA256)
 		if err != nil {
 			return protocol.Envelope{}, fmt.Errorf("job %d: sign %s: %w", job.ID, f.Filename, err)
 		}

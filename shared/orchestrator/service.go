@@ -29,7 +29,7 @@ type Catalog interface {
 
 // FileURLs makes the short-lived URL an agent downloads one task file from.
 type FileURLs interface {
-	FileURI(ctx context.Context, env, module, filename string) (protocol.FileURI, error)
+	FileURI(ctx context.Context, env, module, filename, sha256 string) (protocol.FileURI, error)
 }
 
 // ResultUploads makes presigned upload URLs for results too large for one agent message.
