@@ -113,7 +113,7 @@ func (h *harness) startAgent(name string) *testAgent {
 }
 
 // startAgentWith runs an agent that reports facts instead of gathering them (nil: gather).
-func (h *harness) startAgentWith(name string, facts map[string]any) *testAgent {
+func (h *harness) startAgentWith(name string, facts map[string]any, opts ...agent.Option) *testAgent {
 	h.t.Helper()
 	cfg := agent.Config{Server: "ws://" + h.srv.Addr() + "/pcp", Name: name, Secret: h.secrets[name],
 		CacheDir:     filepath.Join(filepath.Dir(h.cfg.DataDir), "agents", name, "cache"),
@@ -123,7 +123,7 @@ func (h *harness) startAgentWith(name string, facts map[string]any) *testAgent {
 	if facts != nil {
 		cfg.Facts = func(context.Context) (map[string]any, error) { return facts, nil }
 	}
-	a, err := agent.New(cfg)
+	a, err := agent.New(cfg, opts...)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -203,6 +203,9 @@ func (s *Service) request(ctx context.Context, job jobs.Job, n jobs.Node) (proto
 		return protocol.Envelope{}, fmt.Errorf("job %d: decode payload: %w", job.ID, err)
 	}
 	if job.Type == jobs.TypeDeploy {
+		if p.Flags == nil {
+			p.Flags = []string{} // pxp-module-puppet requires the list, even empty
+		}
 		return protocol.New(protocol.TypeNonBlockingRequest, protocol.AgentURI(n.Name), protocol.NonBlockingRequest{
 			TransactionID: n.TransactionID, NotifyOutcome: true, Module: protocol.ModulePuppet, Action: protocol.ActionRun,
 			Params: mustJSON(puppetrun.Input{Flags: p.Flags, Job: job.Name(), Timeout: job.Timeout}),

@@ -71,7 +71,7 @@ func Flags(o DeployOptions) ([]string, error) {
 	if o.Noop && o.NoNoop {
 		return nil, fmt.Errorf("%w: noop and no_noop cannot both be true", ErrInvalidFlags)
 	}
-	var f []string
+	f := []string{}
 	if o.EnforceEnvironment {
 		if !ValidEnvironment(o.Environment) {
 			return nil, fmt.Errorf("%w: enforce_environment needs a valid environment, got %q", ErrInvalidFlags, o.Environment)

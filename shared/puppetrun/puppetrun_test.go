@@ -13,7 +13,7 @@ func TestFlags(t *testing.T) {
 		want []string
 		bad  bool
 	}{
-		{"nothing", DeployOptions{Environment: "production"}, nil, false},
+		{"nothing", DeployOptions{Environment: "production"}, []string{}, false},
 		{"noop", DeployOptions{Noop: true}, []string{"--noop"}, false},
 		{"no_noop", DeployOptions{NoNoop: true}, []string{"--no-noop"}, false},
 		{"noop and no_noop", DeployOptions{Noop: true, NoNoop: true}, nil, true},
