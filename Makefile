@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: help build test test-short lint demo fuzz clean
+.PHONY: help build lambdas test test-short test-puppetserver lint demo fuzz clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -13,9 +13,15 @@ build: ## Build bin/baton and bin/baton-agent
 	$(GO) build -trimpath -o $(BIN)/baton ./cmd/baton
 	$(GO) build -trimpath -o $(BIN)/baton-agent ./cmd/baton-agent
 
+lambdas: ## Build a deterministic bootstrap zip per Lambda function into dist/ (linux/arm64)
+	bash scripts/lambdas.sh
+
 test: lint ## Run every test (with -race), the fuzz targets briefly, and the binaries end to end
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+test-puppetserver: ## Install and start Debian's puppetserver on loopback and run puppet agent jobs through Baton (root)
+	bash scripts/test-puppetserver.sh
 
 test-short: ## Unit tests only, no race detector (quick feedback)
 	$(GO) test -short $(PKGS)

@@ -1,0 +1,170 @@
+package awsapp
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/baton-run/baton/shared/auth"
+	"github.com/baton-run/baton/shared/awsgw"
+	"github.com/baton-run/baton/shared/catalog/s3catalog"
+	"github.com/baton-run/baton/shared/httpapi"
+	"github.com/baton-run/baton/shared/orchestrator"
+	"github.com/baton-run/baton/shared/seal"
+	"github.com/baton-run/baton/shared/store/dynamo"
+)
+
+// Config is what the functions read from their environment.
+type Config struct {
+	Table             string        // BATON_TABLE
+	Bucket            string        // BATON_BUCKET
+	WebSocketEndpoint string        // BATON_WS_ENDPOINT: https://{api-id}.execute-api.{region}.amazonaws.com/{stage}
+	DispatchFunction  string        // BATON_DISPATCH_FUNCTION: the function the API invokes asynchronously
+	SealKey           []byte        // 32 bytes; from BATON_SEAL_KEY (hex) or the secret BATON_SEAL_KEY_SECRET names
+	SealKeySecret     string        // BATON_SEAL_KEY_SECRET: Secrets Manager secret id holding the hex key
+	ConnectTimeout    time.Duration // BATON_CONNECT_TIMEOUT (default 30s)
+	TaskConcurrency   int
+}
+
+// ConfigFromEnv reads Config from the environment (only mains call it).
+func ConfigFromEnv() (Config, error) {
+	c := Config{Table: os.Getenv("BATON_TABLE"), Bucket: os.Getenv("BATON_BUCKET"),
+		WebSocketEndpoint: os.Getenv("BATON_WS_ENDPOINT"), DispatchFunction: os.Getenv("BATON_DISPATCH_FUNCTION"),
+		SealKeySecret: os.Getenv("BATON_SEAL_KEY_SECRET")}
+	if v := os.Getenv("BATON_SEAL_KEY"); v != "" {
+		k, err := hex.DecodeString(strings.TrimSpace(v))
+		if err != nil {
+			return c, fmt.Errorf("BATON_SEAL_KEY: %w", err)
+		}
+		c.SealKey = k
+	}
+	if v := os.Getenv("BATON_CONNECT_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return c, fmt.Errorf("BATON_CONNECT_TIMEOUT: %w", err)
+		}
+		c.ConnectTimeout = d
+	}
+	return c, nil
+}
+
+// Validate checks what every function needs.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Table == "" {
+		errs = append(errs, errors.New("BATON_TABLE is required"))
+	}
+	if c.Bucket == "" {
+		errs = append(errs, errors.New("BATON_BUCKET is required"))
+	}
+	if c.WebSocketEndpoint == "" {
+		errs = append(errs, errors.New("BATON_WS_ENDPOINT is required"))
+	}
+	if len(c.SealKey) != 32 {
+		errs = append(errs, errors.New("a 32-byte seal key is required (BATON_SEAL_KEY or BATON_SEAL_KEY_SECRET)"))
+	}
+	return errors.Join(errs...)
+}
+
+// Clients are the AWS service clients the App uses; mains build them from the Lambda
+// environment, tests point them at emulators.
+type Clients struct {
+	DynamoDB   *dynamodb.Client
+	S3         *s3.Client
+	Management *apigatewaymanagementapi.Client // the WebSocket API's @connections endpoint
+	// Kick starts dispatch of a new job elsewhere (an asynchronous Lambda invocation); nil
+	// dispatches in the calling function.
+	Kick func(ctx context.Context, jobID int64) error
+}
+
+// App is the control plane wired for AWS.
+type App struct {
+	Store        *dynamo.Store
+	Catalog      *s3catalog.Catalog
+	Auth         *auth.Service
+	Orchestrator *orchestrator.Service
+	Sender       *awsgw.Sender
+	WebSocket    *awsgw.WebSocket
+	API          http.Handler
+	Meter        *Meter
+	log          *slog.Logger
+}
+
+// lateInbox breaks the construction cycle between the sender (which reports gone
+// connections to the orchestrator) and the orchestrator (which sends through the sender).
+type lateInbox struct{ orch *orchestrator.Service }
+
+func (l *lateInbox) NodeDisconnected(ctx context.Context, node, conn string) error {
+	return l.orch.NodeDisconnected(ctx, node, conn)
+}
+
+// connections looks up a node's live connection in the inventory.
+type connections struct{ st *dynamo.Store }
+
+func (c connections) Connection(ctx context.Context, node string) (string, bool, error) {
+	n, err := c.st.GetNode(ctx, node)
+	if err != nil {
+		return "", false, err
+	}
+	return n.Connection, n.Connected, nil
+}
+
+// New wires an App.
+func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if meter == nil {
+		meter = NewMeter()
+	}
+	st, err := dynamo.New(c.DynamoDB, dynamo.Config{Table: cfg.Table}, dynamo.WithMeter(meter), dynamo.WithLogger(logger))
+	if err != nil {
+		return nil, err
+	}
+	cat, err := s3catalog.New(c.S3, nil, cfg.Bucket, s3catalog.WithMeter(meter), s3catalog.WithLogger(logger))
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := seal.New(cfg.SealKey)
+	if err != nil {
+		return nil, err
+	}
+	inbox := &lateInbox{}
+	sender := awsgw.NewSender(c.Management, connections{st}, inbox, awsgw.WithMeter(meter), awsgw.WithLogger(logger))
+	a := &App{Store: st, Catalog: cat, Auth: auth.New(st, time.Now), Sender: sender, Meter: meter, log: logger}
+	opts := []orchestrator.Option{
+		orchestrator.WithLogger(logger),
+		orchestrator.WithConfig(orchestrator.Config{ConnectTimeout: cfg.ConnectTimeout, TaskConcurrency: cfg.TaskConcurrency, Broker: "pcp://" + cfg.WebSocketEndpoint + "/server"}),
+		orchestrator.WithResultUploads(cat),
+	}
+	if c.Kick != nil {
+		opts = append(opts, orchestrator.WithKick(func(id int64) {
+			// The API function answers as soon as the job is recorded; a failed kick is
+			// recovered by the sweep, which dispatches every unfinished job.
+			if err := c.Kick(context.Background(), id); err != nil {
+				logger.Error("kick dispatch", "job_id", id, "err", err)
+			}
+		}))
+	}
+	a.Orchestrator = orchestrator.New(st, cat, cat, sender, sealer, opts...)
+	inbox.orch = a.Orchestrator
+	a.WebSocket = awsgw.NewWebSocket(a.Orchestrator, sender, logger)
+	a.API = httpapi.New(a.Orchestrator, cat, cat, a.Auth, logger)
+	return a, nil
+}
+
+// Logger is the App's logger.
+func (a *App) Logger() *slog.Logger { return a.log }

@@ -1,0 +1,72 @@
+package awsapp
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+)
+
+// DispatchEvent is the payload the API function sends the dispatch function.
+type DispatchEvent struct {
+	JobID int64 `json:"job_id"`
+}
+
+// Boot builds the App a function runs: configuration from the environment, AWS clients from
+// the Lambda execution role, the seal key from Secrets Manager when it is not given directly.
+func Boot(ctx context.Context, logger *slog.Logger) (*App, error) {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("aws config: %w", err)
+	}
+	if len(cfg.SealKey) == 0 && cfg.SealKeySecret != "" {
+		out, err := secretsmanager.NewFromConfig(awsCfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.SealKeySecret)})
+		if err != nil {
+			return nil, fmt.Errorf("seal key secret: %w", err)
+		}
+		if cfg.SealKey, err = hex.DecodeString(strings.TrimSpace(aws.ToString(out.SecretString))); err != nil {
+			return nil, fmt.Errorf("seal key secret: not hex: %w", err)
+		}
+	}
+	clients := Clients{
+		DynamoDB: dynamodb.NewFromConfig(awsCfg),
+		S3:       s3.NewFromConfig(awsCfg),
+		Management: apigatewaymanagementapi.NewFromConfig(awsCfg, func(o *apigatewaymanagementapi.Options) {
+			o.BaseEndpoint = aws.String(cfg.WebSocketEndpoint)
+		}),
+	}
+	if cfg.DispatchFunction != "" {
+		clients.Kick = LambdaKick(lambda.NewFromConfig(awsCfg), cfg.DispatchFunction)
+	}
+	return New(cfg, clients, nil, logger)
+}
+
+// LambdaKick invokes function fn asynchronously with a DispatchEvent.
+func LambdaKick(client *lambda.Client, fn string) func(ctx context.Context, jobID int64) error {
+	return func(ctx context.Context, jobID int64) error {
+		payload, err := json.Marshal(DispatchEvent{JobID: jobID})
+		if err != nil {
+			return err
+		}
+		_, err = client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn), InvocationType: lambdatypes.InvocationTypeEvent, Payload: payload})
+		if err != nil {
+			return fmt.Errorf("invoke %s: %w", fn, err)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,169 @@
+package awsapp
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+)
+
+// Meter counts the billable work the AWS adapters cause. It implements the meter hooks of
+// the dynamo store, the S3 catalog and the WebSocket sender.
+type Meter struct {
+	mu       sync.Mutex
+	rcu, wcu float64
+	dynamo   map[string]int
+	s3       map[string]int
+	msgIn    int
+	msgOut   int
+	unitsIn  int
+	unitsOut int
+	lambdas  map[string]int
+}
+
+// NewMeter returns an empty Meter.
+func NewMeter() *Meter {
+	return &Meter{dynamo: map[string]int{}, s3: map[string]int{}, lambdas: map[string]int{}}
+}
+
+// AddDynamo implements dynamo.Meter.
+func (m *Meter) AddDynamo(op string, rcu, wcu float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rcu += rcu
+	m.wcu += wcu
+	m.dynamo[op]++
+}
+
+// AddS3 implements s3catalog.Meter.
+func (m *Meter) AddS3(op string, n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.s3[op] += n
+}
+
+// AddMessages implements awsgw.Meter.
+func (m *Meter) AddMessages(direction string, n, units int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if direction == "in" {
+		m.msgIn += n
+		m.unitsIn += units
+	} else {
+		m.msgOut += n
+		m.unitsOut += units
+	}
+}
+
+// AddInvocation counts one Lambda invocation of function fn.
+func (m *Meter) AddInvocation(fn string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lambdas[fn]++
+}
+
+// Usage is a snapshot of a Meter.
+type Usage struct {
+	DynamoRCU, DynamoWCU float64
+	DynamoCalls          map[string]int
+	S3Requests           map[string]int
+	MessagesIn           int
+	MessagesOut          int
+	MessageUnits         int // 32 KB billing units, both directions
+	Invocations          map[string]int
+}
+
+// Snapshot returns the counts so far.
+func (m *Meter) Snapshot() Usage {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := Usage{DynamoRCU: m.rcu, DynamoWCU: m.wcu, MessagesIn: m.msgIn, MessagesOut: m.msgOut, MessageUnits: m.unitsIn + m.unitsOut,
+		DynamoCalls: map[string]int{}, S3Requests: map[string]int{}, Invocations: map[string]int{}}
+	for k, v := range m.dynamo {
+		u.DynamoCalls[k] = v
+	}
+	for k, v := range m.s3 {
+		u.S3Requests[k] = v
+	}
+	for k, v := range m.lambdas {
+		u.Invocations[k] = v
+	}
+	return u
+}
+
+// Sub returns u minus an earlier snapshot.
+func (u Usage) Sub(before Usage) Usage {
+	d := Usage{DynamoRCU: u.DynamoRCU - before.DynamoRCU, DynamoWCU: u.DynamoWCU - before.DynamoWCU,
+		MessagesIn: u.MessagesIn - before.MessagesIn, MessagesOut: u.MessagesOut - before.MessagesOut,
+		MessageUnits: u.MessageUnits - before.MessageUnits, DynamoCalls: map[string]int{}, S3Requests: map[string]int{}, Invocations: map[string]int{}}
+	for k, v := range u.DynamoCalls {
+		d.DynamoCalls[k] = v - before.DynamoCalls[k]
+	}
+	for k, v := range u.S3Requests {
+		d.S3Requests[k] = v - before.S3Requests[k]
+	}
+	for k, v := range u.Invocations {
+		d.Invocations[k] = v - before.Invocations[k]
+	}
+	return d
+}
+
+// Prices are AWS us-east-1 on-demand list prices in US dollars, without free tiers, written
+// down on 2026-11-25 from the services' public pricing pages as quoted in published material
+// (no live page could be fetched from this build machine: check aws.amazon.com/pricing before
+// relying on them): Lambda arm64 $0.20 per 1M requests and
+// $0.0000133334 per GB-second; API Gateway WebSocket $1.00 per 1M messages (32 KB units) and
+// $0.25 per 1M connection-minutes; DynamoDB on-demand $0.625 per 1M write request units and
+// $0.125 per 1M read request units; S3 Standard $0.005 per 1,000 PUT/LIST and $0.0004 per
+// 1,000 GET/HEAD requests.
+type Prices struct {
+	LambdaRequest, LambdaGBSecond              float64
+	WebSocketMessage                           float64
+	DynamoWrite, DynamoRead                    float64
+	S3Put, S3Get                               float64
+	LambdaMemoryGB, LambdaSecondsPerInvocation float64
+}
+
+// USEast1 are the prices above, with the functions' memory (0.25 GB) and a typical warm
+// invocation time (50 ms) for the compute part.
+var USEast1 = Prices{
+	LambdaRequest: 0.20 / 1e6, LambdaGBSecond: 0.0000133334,
+	WebSocketMessage: 1.00 / 1e6,
+	DynamoWrite:      0.625 / 1e6, DynamoRead: 0.125 / 1e6,
+	S3Put: 0.005 / 1000, S3Get: 0.0004 / 1000,
+	LambdaMemoryGB: 0.25, LambdaSecondsPerInvocation: 0.05,
+}
+
+// Cost returns the dollar cost of u at prices p.
+func (u Usage) Cost(p Prices) float64 {
+	inv := 0
+	for _, v := range u.Invocations {
+		inv += v
+	}
+	puts, gets := 0, 0
+	for op, v := range u.S3Requests {
+		switch strings.ToUpper(op) {
+		case "PUT", "LIST", "DELETE", "COPY", "POST":
+			puts += v
+		default:
+			gets += v
+		}
+	}
+	return float64(inv)*(p.LambdaRequest+p.LambdaGBSecond*p.LambdaMemoryGB*p.LambdaSecondsPerInvocation) +
+		float64(u.MessageUnits)*p.WebSocketMessage +
+		u.DynamoWCU*p.DynamoWrite + u.DynamoRCU*p.DynamoRead +
+		float64(puts)*p.S3Put + float64(gets)*p.S3Get
+}
+
+// String renders u in one line.
+func (u Usage) String() string {
+	inv := 0
+	for _, v := range u.Invocations {
+		inv += v
+	}
+	s3 := 0
+	for _, v := range u.S3Requests {
+		s3 += v
+	}
+	return fmt.Sprintf("lambda invocations %d, websocket messages %d in + %d out (%d billing units), dynamodb %.1f RCU + %.1f WCU, s3 requests %d",
+		inv, u.MessagesIn, u.MessagesOut, u.MessageUnits, u.DynamoRCU, u.DynamoWCU, s3)
+}
