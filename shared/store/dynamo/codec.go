@@ -109,11 +109,11 @@ func key(pk, sk string) item {
 	return item{PartitionKey: avS(pk), SortKey: avS(sk)}
 }
 
-func jobKey(id int64) item              { return key(jobPK(id), skJob) }
-func jobCountersKey(id int64) item      { return key(jobPK(id), skJobCounter) }
+func jobKey(id int64) item               { return key(jobPK(id), skJob) }
+func jobCountersKey(id int64) item       { return key(jobPK(id), skJobCounter) }
 func nodeKey(id int64, name string) item { return key(jobPK(id), skNodePrefix+name) }
-func eventSK(id int64) string           { return skEventPref + padID(id) }
-func idemKey(login, k string) item      { return key(pkIdemPrefix+login, k) }
+func eventSK(id int64) string            { return skEventPref + padID(id) }
+func idemKey(login, k string) item       { return key(pkIdemPrefix+login, k) }
 
 // keyString identifies an item by its primary key, for maps of fetched items.
 func keyString(it item) string {
@@ -176,7 +176,7 @@ func (w *writer) fail(err error) {
 	}
 }
 
-func (w *writer) s(name, v string)  { w.it[name] = avS(v) }
+func (w *writer) s(name, v string)       { w.it[name] = avS(v) }
 func (w *writer) n(name string, v int64) { w.it[name] = avN(v) }
 func (w *writer) b(name string, v bool)  { w.it[name] = avBool(v) }
 

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -446,6 +447,22 @@ func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem) e
 	}
 	s.record("TransactWriteItems", out.ConsumedCapacity, 0, est)
 	return nil
+}
+
+// transactRetry runs a write transaction, trying it again while it only loses races with
+// other transactions (TransactionConflict, which DynamoDB reports when concurrent
+// transactions touch the same item, such as ACTIVE_NODES).
+func (s *Store) transactRetry(ctx context.Context, items []types.TransactWriteItem) error {
+	for attempt := 0; ; attempt++ {
+		err := s.transact(ctx, items)
+		tc, ok := canceled(err)
+		if !ok || !tc.contended() || slices.Contains(tc.codes, "ConditionalCheckFailed") || attempt+1 >= s.maxAttempts {
+			return err
+		}
+		if err := s.backoff(ctx, attempt); err != nil {
+			return err
+		}
+	}
 }
 
 // txItemSize estimates the size of the item a transaction action writes.

@@ -180,7 +180,7 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		if n.State.Active() {
 			active++
 		}
-		it, err := nodeItem(n, i)
+		it, err := nodeItem(n, int64(i))
 		if err != nil {
 			return jobs.Job{}, fmt.Errorf("create job %d: %w", id, err)
 		}
@@ -211,15 +211,15 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 	}
 
 	// The last body items ride in the final transaction; the others are staged before it.
-	room, bytes := maxTxItems-len(final), maxTxBytes
+	roomItems, roomBytes := maxTxItems-len(final), maxTxBytes
 	for _, ti := range final {
-		bytes -= txItemSize(ti)
+		roomBytes -= txItemSize(ti)
 	}
 	split := len(body)
-	for split > 0 && room > 0 && bytes-itemSize(body[split-1]) >= 0 {
+	for split > 0 && roomItems > 0 && roomBytes-itemSize(body[split-1]) >= 0 {
 		split--
-		room--
-		bytes -= itemSize(body[split])
+		roomItems--
+		roomBytes -= itemSize(body[split])
 	}
 	for _, it := range body[split:] {
 		final = append(final, s.txPut(it, "", nil))
@@ -231,7 +231,7 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		}
 	}
 
-	err = s.transact(ctx, final)
+	err = s.transactRetry(ctx, final)
 	if err != nil {
 		if len(staged) > 0 {
 			s.unstage(ctx, id, staged)
@@ -540,8 +540,9 @@ func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event)
 	if err != nil {
 		return fail(err)
 	}
-	if n := 4 + len(events); n > maxTxItems {
-		return fail(fmt.Errorf("%d events in one update, at most %d", len(events), maxTxItems-4))
+	// At most: the job, its counters, ACTIVE_NODES, two reservations, the events.
+	if n := 5 + len(events); n > maxTxItems {
+		return fail(fmt.Errorf("%d events in one update, at most %d", len(events), maxTxItems-5))
 	}
 	for attempt := 0; ; attempt++ {
 		got, err := s.batchGet(ctx, []item{jobKey(j.ID), jobCountersKey(j.ID)})

@@ -1,0 +1,327 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/baton-run/baton/shared/inventory"
+	"github.com/baton-run/baton/shared/store"
+)
+
+// errEmptyName refuses a record without a name: DynamoDB keys cannot be empty strings.
+var errEmptyName = errors.New("empty name")
+
+func invItem(n inventory.Node) (item, error) {
+	w := newWriter(key(pkNodes, n.Name))
+	w.s(attrName, n.Name)
+	w.s(attrCredHash, n.CredentialHash)
+	w.json(attrFacts, n.Facts)
+	w.b(attrConnected, n.Connected)
+	w.s(attrBroker, n.Broker)
+	w.s(attrConnection, n.Connection)
+	w.timePtr(attrConnectedAt, n.ConnectedAt)
+	w.time(attrCreated, n.CreatedAt)
+	w.n(attrVersion, n.Version)
+	if w.err != nil {
+		return nil, w.err
+	}
+	if err := checkSize("inventory node "+n.Name, w.it); err != nil {
+		return nil, err
+	}
+	return w.it, nil
+}
+
+func decodeInv(it item) (inventory.Node, error) {
+	r := reader{it: it}
+	n := inventory.Node{
+		Name:           r.s(attrName),
+		CredentialHash: r.s(attrCredHash),
+		Facts:          r.json(attrFacts),
+		Connected:      r.b(attrConnected),
+		Broker:         r.s(attrBroker),
+		Connection:     r.s(attrConnection),
+		ConnectedAt:    r.timePtr(attrConnectedAt),
+		CreatedAt:      r.time(attrCreated),
+		Version:        r.n(attrVersion),
+	}
+	if r.err != nil {
+		return inventory.Node{}, fmt.Errorf("decode inventory node %s: %w", str(it[SortKey]), r.err)
+	}
+	return n, nil
+}
+
+// CreateNode implements store.Store: a PutItem that the name must not exist.
+func (s *Store) CreateNode(ctx context.Context, n inventory.Node) (inventory.Node, error) {
+	n.Version = 1
+	if err := s.create(ctx, n.Name, func() (item, error) { return invItem(n) }); err != nil {
+		return inventory.Node{}, fmt.Errorf("create node %s: %w", n.Name, err)
+	}
+	return n, nil
+}
+
+// GetNode implements store.Store.
+func (s *Store) GetNode(ctx context.Context, name string) (inventory.Node, error) {
+	it, err := s.getNamed(ctx, pkNodes, name)
+	if err != nil {
+		return inventory.Node{}, fmt.Errorf("get node %s: %w", name, err)
+	}
+	return decodeInv(it)
+}
+
+// ListNodes implements store.Store: one query on the NODES partition, whose sort key is the
+// name, so names come ordered bytewise.
+func (s *Store) ListNodes(ctx context.Context) ([]inventory.Node, error) {
+	items, err := s.queryPartition(ctx, pkNodes)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	var out []inventory.Node
+	for _, it := range items {
+		n, err := decodeInv(it)
+		if err != nil {
+			return nil, fmt.Errorf("list nodes: %w", err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// UpdateNode implements store.Store: a PutItem on the version read.
+func (s *Store) UpdateNode(ctx context.Context, n inventory.Node) (inventory.Node, error) {
+	next := n
+	next.Version++
+	err := s.replace(ctx, key(pkNodes, n.Name), n.Version, func() (item, error) { return invItem(next) })
+	if err != nil {
+		return inventory.Node{}, fmt.Errorf("update node %s at version %d: %w", n.Name, n.Version, err)
+	}
+	return next, nil
+}
+
+// DeleteNode implements store.Store; an unknown name is ErrNotFound.
+func (s *Store) DeleteNode(ctx context.Context, name string) error {
+	if err := s.deleteNamed(ctx, pkNodes, name); err != nil {
+		return fmt.Errorf("delete node %s: %w", name, err)
+	}
+	return nil
+}
+
+func groupItem(g inventory.Group) (item, error) {
+	w := newWriter(key(pkGroups, g.Name))
+	w.s(attrName, g.Name)
+	w.s(attrDesc, g.Description)
+	w.strs(attrNodes, g.Nodes)
+	w.s(attrQuery, g.Query)
+	w.time(attrCreated, g.CreatedAt)
+	w.n(attrVersion, g.Version)
+	if w.err != nil {
+		return nil, w.err
+	}
+	if err := checkSize("group "+g.Name, w.it); err != nil {
+		return nil, err
+	}
+	return w.it, nil
+}
+
+func decodeGroup(it item) (inventory.Group, error) {
+	r := reader{it: it}
+	g := inventory.Group{
+		Name:        r.s(attrName),
+		Description: r.s(attrDesc),
+		Nodes:       r.strs(attrNodes),
+		Query:       r.s(attrQuery),
+		CreatedAt:   r.time(attrCreated),
+		Version:     r.n(attrVersion),
+	}
+	if r.err != nil {
+		return inventory.Group{}, fmt.Errorf("decode group %s: %w", str(it[SortKey]), r.err)
+	}
+	return g, nil
+}
+
+// CreateGroup implements store.Store.
+func (s *Store) CreateGroup(ctx context.Context, g inventory.Group) (inventory.Group, error) {
+	g.Version = 1
+	if err := s.create(ctx, g.Name, func() (item, error) { return groupItem(g) }); err != nil {
+		return inventory.Group{}, fmt.Errorf("create group %s: %w", g.Name, err)
+	}
+	return g, nil
+}
+
+// GetGroup implements store.Store.
+func (s *Store) GetGroup(ctx context.Context, name string) (inventory.Group, error) {
+	it, err := s.getNamed(ctx, pkGroups, name)
+	if err != nil {
+		return inventory.Group{}, fmt.Errorf("get group %s: %w", name, err)
+	}
+	return decodeGroup(it)
+}
+
+// ListGroups implements store.Store: one query on the GROUPS partition, by name.
+func (s *Store) ListGroups(ctx context.Context) ([]inventory.Group, error) {
+	items, err := s.queryPartition(ctx, pkGroups)
+	if err != nil {
+		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	var out []inventory.Group
+	for _, it := range items {
+		g, err := decodeGroup(it)
+		if err != nil {
+			return nil, fmt.Errorf("list groups: %w", err)
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+// UpdateGroup implements store.Store.
+func (s *Store) UpdateGroup(ctx context.Context, g inventory.Group) (inventory.Group, error) {
+	next := g
+	next.Version++
+	err := s.replace(ctx, key(pkGroups, g.Name), g.Version, func() (item, error) { return groupItem(next) })
+	if err != nil {
+		return inventory.Group{}, fmt.Errorf("update group %s at version %d: %w", g.Name, g.Version, err)
+	}
+	return next, nil
+}
+
+// DeleteGroup implements store.Store.
+func (s *Store) DeleteGroup(ctx context.Context, name string) error {
+	if err := s.deleteNamed(ctx, pkGroups, name); err != nil {
+		return fmt.Errorf("delete group %s: %w", name, err)
+	}
+	return nil
+}
+
+// PutToken implements store.Store. A token that expires carries TTLAttribute, TokenRetention
+// after its expiry, after which DynamoDB deletes it.
+func (s *Store) PutToken(ctx context.Context, t store.Token) error {
+	if t.Hash == "" {
+		return fmt.Errorf("put token for %s: %w", t.Login, errEmptyName)
+	}
+	w := newWriter(key(pkTokenPref+t.Hash, skToken))
+	w.s(attrHash, t.Hash)
+	w.s(attrLogin, t.Login)
+	w.s(attrLabel, t.Label)
+	w.time(attrCreated, t.CreatedAt)
+	w.timePtr(attrExpires, t.ExpiresAt)
+	w.b(attrRevoked, t.Revoked)
+	if t.ExpiresAt != nil {
+		w.n(TTLAttribute, t.ExpiresAt.Add(TokenRetention).Unix())
+	}
+	if w.err != nil {
+		return fmt.Errorf("put token for %s: %w", t.Login, w.err)
+	}
+	var e expr
+	err := s.put(ctx, w.it, e.notExists(PartitionKey), &e)
+	if _, ok := conditionFailed(err); ok {
+		return fmt.Errorf("put token for %s: %w", t.Login, store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("put token for %s: %w", t.Login, err)
+	}
+	return nil
+}
+
+// GetToken implements store.Store.
+func (s *Store) GetToken(ctx context.Context, hash string) (store.Token, error) {
+	if hash == "" {
+		return store.Token{}, fmt.Errorf("get token: %w", store.ErrNotFound)
+	}
+	it, err := s.get(ctx, key(pkTokenPref+hash, skToken))
+	if err != nil {
+		return store.Token{}, fmt.Errorf("get token: %w", err)
+	}
+	if it == nil {
+		return store.Token{}, fmt.Errorf("get token: %w", store.ErrNotFound)
+	}
+	r := reader{it: it}
+	t := store.Token{
+		Hash:      r.s(attrHash),
+		Login:     r.s(attrLogin),
+		Label:     r.s(attrLabel),
+		CreatedAt: r.time(attrCreated),
+		ExpiresAt: r.timePtr(attrExpires),
+		Revoked:   r.b(attrRevoked),
+	}
+	if r.err != nil {
+		return store.Token{}, fmt.Errorf("get token: %w", r.err)
+	}
+	return t, nil
+}
+
+// create writes the item build returns unless its key exists (store.ErrExists).
+func (s *Store) create(ctx context.Context, name string, build func() (item, error)) error {
+	if name == "" {
+		return errEmptyName
+	}
+	it, err := build()
+	if err != nil {
+		return err
+	}
+	var e expr
+	err = s.put(ctx, it, e.notExists(PartitionKey), &e)
+	if _, ok := conditionFailed(err); ok {
+		return store.ErrExists
+	}
+	return err
+}
+
+// replace writes the item build returns if the stored one is at version (else
+// store.ErrConflict, or store.ErrNotFound when there is none).
+func (s *Store) replace(ctx context.Context, k item, version int64, build func() (item, error)) error {
+	if str(k[SortKey]) == "" {
+		return store.ErrNotFound
+	}
+	it, err := build()
+	if err != nil {
+		return err
+	}
+	var e expr
+	err = s.put(ctx, it, e.eq(attrVersion, avN(version)), &e)
+	if ccf, ok := conditionFailed(err); ok {
+		return s.versionMiss(ctx, k, ccf)
+	}
+	return err
+}
+
+// getNamed reads the item (pk, name); store.ErrNotFound when there is none.
+func (s *Store) getNamed(ctx context.Context, pk, name string) (item, error) {
+	if name == "" {
+		return nil, store.ErrNotFound
+	}
+	it, err := s.get(ctx, key(pk, name))
+	if err != nil {
+		return nil, err
+	}
+	if it == nil {
+		return nil, store.ErrNotFound
+	}
+	return it, nil
+}
+
+// deleteNamed deletes the item (pk, name); store.ErrNotFound when there is none.
+func (s *Store) deleteNamed(ctx context.Context, pk, name string) error {
+	if name == "" {
+		return store.ErrNotFound
+	}
+	var e expr
+	err := s.del(ctx, key(pk, name), e.exists(PartitionKey), &e)
+	if _, ok := conditionFailed(err); ok {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// queryPartition reads every item of partition pk, by sort key.
+func (s *Store) queryPartition(ctx context.Context, pk string) ([]item, error) {
+	var e expr
+	return s.query(ctx, &dynamodb.QueryInput{
+		KeyConditionExpression:    aws.String(e.eq(PartitionKey, avS(pk))),
+		ExpressionAttributeNames:  e.attrNames(),
+		ExpressionAttributeValues: e.attrValues(),
+	}, 0)
+}
