@@ -18,6 +18,7 @@ Usage:
                  [--concurrency N] [--timeout DURATION] [--max-errors N|P%] [--noop]
                  [--environment E] [--no-wait] [--format table|json]
   baton task list [--environment E]
+  baton task publish --bucket B [--environment E] MODULES_DIR   (AWS: upload tasks to S3)
   baton task show MODULE::TASK [--environment E]
   baton job list [--limit N] [--type task|deploy]
   baton job show ID
@@ -25,6 +26,7 @@ Usage:
   baton job stop ID [--force]
   baton group add NAME (--nodes a,b | --query Q) [--description D]
   baton group list | show NAME | rm NAME
+  baton token create --table T --out FILE [--login L] [--lifetime D]   (AWS: first admin token)
   baton node add NAME --out FILE
   baton node list
   baton node show NAME
@@ -51,11 +53,13 @@ func run(args []string) int {
 	case "serve":
 		err = cmdServe(args[1:])
 	case "task":
-		err = dispatch(args[1:], map[string]func([]string) error{"run": cmdTaskRun, "list": cmdTaskList, "show": cmdTaskShow})
+		err = dispatch(args[1:], map[string]func([]string) error{"run": cmdTaskRun, "list": cmdTaskList, "show": cmdTaskShow, "publish": cmdTaskPublish})
 	case "job":
 		err = dispatch(args[1:], map[string]func([]string) error{"list": cmdJobList, "show": cmdJobShow, "events": cmdJobEvents, "stop": cmdJobStop})
 	case "group":
 		err = dispatch(args[1:], map[string]func([]string) error{"add": cmdGroupAdd, "list": cmdGroupList, "show": cmdGroupShow, "rm": cmdGroupRm})
+	case "token":
+		err = dispatch(args[1:], map[string]func([]string) error{"create": cmdTokenCreate})
 	case "run":
 		err = cmdRun(args[1:])
 	case "node":

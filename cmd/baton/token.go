@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/baton-run/baton/shared/auth"
+	"github.com/baton-run/baton/shared/store/dynamo"
+)
+
+// cmdTokenCreate creates an API token directly in an AWS deployment's DynamoDB table — the way
+// to get the first admin token there, with the operator's own AWS credentials.
+func cmdTokenCreate(args []string) error {
+	fs := newFlagSet("token create")
+	table := fs.String("table", os.Getenv("BATON_TABLE"), "the deployment's table (stack output TableName; env BATON_TABLE)")
+	login := fs.String("login", "admin", "who the token stands for")
+	label := fs.String("label", "created by baton token create", "a label")
+	ttl := fs.Duration("lifetime", 0, "how long the token is valid (0: no expiry)")
+	out := fs.String("out", "", "file to write the token to (mode 0600)")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if *table == "" || *out == "" {
+		return usageError("usage: baton token create --table T --out FILE [--login L] [--lifetime D]")
+	}
+	ctx := context.Background()
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("aws config: %w", err)
+	}
+	st, err := dynamo.New(dynamodb.NewFromConfig(awsCfg), dynamo.Config{Table: *table})
+	if err != nil {
+		return err
+	}
+	token, err := auth.New(st, time.Now).IssueToken(ctx, *login, *label, *ttl)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write token: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "Token for %s written to %s; use it with --token-file %s (or BATON_TOKEN_FILE).\n", *login, *out, *out)
+	return nil
+}
