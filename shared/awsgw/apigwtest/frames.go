@@ -39,7 +39,23 @@ func (c *frameConn) activate(p frameParser) {
 
 func (c *frameConn) Read(b []byte) (int, error) {
 	if !c.active.Load() {
-		return c.Conn.Read(b)
+		n, err := c.Conn.Read(b)
+		if n == 0 || !c.active.Load() {
+			return n, err
+		}
+		// Activated while this read was blocked: net/http's background read (it watches for the
+		// client going away while the handler runs) can pick up the first byte the client sends
+		// after the 101 answer. Such bytes are WebSocket bytes, since the client sends nothing
+		// between its upgrade request and the answer, so they go through the parser too.
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.out = c.parser.feed(b[:n], c.out)
+		k := copy(b, c.out)
+		c.out = c.out[:copy(c.out, c.out[k:])]
+		if err != nil && len(c.out) > 0 {
+			c.pending, err = err, nil
+		}
+		return k, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

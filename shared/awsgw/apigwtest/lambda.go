@@ -77,13 +77,12 @@ func invoke[Req, Resp any](parent context.Context, timeout time.Duration, wg *sy
 	case r := <-done:
 		return r.resp, r.err
 	case <-ctx.Done():
-		select {
-		case r := <-done: // finished just as the deadline passed
-			return r.resp, r.err
-		default:
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			var zero Resp
+			return zero, errIntegrationTimeout
 		}
-		var zero Resp
-		return zero, errIntegrationTimeout
+		r := <-done // cancelled by the goroutine after it sent its result
+		return r.resp, r.err
 	}
 }
 

@@ -1,0 +1,524 @@
+package awsapp_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"github.com/sivchari/kumo"
+
+	"github.com/baton-run/baton/shared/auth"
+	"github.com/baton-run/baton/shared/awsapp"
+	"github.com/baton-run/baton/shared/awsgw"
+	"github.com/baton-run/baton/shared/awsgw/apigwtest"
+	"github.com/baton-run/baton/shared/catalog/s3catalog"
+	"github.com/baton-run/baton/shared/client"
+	"github.com/baton-run/baton/shared/store/dynamo"
+)
+
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "baton-aws-e2e")
+	if err != nil {
+		panic(err)
+	}
+	agentBin = filepath.Join(dir, "baton-agent")
+	if out, err := exec.Command("go", "build", "-o", agentBin, "../../cmd/baton-agent").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build baton-agent: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func logger() *slog.Logger {
+	if os.Getenv("BATON_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// cloud is the AWS deployment on one machine: DynamoDB and S3 emulators, API Gateway
+// stand-ins, and the exact handlers the Lambda mains wire.
+type cloud struct {
+	t     *testing.T
+	app   *awsapp.App
+	ws    *apigwtest.WebSocketAPI
+	http  *apigwtest.HTTPAPI
+	api   *client.Client
+	meter *awsapp.Meter
+	kicks sync.WaitGroup
+	// probe reads the table without metering, so that waiting for a job costs the job nothing.
+	probe *dynamo.Store
+	// paused stops the scheduled sweep, so that a cost measurement holds only what the job
+	// itself caused (the sweep is a fixed cost per minute, not per node-run).
+	paused atomic.Bool
+}
+
+func newCloud(t *testing.T) *cloud {
+	t.Helper()
+	ctx := t.Context()
+	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
+
+	ddbSrv := kumo.NewServer()
+	t.Cleanup(ddbSrv.Close)
+	ddb := dynamodb.New(dynamodb.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(ddbSrv.URL),
+		DisableValidateResponseChecksum: true})
+	table := "baton-e2e"
+	if err := dynamo.CreateTable(ctx, ddb, table); err != nil {
+		t.Fatal(err)
+	}
+
+	backend := s3mem.New()
+	if err := backend.CreateBucket("baton-bucket"); err != nil {
+		t.Fatal(err)
+	}
+	s3Srv := httptest.NewServer(gofakes3.New(backend).Server())
+	t.Cleanup(s3Srv.Close)
+	s3c := s3.New(s3.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(s3Srv.URL), UsePathStyle: true})
+	modules, _ := filepath.Abs("../../examples/modules")
+	if _, err := s3catalog.Publish(ctx, s3c, "baton-bucket", "production", modules); err != nil {
+		t.Fatal(err)
+	}
+
+	c := &cloud{t: t, meter: awsapp.NewMeter()}
+	c.ws = apigwtest.NewWebSocketAPI(apigwtest.WebSocketHandlers{
+		Authorizer: func(ctx context.Context, r awsgwAuthorizerRequest) (awsgwAuthorizerResponse, error) {
+			return awsgw.NodeAuthorizer(c.app.Auth, logger())(ctx, r)
+		},
+		Connect:    func(ctx context.Context, r wsEvent) (wsResponse, error) { return c.app.WebSocket.Connect(ctx, r) },
+		Disconnect: func(ctx context.Context, r wsEvent) (wsResponse, error) { return c.app.WebSocket.Disconnect(ctx, r) },
+		Default:    func(ctx context.Context, r wsEvent) (wsResponse, error) { return c.app.WebSocket.Default(ctx, r) },
+	}, apigwtest.WithIdentitySource("route.request.header.X-Baton-Node", "route.request.header.Authorization"), apigwtest.WithLogger(logger()))
+	if err := c.ws.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.ws.Close() })
+
+	mgmt := apigatewaymanagementapi.New(apigatewaymanagementapi.Options{Region: "us-east-1", Credentials: creds,
+		BaseEndpoint: aws.String(c.ws.ManagementURL())})
+	key := make([]byte, 32)
+	cfg := awsapp.Config{Table: table, Bucket: "baton-bucket", WebSocketEndpoint: c.ws.ManagementURL(), SealKey: key, ConnectTimeout: 5 * time.Second}
+	if _, err := hex.DecodeString(hex.EncodeToString(key)); err != nil {
+		t.Fatal(err)
+	}
+	app, err := awsapp.New(cfg, awsapp.Clients{DynamoDB: ddb, S3: s3c, Management: mgmt, Kick: c.kick}, c.meter, logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.app = app
+	if c.probe, err = dynamo.New(ddb, dynamo.Config{Table: table}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.kicks.Wait)
+
+	c.http = apigwtest.NewHTTPAPI(apigwtest.HTTPHandlers{
+		Authorizer: awsgw.TokenAuthorizer(app.Auth, logger()),
+		Handler:    httpadapter.NewV2(app.API).ProxyWithContext,
+	}, apigwtest.WithIdentitySource("$request.header.X-Authentication"))
+	if err := c.http.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.http.Close() })
+	token, err := app.Auth.IssueToken(ctx, "admin", "e2e", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.api = client.New(c.http.URL(), token)
+
+	// The scheduled sweep function, once a second here (every minute on AWS).
+	sweepCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-sweepCtx.Done():
+				return
+			case <-tick.C:
+				if c.paused.Load() {
+					continue
+				}
+				c.meter.AddInvocation("sweep")
+				_ = app.Orchestrator.Sweep(sweepCtx)
+			}
+		}
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	return c
+}
+
+// kick stands in for the API function's asynchronous invocation of the dispatch function.
+func (c *cloud) kick(_ context.Context, jobID int64) error {
+	c.meter.AddInvocation("dispatch")
+	c.kicks.Add(1)
+	go func() {
+		defer c.kicks.Done()
+		if err := c.app.Orchestrator.Dispatch(context.Background(), jobID); err != nil {
+			c.t.Logf("dispatch %d: %v", jobID, err)
+		}
+	}()
+	return nil
+}
+
+type agentProc struct {
+	cmd *exec.Cmd
+	out *bytes.Buffer
+}
+
+// startAgent runs a real baton-agent process against the WebSocket API.
+func (c *cloud) startAgent(name, dir string, extra ...string) *agentProc {
+	c.t.Helper()
+	secret, err := c.app.Auth.EnrollNode(c.t.Context(), name)
+	if err != nil && !strings.Contains(err.Error(), "exists") {
+		c.t.Fatal(err)
+	}
+	cred := filepath.Join(dir, name+".cred")
+	if secret != "" {
+		if err := auth.WriteCredential(cred, auth.Credential{Name: name, Secret: secret, Server: c.ws.URL()}); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	args := append([]string{"--credential", cred, "--cache-dir", filepath.Join(dir, name, "cache"),
+		"--spool-dir", filepath.Join(dir, name, "spool"), "--log-level", "debug"}, extra...)
+	p := &agentProc{cmd: exec.Command(agentBin, args...), out: &bytes.Buffer{}}
+	p.cmd.Stderr = &lockedWriter{w: p.out}
+	if err := p.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { p.stop() })
+	return p
+}
+
+func (p *agentProc) stop() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(25 * time.Millisecond) // polling interval
+	}
+}
+
+func (c *cloud) waitConnected(names ...string) {
+	c.t.Helper()
+	eventually(c.t, "agents connected", 20*time.Second, func() bool {
+		for _, n := range names {
+			node, err := c.app.Store.GetNode(c.t.Context(), n)
+			if err != nil || !node.Connected || string(node.Facts) == "{}" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (c *cloud) waitJob(name string) (client.Job, []client.Node) {
+	c.t.Helper()
+	var job client.Job
+	eventually(c.t, "job "+name, 60*time.Second, func() bool {
+		var err error
+		job, err = c.api.Job(c.t.Context(), name)
+		return err == nil && job.Done()
+	})
+	nodes, err := c.api.JobNodes(c.t.Context(), name)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return job, nodes
+}
+
+// waitQuiet waits for a job to end by reading the table without metering.
+func (c *cloud) waitQuiet(name string) {
+	c.t.Helper()
+	id, err := strconv.ParseInt(name, 10, 64)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	eventually(c.t, "job "+name, 60*time.Second, func() bool {
+		j, err := c.probe.GetJob(c.t.Context(), id)
+		return err == nil && j.State.Terminal()
+	})
+	c.kicks.Wait()
+}
+
+// usage is everything billable so far: the App's meter plus the gateways' invocations.
+func (c *cloud) usage() awsapp.Usage {
+	u := c.meter.Snapshot()
+	for route, n := range c.ws.Stats().Invocations {
+		u.Invocations["ws"+route] += n
+	}
+	for route, n := range c.http.Stats().Invocations {
+		u.Invocations["http "+route] += n
+	}
+	return u
+}
+
+type (
+	awsgwAuthorizerRequest  = events.APIGatewayCustomAuthorizerRequestTypeRequest
+	awsgwAuthorizerResponse = events.APIGatewayCustomAuthorizerResponse
+	wsEvent                 = events.APIGatewayWebsocketProxyRequest
+	wsResponse              = events.APIGatewayProxyResponse
+)
+
+func TestAWSEndToEnd(t *testing.T) {
+	c := newCloud(t)
+	dir := t.TempDir()
+	names := []string{"web1", "web2", "db1"}
+	for _, n := range names {
+		c.startAgent(n, dir)
+	}
+	c.waitConnected(names...)
+
+	t.Run("a task job on three agents", func(t *testing.T) {
+		c.paused.Store(true)
+		defer c.paused.Store(false)
+		before := c.usage()
+		ref, err := c.api.RunTask(t.Context(), client.TaskRequest{Task: "demo::hello", Params: map[string]any{"name": "AWS"}, Scope: client.Scope{Nodes: names}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.waitQuiet(ref.Name)
+		perRun := c.usage().Sub(before)
+		job, nodes := c.waitJob(ref.Name)
+		if job.State != "finished" || job.NodeStates["finished"] != 3 {
+			t.Fatalf("job %s %v", job.State, job.NodeStates)
+		}
+		for _, n := range nodes {
+			if !strings.Contains(string(n.Result), `"hello AWS"`) {
+				t.Errorf("%s: %s", n.Name, n.Result)
+			}
+		}
+		// The test's own polling of GET /jobs is the client's business, not the job's: count
+		// one HTTP API request (the POST) and its authorizer call.
+		perRun.Invocations["http $default"], perRun.Invocations["http authorizer"] = 1, 1
+		reportCost(t, "task", perRun, len(nodes))
+	})
+
+	t.Run("output too large for one message goes to S3", func(t *testing.T) {
+		ref, err := c.api.RunTask(t.Context(), client.TaskRequest{Task: "demo::bigoutput", Params: map[string]any{"kib": 300}, Scope: client.Scope{Nodes: []string{"web1"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, nodes := c.waitJob(ref.Name)
+		var res map[string]any
+		if err := json.Unmarshal(nodes[0].Result, &res); err != nil {
+			t.Fatal(err)
+		}
+		obj, _ := res["_output_object"].(map[string]any)
+		if nodes[0].State != "finished" || obj == nil {
+			t.Fatalf("node %s result keys %v", nodes[0].State, keys(res))
+		}
+		size, sum, _, tail, err := c.app.Catalog.ReadResult(t.Context(), obj["key"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if float64(size) != obj["size_bytes"].(float64) || sum != obj["sha256"] || size < 300<<10 {
+			t.Errorf("uploaded object size %d sha %s, job says %v", size, sum, obj)
+		}
+		if !bytes.Contains(tail, []byte("END-OF-OUTPUT")) {
+			t.Errorf("the uploaded object's tail %q does not end the output", tail[max(0, len(tail)-40):])
+		}
+		if out, _ := res["_output"].(string); !strings.Contains(out, "bytes omitted") || len(out) > 64<<10 {
+			t.Errorf("inline output is %d bytes", len(out))
+		}
+	})
+}
+
+func keys(m map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// reportCost prints what one node-run cost and the dollars per million node-runs.
+func reportCost(t *testing.T, what string, u awsapp.Usage, nodeRuns int) {
+	t.Helper()
+	per := u.Cost(awsapp.USEast1) / float64(nodeRuns)
+	t.Logf("COST %s: %d node-runs: %s", what, nodeRuns, u)
+	t.Logf("COST %s: $%.2f per million node-runs at us-east-1 list prices (%v)", what, per*1e6, u.Invocations)
+	if os.Getenv("BATON_COST_OUT") != "" {
+		f, err := os.OpenFile(os.Getenv("BATON_COST_OUT"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintf(f, "%s\t%d\t%.2f\t%s\n", what, nodeRuns, per*1e6, u)
+			f.Close()
+		}
+	}
+}
+
+// TestAWSConnectionLoss: a connection that vanished without $disconnect makes the next send
+// see 410, the node goes offline, and the agent — back on a new connection — gets its work and
+// delivers a result spooled while it was away exactly once.
+func TestAWSConnectionLoss(t *testing.T) {
+	c := newCloud(t)
+	dir := t.TempDir()
+	p := c.startAgent("n1", dir)
+	c.waitConnected("n1")
+	ctx := t.Context()
+
+	t.Run("a vanished connection is found by the next send", func(t *testing.T) {
+		node, _ := c.app.Store.GetNode(ctx, "n1")
+		oldConn := node.Connection
+		p.cmd.Process.Signal(syscall.SIGSTOP) // the agent cannot reconnect while stopped
+		if err := c.ws.Kill(oldConn); err != nil {
+			t.Fatal(err)
+		}
+		if node, _ := c.app.Store.GetNode(ctx, "n1"); !node.Connected {
+			t.Fatal("the inventory lost the connection without a send or $disconnect")
+		}
+		ref, err := c.api.RunTask(ctx, client.TaskRequest{Task: "demo::hello", Scope: client.Scope{Nodes: []string{"n1"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the node to be marked offline after a 410", 10*time.Second, func() bool {
+			n, err := c.app.Store.GetNode(ctx, "n1")
+			return err == nil && !n.Connected
+		})
+		if c.ws.Stats().ManagementCalls["POST"] == 0 {
+			t.Error("no @connections POST was made")
+		}
+		p.cmd.Process.Signal(syscall.SIGCONT)
+		job, nodes := c.waitJob(ref.Name)
+		if job.State != "finished" || nodes[0].State != "finished" {
+			t.Fatalf("after reconnect: %s %s %s", job.State, nodes[0].State, nodes[0].Result)
+		}
+		if n, _ := c.app.Store.GetNode(ctx, "n1"); !n.Connected || n.Connection == oldConn {
+			t.Errorf("inventory after reconnect: connected %v conn %s (old %s)", n.Connected, n.Connection, oldConn)
+		}
+	})
+
+	t.Run("a result finished while disconnected is delivered once", func(t *testing.T) {
+		ref, err := c.api.RunTask(ctx, client.TaskRequest{Task: "demo::sleep", Params: map[string]any{"seconds": 2}, Scope: client.Scope{Nodes: []string{"n1"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "node running", 10*time.Second, func() bool {
+			nodes, err := c.api.JobNodes(ctx, ref.Name)
+			return err == nil && nodes[0].State == "running"
+		})
+		node, _ := c.app.Store.GetNode(ctx, "n1")
+		if err := c.ws.Kill(node.Connection); err != nil { // the agent notices and reconnects
+			t.Fatal(err)
+		}
+		job, nodes := c.waitJob(ref.Name)
+		if job.State != "finished" || nodes[0].State != "finished" || !strings.Contains(string(nodes[0].Result), `"slept"`) {
+			t.Fatalf("job %s node %s %s", job.State, nodes[0].State, nodes[0].Result)
+		}
+		evs, _, err := c.api.Events(ctx, ref.Name, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		finished := 0
+		for _, e := range evs {
+			if e.Type == "node_finished" {
+				finished++
+			}
+		}
+		if finished != 1 {
+			t.Errorf("node_finished events: %d", finished)
+		}
+	})
+}
+
+// TestAWSPuppetRun runs an on-demand Puppet run (masterless puppet apply) through the AWS
+// handlers.
+func TestAWSPuppetRun(t *testing.T) {
+	if _, err := exec.LookPath("puppet"); err != nil {
+		if os.Getenv("BATON_REQUIRE_PUPPET") != "" {
+			t.Fatalf("puppet is required: %v", err)
+		}
+		t.Skip("puppet is not installed")
+	}
+	c := newCloud(t)
+	dir := t.TempDir()
+	target := filepath.Join(dir, "motd")
+	manifest := filepath.Join(dir, "site.pp")
+	os.WriteFile(manifest, []byte("file { '"+target+"': content => \"from AWS\\n\" }\n"), 0o644)
+	var args []string
+	for _, d := range []string{"confdir", "vardir", "codedir", "logdir", "rundir", "ssldir", "publicdir"} {
+		p := filepath.Join(dir, "puppet", d)
+		os.MkdirAll(p, 0o700)
+		args = append(args, "--"+d, p)
+	}
+	c.startAgent("p1", dir, "--puppet-mode", "apply", "--puppet-manifest", manifest, "--puppet-args", strings.Join(args, ","))
+	c.waitConnected("p1")
+	c.paused.Store(true)
+	before := c.usage()
+	ref, err := c.api.Deploy(t.Context(), client.DeployRequest{Environment: "production", Scope: client.Scope{Nodes: []string{"p1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitQuiet(ref.Name)
+	u := c.usage().Sub(before)
+	job, nodes := c.waitJob(ref.Name)
+	var r struct {
+		Status  string         `json:"status"`
+		Metrics map[string]int `json:"metrics"`
+	}
+	json.Unmarshal(nodes[0].Result, &r)
+	if job.State != "finished" || nodes[0].State != "finished" || r.Status != "changed" || r.Metrics["changed"] != 1 {
+		t.Fatalf("deploy: %s %s %s", job.State, nodes[0].State, nodes[0].Result)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "from AWS\n" {
+		t.Errorf("target %q", b)
+	}
+	u.Invocations["http $default"], u.Invocations["http authorizer"] = 1, 1
+	reportCost(t, "puppet run", u, 1)
+}
