@@ -67,6 +67,13 @@ func (c *clientFlags) client() (*client.Client, error) {
 		server = "http://127.0.0.1:8143"
 	}
 	tokenFile := firstNonEmpty(c.tokenFile, os.Getenv("BATON_TOKEN_FILE"))
+	if tokenFile == "" {
+		if f := loginTokenFile(); f != "" {
+			if _, err := os.Stat(f); err == nil {
+				tokenFile = f
+			}
+		}
+	}
 	if tokenFile == "" && haveState {
 		tokenFile = st.TokenFile
 	}

@@ -26,13 +26,21 @@ Usage:
   baton job stop ID [--force]
   baton group add NAME (--nodes a,b | --query Q) [--description D]
   baton group list | show NAME | rm NAME
+  baton login [--lifetime 8h]                  save a fresh token of your own for later commands
+  baton token issue --out FILE [--login L] [--lifetime D] [--label X]
+  baton token list | revoke ID
   baton token create --table T --out FILE [--login L] [--lifetime D]   (AWS: first admin token)
+  baton role add NAME --permission ACTION[=INSTANCE][@SCOPE] ... | list | rm NAME
+  baton user set LOGIN --roles a,b | list
   baton node add NAME --out FILE
   baton node list
   baton node show NAME
 
 Client commands take --server URL (env BATON_SERVER, default http://127.0.0.1:8143) and
---token-file FILE (env BATON_TOKEN_FILE, default: the admin token of the local baton serve).
+--token-file FILE (env BATON_TOKEN_FILE; default: the token saved by baton login, else the
+admin token of the local baton serve).
+Permissions: jobs:view, jobs:stop, puppet:run, tasks:run, nodes:manage, tokens:manage,
+tasks:manage; INSTANCE is a task name for tasks:run; SCOPE is *, group:NAME or query:QUERY.
 `
 
 func main() {
@@ -59,7 +67,13 @@ func run(args []string) int {
 	case "group":
 		err = dispatch(args[1:], map[string]func([]string) error{"add": cmdGroupAdd, "list": cmdGroupList, "show": cmdGroupShow, "rm": cmdGroupRm})
 	case "token":
-		err = dispatch(args[1:], map[string]func([]string) error{"create": cmdTokenCreate})
+		err = dispatch(args[1:], map[string]func([]string) error{"create": cmdTokenCreate, "issue": cmdTokenIssue, "list": cmdTokenList, "revoke": cmdTokenRevoke})
+	case "login":
+		err = cmdLogin(args[1:])
+	case "role":
+		err = dispatch(args[1:], map[string]func([]string) error{"add": cmdRoleAdd, "list": cmdRoleList, "rm": cmdRoleRm})
+	case "user":
+		err = dispatch(args[1:], map[string]func([]string) error{"set": cmdUserSet, "list": cmdUserList})
 	case "run":
 		err = cmdRun(args[1:])
 	case "node":

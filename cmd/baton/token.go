@@ -22,6 +22,7 @@ func cmdTokenCreate(args []string) error {
 	label := fs.String("label", "created by baton token create", "a label")
 	ttl := fs.Duration("lifetime", 0, "how long the token is valid (0: no expiry)")
 	out := fs.String("out", "", "file to write the token to (mode 0600)")
+	admin := fs.Bool("admin", true, "give the login the admin role (every permission)")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -37,7 +38,13 @@ func cmdTokenCreate(args []string) error {
 	if err != nil {
 		return err
 	}
-	token, err := auth.New(st, time.Now).IssueToken(ctx, *login, *label, *ttl)
+	svc := auth.New(st, time.Now)
+	if *admin {
+		if err := svc.EnsureAdmin(ctx, *login); err != nil {
+			return err
+		}
+	}
+	token, err := svc.IssueToken(ctx, *login, *label, *ttl)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,8 @@
 // Package auth checks who is calling: API tokens (X-Authentication) and node credentials (the
 // secret an agent presents when it connects). Secrets are random, shown once, and stored only as
 // SHA-256 hashes, so a leaked database does not let anyone impersonate a user or a node.
-// It does not decide what a caller may do beyond being authenticated.
+// Who may do what is RBAC in PE's model (rbac.go): users hold roles, roles hold permissions,
+// and a token carries its user's permissions at the time of each request.
 package auth
 
 import (
@@ -30,13 +31,25 @@ var (
 type Store interface {
 	PutToken(ctx context.Context, t store.Token) error
 	GetToken(ctx context.Context, hash string) (store.Token, error)
+	ListTokens(ctx context.Context, login string) ([]store.Token, error)
+	RevokeToken(ctx context.Context, hash string) error
+	PutRole(ctx context.Context, r store.Role) (store.Role, error)
+	GetRole(ctx context.Context, name string) (store.Role, error)
+	ListRoles(ctx context.Context) ([]store.Role, error)
+	DeleteRole(ctx context.Context, name string) error
+	PutUser(ctx context.Context, u store.User) (store.User, error)
+	GetUser(ctx context.Context, login string) (store.User, error)
+	ListUsers(ctx context.Context) ([]store.User, error)
 	CreateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
 	GetNode(ctx context.Context, name string) (inventory.Node, error)
 }
 
-// Principal is an authenticated API caller.
+// Principal is an authenticated API caller and what it may do.
 type Principal struct {
-	Login string
+	Login       string
+	Permissions []store.Permission
+	// TokenID names the token used (a prefix of its hash), for audit logs.
+	TokenID string
 }
 
 // NewSecret returns 32 random bytes, base64url-encoded.
@@ -56,14 +69,21 @@ func Hash(secret string) string {
 
 // Service authenticates tokens and nodes against a Store.
 type Service struct {
-	store Store
-	now   func() time.Time
+	store       Store
+	now         func() time.Time
+	maxLifetime time.Duration
 }
 
 // New returns a Service; now is the clock.
-func New(st Store, now func() time.Time) *Service { return &Service{store: st, now: now} }
+func New(st Store, now func() time.Time) *Service {
+	return &Service{store: st, now: now, maxLifetime: DefaultMaxLifetime}
+}
 
-// IssueToken creates a token for login. ttl 0 means it does not expire.
+// SetMaxLifetime sets the longest lifetime a token may be issued with through the API.
+func (s *Service) SetMaxLifetime(d time.Duration) { s.maxLifetime = d }
+
+// IssueToken creates a token for login. ttl 0 means it does not expire (only for tokens
+// made on the server's own machine: the API bounds lifetimes, see IssueTokenFor).
 func (s *Service) IssueToken(ctx context.Context, login, label string, ttl time.Duration) (string, error) {
 	secret := NewSecret()
 	t := store.Token{Hash: Hash(secret), Login: login, Label: label, CreatedAt: s.now().UTC()}
@@ -95,7 +115,11 @@ func (s *Service) AuthenticateToken(ctx context.Context, token string) (Principa
 	if t.ExpiresAt != nil && !s.now().Before(*t.ExpiresAt) {
 		return Principal{}, fmt.Errorf("%w: token expired", ErrUnauthenticated)
 	}
-	return Principal{Login: t.Login}, nil
+	perms, err := s.permissions(ctx, t.Login)
+	if err != nil {
+		return Principal{}, err
+	}
+	return Principal{Login: t.Login, Permissions: perms, TokenID: TokenID(t.Hash)}, nil
 }
 
 var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._\-]{0,251}[A-Za-z0-9])?$`)

@@ -146,6 +146,9 @@ func newCloud(t *testing.T) *cloud {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.http.Close() })
+	if err := app.Auth.EnsureAdmin(ctx, "admin"); err != nil {
+		t.Fatal(err)
+	}
 	token, err := app.Auth.IssueToken(ctx, "admin", "e2e", time.Hour)
 	if err != nil {
 		t.Fatal(err)

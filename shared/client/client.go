@@ -412,3 +412,84 @@ func (c *Client) EnrollNode(ctx context.Context, name string) (string, error) {
 
 // BaseURL is the server URL the client talks to.
 func (c *Client) BaseURL() string { return c.base }
+
+// TokenInfo describes a token without its secret.
+type TokenInfo struct {
+	ID        string     `json:"id"`
+	Login     string     `json:"login"`
+	Label     string     `json:"label"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	Revoked   bool       `json:"revoked"`
+}
+
+// IssueToken issues a token for login ("" = the caller) valid for lifetime (PE format: 1h,
+// 7d, 3600; "" = the server's default).
+func (c *Client) IssueToken(ctx context.Context, login, label, lifetime string) (string, TokenInfo, error) {
+	var out struct {
+		Token string    `json:"token"`
+		Info  TokenInfo `json:"info"`
+	}
+	err := c.do(ctx, http.MethodPost, "/baton/v1/tokens", map[string]string{"login": login, "label": label, "lifetime": lifetime}, &out)
+	return out.Token, out.Info, err
+}
+
+// Tokens lists the caller's tokens (everyone's for a token manager).
+func (c *Client) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	var out struct {
+		Items []TokenInfo `json:"items"`
+	}
+	err := c.do(ctx, http.MethodGet, "/baton/v1/tokens", nil, &out)
+	return out.Items, err
+}
+
+// RevokeToken revokes a token by its id.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/baton/v1/tokens/"+url.PathEscape(id), nil, nil)
+}
+
+// Role is a named set of permissions, each ACTION[=INSTANCE][@SCOPE].
+type Role struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Permissions []string `json:"permissions"`
+}
+
+// CreateRole creates a role.
+func (c *Client) CreateRole(ctx context.Context, r Role) error {
+	return c.do(ctx, http.MethodPost, "/baton/v1/roles", r, nil)
+}
+
+// Roles lists the roles.
+func (c *Client) Roles(ctx context.Context) ([]Role, error) {
+	var out struct {
+		Items []Role `json:"items"`
+	}
+	err := c.do(ctx, http.MethodGet, "/baton/v1/roles", nil, &out)
+	return out.Items, err
+}
+
+// DeleteRole removes a role.
+func (c *Client) DeleteRole(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/baton/v1/roles/"+url.PathEscape(name), nil, nil)
+}
+
+// User is a login and its roles.
+type User struct {
+	Login string   `json:"login"`
+	Roles []string `json:"roles"`
+}
+
+// SetUserRoles gives login exactly roles.
+func (c *Client) SetUserRoles(ctx context.Context, login string, roles []string) error {
+	return c.do(ctx, http.MethodPut, "/baton/v1/users/"+url.PathEscape(login), map[string]any{"roles": roles}, nil)
+}
+
+// Users lists the users.
+func (c *Client) Users(ctx context.Context) ([]User, error) {
+	var out struct {
+		Items []User `json:"items"`
+	}
+	err := c.do(ctx, http.MethodGet, "/baton/v1/users", nil, &out)
+	return out.Items, err
+}

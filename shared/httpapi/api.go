@@ -52,10 +52,18 @@ type FileURLs interface {
 	FileURI(ctx context.Context, env, module, filename, sha256 string) (protocol.FileURI, error)
 }
 
-// Authenticator checks API tokens and enrols nodes.
+// Authenticator checks API tokens, enrols nodes, and manages tokens, roles and users.
 type Authenticator interface {
 	AuthenticateToken(ctx context.Context, token string) (auth.Principal, error)
 	EnrollNode(ctx context.Context, name string) (string, error)
+	IssueTokenFor(ctx context.Context, caller auth.Principal, login, label string, lifetime time.Duration) (string, auth.TokenInfo, error)
+	ListTokens(ctx context.Context, caller auth.Principal) ([]auth.TokenInfo, error)
+	RevokeToken(ctx context.Context, caller auth.Principal, id string) error
+	CreateRole(ctx context.Context, caller auth.Principal, r store.Role) (store.Role, error)
+	Roles(ctx context.Context) ([]store.Role, error)
+	DeleteRole(ctx context.Context, caller auth.Principal, name string) error
+	SetUserRoles(ctx context.Context, caller auth.Principal, login string, roles []string) (store.User, error)
+	Users(ctx context.Context) ([]store.User, error)
 }
 
 // MaxBodyBytes caps request bodies.
@@ -82,26 +90,35 @@ func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, log
 	}
 	a := &API{orch: orch, cat: cat, urls: urls, auth: authn, log: logger.With("component", "httpapi"), mux: http.NewServeMux(), clock: time.Now}
 	const v1 = "/orchestrator/v1"
-	a.handle("GET "+v1, a.root)
-	a.handle("GET "+v1+"/{$}", a.root)
-	a.handle("POST "+v1+"/command/task", a.commandTask)
-	a.handle("GET "+v1+"/jobs", a.listJobs)
-	a.handle("GET "+v1+"/jobs/{id}", a.getJob)
-	a.handle("GET "+v1+"/jobs/{id}/nodes", a.jobNodes)
-	a.handle("GET "+v1+"/jobs/{id}/report", a.jobReport)
-	a.handle("GET "+v1+"/jobs/{id}/events", a.jobEvents)
-	a.handle("GET "+v1+"/tasks", a.listTasks)
-	a.handle("GET "+v1+"/tasks/{module}/{task}", a.getTask)
-	a.handle("GET "+v1+"/inventory", a.listInventory)
-	a.handle("GET "+v1+"/inventory/{node}", a.getInventory)
-	a.handle("POST "+v1+"/inventory", a.queryInventory)
-	a.handle("POST "+v1+"/command/stop", a.commandStop)
-	a.handle("POST "+v1+"/command/deploy", a.commandDeploy)
-	a.handle("POST /baton/v1/nodes", a.enrollNode)
-	a.handle("GET /baton/v1/groups", a.listGroups)
-	a.handle("POST /baton/v1/groups", a.createGroup)
-	a.handle("GET /baton/v1/groups/{name}", a.getGroup)
-	a.handle("DELETE /baton/v1/groups/{name}", a.deleteGroup)
+	view, manageNodes := auth.ActionJobsView, auth.ActionNodesManage
+	a.handle("GET "+v1, "", a.root)
+	a.handle("GET "+v1+"/{$}", "", a.root)
+	a.handle("POST "+v1+"/command/task", "", a.commandTask) // checked per task and node
+	a.handle("POST "+v1+"/command/deploy", "", a.commandDeploy)
+	a.handle("POST "+v1+"/command/stop", auth.ActionJobsStop, a.commandStop)
+	a.handle("GET "+v1+"/jobs", view, a.listJobs)
+	a.handle("GET "+v1+"/jobs/{id}", view, a.getJob)
+	a.handle("GET "+v1+"/jobs/{id}/nodes", view, a.jobNodes)
+	a.handle("GET "+v1+"/jobs/{id}/report", view, a.jobReport)
+	a.handle("GET "+v1+"/jobs/{id}/events", view, a.jobEvents)
+	a.handle("GET "+v1+"/tasks", view, a.listTasks)
+	a.handle("GET "+v1+"/tasks/{module}/{task}", view, a.getTask)
+	a.handle("GET "+v1+"/inventory", view, a.listInventory)
+	a.handle("GET "+v1+"/inventory/{node}", view, a.getInventory)
+	a.handle("POST "+v1+"/inventory", view, a.queryInventory)
+	a.handle("POST /baton/v1/nodes", manageNodes, a.enrollNode)
+	a.handle("GET /baton/v1/groups", view, a.listGroups)
+	a.handle("POST /baton/v1/groups", manageNodes, a.createGroup)
+	a.handle("GET /baton/v1/groups/{name}", view, a.getGroup)
+	a.handle("DELETE /baton/v1/groups/{name}", manageNodes, a.deleteGroup)
+	a.handle("POST /baton/v1/tokens", "", a.issueToken) // own tokens: any user; others: tokens:manage
+	a.handle("GET /baton/v1/tokens", "", a.listTokens)
+	a.handle("DELETE /baton/v1/tokens/{id}", "", a.revokeToken)
+	a.handle("GET /baton/v1/roles", auth.ActionTokensManage, a.listRoles)
+	a.handle("POST /baton/v1/roles", auth.ActionTokensManage, a.createRole)
+	a.handle("DELETE /baton/v1/roles/{name}", auth.ActionTokensManage, a.deleteRole)
+	a.handle("GET /baton/v1/users", auth.ActionTokensManage, a.listUsers)
+	a.handle("PUT /baton/v1/users/{login}", auth.ActionTokensManage, a.setUser)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Kind: "puppetlabs.orchestrator/not-found", Msg: "No such endpoint: " + r.Method + " " + r.URL.Path, Details: map[string]any{}})
 	})
@@ -128,6 +145,10 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.body.Msg }
 
+func notPermitted(format string, args ...any) error {
+	return &apiError{status: http.StatusForbidden, body: errorBody{Kind: orchestrator.KindNotPermitted, Msg: fmt.Sprintf(format, args...), Details: map[string]any{}}}
+}
+
 func validation(format string, args ...any) error {
 	return &apiError{status: http.StatusBadRequest, body: errorBody{Kind: orchestrator.KindValidation, Msg: fmt.Sprintf(format, args...), Details: map[string]any{}}}
 }
@@ -145,8 +166,9 @@ var kindStatus = map[string]int{
 	orchestrator.KindUnknownGroup:       http.StatusNotFound,
 }
 
-// handle registers h behind authentication and the error mapping.
-func (a *API) handle(pattern string, h handlerFunc) {
+// handle registers h behind authentication, the permission check for action ("" when the
+// handler checks for itself) and the error mapping.
+func (a *API) handle(pattern, action string, h handlerFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		token := r.Header.Get("X-Authentication")
 		if token == "" {
@@ -159,6 +181,10 @@ func (a *API) handle(pattern string, h handlerFunc) {
 					Msg: "Authentication is required: send a valid token in the X-Authentication header", Details: map[string]any{}}}
 			}
 			a.writeError(w, r, err)
+			return
+		}
+		if action != "" && !p.Can(action) {
+			a.writeError(w, r, notPermitted("You are not permitted to do this: it needs the %s permission", action))
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
@@ -187,6 +213,20 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			details = map[string]any{}
 		}
 		writeJSON(w, status, errorBody{Kind: oe.Kind, Msg: oe.Msg, Details: details})
+		return
+	}
+	switch {
+	case errors.Is(err, auth.ErrForbidden):
+		writeJSON(w, http.StatusForbidden, errorBody{Kind: orchestrator.KindNotPermitted, Msg: err.Error(), Details: map[string]any{}})
+		return
+	case errors.Is(err, auth.ErrInvalid), errors.Is(err, auth.ErrInvalidPermission):
+		writeJSON(w, http.StatusBadRequest, errorBody{Kind: orchestrator.KindValidation, Msg: err.Error(), Details: map[string]any{}})
+		return
+	case errors.Is(err, store.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, errorBody{Kind: "puppetlabs.orchestrator/not-found", Msg: err.Error(), Details: map[string]any{}})
+		return
+	case errors.Is(err, store.ErrExists):
+		writeJSON(w, http.StatusConflict, errorBody{Kind: orchestrator.KindConflict, Msg: err.Error(), Details: map[string]any{}})
 		return
 	}
 	id := protocol.NewID()

@@ -19,6 +19,9 @@ import (
 func TestAuthentication(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	ctx := context.Background()
+	if err := s.auth.EnsureAdmin(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
 	expiring, err := s.auth.IssueToken(ctx, "alice", "short-lived", time.Minute)
 	if err != nil {
 		t.Fatal(err)

@@ -125,6 +125,15 @@ func (a *API) commandTask(r *http.Request, p principal) (any, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	task := c.Task
+	if mod, name, err := tasks.SplitTaskName(task); err == nil && name == "init" {
+		task = mod
+	}
+	scopes := p.Scopes(auth.ActionTasksRun, task)
+	if len(scopes) == 0 {
+		return nil, 0, notPermitted("You are not permitted to run task %s", c.Task)
+	}
+	common.Permit = &orchestrator.Permit{Scopes: scopes, What: "run task " + c.Task}
 	job, err := a.orch.SubmitTask(r.Context(), orchestrator.TaskRequest{Common: common, Task: c.Task, Params: c.Params}, jobs.Owner{ID: p.Login, Login: p.Login})
 	if err != nil {
 		return nil, 0, err
@@ -165,6 +174,11 @@ func (a *API) commandDeploy(r *http.Request, p principal) (any, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	scopes := p.Scopes(auth.ActionPuppetRun, "*")
+	if len(scopes) == 0 {
+		return nil, 0, notPermitted("You are not permitted to run Puppet")
+	}
+	common.Permit = &orchestrator.Permit{Scopes: scopes, What: "run Puppet"}
 	req := orchestrator.DeployRequest{Common: common, Puppet: puppetrun.DeployOptions{
 		NoNoop: c.NoNoop, EnforceEnvironment: c.EnforceEnvironment, Debug: c.Debug, Trace: c.Trace, Evaltrace: c.Evaltrace,
 		Filetimeout: c.Filetimeout, HTTPConnectTimeout: c.HTTPConnectTimeout, HTTPKeepaliveTimeout: c.HTTPKeepaliveTimeout,
@@ -560,4 +574,138 @@ func (a *API) deleteGroup(r *http.Request, _ principal) (any, int, error) {
 		return nil, 0, err
 	}
 	return map[string]any{"deleted": r.PathValue("name")}, http.StatusOK, nil
+}
+
+func (a *API) issueToken(r *http.Request, p principal) (any, int, error) {
+	var body struct {
+		Login    string `json:"login"`
+		Label    string `json:"label"`
+		Lifetime string `json:"lifetime"`
+	}
+	if err := decode(r, &body); err != nil {
+		return nil, 0, err
+	}
+	var lifetime time.Duration
+	if body.Lifetime != "" {
+		d, err := parseLifetime(body.Lifetime)
+		if err != nil {
+			return nil, 0, validation("lifetime: %v", err)
+		}
+		lifetime = d
+	}
+	secret, info, err := a.auth.IssueTokenFor(r.Context(), p, body.Login, body.Label, lifetime)
+	if err != nil {
+		return nil, 0, err
+	}
+	return map[string]any{"token": secret, "info": info}, http.StatusCreated, nil
+}
+
+// parseLifetime reads PE's lifetime format: <n>[y|d|h|m|s] (no unit: seconds), or a Go duration.
+func parseLifetime(s string) (time.Duration, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return d, nil
+	}
+	units := map[byte]time.Duration{'y': 365 * 24 * time.Hour, 'd': 24 * time.Hour, 'h': time.Hour, 'm': time.Minute, 's': time.Second}
+	unit, num := time.Second, s
+	if u, ok := units[s[len(s)-1]]; ok {
+		unit, num = u, s[:len(s)-1]
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("want a lifetime like 1h, 7d or 3600, got %q", s)
+	}
+	return time.Duration(n) * unit, nil
+}
+
+func (a *API) listTokens(r *http.Request, p principal) (any, int, error) {
+	ts, err := a.auth.ListTokens(r.Context(), p)
+	if err != nil {
+		return nil, 0, err
+	}
+	return map[string]any{"items": ts}, http.StatusOK, nil
+}
+
+func (a *API) revokeToken(r *http.Request, p principal) (any, int, error) {
+	if err := a.auth.RevokeToken(r.Context(), p, r.PathValue("id")); err != nil {
+		return nil, 0, err
+	}
+	return map[string]any{"revoked": r.PathValue("id")}, http.StatusOK, nil
+}
+
+type roleView struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Permissions []string `json:"permissions"`
+}
+
+func (a *API) listRoles(r *http.Request, _ principal) (any, int, error) {
+	rs, err := a.auth.Roles(r.Context())
+	if err != nil {
+		return nil, 0, err
+	}
+	items := make([]roleView, 0, len(rs))
+	for _, role := range rs {
+		v := roleView{Name: role.Name, Description: role.Description, Permissions: []string{}}
+		for _, perm := range role.Permissions {
+			v.Permissions = append(v.Permissions, auth.FormatPermission(perm))
+		}
+		items = append(items, v)
+	}
+	return map[string]any{"items": items}, http.StatusOK, nil
+}
+
+func (a *API) createRole(r *http.Request, p principal) (any, int, error) {
+	var body roleView
+	if err := decode(r, &body); err != nil {
+		return nil, 0, err
+	}
+	role := store.Role{Name: body.Name, Description: body.Description}
+	for _, s := range body.Permissions {
+		perm, err := auth.ParsePermission(s)
+		if err != nil {
+			return nil, 0, validation("%v", err)
+		}
+		role.Permissions = append(role.Permissions, perm)
+	}
+	if _, err := a.auth.CreateRole(r.Context(), p, role); err != nil {
+		return nil, 0, err
+	}
+	return body, http.StatusCreated, nil
+}
+
+func (a *API) deleteRole(r *http.Request, p principal) (any, int, error) {
+	if err := a.auth.DeleteRole(r.Context(), p, r.PathValue("name")); err != nil {
+		return nil, 0, err
+	}
+	return map[string]any{"deleted": r.PathValue("name")}, http.StatusOK, nil
+}
+
+func (a *API) listUsers(r *http.Request, _ principal) (any, int, error) {
+	us, err := a.auth.Users(r.Context())
+	if err != nil {
+		return nil, 0, err
+	}
+	items := make([]map[string]any, 0, len(us))
+	for _, u := range us {
+		roles := u.Roles
+		if roles == nil {
+			roles = []string{}
+		}
+		items = append(items, map[string]any{"login": u.Login, "roles": roles})
+	}
+	return map[string]any{"items": items}, http.StatusOK, nil
+}
+
+func (a *API) setUser(r *http.Request, p principal) (any, int, error) {
+	var body struct {
+		Roles []string `json:"roles"`
+	}
+	if err := decode(r, &body); err != nil {
+		return nil, 0, err
+	}
+	u, err := a.auth.SetUserRoles(r.Context(), p, r.PathValue("login"), body.Roles)
+	if err != nil {
+		return nil, 0, err
+	}
+	return map[string]any{"login": u.Login, "roles": u.Roles}, http.StatusOK, nil
 }

@@ -158,6 +158,9 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	s.client = srv.Client()
 
 	// The token is issued on the real store so that a failing auth store still has one to look up.
+	if err := auth.New(st, s.authClock.Now).EnsureAdmin(context.Background(), "admin"); err != nil {
+		t.Fatal(err)
+	}
 	token, err := auth.New(st, s.authClock.Now).IssueToken(context.Background(), "admin", "test", 0)
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,9 @@ func (s *Service) SubmitDeploy(ctx context.Context, req DeployRequest, owner job
 	if err != nil {
 		return jobs.Job{}, err
 	}
+	if names, err = s.permitted(ctx, names, req.Permit); err != nil {
+		return jobs.Job{}, err
+	}
 	plain, err := json.Marshal(payload{Environment: opts.Environment, Flags: flags})
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("encode payload: %w", err)

@@ -34,6 +34,17 @@ type Common struct {
 	MaxErrors   MaxErrors
 	// IdempotencyKey, when set, makes a repeated request return the job the first one made.
 	IdempotencyKey string
+	// Permit limits the nodes the caller may target (RBAC); nil allows every node.
+	Permit *Permit
+}
+
+// Permit is the set of node scopes a caller holds for a request: "*" (every node),
+// "group:NAME" or "query:QUERY". Nodes outside them are left out of the job, as PE does; if
+// none remain the request is refused with not-permitted.
+type Permit struct {
+	Scopes []string
+	// What names the permission in error messages, e.g. "run task demo::hello".
+	What string
 }
 
 // MaxErrors is an error budget, SSM-style: Count errors (or Percent of the job's nodes,
@@ -121,6 +132,9 @@ func (s *Service) SubmitTask(ctx context.Context, req TaskRequest, owner jobs.Ow
 	if err != nil {
 		return jobs.Job{}, err
 	}
+	if names, err = s.permitted(ctx, names, req.Permit); err != nil {
+		return jobs.Job{}, err
+	}
 	task, err := s.catalog.Task(ctx, req.Environment, req.Task)
 	switch {
 	case errors.Is(err, catalog.ErrUnknownEnvironment):
@@ -184,6 +198,44 @@ func (s *Service) SubmitTask(ctx context.Context, req TaskRequest, owner jobs.Ow
 	}
 	job := jobs.Job{Type: jobs.TypeTask, Task: task.Name, Options: mustJSON(opts), Payload: sealed}
 	return s.createJob(ctx, req.Common, owner, job, names)
+}
+
+// permitted keeps the names the permit covers, in order.
+func (s *Service) permitted(ctx context.Context, names []string, p *Permit) ([]string, error) {
+	if p == nil || slices.Contains(p.Scopes, "*") {
+		return names, nil
+	}
+	allowed := map[string]bool{}
+	for _, scope := range p.Scopes {
+		var members []string
+		var err error
+		switch {
+		case strings.HasPrefix(scope, "group:"):
+			members, err = s.resolveExtendedScope(ctx, Scope{NodeGroup: strings.TrimPrefix(scope, "group:")})
+		case strings.HasPrefix(scope, "query:"):
+			members, err = s.resolveQuery(ctx, strings.TrimPrefix(scope, "query:"))
+		}
+		if err != nil {
+			if _, ok := AsError(err); ok {
+				continue // a scope naming a deleted group or matching nothing grants nothing
+			}
+			return nil, err
+		}
+		for _, m := range members {
+			allowed[m] = true
+		}
+	}
+	var out []string
+	for _, n := range names {
+		if allowed[n] {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, newError(KindNotPermitted, map[string]any{"permission": p.What},
+			"You are not permitted to %s on any of the targeted nodes", p.What)
+	}
+	return out, nil
 }
 
 func (c Common) validate() error {

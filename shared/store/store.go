@@ -42,6 +42,33 @@ type Token struct {
 	Revoked   bool
 }
 
+// Permission grants one action (RBAC, modelled on PE's {object_type, action, instance}).
+// Action is one of the auth package's actions ("jobs:view", "tasks:run", ...); Instance narrows
+// it (a task name, or "*"); Scope narrows the nodes it applies to ("*", "group:<name>" or
+// "query:<scope query>").
+type Permission struct {
+	Action   string `json:"action"`
+	Instance string `json:"instance,omitempty"`
+	Scope    string `json:"scope,omitempty"`
+}
+
+// Role is a named set of permissions.
+type Role struct {
+	Name        string
+	Description string
+	Permissions []Permission
+	CreatedAt   time.Time
+	Version     int64
+}
+
+// User is an API user: a login and the roles it holds.
+type User struct {
+	Login     string
+	Roles     []string
+	CreatedAt time.Time
+	Version   int64
+}
+
 // Store is the persistence contract. All methods are safe for concurrent use.
 type Store interface {
 	// CreateJob writes a job, its nodes and its first events atomically. It assigns the job an
@@ -113,4 +140,24 @@ type Store interface {
 	PutToken(ctx context.Context, t Token) error
 	// GetToken returns ErrNotFound for an unknown hash.
 	GetToken(ctx context.Context, hash string) (Token, error)
+	// ListTokens returns the tokens of login ("" for every login), newest first.
+	ListTokens(ctx context.Context, login string) ([]Token, error)
+	// RevokeToken marks a token revoked; ErrNotFound for an unknown hash. Revoking twice is fine.
+	RevokeToken(ctx context.Context, hash string) error
+
+	// PutRole with Version 0 creates a role (ErrExists when the name is taken); with the stored
+	// Version it replaces it (a stale Version: ErrConflict; an unknown name: ErrNotFound). It
+	// returns the role with its new Version.
+	PutRole(ctx context.Context, r Role) (Role, error)
+	GetRole(ctx context.Context, name string) (Role, error)
+	// ListRoles returns every role by name.
+	ListRoles(ctx context.Context) ([]Role, error)
+	DeleteRole(ctx context.Context, name string) error
+
+	// PutUser creates or replaces a user, with the same Version rules as PutRole.
+	// DeleteUser is not needed: revoke its tokens and take its roles away.
+	PutUser(ctx context.Context, u User) (User, error)
+	GetUser(ctx context.Context, login string) (User, error)
+	// ListUsers returns every user by login.
+	ListUsers(ctx context.Context) ([]User, error)
 }
