@@ -1,11 +1,14 @@
 // Package local wires `baton serve`: the whole control plane in one process — SQLite store,
 // modules-directory catalog, orchestrator, HTTP API, agent WebSocket endpoint and signed task
-// file downloads on one listener. It is composition only: the same orchestrator and API run on
-// AWS with other adapters. Tests start it on port 0.
+// file downloads on one listener, over TLS (a certificate of the operator's, or a self-signed one
+// kept in the data directory) unless plain HTTP is asked for. It is composition only: the same
+// orchestrator and API run on AWS with other adapters. Tests start it on port 0.
 package local
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +46,18 @@ type Config struct {
 	// TaskConcurrency caps running actions across all jobs (PE's task_concurrency); default 250.
 	TaskConcurrency int
 	Logger          *slog.Logger
+
+	// TLSCert and TLSKey are PEM files of the certificate (chain) and key to serve. When both
+	// are empty, a self-signed certificate (ECDSA P-256) is made on first start and kept in
+	// DataDir as tls.crt (0644) and tls.key (0600) for later starts.
+	TLSCert, TLSKey string
+	// TLSSANs are extra DNS names or IP addresses for the self-signed certificate, which
+	// always names localhost, 127.0.0.1, ::1 and the host name.
+	TLSSANs []string
+	// PlainHTTP serves http:// and ws:// without TLS, on a loopback address only.
+	PlainHTTP bool
+	// Insecure serves plain HTTP on any address, loopback or not (it implies PlainHTTP).
+	Insecure bool
 }
 
 // Validate checks the configuration and fills defaults.
@@ -55,6 +70,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Modules == "" && c.Environments == "" {
 		return errors.New("a modules directory (--modules) or an environments directory (--environments) is required")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("a TLS certificate needs its key and a key its certificate (--tls-cert and --tls-key)")
+	}
+	if c.Insecure {
+		c.PlainHTTP = true
+	}
+	if c.PlainHTTP && c.TLSCert != "" {
+		return errors.New("a TLS certificate was given, but plain HTTP was asked for (--insecure)")
 	}
 	if c.FileURLTTL <= 0 {
 		c.FileURLTTL = 5 * time.Minute
@@ -79,6 +103,7 @@ type Server struct {
 	auth    *auth.Service
 	orch    *orchestrator.Service
 	gateway *gateway.Gateway
+	tls     *serverTLS // nil for plain HTTP
 	http    *http.Server
 	ln      net.Listener
 	cancel  context.CancelFunc
@@ -99,8 +124,20 @@ func Start(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.PlainHTTP && !cfg.Insecure {
+		if err := checkPlainListen(cfg.Listen); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	var certs *serverTLS
+	if !cfg.PlainHTTP {
+		var err error
+		if certs, err = loadTLS(cfg, cfg.Logger.With("component", "local")); err != nil {
+			return nil, err
+		}
 	}
 	envs := map[string]string{}
 	if cfg.Environments != "" {
@@ -133,7 +170,7 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "local"), store: st}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "local"), store: st, tls: certs}
 	ok := false
 	defer func() {
 		if !ok {
@@ -141,6 +178,9 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}()
 	s.auth = auth.New(st, time.Now)
+	if err := s.auth.EnsureAdmin(context.Background(), "admin"); err != nil {
+		return nil, err
+	}
 	if err := s.ensureAdminToken(context.Background()); err != nil {
 		return nil, err
 	}
@@ -182,11 +222,18 @@ func Start(cfg Config) (*Server, error) {
 	mux.Handle("/pcp", s.gateway.Handler(s.auth, s.orch))
 	mux.Handle("/files/", catalog.FileHandler(cat, signer, cfg.Logger))
 	mux.Handle("/", api)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
+		// TLS handshake failures (a client that does not trust the certificate) land here.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	serve := func() error { return s.http.Serve(ln) }
+	if certs != nil {
+		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{certs.cert}, MinVersion: tls.VersionTLS12}
+		serve = func() error { return s.http.ServeTLS(ln, "", "") }
+	}
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server", "err", err)
 		}
 	}()
@@ -206,15 +253,63 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}()
 	ok = true
-	s.log.Info("baton serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "environments", cat.Environments())
+	s.log.Info("baton serving", "url", s.URL(), "data", cfg.DataDir, "environments", cat.Environments(),
+		"tls_sha256", s.Fingerprint())
 	return s, nil
 }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// URL is the server's base URL.
-func (s *Server) URL() string { return "http://" + s.Addr() }
+// URL is the server's base URL: https://host:port, or http://host:port for plain HTTP.
+func (s *Server) URL() string {
+	if s.tls == nil {
+		return "http://" + s.Addr()
+	}
+	return "https://" + s.Addr()
+}
+
+// AgentURL is the agents' WebSocket URL: wss://host:port/pcp, or ws://… for plain HTTP.
+func (s *Server) AgentURL() string {
+	if s.tls == nil {
+		return "ws://" + s.Addr() + "/pcp"
+	}
+	return "wss://" + s.Addr() + "/pcp"
+}
+
+// TLS reports whether the server speaks HTTPS and WSS.
+func (s *Server) TLS() bool { return s.tls != nil }
+
+// Fingerprint is the SHA-256 of the served certificate's DER as lowercase hex (what agents
+// and the CLI pin), or "" for plain HTTP.
+func (s *Server) Fingerprint() string {
+	if s.tls == nil {
+		return ""
+	}
+	return s.tls.fingerprint
+}
+
+// CertificatePEM is the served certificate chain as PEM, or nil for plain HTTP. A self-signed
+// certificate is its own CA, so this is also the CA file clients may trust.
+func (s *Server) CertificatePEM() []byte {
+	if s.tls == nil {
+		return nil
+	}
+	var out []byte
+	for _, der := range s.tls.cert.Certificate {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	return out
+}
+
+// CertFile is the PEM file of the served certificate (the data directory's tls.crt for a
+// self-signed one), or "" for plain HTTP.
+func (s *Server) CertFile() string {
+	if s.tls == nil {
+		return ""
+	}
+	return s.tls.certFile
+}
 
 // AdminTokenPath is where the admin token is kept.
 func (s *Server) AdminTokenPath() string { return filepath.Join(s.cfg.DataDir, AdminTokenFile) }
