@@ -31,11 +31,15 @@ const (
 	pkGroups     = "GROUPS"       // node groups; sk the group name
 	pkTokenPref  = "TOKEN#"       // + token hash
 	skToken      = "TOKEN"
+	pkRoles      = "ROLES" // roles; sk the role name
+	pkUsers      = "USERS" // users; sk the login
 
 	gsiUnfinished = "UNFINISHED" // GSI1PK of unfinished jobs
 	gsiNamePrefix = "NAME#"      // + node name: GSI1PK of node records
 	gsiTxnPrefix  = "TXN#"       // + transaction id: GSI2PK of node records
 	gsiJobs       = "JOBS"       // GSI3PK of every job
+	gsiLoginToken = "TOKENS#"    // + login: GSI1PK of a login's API tokens
+	gsiTokens     = "TOKENS"     // GSI2PK of every API token
 )
 
 // Attribute names (short: DynamoDB bills attribute names as item bytes).
@@ -96,6 +100,9 @@ const (
 	attrLabel   = "label"
 	attrExpires = "xa"
 	attrRevoked = "rev"
+
+	attrPerms = "perm"  // a role's permissions, as JSON
+	attrRoles = "roles" // a user's role names
 
 	attrCount = "n" // global counters
 )

@@ -21,7 +21,10 @@
 //	active counter   COUNTERS             ACTIVE_NODES        -
 //	inventory node   NODES                <name>              -
 //	node group       GROUPS               <name>              -
-//	API token        TOKEN#<hash>         TOKEN               -
+//	API token        TOKEN#<hash>         TOKEN               GSI1: TOKENS#<login> / <created>#<hash>
+//	                                                          GSI2: TOKENS / <created>#<hash>
+//	role             ROLES                <name>              -
+//	user             USERS                <login>             -
 //
 // A job's counters item holds the id of its last event, the number of its node records that
 // are active (ready or running) and whether the job is terminal. The frequent writes (node
@@ -31,9 +34,10 @@
 //
 // # Indexes
 //
-// GSI1 (keys only) serves ListJobNodesByName (partition NAME#<name>) and
-// ListUnfinishedJobs (partition UNFINISHED, which a job leaves when it becomes terminal).
-// GSI2 (keys only) serves FindJobNodeByTransaction. GSI3 (projecting the attributes in
+// GSI1 (keys only) serves ListJobNodesByName (partition NAME#<name>), ListUnfinishedJobs
+// (partition UNFINISHED, which a job leaves when it becomes terminal) and ListTokens of one
+// login (partition TOKENS#<login>). GSI2 (keys only) serves FindJobNodeByTransaction and
+// ListTokens of every login (partition TOKENS). GSI3 (projecting the attributes in
 // JobListAttributes) serves ListJobs. Keys-only indexes cost an index write only when their
 // keys change, not on every node update. Index reads are eventually consistent: the store
 // reads what it returns from the table with consistent reads and checks it again (a job's
@@ -42,10 +46,14 @@
 //
 // # Reads
 //
-// GetJob, GetJobNode, GetNode, GetGroup, GetToken and CountActiveNodes are one consistent
-// GetItem; GetJobByIdempotencyKey two. ListJobNodes and ListEvents query the job's
-// partition (ListEvents also reads the counters item when it finds nothing, to tell an
-// unknown job). ListNodes and ListGroups query the NODES and GROUPS partitions. ListJobs
+// GetJob, GetJobNode, GetNode, GetGroup, GetToken, GetRole, GetUser and CountActiveNodes
+// are one consistent GetItem; GetJobByIdempotencyKey two. ListJobNodes and ListEvents query
+// the job's partition (ListEvents also reads the counters item when it finds nothing, to
+// tell an unknown job). ListNodes, ListGroups, ListRoles and ListUsers query the NODES,
+// GROUPS, ROLES and USERS partitions. ListTokens queries its GSI1 or GSI2 partition
+// backwards (newest first; equal times by hash, descending) and reads the tokens it names
+// (BatchGetItem), leaving out any that TTL has deleted; tokens are few (a handful per user),
+// so it reads them all. ListJobs
 // queries the JOBS partition of GSI3 in full and filters, counts, orders and pages in
 // memory, then reads the page's jobs (BatchGetItem). An index entry is about 300 bytes with
 // DynamoDB's per-entry overhead, so 10,000 jobs cost about 3 MB, three pages and 350 read
@@ -59,7 +67,8 @@
 // Every update is conditional on the Version read (store.ErrConflict when it moved,
 // store.ErrNotFound when the record is gone, told apart by the returned item or one more
 // read); creates are conditional on the key not existing (store.ErrExists); deletes on it
-// existing. Job ids come from the JOB_ID counter (UpdateItem ADD, ReturnValues UPDATED_NEW):
+// existing. PutRole and PutUser are one PutItem of either kind, by their Version; RevokeToken
+// is one UpdateItem conditional on the token existing. Job ids come from the JOB_ID counter (UpdateItem ADD, ReturnValues UPDATED_NEW):
 // they increase, and a failed create leaves a gap. These writes are transactions
 // (TransactWriteItems, whose cancellation reasons tell which condition failed):
 //

@@ -295,6 +295,26 @@ func (s *Store) del(ctx context.Context, k item, cond string, e *expr) error {
 	return nil
 }
 
+// update applies an update expression to one item under a condition and returns the item
+// as written.
+func (s *Store) update(ctx context.Context, k item, update, cond string, e *expr) (item, error) {
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 s.table,
+		Key:                       k,
+		UpdateExpression:          aws.String(update),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  e.attrNames(),
+		ExpressionAttributeValues: e.attrValues(),
+		ReturnValues:              types.ReturnValueAllNew,
+		ReturnConsumedCapacity:    types.ReturnConsumedCapacityTotal,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.record("UpdateItem", one(out.ConsumedCapacity), 0, writeUnits(itemSize(out.Attributes)))
+	return out.Attributes, nil
+}
+
 // add atomically adds delta to the number attribute attrCount of the item at k (creating it
 // at 0) and returns the new value.
 func (s *Store) add(ctx context.Context, k item, delta int64) (int64, error) {

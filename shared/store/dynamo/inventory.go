@@ -196,63 +196,6 @@ func (s *Store) DeleteGroup(ctx context.Context, name string) error {
 	return nil
 }
 
-// PutToken implements store.Store. A token that expires carries TTLAttribute, TokenRetention
-// after its expiry, after which DynamoDB deletes it.
-func (s *Store) PutToken(ctx context.Context, t store.Token) error {
-	if t.Hash == "" {
-		return fmt.Errorf("put token for %s: %w", t.Login, errEmptyName)
-	}
-	w := newWriter(key(pkTokenPref+t.Hash, skToken))
-	w.s(attrHash, t.Hash)
-	w.s(attrLogin, t.Login)
-	w.s(attrLabel, t.Label)
-	w.time(attrCreated, t.CreatedAt)
-	w.timePtr(attrExpires, t.ExpiresAt)
-	w.b(attrRevoked, t.Revoked)
-	if t.ExpiresAt != nil {
-		w.n(TTLAttribute, t.ExpiresAt.Add(TokenRetention).Unix())
-	}
-	if w.err != nil {
-		return fmt.Errorf("put token for %s: %w", t.Login, w.err)
-	}
-	var e expr
-	err := s.put(ctx, w.it, e.notExists(PartitionKey), &e)
-	if _, ok := conditionFailed(err); ok {
-		return fmt.Errorf("put token for %s: %w", t.Login, store.ErrExists)
-	}
-	if err != nil {
-		return fmt.Errorf("put token for %s: %w", t.Login, err)
-	}
-	return nil
-}
-
-// GetToken implements store.Store.
-func (s *Store) GetToken(ctx context.Context, hash string) (store.Token, error) {
-	if hash == "" {
-		return store.Token{}, fmt.Errorf("get token: %w", store.ErrNotFound)
-	}
-	it, err := s.get(ctx, key(pkTokenPref+hash, skToken))
-	if err != nil {
-		return store.Token{}, fmt.Errorf("get token: %w", err)
-	}
-	if it == nil {
-		return store.Token{}, fmt.Errorf("get token: %w", store.ErrNotFound)
-	}
-	r := reader{it: it}
-	t := store.Token{
-		Hash:      r.s(attrHash),
-		Login:     r.s(attrLogin),
-		Label:     r.s(attrLabel),
-		CreatedAt: r.time(attrCreated),
-		ExpiresAt: r.timePtr(attrExpires),
-		Revoked:   r.b(attrRevoked),
-	}
-	if r.err != nil {
-		return store.Token{}, fmt.Errorf("get token: %w", r.err)
-	}
-	return t, nil
-}
-
 // create writes the item build returns unless its key exists (store.ErrExists).
 func (s *Store) create(ctx context.Context, name string, build func() (item, error)) error {
 	if name == "" {

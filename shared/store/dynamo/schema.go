@@ -18,14 +18,16 @@ const (
 	SortKey      = "sk"
 
 	// GSI1 (keys only) finds node records by node name (GSI1PK "NAME#<node>", GSI1SK the
-	// zero-padded job id) and lists unfinished jobs (GSI1PK "UNFINISHED", GSI1SK
-	// "<created_at>#<zero-padded id>"). A job leaves it when it reaches a terminal state.
+	// zero-padded job id), lists unfinished jobs (GSI1PK "UNFINISHED", GSI1SK
+	// "<created_at>#<zero-padded id>"; a job leaves it when it reaches a terminal state) and
+	// lists a login's API tokens (GSI1PK "TOKENS#<login>", GSI1SK "<created_at>#<hash>").
 	GSI1   = "gsi1"
 	GSI1PK = "gsi1pk"
 	GSI1SK = "gsi1sk"
 
 	// GSI2 (keys only) finds node records by PXP transaction id (GSI2PK "TXN#<id>", GSI2SK
-	// the zero-padded job id). Records without a transaction id are not in it.
+	// the zero-padded job id; records without a transaction id are not in it) and lists every
+	// API token (GSI2PK "TOKENS", GSI2SK "<created_at>#<hash>").
 	GSI2   = "gsi2"
 	GSI2PK = "gsi2pk"
 	GSI2SK = "gsi2sk"

@@ -15,12 +15,13 @@ import (
 	"github.com/baton-run/baton/shared/store"
 )
 
-// v1Schema returns the frozen version 1 schema SQL, without its comment header.
-func v1Schema(t *testing.T) string {
+// frozenSchema returns the frozen schema SQL of version v (testdata/schema_v<v>.sql), without
+// its comment header.
+func frozenSchema(t *testing.T, v int) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "schema_v1.sql"))
+	b, err := os.ReadFile(filepath.Join("testdata", fmt.Sprintf("schema_v%d.sql", v)))
 	if err != nil {
-		t.Fatalf("read v1 schema: %v", err)
+		t.Fatalf("read v%d schema: %v", v, err)
 	}
 	var lines []string
 	for _, l := range strings.SplitAfter(string(b), "\n") {
@@ -32,10 +33,21 @@ func v1Schema(t *testing.T) string {
 	return strings.Join(lines, "")
 }
 
+func v1Schema(t *testing.T) string { return frozenSchema(t, 1) }
+
 func TestReleasedSchemaUnchanged(t *testing.T) {
-	got := strings.Join(migrations[0].stmts, ";\n\n") + ";\n"
-	if got != v1Schema(t) {
-		t.Fatal("migrations[0] differs from testdata/schema_v1.sql: released migrations must not change; append a new one")
+	// Each released version's file is the whole schema of that version: every migration up to it.
+	for v := 1; v <= 2; v++ {
+		t.Run(fmt.Sprintf("version %d", v), func(t *testing.T) {
+			var stmts []string
+			for _, m := range migrations[:v] {
+				stmts = append(stmts, m.stmts...)
+			}
+			got := strings.Join(stmts, ";\n\n") + ";\n"
+			if got != frozenSchema(t, v) {
+				t.Fatalf("migrations[:%d] differ from testdata/schema_v%d.sql: released migrations must not change; append a new one", v, v)
+			}
+		})
 	}
 }
 
@@ -102,8 +114,8 @@ func TestMigrateFromV1(t *testing.T) {
 	}()
 	var version int
 	rawQuery(t, path, `PRAGMA user_version`, &version)
-	if version != schemaVersion || schemaVersion != 2 {
-		t.Fatalf("user_version = %d after migration, want %d (schemaVersion %d)", version, 2, schemaVersion)
+	if version != schemaVersion || schemaVersion != 3 {
+		t.Fatalf("user_version = %d after migration, want %d (schemaVersion %d)", version, 3, schemaVersion)
 	}
 
 	tm := func(s string) *time.Time {
@@ -229,5 +241,130 @@ func TestActiveIndexMatchesNodeStates(t *testing.T) {
 	}
 	if !strings.HasSuffix(index, "WHERE "+cond) {
 		t.Errorf("index %q is not on %s", index, cond)
+	}
+}
+
+// createV2 writes a version 2 database at path from the frozen schema and runs inserts on it.
+func createV2(t *testing.T, path string, inserts ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatalf("raw open: %v", err)
+	}
+	defer db.Close()
+	stmts := append([]string{frozenSchema(t, 2), `PRAGMA user_version = 2`}, inserts...)
+	for _, stmt := range stmts {
+		if _, err := db.ExecContext(t.Context(), stmt); err != nil {
+			t.Fatalf("build v2 file: %s: %v", stmt, err)
+		}
+	}
+}
+
+func TestMigrateFromV2(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "v2.db")
+	createV2(t, path,
+		`INSERT INTO jobs (id, type, state, environment, description, owner_id, owner_login, options, payload,
+			concurrency, timeout, node_count, created_at, updated_at, status, stop, version, last_event_id,
+			task, task_fold, finished_at, idempotency_key, max_errors)
+			VALUES (7, 'task', 'finished', 'production', 'job 7', '42', 'alice', CAST('{"task":"Facts"}' AS BLOB), NULL,
+			0, 0, 0, '2024-03-01T12:00:00.000000000Z', '2024-03-01T12:01:00.000000000Z', '[]', '', 4, 0,
+			'Facts', 'facts', '2024-03-01T12:01:00.000000000Z', 'k7', 3)`,
+		`INSERT INTO node_groups (name, description, nodes, query, created_at, version)
+			VALUES ('web', 'web servers', '["a","b"]', '', '2024-01-01T00:00:00.000000000Z', 2)`,
+		`INSERT INTO tokens (hash, login, label, created_at, expires_at, revoked) VALUES
+			('t1', 'alice', 'first', '2024-01-01T00:00:00.000000000Z', NULL, 0),
+			('t2', 'bob', 'ci', '2024-01-02T00:00:00.000000000Z', '2024-02-02T00:00:00.000000000Z', 0),
+			('t3', 'alice', 'laptop', '2024-01-03T00:00:00.500000000Z', NULL, 1)`,
+	)
+
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("open v2 file: %v", err)
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	var version int
+	rawQuery(t, path, `PRAGMA user_version`, &version)
+	if version != 3 || schemaVersion != 3 {
+		t.Fatalf("user_version = %d after migration, want 3 (schemaVersion %d)", version, schemaVersion)
+	}
+
+	// Version 2 data is kept as it was.
+	j, err := s.GetJob(ctx, 7)
+	if err != nil || j.Version != 4 || j.Task != "Facts" || j.IdempotencyKey != "k7" || j.MaxErrors != 3 || j.FinishedAt == nil {
+		t.Fatalf("job after migration: %+v, %v", j, err)
+	}
+	if g, err := s.GetGroup(ctx, "web"); err != nil || g.Version != 2 || len(g.Nodes) != 2 {
+		t.Fatalf("group after migration: %+v, %v", g, err)
+	}
+
+	// Existing tokens are listed, newest first, and can be revoked.
+	tests := []struct {
+		login string
+		want  []string
+	}{
+		{"", []string{"t3", "t2", "t1"}},
+		{"alice", []string{"t3", "t1"}},
+		{"bob", []string{"t2"}},
+		{"carol", nil},
+	}
+	for _, tt := range tests {
+		t.Run("tokens of "+tt.login, func(t *testing.T) {
+			got, err := s.ListTokens(ctx, tt.login)
+			if err != nil {
+				t.Fatalf("list tokens: %v", err)
+			}
+			var hashes []string
+			for _, tk := range got {
+				hashes = append(hashes, tk.Hash)
+			}
+			if strings.Join(hashes, ",") != strings.Join(tt.want, ",") {
+				t.Fatalf("tokens = %v, want %v", hashes, tt.want)
+			}
+		})
+	}
+	if err := s.RevokeToken(ctx, "t1"); err != nil {
+		t.Fatalf("revoke migrated token: %v", err)
+	}
+	if tk, err := s.GetToken(ctx, "t1"); err != nil || !tk.Revoked || tk.Label != "first" {
+		t.Fatalf("token after revoke: %+v, %v", tk, err)
+	}
+
+	// The new tables work.
+	r, err := s.PutRole(ctx, store.Role{Name: "operators", Permissions: []store.Permission{{Action: "jobs:view", Instance: "*"}}, CreatedAt: t0})
+	if err != nil || r.Version != 1 {
+		t.Fatalf("put role after migration: %+v, %v", r, err)
+	}
+	u, err := s.PutUser(ctx, store.User{Login: "alice", Roles: []string{"operators"}, CreatedAt: t0})
+	if err != nil || u.Version != 1 {
+		t.Fatalf("put user after migration: %+v, %v", u, err)
+	}
+	if users, err := s.ListUsers(ctx); err != nil || len(users) != 1 || users[0].Roles[0] != "operators" {
+		t.Fatalf("list users after migration: %+v, %v", users, err)
+	}
+}
+
+func TestFailedMigrationToV3ChangesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v2.db")
+	// A table in the way of the version 3 schema makes the migration fail part way.
+	createV2(t, path, `CREATE TABLE users (login TEXT)`)
+	s, err := Open(path)
+	if err == nil {
+		s.Close()
+		t.Fatal("Open migrated a file whose migration must fail")
+	}
+	if !strings.Contains(err.Error(), "version 3") {
+		t.Errorf("error %q does not name the failed migration", err)
+	}
+	var version, roles, indexes int
+	rawQuery(t, path, `PRAGMA user_version`, &version)
+	rawQuery(t, path, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'roles'`, &roles)
+	rawQuery(t, path, `SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'tokens\_%' ESCAPE '\'`, &indexes)
+	if version != 2 || roles != 0 || indexes != 0 {
+		t.Fatalf("after the failed migration: user_version %d, roles tables %d, token indexes %d; want 2, 0, 0", version, roles, indexes)
 	}
 }

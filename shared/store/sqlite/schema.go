@@ -121,6 +121,26 @@ var migrations = []migration{
 		},
 		backfill: backfillJobsV2,
 	},
+	{
+		// Version 3: roles and users (RBAC); the indexes behind ListTokens.
+		stmts: []string{
+			`CREATE TABLE roles (
+				name        TEXT    PRIMARY KEY,
+				description TEXT    NOT NULL,
+				permissions TEXT    NOT NULL,
+				created_at  TEXT    NOT NULL,
+				version     INTEGER NOT NULL
+			)`,
+			`CREATE TABLE users (
+				login      TEXT    PRIMARY KEY,
+				roles      TEXT    NOT NULL,
+				created_at TEXT    NOT NULL,
+				version    INTEGER NOT NULL
+			)`,
+			`CREATE INDEX tokens_login_created ON tokens (login, created_at, hash)`,
+			`CREATE INDEX tokens_created ON tokens (created_at, hash)`,
+		},
+	},
 }
 
 // backfillJobsV2 fills the version 2 job columns of jobs written before them: task from the

@@ -329,6 +329,8 @@ func TestQueriesUseIndexes(t *testing.T) {
 		{"by name", `SELECT job_id FROM job_nodes WHERE name = ? AND state IN (?, ?)`, []any{"n", "new", "ready"}, "job_nodes_name"},
 		{"by idempotency key", jobByIdempotencySQL, []any{"admin", "k"}, "jobs_idempotency"},
 		{"active nodes", countActiveSQL, terminalStates, "job_nodes_active"},
+		{"all tokens", listTokensSQL, nil, "tokens_created"},
+		{"tokens of a login", listLoginTokensSQL, []any{"alice"}, "tokens_login_created"},
 		{"finish range", `SELECT id FROM jobs WHERE finished_at >= ? AND finished_at <= ?`, []any{"2024", "2025"}, "jobs_finished"},
 	}
 	for _, tt := range tests {

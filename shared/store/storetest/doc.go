@@ -2,6 +2,6 @@
 // backend calls Run from its own tests with a constructor for a fresh, empty store.
 //
 // It tests only what the contract in package store promises (ids, versions, conflicts, event
-// numbering, ordering and filters, idempotency keys, active-node counts, node groups,
-// concurrency), never a backend's storage details.
+// numbering, ordering and filters, idempotency keys, active-node counts, node groups, API
+// tokens, roles and users, concurrency), never a backend's storage details.
 package storetest

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/baton-run/baton/shared/inventory"
 	"github.com/baton-run/baton/shared/store"
@@ -172,42 +171,5 @@ func runInventory(t *testing.T, newStore func(t *testing.T) store.Store) {
 			must(t, "get node", err)
 			equalInv(t, "listed node", n, stored)
 		}
-	})
-}
-
-func runTokens(t *testing.T, newStore func(t *testing.T) store.Store) {
-	t.Run("PutAndGet", func(t *testing.T) {
-		s := newStore(t)
-		tests := []store.Token{
-			{Hash: "aa11", Login: "admin", Label: "ci", CreatedAt: at(0)},
-			{Hash: "bb22", Login: "alice", Label: "", CreatedAt: at(10), ExpiresAt: ptr(at(10).Add(24 * time.Hour))},
-			{Hash: "cc33", Login: "bob", Label: "old laptop", CreatedAt: at(20), ExpiresAt: ptr(at(30)), Revoked: true},
-		}
-		for _, tk := range tests {
-			t.Run(tk.Hash, func(t *testing.T) {
-				must(t, "put token", s.PutToken(t.Context(), tk))
-				got, err := s.GetToken(t.Context(), tk.Hash)
-				must(t, "get token", err)
-				equal(t, "stored token", got, tk, normToken)
-			})
-		}
-	})
-
-	t.Run("PutDuplicateExists", func(t *testing.T) {
-		s := newStore(t)
-		tk := store.Token{Hash: "aa11", Login: "admin", CreatedAt: at(0)}
-		must(t, "put token", s.PutToken(t.Context(), tk))
-		dup := tk
-		dup.Login = "mallory"
-		mustErrIs(t, "put duplicate", s.PutToken(t.Context(), dup), store.ErrExists)
-		got, err := s.GetToken(t.Context(), tk.Hash)
-		must(t, "get token", err)
-		equal(t, "token after duplicate put", got, tk, normToken)
-	})
-
-	t.Run("GetUnknownIsNotFound", func(t *testing.T) {
-		s := newStore(t)
-		_, err := s.GetToken(t.Context(), "nope")
-		mustErrIs(t, "get unknown token", err, store.ErrNotFound)
 	})
 }

@@ -24,6 +24,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Inventory", func(t *testing.T) { runInventory(t, newStore) })
 	t.Run("Groups", func(t *testing.T) { runGroups(t, newStore) })
 	t.Run("Tokens", func(t *testing.T) { runTokens(t, newStore) })
+	t.Run("Roles", func(t *testing.T) { runRoles(t, newStore) })
+	t.Run("Users", func(t *testing.T) { runUsers(t, newStore) })
 	t.Run("Concurrency", func(t *testing.T) { runConcurrency(t, newStore) })
 }
 
