@@ -19,6 +19,7 @@ import (
 
 	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/protocol"
+	"github.com/baton-run/baton/shared/ratelimit"
 )
 
 // Inbox is what the gateway needs from the control plane.
@@ -41,6 +42,14 @@ const (
 
 // MaxMessageBytes caps one incoming frame (PCP's max-message-size).
 const MaxMessageBytes = 64 << 20
+
+// Per-connection message rate: an agent sends a few messages per transaction, so a sustained
+// 50 a second (bursts of 200) is far above normal use and stops a runaway or hostile agent
+// from monopolising the control plane. Messages over the limit get an error_message.
+const (
+	messageRate  = 50
+	messageBurst = 200
+)
 
 // Gateway holds the live agent connections.
 type Gateway struct {
@@ -144,6 +153,11 @@ func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
 		old.ws.Close(websocket.StatusCode(4000), "superseded by a new connection")
 	}
 	log := g.log.With("node", c.node, "conn", c.id)
+	limiter, err := ratelimit.New(messageRate, messageBurst, ratelimit.WithMaxKeys(1))
+	if err != nil {
+		log.Error("rate limiter", "err", err)
+		return
+	}
 	log.Info("agent connected")
 	go func() {
 		if err := inbox.NodeConnected(ctx, c.node, c.id); err != nil {
@@ -171,6 +185,10 @@ func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
 				log.Debug("read", "err", err)
 			}
 			return
+		}
+		if ok, wait := limiter.Allow(c.id); !ok {
+			g.reply(ctx, c, protocol.NewErrorMessage("", fmt.Sprintf("Too many messages; retry after %s", wait.Round(time.Millisecond))))
+			continue
 		}
 		if typ != websocket.MessageText {
 			g.reply(ctx, c, protocol.NewErrorMessage("", "Could not decode message: binary frames are not supported"))

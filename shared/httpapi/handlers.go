@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -610,9 +611,12 @@ func parseLifetime(s string) (time.Duration, error) {
 	if u, ok := units[s[len(s)-1]]; ok {
 		unit, num = u, s[:len(s)-1]
 	}
-	n, err := strconv.Atoi(num)
+	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n < 1 {
 		return 0, fmt.Errorf("want a lifetime like 1h, 7d or 3600, got %q", s)
+	}
+	if n > math.MaxInt64/int64(unit) {
+		return 0, fmt.Errorf("lifetime %q is too long", s)
 	}
 	return time.Duration(n) * unit, nil
 }

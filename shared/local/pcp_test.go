@@ -130,7 +130,7 @@ func TestAgentConnectionRules(t *testing.T) {
 		if !strings.Contains(string(e.Data), "not authorized") {
 			t.Errorf("impersonation answer: %s", e.Data)
 		}
-		if nodes, _ := h.api.JobNodes(context.Background(), ref.Name); nodes[0].State != "running" {
+		if nodes, _ := h.api.JobNodes(context.Background(), ref.Name); nodes[0].State != "running" && nodes[0].State != "ready" {
 			t.Fatalf("b's node after a's forged result: %s", nodes[0].State)
 		}
 		// b answers twice (as after a reconnect): both acknowledged, recorded once.
@@ -173,5 +173,20 @@ func TestAgentConnectionRules(t *testing.T) {
 			n, err := h.api.InventoryNode(context.Background(), "a")
 			return err == nil && n.Connected && strings.Contains(string(n.Facts), "second")
 		})
+	})
+
+	t.Run("a flood of messages is refused past the per-connection rate", func(t *testing.T) {
+		h.enroll("flood")
+		f, _, err := h.dialRaw("flood", h.secrets["flood"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 400; i++ {
+			f.send(protocol.TypeFacts, protocol.Facts{Facts: map[string]any{"i": i}})
+		}
+		e := f.next(protocol.TypeErrorMessage)
+		if !strings.Contains(string(e.Data), "Too many messages") {
+			t.Errorf("error_message %s", e.Data)
+		}
 	})
 }

@@ -93,6 +93,7 @@ func TestRBAC(t *testing.T) {
 		{"granting herself roles", func() error { return alice.SetUserRoles(ctx, "alice", []string{"admin"}) }, 403, "puppetlabs.orchestrator/not-permitted"},
 		{"a token for someone else", func() error { _, _, err := alice.IssueToken(ctx, "bob", "", "1h"); return err }, 403, "puppetlabs.orchestrator/not-permitted"},
 		{"a token beyond the maximum lifetime", func() error { _, _, err := alice.IssueToken(ctx, "", "", "20y"); return err }, 400, "puppetlabs.orchestrator/validation-error"},
+		{"a lifetime that overflows", func() error { _, _, err := alice.IssueToken(ctx, "", "", "585y"); return err }, 400, "puppetlabs.orchestrator/validation-error"},
 		{"a label with a comma", func() error { _, _, err := alice.IssueToken(ctx, "", "a,b", "1h"); return err }, 400, "puppetlabs.orchestrator/validation-error"},
 		{"a role with an unknown action", func() error {
 			return admin.CreateRole(ctx, client.Role{Name: "bad", Permissions: []string{"tasks:explode"}})
