@@ -34,6 +34,7 @@ Usage:
   baton user set LOGIN --roles a,b | list
   baton node add NAME --out FILE
   baton node list
+  baton node revoke NAME                       its credential stops working; its connection is closed
   baton node show NAME
 
 Client commands take --server URL (env BATON_SERVER, default http://127.0.0.1:8143) and
@@ -77,7 +78,7 @@ func run(args []string) int {
 	case "run":
 		err = cmdRun(args[1:])
 	case "node":
-		err = dispatch(args[1:], map[string]func([]string) error{"add": cmdNodeAdd, "list": cmdNodeList, "show": cmdNodeShow})
+		err = dispatch(args[1:], map[string]func([]string) error{"add": cmdNodeAdd, "list": cmdNodeList, "show": cmdNodeShow, "revoke": cmdNodeRevoke})
 	default:
 		err = usageError("unknown command %q", args[0])
 	}

@@ -42,6 +42,7 @@ type Store interface {
 	ListUsers(ctx context.Context) ([]store.User, error)
 	CreateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
 	GetNode(ctx context.Context, name string) (inventory.Node, error)
+	UpdateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
 }
 
 // Principal is an authenticated API caller and what it may do.
@@ -140,6 +141,26 @@ func (s *Service) EnrollNode(ctx context.Context, name string) (string, error) {
 	return secret, nil
 }
 
+// RevokeNode takes node name's credential away: from now on it cannot connect. (Closing its
+// live connection is the caller's part.) The node stays in the inventory and in past jobs.
+func (s *Service) RevokeNode(ctx context.Context, name string) error {
+	for attempt := 0; ; attempt++ {
+		n, err := s.store.GetNode(ctx, name)
+		if err != nil {
+			return fmt.Errorf("revoke node %s: %w", name, err)
+		}
+		n.CredentialHash = ""
+		_, err = s.store.UpdateNode(ctx, n)
+		if errors.Is(err, store.ErrConflict) && attempt < 10 {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("revoke node %s: %w", name, err)
+		}
+		return nil
+	}
+}
+
 // AuthenticateNode checks a node's secret in constant time.
 func (s *Service) AuthenticateNode(ctx context.Context, name, secret string) error {
 	if name == "" || secret == "" {
@@ -151,6 +172,9 @@ func (s *Service) AuthenticateNode(ctx context.Context, name, secret string) err
 	}
 	if err != nil {
 		return fmt.Errorf("look up node %s: %w", name, err)
+	}
+	if n.CredentialHash == "" {
+		return fmt.Errorf("%w: node %s is revoked", ErrUnauthenticated, name)
 	}
 	want, err := hex.DecodeString(n.CredentialHash)
 	if err != nil {

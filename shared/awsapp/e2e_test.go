@@ -480,6 +480,27 @@ func TestAWSConnectionLoss(t *testing.T) {
 	})
 }
 
+// TestAWSRevokeNode: revoking a node deletes its API Gateway connection and the $connect
+// authorizer refuses it from then on.
+func TestAWSRevokeNode(t *testing.T) {
+	c := newCloud(t)
+	p := c.startAgent("r1", t.TempDir())
+	c.waitConnected("r1")
+	if err := c.api.RevokeNode(t.Context(), "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if c.ws.Stats().ManagementCalls["DELETE"] != 1 {
+		t.Errorf("@connections calls %v, want one DELETE", c.ws.Stats().ManagementCalls)
+	}
+	eventually(t, "the agent's reconnects to be refused", 15*time.Second, func() bool {
+		return c.ws.Stats().Rejected > 0
+	})
+	if n, _ := c.app.Store.GetNode(t.Context(), "r1"); n.Connected {
+		t.Error("the revoked node is still connected in the inventory")
+	}
+	p.stop()
+}
+
 // TestAWSPuppetRun runs an on-demand Puppet run (masterless puppet apply) through the AWS
 // handlers.
 func TestAWSPuppetRun(t *testing.T) {

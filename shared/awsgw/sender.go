@@ -298,3 +298,21 @@ func isThrottled(err error) bool {
 	}
 	return false
 }
+
+// Disconnect closes node's live connection through @connections DELETE (after its credential
+// was revoked). A connection that is already gone is not an error.
+func (s *Sender) Disconnect(ctx context.Context, node string) error {
+	connID, connected, err := s.conns.Connection(ctx, node)
+	if err != nil {
+		return fmt.Errorf("disconnect %s: %w", node, err)
+	}
+	if !connected || connID == "" {
+		return nil
+	}
+	_, err = s.client.DeleteConnection(ctx, &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: aws.String(connID)})
+	var gone *types.GoneException
+	if err != nil && !errors.As(err, &gone) {
+		return fmt.Errorf("disconnect %s: %w", node, err)
+	}
+	return nil
+}

@@ -493,3 +493,8 @@ func (c *Client) Users(ctx context.Context) ([]User, error) {
 	err := c.do(ctx, http.MethodGet, "/baton/v1/users", nil, &out)
 	return out.Items, err
 }
+
+// RevokeNode revokes a node's credential and closes its live connection.
+func (c *Client) RevokeNode(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/baton/v1/nodes/"+url.PathEscape(name), nil, nil)
+}

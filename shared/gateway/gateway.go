@@ -100,6 +100,17 @@ func (g *Gateway) write(ctx context.Context, c *conn, e protocol.Envelope) error
 	return nil
 }
 
+// Disconnect closes node's live connection (status 4001), if any.
+func (g *Gateway) Disconnect(_ context.Context, node string) error {
+	g.mu.Lock()
+	c := g.conns[node]
+	g.mu.Unlock()
+	if c != nil {
+		c.ws.Close(websocket.StatusCode(4001), "node credential revoked")
+	}
+	return nil
+}
+
 // Connected reports whether node has a live connection here.
 func (g *Gateway) Connected(node string) bool {
 	g.mu.Lock()

@@ -38,6 +38,7 @@ type Orchestrator interface {
 	Groups(ctx context.Context) ([]inventory.Group, error)
 	Group(ctx context.Context, name string) (inventory.Group, error)
 	DeleteGroup(ctx context.Context, name string) error
+	DisconnectNode(ctx context.Context, node string) error
 }
 
 // Catalog lists and loads tasks.
@@ -56,6 +57,7 @@ type FileURLs interface {
 type Authenticator interface {
 	AuthenticateToken(ctx context.Context, token string) (auth.Principal, error)
 	EnrollNode(ctx context.Context, name string) (string, error)
+	RevokeNode(ctx context.Context, name string) error
 	IssueTokenFor(ctx context.Context, caller auth.Principal, login, label string, lifetime time.Duration) (string, auth.TokenInfo, error)
 	ListTokens(ctx context.Context, caller auth.Principal) ([]auth.TokenInfo, error)
 	RevokeToken(ctx context.Context, caller auth.Principal, id string) error
@@ -107,6 +109,7 @@ func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, log
 	a.handle("GET "+v1+"/inventory/{node}", view, a.getInventory)
 	a.handle("POST "+v1+"/inventory", view, a.queryInventory)
 	a.handle("POST /baton/v1/nodes", manageNodes, a.enrollNode)
+	a.handle("DELETE /baton/v1/nodes/{name}", manageNodes, a.revokeNode)
 	a.handle("GET /baton/v1/groups", view, a.listGroups)
 	a.handle("POST /baton/v1/groups", manageNodes, a.createGroup)
 	a.handle("GET /baton/v1/groups/{name}", view, a.getGroup)

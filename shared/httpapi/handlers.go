@@ -713,3 +713,17 @@ func (a *API) setUser(r *http.Request, p principal) (any, int, error) {
 	}
 	return map[string]any{"login": u.Login, "roles": u.Roles}, http.StatusOK, nil
 }
+
+func (a *API) revokeNode(r *http.Request, _ principal) (any, int, error) {
+	name := r.PathValue("name")
+	if _, err := a.orch.Node(r.Context(), name); err != nil {
+		return nil, 0, err
+	}
+	if err := a.auth.RevokeNode(r.Context(), name); err != nil {
+		return nil, 0, err
+	}
+	if err := a.orch.DisconnectNode(r.Context(), name); err != nil {
+		return nil, 0, err
+	}
+	return map[string]any{"revoked": name}, http.StatusOK, nil
+}

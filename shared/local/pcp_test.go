@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -187,6 +188,35 @@ func TestAgentConnectionRules(t *testing.T) {
 		e := f.next(protocol.TypeErrorMessage)
 		if !strings.Contains(string(e.Data), "Too many messages") {
 			t.Errorf("error_message %s", e.Data)
+		}
+	})
+
+	t.Run("revoking a node closes its live connection and refuses it from then on", func(t *testing.T) {
+		if err := h.api.RevokeNode(context.Background(), "b"); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for {
+			_, _, err := b.conn.Read(ctx)
+			if err == nil {
+				continue // frames sent before the close
+			}
+			if websocket.CloseStatus(err) != 4001 {
+				t.Errorf("b's connection ended with %v, want close 4001", err)
+			}
+			break
+		}
+		if _, resp, err := h.dialRaw("b", h.secrets["b"]); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("revoked node reconnected: %v %v", err, resp)
+		}
+		n, err := h.api.InventoryNode(context.Background(), "b")
+		if err != nil || n.Connected {
+			t.Errorf("inventory after revocation: %+v %v", n, err)
+		}
+		var ae *client.APIError
+		if err := h.api.RevokeNode(context.Background(), "ghost"); !errors.As(err, &ae) || ae.Status != 404 {
+			t.Errorf("revoking an unknown node: %v", err)
 		}
 	})
 }
