@@ -68,6 +68,9 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}
+	if cfg.HTTPClient, err = tlsHTTPClient(cfg); err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
 	log := cfg.Logger.With("component", "agent", "node", cfg.Name)
 	a := &Agent{
 		cfg:     cfg,

@@ -47,8 +47,20 @@ type Config struct {
 	// Facts gathers the facts sent after every connect; default Facts.
 	Facts func(ctx context.Context) (map[string]any, error)
 	// HTTPClient is used for the WebSocket handshake and for file downloads; default a
-	// client without an overall timeout (each use carries its own deadline).
+	// client without an overall timeout (each use carries its own deadline). With
+	// TLSFingerprint or CAFile its Transport must be nil or an *http.Transport.
 	HTTPClient *http.Client
+	// TLSFingerprint pins the server's certificate: the lowercase hex SHA-256 of its DER
+	// (colons and upper case are accepted). When set, connections to the server's host and
+	// port — the WebSocket and task file downloads — accept exactly that certificate, whatever
+	// its issuer, names or dates; other hosts are verified as usual. Needs a wss:// Server.
+	TLSFingerprint string
+	// CAFile is a PEM file of CA certificates trusted in addition to the system's. Needs a
+	// wss:// Server; not together with TLSFingerprint.
+	CAFile string
+	// Insecure allows a ws:// (unencrypted) Server on a host that is not loopback; without it
+	// only ws://localhost, ws://127.x.x.x and ws://[::1] are accepted.
+	Insecure bool
 	// Logger receives the agent's logs; default discards them.
 	Logger *slog.Logger
 	// PingInterval is how often the connection is checked with a WebSocket ping; default 60 s.
@@ -80,6 +92,8 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("server URL %q: scheme must be ws or wss", c.Server))
 	} else if u.Host == "" {
 		errs = append(errs, fmt.Errorf("server URL %q has no host", c.Server))
+	} else {
+		errs = append(errs, c.validateTLS(u)...)
 	}
 	if c.Name == "" {
 		errs = append(errs, errors.New("name is required"))

@@ -7,7 +7,7 @@ BIN=$PWD/bin
 DEMO=$PWD/.demo
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
-export XDG_CONFIG_HOME=$DEMO/config   # where `baton serve` tells the CLI how to reach it
+export XDG_CONFIG_HOME=$DEMO/config   # where `baton serve` tells the CLI how to reach it and which TLS certificate to pin
 unset BATON_SERVER BATON_TOKEN_FILE
 
 pids=()

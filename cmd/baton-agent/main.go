@@ -3,7 +3,9 @@
 //
 // Settings come from flags, else BATON_AGENT_* environment variables, else a JSON config file
 // (--config), else defaults. The credential file written by `baton node add` supplies the
-// node name, secret and server URL.
+// node name, secret, server URL and, for a self-signed server certificate, its SHA-256
+// fingerprint, which the agent pins. ws:// (no TLS) is refused for a host that is not loopback
+// unless --insecure is given.
 package main
 
 import (
@@ -14,9 +16,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -33,7 +37,11 @@ type fileConfig struct {
 	CacheDir   string `json:"cache_dir"`
 	SpoolDir   string `json:"spool_dir"`
 	LogLevel   string `json:"log_level"`
-	Puppet     struct {
+	// TLSFingerprint, CAFile and Insecure are agent.Config's.
+	TLSFingerprint string `json:"tls_fingerprint"`
+	CAFile         string `json:"ca_file"`
+	Insecure       bool   `json:"insecure"`
+	Puppet         struct {
 		Bin        string   `json:"bin"`
 		Mode       string   `json:"mode"`
 		Manifest   string   `json:"manifest"`
@@ -55,7 +63,10 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("baton-agent", flag.ContinueOnError)
 	configPath := fs.String("config", os.Getenv("BATON_AGENT_CONFIG"), "JSON config file (env BATON_AGENT_CONFIG)")
-	server := fs.String("server", "", "control plane WebSocket URL, e.g. ws://127.0.0.1:8143/pcp (env BATON_AGENT_SERVER; default from the credential)")
+	server := fs.String("server", "", "control plane WebSocket URL, e.g. wss://baton.example.com:8143/pcp (env BATON_AGENT_SERVER; default from the credential)")
+	fingerprint := fs.String("tls-fingerprint", "", "SHA-256 fingerprint (hex) of the server's TLS certificate to accept, whatever its issuer (env BATON_AGENT_TLS_FINGERPRINT; default from the credential)")
+	caFile := fs.String("ca-file", "", "PEM file of CA certificates to trust besides the system's, instead of a fingerprint (env BATON_AGENT_CA_FILE)")
+	insecure := fs.Bool("insecure", false, "allow a ws:// (unencrypted) server URL on a host that is not loopback (env BATON_AGENT_INSECURE)")
 	name := fs.String("name", "", "node name (env BATON_AGENT_NAME; default from the credential)")
 	credential := fs.String("credential", "", "credential file from 'baton node add' (env BATON_AGENT_CREDENTIAL)")
 	cacheDir := fs.String("cache-dir", "", "task file cache (env BATON_AGENT_CACHE_DIR; default /var/cache/baton-agent/tasks)")
@@ -102,12 +113,25 @@ func run(args []string) error {
 		return fmt.Errorf("log level: %w", err)
 	}
 	cfg := agent.Config{
-		Server:   pick(*server, "BATON_AGENT_SERVER", fc.Server, cred.Server),
-		Name:     pick(*name, "BATON_AGENT_NAME", fc.Name, cred.Name),
-		Secret:   cred.Secret,
-		CacheDir: pick(*cacheDir, "BATON_AGENT_CACHE_DIR", fc.CacheDir, "/var/cache/baton-agent/tasks"),
-		SpoolDir: pick(*spoolDir, "BATON_AGENT_SPOOL_DIR", fc.SpoolDir, "/var/lib/baton-agent/spool"),
-		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Server:         pick(*server, "BATON_AGENT_SERVER", fc.Server, cred.Server),
+		Name:           pick(*name, "BATON_AGENT_NAME", fc.Name, cred.Name),
+		Secret:         cred.Secret,
+		TLSFingerprint: pick(*fingerprint, "BATON_AGENT_TLS_FINGERPRINT", fc.TLSFingerprint, ""),
+		CAFile:         pick(*caFile, "BATON_AGENT_CA_FILE", fc.CAFile, ""),
+		Insecure:       *insecure || fc.Insecure,
+		CacheDir:       pick(*cacheDir, "BATON_AGENT_CACHE_DIR", fc.CacheDir, "/var/cache/baton-agent/tasks"),
+		SpoolDir:       pick(*spoolDir, "BATON_AGENT_SPOOL_DIR", fc.SpoolDir, "/var/lib/baton-agent/spool"),
+		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if v := os.Getenv("BATON_AGENT_INSECURE"); v != "" && !cfg.Insecure {
+		if cfg.Insecure, err = strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("BATON_AGENT_INSECURE=%q: want true or false", v)
+		}
+	}
+	// The credential's fingerprint pins the server's certificate unless a fingerprint or a CA
+	// file is given some other way; it has no use without TLS.
+	if u, err := url.Parse(cfg.Server); err == nil && u.Scheme == "wss" && cfg.TLSFingerprint == "" && cfg.CAFile == "" {
+		cfg.TLSFingerprint = cred.Fingerprint
 	}
 	if cfg.Name != cred.Name {
 		return fmt.Errorf("node name %q does not match the credential's %q", cfg.Name, cred.Name)
@@ -136,6 +160,7 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg.Logger.Info("baton-agent starting", "node", cfg.Name, "server", cfg.Server)
+	cfg.Logger.Info("baton-agent starting", "node", cfg.Name, "server", cfg.Server,
+		"tls_fingerprint", cfg.TLSFingerprint, "ca_file", cfg.CAFile)
 	return a.Run(ctx)
 }

@@ -19,7 +19,7 @@ type clientFlags struct {
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.server, "server", "", "server URL (env BATON_SERVER; default http://127.0.0.1:8143)")
+	fs.StringVar(&c.server, "server", "", "server URL (env BATON_SERVER; default https://127.0.0.1:8143)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "API token file (env BATON_TOKEN_FILE; default: the local server's admin token)")
 }
 
@@ -64,7 +64,7 @@ func (c *clientFlags) client() (*client.Client, error) {
 		server = st.URL
 	}
 	if server == "" {
-		server = "http://127.0.0.1:8143"
+		server = "https://127.0.0.1:8143"
 	}
 	tokenFile := firstNonEmpty(c.tokenFile, os.Getenv("BATON_TOKEN_FILE"))
 	if tokenFile == "" {
@@ -87,7 +87,7 @@ func (c *clientFlags) client() (*client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read token: %w", err)
 	}
-	return client.New(server, strings.TrimSpace(string(b))), nil
+	return client.NewWithHTTP(server, strings.TrimSpace(string(b)), cliTLS.httpClient()), nil
 }
 
 func firstNonEmpty(vals ...string) string {

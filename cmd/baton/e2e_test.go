@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/baton-run/baton/shared/auth"
 )
 
 // binaries are built once, on first use, and removed by TestMain.
@@ -239,9 +242,9 @@ func (c *cluster) startAgent(t *testing.T, name, credential string) {
 		"--cache-dir", filepath.Join(dir, "cache"), "--spool-dir", filepath.Join(dir, "spool"), "--log-level", "warn")
 }
 
-func (c *cluster) state(t *testing.T) localState {
+func (c *cluster) state(t *testing.T) servedState {
 	t.Helper()
-	var st localState
+	var st servedState
 	b, err := os.ReadFile(c.stateFile)
 	if err != nil {
 		t.Fatal(err)
@@ -250,6 +253,21 @@ func (c *cluster) state(t *testing.T) localState {
 		t.Fatalf("%s: %v", c.stateFile, err)
 	}
 	return st
+}
+
+// certFingerprint is the SHA-256 of the DER of the first certificate in a PEM file.
+func certFingerprint(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatalf("%s is not PEM", path)
+	}
+	sum := sha256.Sum256(block.Bytes)
+	return hex.EncodeToString(sum[:])
 }
 
 // result is what one CLI call did.
@@ -370,9 +388,21 @@ func TestCLIEndToEnd(t *testing.T) {
 	c.serve(t)
 	st := c.state(t)
 	serverURL, err := url.Parse(st.URL)
-	if err != nil || serverURL.Scheme != "http" || serverURL.Host == "" {
+	if err != nil || serverURL.Scheme != "https" || serverURL.Host == "" {
 		t.Fatalf("local state URL %q: %v", st.URL, err)
 	}
+
+	t.Run("serve makes a self-signed certificate and records its fingerprint", func(t *testing.T) {
+		certFile := filepath.Join(c.dataDir, "tls.crt")
+		checkMode(t, certFile, 0o644)
+		checkMode(t, filepath.Join(c.dataDir, "tls.key"), 0o600)
+		if got := certFingerprint(t, certFile); st.TLSFingerprint != got || st.TLSCertFile != certFile {
+			t.Errorf("local state records %s (%s); %s has fingerprint %s", st.TLSFingerprint, st.TLSCertFile, certFile, got)
+		}
+		if out := c.server.output.String(); !strings.Contains(out, "wss://"+serverURL.Host+"/pcp") || !strings.Contains(out, st.TLSFingerprint) {
+			t.Errorf("baton serve does not print the agents' wss:// URL and the fingerprint:\n%s", out)
+		}
+	})
 
 	t.Run("admin token is private and recorded for the CLI", func(t *testing.T) {
 		token := filepath.Join(c.dataDir, "admin.token")
@@ -397,14 +427,20 @@ func TestCLIEndToEnd(t *testing.T) {
 	t.Run("node add writes a private credential", func(t *testing.T) {
 		for _, n := range nodeNames {
 			checkMode(t, creds[n], 0o600)
-			var cred struct{ Name, Secret, Server string }
+			var cred struct {
+				Name, Secret, Server string
+				Fingerprint          string `json:"tls_fingerprint"`
+			}
 			b, err := os.ReadFile(creds[n])
 			if err != nil {
 				t.Fatal(err)
 			}
 			decodeJSON(t, creds[n], string(b), &cred)
-			if want := "ws://" + serverURL.Host + "/pcp"; cred.Name != n || len(cred.Secret) < 16 || cred.Server != want {
+			if want := "wss://" + serverURL.Host + "/pcp"; cred.Name != n || len(cred.Secret) < 16 || cred.Server != want {
 				t.Errorf("credential %s = %+v, want name %s, a secret and server %s", creds[n], cred, n, want)
+			}
+			if cred.Fingerprint != st.TLSFingerprint {
+				t.Errorf("credential %s pins %q, want the server's %s", creds[n], cred.Fingerprint, st.TLSFingerprint)
 			}
 		}
 	})
@@ -801,6 +837,50 @@ func TestCLIEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("the CLI checks the server's certificate", func(t *testing.T) {
+		// Without the local state the CLI knows no pin: the system's CAs refuse the certificate.
+		noState := []string{"XDG_CONFIG_HOME=" + filepath.Join(c.root, "no-config"), "BATON_SERVER=" + st.URL,
+			"BATON_TOKEN_FILE=" + st.TokenFile}
+		r := c.runEnv(t, noState, "baton", "node", "list")
+		if r.code != 1 || !strings.Contains(r.stderr, "certificate") {
+			t.Errorf("without a pin: want exit 1 about the certificate, got %s", r)
+		}
+		r = c.runEnv(t, append(noState, "BATON_TLS_FINGERPRINT="+st.TLSFingerprint), "baton", "node", "list")
+		if r.code != 0 {
+			t.Errorf("with BATON_TLS_FINGERPRINT: %s", r)
+		}
+		other := strings.Repeat("0", 64)
+		r = c.runEnv(t, append(noState, "BATON_TLS_FINGERPRINT="+other), "baton", "node", "list")
+		if r.code != 1 || !strings.Contains(r.stderr, "not the expected "+other) {
+			t.Errorf("pinning another certificate: want exit 1 naming the pin, got %s", r)
+		}
+		cred := filepath.Join(c.root, "remote.cred")
+		r = c.runEnv(t, noState, "baton", "node", "add", "remote1", "--out", cred, "--tls-fingerprint", strings.ToUpper(st.TLSFingerprint))
+		if r.code != 0 {
+			t.Fatalf("node add --tls-fingerprint: %s", r)
+		}
+		if got, err := auth.ReadCredential(cred); err != nil || got.Fingerprint != st.TLSFingerprint {
+			t.Errorf("node add --tls-fingerprint wrote %+v, %v; want fingerprint %s", got, err, st.TLSFingerprint)
+		}
+		r = c.runEnv(t, noState, "baton", "node", "add", "remote2", "--out", filepath.Join(c.root, "remote2.cred"), "--ca-file", st.TLSCertFile)
+		if r.code != 0 || !strings.Contains(r.stderr, "--ca-file "+st.TLSCertFile) {
+			t.Errorf("node add --ca-file: want success and a hint to start the agent with the CA file, got %s", r)
+		}
+	})
+
+	t.Run("baton-agent refuses ws:// to a host that is not loopback", func(t *testing.T) {
+		// The agent checks its settings before it dials: nothing is sent to 10.1.2.3.
+		cred := filepath.Join(c.root, "lan.cred")
+		if err := auth.WriteCredential(cred, auth.Credential{Name: "lan1", Secret: "s3cret", Server: "ws://10.1.2.3:8143/pcp"}); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(c.root, "lan")
+		r := c.runEnv(t, nil, "baton-agent", "--credential", cred, "--cache-dir", filepath.Join(dir, "cache"), "--spool-dir", filepath.Join(dir, "spool"))
+		if r.code != 1 || !strings.Contains(r.stderr, "--insecure") {
+			t.Errorf("want exit 1 mentioning --insecure, got %s", r)
+		}
+	})
+
 	t.Run("baton-agent refuses a credential others can read", func(t *testing.T) {
 		b, err := os.ReadFile(creds["web1"])
 		if err != nil {
@@ -848,6 +928,9 @@ func TestCLIEndToEnd(t *testing.T) {
 			t.Errorf("baton serve left %s behind after it stopped (%v)", c.stateFile, err)
 		}
 		c.serve(t)
+		if after := c.state(t); after.TLSFingerprint != st.TLSFingerprint {
+			t.Errorf("the certificate changed across a restart: %s, then %s", st.TLSFingerprint, after.TLSFingerprint)
+		}
 		if tokenAfter, err := os.ReadFile(filepath.Join(c.dataDir, "admin.token")); err != nil || !bytes.Equal(tokenBefore, tokenAfter) {
 			t.Errorf("the admin token changed across a restart (%v)", err)
 		}
@@ -876,6 +959,8 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		{"bad log level", []string{"--log-level", "loud"}, 2, "--log-level"},
 		{"bad listen address", []string{"--listen", "127.0.0.1:99999"}, 1, "99999"},
 		{"missing modules", []string{"--modules", filepath.Join(c.root, "nope")}, 1, "nope"},
+		{"certificate without key", []string{"--tls-cert", filepath.Join(c.root, "x.crt")}, 1, "--tls-key"},
+		{"missing certificate", []string{"--tls-cert", filepath.Join(c.root, "x.crt"), "--tls-key", filepath.Join(c.root, "x.key")}, 1, "x.crt"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(c.root, "data-"+strings.ReplaceAll(tc.name, " ", "-")),

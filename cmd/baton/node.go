@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/baton-run/baton/shared/auth"
@@ -15,27 +17,62 @@ func cmdNodeAdd(args []string) error {
 	var cf clientFlags
 	cf.register(fs)
 	out := fs.String("out", "", "file to write the node's credential to (mode 0600)")
+	fingerprint := fs.String("tls-fingerprint", "", "SHA-256 fingerprint (hex) of a remote server's self-signed TLS certificate (see its `baton serve` output); the credential records it for the agent")
+	caFile := fs.String("ca-file", "", "PEM CA file to verify a remote server's TLS certificate with (the agent then needs --ca-file too)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 || *out == "" {
-		return usageError("usage: baton node add NAME --out FILE")
+		return usageError("usage: baton node add NAME --out FILE [--tls-fingerprint HEX | --ca-file FILE]")
 	}
 	c, err := cf.client()
 	if err != nil {
 		return err
+	}
+	if *fingerprint != "" || *caFile != "" {
+		t, err := newServerTrust(*fingerprint, *caFile)
+		if err != nil {
+			return err
+		}
+		if err := cliTLS.set(c.BaseURL(), t); err != nil {
+			return err
+		}
 	}
 	secret, err := c.EnrollNode(context.Background(), pos[0])
 	if err != nil {
 		return err
 	}
 	cred := auth.Credential{Name: pos[0], Secret: secret, Server: agentURL(c.BaseURL())}
+	hint := ""
+	if u, err := url.Parse(c.BaseURL()); err == nil && u.Scheme == "https" {
+		// The enrolment went through a connection checked this way, so a pin is the
+		// certificate the server really presents.
+		t, err := cliTLS.trustFor(hostPort(u))
+		if err != nil {
+			return err
+		}
+		cred.Fingerprint = t.Fingerprint
+		if t.CAFile != "" {
+			hint = " --ca-file " + t.CAFile
+		}
+	} else if err == nil && !loopbackHost(u.Hostname()) {
+		hint = " --insecure"
+	}
 	if err := auth.WriteCredential(*out, cred); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "Node %s enrolled; its credential is in %s (keep it secret).\nStart its agent with:\n  baton-agent --credential %s\n", pos[0], *out, *out)
+	fmt.Fprintf(os.Stderr, "Node %s enrolled; its credential is in %s (keep it secret).\nStart its agent with:\n  baton-agent --credential %s%s\n", pos[0], *out, *out, hint)
 	return nil
+}
+
+// loopbackHost reports whether h is localhost or a loopback IP address.
+func loopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // agentURL is the agents' WebSocket URL of the server at base.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/baton-run/baton/shared/local"
@@ -20,6 +21,17 @@ func cmdServe(args []string) error {
 	fs.StringVar(&cfg.Modules, "modules", "", "Puppet modules directory served as environment production")
 	fs.StringVar(&cfg.Environments, "environments", "", "directory of <env>/modules directories")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 0, "how long a node waits for its agent to connect (default 30s)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve (default: a self-signed certificate made on first start and kept in the data directory)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.Func("tls-san", "extra DNS name or IP address for the self-signed certificate (repeatable, or comma-separated)", func(v string) error {
+		for _, san := range strings.Split(v, ",") {
+			if san = strings.TrimSpace(san); san != "" {
+				cfg.TLSSANs = append(cfg.TLSSANs, san)
+			}
+		}
+		return nil
+	})
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve plain HTTP and WS, without TLS, on any address: API tokens and node secrets cross the network unencrypted")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
@@ -38,12 +50,19 @@ func cmdServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	st := localState{URL: srv.URL(), TokenFile: srv.AdminTokenPath()}
+	st := servedState{localState: localState{URL: srv.URL(), TokenFile: srv.AdminTokenPath()},
+		TLSFingerprint: srv.Fingerprint(), TLSCertFile: srv.CertFile()}
 	if err := writeLocalState(st); err != nil {
 		cfg.Logger.Warn("could not record the local server for the CLI", "err", err)
 	}
-	fmt.Fprintf(os.Stderr, "baton serving on %s\n  API:    %s/orchestrator/v1\n  agents: ws://%s/pcp\n  admin token: %s (the baton CLI on this machine finds it)\n",
-		srv.Addr(), srv.URL(), srv.Addr(), srv.AdminTokenPath())
+	fmt.Fprintf(os.Stderr, "baton serving on %s\n  API:    %s/orchestrator/v1\n  agents: %s\n", srv.Addr(), srv.URL(), srv.AgentURL())
+	if srv.TLS() {
+		fmt.Fprintf(os.Stderr, "  TLS certificate: %s\n    SHA-256 fingerprint %s\n    (baton node add records it in credentials; elsewhere: baton node add --tls-fingerprint)\n",
+			srv.CertFile(), srv.Fingerprint())
+	} else {
+		fmt.Fprintln(os.Stderr, "  WARNING: plain HTTP (--insecure): tokens, node secrets and task parameters are not encrypted")
+	}
+	fmt.Fprintf(os.Stderr, "  admin token: %s (the baton CLI on this machine finds it)\n", srv.AdminTokenPath())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
@@ -55,7 +74,7 @@ func cmdServe(args []string) error {
 	return err
 }
 
-func writeLocalState(st localState) error {
+func writeLocalState(st servedState) error {
 	path := stateFile()
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err

@@ -8,12 +8,16 @@ import (
 	"path/filepath"
 )
 
-// Credential is what `baton node add` writes for an agent: who it is, its secret, and where
-// to connect.
+// Credential is what `baton node add` writes for an agent: who it is, its secret, where to
+// connect, and which server certificate to accept.
 type Credential struct {
 	Name   string `json:"name"`
 	Secret string `json:"secret"`
 	Server string `json:"server,omitempty"` // ws:// or wss:// URL of the /pcp endpoint
+	// Fingerprint pins the server's TLS certificate: the lowercase hex SHA-256 of its DER. It
+	// is set when the server's certificate is self-signed (or otherwise trusted by pinning);
+	// empty when the agent verifies the server with CAs.
+	Fingerprint string `json:"tls_fingerprint,omitempty"`
 }
 
 // WriteCredential writes c to path with mode 0600, replacing any file there atomically.

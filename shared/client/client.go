@@ -28,6 +28,14 @@ func New(base, token string) *Client {
 	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: 60 * time.Second}}
 }
 
+// NewWithHTTP is New with the HTTP client to use (for example one that pins the server's
+// certificate).
+func NewWithHTTP(base, token string, hc *http.Client) *Client {
+	c := New(base, token)
+	c.http = hc
+	return c
+}
+
 // APIError is an error answer: PE's {kind, msg, details} with the status code.
 type APIError struct {
 	Status  int            `json:"-"`

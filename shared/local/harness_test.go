@@ -54,7 +54,9 @@ func copyModules(t *testing.T) string {
 
 func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	t.Helper()
-	cfg := Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(t.TempDir(), "data"), Modules: copyModules(t),
+	// Plain HTTP: shared/client, which the harness drives the API with, takes no TLS settings;
+	// tls_test.go covers TLS.
+	cfg := Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(t.TempDir(), "data"), Modules: copyModules(t), PlainHTTP: true,
 		ConnectTimeout: 3 * time.Second, TimeoutGrace: 2 * time.Second, SweepInterval: 50 * time.Millisecond, Logger: testLogger(t)}
 	for _, m := range mutate {
 		m(&cfg)

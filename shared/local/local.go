@@ -33,7 +33,7 @@ import (
 // Config configures the local server.
 type Config struct {
 	Listen string // default 127.0.0.1:8143; "127.0.0.1:0" picks a free port
-	// DataDir holds baton.db, the secrets and admin.token.
+	// DataDir holds baton.db, the secrets, admin.token and the self-signed TLS certificate.
 	DataDir string
 	// Modules is a modules directory served as environment "production".
 	Modules string
@@ -73,6 +73,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("a TLS certificate needs its key and a key its certificate (--tls-cert and --tls-key)")
+	}
+	if c.TLSCert != "" && len(c.TLSSANs) > 0 {
+		return errors.New("extra certificate names (--tls-san) apply to the self-signed certificate only, not to --tls-cert")
 	}
 	if c.Insecure {
 		c.PlainHTTP = true
@@ -119,7 +122,9 @@ func (u signedURLs) FileURI(_ context.Context, env, module, filename, _ string) 
 	return u.signer.Sign(env, module, filename, u.ttl), nil
 }
 
-// Start opens the data directory, listens, and serves until Close.
+// Start opens the data directory, listens, and serves until Close: over TLS unless
+// cfg.PlainHTTP, which on an address that is not loopback fails with ErrPlainHTTPNotLoopback
+// unless cfg.Insecure.
 func Start(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
