@@ -20,6 +20,7 @@ import (
 	"github.com/baton-run/baton/shared/catalog/s3catalog"
 	"github.com/baton-run/baton/shared/httpapi"
 	"github.com/baton-run/baton/shared/orchestrator"
+	"github.com/baton-run/baton/shared/ratelimit"
 	"github.com/baton-run/baton/shared/seal"
 	"github.com/baton-run/baton/shared/store/dynamo"
 )
@@ -162,7 +163,13 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 	a.Orchestrator = orchestrator.New(st, cat, cat, sender, sealer, opts...)
 	inbox.orch = a.Orchestrator
 	a.WebSocket = awsgw.NewWebSocket(a.Orchestrator, sender, logger)
-	a.API = httpapi.New(a.Orchestrator, cat, cat, a.Auth, logger)
+	// Per-token limits are per Lambda instance here; the API Gateway stage's throttling is the
+	// account-wide control (infra/).
+	limiter, err := ratelimit.New(100, 500)
+	if err != nil {
+		return nil, err
+	}
+	a.API = ratelimit.Middleware(limiter, ratelimit.TokenOrIP, httpapi.New(a.Orchestrator, cat, cat, a.Auth, logger))
 	return a, nil
 }
 

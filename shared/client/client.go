@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -50,7 +51,31 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	return c.doWith(ctx, method, path, nil, body, out)
 }
 
+// maxRateLimitRetries bounds how often a request answered 429 is repeated after Retry-After.
+const maxRateLimitRetries = 5
+
 func (c *Client) doWith(ctx context.Context, method, path string, hdr http.Header, body, out any) error {
+	for attempt := 0; ; attempt++ {
+		err := c.doOnce(ctx, method, path, hdr, body, out)
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Status != http.StatusTooManyRequests || attempt >= maxRateLimitRetries {
+			return err
+		}
+		wait := time.Second
+		if n, ok := ae.Details["retry_after"].(json.Number); ok {
+			if secs, err := n.Int64(); err == nil && secs > 0 && secs < 60 {
+				wait = time.Duration(secs) * time.Second
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (c *Client) doOnce(ctx context.Context, method, path string, hdr http.Header, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -81,7 +106,9 @@ func (c *Client) doWith(ctx context.Context, method, path string, hdr http.Heade
 	}
 	if resp.StatusCode >= 300 {
 		ae := &APIError{Status: resp.StatusCode}
-		if json.Unmarshal(b, ae) != nil || ae.Kind == "" {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		if dec.Decode(ae) != nil || ae.Kind == "" {
 			ae.Kind, ae.Msg = "unknown", strings.TrimSpace(string(b))
 		}
 		return ae

@@ -26,6 +26,7 @@ import (
 	"github.com/baton-run/baton/shared/httpapi"
 	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/protocol"
+	"github.com/baton-run/baton/shared/ratelimit"
 	"github.com/baton-run/baton/shared/seal"
 	"github.com/baton-run/baton/shared/store/sqlite"
 )
@@ -43,6 +44,10 @@ type Config struct {
 	TimeoutGrace   time.Duration // default 30s
 	FileURLTTL     time.Duration // default 5m
 	SweepInterval  time.Duration // default 1s
+	// RequestRate and RequestBurst limit API requests per token (or per client address when
+	// unauthenticated); defaults 100 a second, bursts of 500. A negative rate: no limit.
+	RequestRate  float64
+	RequestBurst int
 	// TaskConcurrency caps running actions across all jobs (PE's task_concurrency); default 250.
 	TaskConcurrency int
 	Logger          *slog.Logger
@@ -222,8 +227,25 @@ func Start(cfg Config) (*Server, error) {
 		}))
 	api := httpapi.New(s.orch, cat, urls, s.auth, cfg.Logger)
 	mux := http.NewServeMux()
-	mux.Handle("/orchestrator/", api)
-	mux.Handle("/baton/", api)
+	var limited http.Handler = api
+	if cfg.RequestRate >= 0 {
+		rate, burst := cfg.RequestRate, cfg.RequestBurst
+		if rate == 0 {
+			rate = 100
+		}
+		if burst <= 0 {
+			burst = 500
+		}
+		l, err := ratelimit.New(rate, burst)
+		if err != nil {
+			cancel()
+			ln.Close()
+			return nil, err
+		}
+		limited = ratelimit.Middleware(l, ratelimit.TokenOrIP, api)
+	}
+	mux.Handle("/orchestrator/", limited)
+	mux.Handle("/baton/", limited)
 	mux.Handle("/pcp", s.gateway.Handler(s.auth, s.orch))
 	mux.Handle("/files/", catalog.FileHandler(cat, signer, cfg.Logger))
 	mux.Handle("/", api)
