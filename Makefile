@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: help build lambdas test test-short test-puppetserver lint demo fuzz clean
+.PHONY: help build lambdas synth deploy destroy test test-infra test-short test-puppetserver lint demo fuzz clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -16,9 +16,24 @@ build: ## Build bin/baton and bin/baton-agent
 lambdas: ## Build a deterministic bootstrap zip per Lambda function into dist/ (linux/arm64)
 	bash scripts/lambdas.sh
 
-test: lint ## Run every test (with -race), the fuzz targets briefly, and the binaries end to end
+CDK_ENV := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=1
+
+synth: lambdas ## Synthesize the CloudFormation template into infra/cdk.out (offline, no AWS credentials)
+	cd infra && $(CDK_ENV) CDK_OUTDIR=cdk.out $(GO) run .
+
+deploy: lambdas ## Deploy the stack with the pinned aws-cdk CLI (run 'cd infra && npx cdk bootstrap' once per account/region)
+	cd infra && npm ci --no-audit --no-fund && $(CDK_ENV) npx --no-install cdk deploy --outputs-file cdk-outputs.json $(CDK_ARGS)
+
+destroy: ## Delete the stack (the table and bucket are retained unless deployed with CDK_ARGS='-c baton:retain=false')
+	cd infra && npm ci --no-audit --no-fund && $(CDK_ENV) npx --no-install cdk destroy $(CDK_ARGS)
+
+test: lint ## Run every test (with -race), the CDK app's tests, the fuzz targets briefly, and the binaries end to end
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) --no-print-directory test-infra
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+test-infra: ## The CDK app's assertion tests and the LocalStack harness checks (slow once, cached after)
+	cd infra && $(CDK_ENV) $(GO) vet ./... && $(CDK_ENV) $(GO) test -count=1 ./...
 
 test-puppetserver: ## Install and start Debian's puppetserver on loopback and run puppet agent jobs through Baton (root)
 	bash scripts/test-puppetserver.sh
@@ -27,7 +42,7 @@ test-short: ## Unit tests only, no race detector (quick feedback)
 	$(GO) test -short $(PKGS)
 
 lint: ## gofmt and go vet
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
 FUZZTIME ?= 30s

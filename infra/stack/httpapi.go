@@ -1,0 +1,87 @@
+package stack
+
+import (
+	"errors"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2authorizers"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2integrations"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// HTTPIdentitySource is the header the HTTP API's authorizer reads the API token from (the
+// PE orchestrator's X-Authentication). A request without it is refused with 401 before the
+// authorizer runs.
+const HTTPIdentitySource = "$request.header.X-Authentication"
+
+// HTTPAuthorizerCacheSeconds is how long API Gateway caches the authorizer's answer for a
+// token: a revoked token is refused by the API function at once, and by API Gateway within
+// this time.
+const HTTPAuthorizerCacheSeconds = 60
+
+// HTTPRoute is one route of the HTTP API.
+type HTTPRoute struct {
+	Method awsapigatewayv2.HttpMethod
+	Path   string
+}
+
+// HTTPRoutes are the routes to the API function, all behind the token authorizer.
+func HTTPRoutes() []HTTPRoute {
+	return []HTTPRoute{
+		{Method: awsapigatewayv2.HttpMethod_GET, Path: "/orchestrator/v1"},
+		{Method: awsapigatewayv2.HttpMethod_ANY, Path: "/orchestrator/{proxy+}"},
+		{Method: awsapigatewayv2.HttpMethod_ANY, Path: "/baton/{proxy+}"},
+	}
+}
+
+// APIProps configures API.
+type APIProps struct {
+	Functions *Functions
+}
+
+// API is the operators' side of the control plane: the API Gateway HTTP API (default stage)
+// whose routes (HTTPRoutes) go to the api function with payload format 2.0, behind the
+// authorizer function (simple responses, token in X-Authentication).
+type API struct {
+	constructs.Construct
+	HTTPAPI awsapigatewayv2.HttpApi
+	// URL is the API's base URL.
+	URL *string
+}
+
+// NewAPI declares the HTTP API.
+func NewAPI(scope constructs.Construct, id string, props APIProps) (*API, error) {
+	fns := props.Functions
+	if fns == nil {
+		return nil, errors.New("api: no functions")
+	}
+	a := &API{Construct: constructs.NewConstruct(scope, jsii.String(id))}
+	a.HTTPAPI = awsapigatewayv2.NewHttpApi(a.Construct, jsii.String("Api"), &awsapigatewayv2.HttpApiProps{
+		ApiName:            jsii.String(*awscdk.Stack_Of(a.Construct).StackName() + "-api"),
+		Description:        jsii.String("Baton orchestrator API"),
+		CreateDefaultStage: jsii.Bool(true),
+	})
+	authorizer := awsapigatewayv2authorizers.NewHttpLambdaAuthorizer(jsii.String("TokenAuthorizer"), fns.ByName[FunctionAuthorizer],
+		&awsapigatewayv2authorizers.HttpLambdaAuthorizerProps{
+			AuthorizerName:  jsii.String("baton-token"),
+			ResponseTypes:   &[]awsapigatewayv2authorizers.HttpLambdaResponseType{awsapigatewayv2authorizers.HttpLambdaResponseType_SIMPLE},
+			IdentitySource:  jsii.Strings(HTTPIdentitySource),
+			ResultsCacheTtl: awscdk.Duration_Seconds(jsii.Number(HTTPAuthorizerCacheSeconds)),
+		})
+	integration := awsapigatewayv2integrations.NewHttpLambdaIntegration(jsii.String("ApiIntegration"), fns.ByName[FunctionAPI],
+		&awsapigatewayv2integrations.HttpLambdaIntegrationProps{
+			PayloadFormatVersion: awsapigatewayv2.PayloadFormatVersion_VERSION_2_0(),
+		})
+	for _, r := range HTTPRoutes() {
+		a.HTTPAPI.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
+			Path:        jsii.String(r.Path),
+			Methods:     &[]awsapigatewayv2.HttpMethod{r.Method},
+			Integration: integration,
+			Authorizer:  authorizer,
+		})
+	}
+	a.URL = a.HTTPAPI.Url()
+	return a, nil
+}
