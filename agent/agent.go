@@ -15,6 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/baton-run/baton/shared/auth"
 	"github.com/baton-run/baton/shared/protocol"
 )
 
@@ -190,7 +191,11 @@ func (a *Agent) session(ctx context.Context) (connected bool, err error) {
 	dialCtx, cancelDial := context.WithTimeout(ctx, a.cfg.DialTimeout)
 	defer cancelDial()
 	h := http.Header{}
-	h.Set("Authorization", "Bearer "+a.cfg.Secret)
+	if len(a.cfg.PrivateKey) != 0 {
+		h.Set("Authorization", auth.SignConnect(a.cfg.PrivateKey, a.cfg.Name, time.Now()))
+	} else {
+		h.Set("Authorization", "Bearer "+a.cfg.Secret)
+	}
 	h.Set("X-Baton-Node", a.cfg.Name)
 	conn, resp, err := websocket.Dial(dialCtx, a.cfg.Server, &websocket.DialOptions{
 		HTTPClient: a.cfg.HTTPClient, HTTPHeader: h,

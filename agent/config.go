@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,8 +36,12 @@ type Config struct {
 	Server string
 	// Name is this node's name (its PCP identity), sent as the X-Baton-Node header.
 	Name string
-	// Secret is the agent's credential, sent as "Authorization: Bearer <Secret>".
+	// Secret is the agent's credential, sent as "Authorization: Bearer <Secret>". Either it or
+	// PrivateKey is set.
 	Secret string
+	// PrivateKey is the agent's own key (from enrolment, see Enroll): every connect is signed
+	// with it, with a fresh timestamp and nonce, so a captured connect cannot be replayed.
+	PrivateKey ed25519.PrivateKey
 	// CacheDir holds downloaded task files as <CacheDir>/<sha256>/<basename>.
 	CacheDir string
 	// SpoolDir holds one directory per transaction with its metadata and outcome.
@@ -98,8 +103,10 @@ func (c Config) Validate() error {
 	if c.Name == "" {
 		errs = append(errs, errors.New("name is required"))
 	}
-	if c.Secret == "" {
-		errs = append(errs, errors.New("secret is required"))
+	if (c.Secret == "") == (len(c.PrivateKey) == 0) {
+		errs = append(errs, errors.New("exactly one of secret and private key is required"))
+	} else if len(c.PrivateKey) != 0 && len(c.PrivateKey) != ed25519.PrivateKeySize {
+		errs = append(errs, errors.New("private key has the wrong size"))
 	}
 	if c.CacheDir == "" {
 		errs = append(errs, errors.New("cache dir is required"))

@@ -11,6 +11,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -154,13 +156,44 @@ func run(args []string) error {
 	if err := pcfg.Validate(); err != nil {
 		return err
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := useCredential(ctx, &cfg, credPath, cred); err != nil {
+		return err
+	}
 	a, err := agent.New(cfg, agent.WithPuppet(pcfg))
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	cfg.Logger.Info("baton-agent starting", "node", cfg.Name, "server", cfg.Server,
 		"tls_fingerprint", cfg.TLSFingerprint, "ca_file", cfg.CAFile)
 	return a.Run(ctx)
+}
+
+// useCredential sets cfg's credential from the credential file. On the first start after
+// `baton node add` the file holds a one-time enrolment token: the agent then makes its own
+// key pair, registers the public key with the server, and replaces the token in the file
+// with the private key (mode 0600), which never leaves the node.
+func useCredential(ctx context.Context, cfg *agent.Config, path string, cred auth.Credential) error {
+	switch {
+	case cred.PrivateKey != "":
+		key, err := base64.StdEncoding.DecodeString(cred.PrivateKey)
+		if err != nil || len(key) != ed25519.PrivateKeySize {
+			return fmt.Errorf("credential %s: bad private_key", path)
+		}
+		cfg.Secret, cfg.PrivateKey = "", ed25519.PrivateKey(key)
+	case cred.EnrollmentToken != "":
+		cfg.Logger.Info("enrolling with the one-time enrolment token", "node", cfg.Name)
+		key, err := agent.Enroll(ctx, *cfg, cred.EnrollmentToken)
+		if err != nil {
+			return err
+		}
+		cred.EnrollmentToken, cred.PrivateKey = "", base64.StdEncoding.EncodeToString(key)
+		if err := auth.WriteCredential(path, cred); err != nil {
+			return fmt.Errorf("save the node's key (enrolment succeeded; the token is used up): %w", err)
+		}
+		cfg.Logger.Info("enrolled; the node's key is in the credential file", "path", path)
+		cfg.Secret, cfg.PrivateKey = "", key
+	}
+	return nil
 }

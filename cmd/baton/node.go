@@ -17,6 +17,8 @@ func cmdNodeAdd(args []string) error {
 	var cf clientFlags
 	cf.register(fs)
 	out := fs.String("out", "", "file to write the node's credential to (mode 0600)")
+	enrollTTL := fs.String("enrollment-ttl", "", "how long the one-time enrolment token can be used (1h, 1d; default 1h)")
+	withSecret := fs.Bool("secret", false, "give the node a shared secret instead of an enrolment token (the agent then makes no key pair)")
 	fingerprint := fs.String("tls-fingerprint", "", "SHA-256 fingerprint (hex) of a remote server's self-signed TLS certificate (see its `baton serve` output); the credential records it for the agent")
 	caFile := fs.String("ca-file", "", "PEM CA file to verify a remote server's TLS certificate with (the agent then needs --ca-file too)")
 	pos, err := parseArgs(fs, args)
@@ -39,11 +41,20 @@ func cmdNodeAdd(args []string) error {
 			return err
 		}
 	}
-	secret, err := c.EnrollNode(context.Background(), pos[0])
-	if err != nil {
-		return err
+	var cred auth.Credential
+	if *withSecret {
+		secret, err := c.EnrollNode(context.Background(), pos[0])
+		if err != nil {
+			return err
+		}
+		cred = auth.Credential{Name: pos[0], Secret: secret, Server: agentURL(c.BaseURL())}
+	} else {
+		e, err := c.EnrollNodeToken(context.Background(), pos[0], *enrollTTL)
+		if err != nil {
+			return err
+		}
+		cred = auth.Credential{Name: pos[0], EnrollmentToken: e.EnrollmentToken, Server: agentURL(c.BaseURL())}
 	}
-	cred := auth.Credential{Name: pos[0], Secret: secret, Server: agentURL(c.BaseURL())}
 	hint := ""
 	if u, err := url.Parse(c.BaseURL()); err == nil && u.Scheme == "https" {
 		// The enrolment went through a connection checked this way, so a pin is the

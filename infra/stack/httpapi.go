@@ -27,7 +27,11 @@ type HTTPRoute struct {
 	Path   string
 }
 
-// HTTPRoutes are the routes to the API function, all behind the token authorizer.
+// EnrollRoute is the one route without the token authorizer: a new agent exchanges its
+// one-time enrolment token (checked by the api function) for registering its own key.
+var EnrollRoute = HTTPRoute{Method: awsapigatewayv2.HttpMethod_POST, Path: "/baton/v1/enroll"}
+
+// HTTPRoutes are the routes to the API function behind the token authorizer.
 func HTTPRoutes() []HTTPRoute {
 	return []HTTPRoute{
 		{Method: awsapigatewayv2.HttpMethod_GET, Path: "/orchestrator/v1"},
@@ -82,6 +86,11 @@ func NewAPI(scope constructs.Construct, id string, props APIProps) (*API, error)
 			Authorizer:  authorizer,
 		})
 	}
+	a.HTTPAPI.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
+		Path:        jsii.String(EnrollRoute.Path),
+		Methods:     &[]awsapigatewayv2.HttpMethod{EnrollRoute.Method},
+		Integration: integration,
+	})
 	a.URL = a.HTTPAPI.Url()
 	return a, nil
 }

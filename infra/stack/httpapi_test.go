@@ -17,8 +17,13 @@ func TestAPIRoutes(t *testing.T) {
 	}
 	routes := s.routes(apiID)
 	want := []string{"GET /orchestrator/v1", "ANY /orchestrator/{proxy+}", "ANY /baton/{proxy+}"}
-	if got := slices.Sorted(mapKeys(routes)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+	all := append(slices.Clone(want), "POST /baton/v1/enroll")
+	if got := slices.Sorted(mapKeys(routes)); !slices.Equal(got, slices.Sorted(slices.Values(all))) {
 		t.Errorf("routes = %v, want %v", got, want)
+	}
+	// Enrolment is authenticated by its one-time token, in the api function.
+	if r := routes["POST /baton/v1/enroll"]; r["AuthorizationType"] == "CUSTOM" || s.integrationFunction(t, r) != s.functionID(t, FunctionAPI) {
+		t.Errorf("enroll route: %v", r)
 	}
 	authorizers := s.resources("AWS::ApiGatewayV2::Authorizer")
 	apiFn := s.functionID(t, FunctionAPI)

@@ -29,7 +29,7 @@ var resourceCounts = map[string]int{
 	"AWS::ApiGatewayV2::Authorizer": 2,
 	// 3 WebSocket integrations, 1 shared by the HTTP routes.
 	"AWS::ApiGatewayV2::Integration": 4,
-	"AWS::ApiGatewayV2::Route":       6,
+	"AWS::ApiGatewayV2::Route":       7,
 	"AWS::Events::Rule":              1,
 }
 

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/baton-run/baton/shared/inventory"
@@ -43,6 +44,7 @@ type Store interface {
 	CreateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
 	GetNode(ctx context.Context, name string) (inventory.Node, error)
 	UpdateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
+	UseNonce(ctx context.Context, nonce string, expires time.Time) error
 }
 
 // Principal is an authenticated API caller and what it may do.
@@ -175,6 +177,9 @@ func (s *Service) AuthenticateNode(ctx context.Context, name, secret string) err
 	}
 	if n.CredentialHash == "" {
 		return fmt.Errorf("%w: node %s is revoked", ErrUnauthenticated, name)
+	}
+	if strings.Contains(n.CredentialHash, ":") {
+		return fmt.Errorf("%w: node %s authenticates with an enrolment token or its key, not a secret", ErrUnauthenticated, name)
 	}
 	want, err := hex.DecodeString(n.CredentialHash)
 	if err != nil {

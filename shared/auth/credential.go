@@ -10,10 +10,14 @@ import (
 
 // Credential is what `baton node add` writes for an agent: who it is, its secret, where to
 // connect, and which server certificate to accept.
+// Exactly one of Secret, EnrollmentToken (before the agent's first start) and PrivateKey
+// (after it: the agent's own Ed25519 key, base64) is set.
 type Credential struct {
-	Name   string `json:"name"`
-	Secret string `json:"secret"`
-	Server string `json:"server,omitempty"` // ws:// or wss:// URL of the /pcp endpoint
+	Name            string `json:"name"`
+	Secret          string `json:"secret,omitempty"`
+	EnrollmentToken string `json:"enrollment_token,omitempty"`
+	PrivateKey      string `json:"private_key,omitempty"`
+	Server          string `json:"server,omitempty"` // ws:// or wss:// URL of the /pcp endpoint
 	// Fingerprint pins the server's TLS certificate: the lowercase hex SHA-256 of its DER. It
 	// is set when the server's certificate is self-signed (or otherwise trusted by pinning);
 	// empty when the agent verifies the server with CAs.
@@ -65,8 +69,14 @@ func ReadCredential(path string) (Credential, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return Credential{}, fmt.Errorf("credential file %s: %w", path, err)
 	}
-	if c.Name == "" || c.Secret == "" {
-		return Credential{}, errors.New("credential file " + path + " needs name and secret")
+	set := 0
+	for _, v := range []string{c.Secret, c.EnrollmentToken, c.PrivateKey} {
+		if v != "" {
+			set++
+		}
+	}
+	if c.Name == "" || set != 1 {
+		return Credential{}, errors.New("credential file " + path + " needs a name and one of secret, enrollment_token, private_key")
 	}
 	return c, nil
 }

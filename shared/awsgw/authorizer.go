@@ -33,7 +33,7 @@ const (
 
 // NodeAuthenticator checks a node's credential (auth.Service does).
 type NodeAuthenticator interface {
-	AuthenticateNode(ctx context.Context, name, secret string) error
+	AuthenticateNodeHeader(ctx context.Context, name, authorization string) error
 }
 
 // TokenAuthenticator checks an API token (auth.Service does).
@@ -68,11 +68,10 @@ func NodeAuthorizer(a NodeAuthenticator, logger *slog.Logger) func(context.Conte
 		case !auth.ValidNodeName(node):
 			return deny("invalid node name", "node", truncate(node, 64))
 		}
-		secret, ok := bearer(authz)
-		if !ok {
-			return deny("no bearer credential in the "+HeaderAuthorization+" header", "node", node)
+		if strings.TrimSpace(authz) == "" {
+			return deny("no credential in the "+HeaderAuthorization+" header", "node", node)
 		}
-		if err := a.AuthenticateNode(ctx, node, secret); err != nil {
+		if err := a.AuthenticateNodeHeader(ctx, node, authz); err != nil {
 			if errors.Is(err, auth.ErrUnauthenticated) {
 				return deny(err.Error(), "node", node)
 			}
@@ -162,17 +161,6 @@ func header(single map[string]string, multi map[string][]string, name string) (s
 	default:
 		return "", fmt.Errorf("header %s sent %d times with different values", name, len(found))
 	}
-}
-
-// bearer returns the credential of an "Authorization: Bearer <secret>" value (the scheme is
-// case-insensitive, RFC 9110 §11.1).
-func bearer(v string) (string, bool) {
-	scheme, secret, ok := strings.Cut(strings.TrimSpace(v), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	secret = strings.TrimSpace(secret)
-	return secret, secret != ""
 }
 
 func truncate(s string, n int) string {

@@ -158,7 +158,7 @@ func TestNodeAuthorizer(t *testing.T) {
 // failingNodes is an authenticator whose store is down.
 type failingNodes struct{}
 
-func (failingNodes) AuthenticateNode(context.Context, string, string) error {
+func (failingNodes) AuthenticateNodeHeader(context.Context, string, string) error {
 	return errors.New("look up node web01: connection refused")
 }
 

@@ -533,3 +533,18 @@ func (c *Client) Users(ctx context.Context) ([]User, error) {
 func (c *Client) RevokeNode(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/baton/v1/nodes/"+url.PathEscape(name), nil, nil)
 }
+
+// Enrollment is a node's one-time enrolment token.
+type Enrollment struct {
+	Name            string    `json:"name"`
+	EnrollmentToken string    `json:"enrollment_token"`
+	ExpiresAt       time.Time `json:"expires_at"`
+}
+
+// EnrollNodeToken enrols a node with a one-time enrolment token valid for ttl (PE lifetime
+// format; "" = 1h): its agent makes its own key pair on first start.
+func (c *Client) EnrollNodeToken(ctx context.Context, name, ttl string) (Enrollment, error) {
+	var out Enrollment
+	err := c.do(ctx, http.MethodPost, "/baton/v1/nodes", map[string]any{"name": name, "enrollment": true, "enrollment_ttl": ttl}, &out)
+	return out, err
+}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +30,7 @@ type Inbox interface {
 
 // NodeAuthenticator checks a node's credential.
 type NodeAuthenticator interface {
-	AuthenticateNode(ctx context.Context, name, secret string) error
+	AuthenticateNodeHeader(ctx context.Context, name, authorization string) error
 }
 
 // Headers an agent authenticates with.
@@ -135,8 +134,7 @@ func (g *Gateway) Close() {
 func (g *Gateway) Handler(auth NodeAuthenticator, inbox Inbox) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		node := r.Header.Get(HeaderNode)
-		secret, _ := strings.CutPrefix(r.Header.Get(HeaderAuthorization), "Bearer ")
-		if err := auth.AuthenticateNode(r.Context(), node, secret); err != nil {
+		if err := auth.AuthenticateNodeHeader(r.Context(), node, r.Header.Get(HeaderAuthorization)); err != nil {
 			g.log.Warn("agent refused", "node", node, "remote", r.RemoteAddr, "err", err)
 			http.Error(w, `{"kind":"puppetlabs.orchestrator/not-authenticated","msg":"node credential refused","details":{}}`, http.StatusUnauthorized)
 			return

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +59,8 @@ type Authenticator interface {
 	AuthenticateToken(ctx context.Context, token string) (auth.Principal, error)
 	EnrollNode(ctx context.Context, name string) (string, error)
 	RevokeNode(ctx context.Context, name string) error
+	CreateEnrollment(ctx context.Context, name string, ttl time.Duration) (string, time.Time, error)
+	Enroll(ctx context.Context, name, token string, pub ed25519.PublicKey) error
 	IssueTokenFor(ctx context.Context, caller auth.Principal, login, label string, lifetime time.Duration) (string, auth.TokenInfo, error)
 	ListTokens(ctx context.Context, caller auth.Principal) ([]auth.TokenInfo, error)
 	RevokeToken(ctx context.Context, caller auth.Principal, id string) error
@@ -122,6 +125,17 @@ func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, log
 	a.handle("DELETE /baton/v1/roles/{name}", auth.ActionTokensManage, a.deleteRole)
 	a.handle("GET /baton/v1/users", auth.ActionTokensManage, a.listUsers)
 	a.handle("PUT /baton/v1/users/{login}", auth.ActionTokensManage, a.setUser)
+	// Enrolment is authenticated by the one-time enrolment token in the body, not by an API
+	// token: it is how a new agent gets its credential.
+	a.mux.HandleFunc("POST /baton/v1/enroll", func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		v, status, err := a.enroll(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, status, v)
+	})
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Kind: "puppetlabs.orchestrator/not-found", Msg: "No such endpoint: " + r.Method + " " + r.URL.Path, Details: map[string]any{}})
 	})
@@ -219,6 +233,9 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		writeJSON(w, http.StatusUnauthorized, errorBody{Kind: "puppetlabs.rbac/user-unauthenticated", Msg: err.Error(), Details: map[string]any{}})
+		return
 	case errors.Is(err, auth.ErrForbidden):
 		writeJSON(w, http.StatusForbidden, errorBody{Kind: orchestrator.KindNotPermitted, Msg: err.Error(), Details: map[string]any{}})
 		return

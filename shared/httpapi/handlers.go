@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -504,11 +506,35 @@ func (a *API) queryInventory(r *http.Request, _ principal) (any, int, error) {
 func (a *API) enrollNode(r *http.Request, _ principal) (any, int, error) {
 	var body struct {
 		Name string `json:"name"`
+		// Enrollment asks for a one-time enrolment token (the agent then makes its own key)
+		// instead of a secret; EnrollmentTTL bounds its use (e.g. "1h"; default 1h).
+		Enrollment    bool   `json:"enrollment"`
+		EnrollmentTTL string `json:"enrollment_ttl"`
 	}
 	if err := decode(r, &body); err != nil {
 		return nil, 0, err
 	}
 	body.Name = strings.TrimSpace(body.Name)
+	if body.Enrollment {
+		var ttl time.Duration
+		if body.EnrollmentTTL != "" {
+			d, err := parseLifetime(body.EnrollmentTTL)
+			if err != nil {
+				return nil, 0, validation("enrollment_ttl: %v", err)
+			}
+			ttl = d
+		}
+		token, exp, err := a.auth.CreateEnrollment(r.Context(), body.Name, ttl)
+		switch {
+		case errors.Is(err, store.ErrExists):
+			return nil, 0, &orchestrator.Error{Kind: orchestrator.KindConflict, Msg: fmt.Sprintf("Node %s is already enrolled", body.Name), Details: map[string]any{"node": body.Name}}
+		case errors.Is(err, auth.ErrInvalidName):
+			return nil, 0, validation("%s", err.Error())
+		case err != nil:
+			return nil, 0, err
+		}
+		return map[string]any{"name": body.Name, "enrollment_token": token, "expires_at": exp}, http.StatusCreated, nil
+	}
 	secret, err := a.auth.EnrollNode(r.Context(), body.Name)
 	switch {
 	case errors.Is(err, store.ErrExists):
@@ -726,4 +752,23 @@ func (a *API) revokeNode(r *http.Request, _ principal) (any, int, error) {
 		return nil, 0, err
 	}
 	return map[string]any{"revoked": name}, http.StatusOK, nil
+}
+
+func (a *API) enroll(r *http.Request) (any, int, error) {
+	var body struct {
+		Name      string `json:"name"`
+		Token     string `json:"token"`
+		PublicKey string `json:"public_key"`
+	}
+	if err := decode(r, &body); err != nil {
+		return nil, 0, err
+	}
+	pub, err := base64.StdEncoding.DecodeString(body.PublicKey)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return nil, 0, validation("public_key must be a base64 Ed25519 public key")
+	}
+	if err := a.auth.Enroll(r.Context(), body.Name, body.Token, pub); err != nil {
+		return nil, 0, err
+	}
+	return map[string]any{"name": body.Name, "enrolled": true}, http.StatusOK, nil
 }

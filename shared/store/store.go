@@ -136,6 +136,10 @@ type Store interface {
 	// DeleteGroup returns ErrNotFound for an unknown name.
 	DeleteGroup(ctx context.Context, name string) error
 
+	// UseNonce records that nonce was used (connect replay protection); ErrExists when it was
+	// already recorded. The record may be forgotten after expires (TTL).
+	UseNonce(ctx context.Context, nonce string, expires time.Time) error
+
 	// PutToken stores a token; ErrExists if its hash is already stored.
 	PutToken(ctx context.Context, t Token) error
 	// GetToken returns ErrNotFound for an unknown hash.

@@ -31,6 +31,8 @@ const (
 	pkGroups     = "GROUPS"       // node groups; sk the group name
 	pkTokenPref  = "TOKEN#"       // + token hash
 	skToken      = "TOKEN"
+	pkNoncePref  = "NONCE#" // + connect nonce
+	skNonce      = "NONCE"
 	pkRoles      = "ROLES" // roles; sk the role name
 	pkUsers      = "USERS" // users; sk the login
 

@@ -25,6 +25,7 @@
 //	                                                          GSI2: TOKENS / <created>#<hash>
 //	role             ROLES                <name>              -
 //	user             USERS                <login>             -
+//	connect nonce    NONCE#<nonce>        NONCE               -
 //
 // A job's counters item holds the id of its last event, the number of its node records that
 // are active (ready or running) and whether the job is terminal. The frequent writes (node
@@ -68,7 +69,9 @@
 // store.ErrNotFound when the record is gone, told apart by the returned item or one more
 // read); creates are conditional on the key not existing (store.ErrExists); deletes on it
 // existing. PutRole and PutUser are one PutItem of either kind, by their Version; RevokeToken
-// is one UpdateItem conditional on the token existing. Job ids come from the JOB_ID counter (UpdateItem ADD, ReturnValues UPDATED_NEW):
+// is one UpdateItem conditional on the token existing. UseNonce is one PutItem conditional
+// on no live record of the nonce (attribute_not_exists(pk) OR expires_at < now), so exactly
+// one of concurrent uses succeeds. Job ids come from the JOB_ID counter (UpdateItem ADD, ReturnValues UPDATED_NEW):
 // they increase, and a failed create leaves a gap. These writes are transactions
 // (TransactWriteItems, whose cancellation reasons tell which condition failed):
 //
@@ -116,9 +119,11 @@
 //
 // # TTL
 //
-// TTLAttribute is set only on API tokens that expire: TokenRetention after their expiry,
-// DynamoDB may delete them (the API refuses them from their expiry on). Nothing else
-// expires.
+// TTLAttribute is set on API tokens that expire: TokenRetention after their expiry,
+// DynamoDB may delete them (the API refuses them from their expiry on). It is also set on
+// used connect nonces, to their expiry (rounded up to the second): DynamoDB deletes them
+// some time after (typically within days), and until then UseNonce's condition treats a
+// record past its expiry as absent. Nothing else expires.
 //
 // # Capacity
 //

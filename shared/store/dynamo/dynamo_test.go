@@ -533,3 +533,40 @@ func BenchmarkCreateJob100Nodes(b *testing.B) {
 	b.ReportMetric(r/float64(b.N), "RCU/op")
 	b.ReportMetric(w/float64(b.N), "WCU/op")
 }
+
+func TestUseNonceItem(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	ctx := t.Context()
+	expires := time.Now().Add(time.Hour).Truncate(time.Second).Add(500 * time.Millisecond)
+	puts := e.ops.count("PutItem")
+	if err := s.UseNonce(ctx, "n1", expires); err != nil {
+		t.Fatalf("use nonce: %v", err)
+	}
+	if err := s.UseNonce(ctx, "n1", expires); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("reuse nonce: error = %v, want ErrExists", err)
+	}
+	if n := e.ops.count("PutItem") - puts; n != 2 {
+		t.Fatalf("two uses sent %d PutItem requests, want 2 (one each)", n)
+	}
+	out, err := e.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(e.table),
+		Key: map[string]types.AttributeValue{
+			dynamo.PartitionKey: &types.AttributeValueMemberS{Value: "NONCE#n1"},
+			dynamo.SortKey:      &types.AttributeValueMemberS{Value: "NONCE"},
+		},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		t.Fatalf("get nonce item: %v", err)
+	}
+	ttl, ok := out.Item[dynamo.TTLAttribute].(*types.AttributeValueMemberN)
+	// The expiry is rounded up to the second, so that TTL never deletes the record early.
+	if want := fmt.Sprint(expires.Unix() + 1); !ok || ttl.Value != want {
+		t.Fatalf("nonce item %s = %v, want %s", dynamo.TTLAttribute, out.Item[dynamo.TTLAttribute], want)
+	}
+
+	if err := s.UseNonce(ctx, "", expires); err == nil || errors.Is(err, store.ErrExists) {
+		t.Fatalf("UseNonce(\"\"): error = %v, want a refusal", err)
+	}
+}

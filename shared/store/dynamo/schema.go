@@ -40,7 +40,8 @@ const (
 	GSI3SK = "gsi3sk"
 
 	// TTLAttribute holds the epoch second after which DynamoDB may delete an item. Only
-	// API tokens carry it (TokenRetention after they expire).
+	// API tokens (TokenRetention after they expire) and used connect nonces (when they
+	// expire) carry it.
 	TTLAttribute = "expires_at"
 )
 

@@ -33,11 +33,12 @@ func frozenSchema(t *testing.T, v int) string {
 	return strings.Join(lines, "")
 }
 
-func v1Schema(t *testing.T) string { return frozenSchema(t, 1) }
+// latestVersion is the schema version the migration tests expect Open to leave.
+const latestVersion = 4
 
 func TestReleasedSchemaUnchanged(t *testing.T) {
 	// Each released version's file is the whole schema of that version: every migration up to it.
-	for v := 1; v <= 2; v++ {
+	for v := 1; v <= latestVersion-1; v++ {
 		t.Run(fmt.Sprintf("version %d", v), func(t *testing.T) {
 			var stmts []string
 			for _, m := range migrations[:v] {
@@ -51,20 +52,27 @@ func TestReleasedSchemaUnchanged(t *testing.T) {
 	}
 }
 
-// createV1 writes a version 1 database at path from the frozen schema and runs inserts on it.
-func createV1(t *testing.T, path string, inserts ...string) {
+// createVersion writes a version v database at path from the frozen schema of v and runs
+// inserts on it.
+func createVersion(t *testing.T, v int, path string, inserts ...string) {
 	t.Helper()
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatalf("raw open: %v", err)
 	}
 	defer db.Close()
-	stmts := append([]string{v1Schema(t), `PRAGMA user_version = 1`}, inserts...)
+	stmts := append([]string{frozenSchema(t, v), fmt.Sprintf(`PRAGMA user_version = %d`, v)}, inserts...)
 	for _, stmt := range stmts {
 		if _, err := db.ExecContext(t.Context(), stmt); err != nil {
-			t.Fatalf("build v1 file: %s: %v", stmt, err)
+			t.Fatalf("build v%d file: %s: %v", v, stmt, err)
 		}
 	}
+}
+
+// createV1 writes a version 1 database at path and runs inserts on it.
+func createV1(t *testing.T, path string, inserts ...string) {
+	t.Helper()
+	createVersion(t, 1, path, inserts...)
 }
 
 // v1Job returns an INSERT of a version 1 job row.
@@ -114,8 +122,8 @@ func TestMigrateFromV1(t *testing.T) {
 	}()
 	var version int
 	rawQuery(t, path, `PRAGMA user_version`, &version)
-	if version != schemaVersion || schemaVersion != 3 {
-		t.Fatalf("user_version = %d after migration, want %d (schemaVersion %d)", version, 3, schemaVersion)
+	if version != latestVersion || schemaVersion != latestVersion {
+		t.Fatalf("user_version = %d after migration, want %d (schemaVersion %d)", version, latestVersion, schemaVersion)
 	}
 
 	tm := func(s string) *time.Time {
@@ -244,20 +252,10 @@ func TestActiveIndexMatchesNodeStates(t *testing.T) {
 	}
 }
 
-// createV2 writes a version 2 database at path from the frozen schema and runs inserts on it.
+// createV2 writes a version 2 database at path and runs inserts on it.
 func createV2(t *testing.T, path string, inserts ...string) {
 	t.Helper()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatalf("raw open: %v", err)
-	}
-	defer db.Close()
-	stmts := append([]string{frozenSchema(t, 2), `PRAGMA user_version = 2`}, inserts...)
-	for _, stmt := range stmts {
-		if _, err := db.ExecContext(t.Context(), stmt); err != nil {
-			t.Fatalf("build v2 file: %s: %v", stmt, err)
-		}
-	}
+	createVersion(t, 2, path, inserts...)
 }
 
 func TestMigrateFromV2(t *testing.T) {
@@ -289,8 +287,8 @@ func TestMigrateFromV2(t *testing.T) {
 	}()
 	var version int
 	rawQuery(t, path, `PRAGMA user_version`, &version)
-	if version != 3 || schemaVersion != 3 {
-		t.Fatalf("user_version = %d after migration, want 3 (schemaVersion %d)", version, schemaVersion)
+	if version != latestVersion || schemaVersion != latestVersion {
+		t.Fatalf("user_version = %d after migration, want %d (schemaVersion %d)", version, latestVersion, schemaVersion)
 	}
 
 	// Version 2 data is kept as it was.
@@ -366,5 +364,83 @@ func TestFailedMigrationToV3ChangesNothing(t *testing.T) {
 	rawQuery(t, path, `SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'tokens\_%' ESCAPE '\'`, &indexes)
 	if version != 2 || roles != 0 || indexes != 0 {
 		t.Fatalf("after the failed migration: user_version %d, roles tables %d, token indexes %d; want 2, 0, 0", version, roles, indexes)
+	}
+}
+
+func TestMigrateFromV3(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "v3.db")
+	createVersion(t, 3, path,
+		`INSERT INTO jobs (id, type, state, environment, description, owner_id, owner_login, options, payload,
+			concurrency, timeout, node_count, created_at, updated_at, status, stop, version, last_event_id,
+			task, task_fold, finished_at, idempotency_key, max_errors)
+			VALUES (9, 'task', 'running', 'production', 'job 9', '42', 'alice', CAST('{"task":"Facts"}' AS BLOB), NULL,
+			0, 0, 0, '2024-03-01T12:00:00.000000000Z', '2024-03-01T12:01:00.000000000Z', '[]', '', 2, 0,
+			'Facts', 'facts', NULL, '', -1)`,
+		`INSERT INTO tokens (hash, login, label, created_at, expires_at, revoked)
+			VALUES ('t1', 'alice', 'first', '2024-01-01T00:00:00.000000000Z', NULL, 0)`,
+		`INSERT INTO roles (name, description, permissions, created_at, version)
+			VALUES ('operators', 'ops', '[{"action":"jobs:view","instance":"*"}]', '2024-01-01T00:00:00.000000000Z', 3)`,
+		`INSERT INTO users (login, roles, created_at, version)
+			VALUES ('alice', '["operators"]', '2024-01-01T00:00:00.000000000Z', 2)`,
+	)
+
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("open v3 file: %v", err)
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	var version int
+	rawQuery(t, path, `PRAGMA user_version`, &version)
+	if version != latestVersion || schemaVersion != latestVersion {
+		t.Fatalf("user_version = %d after migration, want %d (schemaVersion %d)", version, latestVersion, schemaVersion)
+	}
+
+	// Version 3 data is kept as it was.
+	if j, err := s.GetJob(ctx, 9); err != nil || j.Version != 2 || j.Task != "Facts" || j.Owner.Login != "alice" {
+		t.Fatalf("job after migration: %+v, %v", j, err)
+	}
+	if tk, err := s.GetToken(ctx, "t1"); err != nil || tk.Login != "alice" || tk.Label != "first" {
+		t.Fatalf("token after migration: %+v, %v", tk, err)
+	}
+	if r, err := s.GetRole(ctx, "operators"); err != nil || r.Version != 3 || len(r.Permissions) != 1 {
+		t.Fatalf("role after migration: %+v, %v", r, err)
+	}
+	if u, err := s.GetUser(ctx, "alice"); err != nil || u.Version != 2 || len(u.Roles) != 1 {
+		t.Fatalf("user after migration: %+v, %v", u, err)
+	}
+
+	// The new table works.
+	exp := time.Now().Add(time.Hour)
+	if err := s.UseNonce(ctx, "n1", exp); err != nil {
+		t.Fatalf("use nonce after migration: %v", err)
+	}
+	if err := s.UseNonce(ctx, "n1", exp); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("reuse nonce after migration: error = %v, want ErrExists", err)
+	}
+}
+
+func TestFailedMigrationToV4ChangesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v3.db")
+	// A table in the way of the version 4 schema makes the migration fail.
+	createVersion(t, 3, path, `CREATE TABLE nonces (x TEXT)`)
+	s, err := Open(path)
+	if err == nil {
+		s.Close()
+		t.Fatal("Open migrated a file whose migration must fail")
+	}
+	if !strings.Contains(err.Error(), "version 4") {
+		t.Errorf("error %q does not name the failed migration", err)
+	}
+	var version, columns, indexes int
+	rawQuery(t, path, `PRAGMA user_version`, &version)
+	rawQuery(t, path, `SELECT COUNT(*) FROM pragma_table_info('nonces') WHERE name = 'nonce'`, &columns)
+	rawQuery(t, path, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'nonces_expires'`, &indexes)
+	if version != 3 || columns != 0 || indexes != 0 {
+		t.Fatalf("after the failed migration: user_version %d, nonce columns %d, nonce indexes %d; want 3, 0, 0", version, columns, indexes)
 	}
 }

@@ -141,6 +141,16 @@ var migrations = []migration{
 			`CREATE INDEX tokens_created ON tokens (created_at, hash)`,
 		},
 	},
+	{
+		// Version 4: used connect nonces (replay protection), kept until they expire.
+		stmts: []string{
+			`CREATE TABLE nonces (
+				nonce   TEXT PRIMARY KEY,
+				expires TEXT NOT NULL
+			) WITHOUT ROWID`,
+			`CREATE INDEX nonces_expires ON nonces (expires)`,
+		},
+	},
 }
 
 // backfillJobsV2 fills the version 2 job columns of jobs written before them: task from the

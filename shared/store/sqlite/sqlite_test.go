@@ -315,6 +315,12 @@ func TestRejectsBadInput(t *testing.T) {
 	if _, err := s.FindJobNodeByTransaction(ctx, ""); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("FindJobNodeByTransaction(\"\"): error = %v, want ErrNotFound", err)
 	}
+	if err := s.UseNonce(ctx, "", time.Now().Add(time.Hour)); err == nil || errors.Is(err, store.ErrExists) {
+		t.Fatalf("UseNonce(\"\"): error = %v, want a refusal", err)
+	}
+	if err := s.UseNonce(ctx, "n", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)); err == nil {
+		t.Fatal("UseNonce accepted an expiry past year 9999")
+	}
 }
 
 func TestQueriesUseIndexes(t *testing.T) {
@@ -332,6 +338,7 @@ func TestQueriesUseIndexes(t *testing.T) {
 		{"all tokens", listTokensSQL, nil, "tokens_created"},
 		{"tokens of a login", listLoginTokensSQL, []any{"alice"}, "tokens_login_created"},
 		{"finish range", `SELECT id FROM jobs WHERE finished_at >= ? AND finished_at <= ?`, []any{"2024", "2025"}, "jobs_finished"},
+		{"expired nonces", deleteExpiredNoncesSQL, []any{"2024"}, "nonces_expires"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -390,5 +397,30 @@ func BenchmarkCreateJob100Nodes(b *testing.B) {
 		if _, err := s.CreateJob(ctx, testJob(), nodes, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestUseNonceDeletesExpiredRecords(t *testing.T) {
+	s, path := openTemp(t)
+	ctx := t.Context()
+	past, future := time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	for _, n := range []string{"old1", "old2", "old3"} {
+		if err := s.UseNonce(ctx, n, past); err != nil {
+			t.Fatalf("use %s: %v", n, err)
+		}
+	}
+	if err := s.UseNonce(ctx, "live", future); err != nil {
+		t.Fatalf("use live: %v", err)
+	}
+	// Each use deletes the records expired by then: only the live one is left.
+	var rows int
+	rawQuery(t, path, `SELECT COUNT(*) FROM nonces`, &rows)
+	if rows != 1 {
+		t.Fatalf("%d nonce records after expiry, want 1 (the live one)", rows)
+	}
+	var nonce string
+	rawQuery(t, path, `SELECT nonce FROM nonces`, &nonce)
+	if nonce != "live" {
+		t.Fatalf("kept nonce %q, want %q", nonce, "live")
 	}
 }

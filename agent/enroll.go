@@ -1,0 +1,63 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Enroll makes the agent's own key pair and registers its public key with the server, using
+// the one-time enrolment token `baton node add` wrote into the node's credential file. cfg
+// needs Server, Name and the TLS settings (Secret and PrivateKey are not used). The returned
+// private key never leaves the node.
+func Enroll(ctx context.Context, cfg Config, token string) (ed25519.PrivateKey, error) {
+	cfg.Secret = "enrolling" // Validate wants a credential; this one is never sent
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	hc, err := tlsHTTPClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	base, err := httpBase(cfg.Server)
+	if err != nil {
+		return nil, err
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	body, _ := json.Marshal(map[string]string{"name": cfg.Name, "token": token, "public_key": base64.StdEncoding.EncodeToString(pub)})
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base.String(), "/")+"/baton/v1/enroll", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("enrol: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		var e struct {
+			Msg string `json:"msg"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Msg != "" {
+			return nil, fmt.Errorf("enrol: %s (HTTP %d)", e.Msg, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("enrol: HTTP %d", resp.StatusCode)
+	}
+	return priv, nil
+}

@@ -1,0 +1,77 @@
+package local
+
+import (
+	"context"
+	"crypto/ed25519"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/baton-run/baton/agent"
+	"github.com/baton-run/baton/shared/auth"
+	"github.com/baton-run/baton/shared/client"
+)
+
+func TestEnrollmentTokenAndSignedConnects(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	e, err := h.api.EnrollNodeToken(ctx, "k1", "1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := agent.Config{Server: "ws://" + h.srv.Addr() + "/pcp", Name: "k1",
+		CacheDir: filepath.Join(t.TempDir(), "cache"), SpoolDir: filepath.Join(t.TempDir(), "spool")}
+	key, err := agent.Enroll(ctx, base, e.EnrollmentToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agent.Enroll(ctx, base, e.EnrollmentToken); err == nil {
+		t.Fatal("the enrolment token worked twice")
+	}
+
+	// The agent connects with its key and runs a task.
+	cfg := base
+	cfg.PrivateKey, cfg.Logger, cfg.MaxBackoff = key, testLogger(t), 200*time.Millisecond
+	a, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	h.waitConnected("k1")
+	_, nodes := h.waitJob(h.run(client.TaskRequest{Task: "demo::hello", Scope: client.Scope{Nodes: []string{"k1"}}}).Name, 20*time.Second)
+	if nodes[0].State != "finished" {
+		t.Fatalf("task on the enrolled node: %s %s", nodes[0].State, nodes[0].Result)
+	}
+
+	// A captured connect cannot be replayed.
+	dial := func(authz string) int {
+		dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer dcancel()
+		c, resp, err := websocket.Dial(dctx, "ws://"+h.srv.Addr()+"/pcp", &websocket.DialOptions{
+			HTTPHeader: http.Header{"X-Baton-Node": {"k1"}, "Authorization": {authz}}})
+		if err == nil {
+			c.CloseNow()
+			return http.StatusSwitchingProtocols
+		}
+		if resp == nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode
+	}
+	captured := auth.SignConnect(ed25519.PrivateKey(key), "k1", time.Now())
+	if got := dial(captured); got != http.StatusSwitchingProtocols {
+		t.Fatalf("fresh signed connect: %d", got)
+	}
+	if got := dial(captured); got != http.StatusUnauthorized {
+		t.Errorf("replayed connect: %d, want 401", got)
+	}
+	if got := dial("Bearer " + e.EnrollmentToken); got != http.StatusUnauthorized {
+		t.Errorf("the enrolment token as a connect credential: %d", got)
+	}
+}
