@@ -54,7 +54,7 @@ func TestRunRefusesBadSettings(t *testing.T) {
 		{"missing credential file", []string{"--credential", filepath.Join(dir, "nope")}, nil, "read credential"},
 		{"world-readable credential", []string{"--credential", open}, nil, "chmod 600"},
 		{"group-readable credential", []string{"--credential", groupReadable}, nil, "chmod 600"},
-		{"credential without a secret", []string{"--credential", noSecret}, nil, "needs name and secret"},
+		{"credential without a secret", []string{"--credential", noSecret}, nil, "needs a name and one of secret, enrollment_token, private_key"},
 		{"credential that is not JSON", []string{"--credential", notJSON}, nil, notJSON},
 		{"credential from the environment is checked too", nil, map[string]string{"BATON_AGENT_CREDENTIAL": open}, "chmod 600"},
 		{"name that does not match the credential", []string{"--credential", good, "--name", "web2"}, nil, `"web2" does not match the credential's "web1"`},

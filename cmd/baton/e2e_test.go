@@ -430,14 +430,16 @@ func TestCLIEndToEnd(t *testing.T) {
 			var cred struct {
 				Name, Secret, Server string
 				Fingerprint          string `json:"tls_fingerprint"`
+				EnrollmentToken      string `json:"enrollment_token"`
+				PrivateKey           string `json:"private_key"`
 			}
 			b, err := os.ReadFile(creds[n])
 			if err != nil {
 				t.Fatal(err)
 			}
 			decodeJSON(t, creds[n], string(b), &cred)
-			if want := "wss://" + serverURL.Host + "/pcp"; cred.Name != n || len(cred.Secret) < 16 || cred.Server != want {
-				t.Errorf("credential %s = %+v, want name %s, a secret and server %s", creds[n], cred, n, want)
+			if want := "wss://" + serverURL.Host + "/pcp"; cred.Name != n || cred.Secret != "" || len(cred.EnrollmentToken) < 16 || cred.PrivateKey != "" || cred.Server != want {
+				t.Errorf("credential %s = %+v, want name %s, a one-time enrolment token and server %s", creds[n], cred, n, want)
 			}
 			if cred.Fingerprint != st.TLSFingerprint {
 				t.Errorf("credential %s pins %q, want the server's %s", creds[n], cred.Fingerprint, st.TLSFingerprint)
@@ -448,6 +450,27 @@ func TestCLIEndToEnd(t *testing.T) {
 	for _, n := range nodeNames {
 		c.startAgent(t, n, creds[n])
 	}
+	t.Cleanup(func() {
+		// Each agent enrolled on its first start: the one-time token is used up and replaced
+		// by the agent's own private key, still mode 0600.
+		for _, n := range nodeNames {
+			var cred struct {
+				Secret          string `json:"secret"`
+				EnrollmentToken string `json:"enrollment_token"`
+				PrivateKey      string `json:"private_key"`
+			}
+			b, err := os.ReadFile(creds[n])
+			if err != nil {
+				t.Error(err)
+				continue
+			}
+			decodeJSON(t, creds[n], string(b), &cred)
+			if cred.Secret != "" || cred.EnrollmentToken != "" || len(cred.PrivateKey) < 80 {
+				t.Errorf("credential %s after enrolment: %s", creds[n], b)
+			}
+			checkMode(t, creds[n], 0o600)
+		}
+	})
 	eventually(t, "three agents to connect", 20*time.Second, func() bool {
 		for _, p := range c.agents {
 			if p.exited() {

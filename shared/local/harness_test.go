@@ -120,7 +120,7 @@ func (h *harness) startAgentWith(name string, facts map[string]any, opts ...agen
 	cfg := agent.Config{Server: "ws://" + h.srv.Addr() + "/pcp", Name: name, Secret: h.secrets[name],
 		CacheDir:     filepath.Join(filepath.Dir(h.cfg.DataDir), "agents", name, "cache"),
 		SpoolDir:     filepath.Join(filepath.Dir(h.cfg.DataDir), "agents", name, "spool"),
-		PingInterval: time.Second, MaxBackoff: 200 * time.Millisecond, DownloadBackoff: []time.Duration{},
+		PingInterval: time.Second, MaxBackoff: 200 * time.Millisecond, DownloadBackoff: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond},
 		Logger: testLogger(h.t).With("agent", name)}
 	if facts != nil {
 		cfg.Facts = func(context.Context) (map[string]any, error) { return facts, nil }
