@@ -16,9 +16,10 @@ import (
 
 // Enroll makes the agent's own key pair and registers its public key with the server, using
 // the one-time enrolment token `baton node add` wrote into the node's credential file. cfg
-// needs Server, Name and the TLS settings (Secret and PrivateKey are not used). The returned
-// private key never leaves the node.
-func Enroll(ctx context.Context, cfg Config, token string) (ed25519.PrivateKey, error) {
+// needs Server, Name and the TLS settings (Secret and PrivateKey are not used); api is the HTTP
+// API's base URL ("" = the server's host, as with baton serve). The returned private key never
+// leaves the node.
+func Enroll(ctx context.Context, cfg Config, token, api string) (ed25519.PrivateKey, error) {
 	cfg.Secret = "enrolling" // Validate wants a credential; this one is never sent
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -28,9 +29,13 @@ func Enroll(ctx context.Context, cfg Config, token string) (ed25519.PrivateKey, 
 	if err != nil {
 		return nil, err
 	}
-	base, err := httpBase(cfg.Server)
-	if err != nil {
-		return nil, err
+	endpoint := strings.TrimRight(api, "/")
+	if endpoint == "" {
+		base, err := httpBase(cfg.Server)
+		if err != nil {
+			return nil, err
+		}
+		endpoint = strings.TrimRight(base.String(), "/")
 	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -39,7 +44,7 @@ func Enroll(ctx context.Context, cfg Config, token string) (ed25519.PrivateKey, 
 	body, _ := json.Marshal(map[string]string{"name": cfg.Name, "token": token, "public_key": base64.StdEncoding.EncodeToString(pub)})
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base.String(), "/")+"/baton/v1/enroll", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"/baton/v1/enroll", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}

@@ -184,7 +184,7 @@ func useCredential(ctx context.Context, cfg *agent.Config, path string, cred aut
 		cfg.Secret, cfg.PrivateKey = "", ed25519.PrivateKey(key)
 	case cred.EnrollmentToken != "":
 		cfg.Logger.Info("enrolling with the one-time enrolment token", "node", cfg.Name)
-		key, err := agent.Enroll(ctx, *cfg, cred.EnrollmentToken)
+		key, err := agent.Enroll(ctx, *cfg, cred.EnrollmentToken, cred.API)
 		if err != nil {
 			return err
 		}

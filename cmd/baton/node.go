@@ -18,6 +18,7 @@ func cmdNodeAdd(args []string) error {
 	cf.register(fs)
 	out := fs.String("out", "", "file to write the node's credential to (mode 0600)")
 	enrollTTL := fs.String("enrollment-ttl", "", "how long the one-time enrolment token can be used (1h, 1d; default 1h)")
+	agentServer := fs.String("agent-server", "", "the agents' WebSocket URL to write into the credential (default: this server's /pcp; on AWS the stack's WebSocketUrl)")
 	withSecret := fs.Bool("secret", false, "give the node a shared secret instead of an enrolment token (the agent then makes no key pair)")
 	fingerprint := fs.String("tls-fingerprint", "", "SHA-256 fingerprint (hex) of a remote server's self-signed TLS certificate (see its `baton serve` output); the credential records it for the agent")
 	caFile := fs.String("ca-file", "", "PEM CA file to verify a remote server's TLS certificate with (the agent then needs --ca-file too)")
@@ -53,7 +54,10 @@ func cmdNodeAdd(args []string) error {
 		if err != nil {
 			return err
 		}
-		cred = auth.Credential{Name: pos[0], EnrollmentToken: e.EnrollmentToken, Server: agentURL(c.BaseURL())}
+		cred = auth.Credential{Name: pos[0], EnrollmentToken: e.EnrollmentToken, Server: agentURL(c.BaseURL()), API: c.BaseURL()}
+	}
+	if *agentServer != "" {
+		cred.Server = *agentServer
 	}
 	hint := ""
 	if u, err := url.Parse(c.BaseURL()); err == nil && u.Scheme == "https" {

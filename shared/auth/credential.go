@@ -18,6 +18,9 @@ type Credential struct {
 	EnrollmentToken string `json:"enrollment_token,omitempty"`
 	PrivateKey      string `json:"private_key,omitempty"`
 	Server          string `json:"server,omitempty"` // ws:// or wss:// URL of the /pcp endpoint
+	// API is the HTTP API's base URL, where the agent enrols (on AWS a different host from
+	// Server; for baton serve the same).
+	API string `json:"api,omitempty"`
 	// Fingerprint pins the server's TLS certificate: the lowercase hex SHA-256 of its DER. It
 	// is set when the server's certificate is self-signed (or otherwise trusted by pinning);
 	// empty when the agent verifies the server with CAs.

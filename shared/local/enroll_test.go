@@ -24,11 +24,11 @@ func TestEnrollmentTokenAndSignedConnects(t *testing.T) {
 	}
 	base := agent.Config{Server: "ws://" + h.srv.Addr() + "/pcp", Name: "k1",
 		CacheDir: filepath.Join(t.TempDir(), "cache"), SpoolDir: filepath.Join(t.TempDir(), "spool")}
-	key, err := agent.Enroll(ctx, base, e.EnrollmentToken)
+	key, err := agent.Enroll(ctx, base, e.EnrollmentToken, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := agent.Enroll(ctx, base, e.EnrollmentToken); err == nil {
+	if _, err := agent.Enroll(ctx, base, e.EnrollmentToken, ""); err == nil {
 		t.Fatal("the enrolment token worked twice")
 	}
 
