@@ -23,7 +23,7 @@ var resourceCounts = map[string]int{
 	"AWS::IAM::Policy":               8,
 	"AWS::Lambda::EventInvokeConfig": 1,
 	// 3 WebSocket routes + its authorizer, 3 HTTP routes + its authorizer, the sweep rule.
-	"AWS::Lambda::Permission":       9,
+	"AWS::Lambda::Permission":       10,
 	"AWS::ApiGatewayV2::Api":        2,
 	"AWS::ApiGatewayV2::Stage":      2,
 	"AWS::ApiGatewayV2::Authorizer": 2,
