@@ -49,7 +49,7 @@ echo
 echo "==> baton task run demo::hello --nodes web1,web2,db1 name=Baton"
 "$BIN/baton" task run demo::hello --nodes web1,web2,db1 name=Baton
 echo
-echo "==> the same job through the PE-compatible API: GET /orchestrator/v1/jobs/1/nodes"
+echo "==> the same job through the PE-compatible API (GET /orchestrator/v1/jobs/1 and /jobs/1/nodes): baton job show 1 --format json"
 "$BIN/baton" job show 1 --format json | head -n 30
 echo "..."
 echo
