@@ -75,6 +75,11 @@ func cmdJobShow(args []string) error {
 	}
 	fmt.Printf("Job %s (%s %v) %s — %s\n", job.Name, job.Type, job.Options["task"], job.State, stateSummary(job.NodeStates))
 	printNodeTable(nodes)
+	if u := job.Usage; u != nil {
+		fmt.Printf("AWS usage: %d Lambda invocations, %d+%d WebSocket messages (%d billing units), %.1f DynamoDB read + %.1f write units, %d+%d S3 requests\n",
+			u.Invocations, u.MessagesIn, u.MessagesOut, u.MessageUnits, u.ReadUnits, u.WriteUnits, u.S3Writes, u.S3Reads)
+		fmt.Printf("Estimated cost: $%.8f ($%.2f per million node-runs at us-east-1 list prices)\n", u.EstimatedCost, u.CostPerNodeRun*1e6)
+	}
 	return nil
 }
 

@@ -19,7 +19,5 @@ func main() {
 		logger.Error("start", "err", err)
 		os.Exit(1)
 	}
-	lambda.Start(func(ctx context.Context, ev awsapp.DispatchEvent) error {
-		return app.Orchestrator.Dispatch(ctx, ev.JobID)
-	})
+	lambda.Start(app.Dispatch)
 }

@@ -22,7 +22,9 @@ import (
 	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/ratelimit"
 	"github.com/baton-run/baton/shared/seal"
+	"github.com/baton-run/baton/shared/store"
 	"github.com/baton-run/baton/shared/store/dynamo"
+	"github.com/baton-run/baton/shared/usage"
 )
 
 // Config is what the functions read from their environment.
@@ -169,9 +171,27 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 	if err != nil {
 		return nil, err
 	}
-	a.API = ratelimit.Middleware(limiter, ratelimit.TokenOrIP, httpapi.New(a.Orchestrator, cat, cat, a.Auth, logger))
+	a.API = charged(ratelimit.Middleware(limiter, ratelimit.TokenOrIP, httpapi.New(a.Orchestrator, cat, cat, a.Auth, logger)))
 	return a, nil
 }
 
 // Logger is the App's logger.
 func (a *App) Logger() *slog.Logger { return a.log }
+
+// charged counts the api function's invocation into the request's usage tally, so that a
+// command request's cost is charged to the job it creates.
+func charged(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, tally := usage.Start(r.Context())
+		tally.Add(store.Usage{Invocations: 1})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// Dispatch is the dispatch function's handler: it moves the job on, charging the job for
+// this invocation and what it causes.
+func (a *App) Dispatch(ctx context.Context, ev DispatchEvent) error {
+	ctx, tally := usage.Start(ctx)
+	tally.Add(store.Usage{Invocations: 1})
+	return a.Orchestrator.Dispatch(ctx, ev.JobID)
+}

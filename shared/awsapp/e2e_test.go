@@ -185,7 +185,7 @@ func (c *cloud) kick(_ context.Context, jobID int64) error {
 	c.kicks.Add(1)
 	go func() {
 		defer c.kicks.Done()
-		if err := c.app.Orchestrator.Dispatch(context.Background(), jobID); err != nil {
+		if err := c.app.Dispatch(context.Background(), awsapp.DispatchEvent{JobID: jobID}); err != nil {
 			c.t.Logf("dispatch %d: %v", jobID, err)
 		}
 	}()
@@ -346,6 +346,13 @@ func TestAWSEndToEnd(t *testing.T) {
 			if !strings.Contains(string(n.Result), `"hello AWS"`) {
 				t.Errorf("%s: %s", n.Name, n.Result)
 			}
+		}
+		// The job shows what it cost (GET /jobs/{id}, Baton's baton_usage extension).
+		u := job.Usage
+		if u == nil || u.Invocations < 3 || u.MessagesIn < 6 || u.MessagesOut < 6 || u.WriteUnits <= 0 || u.ReadUnits <= 0 || u.EstimatedCost <= 0 {
+			t.Errorf("job usage %+v", u)
+		} else {
+			t.Logf("GET /jobs/%s baton_usage: %+v ($%.2f per million node-runs)", ref.Name, *u, u.CostPerNodeRun*1e6)
 		}
 		// The test's own polling of GET /jobs is the client's business, not the job's: count
 		// one HTTP API request (the POST) and its authorizer call.

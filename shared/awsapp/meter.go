@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/usage"
 )
 
 // Meter counts the billable work the AWS adapters cause. It implements the meter hooks of
@@ -107,51 +110,28 @@ func (u Usage) Sub(before Usage) Usage {
 	return d
 }
 
-// Prices are AWS us-east-1 on-demand list prices in US dollars, without free tiers, written
-// down on 2026-11-25 from the services' public pricing pages as quoted in published material
-// (no live page could be fetched from this build machine: check aws.amazon.com/pricing before
-// relying on them): Lambda arm64 $0.20 per 1M requests and
-// $0.0000133334 per GB-second; API Gateway WebSocket $1.00 per 1M messages (32 KB units) and
-// $0.25 per 1M connection-minutes; DynamoDB on-demand $0.625 per 1M write request units and
-// $0.125 per 1M read request units; S3 Standard $0.005 per 1,000 PUT/LIST and $0.0004 per
-// 1,000 GET/HEAD requests.
-type Prices struct {
-	LambdaRequest, LambdaGBSecond              float64
-	WebSocketMessage                           float64
-	DynamoWrite, DynamoRead                    float64
-	S3Put, S3Get                               float64
-	LambdaMemoryGB, LambdaSecondsPerInvocation float64
-}
+// Prices and USEast1 are the usage package's (one place for the price list).
+type Prices = usage.Prices
 
-// USEast1 are the prices above, with the functions' memory (0.25 GB) and a typical warm
-// invocation time (50 ms) for the compute part.
-var USEast1 = Prices{
-	LambdaRequest: 0.20 / 1e6, LambdaGBSecond: 0.0000133334,
-	WebSocketMessage: 1.00 / 1e6,
-	DynamoWrite:      0.625 / 1e6, DynamoRead: 0.125 / 1e6,
-	S3Put: 0.005 / 1000, S3Get: 0.0004 / 1000,
-	LambdaMemoryGB: 0.25, LambdaSecondsPerInvocation: 0.05,
-}
+// USEast1 are the us-east-1 list prices.
+var USEast1 = usage.USEast1
 
 // Cost returns the dollar cost of u at prices p.
 func (u Usage) Cost(p Prices) float64 {
-	inv := 0
+	var su store.Usage
 	for _, v := range u.Invocations {
-		inv += v
+		su.Invocations += int64(v)
 	}
-	puts, gets := 0, 0
 	for op, v := range u.S3Requests {
 		switch strings.ToUpper(op) {
 		case "PUT", "LIST", "DELETE", "COPY", "POST":
-			puts += v
+			su.S3Writes += int64(v)
 		default:
-			gets += v
+			su.S3Reads += int64(v)
 		}
 	}
-	return float64(inv)*(p.LambdaRequest+p.LambdaGBSecond*p.LambdaMemoryGB*p.LambdaSecondsPerInvocation) +
-		float64(u.MessageUnits)*p.WebSocketMessage +
-		u.DynamoWCU*p.DynamoWrite + u.DynamoRCU*p.DynamoRead +
-		float64(puts)*p.S3Put + float64(gets)*p.S3Get
+	su.MessageUnits, su.WriteUnits, su.ReadUnits = int64(u.MessageUnits), u.DynamoWCU, u.DynamoRCU
+	return usage.Cost(su, p)
 }
 
 // String renders u in one line.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/usage"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -194,7 +196,7 @@ func (s *Sender) post(ctx context.Context, connID string, b []byte) error {
 	for attempt := 1; ; attempt++ {
 		_, err := s.client.PostToConnection(ctx, in, ownRetries)
 		if err == nil {
-			s.count(DirectionOut, len(b))
+			s.count(ctx, DirectionOut, len(b))
 			return nil
 		}
 		if !isThrottled(err) {
@@ -211,10 +213,17 @@ func (s *Sender) post(ctx context.Context, connID string, b []byte) error {
 	}
 }
 
-func (s *Sender) count(direction string, size int) {
+func (s *Sender) count(ctx context.Context, direction string, size int) {
 	if s != nil && s.meter != nil {
 		s.meter.AddMessages(direction, 1, billingUnits(size))
 	}
+	u := store.Usage{MessageUnits: int64(billingUnits(size))}
+	if direction == DirectionIn {
+		u.MessagesIn = 1
+	} else {
+		u.MessagesOut = 1
+	}
+	usage.From(ctx).Add(u)
 }
 
 // billingUnits is the number of 32 KB units API Gateway bills a message of size bytes as.

@@ -3,6 +3,8 @@ package awsgw
 import (
 	"context"
 	"errors"
+	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/usage"
 	"log/slog"
 	"net/http"
 
@@ -80,7 +82,10 @@ func (w *WebSocket) Disconnect(ctx context.Context, req events.APIGatewayWebsock
 func (w *WebSocket) Default(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	conn := req.RequestContext.ConnectionID
 	log := w.log.With("request_id", req.RequestContext.RequestID, "conn", conn)
-	w.sender.count(DirectionIn, len(req.Body))
+	// This invocation and its message are charged to the job the message is about.
+	ctx, tally := usage.Start(ctx)
+	tally.Add(store.Usage{Invocations: 1})
+	w.sender.count(ctx, DirectionIn, len(req.Body))
 	node := authorizerNode(req.RequestContext.Authorizer)
 	if node == "" {
 		log.Error("message without an authorized node: is the authorizer attached to $connect?")

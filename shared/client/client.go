@@ -284,6 +284,22 @@ type Job struct {
 	NodeCount   int               `json:"node_count"`
 	NodeStates  map[string]int    `json:"node_states"`
 	Status      []StatusEntry     `json:"status"`
+	// Usage is what the job cost on AWS (Baton extension; nil elsewhere).
+	Usage *Usage `json:"baton_usage,omitempty"`
+}
+
+// Usage is a job's metered AWS usage and its estimated cost.
+type Usage struct {
+	Invocations    int64   `json:"lambda_invocations"`
+	MessagesIn     int64   `json:"websocket_messages_in"`
+	MessagesOut    int64   `json:"websocket_messages_out"`
+	MessageUnits   int64   `json:"websocket_billing_units"`
+	ReadUnits      float64 `json:"dynamodb_read_units"`
+	WriteUnits     float64 `json:"dynamodb_write_units"`
+	S3Writes       int64   `json:"s3_put_requests"`
+	S3Reads        int64   `json:"s3_get_requests"`
+	EstimatedCost  float64 `json:"estimated_cost_usd"`
+	CostPerNodeRun float64 `json:"estimated_cost_usd_per_node_run"`
 }
 
 // Done reports whether the job is in a terminal state.

@@ -40,6 +40,7 @@ type Orchestrator interface {
 	Group(ctx context.Context, name string) (inventory.Group, error)
 	DeleteGroup(ctx context.Context, name string) error
 	DisconnectNode(ctx context.Context, node string) error
+	JobUsage(ctx context.Context, id int64) (store.Usage, error)
 }
 
 // Catalog lists and loads tasks.

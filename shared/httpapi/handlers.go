@@ -21,6 +21,7 @@ import (
 	"github.com/baton-run/baton/shared/puppetrun"
 	"github.com/baton-run/baton/shared/store"
 	"github.com/baton-run/baton/shared/tasks"
+	"github.com/baton-run/baton/shared/usage"
 )
 
 func (a *API) root(r *http.Request, _ principal) (any, int, error) {
@@ -319,7 +320,18 @@ func (a *API) getJob(r *http.Request, _ principal) (any, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	return newJobView(baseURL(r), j, nodes), http.StatusOK, nil
+	v := newJobView(baseURL(r), j, nodes)
+	u, err := a.orch.JobUsage(r.Context(), id)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !usage.Zero(u) {
+		v.Usage = &usageView{Usage: u, EstimatedCost: usage.Cost(u, usage.USEast1), Prices: "us-east-1 list prices"}
+		if n := len(nodes); n > 0 {
+			v.Usage.CostPerNodeRun = v.Usage.EstimatedCost / float64(n)
+		}
+	}
+	return v, http.StatusOK, nil
 }
 
 func (a *API) jobNodes(r *http.Request, _ principal) (any, int, error) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/baton-run/baton/shared/inventory"
 	"github.com/baton-run/baton/shared/jobs"
+	"github.com/baton-run/baton/shared/store"
 )
 
 type link struct {
@@ -33,6 +34,15 @@ type jobView struct {
 	Nodes       link               `json:"nodes"`
 	Report      link               `json:"report"`
 	Events      link               `json:"events"`
+	// Usage (Baton extension) is what the job cost in a metered (AWS) deployment.
+	Usage *usageView `json:"baton_usage,omitempty"`
+}
+
+type usageView struct {
+	store.Usage
+	EstimatedCost  float64 `json:"estimated_cost_usd"`
+	CostPerNodeRun float64 `json:"estimated_cost_usd_per_node_run"`
+	Prices         string  `json:"prices"`
 }
 
 func newJobView(base string, j jobs.Job, nodes []jobs.Node) jobView {

@@ -21,6 +21,7 @@ const maxRetries = 20
 // node is done. It is safe to call at any time and as often as wanted.
 func (s *Service) Dispatch(ctx context.Context, jobID int64) error {
 	defer s.lock(jobID)()
+	defer s.charge(ctx, jobID)
 	return s.dispatchLocked(ctx, jobID)
 }
 

@@ -93,6 +93,7 @@ func (s *Service) onProvisional(ctx context.Context, node, txn string) error {
 		return err
 	}
 	defer s.lock(n.JobID)()
+	defer s.charge(ctx, n.JobID)
 	for attempt := 0; ; attempt++ {
 		n, err := s.store.GetJobNode(ctx, n.JobID, n.Name)
 		if err != nil {
@@ -135,7 +136,9 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 	if err != nil {
 		return err
 	}
-	return s.ack(ctx, node, txn)
+	err = s.ack(ctx, node, txn)
+	s.charge(ctx, n.JobID)
+	return err
 }
 
 func (s *Service) recordOutcome(ctx context.Context, jobID int64, name, txn string, outcome outcomeFunc) error {
@@ -262,6 +265,7 @@ func (s *Service) deliverPending(ctx context.Context, node string) error {
 
 func (s *Service) resend(ctx context.Context, jobID int64, name string) error {
 	defer s.lock(jobID)()
+	defer s.charge(ctx, jobID)
 	job, err := s.store.GetJob(ctx, jobID)
 	if err != nil {
 		return err

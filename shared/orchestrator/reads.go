@@ -8,6 +8,7 @@ import (
 	"github.com/baton-run/baton/shared/inventory"
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/usage"
 )
 
 func unknownJob(id int64, err error) error {
@@ -58,4 +59,25 @@ func (s *Service) Node(ctx context.Context, name string) (inventory.Node, error)
 		return n, &Error{Kind: KindUnknownNode, Msg: fmt.Sprintf("Unknown node %s", name), Details: map[string]any{"node": name}, Err: err}
 	}
 	return n, err
+}
+
+// JobUsage returns what a job caused in a metered deployment (zeros elsewhere).
+func (s *Service) JobUsage(ctx context.Context, id int64) (store.Usage, error) {
+	u, err := s.store.JobUsage(ctx, id)
+	if err != nil {
+		return u, unknownJob(id, err)
+	}
+	return u, nil
+}
+
+// charge adds the usage accumulated in ctx (by the metered AWS adapters) to job jobID. Without
+// a usage tally in ctx — baton serve — it does nothing.
+func (s *Service) charge(ctx context.Context, jobID int64) {
+	u := usage.From(ctx).Take()
+	if usage.Zero(u) {
+		return
+	}
+	if err := s.store.AddJobUsage(ctx, jobID, u); err != nil {
+		s.log.Warn("record job usage", "job_id", jobID, "err", err)
+	}
 }

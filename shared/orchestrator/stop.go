@@ -22,6 +22,7 @@ type StopResult struct {
 // Stopping a stopped job, or a finished one, changes nothing.
 func (s *Service) Stop(ctx context.Context, jobID int64, force bool) (StopResult, error) {
 	defer s.lock(jobID)()
+	defer s.charge(ctx, jobID)
 	for attempt := 0; ; attempt++ {
 		res, err := s.stopOnce(ctx, jobID, force)
 		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {

@@ -290,6 +290,7 @@ func (s *Service) createJob(ctx context.Context, c Common, owner jobs.Owner, job
 	}
 	s.log.Info("job created", "job", created, "type", created.Type, "task", created.Task, "nodes", len(names), "owner", owner.Login)
 	s.dispatchSoon(ctx, created.ID)
+	s.charge(ctx, created.ID)
 	return created, nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/usage"
 )
 
 // Sweep ends nodes whose agent never connected within the connect timeout (errored) and nodes
@@ -18,6 +19,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
+	usage.From(ctx).Take() // listing the jobs is the sweep's own cost, not a job's
 	var errs []error
 	for _, job := range unfinished {
 		if err := s.sweepJob(ctx, job.ID); err != nil {
@@ -29,6 +31,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 
 func (s *Service) sweepJob(ctx context.Context, jobID int64) error {
 	defer s.lock(jobID)()
+	defer s.charge(ctx, jobID)
 	job, err := s.store.GetJob(ctx, jobID)
 	if err != nil {
 		return err

@@ -69,6 +69,19 @@ type User struct {
 	Version   int64
 }
 
+// Usage is what a job caused in a metered deployment (AWS): Lambda invocations, WebSocket
+// messages (and their 32 KB billing units), DynamoDB capacity units and S3 requests.
+type Usage struct {
+	Invocations  int64   `json:"lambda_invocations"`
+	MessagesIn   int64   `json:"websocket_messages_in"`
+	MessagesOut  int64   `json:"websocket_messages_out"`
+	MessageUnits int64   `json:"websocket_billing_units"`
+	ReadUnits    float64 `json:"dynamodb_read_units"`
+	WriteUnits   float64 `json:"dynamodb_write_units"`
+	S3Writes     int64   `json:"s3_put_requests"`
+	S3Reads      int64   `json:"s3_get_requests"`
+}
+
 // Store is the persistence contract. All methods are safe for concurrent use.
 type Store interface {
 	// CreateJob writes a job, its nodes and its first events atomically. It assigns the job an
@@ -135,6 +148,13 @@ type Store interface {
 	UpdateGroup(ctx context.Context, g inventory.Group) (inventory.Group, error)
 	// DeleteGroup returns ErrNotFound for an unknown name.
 	DeleteGroup(ctx context.Context, name string) error
+
+	// AddJobUsage adds u to job jobID's usage counters (atomically: concurrent adds all count).
+	// An unknown job is ErrNotFound.
+	AddJobUsage(ctx context.Context, jobID int64, u Usage) error
+	// JobUsage returns a job's usage counters (zero when nothing was added). An unknown job is
+	// ErrNotFound.
+	JobUsage(ctx context.Context, jobID int64) (Usage, error)
 
 	// UseNonce records that nonce was used (connect replay protection); ErrExists when it was
 	// already recorded. The record may be forgotten after expires (TTL).

@@ -3,6 +3,8 @@ package s3catalog
 import (
 	"context"
 	"errors"
+	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/usage"
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -65,6 +67,12 @@ func (m meterMiddleware) HandleFinalize(ctx context.Context, in middleware.Final
 	middleware.FinalizeOutput, middleware.Metadata, error,
 ) {
 	m.meter.AddS3(m.op, 1)
+	switch m.op {
+	case OpPut, OpList, OpDelete:
+		usage.From(ctx).Add(store.Usage{S3Writes: 1})
+	default:
+		usage.From(ctx).Add(store.Usage{S3Reads: 1})
+	}
 	return next.HandleFinalize(ctx, in)
 }
 

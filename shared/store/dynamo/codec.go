@@ -73,6 +73,16 @@ const (
 	attrActive    = "act"  // job counters: active node records of the job
 	attrTerminal  = "term" // job counters: the job's state is terminal
 
+	// Job counters: the job's usage (store.Usage), absent until usage is first added.
+	attrUsageInvocations  = "uinv"
+	attrUsageMessagesIn   = "umin"
+	attrUsageMessagesOut  = "umout"
+	attrUsageMessageUnits = "umu"
+	attrUsageReadUnits    = "urcu" // a decimal number
+	attrUsageWriteUnits   = "uwcu" // a decimal number
+	attrUsageS3Writes     = "us3w"
+	attrUsageS3Reads      = "us3r"
+
 	attrJobID    = "job"
 	attrName     = "name"
 	attrSeq      = "seq" // creation order of a node record
@@ -145,6 +155,11 @@ func jobIDFromPK(pk string) (int64, error) {
 func avS(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
 func avN(n int64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+
+// avF renders a finite float as a decimal DynamoDB number (never in exponent form).
+func avF(f float64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatFloat(f, 'f', -1, 64)}
 }
 func avB(b []byte) types.AttributeValue  { return &types.AttributeValueMemberB{Value: b} }
 func avBool(b bool) types.AttributeValue { return &types.AttributeValueMemberBOOL{Value: b} }
@@ -308,6 +323,24 @@ func (r *reader) optN(name string) int64 {
 		return 0
 	}
 	return r.n(name)
+}
+
+// optF returns an optional decimal number attribute (0 when absent).
+func (r *reader) optF(name string) float64 {
+	av, ok := r.it[name]
+	if !ok {
+		return 0
+	}
+	v, ok := av.(*types.AttributeValueMemberN)
+	if !ok {
+		r.fail("attribute %s: not a number", name)
+		return 0
+	}
+	f, err := strconv.ParseFloat(v.Value, 64)
+	if err != nil {
+		r.fail("attribute %s: %w", name, err)
+	}
+	return f
 }
 
 func (r *reader) b(name string) bool {

@@ -30,8 +30,10 @@
 // A job's counters item holds the id of its last event, the number of its node records that
 // are active (ready or running) and whether the job is terminal. The frequent writes (node
 // updates, event appends) touch it instead of the job item, which is larger and billed per
-// KB, so appending events never changes the job's Version. The idempotency item holds the id
-// of the job that owns (login, key), which makes that pair unique.
+// KB, so appending events never changes the job's Version. It also holds the job's usage
+// (store.Usage): the counters as numbers and the capacity units as decimal numbers, absent
+// until usage is first added. The idempotency item holds the id of the job that owns
+// (login, key), which makes that pair unique.
 //
 // # Indexes
 //
@@ -47,8 +49,8 @@
 //
 // # Reads
 //
-// GetJob, GetJobNode, GetNode, GetGroup, GetToken, GetRole, GetUser and CountActiveNodes
-// are one consistent GetItem; GetJobByIdempotencyKey two. ListJobNodes and ListEvents query
+// GetJob, GetJobNode, GetNode, GetGroup, GetToken, GetRole, GetUser, CountActiveNodes and
+// JobUsage (the job's counters item) are one consistent GetItem; GetJobByIdempotencyKey two. ListJobNodes and ListEvents query
 // the job's partition (ListEvents also reads the counters item when it finds nothing, to
 // tell an unknown job). ListNodes, ListGroups, ListRoles and ListUsers query the NODES,
 // GROUPS, ROLES and USERS partitions. ListTokens queries its GSI1 or GSI2 partition
@@ -69,7 +71,11 @@
 // store.ErrNotFound when the record is gone, told apart by the returned item or one more
 // read); creates are conditional on the key not existing (store.ErrExists); deletes on it
 // existing. PutRole and PutUser are one PutItem of either kind, by their Version; RevokeToken
-// is one UpdateItem conditional on the token existing. UseNonce is one PutItem conditional
+// is one UpdateItem conditional on the token existing. AddJobUsage is one UpdateItem that
+// ADDs every usage counter to the job's counters item, conditional on it existing
+// (store.ErrNotFound otherwise): ADD is atomic, so concurrent adds all count, and the job
+// item, with its Version, is not written; it is tried again when it collides with a
+// transaction on that item (TransactionConflict). UseNonce is one PutItem conditional
 // on no live record of the nonce (attribute_not_exists(pk) OR expires_at < now), so exactly
 // one of concurrent uses succeeds. Job ids come from the JOB_ID counter (UpdateItem ADD, ReturnValues UPDATED_NEW):
 // they increase, and a failed create leaves a gap. These writes are transactions

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/usage"
 )
 
 var _ store.Store = (*Store)(nil)
@@ -202,10 +203,7 @@ func writeUnits(size int) float64 { return math.Max(1, math.Ceil(float64(size)/1
 // record reports consumed capacity to the meter: what DynamoDB returned, or, when it returned
 // nothing (the emulator never does), the caller's estimate. Estimates follow the DynamoDB
 // pricing rules for the items the call read or wrote, and leave out index writes.
-func (s *Store) record(op string, consumed []types.ConsumedCapacity, estRCU, estWCU float64) {
-	if s.meter == nil {
-		return
-	}
+func (s *Store) record(ctx context.Context, op string, consumed []types.ConsumedCapacity, estRCU, estWCU float64) {
 	var rcu, wcu float64
 	reported := false
 	for _, c := range consumed {
@@ -227,7 +225,10 @@ func (s *Store) record(op string, consumed []types.ConsumedCapacity, estRCU, est
 	if !reported {
 		rcu, wcu = estRCU, estWCU
 	}
-	s.meter.AddDynamo(op, rcu, wcu)
+	usage.From(ctx).Add(store.Usage{ReadUnits: rcu, WriteUnits: wcu})
+	if s.meter != nil {
+		s.meter.AddDynamo(op, rcu, wcu)
+	}
 }
 
 func one(c *types.ConsumedCapacity) []types.ConsumedCapacity {
@@ -250,7 +251,7 @@ func (s *Store) get(ctx context.Context, k item) (item, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.record("GetItem", one(out.ConsumedCapacity), readUnits(itemSize(out.Item), true), 0)
+	s.record(ctx, "GetItem", one(out.ConsumedCapacity), readUnits(itemSize(out.Item), true), 0)
 	if len(out.Item) == 0 {
 		return nil, nil
 	}
@@ -273,7 +274,7 @@ func (s *Store) put(ctx context.Context, it item, cond string, e *expr) error {
 	if err != nil {
 		return err
 	}
-	s.record("PutItem", one(out.ConsumedCapacity), 0, writeUnits(itemSize(it)))
+	s.record(ctx, "PutItem", one(out.ConsumedCapacity), 0, writeUnits(itemSize(it)))
 	return nil
 }
 
@@ -291,7 +292,7 @@ func (s *Store) del(ctx context.Context, k item, cond string, e *expr) error {
 	if err != nil {
 		return err
 	}
-	s.record("DeleteItem", one(out.ConsumedCapacity), 0, 1)
+	s.record(ctx, "DeleteItem", one(out.ConsumedCapacity), 0, 1)
 	return nil
 }
 
@@ -311,7 +312,7 @@ func (s *Store) update(ctx context.Context, k item, update, cond string, e *expr
 	if err != nil {
 		return nil, err
 	}
-	s.record("UpdateItem", one(out.ConsumedCapacity), 0, writeUnits(itemSize(out.Attributes)))
+	s.record(ctx, "UpdateItem", one(out.ConsumedCapacity), 0, writeUnits(itemSize(out.Attributes)))
 	return out.Attributes, nil
 }
 
@@ -331,7 +332,7 @@ func (s *Store) add(ctx context.Context, k item, delta int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	s.record("UpdateItem", one(out.ConsumedCapacity), 0, writeUnits(itemSize(k)+len(attrCount)+8))
+	s.record(ctx, "UpdateItem", one(out.ConsumedCapacity), 0, writeUnits(itemSize(k)+len(attrCount)+8))
 	r := reader{it: out.Attributes}
 	n := r.n(attrCount)
 	return n, r.err
@@ -357,7 +358,7 @@ func (s *Store) query(ctx context.Context, in *dynamodb.QueryInput, limit int) (
 		for _, it := range page.Items {
 			size += itemSize(it)
 		}
-		s.record("Query", one(page.ConsumedCapacity), readUnits(size, consistent), 0)
+		s.record(ctx, "Query", one(page.ConsumedCapacity), readUnits(size, consistent), 0)
 		out = append(out, page.Items...)
 		if len(page.LastEvaluatedKey) == 0 || (limit > 0 && len(out) >= limit) {
 			return out, nil
@@ -396,7 +397,7 @@ func (s *Store) batchGet(ctx context.Context, keys []item) (map[string]item, err
 			est += readUnits(itemSize(it), true)
 		}
 		est += float64(len(chunk) - len(got) - len(out.UnprocessedKeys[*s.table].Keys)) // misses bill one unit
-		s.record("BatchGetItem", out.ConsumedCapacity, est, 0)
+		s.record(ctx, "BatchGetItem", out.ConsumedCapacity, est, 0)
 		if un := out.UnprocessedKeys[*s.table].Keys; len(un) > 0 {
 			if err := s.backoff(ctx, attempt); err != nil {
 				return nil, err
@@ -430,7 +431,7 @@ func (s *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest) error
 				est++
 			}
 		}
-		s.record("BatchWriteItem", out.ConsumedCapacity, 0, est)
+		s.record(ctx, "BatchWriteItem", out.ConsumedCapacity, 0, est)
 		if len(un) > 0 {
 			if err := s.backoff(ctx, attempt); err != nil {
 				return err
@@ -465,7 +466,7 @@ func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem) e
 	for _, ti := range items {
 		est += 2 * writeUnits(txItemSize(ti))
 	}
-	s.record("TransactWriteItems", out.ConsumedCapacity, 0, est)
+	s.record(ctx, "TransactWriteItems", out.ConsumedCapacity, 0, est)
 	return nil
 }
 

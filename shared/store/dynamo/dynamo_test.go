@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -568,5 +569,84 @@ func TestUseNonceItem(t *testing.T) {
 
 	if err := s.UseNonce(ctx, "", expires); err == nil || errors.Is(err, store.ErrExists) {
 		t.Fatalf("UseNonce(\"\"): error = %v, want a refusal", err)
+	}
+}
+
+func TestJobUsageItem(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	ctx := t.Context()
+	j, err := s.CreateJob(ctx, jobs.Job{
+		Type: jobs.TypeTask, State: jobs.StateRunning, Environment: "production",
+		Owner: jobs.Owner{ID: "42", Login: "admin"}, CreatedAt: time.Now(), UpdatedAt: time.Now(),
+	}, nil, nil)
+	if err != nil {
+		t.Fatalf("create job: %v", err)
+	}
+	counters := func(id int64) map[string]types.AttributeValue {
+		t.Helper()
+		out, err := e.client.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName: aws.String(e.table),
+			Key: map[string]types.AttributeValue{
+				dynamo.PartitionKey: &types.AttributeValueMemberS{Value: fmt.Sprintf("JOB#%d", id)},
+				dynamo.SortKey:      &types.AttributeValueMemberS{Value: "COUNTERS"},
+			},
+			ConsistentRead: aws.Bool(true),
+		})
+		if err != nil {
+			t.Fatalf("get counters item: %v", err)
+		}
+		return out.Item
+	}
+
+	updates, gets := e.ops.count("UpdateItem"), e.ops.count("GetItem")
+	add := store.Usage{Invocations: 1, ReadUnits: 0.25, WriteUnits: 0.75}
+	for range 2 {
+		if err := s.AddJobUsage(ctx, j.ID, add); err != nil {
+			t.Fatalf("add usage: %v", err)
+		}
+	}
+	u, err := s.JobUsage(ctx, j.ID)
+	if want := (store.Usage{Invocations: 2, ReadUnits: 0.5, WriteUnits: 1.5}); err != nil || u != want {
+		t.Fatalf("usage = %+v, %v; want %+v", u, err, want)
+	}
+	if n := e.ops.count("UpdateItem") - updates; n != 2 {
+		t.Fatalf("two adds sent %d UpdateItem requests, want 2 (one each)", n)
+	}
+	if n := e.ops.count("GetItem") - gets; n != 1 {
+		t.Fatalf("JobUsage sent %d GetItem requests, want 1", n)
+	}
+	// The capacity units are plain decimal numbers on the job's counters item.
+	wcu, ok := counters(j.ID)["uwcu"].(*types.AttributeValueMemberN)
+	if !ok || wcu.Value != "1.5" {
+		t.Fatalf("counters item uwcu = %v, want the number 1.5", counters(j.ID)["uwcu"])
+	}
+
+	// An add to an unknown job fails its condition and creates no item.
+	if err := s.AddJobUsage(ctx, j.ID+1, add); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("add usage to an unknown job: error = %v, want ErrNotFound", err)
+	}
+	if it := counters(j.ID + 1); len(it) != 0 {
+		t.Fatalf("add to an unknown job wrote an item: %v", it)
+	}
+
+	// Units DynamoDB numbers cannot hold are refused before any request.
+	updates = e.ops.count("UpdateItem")
+	bad := []struct {
+		name string
+		u    store.Usage
+	}{
+		{"NaN read units", store.Usage{ReadUnits: math.NaN()}},
+		{"infinite write units", store.Usage{WriteUnits: math.Inf(1)}},
+	}
+	for _, b := range bad {
+		t.Run(b.name, func(t *testing.T) {
+			if err := s.AddJobUsage(ctx, j.ID, b.u); err == nil {
+				t.Fatal("AddJobUsage succeeded")
+			}
+		})
+	}
+	if n := e.ops.count("UpdateItem") - updates; n != 0 {
+		t.Fatalf("refused adds sent %d UpdateItem requests", n)
 	}
 }

@@ -34,7 +34,7 @@ func frozenSchema(t *testing.T, v int) string {
 }
 
 // latestVersion is the schema version the migration tests expect Open to leave.
-const latestVersion = 4
+const latestVersion = 5
 
 func TestReleasedSchemaUnchanged(t *testing.T) {
 	// Each released version's file is the whole schema of that version: every migration up to it.
@@ -442,5 +442,80 @@ func TestFailedMigrationToV4ChangesNothing(t *testing.T) {
 	rawQuery(t, path, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'nonces_expires'`, &indexes)
 	if version != 3 || columns != 0 || indexes != 0 {
 		t.Fatalf("after the failed migration: user_version %d, nonce columns %d, nonce indexes %d; want 3, 0, 0", version, columns, indexes)
+	}
+}
+
+func TestMigrateFromV4(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "v4.db")
+	createVersion(t, 4, path,
+		`INSERT INTO jobs (id, type, state, environment, description, owner_id, owner_login, options, payload,
+			concurrency, timeout, node_count, created_at, updated_at, status, stop, version, last_event_id,
+			task, task_fold, finished_at, idempotency_key, max_errors)
+			VALUES (11, 'task', 'running', 'production', 'job 11', '42', 'alice', CAST('{"task":"Facts"}' AS BLOB), NULL,
+			0, 0, 0, '2024-03-01T12:00:00.000000000Z', '2024-03-01T12:01:00.000000000Z', '[]', '', 3, 0,
+			'Facts', 'facts', NULL, '', -1)`,
+		`INSERT INTO nonces (nonce, expires) VALUES ('n1', '9999-01-01T00:00:00.000000000Z')`,
+	)
+
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("open v4 file: %v", err)
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	var version int
+	rawQuery(t, path, `PRAGMA user_version`, &version)
+	if version != latestVersion || schemaVersion != latestVersion {
+		t.Fatalf("user_version = %d after migration, want %d (schemaVersion %d)", version, latestVersion, schemaVersion)
+	}
+
+	// Version 4 data is kept as it was.
+	if j, err := s.GetJob(ctx, 11); err != nil || j.Version != 3 || j.Task != "Facts" {
+		t.Fatalf("job after migration: %+v, %v", j, err)
+	}
+	if err := s.UseNonce(ctx, "n1", time.Now().Add(time.Hour)); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("reuse migrated nonce: error = %v, want ErrExists", err)
+	}
+
+	// A job written before version 5 has no usage yet, and usage can be added to it.
+	if u, err := s.JobUsage(ctx, 11); err != nil || u != (store.Usage{}) {
+		t.Fatalf("usage of a migrated job: %+v, %v; want zeros", u, err)
+	}
+	add := store.Usage{Invocations: 2, MessagesIn: 3, MessagesOut: 4, MessageUnits: 5, ReadUnits: 1.5, WriteUnits: 2.5, S3Writes: 6, S3Reads: 7}
+	for range 2 {
+		if err := s.AddJobUsage(ctx, 11, add); err != nil {
+			t.Fatalf("add usage after migration: %v", err)
+		}
+	}
+	want := store.Usage{Invocations: 4, MessagesIn: 6, MessagesOut: 8, MessageUnits: 10, ReadUnits: 3, WriteUnits: 5, S3Writes: 12, S3Reads: 14}
+	if u, err := s.JobUsage(ctx, 11); err != nil || u != want {
+		t.Fatalf("usage after two adds: %+v, %v; want %+v", u, err, want)
+	}
+	if j, err := s.GetJob(ctx, 11); err != nil || j.Version != 3 {
+		t.Fatalf("job after adding usage: version %d, %v; want 3", j.Version, err)
+	}
+}
+
+func TestFailedMigrationToV5ChangesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v4.db")
+	// A table in the way of the version 5 schema makes the migration fail.
+	createVersion(t, 4, path, `CREATE TABLE job_usage (x TEXT)`)
+	s, err := Open(path)
+	if err == nil {
+		s.Close()
+		t.Fatal("Open migrated a file whose migration must fail")
+	}
+	if !strings.Contains(err.Error(), "version 5") {
+		t.Errorf("error %q does not name the failed migration", err)
+	}
+	var version, columns int
+	rawQuery(t, path, `PRAGMA user_version`, &version)
+	rawQuery(t, path, `SELECT COUNT(*) FROM pragma_table_info('job_usage') WHERE name = 'job_id'`, &columns)
+	if version != 4 || columns != 0 {
+		t.Fatalf("after the failed migration: user_version %d, job_usage job_id columns %d; want 4 and 0", version, columns)
 	}
 }

@@ -151,6 +151,23 @@ var migrations = []migration{
 			`CREATE INDEX nonces_expires ON nonces (expires)`,
 		},
 	},
+	{
+		// Version 5: what each job caused in a metered deployment (store.Usage); a job has a
+		// row once usage was first added to it.
+		stmts: []string{
+			`CREATE TABLE job_usage (
+				job_id        INTEGER PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+				invocations   INTEGER NOT NULL,
+				messages_in   INTEGER NOT NULL,
+				messages_out  INTEGER NOT NULL,
+				message_units INTEGER NOT NULL,
+				read_units    REAL    NOT NULL,
+				write_units   REAL    NOT NULL,
+				s3_writes     INTEGER NOT NULL,
+				s3_reads      INTEGER NOT NULL
+			)`,
+		},
+	},
 }
 
 // backfillJobsV2 fills the version 2 job columns of jobs written before them: task from the

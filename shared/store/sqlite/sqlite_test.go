@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -320,6 +321,18 @@ func TestRejectsBadInput(t *testing.T) {
 	}
 	if err := s.UseNonce(ctx, "n", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)); err == nil {
 		t.Fatal("UseNonce accepted an expiry past year 9999")
+	}
+	j, err := s.CreateJob(ctx, testJob(), nil, nil)
+	if err != nil {
+		t.Fatalf("create job: %v", err)
+	}
+	for _, u := range []store.Usage{{ReadUnits: math.NaN()}, {WriteUnits: math.Inf(-1)}} {
+		if err := s.AddJobUsage(ctx, j.ID, u); err == nil {
+			t.Fatalf("AddJobUsage accepted %+v", u)
+		}
+	}
+	if u, err := s.JobUsage(ctx, j.ID); err != nil || u != (store.Usage{}) {
+		t.Fatalf("usage after refused adds: %+v, %v; want zeros", u, err)
 	}
 }
 

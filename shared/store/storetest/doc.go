@@ -3,5 +3,6 @@
 //
 // It tests only what the contract in package store promises (ids, versions, conflicts, event
 // numbering, ordering and filters, idempotency keys, active-node counts, node groups, API
-// tokens, roles and users, connect nonces, concurrency), never a backend's storage details.
+// tokens, roles and users, connect nonces, job usage counters, concurrency), never a
+// backend's storage details.
 package storetest

@@ -27,6 +27,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Roles", func(t *testing.T) { runRoles(t, newStore) })
 	t.Run("Users", func(t *testing.T) { runUsers(t, newStore) })
 	t.Run("Nonces", func(t *testing.T) { runNonces(t, newStore) })
+	t.Run("Usage", func(t *testing.T) { runUsage(t, newStore) })
 	t.Run("Concurrency", func(t *testing.T) { runConcurrency(t, newStore) })
 }
 
