@@ -235,9 +235,24 @@ func (a *Agent) session(ctx context.Context) (connected bool, err error) {
 func (a *Agent) keepAlive(ctx context.Context, conn *websocket.Conn) {
 	t := time.NewTicker(a.cfg.PingInterval)
 	defer t.Stop()
+	keep := time.NewTicker(a.cfg.KeepaliveInterval)
+	defer keep.Stop()
+	age := time.NewTimer(a.cfg.MaxConnectionAge)
+	defer age.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-keep.C:
+			if err := a.sendData(ctx, protocol.TypeKeepalive, nil); err != nil && ctx.Err() == nil {
+				a.log.Warn("keepalive", "error", err)
+			}
+			continue
+		case <-age.C:
+			// Reconnect before the gateway's connection-duration limit cuts the connection;
+			// anything unacknowledged is still in the spool and is sent on the new one.
+			a.log.Info("reconnecting: the connection reached its maximum age", "age", a.cfg.MaxConnectionAge)
+			conn.Close(websocket.StatusNormalClosure, "reconnecting before the connection-duration limit")
 			return
 		case <-t.C:
 		}

@@ -71,6 +71,13 @@ type Config struct {
 	// PingInterval is how often the connection is checked with a WebSocket ping; default 60 s.
 	// A ping not answered within PingInterval closes the connection, which is then re-dialled.
 	PingInterval time.Duration
+	// KeepaliveInterval is how often the agent sends a keepalive message: API Gateway closes a
+	// WebSocket after 10 minutes without a data message (pings do not count); default 5 min.
+	KeepaliveInterval time.Duration
+	// MaxConnectionAge is when the agent closes its connection and connects again, before API
+	// Gateway's 2-hour limit on a connection ends it; spooled results go out on the new one.
+	// Default 110 min.
+	MaxConnectionAge time.Duration
 	// MaxBackoff caps the wait between connection attempts; default 30 s.
 	MaxBackoff time.Duration
 	// DialTimeout bounds one connection attempt; default 10 s.
@@ -114,7 +121,7 @@ func (c Config) Validate() error {
 	if c.SpoolDir == "" {
 		errs = append(errs, errors.New("spool dir is required"))
 	}
-	if c.PingInterval < 0 || c.MaxBackoff < 0 || c.DialTimeout < 0 || c.DownloadTimeout < 0 {
+	if c.PingInterval < 0 || c.MaxBackoff < 0 || c.DialTimeout < 0 || c.DownloadTimeout < 0 || c.KeepaliveInterval < 0 || c.MaxConnectionAge < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
 	for _, d := range c.DownloadBackoff {
@@ -139,6 +146,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Facts == nil {
 		c.Facts = Facts
+	}
+	if c.KeepaliveInterval == 0 {
+		c.KeepaliveInterval = 5 * time.Minute
+	}
+	if c.MaxConnectionAge == 0 {
+		c.MaxConnectionAge = 110 * time.Minute
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{}

@@ -73,6 +73,8 @@ func run(args []string) error {
 	credential := fs.String("credential", "", "credential file from 'baton node add' (env BATON_AGENT_CREDENTIAL)")
 	cacheDir := fs.String("cache-dir", "", "task file cache (env BATON_AGENT_CACHE_DIR; default /var/cache/baton-agent/tasks)")
 	spoolDir := fs.String("spool-dir", "", "result spool (env BATON_AGENT_SPOOL_DIR; default /var/lib/baton-agent/spool)")
+	keepalive := fs.Duration("keepalive-interval", 0, "how often to send a keepalive message (default 5m; API Gateway closes idle WebSockets after 10m)")
+	maxAge := fs.Duration("max-connection-age", 0, "reconnect after this long (default 110m; API Gateway ends connections at 2h)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (env BATON_AGENT_LOG_LEVEL; default info)")
 	puppetBin := fs.String("puppet-bin", "", "puppet executable for on-demand runs (env BATON_AGENT_PUPPET_BIN; default puppet)")
 	puppetMode := fs.String("puppet-mode", "", "agent (puppet agent against a server) or apply (masterless) (env BATON_AGENT_PUPPET_MODE; default agent)")
@@ -124,6 +126,9 @@ func run(args []string) error {
 		CacheDir:       pick(*cacheDir, "BATON_AGENT_CACHE_DIR", fc.CacheDir, "/var/cache/baton-agent/tasks"),
 		SpoolDir:       pick(*spoolDir, "BATON_AGENT_SPOOL_DIR", fc.SpoolDir, "/var/lib/baton-agent/spool"),
 		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+
+		KeepaliveInterval: *keepalive,
+		MaxConnectionAge:  *maxAge,
 	}
 	if v := os.Getenv("BATON_AGENT_INSECURE"); v != "" && !cfg.Insecure {
 		if cfg.Insecure, err = strconv.ParseBool(v); err != nil {

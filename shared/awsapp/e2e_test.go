@@ -81,7 +81,7 @@ type cloud struct {
 	paused atomic.Bool
 }
 
-func newCloud(t *testing.T) *cloud {
+func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	t.Helper()
 	ctx := t.Context()
 	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
@@ -115,7 +115,8 @@ func newCloud(t *testing.T) *cloud {
 		Connect:    func(ctx context.Context, r wsEvent) (wsResponse, error) { return c.app.WebSocket.Connect(ctx, r) },
 		Disconnect: func(ctx context.Context, r wsEvent) (wsResponse, error) { return c.app.WebSocket.Disconnect(ctx, r) },
 		Default:    func(ctx context.Context, r wsEvent) (wsResponse, error) { return c.app.WebSocket.Default(ctx, r) },
-	}, apigwtest.WithIdentitySource("route.request.header.X-Baton-Node", "route.request.header.Authorization"), apigwtest.WithLogger(logger()))
+	}, append([]apigwtest.Option{apigwtest.WithIdentitySource("route.request.header.X-Baton-Node", "route.request.header.Authorization"),
+		apigwtest.WithLogger(logger())}, wsOpts...)...)
 	if err := c.ws.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -506,6 +507,50 @@ func TestAWSRevokeNode(t *testing.T) {
 		t.Error("the revoked node is still connected in the inventory")
 	}
 	p.stop()
+}
+
+// TestAWSKeepaliveAndReconnect: agents keep their connection open under API Gateway's idle
+// timeout with keepalive messages (pings do not count there), and reconnect on their own before
+// its connection-duration limit, without losing a result.
+func TestAWSKeepaliveAndReconnect(t *testing.T) {
+	t.Run("keepalives beat the idle timeout", func(t *testing.T) {
+		c := newCloud(t, apigwtest.WithIdleTimeout(time.Second))
+		c.startAgent("k1", t.TempDir(), "--keepalive-interval", "200ms")
+		c.waitConnected("k1")
+		first := c.ws.Stats().Connections
+		// Watch through three idle timeouts: any new connection means the old one was closed.
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if got := c.ws.Stats().Connections; got != first {
+				t.Fatalf("connections went from %d to %d: the idle timeout closed the agent's connection", first, got)
+			}
+		}
+	})
+	t.Run("agents reconnect before the duration limit, results survive", func(t *testing.T) {
+		c := newCloud(t, apigwtest.WithMaxConnectionDuration(30*time.Second))
+		c.startAgent("a1", t.TempDir(), "--max-connection-age", "700ms")
+		c.waitConnected("a1")
+		ref, err := c.api.RunTask(t.Context(), client.TaskRequest{Task: "demo::sleep", Params: map[string]any{"seconds": 2}, Scope: client.Scope{Nodes: []string{"a1"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		job, nodes := c.waitJob(ref.Name)
+		if job.State != "finished" || nodes[0].State != "finished" {
+			t.Fatalf("job across reconnects: %s %s %s", job.State, nodes[0].State, nodes[0].Result)
+		}
+		if got := c.ws.Stats().Connections; got < 2 {
+			t.Errorf("the agent connected %d times in over 2 s with a 700 ms maximum age", got)
+		}
+		evs, _, _ := c.api.Events(t.Context(), ref.Name, 1)
+		finished := 0
+		for _, e := range evs {
+			if e.Type == "node_finished" {
+				finished++
+			}
+		}
+		if finished != 1 {
+			t.Errorf("node_finished events: %d", finished)
+		}
+	})
 }
 
 // TestAWSPuppetRun runs an on-demand Puppet run (masterless puppet apply) through the AWS

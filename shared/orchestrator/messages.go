@@ -23,6 +23,8 @@ var ErrUnexpected = errors.New("unexpected message type")
 // the message was refused; the caller answers the agent with a PCP error_message.
 func (s *Service) HandleAgentMessage(ctx context.Context, node string, e protocol.Envelope) error {
 	switch e.MessageType {
+	case protocol.TypeKeepalive:
+		return nil // it kept the connection open; nothing to record
 	case protocol.TypeFacts:
 		var f protocol.Facts
 		if err := protocol.DecodeData(e, &f); err != nil {

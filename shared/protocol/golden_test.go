@@ -81,6 +81,11 @@ func goldenCases(t *testing.T) []goldenCase {
 
 	return []goldenCase{
 		{
+			name: "keepalive",
+			env:  protocol.Envelope{ID: "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", MessageType: protocol.TypeKeepalive, Target: protocol.ServerURI},
+			keys: envelopeKeys("target"),
+		},
+		{
 			name: "associate_request",
 			env:  protocol.Envelope{ID: "5b1e7c3a-9d2f-4e8b-a6c0-1f3d5e7a9b10", MessageType: protocol.TypeAssociateRequest, Target: protocol.ServerURI},
 			keys: envelopeKeys("target"),

@@ -39,6 +39,9 @@ const (
 	TypeFacts = "https://baton.run/pxp/facts"
 	// TypeCancel asks the agent to kill the process group of a running transaction. Data: Cancel.
 	TypeCancel = "https://baton.run/pxp/cancel"
+	// TypeKeepalive is sent by an agent now and then with no data: API Gateway closes a
+	// WebSocket after 10 minutes without a data message (pings do not count).
+	TypeKeepalive = "https://baton.run/pxp/keepalive"
 )
 
 // Module and action names used in PXP requests.
@@ -91,7 +94,7 @@ var knownTypes = map[string]bool{
 	TypeAssociateRequest: true, TypeAssociateResponse: true, TypeErrorMessage: true,
 	TypeBlockingRequest: true, TypeBlockingResponse: true, TypeNonBlockingRequest: true,
 	TypeProvisionalResponse: true, TypeNonBlockingResponse: true, TypeRPCError: true,
-	TypeResultAck: true, TypeFacts: true, TypeCancel: true,
+	TypeResultAck: true, TypeFacts: true, TypeCancel: true, TypeKeepalive: true,
 }
 
 // KnownType reports whether t is a message type this package defines.
