@@ -21,6 +21,7 @@ func cmdServe(args []string) error {
 	fs.StringVar(&cfg.Modules, "modules", "", "Puppet modules directory served as environment production")
 	fs.StringVar(&cfg.Environments, "environments", "", "directory of <env>/modules directories")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 0, "how long a node waits for its agent to connect (default 30s)")
+	fs.DurationVar(&cfg.MaxTokenLifetime, "max-token-lifetime", 0, "longest lifetime of a token issued through the API (default 8760h, a year)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve (default: a self-signed certificate made on first start and kept in the data directory)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.Func("tls-san", "extra DNS name or IP address for the self-signed certificate (repeatable, or comma-separated)", func(v string) error {

@@ -48,6 +48,8 @@ type Config struct {
 	// unauthenticated); defaults 100 a second, bursts of 500. A negative rate: no limit.
 	RequestRate  float64
 	RequestBurst int
+	// MaxTokenLifetime bounds the lifetime of tokens issued through the API (default 1 year).
+	MaxTokenLifetime time.Duration
 	// TaskConcurrency caps running actions across all jobs (PE's task_concurrency); default 250.
 	TaskConcurrency int
 	Logger          *slog.Logger
@@ -188,6 +190,9 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}()
 	s.auth = auth.New(st, time.Now)
+	if cfg.MaxTokenLifetime > 0 {
+		s.auth.SetMaxLifetime(cfg.MaxTokenLifetime)
+	}
 	if err := s.auth.EnsureAdmin(context.Background(), "admin"); err != nil {
 		return nil, err
 	}

@@ -163,3 +163,13 @@ func TestRBAC(t *testing.T) {
 		wantAPIError(t, "viewing without roles", err, 403, "puppetlabs.orchestrator/not-permitted")
 	})
 }
+
+func TestMaxTokenLifetimeIsConfigurable(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxTokenLifetime = 2 * time.Hour })
+	ctx := context.Background()
+	if _, _, err := h.api.IssueToken(ctx, "", "", "2h"); err != nil {
+		t.Fatalf("2h token: %v", err)
+	}
+	_, _, err := h.api.IssueToken(ctx, "", "", "3h")
+	wantAPIError(t, "a token over the configured maximum", err, 400, "puppetlabs.orchestrator/validation-error")
+}
