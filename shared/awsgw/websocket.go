@@ -1,8 +1,12 @@
 package awsgw
 
 import (
+	"fmt"
+	"time"
+
 	"context"
 	"errors"
+	"github.com/baton-run/baton/shared/ratelimit"
 	"github.com/baton-run/baton/shared/store"
 	"github.com/baton-run/baton/shared/usage"
 	"log/slog"
@@ -25,15 +29,30 @@ type Inbox interface {
 // one event; the node a connection speaks for is the one the $connect authorizer put in the
 // authorizer context, never what a message claims.
 type WebSocket struct {
-	inbox  Inbox
-	sender *Sender
-	log    *slog.Logger
+	inbox   Inbox
+	sender  *Sender
+	log     *slog.Logger
+	limiter *ratelimit.Limiter
 }
+
+// Per-connection message rate, as in baton serve's gateway (a few messages per transaction is
+// normal use). The buckets live in each Lambda instance, so this bounds what one connection
+// can make one instance do; the stage's throttling bounds the API as a whole.
+const (
+	messageRate  = 50
+	messageBurst = 200
+)
 
 // NewWebSocket returns the handlers. sender answers refused frames on their own connection and
 // meters incoming messages with its Meter, if it has one.
 func NewWebSocket(inbox Inbox, sender *Sender, logger *slog.Logger) *WebSocket {
-	return &WebSocket{inbox: inbox, sender: sender, log: componentLogger(logger, "ws")}
+	w := &WebSocket{inbox: inbox, sender: sender, log: componentLogger(logger, "ws")}
+	limiter, err := ratelimit.New(messageRate, messageBurst, ratelimit.WithMaxKeys(10000))
+	if err != nil { // cannot happen with the constants above; a test checks them
+		w.log.Error("message rate limit disabled", "err", err)
+	}
+	w.limiter = limiter
+	return w
 }
 
 // Connect handles $connect: it records the node's new connection. It never posts to the
@@ -93,6 +112,10 @@ func (w *WebSocket) Default(ctx context.Context, req events.APIGatewayWebsocketP
 		return status(http.StatusOK), nil
 	}
 	log = log.With("node", node)
+	if ok, wait := w.allow(conn); !ok {
+		w.reply(ctx, log, conn, node, protocol.NewErrorMessage("", fmt.Sprintf("Too many messages; retry after %s", wait.Round(time.Millisecond))))
+		return status(http.StatusOK), nil
+	}
 	if req.IsBase64Encoded {
 		w.reply(ctx, log, conn, node, protocol.NewErrorMessage("", "Could not decode message: binary frames are not supported"))
 		return status(http.StatusOK), nil
@@ -151,4 +174,11 @@ func authorizerNode(a any) string {
 
 func status(code int) events.APIGatewayProxyResponse {
 	return events.APIGatewayProxyResponse{StatusCode: code}
+}
+
+func (w *WebSocket) allow(conn string) (bool, time.Duration) {
+	if w.limiter == nil {
+		return true, 0
+	}
+	return w.limiter.Allow(conn)
 }

@@ -256,3 +256,24 @@ func TestDefaultReplyToGoneConnection(t *testing.T) {
 		t.Errorf("NodeDisconnected called from $default: %v", h.inbox.disconnected)
 	}
 }
+
+func TestDefaultRateLimitsAConnection(t *testing.T) {
+	h := newWSHarness(t)
+	body := `{"id":"k","message_type":"https://baton.run/pxp/keepalive"}`
+	refused := 0
+	for i := 0; i < 300; i++ {
+		resp, err := h.ws.Default(context.Background(), wsRequest(t, "$default", "MESSAGE", body))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("resp %d, err %v", resp.StatusCode, err)
+		}
+	}
+	for _, p := range h.api.received() {
+		if strings.Contains(string(p.body), "Too many messages") {
+			refused++
+		}
+	}
+	delivered := len(h.inbox.messages["web01"])
+	if refused == 0 || delivered+refused != 300 || delivered < 200 {
+		t.Errorf("delivered %d, refused %d of 300 messages sent at once (burst 200)", delivered, refused)
+	}
+}
