@@ -89,20 +89,8 @@ func (s *Store) GetGroup(ctx context.Context, name string) (inventory.Group, err
 
 // ListGroups implements store.Store; names are ordered bytewise.
 func (s *Store) ListGroups(ctx context.Context) ([]inventory.Group, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+groupColumns+` FROM node_groups ORDER BY name`)
+	out, err := listRows(ctx, s.r, `SELECT `+groupColumns+` FROM node_groups ORDER BY name`, scanGroup)
 	if err != nil {
-		return nil, fmt.Errorf("list groups: %w", err)
-	}
-	defer rows.Close()
-	var out []inventory.Group
-	for rows.Next() {
-		g, err := scanGroup(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list groups: %w", err)
-		}
-		out = append(out, g)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
 	return out, nil

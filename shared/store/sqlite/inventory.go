@@ -78,20 +78,8 @@ func (s *Store) GetNode(ctx context.Context, name string) (inventory.Node, error
 
 // ListNodes implements store.Store; names are ordered bytewise.
 func (s *Store) ListNodes(ctx context.Context) ([]inventory.Node, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes ORDER BY name`)
+	out, err := listRows(ctx, s.r, `SELECT `+nodeColumns+` FROM nodes ORDER BY name`, scanNode)
 	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
-	}
-	defer rows.Close()
-	var out []inventory.Node
-	for rows.Next() {
-		n, err := scanNode(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list nodes: %w", err)
-		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	return out, nil

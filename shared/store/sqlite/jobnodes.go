@@ -53,19 +53,6 @@ func scanJobNode(sc scanner) (jobs.Node, error) {
 	return n, nil
 }
 
-func scanJobNodes(rows *sql.Rows) ([]jobs.Node, error) {
-	defer rows.Close()
-	var out []jobs.Node
-	for rows.Next() {
-		n, err := scanJobNode(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
-}
-
 // insertJobNodes inserts the nodes of a new job at version 1, keeping their order.
 func insertJobNodes(ctx context.Context, tx *sql.Tx, jobID int64, nodes []jobs.Node) error {
 	if len(nodes) == 0 {
@@ -143,11 +130,7 @@ func (s *Store) GetJobNode(ctx context.Context, jobID int64, name string) (jobs.
 
 // ListJobNodes implements store.Store. An unknown job has no nodes.
 func (s *Store) ListJobNodes(ctx context.Context, jobID int64) ([]jobs.Node, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+jobNodeColumns("")+` FROM job_nodes WHERE job_id = ? ORDER BY seq`, jobID)
-	if err != nil {
-		return nil, fmt.Errorf("list job %d nodes: %w", jobID, err)
-	}
-	out, err := scanJobNodes(rows)
+	out, err := listRows(ctx, s.r, `SELECT `+jobNodeColumns("")+` FROM job_nodes WHERE job_id = ? ORDER BY seq`, scanJobNode, jobID)
 	if err != nil {
 		return nil, fmt.Errorf("list job %d nodes: %w", jobID, err)
 	}
@@ -165,11 +148,7 @@ func (s *Store) ListJobNodesByName(ctx context.Context, name string, states ...j
 			args = append(args, string(st))
 		}
 	}
-	rows, err := s.r.QueryContext(ctx, query+` ORDER BY j.created_at, j.id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list job nodes named %s: %w", name, err)
-	}
-	out, err := scanJobNodes(rows)
+	out, err := listRows(ctx, s.r, query+` ORDER BY j.created_at, j.id`, scanJobNode, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list job nodes named %s: %w", name, err)
 	}

@@ -84,8 +84,6 @@ func jobValues(j jobs.Job) ([]any, error) {
 	return vals, nil
 }
 
-type scanner interface{ Scan(dest ...any) error }
-
 func scanJob(sc scanner) (jobs.Job, error) {
 	var (
 		j                        jobs.Job
@@ -111,19 +109,6 @@ func scanJob(sc scanner) (jobs.Job, error) {
 		j.Status = nil
 	}
 	return j, nil
-}
-
-func scanJobs(rows *sql.Rows) ([]jobs.Job, error) {
-	defer rows.Close()
-	var out []jobs.Job
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, j)
-	}
-	return out, rows.Err()
 }
 
 // CreateJob implements store.Store.
@@ -246,7 +231,7 @@ func (s *Store) ListJobs(ctx context.Context, q store.JobQuery) ([]jobs.Job, int
 		if err != nil {
 			return err
 		}
-		out, err = scanJobs(rows)
+		out, err = collect(rows, scanJob)
 		return err
 	})
 	if err != nil {
@@ -308,12 +293,8 @@ func finishBound(op string, t time.Time) (string, []any) {
 
 // ListUnfinishedJobs implements store.Store; oldest means earliest CreatedAt, then lowest id.
 func (s *Store) ListUnfinishedJobs(ctx context.Context) ([]jobs.Job, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE state NOT IN (`+
-		placeholders(len(terminalStates))+`) ORDER BY created_at, id`, terminalStates...)
-	if err != nil {
-		return nil, fmt.Errorf("list unfinished jobs: %w", err)
-	}
-	out, err := scanJobs(rows)
+	out, err := listRows(ctx, s.r, `SELECT `+jobColumns+` FROM jobs WHERE state NOT IN (`+
+		placeholders(len(terminalStates))+`) ORDER BY created_at, id`, scanJob, terminalStates...)
 	if err != nil {
 		return nil, fmt.Errorf("list unfinished jobs: %w", err)
 	}

@@ -77,27 +77,6 @@ func (s *Store) putVersioned(ctx context.Context, table, keyCol, key string, ver
 	})
 }
 
-// listRows runs query on the read pool and scans every row with scan.
-func listRows[T any](ctx context.Context, db *sql.DB, query string, scan func(scanner) (T, error)) ([]T, error) {
-	rows, err := db.QueryContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 func scanRole(sc scanner) (store.Role, error) {
 	var (
 		r                      store.Role

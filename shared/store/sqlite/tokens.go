@@ -76,20 +76,8 @@ func (s *Store) ListTokens(ctx context.Context, login string) ([]store.Token, er
 	if login != "" {
 		query, args = listLoginTokensSQL, []any{login}
 	}
-	rows, err := s.r.QueryContext(ctx, query, args...)
+	out, err := listRows(ctx, s.r, query, scanToken, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list tokens of %q: %w", login, err)
-	}
-	defer rows.Close()
-	var out []store.Token
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list tokens of %q: %w", login, err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list tokens of %q: %w", login, err)
 	}
 	return out, nil
