@@ -347,7 +347,13 @@ func (a *API) jobNodes(r *http.Request, _ principal) (any, int, error) {
 	if state != "" && !slices.Contains(jobs.AllNodeStates, jobs.NodeState(state)) {
 		return nil, 0, validation("unknown node state %q", state)
 	}
-	evs, err := a.orch.Events(r.Context(), id, 0, 0)
+	// Events after the newest one about a node are job-level (job_stopping, job_finished, ...):
+	// reading from there finds the next event id without reading the whole history.
+	from := int64(1)
+	for _, n := range nodes {
+		from = max(from, n.LatestEventID)
+	}
+	evs, err := a.orch.Events(r.Context(), id, from, 0)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -357,7 +363,7 @@ func (a *API) jobNodes(r *http.Request, _ principal) (any, int, error) {
 			items = append(items, newNodeView(n, a.clock()))
 		}
 	}
-	return map[string]any{"next-events": nextEvents(baseURL(r), id, evs, 1), "items": items}, http.StatusOK, nil
+	return map[string]any{"next-events": nextEvents(baseURL(r), id, evs, from), "items": items}, http.StatusOK, nil
 }
 
 func (a *API) jobReport(r *http.Request, _ principal) (any, int, error) {
