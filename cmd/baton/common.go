@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -21,6 +22,37 @@ type clientFlags struct {
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.server, "server", "", "server URL (env BATON_SERVER; default https://127.0.0.1:8143)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "API token file (env BATON_TOKEN_FILE; default: the local server's admin token)")
+}
+
+// newClientFlagSet is a flag set with the flags every client command takes.
+func newClientFlagSet(name string) (*flag.FlagSet, *clientFlags) {
+	fs := newFlagSet(name)
+	cf := &clientFlags{}
+	cf.register(fs)
+	return fs, cf
+}
+
+// nameCommand runs a client command that takes exactly one name and no flags of its own: act
+// makes the request (a method expression such as (*client.Client).DeleteGroup fits), and done
+// (a format with one %s for the name) is printed when it succeeds.
+func nameCommand(cmd, usage string, args []string, act func(*client.Client, context.Context, string) error, done string) error {
+	fs, cf := newClientFlagSet(cmd)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("%s", usage)
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	if err := act(c, context.Background(), pos[0]); err != nil {
+		return err
+	}
+	fmt.Printf(done+"\n", pos[0])
+	return nil
 }
 
 // localState is what `baton serve` records so that the CLI on the same machine finds it.

@@ -11,9 +11,7 @@ import (
 )
 
 func cmdGroupAdd(args []string) error {
-	fs := newFlagSet("group add")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("group add")
 	nodes := fs.String("nodes", "", "comma-separated node names")
 	query := fs.String("query", "", "a scope query; the group is whatever it matches when a job starts")
 	desc := fs.String("description", "", "description")
@@ -42,9 +40,7 @@ func cmdGroupAdd(args []string) error {
 }
 
 func cmdGroupList(args []string) error {
-	fs := newFlagSet("group list")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("group list")
 	format := fs.String("format", "table", "table or json")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
@@ -73,9 +69,7 @@ func cmdGroupList(args []string) error {
 }
 
 func cmdGroupShow(args []string) error {
-	fs := newFlagSet("group show")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("group show")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -95,23 +89,5 @@ func cmdGroupShow(args []string) error {
 }
 
 func cmdGroupRm(args []string) error {
-	fs := newFlagSet("group rm")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("group rm needs one group name")
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	if err := c.DeleteGroup(context.Background(), pos[0]); err != nil {
-		return err
-	}
-	fmt.Printf("Group %s removed\n", pos[0])
-	return nil
+	return nameCommand("group rm", "group rm needs one group name", args, (*client.Client).DeleteGroup, "Group %s removed")
 }

@@ -12,9 +12,7 @@ import (
 )
 
 func cmdJobList(args []string) error {
-	fs := newFlagSet("job list")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("job list")
 	limit := fs.Int("limit", 20, "how many jobs")
 	typ := fs.String("type", "", "task or deploy")
 	format := fs.String("format", "table", "table or json")
@@ -46,9 +44,7 @@ func cmdJobList(args []string) error {
 }
 
 func cmdJobShow(args []string) error {
-	fs := newFlagSet("job show")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("job show")
 	format := fs.String("format", "table", "table or json")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -84,9 +80,7 @@ func cmdJobShow(args []string) error {
 }
 
 func cmdJobEvents(args []string) error {
-	fs := newFlagSet("job events")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("job events")
 	start := fs.Int("start", 1, "first event id")
 	follow := fs.Bool("follow", false, "keep printing new events until the job ends")
 	format := fs.String("format", "table", "table or json")
@@ -146,9 +140,7 @@ func cmdJobEvents(args []string) error {
 }
 
 func cmdJobStop(args []string) error {
-	fs := newFlagSet("job stop")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("job stop")
 	force := fs.Bool("force", false, "also cancel running actions (their process groups are killed)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {

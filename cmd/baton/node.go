@@ -10,12 +10,11 @@ import (
 	"text/tabwriter"
 
 	"github.com/baton-run/baton/shared/auth"
+	"github.com/baton-run/baton/shared/client"
 )
 
 func cmdNodeAdd(args []string) error {
-	fs := newFlagSet("node add")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("node add")
 	out := fs.String("out", "", "file to write the node's credential to (mode 0600)")
 	enrollTTL := fs.String("enrollment-ttl", "", "how long the one-time enrolment token can be used (1h, 1d; default 1h)")
 	agentServer := fs.String("agent-server", "", "the agents' WebSocket URL to write into the credential (default: this server's /pcp; on AWS the stack's WebSocketUrl)")
@@ -106,9 +105,7 @@ func agentURL(base string) string {
 }
 
 func cmdNodeList(args []string) error {
-	fs := newFlagSet("node list")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("node list")
 	format := fs.String("format", "table", "table or json")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
@@ -137,9 +134,7 @@ func cmdNodeList(args []string) error {
 }
 
 func cmdNodeShow(args []string) error {
-	fs := newFlagSet("node show")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("node show")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -156,4 +151,9 @@ func cmdNodeShow(args []string) error {
 		return err
 	}
 	return printJSON(n)
+}
+
+func cmdNodeRevoke(args []string) error {
+	return nameCommand("node revoke", "node revoke needs one node name", args, (*client.Client).RevokeNode,
+		"Node %s revoked: its credential no longer works and its connection was closed")
 }

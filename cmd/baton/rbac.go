@@ -25,9 +25,7 @@ func loginTokenFile() string {
 // cmdLogin issues a fresh token for the current user (authenticated by the token the CLI would
 // use otherwise, e.g. one an administrator issued) and saves it for later commands.
 func cmdLogin(args []string) error {
-	fs := newFlagSet("login")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("login")
 	lifetime := fs.String("lifetime", "", "how long the token is valid (PE format: 1h, 8h, 7d; default: the server's, 1h)")
 	label := fs.String("label", "baton login", "label of the token")
 	if _, err := parseArgs(fs, args); err != nil {
@@ -60,9 +58,7 @@ func cmdLogin(args []string) error {
 }
 
 func cmdTokenIssue(args []string) error {
-	fs := newFlagSet("token issue")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("token issue")
 	login := fs.String("login", "", "who the token is for (default: yourself; others need tokens:manage)")
 	lifetime := fs.String("lifetime", "", "how long it is valid (1h, 8h, 7d; default 1h)")
 	label := fs.String("label", "", "a label (no commas)")
@@ -89,9 +85,7 @@ func cmdTokenIssue(args []string) error {
 }
 
 func cmdTokenList(args []string) error {
-	fs := newFlagSet("token list")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("token list")
 	format := fs.String("format", "table", "table or json")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
@@ -120,25 +114,8 @@ func cmdTokenList(args []string) error {
 }
 
 func cmdTokenRevoke(args []string) error {
-	fs := newFlagSet("token revoke")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("token revoke needs a token id (see baton token list)")
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	if err := c.RevokeToken(context.Background(), pos[0]); err != nil {
-		return err
-	}
-	fmt.Printf("Token %s revoked\n", pos[0])
-	return nil
+	return nameCommand("token revoke", "token revoke needs a token id (see baton token list)", args,
+		(*client.Client).RevokeToken, "Token %s revoked")
 }
 
 type multiFlag []string
@@ -147,9 +124,7 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
 func cmdRoleAdd(args []string) error {
-	fs := newFlagSet("role add")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("role add")
 	var perms multiFlag
 	fs.Var(&perms, "permission", "ACTION[=INSTANCE][@SCOPE], repeatable; e.g. tasks:run=demo::hello@group:webs")
 	desc := fs.String("description", "", "description")
@@ -172,9 +147,7 @@ func cmdRoleAdd(args []string) error {
 }
 
 func cmdRoleList(args []string) error {
-	fs := newFlagSet("role list")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("role list")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -195,31 +168,11 @@ func cmdRoleList(args []string) error {
 }
 
 func cmdRoleRm(args []string) error {
-	fs := newFlagSet("role rm")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("role rm needs a role name")
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	if err := c.DeleteRole(context.Background(), pos[0]); err != nil {
-		return err
-	}
-	fmt.Printf("Role %s removed\n", pos[0])
-	return nil
+	return nameCommand("role rm", "role rm needs a role name", args, (*client.Client).DeleteRole, "Role %s removed")
 }
 
 func cmdUserSet(args []string) error {
-	fs := newFlagSet("user set")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("user set")
 	roles := fs.String("roles", "", "comma-separated roles (empty: none)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -246,9 +199,7 @@ func cmdUserSet(args []string) error {
 }
 
 func cmdUserList(args []string) error {
-	fs := newFlagSet("user list")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("user list")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}

@@ -14,9 +14,7 @@ import (
 
 // cmdRun starts an on-demand Puppet run (POST /command/deploy) and shows its progress.
 func cmdRun(args []string) error {
-	fs := newFlagSet("run")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("run")
 	nodes := fs.String("nodes", "", "comma-separated node names")
 	query := fs.String("query", "", "PQL-subset query selecting nodes")
 	group := fs.String("node-group", "", "node group to run on")

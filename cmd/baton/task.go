@@ -17,9 +17,7 @@ import (
 )
 
 func cmdTaskRun(args []string) error {
-	fs := newFlagSet("task run")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("task run")
 	nodes := fs.String("nodes", "", "comma-separated node names")
 	query := fs.String("query", "", "PQL-subset query selecting nodes, e.g. 'inventory[certname] { facts.os.family = \"Debian\" }'")
 	group := fs.String("node-group", "", "node group to run on")
@@ -326,9 +324,7 @@ func stringType(t string) bool {
 }
 
 func cmdTaskList(args []string) error {
-	fs := newFlagSet("task list")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("task list")
 	env := fs.String("environment", "production", "environment")
 	format := fs.String("format", "table", "table or json")
 	if _, err := parseArgs(fs, args); err != nil {
@@ -358,9 +354,7 @@ func cmdTaskList(args []string) error {
 }
 
 func cmdTaskShow(args []string) error {
-	fs := newFlagSet("task show")
-	var cf clientFlags
-	cf.register(fs)
+	fs, cf := newClientFlagSet("task show")
 	env := fs.String("environment", "production", "environment")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
