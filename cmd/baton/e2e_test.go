@@ -399,9 +399,11 @@ func TestCLIEndToEnd(t *testing.T) {
 		if got := certFingerprint(t, certFile); st.TLSFingerprint != got || st.TLSCertFile != certFile {
 			t.Errorf("local state records %s (%s); %s has fingerprint %s", st.TLSFingerprint, st.TLSCertFile, certFile, got)
 		}
-		if out := c.server.output.String(); !strings.Contains(out, "wss://"+serverURL.Host+"/pcp") || !strings.Contains(out, st.TLSFingerprint) {
-			t.Errorf("baton serve does not print the agents' wss:// URL and the fingerprint:\n%s", out)
-		}
+		// The state file is written before the banner is printed: wait for the banner.
+		eventually(t, "baton serve to print the agents' wss:// URL and the fingerprint", 20*time.Second, func() bool {
+			out := c.server.output.String()
+			return strings.Contains(out, "wss://"+serverURL.Host+"/pcp") && strings.Contains(out, st.TLSFingerprint)
+		})
 	})
 
 	t.Run("admin token is private and recorded for the CLI", func(t *testing.T) {

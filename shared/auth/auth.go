@@ -44,7 +44,7 @@ type Store interface {
 	CreateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
 	GetNode(ctx context.Context, name string) (inventory.Node, error)
 	UpdateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
-	UseNonce(ctx context.Context, nonce string, expires time.Time) error
+	UseNonce(ctx context.Context, nonce string, now, expires time.Time) error
 }
 
 // Principal is an authenticated API caller and what it may do.

@@ -170,7 +170,7 @@ func (s *Service) authenticateSigned(ctx context.Context, name, params string) e
 		return fmt.Errorf("%w: bad signature", ErrUnauthenticated)
 	}
 	// Only now record the nonce: a forged connect must not use up a real one.
-	if err := s.store.UseNonce(ctx, name+"/"+nonce, now.Add(2*ConnectSkew)); err != nil {
+	if err := s.store.UseNonce(ctx, name+"/"+nonce, now, now.Add(2*ConnectSkew)); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return fmt.Errorf("%w: replayed connect (nonce already used)", ErrUnauthenticated)
 		}

@@ -157,8 +157,9 @@ type Store interface {
 	JobUsage(ctx context.Context, jobID int64) (Usage, error)
 
 	// UseNonce records that nonce was used (connect replay protection); ErrExists when it was
-	// already recorded. The record may be forgotten after expires (TTL).
-	UseNonce(ctx context.Context, nonce string, expires time.Time) error
+	// already recorded and has not expired at now. The record may be forgotten after expires
+	// (TTL). now is the caller's clock: the store never reads the wall clock for this.
+	UseNonce(ctx context.Context, nonce string, now, expires time.Time) error
 
 	// PutToken stores a token; ErrExists if its hash is already stored.
 	PutToken(ctx context.Context, t Token) error

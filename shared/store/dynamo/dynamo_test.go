@@ -539,12 +539,13 @@ func TestUseNonceItem(t *testing.T) {
 	e := newEnv(t)
 	s := e.store(t)
 	ctx := t.Context()
-	expires := time.Now().Add(time.Hour).Truncate(time.Second).Add(500 * time.Millisecond)
+	now := time.Date(2100, time.March, 1, 12, 0, 0, 0, time.UTC)
+	expires := now.Add(time.Hour).Add(500 * time.Millisecond)
 	puts := e.ops.count("PutItem")
-	if err := s.UseNonce(ctx, "n1", expires); err != nil {
+	if err := s.UseNonce(ctx, "n1", now, expires); err != nil {
 		t.Fatalf("use nonce: %v", err)
 	}
-	if err := s.UseNonce(ctx, "n1", expires); !errors.Is(err, store.ErrExists) {
+	if err := s.UseNonce(ctx, "n1", now, expires); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("reuse nonce: error = %v, want ErrExists", err)
 	}
 	if n := e.ops.count("PutItem") - puts; n != 2 {
@@ -567,7 +568,7 @@ func TestUseNonceItem(t *testing.T) {
 		t.Fatalf("nonce item %s = %v, want %s", dynamo.TTLAttribute, out.Item[dynamo.TTLAttribute], want)
 	}
 
-	if err := s.UseNonce(ctx, "", expires); err == nil || errors.Is(err, store.ErrExists) {
+	if err := s.UseNonce(ctx, "", now, expires); err == nil || errors.Is(err, store.ErrExists) {
 		t.Fatalf("UseNonce(\"\"): error = %v, want a refusal", err)
 	}
 }

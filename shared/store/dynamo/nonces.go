@@ -27,17 +27,17 @@ func ceilUnix(t time.Time) int64 {
 // UseNonce implements store.Store: one PutItem of the item NONCE#<nonce> / NONCE, whose
 // TTLAttribute is expires (epoch seconds, rounded up) so that DynamoDB deletes it some time
 // after, conditional on no item of that nonce existing or the existing one having expired
-// (TTLAttribute before the current second; TTL deletion is not prompt). The condition makes
+// (TTLAttribute before now's second; TTL deletion is not prompt). The condition makes
 // the write atomic: of concurrent uses of one nonce exactly one succeeds, the others fail
 // with store.ErrExists.
-func (s *Store) UseNonce(ctx context.Context, nonce string, expires time.Time) error {
+func (s *Store) UseNonce(ctx context.Context, nonce string, now, expires time.Time) error {
 	if nonce == "" {
 		return fmt.Errorf("use nonce: %w", errEmptyNonce)
 	}
 	w := newWriter(nonceKey(nonce))
 	w.n(TTLAttribute, ceilUnix(expires))
 	var e expr
-	cond := e.notExists(PartitionKey) + " OR " + e.name(TTLAttribute) + " < " + e.value(avN(time.Now().Unix()))
+	cond := e.notExists(PartitionKey) + " OR " + e.name(TTLAttribute) + " < " + e.value(avN(now.Unix()))
 	err := s.put(ctx, w.it, cond, &e)
 	if _, ok := conditionFailed(err); ok {
 		return fmt.Errorf("use nonce: %w", store.ErrExists)

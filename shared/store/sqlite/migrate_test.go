@@ -415,11 +415,11 @@ func TestMigrateFromV3(t *testing.T) {
 	}
 
 	// The new table works.
-	exp := time.Now().Add(time.Hour)
-	if err := s.UseNonce(ctx, "n1", exp); err != nil {
+	exp := fixedNow.Add(time.Hour)
+	if err := s.UseNonce(ctx, "n1", fixedNow, exp); err != nil {
 		t.Fatalf("use nonce after migration: %v", err)
 	}
-	if err := s.UseNonce(ctx, "n1", exp); !errors.Is(err, store.ErrExists) {
+	if err := s.UseNonce(ctx, "n1", fixedNow, exp); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("reuse nonce after migration: error = %v, want ErrExists", err)
 	}
 }
@@ -477,7 +477,7 @@ func TestMigrateFromV4(t *testing.T) {
 	if j, err := s.GetJob(ctx, 11); err != nil || j.Version != 3 || j.Task != "Facts" {
 		t.Fatalf("job after migration: %+v, %v", j, err)
 	}
-	if err := s.UseNonce(ctx, "n1", time.Now().Add(time.Hour)); !errors.Is(err, store.ErrExists) {
+	if err := s.UseNonce(ctx, "n1", fixedNow, fixedNow.Add(time.Hour)); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("reuse migrated nonce: error = %v, want ErrExists", err)
 	}
 

@@ -22,24 +22,20 @@ var errEmptyNonce = errors.New("empty nonce")
 
 // UseNonce implements store.Store. In one write transaction it deletes every record that has
 // expired (so the table holds only live nonces, and an expired record of nonce is replaced),
-// then inserts nonce: a live record of it fails the insert with store.ErrExists. Writes go
-// through the single write connection, so concurrent calls are serialized.
-func (s *Store) UseNonce(ctx context.Context, nonce string, expires time.Time) error {
+// then inserts nonce: a live record of it fails the insert with store.ErrExists. "Expired"
+// is judged by now, the caller's clock. Writes go through the single write connection, so
+// concurrent calls are serialized.
+func (s *Store) UseNonce(ctx context.Context, nonce string, now, expires time.Time) error {
 	if nonce == "" {
 		return fmt.Errorf("use nonce: %w", errEmptyNonce)
 	}
 	var enc encoder
-	exp := enc.time(expires)
+	exp, at := enc.time(expires), enc.time(now)
 	if enc.err != nil {
 		return fmt.Errorf("use nonce: %w", enc.err)
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		// now is read inside the transaction, after any wait for the write connection.
-		now := enc.time(time.Now())
-		if enc.err != nil {
-			return enc.err
-		}
-		if _, err := tx.ExecContext(ctx, deleteExpiredNoncesSQL, now); err != nil {
+		if _, err := tx.ExecContext(ctx, deleteExpiredNoncesSQL, at); err != nil {
 			return fmt.Errorf("delete expired nonces: %w", err)
 		}
 		_, err := tx.ExecContext(ctx, insertNonceSQL, nonce, exp)

@@ -44,6 +44,9 @@ func TestConformance(t *testing.T) {
 
 var t0 = time.Date(2024, time.March, 1, 12, 0, 0, 0, time.UTC)
 
+// fixedNow is the clock passed to UseNonce in these tests.
+var fixedNow = time.Date(2031, time.May, 4, 8, 0, 0, 0, time.UTC)
+
 func testJob() jobs.Job {
 	return jobs.Job{
 		Type: jobs.TypeTask, State: jobs.StateRunning, Environment: "production",
@@ -316,10 +319,10 @@ func TestRejectsBadInput(t *testing.T) {
 	if _, err := s.FindJobNodeByTransaction(ctx, ""); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("FindJobNodeByTransaction(\"\"): error = %v, want ErrNotFound", err)
 	}
-	if err := s.UseNonce(ctx, "", time.Now().Add(time.Hour)); err == nil || errors.Is(err, store.ErrExists) {
+	if err := s.UseNonce(ctx, "", fixedNow, fixedNow.Add(time.Hour)); err == nil || errors.Is(err, store.ErrExists) {
 		t.Fatalf("UseNonce(\"\"): error = %v, want a refusal", err)
 	}
-	if err := s.UseNonce(ctx, "n", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)); err == nil {
+	if err := s.UseNonce(ctx, "n", fixedNow, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)); err == nil {
 		t.Fatal("UseNonce accepted an expiry past year 9999")
 	}
 	j, err := s.CreateJob(ctx, testJob(), nil, nil)
@@ -416,13 +419,14 @@ func BenchmarkCreateJob100Nodes(b *testing.B) {
 func TestUseNonceDeletesExpiredRecords(t *testing.T) {
 	s, path := openTemp(t)
 	ctx := t.Context()
-	past, future := time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	now := time.Date(2031, time.May, 4, 8, 0, 0, 0, time.UTC)
+	past, future := now.Add(-time.Hour), now.Add(time.Hour)
 	for _, n := range []string{"old1", "old2", "old3"} {
-		if err := s.UseNonce(ctx, n, past); err != nil {
+		if err := s.UseNonce(ctx, n, now, past); err != nil {
 			t.Fatalf("use %s: %v", n, err)
 		}
 	}
-	if err := s.UseNonce(ctx, "live", future); err != nil {
+	if err := s.UseNonce(ctx, "live", now, future); err != nil {
 		t.Fatalf("use live: %v", err)
 	}
 	// Each use deletes the records expired by then: only the live one is left.
