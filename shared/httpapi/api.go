@@ -31,6 +31,7 @@ type Orchestrator interface {
 	Job(ctx context.Context, id int64) (jobs.Job, error)
 	Jobs(ctx context.Context, q store.JobQuery) ([]jobs.Job, int, error)
 	JobNodes(ctx context.Context, id int64) ([]jobs.Node, error)
+	JobCounts(ctx context.Context, id int64) (jobs.StateCounts, error)
 	Events(ctx context.Context, id, start int64, limit int) ([]jobs.Event, error)
 	Nodes(ctx context.Context) ([]inventory.Node, error)
 	Node(ctx context.Context, name string) (inventory.Node, error)

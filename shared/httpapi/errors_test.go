@@ -429,6 +429,34 @@ func (f failingStore) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.No
 	return f.Store.CreateJob(ctx, j, nodes, evs)
 }
 
+func (f failingStore) EnrolledNodes(ctx context.Context, names []string) (map[string]bool, error) {
+	if f.fail == "EnrolledNodes" {
+		return nil, f.err
+	}
+	return f.Store.EnrolledNodes(ctx, names)
+}
+
+func (f failingStore) JobCounts(ctx context.Context, id int64) (jobs.StateCounts, error) {
+	if f.fail == "JobCounts" {
+		return nil, f.err
+	}
+	return f.Store.JobCounts(ctx, id)
+}
+
+func (f failingStore) NodeNames(ctx context.Context) ([]string, error) {
+	if f.fail == "NodeNames" {
+		return nil, f.err
+	}
+	return f.Store.NodeNames(ctx)
+}
+
+func (f failingStore) FactValues(ctx context.Context, path []string) (map[string]any, error) {
+	if f.fail == "FactValues" {
+		return nil, f.err
+	}
+	return f.Store.FactValues(ctx, path)
+}
+
 func (f failingStore) GetJob(ctx context.Context, id int64) (jobs.Job, error) {
 	if f.fail == "GetJob" {
 		return jobs.Job{}, f.err
@@ -495,15 +523,17 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 		req  request
 	}{
 		{"list jobs", orchFails("ListJobs"), request{method: http.MethodGet, path: v1 + "/jobs"}},
-		{"nodes of listed jobs", orchFails("ListJobNodes"), request{method: http.MethodGet, path: v1 + "/jobs"}},
+		{"node counts of listed jobs", orchFails("JobCounts"), request{method: http.MethodGet, path: v1 + "/jobs"}},
 		{"get job", orchFails("GetJob"), request{method: http.MethodGet, path: v1 + "/jobs/1"}},
 		{"job nodes", orchFails("ListJobNodes"), request{method: http.MethodGet, path: v1 + "/jobs/1/nodes"}},
 		{"job events", orchFails("ListEvents"), request{method: http.MethodGet, path: v1 + "/jobs/1/events"}},
 		{"job report", orchFails("GetJob"), request{method: http.MethodGet, path: v1 + "/jobs/1/report"}},
 		{"create job", orchFails("CreateJob"), request{method: http.MethodPost, path: v1 + "/command/task", body: validTask}},
-		{"look up scope node", orchFails("GetNode"), request{method: http.MethodPost, path: v1 + "/command/task", body: validTask}},
-		{"resolve query", orchFails("ListNodes"), request{method: http.MethodPost, path: v1 + "/command/task",
+		{"look up scope nodes", orchFails("EnrolledNodes"), request{method: http.MethodPost, path: v1 + "/command/task", body: validTask}},
+		{"resolve query", orchFails("NodeNames"), request{method: http.MethodPost, path: v1 + "/command/task",
 			body: `{"task":"demo::hello","params":{},"scope":{"query":"nodes {}"}}`}},
+		{"resolve query by facts", orchFails("FactValues"), request{method: http.MethodPost, path: v1 + "/command/task",
+			body: `{"task":"demo::hello","params":{},"scope":{"query":"nodes { facts.os.family = \"Debian\" }"}}`}},
 		{"list inventory", orchFails("ListNodes"), request{method: http.MethodGet, path: v1 + "/inventory"}},
 		{"get inventory", orchFails("GetNode"), request{method: http.MethodGet, path: v1 + "/inventory/web1"}},
 		{"query inventory", orchFails("GetNode"), request{method: http.MethodPost, path: v1 + "/inventory", body: `{"nodes":["web1"]}`}},

@@ -298,11 +298,11 @@ func (a *API) listJobs(r *http.Request, _ principal) (any, int, error) {
 	}
 	items := make([]jobView, 0, len(list))
 	for _, j := range list {
-		nodes, err := a.orch.JobNodes(r.Context(), j.ID)
+		counts, err := a.orch.JobCounts(r.Context(), j.ID)
 		if err != nil {
 			return nil, 0, err
 		}
-		items = append(items, newJobView(baseURL(r), j, nodes))
+		items = append(items, newJobView(baseURL(r), j, counts))
 	}
 	return map[string]any{"items": items, "pagination": map[string]int{"limit": q.Limit, "offset": q.Offset, "total": total}}, http.StatusOK, nil
 }
@@ -316,18 +316,18 @@ func (a *API) getJob(r *http.Request, _ principal) (any, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	nodes, err := a.orch.JobNodes(r.Context(), id)
+	counts, err := a.orch.JobCounts(r.Context(), id)
 	if err != nil {
 		return nil, 0, err
 	}
-	v := newJobView(baseURL(r), j, nodes)
+	v := newJobView(baseURL(r), j, counts)
 	u, err := a.orch.JobUsage(r.Context(), id)
 	if err != nil {
 		return nil, 0, err
 	}
 	if !usage.Zero(u) {
 		v.Usage = &usageView{Usage: u, EstimatedCost: usage.Cost(u, usage.USEast1), Prices: "us-east-1 list prices"}
-		if n := len(nodes); n > 0 {
+		if n := counts.Total(); n > 0 {
 			v.Usage.CostPerNodeRun = v.Usage.EstimatedCost / float64(n)
 		}
 	}

@@ -45,7 +45,7 @@ type usageView struct {
 	Prices         string  `json:"prices"`
 }
 
-func newJobView(base string, j jobs.Job, nodes []jobs.Node) jobView {
+func newJobView(base string, j jobs.Job, counts jobs.StateCounts) jobView {
 	self := base + "/jobs/" + j.Name()
 	v := jobView{ID: self, Name: j.Name(), State: j.State, Command: string(j.Type), Type: j.Type, Options: j.Options,
 		Owner: j.Owner, Description: j.Description, Environment: map[string]string{"name": j.Environment},
@@ -58,10 +58,12 @@ func newJobView(base string, j jobs.Job, nodes []jobs.Node) jobView {
 		t := j.UpdatedAt
 		v.Finished = &t
 	}
-	if len(nodes) > 0 {
+	if counts.Total() > 0 {
 		v.NodeStates = map[string]int{}
-		for st, c := range jobs.Counts(nodes) {
-			v.NodeStates[string(st)] = c
+		for st, c := range counts {
+			if c > 0 {
+				v.NodeStates[string(st)] = c
+			}
 		}
 	}
 	return v

@@ -102,11 +102,19 @@ type Job struct {
 	// starts (the rest end skipped) and the job fails. 0: no limit. (The API's max_errors N —
 	// SSM's "N errors are allowed" — is stored as N+1.)
 	MaxErrors int
-	// Stop records a stop request: "" none, "graceful" or "force".
+	// Stop records why no new node starts: "" (they do), StopGraceful or StopForce (an
+	// operator's stop request) or StopErrorLimit (MaxErrors reached).
 	Stop string
 	// Version is the optimistic-concurrency version, managed by the store.
 	Version int64
 }
+
+// Values of Job.Stop.
+const (
+	StopGraceful   = "graceful"
+	StopForce      = "force"
+	StopErrorLimit = "error_limit"
+)
 
 // Name is the job id as PE renders it.
 func (j Job) Name() string { return strconv.FormatInt(j.ID, 10) }
@@ -129,7 +137,11 @@ type Node struct {
 	Result        json.RawMessage
 	Message       string // message of the latest event about this node
 	LatestEventID int64
-	Version       int64
+	// DueAt is when the orchestrator must look at this record again if nothing else happens
+	// to it first: a ready node's connect deadline, a running node's timeout. nil: never. The
+	// store indexes it (ListDueJobNodes) and keeps it as given.
+	DueAt   *time.Time
+	Version int64
 }
 
 // LogValue keeps node log keys consistent.

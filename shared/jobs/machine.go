@@ -145,9 +145,30 @@ func enter(j Job, to State, now time.Time) Job {
 	return j
 }
 
+// StateCounts is how many of a job's node records are in each state; absent states are 0.
+type StateCounts map[NodeState]int
+
+// Total is the number of records counted.
+func (c StateCounts) Total() int {
+	t := 0
+	for _, n := range c {
+		t += n
+	}
+	return t
+}
+
+// Active is the number of records holding a concurrency slot (ready or running).
+func (c StateCounts) Active() int { return c[NodeReady] + c[NodeRunning] }
+
+// Unfinished is the number of records not yet in a terminal state.
+func (c StateCounts) Unfinished() int { return c[NodeNew] + c.Active() }
+
+// Failures is the number of records that failed or errored (what max_errors counts).
+func (c StateCounts) Failures() int { return c[NodeFailed] + c[NodeErrored] }
+
 // Counts tallies nodes by state.
-func Counts(nodes []Node) map[NodeState]int {
-	c := map[NodeState]int{}
+func Counts(nodes []Node) StateCounts {
+	c := StateCounts{}
 	for _, n := range nodes {
 		c[n.State]++
 	}

@@ -384,17 +384,8 @@ func (s *Server) ensureAdminToken(ctx context.Context) error {
 }
 
 func (s *Server) markAllDisconnected(ctx context.Context) error {
-	nodes, err := s.store.ListNodes(ctx)
-	if err != nil {
+	if err := s.store.MarkAllNodesDisconnected(ctx); err != nil {
 		return fmt.Errorf("inventory: %w", err)
-	}
-	for _, n := range nodes {
-		if n.Connected {
-			n.Connected = false
-			if _, err := s.store.UpdateNode(ctx, n); err != nil {
-				return fmt.Errorf("inventory %s: %w", n.Name, err)
-			}
-		}
 	}
 	return nil
 }

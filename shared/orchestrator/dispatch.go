@@ -2,9 +2,9 @@ package orchestrator
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/baton-run/baton/shared/jobs"
@@ -16,207 +16,323 @@ import (
 // maxRetries bounds optimistic-concurrency retries of one update.
 const maxRetries = 20
 
+// pageSize is how many node records one step of a stop or a sweep reads and writes at once.
+const pageSize = 500
+
 // Dispatch moves a job forward: it starts the job, gives free concurrency slots to queued
-// nodes, sends requests to nodes whose agents are connected, and ends the job when every
-// node is done. It is safe to call at any time and as often as wanted.
+// nodes, sends their requests, and ends the job when every node is done. It is safe to call
+// at any time, as often as wanted and concurrently: the store hands each queued node to one
+// claim only, and every write is conditional on the version read.
 func (s *Service) Dispatch(ctx context.Context, jobID int64) error {
-	defer s.lock(jobID)()
 	defer s.charge(ctx, jobID)
-	return s.dispatchLocked(ctx, jobID)
+	job, err := s.startJob(ctx, jobID)
+	if err != nil || job.State.Terminal() {
+		return err
+	}
+	return s.advance(ctx, job, -1)
 }
 
-func (s *Service) dispatchLocked(ctx context.Context, jobID int64) error {
+// startJob moves a new job to running and returns it as stored.
+func (s *Service) startJob(ctx context.Context, jobID int64) (jobs.Job, error) {
 	for attempt := 0; ; attempt++ {
-		err := s.dispatchOnce(ctx, jobID)
+		job, err := s.store.GetJob(ctx, jobID)
+		if err != nil {
+			return job, fmt.Errorf("dispatch job %d: %w", jobID, err)
+		}
+		if job.State != jobs.StateNew && job.State != jobs.StateReady {
+			return job, nil
+		}
+		started, err := jobs.ApplyJob(job, jobs.JobStart, s.clock())
+		if err != nil {
+			return job, err
+		}
+		started, err = s.store.UpdateJob(ctx, started)
 		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
 			continue
 		}
-		return err
+		if err != nil {
+			return job, fmt.Errorf("start job %d: %w", jobID, err)
+		}
+		return started, nil
 	}
 }
 
-func (s *Service) dispatchOnce(ctx context.Context, jobID int64) error {
-	job, err := s.store.GetJob(ctx, jobID)
-	if err != nil {
-		return fmt.Errorf("dispatch job %d: %w", jobID, err)
-	}
+// advance moves job on after something changed. Once the job is stopped or its error limit
+// is reached, the nodes that have not started end skipped; otherwise free slots go to queued
+// nodes — at most maxClaims of them (every free slot when maxClaims < 0) — which are sent
+// their requests. When every node is done the job ends. Its work follows what it changes:
+// it reads the job's counts, never the list of its nodes.
+func (s *Service) advance(ctx context.Context, job jobs.Job, maxClaims int) error {
 	if job.State.Terminal() {
 		return nil
 	}
-	nodes, err := s.store.ListJobNodes(ctx, jobID)
+	counts, err := s.store.JobCounts(ctx, job.ID)
 	if err != nil {
-		return fmt.Errorf("dispatch job %d: list nodes: %w", jobID, err)
+		return fmt.Errorf("advance job %d: %w", job.ID, err)
 	}
-	now := s.clock()
-	if job.State == jobs.StateNew || job.State == jobs.StateReady {
-		if job, err = jobs.ApplyJob(job, jobs.JobStart, now); err != nil {
+	if job.Stop == "" && job.MaxErrors > 0 && counts.Failures() >= job.MaxErrors {
+		if job, err = s.stopStarting(ctx, job.ID); err != nil {
 			return err
 		}
-		if job, err = s.store.UpdateJob(ctx, job); err != nil {
-			return fmt.Errorf("start job %d: %w", jobID, err)
+		if job.State.Terminal() {
+			return nil
 		}
 	}
-	failures := 0
-	for _, n := range nodes {
-		if n.State == jobs.NodeFailed || n.State == jobs.NodeErrored {
-			failures++
-		}
-	}
-	limitReached := job.MaxErrors > 0 && failures >= job.MaxErrors
 	switch {
-	case job.Stop != "" || limitReached:
-		reason := "Skipped on %s: the job was stopped before it started"
-		if job.Stop == "" {
-			reason = "Skipped on %s: " + fmt.Sprintf("the error limit was reached (%d failed or errored)", failures)
-		}
-		for i, n := range nodes {
-			if n.State == jobs.NodeNew || (n.State == jobs.NodeReady && n.StartedAt == nil) {
-				msg := fmt.Sprintf(reason, n.Name)
-				if nodes[i], err = s.endNode(ctx, n, jobs.NodeSkip, nil, msg); err != nil {
-					return err
-				}
-			}
-		}
-	default:
-		if err := s.claim(ctx, job, nodes, now); err != nil {
+	case job.Stop != "" && counts[jobs.NodeNew]+counts[jobs.NodeReady] > 0:
+		if err := s.skipUnstarted(ctx, job); err != nil {
 			return err
 		}
-	}
-	for i, n := range nodes {
-		if n.State == jobs.NodeReady {
-			if nodes[i], err = s.send(ctx, job, n); err != nil {
-				return err
-			}
+		if counts, err = s.store.JobCounts(ctx, job.ID); err != nil {
+			return fmt.Errorf("advance job %d: %w", job.ID, err)
 		}
+	case job.Stop == "" && maxClaims != 0 && counts[jobs.NodeNew] > 0 &&
+		(job.Concurrency == 0 || counts.Active() < job.Concurrency):
+		return s.claimAndSend(ctx, job, maxClaims) // the claimed nodes are not done: the job goes on
 	}
-	if jobs.AllTerminal(nodes) {
-		if limitReached {
-			return s.finishJob(ctx, job, nodes, jobs.JobAbort)
-		}
-		return s.finishJob(ctx, job, nodes, jobs.JobComplete)
+	if counts.Unfinished() == 0 {
+		return s.finishJob(ctx, job.ID, counts)
 	}
 	return nil
 }
 
-// claim gives free slots — within the job's concurrency and the server-wide cap on running
-// actions — to queued nodes, in order.
-func (s *Service) claim(ctx context.Context, job jobs.Job, nodes []jobs.Node, now time.Time) error {
-	active := 0
-	queued := 0
-	for _, n := range nodes {
-		if n.State.Active() {
-			active++
+// stopStarting records that job jobID reached its error limit: no new node starts.
+func (s *Service) stopStarting(ctx context.Context, jobID int64) (jobs.Job, error) {
+	for attempt := 0; ; attempt++ {
+		job, err := s.store.GetJob(ctx, jobID)
+		if err != nil {
+			return job, fmt.Errorf("job %d: %w", jobID, err)
 		}
-		if n.State == jobs.NodeNew {
-			queued++
+		if job.State.Terminal() || job.Stop != "" {
+			return job, nil
 		}
-	}
-	if queued == 0 {
-		return nil
-	}
-	s.claimMu.Lock()
-	defer s.claimMu.Unlock()
-	global, err := s.store.CountActiveNodes(ctx)
-	if err != nil {
-		return fmt.Errorf("count running actions: %w", err)
-	}
-	for i, n := range nodes {
-		if n.State != jobs.NodeNew {
+		job.Stop = jobs.StopErrorLimit
+		updated, err := s.store.UpdateJob(ctx, job)
+		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
 			continue
 		}
-		if job.Concurrency > 0 && active >= job.Concurrency {
-			break
+		if err != nil {
+			return job, fmt.Errorf("job %d: record its error limit: %w", jobID, err)
 		}
-		if s.cfg.TaskConcurrency > 0 && global >= s.cfg.TaskConcurrency {
-			break
+		s.log.Info("error limit reached: no new node starts", "job", updated)
+		return updated, nil
+	}
+}
+
+// skipUnstarted ends skipped the nodes of a stopping job that have not started: the queued
+// ones and those holding a slot whose request was not delivered.
+func (s *Service) skipUnstarted(ctx context.Context, job jobs.Job) error {
+	reason := "the job was stopped before it started"
+	if job.Stop == jobs.StopErrorLimit {
+		counts, err := s.store.JobCounts(ctx, job.ID)
+		if err != nil {
+			return fmt.Errorf("job %d: %w", job.ID, err)
 		}
-		n.TransactionID = protocol.NewID()
-		if n, err = jobs.ApplyNode(n, jobs.NodeClaim, now); err != nil {
-			return err
+		reason = fmt.Sprintf("the error limit was reached (%d failed or errored)", counts.Failures())
+	}
+	for _, st := range []jobs.NodeState{jobs.NodeNew, jobs.NodeReady} {
+		for stalled := 0; stalled < 3; {
+			page, err := s.store.ListJobNodesInState(ctx, job.ID, st, pageSize)
+			if err != nil {
+				return fmt.Errorf("job %d: %w", job.ID, err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			now := s.clock()
+			ups := make([]store.NodeUpdate, 0, len(page))
+			for _, n := range page {
+				msg := fmt.Sprintf("Skipped on %s: %s", n.Name, reason)
+				end, ev, err := endedRecord(n, jobs.NodeSkip, nil, msg, now)
+				if err != nil {
+					return err
+				}
+				ups = append(ups, store.NodeUpdate{Node: end, Events: []jobs.Event{ev}})
+			}
+			written := s.writeAll(ctx, ups, "skip")
+			if written == 0 {
+				stalled++ // every record moved under us; look again, a few times
+			}
 		}
-		if nodes[i], err = s.store.UpdateJobNode(ctx, n); err != nil {
-			return fmt.Errorf("claim node %s: %w", n.Name, err)
-		}
-		active++
-		global++
 	}
 	return nil
 }
 
-// send delivers node n's request; a node whose agent is not connected stays ready.
-func (s *Service) send(ctx context.Context, job jobs.Job, n jobs.Node) (jobs.Node, error) {
-	env, err := s.request(ctx, job, n)
+// writeAll writes ups and returns how many were written; conflicts (another writer got
+// there first) are expected and not logged.
+func (s *Service) writeAll(ctx context.Context, ups []store.NodeUpdate, what string) int {
+	_, errs := s.store.UpdateJobNodes(ctx, ups)
+	written := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			written++
+		case !errors.Is(err, store.ErrConflict):
+			s.log.Warn(what, "node", ups[i].Node, "err", err)
+		}
+	}
+	return written
+}
+
+// claimAndSend gives up to maxClaims free slots (all of them when maxClaims < 0) to queued
+// nodes and sends them their requests.
+func (s *Service) claimAndSend(ctx context.Context, job jobs.Job, maxClaims int) error {
+	sp, err := s.spec(job)
 	if err != nil {
-		return n, err
+		return err
+	}
+	global := s.cfg.TaskConcurrency
+	if global < 0 {
+		global = 0
+	}
+	for claimed := 0; maxClaims < 0 || claimed < maxClaims; {
+		limit := s.cfg.ClaimBatch
+		if maxClaims >= 0 {
+			limit = min(limit, maxClaims-claimed)
+		}
+		now := s.clock()
+		due := now.Add(min(s.cfg.ConnectRetry, s.cfg.ConnectTimeout))
+		nodes, err := s.store.ClaimJobNodes(ctx, job.ID, store.Claim{Limit: limit, GlobalCap: global,
+			Apply: func(n jobs.Node) jobs.Node {
+				n.TransactionID = protocol.NewID()
+				claimedNode, err := jobs.ApplyNode(n, jobs.NodeClaim, now)
+				if err != nil { // a queued record can always be claimed
+					panic(fmt.Sprintf("claim %s: %v", n.Name, err))
+				}
+				claimedNode.DueAt = &due
+				return claimedNode
+			}})
+		if err != nil {
+			return fmt.Errorf("claim nodes of job %d: %w", job.ID, err)
+		}
+		claimed += len(nodes)
+		s.sendAll(ctx, sp, nodes)
+		if len(nodes) < limit {
+			return nil
+		}
+	}
+	return nil
+}
+
+// sendAll sends the requests of claimed nodes, SendWorkers at a time, and records the
+// delivered ones running in one write. A node whose agent is not connected keeps its slot
+// until the sweep offers it again or its connect timeout ends it.
+func (s *Service) sendAll(ctx context.Context, sp *jobSpec, nodes []jobs.Node) {
+	if len(nodes) == 0 {
+		return
+	}
+	delivered := make([]bool, len(nodes))
+	send := func(i int) { delivered[i] = s.deliver(ctx, sp, nodes[i]) }
+	if workers := min(s.cfg.SendWorkers, len(nodes)); workers == 1 {
+		for i := range nodes {
+			send(i)
+		}
+	} else {
+		next := make(chan int)
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for i := range next {
+					send(i)
+				}
+			})
+		}
+		for i := range nodes {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+	}
+	now := s.clock()
+	ups := make([]store.NodeUpdate, 0, len(nodes))
+	for i, n := range nodes {
+		if !delivered[i] {
+			continue
+		}
+		run, ev, err := s.runningRecord(sp, n, now)
+		if err != nil {
+			s.log.Error("mark running", "node", n, "err", err)
+			continue
+		}
+		ups = append(ups, store.NodeUpdate{Node: run, Events: []jobs.Event{ev}})
+	}
+	s.writeAll(ctx, ups, "mark running")
+}
+
+// deliver sends node n's request; false when it did not reach the agent.
+func (s *Service) deliver(ctx context.Context, sp *jobSpec, n jobs.Node) bool {
+	env, err := s.request(ctx, sp, n)
+	if err != nil {
+		s.log.Error("build request", "node", n, "err", err)
+		return false
 	}
 	if err := s.sender.Send(ctx, n.Name, env); err != nil {
 		if !errors.Is(err, ErrNotConnected) {
 			s.log.Warn("send request", "node", n, "err", err)
 		}
-		return n, nil
+		return false
 	}
-	if n.State != jobs.NodeReady {
-		return n, nil // a re-send of a running node's request
-	}
-	return s.markRunning(ctx, job, n)
+	return true
 }
 
-func (s *Service) markRunning(ctx context.Context, job jobs.Job, n jobs.Node) (jobs.Node, error) {
-	now := s.clock()
+// runningRecord is node n once its request was delivered at now, and the event saying so.
+func (s *Service) runningRecord(sp *jobSpec, n jobs.Node, now time.Time) (jobs.Node, jobs.Event, error) {
 	n, err := jobs.ApplyNode(n, jobs.NodeSend, now)
+	if err != nil {
+		return n, jobs.Event{}, err
+	}
+	msg := fmt.Sprintf("Started %s on %s", sp.describe(), n.Name)
+	n.Message = msg
+	n.DueAt = nil
+	if sp.job.Timeout > 0 {
+		due := now.Add(time.Duration(sp.job.Timeout)*time.Second + s.cfg.TimeoutGrace)
+		n.DueAt = &due
+	}
+	ev := jobs.Event{Type: jobs.EventNodeRunning, Timestamp: now, Node: n.Name, Message: msg,
+		Detail: mustJSON(map[string]any{"noop": sp.noop})}
+	return n, ev, nil
+}
+
+// endedRecord is node n moved by ev to a terminal state at now with its result, and the event.
+func endedRecord(n jobs.Node, ev jobs.NodeEvent, result map[string]any, msg string, now time.Time) (jobs.Node, jobs.Event, error) {
+	n, err := jobs.ApplyNode(n, ev, now)
+	if err != nil {
+		return n, jobs.Event{}, err
+	}
+	n.Result = mustJSON(result)
+	n.Message = msg
+	n.DueAt = nil
+	detail := map[string]any{}
+	if n.StartedAt != nil {
+		detail["run-time"] = now.Sub(*n.StartedAt).Seconds()
+	}
+	e := jobs.Event{Type: jobs.NodeEventType(n.State), Timestamp: now, Node: n.Name, Message: msg, Detail: mustJSON(detail)}
+	return n, e, nil
+}
+
+// endNode moves n to a terminal state with its result and the matching event.
+func (s *Service) endNode(ctx context.Context, n jobs.Node, ev jobs.NodeEvent, result map[string]any, msg string) (jobs.Node, error) {
+	end, e, err := endedRecord(n, ev, result, msg, s.clock())
 	if err != nil {
 		return n, err
 	}
-	var noop bool
-	var opts struct {
-		Noop bool   `json:"noop"`
-		Task string `json:"task"`
-	}
-	if json.Unmarshal(job.Options, &opts) == nil {
-		noop = opts.Noop
-	}
-	msg := fmt.Sprintf("Started %s on %s", describe(job, opts.Task), n.Name)
-	n.Message = msg
-	ev := jobs.Event{Type: jobs.EventNodeRunning, Timestamp: now, Node: n.Name, Message: msg,
-		Detail: mustJSON(map[string]any{"noop": noop})}
-	n, err = s.store.UpdateJobNode(ctx, n, ev)
+	end, err = s.store.UpdateJobNode(ctx, end, e)
 	if err != nil {
-		return n, fmt.Errorf("mark %s running: %w", n.Name, err)
+		return n, fmt.Errorf("end node %s: %w", n.Name, err)
 	}
-	return n, nil
+	return end, nil
 }
 
-func describe(job jobs.Job, task string) string {
+// request builds node n's PXP request from the job's spec, with fresh file URLs.
+func (s *Service) request(ctx context.Context, sp *jobSpec, n jobs.Node) (protocol.Envelope, error) {
+	job, p := sp.job, sp.payload
 	if job.Type == jobs.TypeDeploy {
-		return "puppet run"
-	}
-	return "task " + task
-}
-
-// request builds node n's PXP request from the job's sealed payload, with fresh file URLs.
-func (s *Service) request(ctx context.Context, job jobs.Job, n jobs.Node) (protocol.Envelope, error) {
-	plain, err := s.sealer.Open(job.Payload)
-	if err != nil {
-		return protocol.Envelope{}, fmt.Errorf("job %d: open payload: %w", job.ID, err)
-	}
-	var p payload
-	if err := json.Unmarshal(plain, &p); err != nil {
-		return protocol.Envelope{}, fmt.Errorf("job %d: decode payload: %w", job.ID, err)
-	}
-	if job.Type == jobs.TypeDeploy {
-		if p.Flags == nil {
-			p.Flags = []string{} // pxp-module-puppet requires the list, even empty
-		}
 		return protocol.New(protocol.TypeNonBlockingRequest, protocol.AgentURI(n.Name), protocol.NonBlockingRequest{
 			TransactionID: n.TransactionID, NotifyOutcome: true, Module: protocol.ModulePuppet, Action: protocol.ActionRun,
 			Params: mustJSON(puppetrun.Input{Flags: p.Flags, Job: job.Name(), Timeout: job.Timeout}),
 		})
 	}
-	input, err := json.Marshal(p.Input)
-	if err != nil {
-		return protocol.Envelope{}, fmt.Errorf("job %d: encode input: %w", job.ID, err)
-	}
-	params := protocol.TaskParams{Task: p.Task, Input: input, Metadata: p.Metadata, Timeout: job.Timeout}
+	params := protocol.TaskParams{Task: p.Task, Input: sp.input, Metadata: p.Metadata, Timeout: job.Timeout}
 	if s.uploads != nil {
 		url, key, err := s.uploads.ResultUploadURL(ctx, n.TransactionID)
 		if err != nil {
@@ -237,31 +353,47 @@ func (s *Service) request(ctx context.Context, job jobs.Job, n jobs.Node) (proto
 	})
 }
 
-// finishJob ends a job whose nodes are all done.
-func (s *Service) finishJob(ctx context.Context, job jobs.Job, nodes []jobs.Node, ev jobs.JobEvent) error {
-	now := s.clock()
-	job, err := jobs.ApplyJob(job, ev, now)
-	if err != nil {
-		return err
+// finishJob ends job jobID, whose nodes are all done (counts), unless it has ended already.
+func (s *Service) finishJob(ctx context.Context, jobID int64, counts jobs.StateCounts) error {
+	for attempt := 0; ; attempt++ {
+		job, err := s.store.GetJob(ctx, jobID)
+		if err != nil {
+			return fmt.Errorf("finish job %d: %w", jobID, err)
+		}
+		if job.State.Terminal() {
+			return nil
+		}
+		ev := jobs.JobComplete
+		if job.Stop == jobs.StopErrorLimit {
+			ev = jobs.JobAbort
+		}
+		now := s.clock()
+		ended, err := jobs.ApplyJob(job, ev, now)
+		if err != nil {
+			return err
+		}
+		evType, verb := jobs.EventJobFinished, "finished"
+		switch ended.State {
+		case jobs.StateStopped:
+			evType, verb = jobs.EventJobAborted, "stopped"
+		case jobs.StateFailed:
+			evType, verb = jobs.EventJobAborted, "failed (error limit reached)"
+		}
+		msg := fmt.Sprintf("Job %s %s: %s", ended.Name(), verb, summarize(counts))
+		e := jobs.Event{Type: evType, Timestamp: now, Message: msg, Detail: mustJSON(map[string]any{"node_states": counts})}
+		_, err = s.store.UpdateJob(ctx, ended, e)
+		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("finish job %d: %w", jobID, err)
+		}
+		s.log.Info("job ended", "job", ended, "node_states", counts)
+		return nil
 	}
-	counts := jobs.Counts(nodes)
-	evType, verb := jobs.EventJobFinished, "finished"
-	switch job.State {
-	case jobs.StateStopped:
-		evType, verb = jobs.EventJobAborted, "stopped"
-	case jobs.StateFailed:
-		evType, verb = jobs.EventJobAborted, "failed (error limit reached)"
-	}
-	msg := fmt.Sprintf("Job %s %s: %s", job.Name(), verb, summarize(counts))
-	e := jobs.Event{Type: evType, Timestamp: now, Message: msg, Detail: mustJSON(map[string]any{"node_states": counts})}
-	if _, err := s.store.UpdateJob(ctx, job, e); err != nil {
-		return fmt.Errorf("finish job %d: %w", job.ID, err)
-	}
-	s.log.Info("job ended", "job", job, "node_states", counts)
-	return nil
 }
 
-func summarize(counts map[jobs.NodeState]int) string {
+func summarize(counts jobs.StateCounts) string {
 	out := ""
 	for _, st := range jobs.AllNodeStates {
 		if c := counts[st]; c > 0 {

@@ -2,33 +2,8 @@ package orchestrator
 
 import (
 	"context"
-	"errors"
 	"fmt"
-
-	"github.com/baton-run/baton/shared/inventory"
-	"github.com/baton-run/baton/shared/store"
 )
-
-type inventoryNode = inventory.Node
-
-// updateInventory applies change to node name's inventory record, retrying on conflicts.
-func (s *Service) updateInventory(ctx context.Context, name string, change func(*inventory.Node)) error {
-	for attempt := 0; ; attempt++ {
-		n, err := s.store.GetNode(ctx, name)
-		if err != nil {
-			return fmt.Errorf("inventory %s: %w", name, err)
-		}
-		change(&n)
-		_, err = s.store.UpdateNode(ctx, n)
-		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("inventory %s: %w", name, err)
-		}
-		return nil
-	}
-}
 
 // Disconnector is implemented by senders that can close a node's live connection.
 type Disconnector interface {
@@ -43,5 +18,8 @@ func (s *Service) DisconnectNode(ctx context.Context, node string) error {
 			return fmt.Errorf("disconnect %s: %w", node, err)
 		}
 	}
-	return s.updateInventory(ctx, node, func(n *inventory.Node) { n.Connected = false })
+	if err := s.store.MarkNodeDisconnected(ctx, node, ""); err != nil {
+		return fmt.Errorf("inventory %s: %w", node, err)
+	}
+	return nil
 }

@@ -70,7 +70,10 @@ func (s *Service) updateFacts(ctx context.Context, name string, facts map[string
 	if err != nil {
 		return fmt.Errorf("encode facts: %w", err)
 	}
-	return s.updateInventory(ctx, name, func(n *inventoryNode) { n.Facts = b })
+	if err := s.store.SetNodeFacts(ctx, name, b); err != nil {
+		return fmt.Errorf("inventory %s: %w", name, err)
+	}
+	return nil
 }
 
 // findOwn returns the job node record of txn and checks that it belongs to node.
@@ -94,32 +97,36 @@ func (s *Service) onProvisional(ctx context.Context, node, txn string) error {
 	if err != nil {
 		return err
 	}
-	defer s.lock(n.JobID)()
+	if n.State != jobs.NodeReady {
+		return nil // already recorded running (or done)
+	}
 	defer s.charge(ctx, n.JobID)
+	sp, err := s.specByID(ctx, n.JobID)
+	if err != nil {
+		return fmt.Errorf("provisional %s: %w", txn, err)
+	}
 	for attempt := 0; ; attempt++ {
-		n, err := s.store.GetJobNode(ctx, n.JobID, n.Name)
+		run, ev, err := s.runningRecord(sp, n, s.clock())
 		if err != nil {
+			return err
+		}
+		_, err = s.store.UpdateJobNode(ctx, run, ev)
+		if !errors.Is(err, store.ErrConflict) || attempt >= maxRetries {
+			return err
+		}
+		if n, err = s.store.GetJobNode(ctx, n.JobID, n.Name); err != nil {
 			return fmt.Errorf("provisional %s: %w", txn, err)
 		}
 		if n.TransactionID != txn || n.State != jobs.NodeReady {
 			return nil
 		}
-		job, err := s.store.GetJob(ctx, n.JobID)
-		if err != nil {
-			return fmt.Errorf("provisional %s: %w", txn, err)
-		}
-		_, err = s.markRunning(ctx, job, n)
-		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
-			continue
-		}
-		return err
 	}
 }
 
 type outcomeFunc func(job jobs.Job, n jobs.Node) (jobs.NodeEvent, map[string]any, string, error)
 
 // onOutcome records a transaction's outcome exactly once, acknowledges it to the agent, and
-// moves the job on.
+// moves the job on: its work does not depend on the job's size.
 func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outcomeFunc) error {
 	n, err := s.findOwn(ctx, node, txn)
 	if errors.Is(err, store.ErrNotFound) {
@@ -129,72 +136,64 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 	if err != nil {
 		return err
 	}
-	unlock := s.lock(n.JobID)
-	err = s.recordOutcome(ctx, n.JobID, n.Name, txn, outcome)
-	if err == nil {
-		err = s.dispatchLocked(ctx, n.JobID)
+	defer s.charge(ctx, n.JobID)
+	sp, err := s.specByID(ctx, n.JobID)
+	if err != nil {
+		return fmt.Errorf("record %s: %w", txn, err)
 	}
-	unlock()
+	recorded, err := s.recordOutcome(ctx, sp, n, txn, outcome)
 	if err != nil {
 		return err
 	}
-	err = s.ack(ctx, node, txn)
-	s.charge(ctx, n.JobID)
-	return err
+	if err := s.ack(ctx, node, txn); err != nil {
+		return err
+	}
+	if !recorded {
+		return nil // a repeat: the job moved on when it was first recorded
+	}
+	job, err := s.store.GetJob(ctx, n.JobID)
+	if err != nil {
+		return fmt.Errorf("record %s: %w", txn, err)
+	}
+	return s.advance(ctx, job, s.cfg.RefillBatch)
 }
 
-func (s *Service) recordOutcome(ctx context.Context, jobID int64, name, txn string, outcome outcomeFunc) error {
+// recordOutcome writes the outcome of txn to its node record n (read just before), unless
+// it is recorded already; recorded says whether this call wrote it.
+func (s *Service) recordOutcome(ctx context.Context, sp *jobSpec, n jobs.Node, txn string, outcome outcomeFunc) (recorded bool, err error) {
 	for attempt := 0; ; attempt++ {
-		n, err := s.store.GetJobNode(ctx, jobID, name)
-		if err != nil {
-			return fmt.Errorf("record %s: %w", txn, err)
-		}
 		if n.TransactionID != txn || n.State.Terminal() {
-			return nil // a duplicate, or an answer to a superseded request: recorded already
+			return false, nil // a duplicate, or an answer to a superseded request
 		}
-		job, err := s.store.GetJob(ctx, jobID)
-		if err != nil {
-			return fmt.Errorf("record %s: %w", txn, err)
-		}
-		if n.State == jobs.NodeReady { // the result overtook our own bookkeeping of the send
-			if n, err = s.markRunning(ctx, job, n); err != nil {
-				if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
-					continue
-				}
-				return err
+		now := s.clock()
+		var events []jobs.Event
+		if n.State == jobs.NodeReady { // the result overtook our own record of the send
+			var ev jobs.Event
+			if n, ev, err = s.runningRecord(sp, n, now); err != nil {
+				return false, err
 			}
+			events = append(events, ev)
 		}
-		ev, result, msg, err := outcome(job, n)
+		nodeEv, result, msg, err := outcome(sp.job, n)
 		if err != nil {
-			return err
+			return false, err
 		}
-		_, err = s.endNode(ctx, n, ev, result, msg)
+		end, ev, err := endedRecord(n, nodeEv, result, msg, now)
+		if err != nil {
+			return false, err
+		}
+		_, err = s.store.UpdateJobNode(ctx, end, append(events, ev)...)
 		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
+			if n, err = s.store.GetJobNode(ctx, n.JobID, n.Name); err != nil {
+				return false, fmt.Errorf("record %s: %w", txn, err)
+			}
 			continue
 		}
-		return err
+		if err != nil {
+			return false, fmt.Errorf("record %s: %w", txn, err)
+		}
+		return true, nil
 	}
-}
-
-// endNode moves n to a terminal state with its result and the matching event.
-func (s *Service) endNode(ctx context.Context, n jobs.Node, ev jobs.NodeEvent, result map[string]any, msg string) (jobs.Node, error) {
-	now := s.clock()
-	n, err := jobs.ApplyNode(n, ev, now)
-	if err != nil {
-		return n, err
-	}
-	n.Result = mustJSON(result)
-	n.Message = msg
-	detail := map[string]any{}
-	if n.StartedAt != nil {
-		detail["run-time"] = now.Sub(*n.StartedAt).Seconds()
-	}
-	e := jobs.Event{Type: jobs.NodeEventType(n.State), Timestamp: now, Node: n.Name, Message: msg, Detail: mustJSON(detail)}
-	n, err = s.store.UpdateJobNode(ctx, n, e)
-	if err != nil {
-		return n, fmt.Errorf("end node %s: %w", n.Name, err)
-	}
-	return n, nil
 }
 
 // taskOutcome turns a task's PXP results into the node's result (Bolt's rules).
@@ -243,52 +242,61 @@ func (s *Service) ack(ctx context.Context, node, txn string) error {
 // sent yet (API Gateway refuses messages to a connection until its $connect has returned):
 // the agent's first message, its facts, is what brings it its pending work.
 func (s *Service) NodeConnected(ctx context.Context, node, conn string) error {
-	now := s.clock()
-	return s.updateInventory(ctx, node, func(n *inventoryNode) {
-		n.Connected, n.Connection, n.ConnectedAt, n.Broker = true, conn, &now, s.cfg.Broker
-	})
+	if err := s.store.MarkNodeConnected(ctx, node, s.cfg.Broker, conn, s.clock()); err != nil {
+		return fmt.Errorf("inventory %s: %w", node, err)
+	}
+	return nil
 }
 
-// deliverPending sends a node's agent what it is waiting for: requests for its queued nodes,
-// and — so nothing is lost across restarts of either side — the requests of its running nodes
-// again (agents never run a transaction twice, and answer a repeat with its spooled result).
+// deliverPending sends a node's agent what it is waiting for: requests for its nodes holding
+// a slot, and — so nothing is lost across restarts of either side — the requests of its
+// running nodes again (agents never run a transaction twice, and answer a repeat with its
+// spooled result).
 func (s *Service) deliverPending(ctx context.Context, node string) error {
 	pending, err := s.store.ListJobNodesByName(ctx, node, jobs.NodeReady, jobs.NodeRunning)
 	if err != nil {
 		return fmt.Errorf("pending work for %s: %w", node, err)
 	}
 	for _, p := range pending {
-		if err := s.resend(ctx, p.JobID, node); err != nil {
+		if err := s.resend(ctx, p); err != nil {
 			s.log.Warn("send pending request", "node", p, "err", err)
 		}
 	}
 	return nil
 }
 
-func (s *Service) resend(ctx context.Context, jobID int64, name string) error {
-	defer s.lock(jobID)()
-	defer s.charge(ctx, jobID)
-	job, err := s.store.GetJob(ctx, jobID)
+// resend sends active record n's request again, and records it running if it was only ready.
+func (s *Service) resend(ctx context.Context, n jobs.Node) error {
+	defer s.charge(ctx, n.JobID)
+	job, err := s.store.GetJob(ctx, n.JobID)
 	if err != nil {
 		return err
 	}
-	n, err := s.store.GetJobNode(ctx, jobID, name)
-	if err != nil {
-		return err
-	}
-	if job.State.Terminal() || !n.State.Active() || job.Stop == "force" {
+	if job.State.Terminal() || !n.State.Active() || job.Stop == jobs.StopForce {
 		return nil
 	}
-	_, err = s.send(ctx, job, n)
-	return err
+	sp, err := s.spec(job)
+	if err != nil {
+		return err
+	}
+	if !s.deliver(ctx, sp, n) || n.State != jobs.NodeReady {
+		return nil
+	}
+	run, ev, err := s.runningRecord(sp, n, s.clock())
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.UpdateJobNode(ctx, run, ev); err != nil && !errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("mark %s running: %w", n.Name, err)
+	}
+	return nil
 }
 
 // NodeDisconnected records that connection conn of node has closed. A close of a connection
 // that a newer one has replaced changes nothing.
 func (s *Service) NodeDisconnected(ctx context.Context, node, conn string) error {
-	return s.updateInventory(ctx, node, func(n *inventoryNode) {
-		if n.Connection == conn {
-			n.Connected = false
-		}
-	})
+	if err := s.store.MarkNodeDisconnected(ctx, node, conn); err != nil {
+		return fmt.Errorf("inventory %s: %w", node, err)
+	}
+	return nil
 }

@@ -40,6 +40,15 @@ func (s *Service) JobNodes(ctx context.Context, id int64) ([]jobs.Node, error) {
 	return s.store.ListJobNodes(ctx, id)
 }
 
+// JobCounts returns how many of a job's nodes are in each state.
+func (s *Service) JobCounts(ctx context.Context, id int64) (jobs.StateCounts, error) {
+	c, err := s.store.JobCounts(ctx, id)
+	if err != nil {
+		return nil, unknownJob(id, err)
+	}
+	return c, nil
+}
+
 // Events returns up to limit events of a job from id start on.
 func (s *Service) Events(ctx context.Context, id, start int64, limit int) ([]jobs.Event, error) {
 	evs, err := s.store.ListEvents(ctx, id, start, limit)

@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/baton-run/baton/shared/query"
@@ -36,21 +35,10 @@ func (s *Service) resolveQuery(ctx context.Context, q string) ([]string, error) 
 	if err != nil {
 		return nil, queryError(q, err)
 	}
-	all, err := s.store.ListNodes(ctx)
+	names, err := parsed.Eval(ctx, s.store)
 	if err != nil {
 		return nil, fmt.Errorf("resolve query: %w", err)
 	}
-	cands := make([]query.Candidate, 0, len(all))
-	for _, n := range all {
-		var facts map[string]any
-		if len(n.Facts) > 0 {
-			if err := json.Unmarshal(n.Facts, &facts); err != nil {
-				s.log.Warn("unreadable facts", "node", n.Name, "err", err)
-			}
-		}
-		cands = append(cands, query.Candidate{Name: n.Name, Facts: facts})
-	}
-	names := query.Select(parsed, cands)
 	if len(names) == 0 {
 		return nil, newError(KindEmptyTarget, map[string]any{"query": q}, "The query matches no nodes")
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/baton-run/baton/shared/catalog"
@@ -55,6 +54,14 @@ type Config struct {
 	// TaskConcurrency caps running actions (nodes holding a slot) across all jobs, as PE's
 	// task_concurrency does; default 250, negative for no cap.
 	TaskConcurrency int
+	// SendWorkers bounds the requests sent in parallel by one dispatch; default 64.
+	SendWorkers int
+	// ClaimBatch is how many queued nodes one claim takes when a job starts (and when the
+	// sweep finds free slots); default 256. A result refills at most RefillBatch; default 8.
+	ClaimBatch, RefillBatch int
+	// ConnectRetry is how often a node holding a slot is offered again to its agent while
+	// the agent is not connected, until ConnectTimeout; default 2s.
+	ConnectRetry time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -69,6 +76,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Broker == "" {
 		c.Broker = "pcp://localhost/server"
+	}
+	if c.SendWorkers <= 0 {
+		c.SendWorkers = 64
+	}
+	if c.ClaimBatch <= 0 {
+		c.ClaimBatch = 256
+	}
+	if c.RefillBatch <= 0 {
+		c.RefillBatch = 8
+	}
+	if c.ConnectRetry <= 0 {
+		c.ConnectRetry = 2 * time.Second
 	}
 	return c
 }
@@ -86,8 +105,9 @@ type Service struct {
 	kick    func(jobID int64)
 	uploads ResultUploads
 
-	locks   sync.Map   // job id → *sync.Mutex: serialises work on one job within this process
-	claimMu sync.Mutex // serialises slot claims so the server-wide cap holds within this process
+	// specs caches what never changes about a job once created (its kind, options and
+	// opened payload), so that the per-node path does not open and decode it every time.
+	specs *specCache
 }
 
 // Option configures a Service.
@@ -122,14 +142,8 @@ func New(st store.Store, cat Catalog, urls FileURLs, sender Sender, sealer Seale
 	}
 	s.log = s.log.With("component", "orchestrator")
 	s.cfg = s.cfg.withDefaults()
+	s.specs = newSpecCache(1024)
 	return s
-}
-
-func (s *Service) lock(jobID int64) func() {
-	m, _ := s.locks.LoadOrStore(jobID, &sync.Mutex{})
-	mu := m.(*sync.Mutex)
-	mu.Lock()
-	return mu.Unlock
 }
 
 func (s *Service) clock() time.Time { return s.now().UTC() }

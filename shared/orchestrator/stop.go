@@ -13,83 +13,104 @@ import (
 // StopResult is the answer to a stop request: the job and its node counts by state.
 type StopResult struct {
 	Job    jobs.Job
-	Counts map[jobs.NodeState]int
+	Counts jobs.StateCounts
 }
 
 // Stop stops a job (POST /command/stop). Graceful: no new node starts (queued ones end
 // skipped), running ones finish, and the job ends stopped. Forced: running actions are also
 // cancelled on their agents (which kill the process group) and end stopped at once.
-// Stopping a stopped job, or a finished one, changes nothing.
+// Stopping a stopped job, or a finished one, changes nothing. Its work follows the nodes it
+// ends, a page at a time.
 func (s *Service) Stop(ctx context.Context, jobID int64, force bool) (StopResult, error) {
-	defer s.lock(jobID)()
 	defer s.charge(ctx, jobID)
+	mode := jobs.StopGraceful
+	if force {
+		mode = jobs.StopForce
+	}
+	var job jobs.Job
 	for attempt := 0; ; attempt++ {
-		res, err := s.stopOnce(ctx, jobID, force)
+		var err error
+		if job, err = s.store.GetJob(ctx, jobID); err != nil {
+			return StopResult{}, unknownJob(jobID, err)
+		}
+		if job.State.Terminal() || job.Stop == jobs.StopForce || (job.Stop == jobs.StopGraceful && !force) {
+			return s.stopResult(ctx, job)
+		}
+		now := s.clock()
+		var evs []jobs.Event
+		if job.State != jobs.StateStopping {
+			if job, err = jobs.ApplyJob(job, jobs.JobRequestStop, now); err != nil {
+				return StopResult{}, err
+			}
+			msg := fmt.Sprintf("Stopping job %s: no new nodes will start", job.Name())
+			if force {
+				msg = fmt.Sprintf("Stopping job %s: running actions are being cancelled", job.Name())
+			}
+			evs = append(evs, jobs.Event{Type: jobs.EventJobStopping, Timestamp: now, Message: msg, Detail: mustJSON(map[string]any{"force": force})})
+		}
+		job.Stop = mode
+		job, err = s.store.UpdateJob(ctx, job, evs...)
 		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
 			continue
 		}
-		return res, err
+		if err != nil {
+			return StopResult{}, fmt.Errorf("stop job %d: %w", jobID, err)
+		}
+		break
 	}
-}
-
-func (s *Service) stopOnce(ctx context.Context, jobID int64, force bool) (StopResult, error) {
+	if force {
+		if err := s.cancelRunning(ctx, job); err != nil {
+			return StopResult{}, err
+		}
+	}
+	if err := s.advance(ctx, job, 0); err != nil {
+		return StopResult{}, err
+	}
 	job, err := s.store.GetJob(ctx, jobID)
 	if err != nil {
 		return StopResult{}, unknownJob(jobID, err)
 	}
-	nodes, err := s.store.ListJobNodes(ctx, jobID)
-	if err != nil {
-		return StopResult{}, fmt.Errorf("stop job %d: %w", jobID, err)
-	}
-	if job.State.Terminal() || job.Stop == "force" || (job.Stop == "graceful" && !force) {
-		return StopResult{Job: job, Counts: jobs.Counts(nodes)}, nil
-	}
-	now := s.clock()
-	mode := "graceful"
-	if force {
-		mode = "force"
-	}
-	var evs []jobs.Event
-	if job.State != jobs.StateStopping {
-		if job, err = jobs.ApplyJob(job, jobs.JobRequestStop, now); err != nil {
-			return StopResult{}, err
-		}
-		msg := fmt.Sprintf("Stopping job %s: no new nodes will start", job.Name())
-		if force {
-			msg = fmt.Sprintf("Stopping job %s: running actions are being cancelled", job.Name())
-		}
-		evs = append(evs, jobs.Event{Type: jobs.EventJobStopping, Timestamp: now, Message: msg, Detail: mustJSON(map[string]any{"force": force})})
-	}
-	job.Stop = mode
-	if job, err = s.store.UpdateJob(ctx, job, evs...); err != nil {
-		return StopResult{}, fmt.Errorf("stop job %d: %w", jobID, err)
-	}
-	if force {
-		for i, n := range nodes {
-			if n.State != jobs.NodeRunning && n.State != jobs.NodeReady {
-				continue
-			}
-			s.cancel(ctx, n)
-			if n.State == jobs.NodeRunning {
-				msg := fmt.Sprintf("Stopped on %s: the job was stopped with force", n.Name)
-				res := errorResult("puppetlabs.orchestrator/job-stopped", "The action was cancelled by a forced stop", map[string]any{"node": n.Name})
-				if nodes[i], err = s.endNode(ctx, n, jobs.NodeKill, res, msg); err != nil {
-					return StopResult{}, err
-				}
-			}
-		}
-	}
-	if err := s.dispatchLocked(ctx, jobID); err != nil {
-		return StopResult{}, err
-	}
-	if job, err = s.store.GetJob(ctx, jobID); err != nil {
-		return StopResult{}, err
-	}
-	if nodes, err = s.store.ListJobNodes(ctx, jobID); err != nil {
-		return StopResult{}, err
-	}
 	s.log.Info("job stop requested", "job", job, "force", force)
-	return StopResult{Job: job, Counts: jobs.Counts(nodes)}, nil
+	return s.stopResult(ctx, job)
+}
+
+func (s *Service) stopResult(ctx context.Context, job jobs.Job) (StopResult, error) {
+	counts, err := s.store.JobCounts(ctx, job.ID)
+	if err != nil {
+		return StopResult{}, fmt.Errorf("stop job %d: %w", job.ID, err)
+	}
+	return StopResult{Job: job, Counts: counts}, nil
+}
+
+// cancelRunning asks the agents of a force-stopped job's running nodes to kill their actions
+// and ends those nodes stopped, a page at a time; nodes holding a slot without having
+// started end skipped (through advance).
+func (s *Service) cancelRunning(ctx context.Context, job jobs.Job) error {
+	for stalled := 0; stalled < 3; {
+		page, err := s.store.ListJobNodesInState(ctx, job.ID, jobs.NodeRunning, pageSize)
+		if err != nil {
+			return fmt.Errorf("stop job %d: %w", job.ID, err)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		now := s.clock()
+		ups := make([]store.NodeUpdate, 0, len(page))
+		for _, n := range page {
+			s.cancel(ctx, n)
+			msg := fmt.Sprintf("Stopped on %s: the job was stopped with force", n.Name)
+			res := errorResult("puppetlabs.orchestrator/job-stopped", "The action was cancelled by a forced stop", map[string]any{"node": n.Name})
+			end, ev, err := endedRecord(n, jobs.NodeKill, res, msg, now)
+			if err != nil {
+				return err
+			}
+			ups = append(ups, store.NodeUpdate{Node: end, Events: []jobs.Event{ev}})
+		}
+		if s.writeAll(ctx, ups, "stop") == 0 {
+			stalled++
+		}
+	}
+	return nil
 }
 
 // cancel asks a node's agent to kill a transaction; an agent that is not connected is not

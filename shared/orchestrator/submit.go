@@ -322,13 +322,15 @@ func (s *Service) resolveScope(ctx context.Context, sc Scope) ([]string, error) 
 	if sc.Query != "" || sc.NodeGroup != "" {
 		return s.resolveExtendedScope(ctx, sc)
 	}
-	var names []string
+	names := make([]string, 0, len(sc.Nodes))
+	seen := make(map[string]bool, len(sc.Nodes))
 	for _, n := range sc.Nodes {
 		n = strings.TrimSpace(n)
 		if !auth.ValidNodeName(n) {
 			return nil, newError(KindValidation, map[string]any{"node": n}, "invalid node name %q", n)
 		}
-		if !slices.Contains(names, n) {
+		if !seen[n] {
+			seen[n] = true
 			names = append(names, n)
 		}
 	}
@@ -339,20 +341,22 @@ func (s *Service) resolveScope(ctx context.Context, sc Scope) ([]string, error) 
 }
 
 // initialNodes builds the job's node records; nodes that are not enrolled end errored at once.
+// The inventory is asked about all names in one call.
 func (s *Service) initialNodes(ctx context.Context, names []string, now time.Time) ([]jobs.Node, []jobs.Event, error) {
-	var nodes []jobs.Node
+	enrolled, err := s.store.EnrolledNodes(ctx, names)
+	if err != nil {
+		return nil, nil, fmt.Errorf("look up nodes: %w", err)
+	}
+	nodes := make([]jobs.Node, 0, len(names))
 	var events []jobs.Event
 	for _, name := range names {
 		n := jobs.Node{Name: name, State: jobs.NodeNew}
-		_, err := s.store.GetNode(ctx, name)
-		if errors.Is(err, store.ErrNotFound) {
+		if !enrolled[name] {
 			msg := fmt.Sprintf("Node %s is not enrolled with this orchestrator", name)
 			n, _ = jobs.ApplyNode(n, jobs.NodeError, now)
 			n.Result = mustJSON(errorResult(KindUnknownNode, msg, map[string]any{"node": name}))
 			n.Message = msg
 			events = append(events, jobs.Event{Type: jobs.EventNodeErrored, Timestamp: now, Node: name, Message: msg, Detail: mustJSON(map[string]any{})})
-		} else if err != nil {
-			return nil, nil, fmt.Errorf("look up node %s: %w", name, err)
 		}
 		nodes = append(nodes, n)
 	}

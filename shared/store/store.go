@@ -82,6 +82,25 @@ type Usage struct {
 	S3Reads      int64   `json:"s3_get_requests"`
 }
 
+// NodeUpdate is one record for UpdateJobNodes: the record at the Version read, and the events
+// to append with it.
+type NodeUpdate struct {
+	Node   jobs.Node
+	Events []jobs.Event
+}
+
+// Claim says what ClaimJobNodes may take and what it makes of each record it takes.
+type Claim struct {
+	// Limit caps the records taken by one call; it must be positive.
+	Limit int
+	// GlobalCap caps the active records (ready or running) of all unfinished jobs together,
+	// PE's task_concurrency; 0 or less: no cap.
+	GlobalCap int
+	// Apply returns the claimed record, in an active state, from the queued one. It must not
+	// change the record's job or name.
+	Apply func(jobs.Node) jobs.Node
+}
+
 // Store is the persistence contract. All methods are safe for concurrent use.
 type Store interface {
 	// CreateJob writes a job, its nodes and its first events atomically. It assigns the job an
@@ -118,10 +137,33 @@ type Store interface {
 	// ErrConflict) and appends events in the same transaction; when events are given the
 	// returned node's LatestEventID is the id of the last one.
 	UpdateJobNode(ctx context.Context, n jobs.Node, events ...jobs.Event) (jobs.Node, error)
+	// UpdateJobNodes applies each update as UpdateJobNode would. The updates are independent:
+	// one that fails (a stale Version: ErrConflict) fails alone, and errs[i] says so; out[i]
+	// is the stored record when errs[i] is nil. len(out) == len(errs) == len(ups).
+	UpdateJobNodes(ctx context.Context, ups []NodeUpdate) (out []jobs.Node, errs []error)
 	// CountActiveNodes returns the number of node records whose state is active (ready or
 	// running, see jobs.NodeState.Active) in jobs whose state is not terminal: the actions
 	// running server-wide. Its cost does not grow with the number of jobs stored.
 	CountActiveNodes(ctx context.Context) (int, error)
+	// JobCounts returns how many of job jobID's node records are in each state (states with
+	// none may be absent). Every write of a record keeps it exact; its cost does not grow
+	// with the job. An unknown job is ErrNotFound.
+	JobCounts(ctx context.Context, jobID int64) (jobs.StateCounts, error)
+	// ListJobNodesInState returns up to limit (> 0) of job jobID's records whose state is
+	// state, in the order they were created. Its cost follows limit, not the job's size.
+	ListJobNodesInState(ctx context.Context, jobID int64, state jobs.NodeState, limit int) ([]jobs.Node, error)
+	// ClaimJobNodes takes up to c.Limit of job jobID's new records, in the order they were
+	// created, and writes c.Apply of each (Version incremented, no events). It takes no more
+	// than the job's free slots — its Concurrency minus its active records, or every record
+	// when Concurrency is 0 — and, when c.GlobalCap > 0, no more than c.GlobalCap minus the
+	// active records of all unfinished jobs. A terminal job, or one with a stop request
+	// (Stop != ""), gets none. Concurrent claims never take the same record and the caps hold
+	// across them. It returns what it took; an unknown job is ErrNotFound. Its cost follows
+	// c.Limit, not the job's size.
+	ClaimJobNodes(ctx context.Context, jobID int64, c Claim) ([]jobs.Node, error)
+	// ListDueJobNodes returns up to limit (> 0) records, of any job, whose DueAt is at or
+	// before now, earliest DueAt first. Its cost follows what it returns.
+	ListDueJobNodes(ctx context.Context, now time.Time, limit int) ([]jobs.Node, error)
 
 	// ListEvents returns up to limit (0: all) events of a job with id >= start, by id. An
 	// unknown job returns ErrNotFound. Appending events never changes a job's Version.
@@ -135,6 +177,29 @@ type Store interface {
 	// UpdateNode replaces the node if n.Version is the stored version (else ErrConflict).
 	UpdateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
 	DeleteNode(ctx context.Context, name string) error
+	// EnrolledNodes returns which of names are enrolled (the set of those that are). Its cost
+	// follows len(names), not the inventory's size.
+	EnrolledNodes(ctx context.Context, names []string) (map[string]bool, error)
+	// NodeNames returns the name of every enrolled node, ordered bytewise.
+	NodeNames(ctx context.Context) ([]string, error)
+	// SetNodeFacts replaces node name's facts (a JSON object); writing the facts it already
+	// has changes nothing. A change increments the node's Version. Unknown name: ErrNotFound.
+	SetNodeFacts(ctx context.Context, name string, facts []byte) error
+	// FactValues returns, for every enrolled node whose facts hold a scalar (string, number
+	// or boolean; not null) at path — keys of nested objects, see inventory.FactAt — that
+	// value, with numbers as json.Number. The store may index the paths asked for, so that
+	// repeated calls do not decode every node's facts.
+	FactValues(ctx context.Context, path []string) (map[string]any, error)
+	// MarkNodeConnected records that node name's agent is connected over connection conn
+	// through broker since at, and increments the Version. Unknown name: ErrNotFound.
+	MarkNodeConnected(ctx context.Context, name, broker, conn string, at time.Time) error
+	// MarkNodeDisconnected records node name offline when conn is its current connection, or
+	// whatever its connection when conn is "" (then incrementing the Version); a connection a
+	// newer one replaced changes nothing. Unknown name: ErrNotFound.
+	MarkNodeDisconnected(ctx context.Context, name, conn string) error
+	// MarkAllNodesDisconnected records every node offline (a control plane that restarted
+	// holds no connection).
+	MarkAllNodesDisconnected(ctx context.Context) error
 
 	// CreateGroup stores a node group at Version 1; ErrExists if the name is taken. The store
 	// does not check that exactly one of Nodes and Query is set.

@@ -92,6 +92,7 @@ const (
 	attrResult   = "res"
 	attrMessage  = "msg"
 	attrLatestEv = "lev"
+	attrDueAt    = "due"
 
 	attrTimestamp = "ts"
 	attrNode      = "node"

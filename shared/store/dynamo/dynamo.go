@@ -1,6 +1,7 @@
 package dynamo
 
 import (
+	"sync"
 	"context"
 	"errors"
 	"fmt"
@@ -94,6 +95,8 @@ type Store struct {
 	meter       Meter
 	log         *slog.Logger
 	maxAttempts int
+
+	claimMu sync.Mutex // serialises ClaimJobNodes in this process (see ClaimJobNodes)
 }
 
 // New returns a store on the table of cfg. It makes no call: the table must exist

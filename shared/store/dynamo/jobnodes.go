@@ -30,6 +30,7 @@ func nodeItem(n jobs.Node, seq int64) (item, error) {
 	w.json(attrResult, n.Result)
 	w.s(attrMessage, n.Message)
 	w.n(attrLatestEv, n.LatestEventID)
+	w.timePtr(attrDueAt, n.DueAt)
 	w.n(attrVersion, n.Version)
 	if w.err != nil {
 		return nil, fmt.Errorf("job %d node %s: %w", n.JobID, n.Name, w.err)
@@ -60,6 +61,7 @@ func decodeNode(it item) (jobs.Node, int64, error) {
 		Result:        r.json(attrResult),
 		Message:       r.s(attrMessage),
 		LatestEventID: r.n(attrLatestEv),
+		DueAt:         r.timePtr(attrDueAt),
 		Version:       r.n(attrVersion),
 	}
 	seq := r.n(attrSeq)

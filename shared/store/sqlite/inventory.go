@@ -2,9 +2,13 @@ package sqlite
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/baton-run/baton/shared/inventory"
 	"github.com/baton-run/baton/shared/store"
@@ -49,13 +53,16 @@ func (s *Store) CreateNode(ctx context.Context, n inventory.Node) (inventory.Nod
 	if err != nil {
 		return inventory.Node{}, fmt.Errorf("create node %s: %w", n.Name, err)
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO nodes (`+nodeColumns+`) VALUES (?, `+placeholders(len(vals))+`, 1)`,
-			append([]any{n.Name}, vals...)...)
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO nodes (`+nodeColumns+`, facts_sha256) VALUES (?, `+placeholders(len(vals))+`, 1, ?)`,
+			append(append([]any{n.Name}, vals...), factsHash(n.Facts))...)
 		if isUnique(err) {
 			return store.ErrExists
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return indexFacts(ctx, tx, n.Name, n.Facts)
 	})
 	if err != nil {
 		return inventory.Node{}, fmt.Errorf("create node %s: %w", n.Name, err)
@@ -91,21 +98,25 @@ func (s *Store) UpdateNode(ctx context.Context, n inventory.Node) (inventory.Nod
 	if err != nil {
 		return inventory.Node{}, fmt.Errorf("update node %s: %w", n.Name, err)
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE nodes SET credential_hash = ?, facts = ?, connected = ?, broker = ?,
-			connection = ?, connected_at = ?, created_at = ?, version = version + 1 WHERE name = ? AND version = ?`,
-			append(vals, n.Name, n.Version)...)
-		if err != nil {
-			return err
-		}
-		rows, err := affected(res)
-		if err != nil {
-			return err
-		}
-		if rows == 0 {
+	sum := factsHash(n.Facts)
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var old string
+		err := tx.QueryRowContext(ctx, `SELECT facts_sha256 FROM nodes WHERE name = ? AND version = ?`, n.Name, n.Version).Scan(&old)
+		if errors.Is(err, sql.ErrNoRows) {
 			return versionMiss(ctx, tx, `SELECT 1 FROM nodes WHERE name = ?`, n.Name)
 		}
-		return nil
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET credential_hash = ?, facts = ?, connected = ?, broker = ?,
+			connection = ?, connected_at = ?, created_at = ?, facts_sha256 = ?, version = version + 1 WHERE name = ?`,
+			append(vals, sum, n.Name)...); err != nil {
+			return err
+		}
+		if old == sum {
+			return nil
+		}
+		return indexFacts(ctx, tx, n.Name, n.Facts)
 	})
 	if err != nil {
 		return inventory.Node{}, fmt.Errorf("update node %s at version %d: %w", n.Name, n.Version, err)
@@ -116,7 +127,7 @@ func (s *Store) UpdateNode(ctx context.Context, n inventory.Node) (inventory.Nod
 
 // DeleteNode implements store.Store; an unknown name is ErrNotFound.
 func (s *Store) DeleteNode(ctx context.Context, name string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE name = ?`, name)
 		if err != nil {
 			return err
@@ -132,6 +143,306 @@ func (s *Store) DeleteNode(ctx context.Context, name string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("delete node %s: %w", name, err)
+	}
+	return nil
+}
+
+// factsHash is the hex SHA-256 of a node's facts as stored ("" for none).
+func factsHash(facts []byte) string {
+	if len(facts) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(facts)
+	return hex.EncodeToString(sum[:])
+}
+
+// maxFactPaths caps the fact paths indexed; a query on a path beyond them decodes every
+// node's facts instead (correct, slower).
+const maxFactPaths = 256
+
+// indexFacts rewrites node name's rows of node_facts for every indexed path from facts.
+func indexFacts(ctx context.Context, tx *sql.Tx, name string, facts []byte) error {
+	paths, err := listRows(ctx, tx, `SELECT path FROM fact_paths`, scanString)
+	if err != nil {
+		return fmt.Errorf("index facts of %s: %w", name, err)
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM node_facts WHERE name = ?`, name); err != nil {
+		return fmt.Errorf("index facts of %s: %w", name, err)
+	}
+	m, err := inventory.DecodeFacts(facts)
+	if err != nil {
+		return nil // unreadable facts match nothing; the node keeps no index rows
+	}
+	for _, key := range paths {
+		var path []string
+		if err := json.Unmarshal([]byte(key), &path); err != nil {
+			return fmt.Errorf("index facts: stored path %q: %w", key, err)
+		}
+		if err := insertFact(ctx, tx, key, name, m, path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func insertFact(ctx context.Context, tx *sql.Tx, key, name string, facts map[string]any, path []string) error {
+	v, ok := inventory.FactAt(facts, path)
+	if !ok {
+		return nil
+	}
+	enc, err := inventory.EncodeFactValue(v)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO node_facts (path, name, value) VALUES (?, ?, ?)`, key, name, enc); err != nil {
+		return fmt.Errorf("index fact %s of %s: %w", key, name, err)
+	}
+	return nil
+}
+
+func scanString(sc scanner) (string, error) {
+	var v string
+	err := sc.Scan(&v)
+	return v, err
+}
+
+// EnrolledNodes implements store.Store: primary-key look-ups, 500 names per statement.
+func (s *Store) EnrolledNodes(ctx context.Context, names []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(names))
+	const chunk = 500
+	for i := 0; i < len(names); i += chunk {
+		part := names[i:min(i+chunk, len(names))]
+		args := make([]any, len(part))
+		for k, n := range part {
+			args[k] = n
+		}
+		found, err := listRows(ctx, s.r, `SELECT name FROM nodes WHERE name IN (`+placeholders(len(part))+`)`, scanString, args...)
+		if err != nil {
+			return nil, fmt.Errorf("look up nodes: %w", err)
+		}
+		for _, n := range found {
+			out[n] = true
+		}
+	}
+	return out, nil
+}
+
+// NodeNames implements store.Store.
+func (s *Store) NodeNames(ctx context.Context) ([]string, error) {
+	out, err := listRows(ctx, s.r, `SELECT name FROM nodes ORDER BY name`, scanString)
+	if err != nil {
+		return nil, fmt.Errorf("list node names: %w", err)
+	}
+	return out, nil
+}
+
+// SetNodeFacts implements store.Store: unchanged facts (by hash) are not written.
+func (s *Store) SetNodeFacts(ctx context.Context, name string, facts []byte) error {
+	sum := factsHash(facts)
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var old string
+		err := tx.QueryRowContext(ctx, `SELECT facts_sha256 FROM nodes WHERE name = ?`, name).Scan(&old)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if old == sum {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET facts = ?, facts_sha256 = ?, version = version + 1 WHERE name = ?`,
+			blob(facts), sum, name); err != nil {
+			return err
+		}
+		return indexFacts(ctx, tx, name, facts)
+	})
+	if err != nil {
+		return fmt.Errorf("set facts of node %s: %w", name, err)
+	}
+	return nil
+}
+
+// FactValues implements store.Store. The first query of a path indexes it (decoding every
+// node's facts once); later ones read the index, which every facts write keeps current.
+func (s *Store) FactValues(ctx context.Context, path []string) (map[string]any, error) {
+	key := inventory.FactPathKey(path)
+	fail := func(err error) (map[string]any, error) { return nil, fmt.Errorf("fact values at %s: %w", key, err) }
+	var indexed bool
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		indexed, err = exists(ctx, tx, `SELECT 1 FROM fact_paths WHERE path = ?`, key)
+		return err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if !indexed {
+		if indexed, err = s.indexFactPath(ctx, key, path); err != nil {
+			return fail(err)
+		}
+	}
+	if !indexed {
+		return s.scanFactValues(ctx, path)
+	}
+	type row struct{ name, value string }
+	rows, err := listRows(ctx, s.r, `SELECT name, value FROM node_facts WHERE path = ?`, func(sc scanner) (row, error) {
+		var r row
+		err := sc.Scan(&r.name, &r.value)
+		return r, err
+	}, key)
+	if err != nil {
+		return fail(err)
+	}
+	out := make(map[string]any, len(rows))
+	for _, r := range rows {
+		v, err := inventory.DecodeFactValue(r.value)
+		if err != nil {
+			return fail(err)
+		}
+		out[r.name] = v
+	}
+	return out, nil
+}
+
+// indexFactPath adds path to the indexed paths, unless maxFactPaths are indexed already.
+func (s *Store) indexFactPath(ctx context.Context, key string, path []string) (bool, error) {
+	indexed := false
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM fact_paths`).Scan(&n); err != nil {
+			return err
+		}
+		if ok, err := exists(ctx, tx, `SELECT 1 FROM fact_paths WHERE path = ?`, key); err != nil || ok {
+			indexed = ok
+			return err
+		}
+		if n >= maxFactPaths {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO fact_paths (path) VALUES (?)`, key); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT name, facts FROM nodes`)
+		if err != nil {
+			return err
+		}
+		type nf struct {
+			name  string
+			facts []byte
+		}
+		var all []nf
+		for rows.Next() {
+			var r nf
+			if err := rows.Scan(&r.name, &r.facts); err != nil {
+				rows.Close()
+				return err
+			}
+			all = append(all, r)
+		}
+		if err := rows.Err(); err != nil {
+			rows.Close()
+			return err
+		}
+		rows.Close()
+		for _, r := range all {
+			m, err := inventory.DecodeFacts(r.facts)
+			if err != nil {
+				continue
+			}
+			if err := insertFact(ctx, tx, key, r.name, m, path); err != nil {
+				return err
+			}
+		}
+		indexed = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("index fact path: %w", err)
+	}
+	return indexed, nil
+}
+
+// scanFactValues decodes every node's facts: the answer for a path beyond maxFactPaths.
+func (s *Store) scanFactValues(ctx context.Context, path []string) (map[string]any, error) {
+	nodes, err := s.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	for _, n := range nodes {
+		m, err := inventory.DecodeFacts(n.Facts)
+		if err != nil {
+			continue
+		}
+		if v, ok := inventory.FactAt(m, path); ok {
+			out[n.Name] = v
+		}
+	}
+	return out, nil
+}
+
+// MarkNodeConnected implements store.Store.
+func (s *Store) MarkNodeConnected(ctx context.Context, name, broker, conn string, at time.Time) error {
+	var enc encoder
+	ts := enc.time(at)
+	if enc.err != nil {
+		return fmt.Errorf("mark node %s connected: %w", name, enc.err)
+	}
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE nodes SET connected = 1, broker = ?, connection = ?, connected_at = ?,
+			version = version + 1 WHERE name = ?`, broker, conn, ts, name)
+		if err != nil {
+			return err
+		}
+		if n, err := affected(res); err != nil || n == 0 {
+			if err == nil {
+				err = store.ErrNotFound
+			}
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mark node %s connected: %w", name, err)
+	}
+	return nil
+}
+
+// MarkNodeDisconnected implements store.Store.
+func (s *Store) MarkNodeDisconnected(ctx context.Context, name, conn string) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE nodes SET connected = 0, version = version + 1
+			WHERE name = ? AND connected <> 0 AND (? = '' OR connection = ?)`, name, conn, conn)
+		if err != nil {
+			return err
+		}
+		if n, err := affected(res); err != nil || n > 0 {
+			return err
+		}
+		ok, err := exists(ctx, tx, `SELECT 1 FROM nodes WHERE name = ?`, name)
+		if err == nil && !ok {
+			err = store.ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mark node %s disconnected: %w", name, err)
+	}
+	return nil
+}
+
+// MarkAllNodesDisconnected implements store.Store, through the partial index of connected nodes.
+func (s *Store) MarkAllNodesDisconnected(ctx context.Context) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE nodes SET connected = 0, version = version + 1 WHERE connected <> 0`)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mark all nodes disconnected: %w", err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/store"
@@ -13,7 +14,7 @@ import (
 
 var jobNodeFields = []string{
 	"job_id", "name", "state", "transaction_id", "ready_at", "started_at", "finished_at",
-	"result", "message", "latest_event_id", "version",
+	"result", "message", "latest_event_id", "due_at", "version",
 }
 
 // jobNodeColumns returns the job_nodes columns in scanJobNode order, each prefixed by prefix.
@@ -21,12 +22,12 @@ func jobNodeColumns(prefix string) string {
 	return prefix + strings.Join(jobNodeFields, ", "+prefix)
 }
 
-// jobNodeValues returns the columns state through latest_event_id of n.
+// jobNodeValues returns the columns state through due_at of n.
 func jobNodeValues(n jobs.Node) ([]any, error) {
 	var enc encoder
 	vals := []any{
 		string(n.State), n.TransactionID, enc.timePtr(n.ReadyAt), enc.timePtr(n.StartedAt),
-		enc.timePtr(n.FinishedAt), blob(n.Result), n.Message, n.LatestEventID,
+		enc.timePtr(n.FinishedAt), blob(n.Result), n.Message, n.LatestEventID, enc.timePtr(n.DueAt),
 	}
 	if enc.err != nil {
 		return nil, fmt.Errorf("node %s: %w", n.Name, enc.err)
@@ -36,16 +37,17 @@ func jobNodeValues(n jobs.Node) ([]any, error) {
 
 func scanJobNode(sc scanner) (jobs.Node, error) {
 	var (
-		n                        jobs.Node
-		ready, started, finished sql.NullString
-		result                   []byte
+		n                             jobs.Node
+		ready, started, finished, due sql.NullString
+		result                        []byte
 	)
 	if err := sc.Scan(&n.JobID, &n.Name, &n.State, &n.TransactionID, &ready, &started, &finished,
-		&result, &n.Message, &n.LatestEventID, &n.Version); err != nil {
+		&result, &n.Message, &n.LatestEventID, &due, &n.Version); err != nil {
 		return jobs.Node{}, err
 	}
 	var dec decoder
 	n.ReadyAt, n.StartedAt, n.FinishedAt = dec.timePtr(ready), dec.timePtr(started), dec.timePtr(finished)
+	n.DueAt = dec.timePtr(due)
 	n.Result = bytesOrNil(result)
 	if dec.err != nil {
 		return jobs.Node{}, fmt.Errorf("job %d node %s: %w", n.JobID, n.Name, dec.err)
@@ -59,8 +61,8 @@ func insertJobNodes(ctx context.Context, tx *sql.Tx, jobID int64, nodes []jobs.N
 		return nil
 	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO job_nodes (job_id, seq, name, state, transaction_id,
-		ready_at, started_at, finished_at, result, message, latest_event_id, version)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`)
+		ready_at, started_at, finished_at, result, message, latest_event_id, due_at, version)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`)
 	if err != nil {
 		return fmt.Errorf("insert job nodes: %w", err)
 	}
@@ -172,40 +174,257 @@ func (s *Store) FindJobNodeByTransaction(ctx context.Context, txn string) (jobs.
 	return n, nil
 }
 
+const updateJobNodeSQL = `UPDATE job_nodes SET state = ?, transaction_id = ?, ready_at = ?,
+	started_at = ?, finished_at = ?, result = ?, message = ?, latest_event_id = ?, due_at = ?,
+	version = version + 1 WHERE job_id = ? AND name = ? AND version = ?`
+
+// updateJobNode writes n over the record at n.Version, appending events first, and returns
+// the record as stored.
+func updateJobNode(ctx context.Context, tx *sql.Tx, n jobs.Node, events []jobs.Event) (jobs.Node, error) {
+	if len(events) > 0 {
+		last, err := appendEvents(ctx, tx, n.JobID, events)
+		if err != nil {
+			return n, err
+		}
+		n.LatestEventID = last
+	}
+	vals, err := jobNodeValues(n)
+	if err != nil {
+		return n, err
+	}
+	res, err := tx.ExecContext(ctx, updateJobNodeSQL, append(vals, n.JobID, n.Name, n.Version)...)
+	if err != nil {
+		return n, err
+	}
+	rows, err := affected(res)
+	if err != nil {
+		return n, err
+	}
+	if rows == 0 {
+		return n, versionMiss(ctx, tx, `SELECT 1 FROM job_nodes WHERE job_id = ? AND name = ?`, n.JobID, n.Name)
+	}
+	n.Version++
+	return n, nil
+}
+
 // UpdateJobNode implements store.Store. Without events, LatestEventID is stored as given.
 func (s *Store) UpdateJobNode(ctx context.Context, n jobs.Node, events ...jobs.Event) (jobs.Node, error) {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		if len(events) > 0 {
-			last, err := appendEvents(ctx, tx, n.JobID, events)
-			if err != nil {
-				return err
-			}
-			n.LatestEventID = last
-		}
-		vals, err := jobNodeValues(n)
-		if err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE job_nodes SET state = ?, transaction_id = ?, ready_at = ?,
-			started_at = ?, finished_at = ?, result = ?, message = ?, latest_event_id = ?, version = version + 1
-			WHERE job_id = ? AND name = ? AND version = ?`, append(vals, n.JobID, n.Name, n.Version)...)
-		if err != nil {
-			return err
-		}
-		rows, err := affected(res)
-		if err != nil {
-			return err
-		}
-		if rows == 0 {
-			return versionMiss(ctx, tx, `SELECT 1 FROM job_nodes WHERE job_id = ? AND name = ?`, n.JobID, n.Name)
-		}
-		return nil
+	var out jobs.Node
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		out, err = updateJobNode(ctx, tx, n, events)
+		return err
 	})
 	if err != nil {
 		return jobs.Node{}, fmt.Errorf("update job %d node %s at version %d: %w", n.JobID, n.Name, n.Version, err)
 	}
-	n.Version++
-	return n, nil
+	return out, nil
+}
+
+// UpdateJobNodes implements store.Store: one write, each update in its own savepoint.
+func (s *Store) UpdateJobNodes(ctx context.Context, ups []store.NodeUpdate) ([]jobs.Node, []error) {
+	out := make([]jobs.Node, len(ups))
+	errs := make([]error, len(ups))
+	if len(ups) == 0 {
+		return out, errs
+	}
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for i, u := range ups {
+			errs[i] = inSavepoint(ctx, tx, func() error {
+				var err error
+				out[i], err = updateJobNode(ctx, tx, u.Node, u.Events)
+				return err
+			})
+		}
+		return nil
+	})
+	for i, u := range ups {
+		if err != nil {
+			errs[i] = err
+		}
+		if errs[i] != nil {
+			out[i] = jobs.Node{}
+			errs[i] = fmt.Errorf("update job %d node %s at version %d: %w", u.Node.JobID, u.Node.Name, u.Node.Version, errs[i])
+		}
+	}
+	return out, errs
+}
+
+// inSavepoint runs fn in a nested savepoint: when fn fails, its changes are undone and the
+// enclosing transaction goes on.
+func inSavepoint(ctx context.Context, tx *sql.Tx, fn func() error) error {
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT item`); err != nil {
+		return err
+	}
+	err := fn()
+	if err != nil {
+		if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO item`); rbErr != nil {
+			return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+		}
+	}
+	if _, relErr := tx.ExecContext(ctx, `RELEASE item`); relErr != nil && err == nil {
+		return relErr
+	}
+	return err
+}
+
+// JobCounts implements store.Store: the job's rows of job_node_counts, which triggers keep.
+func (s *Store) JobCounts(ctx context.Context, jobID int64) (jobs.StateCounts, error) {
+	counts := jobs.StateCounts{}
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT state, n FROM job_node_counts WHERE job_id = ?`, jobID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		found := false
+		for rows.Next() {
+			var (
+				st string
+				n  int
+			)
+			if err := rows.Scan(&st, &n); err != nil {
+				return err
+			}
+			found = true
+			if n != 0 {
+				counts[jobs.NodeState(st)] = n
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if found {
+			return nil
+		}
+		ok, err := exists(ctx, tx, `SELECT 1 FROM jobs WHERE id = ?`, jobID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count job %d nodes: %w", jobID, err)
+	}
+	return counts, nil
+}
+
+// inStateSQL selects a job's records in one state, oldest first. The queued (new) and active
+// states have partial indexes, whose conditions are written out for SQLite to use them.
+func inStateSQL(state jobs.NodeState) (string, []any) {
+	sel := `SELECT ` + jobNodeColumns("") + ` FROM job_nodes WHERE job_id = ? AND `
+	switch state {
+	case jobs.NodeNew:
+		return sel + `state = 'new' ORDER BY seq LIMIT ?`, nil
+	case jobs.NodeReady, jobs.NodeRunning:
+		return sel + `state IN ('ready', 'running') AND state = ? ORDER BY seq LIMIT ?`, []any{string(state)}
+	}
+	return sel + `state = ? ORDER BY seq LIMIT ?`, []any{string(state)}
+}
+
+// ListJobNodesInState implements store.Store.
+func (s *Store) ListJobNodesInState(ctx context.Context, jobID int64, state jobs.NodeState, limit int) ([]jobs.Node, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("list job %d nodes in state %s: limit %d must be positive", jobID, state, limit)
+	}
+	query, args := inStateSQL(state)
+	out, err := listRows(ctx, s.r, query, scanJobNode, append(append([]any{jobID}, args...), limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("list job %d nodes in state %s: %w", jobID, state, err)
+	}
+	return out, nil
+}
+
+// activeSQL is the number of active records of unfinished jobs: the job_node_counts rows of
+// the jobs an index of their state finds unfinished.
+var activeSQL = `SELECT COALESCE(SUM(c.n), 0) FROM jobs j JOIN job_node_counts c
+	ON c.job_id = j.id AND c.state IN ('ready', 'running') WHERE j.state IN (` + placeholders(len(unfinishedStates)) + `)`
+
+// ClaimJobNodes implements store.Store in one write: the job's stop request, concurrency and
+// counts, the server-wide count, then the oldest queued records through their partial index.
+func (s *Store) ClaimJobNodes(ctx context.Context, jobID int64, c store.Claim) ([]jobs.Node, error) {
+	if c.Limit <= 0 || c.Apply == nil {
+		return nil, fmt.Errorf("claim job %d nodes: a positive limit and an Apply function are required", jobID)
+	}
+	var out []jobs.Node
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		out = nil
+		var (
+			state, stop string
+			concurrency int
+		)
+		err := tx.QueryRowContext(ctx, `SELECT state, stop, concurrency FROM jobs WHERE id = ?`, jobID).Scan(&state, &stop, &concurrency)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if jobs.State(state).Terminal() || stop != "" {
+			return nil
+		}
+		free := c.Limit
+		if concurrency > 0 {
+			var active int
+			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0) FROM job_node_counts
+				WHERE job_id = ? AND state IN ('ready', 'running')`, jobID).Scan(&active); err != nil {
+				return err
+			}
+			free = min(free, concurrency-active)
+		}
+		if c.GlobalCap > 0 && free > 0 {
+			var global int
+			if err := tx.QueryRowContext(ctx, activeSQL, unfinishedStates...).Scan(&global); err != nil {
+				return err
+			}
+			free = min(free, c.GlobalCap-global)
+		}
+		if free <= 0 {
+			return nil
+		}
+		query, _ := inStateSQL(jobs.NodeNew)
+		queued, err := listRows(ctx, tx, query, scanJobNode, jobID, free)
+		if err != nil {
+			return err
+		}
+		for _, q := range queued {
+			n := c.Apply(q)
+			if n.JobID != q.JobID || n.Name != q.Name || !n.State.Active() {
+				return fmt.Errorf("claim of %s made %s record %d/%s: want an active record of the same node", q.Name, n.State, n.JobID, n.Name)
+			}
+			n.Version = q.Version
+			if n, err = updateJobNode(ctx, tx, n, nil); err != nil {
+				return err
+			}
+			out = append(out, n)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim job %d nodes: %w", jobID, err)
+	}
+	return out, nil
+}
+
+// ListDueJobNodes implements store.Store through the partial index job_nodes_due.
+func (s *Store) ListDueJobNodes(ctx context.Context, now time.Time, limit int) ([]jobs.Node, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("list due job nodes: limit %d must be positive", limit)
+	}
+	var enc encoder
+	at := enc.time(now)
+	if enc.err != nil {
+		return nil, fmt.Errorf("list due job nodes: %w", enc.err)
+	}
+	out, err := listRows(ctx, s.r, `SELECT `+jobNodeColumns("")+` FROM job_nodes
+		WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?`, scanJobNode, at, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list due job nodes: %w", err)
+	}
+	return out, nil
 }
 
 // ListEvents implements store.Store.
@@ -262,18 +481,11 @@ func (s *Store) ListEvents(ctx context.Context, jobID int64, start int64, limit 
 	return out, nil
 }
 
-// countActiveSQL counts the active records (jobs.NodeState.Active) of unfinished jobs. Its
-// state term is the condition of the partial index job_nodes_active, written identically so
-// that SQLite uses that index, which holds only active records; each one's job is then looked
-// up by id.
-var countActiveSQL = `SELECT COUNT(*) FROM job_nodes JOIN jobs ON jobs.id = job_nodes.job_id
-	WHERE job_nodes.state IN ('ready', 'running') AND jobs.state NOT IN (` + placeholders(len(terminalStates)) + `)`
-
-// CountActiveNodes implements store.Store. Its cost follows the number of active records,
-// not the number of jobs.
+// CountActiveNodes implements store.Store. Its cost follows the number of unfinished jobs,
+// not the number of records or of jobs stored.
 func (s *Store) CountActiveNodes(ctx context.Context) (int, error) {
 	var n int
-	if err := s.r.QueryRowContext(ctx, countActiveSQL, terminalStates...).Scan(&n); err != nil {
+	if err := s.r.QueryRowContext(ctx, activeSQL, unfinishedStates...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count active job nodes: %w", err)
 	}
 	return n, nil

@@ -56,6 +56,20 @@ var terminalStates = func() []any {
 	return out
 }()
 
+// unfinishedStates lists the job states that are not terminal.
+var unfinishedStates = func() []any {
+	var out []any
+	for _, st := range []jobs.State{
+		jobs.StateNew, jobs.StateReady, jobs.StateRunning, jobs.StateStopping,
+		jobs.StateStopped, jobs.StateFinished, jobs.StateFailed,
+	} {
+		if !st.Terminal() {
+			out = append(out, string(st))
+		}
+	}
+	return out
+}()
+
 // jobValues returns the values of jobWriteFields for j.
 func jobValues(j jobs.Job) ([]any, error) {
 	var enc encoder
@@ -117,7 +131,7 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("create job: %w", err)
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, insertJobSQL, vals...)
 		if isUnique(err) {
 			return idempotencyTaken(j)
@@ -145,11 +159,19 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 // event naming the node will get (a new job's events are numbered from 1).
 func withInitialEventIDs(nodes []jobs.Node, events []jobs.Event) []jobs.Node {
 	out := append([]jobs.Node(nil), nodes...)
+	if len(events) == 0 {
+		return out
+	}
+	index := make(map[string][]int, len(out))
+	for k, n := range out {
+		index[n.Name] = append(index[n.Name], k)
+	}
 	for i, e := range events {
-		for k := range out {
-			if e.Node != "" && out[k].Name == e.Node {
-				out[k].LatestEventID = int64(i + 1)
-			}
+		if e.Node == "" {
+			continue
+		}
+		for _, k := range index[e.Node] {
+			out[k].LatestEventID = int64(i + 1)
 		}
 	}
 	return out
@@ -293,8 +315,8 @@ func finishBound(op string, t time.Time) (string, []any) {
 
 // ListUnfinishedJobs implements store.Store; oldest means earliest CreatedAt, then lowest id.
 func (s *Store) ListUnfinishedJobs(ctx context.Context) ([]jobs.Job, error) {
-	out, err := listRows(ctx, s.r, `SELECT `+jobColumns+` FROM jobs WHERE state NOT IN (`+
-		placeholders(len(terminalStates))+`) ORDER BY created_at, id`, scanJob, terminalStates...)
+	out, err := listRows(ctx, s.r, `SELECT `+jobColumns+` FROM jobs WHERE state IN (`+
+		placeholders(len(unfinishedStates))+`) ORDER BY created_at, id`, scanJob, unfinishedStates...)
 	if err != nil {
 		return nil, fmt.Errorf("list unfinished jobs: %w", err)
 	}
@@ -307,7 +329,7 @@ func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event)
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("update job %d: %w", j.ID, err)
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, updateJobSQL, append(vals, j.ID, j.Version)...)
 		if isUnique(err) {
 			return idempotencyTaken(j)

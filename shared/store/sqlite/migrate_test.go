@@ -34,7 +34,7 @@ func frozenSchema(t *testing.T, v int) string {
 }
 
 // latestVersion is the schema version the migration tests expect Open to leave.
-const latestVersion = 5
+const latestVersion = 6
 
 func TestReleasedSchemaUnchanged(t *testing.T) {
 	// Each released version's file is the whole schema of that version: every migration up to it.
@@ -238,12 +238,17 @@ func TestActiveIndexMatchesNodeStates(t *testing.T) {
 		}
 	}
 	cond := "state IN (" + strings.Join(quoted, ", ") + ")"
-	if !strings.Contains(countActiveSQL, "job_nodes."+cond) {
-		t.Errorf("countActiveSQL %q does not select %s", countActiveSQL, cond)
+	if !strings.Contains(activeSQL, "c."+cond) {
+		t.Errorf("activeSQL %q does not select %s", activeSQL, cond)
+	}
+	for _, st := range []jobs.NodeState{jobs.NodeReady, jobs.NodeRunning} {
+		if q, _ := inStateSQL(st); !strings.Contains(q, cond) {
+			t.Errorf("the query of %s records %q does not repeat the index condition %s", st, q, cond)
+		}
 	}
 	var index string
-	for _, stmt := range migrations[1].stmts {
-		if strings.Contains(stmt, "job_nodes_active") {
+	for _, stmt := range migrations[5].stmts {
+		if strings.Contains(stmt, "CREATE INDEX job_nodes_active_seq") {
 			index = stmt
 		}
 	}
@@ -517,5 +522,79 @@ func TestFailedMigrationToV5ChangesNothing(t *testing.T) {
 	rawQuery(t, path, `SELECT COUNT(*) FROM pragma_table_info('job_usage') WHERE name = 'job_id'`, &columns)
 	if version != 4 || columns != 0 {
 		t.Fatalf("after the failed migration: user_version %d, job_usage job_id columns %d; want 4 and 0", version, columns)
+	}
+}
+
+func TestMigrateFromV5(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "v5.db")
+	node := func(seq int, name, state string) string {
+		return fmt.Sprintf(`INSERT INTO job_nodes (job_id, seq, name, state, transaction_id, message, latest_event_id, version)
+			VALUES (21, %d, '%s', '%s', '', '', 0, 1)`, seq, name, state)
+	}
+	createVersion(t, 5, path,
+		`INSERT INTO jobs (id, type, state, environment, description, owner_id, owner_login, options, payload,
+			concurrency, timeout, node_count, created_at, updated_at, status, stop, version, last_event_id,
+			task, task_fold, finished_at, idempotency_key, max_errors)
+			VALUES (21, 'task', 'running', 'production', 'job 21', '42', 'alice', NULL, NULL,
+			0, 0, 4, '2024-03-01T12:00:00.000000000Z', '2024-03-01T12:01:00.000000000Z', '[]', '', 3, 0,
+			'Facts', 'facts', NULL, '', 0)`,
+		node(0, "a", "finished"), node(1, "b", "running"), node(2, "c", "new"), node(3, "d", "new"),
+		`INSERT INTO nodes (name, credential_hash, facts, connected, broker, connection, created_at, version)
+			VALUES ('a', '', CAST('{"os":{"family":"Debian"}}' AS BLOB), 1, 'pcp://x/server', 'c1', '2024-03-01T12:00:00.000000000Z', 1)`,
+	)
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("open v5 file: %v", err)
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	var version int
+	rawQuery(t, path, `PRAGMA user_version`, &version)
+	if version != latestVersion {
+		t.Fatalf("user_version = %d after migration, want %d", version, latestVersion)
+	}
+	// The counts are backfilled from the records, and the triggers keep them from then on.
+	counts, err := s.JobCounts(ctx, 21)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := jobs.StateCounts{jobs.NodeFinished: 1, jobs.NodeRunning: 1, jobs.NodeNew: 2}
+	if fmt.Sprint(counts) != fmt.Sprint(want) {
+		t.Fatalf("counts after migration = %v, want %v", counts, want)
+	}
+	claimed, err := s.ClaimJobNodes(ctx, 21, store.Claim{Limit: 1, Apply: func(n jobs.Node) jobs.Node {
+		n.State, n.TransactionID = jobs.NodeReady, "t-c"
+		return n
+	}})
+	if err != nil || len(claimed) != 1 || claimed[0].Name != "c" {
+		t.Fatalf("claim after migration: %+v, %v; want c", claimed, err)
+	}
+	if counts, err = s.JobCounts(ctx, 21); err != nil || counts.Active() != 2 || counts[jobs.NodeNew] != 1 {
+		t.Fatalf("counts after a claim = %v, %v", counts, err)
+	}
+	// The facts of a migrated node are hashed: writing them again changes nothing.
+	n, err := s.GetNode(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetNodeFacts(ctx, "a", n.Facts); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.GetNode(ctx, "a"); err != nil || again.Version != n.Version {
+		t.Fatalf("node after writing the same facts: version %d, %v; want %d", again.Version, err, n.Version)
+	}
+	vals, err := s.FactValues(ctx, []string{"os", "family"})
+	if err != nil || fmt.Sprint(vals) != "map[a:Debian]" {
+		t.Fatalf("fact values after migration: %v, %v", vals, err)
+	}
+	if err := s.MarkAllNodesDisconnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.GetNode(ctx, "a"); err != nil || n.Connected {
+		t.Fatalf("node after MarkAllNodesDisconnected: %+v, %v", n, err)
 	}
 }

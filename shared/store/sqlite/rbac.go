@@ -44,7 +44,7 @@ func decodeList[T any](s string) ([]T, error) {
 // there is none). cols are the table's columns after the key column and before version;
 // vals their values.
 func (s *Store) putVersioned(ctx context.Context, table, keyCol, key string, version int64, cols []string, vals []any) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if version == 0 {
 			q := `INSERT INTO ` + table + ` (` + keyCol
 			for _, c := range cols {
@@ -141,7 +141,7 @@ func (s *Store) ListRoles(ctx context.Context) ([]store.Role, error) {
 
 // DeleteRole implements store.Store; an unknown name is ErrNotFound.
 func (s *Store) DeleteRole(ctx context.Context, name string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM roles WHERE name = ?`, name)
 		if err != nil {
 			return err

@@ -168,6 +168,88 @@ var migrations = []migration{
 			)`,
 		},
 	},
+	{
+		// Version 6: work per node-run independent of the job's size. Per-job counts of node
+		// records by state, kept by triggers on every insert, update and delete of a record;
+		// partial indexes of each job's queued and active records in creation order
+		// (ClaimJobNodes, ListJobNodesInState) and one of the records the sweep must look at
+		// (due_at, ListDueJobNodes). The facts of nodes get a hash
+		// (an unchanged report writes nothing) and an index of the fact paths that queries
+		// use (fact_paths lists them; node_facts holds each node's scalar at each).
+		stmts: []string{
+			`ALTER TABLE job_nodes ADD COLUMN due_at TEXT`,
+			`CREATE INDEX job_nodes_due ON job_nodes (due_at) WHERE due_at IS NOT NULL`,
+			`CREATE INDEX job_nodes_queued ON job_nodes (job_id, seq) WHERE state = 'new'`,
+			`DROP INDEX job_nodes_active`,
+			`CREATE INDEX job_nodes_active_seq ON job_nodes (job_id, seq) WHERE state IN ('ready', 'running')`,
+			`CREATE TABLE job_node_counts (
+				job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+				state  TEXT    NOT NULL,
+				n      INTEGER NOT NULL,
+				PRIMARY KEY (job_id, state)
+			) WITHOUT ROWID`,
+			`INSERT INTO job_node_counts (job_id, state, n)
+				SELECT job_id, state, COUNT(*) FROM job_nodes GROUP BY job_id, state`,
+			`CREATE TRIGGER job_nodes_count_insert AFTER INSERT ON job_nodes BEGIN
+				INSERT INTO job_node_counts (job_id, state, n) VALUES (new.job_id, new.state, 1)
+					ON CONFLICT (job_id, state) DO UPDATE SET n = n + 1;
+			END`,
+			`CREATE TRIGGER job_nodes_count_update AFTER UPDATE OF state ON job_nodes
+				WHEN old.state <> new.state BEGIN
+				UPDATE job_node_counts SET n = n - 1 WHERE job_id = old.job_id AND state = old.state;
+				INSERT INTO job_node_counts (job_id, state, n) VALUES (new.job_id, new.state, 1)
+					ON CONFLICT (job_id, state) DO UPDATE SET n = n + 1;
+			END`,
+			`CREATE TRIGGER job_nodes_count_delete AFTER DELETE ON job_nodes BEGIN
+				UPDATE job_node_counts SET n = n - 1 WHERE job_id = old.job_id AND state = old.state;
+			END`,
+			`ALTER TABLE nodes ADD COLUMN facts_sha256 TEXT NOT NULL DEFAULT ''`,
+			`CREATE INDEX nodes_connected ON nodes (name) WHERE connected <> 0`,
+			`CREATE TABLE fact_paths (
+				path TEXT PRIMARY KEY
+			) WITHOUT ROWID`,
+			`CREATE TABLE node_facts (
+				path  TEXT NOT NULL REFERENCES fact_paths (path) ON DELETE CASCADE,
+				name  TEXT NOT NULL REFERENCES nodes (name) ON DELETE CASCADE,
+				value TEXT NOT NULL,
+				PRIMARY KEY (path, name)
+			) WITHOUT ROWID`,
+			`CREATE INDEX node_facts_name ON node_facts (name)`,
+		},
+		backfill: backfillFactsV6,
+	},
+}
+
+// backfillFactsV6 records the hash of every node's facts.
+func backfillFactsV6(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT name, facts FROM nodes`)
+	if err != nil {
+		return fmt.Errorf("read nodes: %w", err)
+	}
+	type fill struct{ name, sum string }
+	var fills []fill
+	for rows.Next() {
+		var (
+			name  string
+			facts []byte
+		)
+		if err := rows.Scan(&name, &facts); err != nil {
+			rows.Close()
+			return fmt.Errorf("read nodes: %w", err)
+		}
+		fills = append(fills, fill{name, factsHash(facts)})
+	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return fmt.Errorf("read nodes: %w", err)
+	}
+	rows.Close()
+	for _, f := range fills {
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET facts_sha256 = ? WHERE name = ?`, f.sum, f.name); err != nil {
+			return fmt.Errorf("fill node %s: %w", f.name, err)
+		}
+	}
+	return nil
 }
 
 // backfillJobsV2 fills the version 2 job columns of jobs written before them: task from the
@@ -256,7 +338,7 @@ var schemaVersion = len(migrations)
 // migrate brings the database up to schemaVersion in one transaction, refusing a newer one.
 func (s *Store) migrate(ctx context.Context) error {
 	var from int
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var v int
 		if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
 			return fmt.Errorf("read schema version: %w", err)

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	sqlitedrv "modernc.org/sqlite" // registers the "sqlite" driver
@@ -20,19 +21,44 @@ import (
 var _ store.Store = (*Store)(nil)
 
 // Store is a store.Store on one SQLite file. Writes go through a single connection, so
-// writers in this process never contend for the database lock; reads use a separate pool of
-// read-only connections, which WAL mode lets run alongside the writer.
+// writers in this process never contend for the database lock, and they are committed in
+// groups: one goroutine runs every write waiting at the time in one transaction, each in its
+// own savepoint, and commits them together — one fsync for many writes, each caller still
+// told of its own outcome once it is durable. Reads use a separate pool of read-only
+// connections, which WAL mode lets run alongside the writer.
 type Store struct {
 	path string
 	w    *sql.DB // exactly one connection; every transaction starts with BEGIN IMMEDIATE
 	r    *sql.DB // read-only pool
 	log  *slog.Logger
+
+	ops      chan *writeOp // writes waiting for the committer
+	quit     chan struct{}
+	done     chan struct{}
+	maxGroup int
+
+	statsMu sync.Mutex
+	stats   WriteStats
+}
+
+// WriteStats counts the store's writes and the transactions that committed them.
+type WriteStats struct {
+	Writes  int64 // write operations run
+	Commits int64 // transactions committed (each one fsync of the WAL)
+}
+
+// Stats returns the write counters since Open.
+func (s *Store) Stats() WriteStats {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	return s.stats
 }
 
 type config struct {
 	logger      *slog.Logger
 	busyTimeout time.Duration
 	readConns   int
+	maxGroup    int
 }
 
 // Option configures Open.
@@ -53,9 +79,16 @@ func WithBusyTimeout(d time.Duration) Option {
 	return func(c *config) { c.busyTimeout = d }
 }
 
-// WithReadConns sets the size of the read connection pool (default: GOMAXPROCS, at least 2).
+// WithReadConns sets the size of the read connection pool (default: twice GOMAXPROCS, at
+// least 4).
 func WithReadConns(n int) Option {
 	return func(c *config) { c.readConns = n }
+}
+
+// WithMaxGroup caps how many writes one transaction commits together (default 512; 1
+// commits every write on its own).
+func WithMaxGroup(n int) Option {
+	return func(c *config) { c.maxGroup = n }
 }
 
 // Open opens the database file at path, creating it if needed, switches it to WAL mode and
@@ -65,7 +98,8 @@ func Open(path string, opts ...Option) (*Store, error) {
 	cfg := config{
 		logger:      slog.New(slog.DiscardHandler),
 		busyTimeout: 5 * time.Second,
-		readConns:   max(2, runtime.GOMAXPROCS(0)),
+		readConns:   max(4, 2*runtime.GOMAXPROCS(0)),
+		maxGroup:    512,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -73,8 +107,9 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") || strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("open store %q: path must be a plain file name", path)
 	}
-	if cfg.busyTimeout < 0 || cfg.readConns < 1 {
-		return nil, fmt.Errorf("open store %s: invalid options: busy timeout %v, read connections %d", path, cfg.busyTimeout, cfg.readConns)
+	if cfg.busyTimeout < 0 || cfg.readConns < 1 || cfg.maxGroup < 1 {
+		return nil, fmt.Errorf("open store %s: invalid options: busy timeout %v, read connections %d, group %d",
+			path, cfg.busyTimeout, cfg.readConns, cfg.maxGroup)
 	}
 
 	common := url.Values{}
@@ -92,18 +127,23 @@ func Open(path string, opts ...Option) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 
-	s := &Store{path: path, w: w, log: cfg.logger}
+	s := &Store{path: path, w: w, log: cfg.logger, maxGroup: cfg.maxGroup,
+		ops: make(chan *writeOp), quit: make(chan struct{}), done: make(chan struct{})}
+	go s.commitLoop()
 	ctx := context.Background()
 	if err := s.migrate(ctx); err != nil {
+		s.stopCommitter()
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	var mode string
 	if err := w.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		s.stopCommitter()
 		w.Close()
 		return nil, fmt.Errorf("open store %s: read journal mode: %w", path, err)
 	}
 	if !strings.EqualFold(mode, "wal") {
+		s.stopCommitter()
 		w.Close()
 		return nil, fmt.Errorf("open store %s: journal mode is %q, want wal (is the file system local?)", path, mode)
 	}
@@ -111,6 +151,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	rq := url.Values{"_pragma": append([]string{"query_only(1)"}, common["_pragma"]...)}
 	r, err := sql.Open("sqlite", path+"?"+rq.Encode())
 	if err != nil {
+		s.stopCommitter()
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -118,6 +159,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	r.SetMaxIdleConns(cfg.readConns)
 	if err := r.PingContext(ctx); err != nil {
 		r.Close()
+		s.stopCommitter()
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -127,28 +169,145 @@ func Open(path string, opts ...Option) (*Store, error) {
 
 // Close closes the database. It must not be called while other methods are running.
 func (s *Store) Close() error {
+	s.stopCommitter()
 	if err := errors.Join(s.r.Close(), s.w.Close()); err != nil {
 		return fmt.Errorf("close store %s: %w", s.path, err)
 	}
 	return nil
 }
 
-// write runs fn in a write transaction and commits it if fn returns nil.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin write: %w", err)
+// errClosed answers writes after Close.
+var errClosed = errors.New("store closed")
+
+// writeOp is one write waiting for the committer.
+type writeOp struct {
+	ctx  context.Context
+	fn   func(ctx context.Context, tx *sql.Tx) error
+	done chan error
+}
+
+// write runs fn in a write transaction and returns once what it wrote is committed (or, when
+// fn fails, undone). fn runs on the committer's goroutine, inside a savepoint of a
+// transaction shared with other writes; it gets a context that carries ctx's values but is
+// never cancelled, so that a caller going away cannot interrupt a statement of the shared
+// connection midway. A ctx that ends before fn starts fails the write.
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.ops <- op:
+	case <-ctx.Done():
+		return fmt.Errorf("begin write: %w", ctx.Err())
+	case <-s.quit:
+		return fmt.Errorf("begin write: %w", errClosed)
 	}
-	if err := fn(tx); err != nil {
-		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
-			return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+	// Once queued, wait for the outcome whatever ctx does: the write may be committing.
+	return <-op.done
+}
+
+func (s *Store) stopCommitter() {
+	select {
+	case <-s.quit:
+	default:
+		close(s.quit)
+	}
+	<-s.done
+}
+
+// commitLoop runs writes in groups: every write queued while the previous group committed
+// goes into the next transaction, up to maxGroup.
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	batch := make([]*writeOp, 0, s.maxGroup)
+	for {
+		select {
+		case op := <-s.ops:
+			batch = append(batch[:0], op)
+		case <-s.quit:
+			return
 		}
-		return err
+	gather:
+		for len(batch) < s.maxGroup {
+			select {
+			case op := <-s.ops:
+				batch = append(batch, op)
+			default:
+				break gather
+			}
+		}
+		s.runGroup(batch)
+		clear(batch)
+	}
+}
+
+// runGroup runs ops in one transaction and tells each its outcome after the commit.
+func (s *Store) runGroup(ops []*writeOp) {
+	results := make([]error, len(ops))
+	defer func() {
+		for i, op := range ops {
+			op.done <- results[i]
+		}
+	}()
+	tx, err := s.w.BeginTx(context.Background(), nil)
+	if err != nil {
+		for i := range results {
+			results[i] = fmt.Errorf("begin write: %w", err)
+		}
+		return
+	}
+	ok := 0
+	for i, op := range ops {
+		if err := op.ctx.Err(); err != nil {
+			results[i] = fmt.Errorf("begin write: %w", err)
+			continue
+		}
+		if results[i] = runOne(tx, op); results[i] == nil {
+			ok++
+		}
+	}
+	if ok == 0 {
+		if err := tx.Rollback(); err != nil {
+			s.log.Warn("roll back a group of failed writes", "err", err)
+		}
+		return
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			err = errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+		}
+		for i := range results {
+			if results[i] == nil {
+				results[i] = fmt.Errorf("commit: %w", err)
+			}
+		}
+		return
 	}
-	return nil
+	s.statsMu.Lock()
+	s.stats.Writes += int64(ok)
+	s.stats.Commits++
+	s.statsMu.Unlock()
+}
+
+// runOne runs one write in a savepoint of the group's transaction, so that its failure
+// undoes its own changes only. A panic in fn becomes its error.
+func runOne(tx *sql.Tx, op *writeOp) (err error) {
+	ctx := context.WithoutCancel(op.ctx)
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+		return fmt.Errorf("begin write: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("write panicked: %v", p)
+		}
+		if err != nil {
+			if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO op`); rbErr != nil {
+				err = errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+			}
+		}
+		if _, relErr := tx.ExecContext(ctx, `RELEASE op`); relErr != nil && err == nil {
+			err = fmt.Errorf("release savepoint: %w", relErr)
+		}
+	}()
+	return op.fn(ctx, tx)
 }
 
 // read runs fn in a read transaction, which sees one consistent snapshot.

@@ -350,7 +350,13 @@ func TestQueriesUseIndexes(t *testing.T) {
 		{"by transaction", `SELECT job_id FROM job_nodes WHERE transaction_id = ? AND transaction_id <> ''`, []any{"t"}, "job_nodes_transaction"},
 		{"by name", `SELECT job_id FROM job_nodes WHERE name = ? AND state IN (?, ?)`, []any{"n", "new", "ready"}, "job_nodes_name"},
 		{"by idempotency key", jobByIdempotencySQL, []any{"admin", "k"}, "jobs_idempotency"},
-		{"active nodes", countActiveSQL, terminalStates, "job_nodes_active"},
+		{"active nodes of unfinished jobs", activeSQL, unfinishedStates, "jobs_state_created"},
+		{"queued nodes of a job", mustInState(jobs.NodeNew), []any{int64(1), 10}, "job_nodes_queued"},
+		{"running nodes of a job", mustInState(jobs.NodeRunning), []any{int64(1), "running", 10}, "job_nodes_active_seq"},
+		{"due nodes", `SELECT job_id FROM job_nodes WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?`, []any{"2024", 10}, "job_nodes_due"},
+		{"unfinished jobs", `SELECT id FROM jobs WHERE state IN (` + placeholders(len(unfinishedStates)) + `) ORDER BY created_at, id`, unfinishedStates, "jobs_state_created"},
+		{"connected nodes", `UPDATE nodes SET connected = 0 WHERE connected <> 0`, nil, "nodes_connected"},
+		{"a fact path", `SELECT name, value FROM node_facts WHERE path = ?`, []any{`["os"]`}, "PRIMARY KEY"},
 		{"all tokens", listTokensSQL, nil, "tokens_created"},
 		{"tokens of a login", listLoginTokensSQL, []any{"alice"}, "tokens_login_created"},
 		{"finish range", `SELECT id FROM jobs WHERE finished_at >= ? AND finished_at <= ?`, []any{"2024", "2025"}, "jobs_finished"},
@@ -380,6 +386,11 @@ func TestQueriesUseIndexes(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustInState(st jobs.NodeState) string {
+	q, _ := inStateSQL(st)
+	return q
 }
 
 func BenchmarkUpdateJobNode(b *testing.B) {

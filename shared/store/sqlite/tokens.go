@@ -45,7 +45,7 @@ func (s *Store) PutToken(ctx context.Context, t store.Token) error {
 	if enc.err != nil {
 		return fmt.Errorf("put token for %s: %w", t.Login, enc.err)
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, insertTokenSQL, vals...)
 		if isUnique(err) {
 			return store.ErrExists
@@ -85,7 +85,7 @@ func (s *Store) ListTokens(ctx context.Context, login string) ([]store.Token, er
 
 // RevokeToken implements store.Store.
 func (s *Store) RevokeToken(ctx context.Context, hash string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, revokeTokenSQL, hash)
 		if err != nil {
 			return err

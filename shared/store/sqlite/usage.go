@@ -42,7 +42,7 @@ func (s *Store) AddJobUsage(ctx context.Context, jobID int64, u store.Usage) err
 	if math.IsNaN(u.ReadUnits) || math.IsInf(u.ReadUnits, 0) || math.IsNaN(u.WriteUnits) || math.IsInf(u.WriteUnits, 0) {
 		return fmt.Errorf("add usage of job %d: %w", jobID, errNonFiniteUsage)
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		ok, err := exists(ctx, tx, `SELECT 1 FROM jobs WHERE id = ?`, jobID)
 		if err != nil {
 			return fmt.Errorf("read job: %w", err)

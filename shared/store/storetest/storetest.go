@@ -29,6 +29,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Nonces", func(t *testing.T) { runNonces(t, newStore) })
 	t.Run("Usage", func(t *testing.T) { runUsage(t, newStore) })
 	t.Run("Concurrency", func(t *testing.T) { runConcurrency(t, newStore) })
+	t.Run("Progress", func(t *testing.T) { runProgress(t, newStore) })
+	t.Run("Claims", func(t *testing.T) { runClaims(t, newStore) })
+	t.Run("NodeState", func(t *testing.T) { runNodeState(t, newStore) })
 }
 
 // zone is a non-UTC location for fixtures: a backend may return times in any location, so
@@ -139,6 +142,7 @@ func normNode(n jobs.Node) jobs.Node {
 	n.ReadyAt = normTimePtr(n.ReadyAt)
 	n.StartedAt = normTimePtr(n.StartedAt)
 	n.FinishedAt = normTimePtr(n.FinishedAt)
+	n.DueAt = normTimePtr(n.DueAt)
 	n.Result = normJSON(n.Result)
 	return n
 }
