@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -42,13 +43,27 @@ const (
 // MaxMessageBytes caps one incoming frame (PCP's max-message-size).
 const MaxMessageBytes = 64 << 20
 
-// Per-connection message rate: an agent sends a few messages per transaction, so a sustained
-// 50 a second (bursts of 200) is far above normal use and stops a runaway or hostile agent
-// from monopolising the control plane. Messages over the limit get an error_message.
+// Per-connection message limits. Messages an agent sends of its own accord (facts,
+// keepalives, anything unexpected) are limited to a sustained 50 a second, bursts of 200: far
+// above normal use, and a runaway or hostile agent cannot monopolise the control plane.
+// Answers to requests (provisional and final responses, RPC errors, status answers) are what
+// the server asked for: each request sent over a connection credits it with answerCredits
+// answers, which pass unlimited; answers beyond the credit (results spooled across a
+// reconnect, repeats) have a bucket of their own, 500 a second, bursts of 2,000. Messages
+// over a limit get an error_message naming them (in_reply_to).
 const (
-	messageRate  = 50
-	messageBurst = 200
+	messageRate   = 50
+	messageBurst  = 200
+	answerRate    = 500
+	answerBurst   = 2000
+	answerCredits = 4
+	maxCredits    = 1 << 20
 )
+
+// maxInFlight bounds the messages of one connection handled at once: an agent's messages do
+// not wait behind each other (a result does not wait for the previous one's commit), and a
+// flood from one agent is pushed back to it instead of piling up in the server.
+const maxInFlight = 64
 
 // Gateway holds the live agent connections.
 type Gateway struct {
@@ -61,9 +76,24 @@ type Gateway struct {
 }
 
 type conn struct {
-	id   string
-	node string
-	ws   *websocket.Conn
+	id      string
+	node    string
+	ws      *websocket.Conn
+	credits atomic.Int64 // answers the server asked for and has not received yet
+}
+
+// isRequest reports whether a message to an agent asks for answers.
+func isRequest(messageType string) bool {
+	return messageType == protocol.TypeNonBlockingRequest || messageType == protocol.TypeBlockingRequest
+}
+
+// isAnswer reports whether a message from an agent answers a request.
+func isAnswer(messageType string) bool {
+	switch messageType {
+	case protocol.TypeProvisionalResponse, protocol.TypeNonBlockingResponse, protocol.TypeRPCError, protocol.TypeBlockingResponse:
+		return true
+	}
+	return false
 }
 
 // New returns an empty Gateway.
@@ -93,6 +123,9 @@ func (g *Gateway) write(ctx context.Context, c *conn, e protocol.Envelope) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.writeTimeout)
 	defer cancel()
+	if isRequest(e.MessageType) && c.credits.Load() < maxCredits {
+		c.credits.Add(answerCredits)
+	}
 	if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
 		return fmt.Errorf("send to %s: %w: %v", c.node, orchestrator.ErrNotConnected, err)
 	}
@@ -167,6 +200,14 @@ func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
 		log.Error("rate limiter", "err", err)
 		return
 	}
+	answers, err := ratelimit.New(answerRate, answerBurst, ratelimit.WithMaxKeys(1))
+	if err != nil {
+		log.Error("rate limiter", "err", err)
+		return
+	}
+	slots := make(chan struct{}, maxInFlight)
+	var handlers sync.WaitGroup
+	defer handlers.Wait()
 	log.Info("agent connected")
 	go func() {
 		if err := inbox.NodeConnected(ctx, c.node, c.id); err != nil {
@@ -195,30 +236,65 @@ func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
 			}
 			return
 		}
-		if ok, wait := limiter.Allow(c.id); !ok {
-			g.reply(ctx, c, protocol.NewErrorMessage("", fmt.Sprintf("Too many messages; retry after %s", wait.Round(time.Millisecond))))
-			continue
-		}
 		if typ != websocket.MessageText {
-			g.reply(ctx, c, protocol.NewErrorMessage("", "Could not decode message: binary frames are not supported"))
+			if ok, _ := limiter.Allow(c.id); ok {
+				g.reply(ctx, c, protocol.NewErrorMessage("", "Could not decode message: binary frames are not supported"))
+			}
 			continue
 		}
 		e, err := protocol.Decode(b)
 		if err != nil {
-			g.reply(ctx, c, protocol.NewErrorMessage(e.ID, err.Error()))
+			if ok, _ := limiter.Allow(c.id); ok {
+				g.reply(ctx, c, protocol.NewErrorMessage(e.ID, err.Error()))
+			}
 			continue
 		}
-		if err := inbox.HandleAgentMessage(ctx, c.node, e); err != nil {
-			desc := err.Error()
-			if !errors.Is(err, protocol.ErrInvalid) && !errors.Is(err, orchestrator.ErrForbidden) && !errors.Is(err, orchestrator.ErrUnexpected) {
-				log.Error("handle message", "type", e.MessageType, "id", e.ID, "err", err)
-				desc = "internal error handling message " + e.ID
-			} else {
-				log.Warn("message refused", "type", e.MessageType, "id", e.ID, "err", err)
-			}
-			g.reply(ctx, c, protocol.NewErrorMessage(e.ID, desc))
+		if ok, wait := g.allow(c, e, limiter, answers); !ok {
+			g.reply(ctx, c, protocol.NewErrorMessage(e.ID, fmt.Sprintf("Too many messages; retry after %s", wait.Round(time.Millisecond))))
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		handlers.Go(func() {
+			defer func() { <-slots }()
+			g.handle(ctx, c, inbox, e, log)
+		})
+	}
+}
+
+// allow applies the connection's message limits to e.
+func (g *Gateway) allow(c *conn, e protocol.Envelope, messages, answers *ratelimit.Limiter) (bool, time.Duration) {
+	if !isAnswer(e.MessageType) {
+		return messages.Allow(c.id)
+	}
+	for {
+		n := c.credits.Load()
+		if n <= 0 {
+			return answers.Allow(c.id)
+		}
+		if c.credits.CompareAndSwap(n, n-1) {
+			return true, 0
 		}
 	}
+}
+
+// handle hands one message to the control plane and answers a refusal with an error_message.
+func (g *Gateway) handle(ctx context.Context, c *conn, inbox Inbox, e protocol.Envelope, log *slog.Logger) {
+	err := inbox.HandleAgentMessage(ctx, c.node, e)
+	if err == nil {
+		return
+	}
+	desc := err.Error()
+	if !errors.Is(err, protocol.ErrInvalid) && !errors.Is(err, orchestrator.ErrForbidden) && !errors.Is(err, orchestrator.ErrUnexpected) {
+		log.Error("handle message", "type", e.MessageType, "id", e.ID, "err", err)
+		desc = "internal error handling message " + e.ID
+	} else {
+		log.Warn("message refused", "type", e.MessageType, "id", e.ID, "err", err)
+	}
+	g.reply(ctx, c, protocol.NewErrorMessage(e.ID, desc))
 }
 
 func (g *Gateway) reply(ctx context.Context, c *conn, e protocol.Envelope) {

@@ -128,7 +128,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	w.SetConnMaxIdleTime(0)
 
 	s := &Store{path: path, w: w, log: cfg.logger, maxGroup: cfg.maxGroup,
-		ops: make(chan *writeOp), quit: make(chan struct{}), done: make(chan struct{})}
+		ops: make(chan *writeOp, cfg.maxGroup), quit: make(chan struct{}), done: make(chan struct{})}
 	go s.commitLoop()
 	ctx := context.Background()
 	if err := s.migrate(ctx); err != nil {

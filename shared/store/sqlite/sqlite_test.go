@@ -9,7 +9,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -450,5 +452,114 @@ func TestUseNonceDeletesExpiredRecords(t *testing.T) {
 	rawQuery(t, path, `SELECT nonce FROM nonces`, &nonce)
 	if nonce != "live" {
 		t.Fatalf("kept nonce %q, want %q", nonce, "live")
+	}
+}
+
+// TestWritesCommitInGroups checks group commit: writes queued while a transaction commits
+// go into the next one together, each learns its own outcome, and one that fails (here a
+// stale version, and a panic) is undone alone.
+func TestWritesCommitInGroups(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	const n = 100
+	var list []jobs.Node
+	for i := range n {
+		list = append(list, jobs.Node{Name: fmt.Sprintf("n%03d", i), State: jobs.NodeNew})
+	}
+	j, err := s.CreateJob(ctx, testJob(), list, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, busy := make(chan struct{}), make(chan struct{})
+	blocker := make(chan error, 1)
+	go func() {
+		blocker <- s.write(ctx, func(context.Context, *sql.Tx) error {
+			close(busy)
+			<-release
+			return nil
+		})
+	}()
+	<-busy
+	before := s.Stats()
+	errs := make([]error, n+1)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			node := jobs.Node{JobID: j.ID, Name: list[i].Name, State: jobs.NodeReady, Version: 1}
+			if i == 7 {
+				node.Version = 5 // stale
+			}
+			_, errs[i] = s.UpdateJobNode(ctx, node, jobs.Event{Type: jobs.EventNodeRunning, Timestamp: t0, Node: node.Name})
+		})
+	}
+	wg.Go(func() {
+		errs[n] = s.write(ctx, func(context.Context, *sql.Tx) error { panic("boom") })
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.ops) < n+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes queued, want %d", len(s.ops), n+1)
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait()
+	if err := <-blocker; err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		switch {
+		case i == 7:
+			if !errors.Is(err, store.ErrConflict) {
+				t.Errorf("stale update: %v, want ErrConflict", err)
+			}
+		case i == n:
+			if err == nil || !strings.Contains(err.Error(), "panicked") {
+				t.Errorf("panicking write: %v, want an error saying so", err)
+			}
+		case err != nil:
+			t.Errorf("update %d: %v", i, err)
+		}
+	}
+	after := s.Stats()
+	if commits, writes := after.Commits-before.Commits, after.Writes-before.Writes; commits != 2 || writes != n {
+		t.Fatalf("%d commits for %d writes, want 2 (the blocker's, then one for the %d queued) for %d", commits, writes, n-1, n)
+	}
+	counts, err := s.JobCounts(ctx, j.ID)
+	if err != nil || counts[jobs.NodeReady] != n-1 || counts[jobs.NodeNew] != 1 {
+		t.Fatalf("counts %v, %v: want %d ready and the stale one new", counts, err, n-1)
+	}
+	evs, err := s.ListEvents(ctx, j.ID, 1, 0)
+	if err != nil || len(evs) != n-1 {
+		t.Fatalf("%d events, %v; want %d (none from the refused update)", len(evs), err, n-1)
+	}
+}
+
+// TestCancelledWriteIsNotRun checks that a write whose context ended while queued fails
+// without running.
+func TestCancelledWriteIsNotRun(t *testing.T) {
+	s, _ := openTemp(t)
+	release, busy := make(chan struct{}), make(chan struct{})
+	go func() {
+		_ = s.write(t.Context(), func(context.Context, *sql.Tx) error {
+			close(busy)
+			<-release
+			return nil
+		})
+	}()
+	<-busy
+	ctx, cancel := context.WithCancel(t.Context())
+	ran := false
+	done := make(chan error, 1)
+	go func() {
+		done <- s.write(ctx, func(context.Context, *sql.Tx) error { ran = true; return nil })
+	}()
+	for len(s.ops) < 1 {
+		runtime.Gosched()
+	}
+	cancel()
+	close(release)
+	if err := <-done; !errors.Is(err, context.Canceled) || ran {
+		t.Fatalf("cancelled write: %v, ran %v; want context.Canceled, not run", err, ran)
 	}
 }
