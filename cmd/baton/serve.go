@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/baton-run/baton/shared/httpapi"
 	"github.com/baton-run/baton/shared/local"
 )
 
@@ -21,6 +22,10 @@ func cmdServe(args []string) error {
 	fs.StringVar(&cfg.Modules, "modules", "", "Puppet modules directory served as environment production")
 	fs.StringVar(&cfg.Environments, "environments", "", "directory of <env>/modules directories")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 0, "how long a node waits for its agent to connect (default 30s)")
+	fs.IntVar(&cfg.TaskConcurrency, "task-concurrency", 0, "most actions running at once across all jobs, PE's task_concurrency (default 250; -1 for no cap)")
+	fs.Float64Var(&cfg.RequestRate, "api-rate", 0, fmt.Sprintf("API requests a second per user (default %d; -1 for no limit)", httpapi.DefaultPrincipalRate))
+	fs.IntVar(&cfg.RequestBurst, "api-burst", 0, fmt.Sprintf("API request burst per user (default %d)", httpapi.DefaultPrincipalBurst))
+	fs.Float64Var(&cfg.AnonymousRate, "api-anonymous-rate", 0, fmt.Sprintf("requests a second per client address without a valid credential (default %d; -1 for no limit)", httpapi.DefaultAnonymousRate))
 	fs.DurationVar(&cfg.MaxTokenLifetime, "max-token-lifetime", 0, "longest lifetime of a token issued through the API (default 8760h, a year)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve (default: a self-signed certificate made on first start and kept in the data directory)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")

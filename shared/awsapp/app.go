@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +21,6 @@ import (
 	"github.com/baton-run/baton/shared/catalog/s3catalog"
 	"github.com/baton-run/baton/shared/httpapi"
 	"github.com/baton-run/baton/shared/orchestrator"
-	"github.com/baton-run/baton/shared/ratelimit"
 	"github.com/baton-run/baton/shared/seal"
 	"github.com/baton-run/baton/shared/store"
 	"github.com/baton-run/baton/shared/store/dynamo"
@@ -36,7 +36,13 @@ type Config struct {
 	SealKey           []byte        // 32 bytes; from BATON_SEAL_KEY (hex) or the secret BATON_SEAL_KEY_SECRET names
 	SealKeySecret     string        // BATON_SEAL_KEY_SECRET: Secrets Manager secret id holding the hex key
 	ConnectTimeout    time.Duration // BATON_CONNECT_TIMEOUT (default 30s)
-	TaskConcurrency   int
+	// TaskConcurrency caps running actions across all jobs (PE's task_concurrency):
+	// BATON_TASK_CONCURRENCY, default 250, negative for no cap.
+	TaskConcurrency int
+	// APIRate and APIBurst limit API requests per user, per function instance:
+	// BATON_API_RATE and BATON_API_BURST (httpapi's defaults; a negative rate: no limit).
+	APIRate  float64
+	APIBurst int
 }
 
 // ConfigFromEnv reads Config from the environment (only mains call it).
@@ -57,6 +63,25 @@ func ConfigFromEnv() (Config, error) {
 			return c, fmt.Errorf("BATON_CONNECT_TIMEOUT: %w", err)
 		}
 		c.ConnectTimeout = d
+	}
+	for _, v := range []struct {
+		name string
+		dst  *int
+	}{{"BATON_TASK_CONCURRENCY", &c.TaskConcurrency}, {"BATON_API_BURST", &c.APIBurst}} {
+		if s := os.Getenv(v.name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				return c, fmt.Errorf("%s: %w", v.name, err)
+			}
+			*v.dst = n
+		}
+	}
+	if v := os.Getenv("BATON_API_RATE"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return c, fmt.Errorf("BATON_API_RATE: %w", err)
+		}
+		c.APIRate = f
 	}
 	return c, nil
 }
@@ -165,13 +190,13 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 	a.Orchestrator = orchestrator.New(st, cat, cat, sender, sealer, opts...)
 	inbox.orch = a.Orchestrator
 	a.WebSocket = awsgw.NewWebSocket(a.Orchestrator, sender, logger)
-	// Per-token limits are per Lambda instance here; the API Gateway stage's throttling is the
+	// Per-user limits are per Lambda instance here; the API Gateway stage's throttling is the
 	// account-wide control (infra/).
-	limiter, err := ratelimit.New(100, 500)
+	limits, err := httpapi.NewLimits(cfg.APIRate, cfg.APIBurst, 0, 0)
 	if err != nil {
 		return nil, err
 	}
-	a.API = charged(ratelimit.Middleware(limiter, ratelimit.TokenOrIP, httpapi.New(a.Orchestrator, cat, cat, a.Auth, logger)))
+	a.API = charged(httpapi.New(a.Orchestrator, cat, cat, a.Auth, logger, httpapi.WithLimits(limits)))
 	return a, nil
 }
 

@@ -312,6 +312,14 @@ func (c *Client) Job(ctx context.Context, name string) (Job, error) {
 	return j, err
 }
 
+// WaitJob returns a job once it has ended, or as it is after d (the server waits at most
+// 25 s; call again to wait longer).
+func (c *Client) WaitJob(ctx context.Context, name string, d time.Duration) (Job, error) {
+	var j Job
+	err := c.do(ctx, http.MethodGet, "/orchestrator/v1/jobs/"+url.PathEscape(name)+"?wait="+url.QueryEscape(d.String()), nil, &j)
+	return j, err
+}
+
 // JobList is a page of jobs.
 type JobList struct {
 	Items      []Job          `json:"items"`

@@ -21,6 +21,7 @@ import (
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/protocol"
+	"github.com/baton-run/baton/shared/ratelimit"
 	"github.com/baton-run/baton/shared/store"
 )
 
@@ -29,6 +30,8 @@ type Orchestrator interface {
 	SubmitTask(ctx context.Context, req orchestrator.TaskRequest, owner jobs.Owner) (jobs.Job, error)
 	SubmitDeploy(ctx context.Context, req orchestrator.DeployRequest, owner jobs.Owner) (jobs.Job, error)
 	Job(ctx context.Context, id int64) (jobs.Job, error)
+	// WaitJob returns the job once it has ended, or when d has passed (Baton's ?wait=).
+	WaitJob(ctx context.Context, id int64, d time.Duration) (jobs.Job, error)
 	Jobs(ctx context.Context, q store.JobQuery) ([]jobs.Job, int, error)
 	JobNodes(ctx context.Context, id int64) ([]jobs.Node, error)
 	JobCounts(ctx context.Context, id int64) (jobs.StateCounts, error)
@@ -81,21 +84,77 @@ var Version = "0.1.0"
 
 // API is the HTTP API.
 type API struct {
-	orch  Orchestrator
-	cat   Catalog
-	urls  FileURLs
-	auth  Authenticator
-	log   *slog.Logger
-	mux   *http.ServeMux
-	clock func() time.Time
+	orch   Orchestrator
+	cat    Catalog
+	urls   FileURLs
+	auth   Authenticator
+	log    *slog.Logger
+	mux    *http.ServeMux
+	clock  func() time.Time
+	limits Limits
 }
 
+// Limits are the API's request rate limits; a nil limiter limits nothing. A request over a
+// limit is answered 429 with Retry-After.
+type Limits struct {
+	// Principal limits each authenticated user, by login, whichever of its tokens it uses.
+	Principal *ratelimit.Limiter
+	// Anonymous limits, by client address, the requests that carry no valid credential:
+	// enrolment, unknown paths and failed authentication.
+	Anonymous *ratelimit.Limiter
+}
+
+// Default request rates: an operator's scripts and CI pipelines (thousands of requests a
+// second from one user, polling included) are not limited in practice, while a caller
+// without a valid credential gets a small budget per address.
+const (
+	DefaultPrincipalRate  = 2000 // requests a second per user
+	DefaultPrincipalBurst = 4000
+	DefaultAnonymousRate  = 50 // requests a second per client address
+	DefaultAnonymousBurst = 200
+)
+
+// NewLimits builds Limits from rates (requests a second) and bursts; 0 takes the default, a
+// negative rate means no limit.
+func NewLimits(principalRate float64, principalBurst int, anonymousRate float64, anonymousBurst int) (Limits, error) {
+	build := func(rate float64, burst int, defRate float64, defBurst int) (*ratelimit.Limiter, error) {
+		if rate < 0 {
+			return nil, nil
+		}
+		if rate == 0 {
+			rate = defRate
+		}
+		if burst <= 0 {
+			burst = max(defBurst, int(rate))
+		}
+		return ratelimit.New(rate, burst)
+	}
+	var l Limits
+	var err error
+	if l.Principal, err = build(principalRate, principalBurst, DefaultPrincipalRate, DefaultPrincipalBurst); err != nil {
+		return Limits{}, fmt.Errorf("per-user rate limit: %w", err)
+	}
+	if l.Anonymous, err = build(anonymousRate, anonymousBurst, DefaultAnonymousRate, DefaultAnonymousBurst); err != nil {
+		return Limits{}, fmt.Errorf("anonymous rate limit: %w", err)
+	}
+	return l, nil
+}
+
+// Option configures an API.
+type Option func(*API)
+
+// WithLimits sets the request rate limits.
+func WithLimits(l Limits) Option { return func(a *API) { a.limits = l } }
+
 // New returns the API handler.
-func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, logger *slog.Logger) *API {
+func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, logger *slog.Logger, opts ...Option) *API {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	a := &API{orch: orch, cat: cat, urls: urls, auth: authn, log: logger.With("component", "httpapi"), mux: http.NewServeMux(), clock: time.Now}
+	for _, o := range opts {
+		o(a)
+	}
 	const v1 = "/orchestrator/v1"
 	view, manageNodes := auth.ActionJobsView, auth.ActionNodesManage
 	a.handle("GET "+v1, "", a.root)
@@ -130,6 +189,9 @@ func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, log
 	// Enrolment is authenticated by the one-time enrolment token in the body, not by an API
 	// token: it is how a new agent gets its credential.
 	a.mux.HandleFunc("POST /baton/v1/enroll", func(w http.ResponseWriter, r *http.Request) {
+		if !a.allowAnonymous(w, r) {
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		v, status, err := a.enroll(r)
 		if err != nil {
@@ -139,6 +201,9 @@ func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, log
 		writeJSON(w, status, v)
 	})
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if !a.allowAnonymous(w, r) {
+			return
+		}
 		writeJSON(w, http.StatusNotFound, errorBody{Kind: "puppetlabs.orchestrator/not-found", Msg: "No such endpoint: " + r.Method + " " + r.URL.Path, Details: map[string]any{}})
 	})
 	return a
@@ -195,12 +260,21 @@ func (a *API) handle(pattern, action string, h handlerFunc) {
 		}
 		p, err := a.auth.AuthenticateToken(r.Context(), token)
 		if err != nil {
+			if !a.allowAnonymous(w, r) {
+				return
+			}
 			if errors.Is(err, auth.ErrUnauthenticated) {
 				err = &apiError{status: http.StatusUnauthorized, body: errorBody{Kind: "puppetlabs.rbac/user-unauthenticated",
 					Msg: "Authentication is required: send a valid token in the X-Authentication header", Details: map[string]any{}}}
 			}
 			a.writeError(w, r, err)
 			return
+		}
+		if l := a.limits.Principal; l != nil {
+			if ok, wait := l.Allow("user:" + p.Login); !ok {
+				ratelimit.WriteRateLimited(w, wait)
+				return
+			}
 		}
 		if action != "" && !p.Can(action) {
 			a.writeError(w, r, notPermitted("You are not permitted to do this: it needs the %s permission", action))
@@ -214,6 +288,20 @@ func (a *API) handle(pattern, action string, h handlerFunc) {
 		}
 		writeJSON(w, status, v)
 	})
+}
+
+// allowAnonymous applies the per-address limit to a request without a valid credential, and
+// answers 429 when it is over.
+func (a *API) allowAnonymous(w http.ResponseWriter, r *http.Request) bool {
+	l := a.limits.Anonymous
+	if l == nil {
+		return true
+	}
+	ok, wait := l.Allow(ratelimit.ClientAddress(r))
+	if !ok {
+		ratelimit.WriteRateLimited(w, wait)
+	}
+	return ok
 }
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {

@@ -312,8 +312,17 @@ func (a *API) getJob(r *http.Request, _ principal) (any, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	j, err := a.orch.Job(r.Context(), id)
-	if err != nil {
+	var j jobs.Job
+	if w := r.URL.Query().Get("wait"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil || d < 0 {
+			return nil, 0, validation("wait must be a duration like 10s (at most %s), got %q", orchestrator.MaxWait, w)
+		}
+		j, err = a.orch.WaitJob(r.Context(), id, d)
+		if err != nil {
+			return nil, 0, err
+		}
+	} else if j, err = a.orch.Job(r.Context(), id); err != nil {
 		return nil, 0, err
 	}
 	counts, err := a.orch.JobCounts(r.Context(), id)

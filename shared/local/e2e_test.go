@@ -329,3 +329,48 @@ func TestNothingLostAcrossServerRestart(t *testing.T) {
 		t.Errorf("node_finished events = %d, want exactly 1: %+v", finished, evs)
 	}
 }
+
+// TestWaitForJob checks GET /jobs/{id}?wait=: it answers once the job ends, well before the
+// wait is over, and refuses a bad wait or an unknown job.
+func TestWaitForJob(t *testing.T) {
+	h := newHarness(t)
+	h.enroll("w1")
+	h.startAgent("w1")
+	h.waitConnected("w1")
+	ref := h.run(client.TaskRequest{Task: "demo::sleep", Params: map[string]any{"seconds": 1}, Scope: client.Scope{Nodes: []string{"w1"}}})
+	ctx := context.Background()
+	job, err := h.api.WaitJob(ctx, ref.Name, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.State != "finished" || job.NodeStates["finished"] != 1 {
+		t.Fatalf("after waiting: %+v", job)
+	}
+	// A finished job answers at once, and a short wait returns the job as it is.
+	if job, err = h.api.WaitJob(ctx, ref.Name, time.Millisecond); err != nil || job.State != "finished" {
+		t.Fatalf("wait on a finished job: %+v, %v", job, err)
+	}
+	for _, tc := range []struct {
+		path string
+		code int
+	}{
+		{"/orchestrator/v1/jobs/" + ref.Name + "?wait=soon", http.StatusBadRequest},
+		{"/orchestrator/v1/jobs/" + ref.Name + "?wait=-1s", http.StatusBadRequest},
+		{"/orchestrator/v1/jobs/999?wait=1s", http.StatusNotFound},
+	} {
+		token, err := os.ReadFile(h.srv.AdminTokenPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, h.srv.URL()+tc.path, nil)
+		req.Header.Set("X-Authentication", strings.TrimSpace(string(token)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("GET %s: %d, want %d", tc.path, resp.StatusCode, tc.code)
+		}
+	}
+}

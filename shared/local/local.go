@@ -26,7 +26,6 @@ import (
 	"github.com/baton-run/baton/shared/httpapi"
 	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/protocol"
-	"github.com/baton-run/baton/shared/ratelimit"
 	"github.com/baton-run/baton/shared/seal"
 	"github.com/baton-run/baton/shared/store/sqlite"
 )
@@ -44,10 +43,14 @@ type Config struct {
 	TimeoutGrace   time.Duration // default 30s
 	FileURLTTL     time.Duration // default 5m
 	SweepInterval  time.Duration // default 1s
-	// RequestRate and RequestBurst limit API requests per token (or per client address when
-	// unauthenticated); defaults 100 a second, bursts of 500. A negative rate: no limit.
-	RequestRate  float64
-	RequestBurst int
+	// RequestRate and RequestBurst limit API requests per user (httpapi.DefaultPrincipalRate
+	// and Burst by default); AnonymousRate and AnonymousBurst limit requests without a valid
+	// credential per client address (httpapi.DefaultAnonymousRate and Burst). A negative rate:
+	// no limit.
+	RequestRate    float64
+	RequestBurst   int
+	AnonymousRate  float64
+	AnonymousBurst int
 	// MaxTokenLifetime bounds the lifetime of tokens issued through the API (default 1 year).
 	MaxTokenLifetime time.Duration
 	// TaskConcurrency caps running actions across all jobs (PE's task_concurrency); default 250.
@@ -230,27 +233,16 @@ func Start(cfg Config) (*Server, error) {
 				}
 			}()
 		}))
-	api := httpapi.New(s.orch, cat, urls, s.auth, cfg.Logger)
-	mux := http.NewServeMux()
-	var limited http.Handler = api
-	if cfg.RequestRate >= 0 {
-		rate, burst := cfg.RequestRate, cfg.RequestBurst
-		if rate == 0 {
-			rate = 100
-		}
-		if burst <= 0 {
-			burst = 500
-		}
-		l, err := ratelimit.New(rate, burst)
-		if err != nil {
-			cancel()
-			ln.Close()
-			return nil, err
-		}
-		limited = ratelimit.Middleware(l, ratelimit.TokenOrIP, api)
+	limits, err := httpapi.NewLimits(cfg.RequestRate, cfg.RequestBurst, cfg.AnonymousRate, cfg.AnonymousBurst)
+	if err != nil {
+		cancel()
+		ln.Close()
+		return nil, err
 	}
-	mux.Handle("/orchestrator/", limited)
-	mux.Handle("/baton/", limited)
+	api := httpapi.New(s.orch, cat, urls, s.auth, cfg.Logger, httpapi.WithLimits(limits))
+	mux := http.NewServeMux()
+	mux.Handle("/orchestrator/", api)
+	mux.Handle("/baton/", api)
 	mux.Handle("/pcp", s.gateway.Handler(s.auth, s.orch))
 	mux.Handle("/files/", catalog.FileHandler(cat, signer, cfg.Logger))
 	mux.Handle("/", api)

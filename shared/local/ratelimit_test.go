@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -11,7 +12,10 @@ import (
 )
 
 func TestAPIRateLimit(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.RequestRate, c.RequestBurst = 1, 2 })
+	h := newHarness(t, func(c *Config) {
+		c.RequestRate, c.RequestBurst = 1, 2
+		c.AnonymousRate, c.AnonymousBurst = 1, 3
+	})
 	token, err := os.ReadFile(h.srv.AdminTokenPath())
 	if err != nil {
 		t.Fatal(err)
@@ -40,9 +44,22 @@ func TestAPIRateLimit(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || body.Kind != "puppetlabs.orchestrator/rate-limited" {
 		t.Errorf("over the limit: %d Retry-After %q kind %q", resp.StatusCode, resp.Header.Get("Retry-After"), body.Kind)
 	}
-	// Another caller has its own budget.
-	if r := get("someone-else"); r.StatusCode != http.StatusUnauthorized {
-		t.Errorf("a different token shares the limit: %d", r.StatusCode)
+	// The limit is the user's, whichever token it uses.
+	second, err := h.srv.Auth().IssueToken(context.Background(), "admin", "second token", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := get(second); r.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("another token of the same user got %d, want 429: a new token must not bring a new budget", r.StatusCode)
+	}
+	// Requests without a valid token are limited by address: a fresh random token per
+	// request does not escape it, and their budget is not the user's.
+	codes := []int{}
+	for i := range 5 {
+		codes = append(codes, get(fmt.Sprintf("random-token-%d", i)).StatusCode)
+	}
+	if want := []int{401, 401, 401, 429, 429}; fmt.Sprint(codes) != fmt.Sprint(want) {
+		t.Errorf("random tokens got %v, want %v", codes, want)
 	}
 	// The Go client waits as Retry-After says and succeeds.
 	start := time.Now()

@@ -108,6 +108,8 @@ type Service struct {
 	// specs caches what never changes about a job once created (its kind, options and
 	// opened payload), so that the per-node path does not open and decode it every time.
 	specs *specCache
+
+	finished finishers // waiters of WaitJob
 }
 
 // Option configures a Service.

@@ -1,8 +1,6 @@
 package ratelimit
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -53,20 +51,10 @@ func WriteRateLimited(w http.ResponseWriter, wait time.Duration) {
 	_, _ = w.Write(append(body, '\n'))
 }
 
-// TokenOrIP keys a request by its API token — "token:" and the SHA-256 of the X-Authentication
-// header, or of the token query parameter the API also accepts — and, for a request with no
-// token, by "ip:" and the host part of r.RemoteAddr. The token is hashed so that the limiter
-// never holds a usable credential. Behind a proxy, RemoteAddr is the proxy's address unless
-// the server sets it from a trusted header first.
-func TokenOrIP(r *http.Request) string {
-	token := r.Header.Get("X-Authentication")
-	if token == "" {
-		token = r.URL.Query().Get("token")
-	}
-	if token != "" {
-		sum := sha256.Sum256([]byte(token))
-		return "token:" + hex.EncodeToString(sum[:])
-	}
+// ClientAddress keys a request by its client: "ip:" and the host part of r.RemoteAddr. Behind
+// a proxy, RemoteAddr is the proxy's address unless the server sets it from a trusted header
+// first.
+func ClientAddress(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
