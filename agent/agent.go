@@ -41,7 +41,7 @@ type Agent struct {
 	log     *slog.Logger
 	base    *url.URL
 	modules map[moduleKey]module
-	spool   *spool
+	spool   txnSpool
 	cache   *fileCache
 
 	active atomic.Bool
@@ -78,7 +78,7 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		log:     log,
 		base:    base,
 		modules: map[moduleKey]module{},
-		spool:   &spool{dir: cfg.SpoolDir},
+		spool:   newSpool(cfg),
 		cache: &fileCache{
 			dir: cfg.CacheDir, client: cfg.HTTPClient, base: base,
 			backoff: cfg.DownloadBackoff, timeout: cfg.DownloadTimeout, log: log,
@@ -146,6 +146,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 func (a *Agent) prepareDirs() error {
 	for _, d := range []string{a.cfg.SpoolDir, a.cfg.CacheDir} {
+		if d == "" {
+			continue // a memory spool has no directory
+		}
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
 		}

@@ -46,6 +46,10 @@ type Config struct {
 	CacheDir string
 	// SpoolDir holds one directory per transaction with its metadata and outcome.
 	SpoolDir string
+	// MemorySpool keeps the spool in memory instead of SpoolDir, for simulated agents (see
+	// agent/fleet): transactions are still never run twice and outcomes are still sent until
+	// acknowledged, but nothing survives the process, and handlers get no scratch directory.
+	MemorySpool bool
 	// Features are what task implementations may require; default ["shell", "puppet-agent"]
 	// on unix, ["powershell", "puppet-agent"] on Windows.
 	Features []string
@@ -118,7 +122,7 @@ func (c Config) Validate() error {
 	if c.CacheDir == "" {
 		errs = append(errs, errors.New("cache dir is required"))
 	}
-	if c.SpoolDir == "" {
+	if c.SpoolDir == "" && !c.MemorySpool {
 		errs = append(errs, errors.New("spool dir is required"))
 	}
 	if c.PingInterval < 0 || c.MaxBackoff < 0 || c.DialTimeout < 0 || c.DownloadTimeout < 0 || c.KeepaliveInterval < 0 || c.MaxConnectionAge < 0 {

@@ -62,6 +62,35 @@ func (s txnState) finished() bool { return s.results != nil || s.errDesc != "" }
 // pending reports whether the outcome still has to reach the server.
 func (s txnState) pending() bool { return s.finished() && s.meta.NotifyOutcome && !s.acked }
 
+// txnSpool keeps the agent's transactions: which were accepted (so that none runs twice),
+// their outcomes until the server acknowledges them, and their scratch directories. spool
+// keeps them on disk; memSpool in memory, for simulated agents (Config.MemorySpool).
+type txnSpool interface {
+	// txnDir is the transaction's scratch directory ("" when there is none).
+	txnDir(txn string) string
+	// create records a new transaction; created is false when it was seen before.
+	create(m txnMetadata) (created bool, err error)
+	// load reads a transaction; the error wraps fs.ErrNotExist when it is not in the spool.
+	load(txn string) (txnState, error)
+	// finish records a transaction's outcome (results, or a failure description).
+	finish(txn string, results json.RawMessage, desc string, end time.Time) (txnState, error)
+	// ack marks a finished transaction's outcome as recorded by the server.
+	ack(txn string) error
+	// pending returns the outcomes not yet acknowledged, oldest first.
+	pending() ([]txnState, error)
+	// purge deletes finished transactions that started before cutoff.
+	purge(cutoff time.Time) (int, error)
+	// finaliseOrphans records a failure for every transaction without an outcome.
+	finaliseOrphans(now time.Time) (int, error)
+}
+
+func newSpool(cfg Config) txnSpool {
+	if cfg.MemorySpool {
+		return newMemSpool()
+	}
+	return &spool{dir: cfg.SpoolDir}
+}
+
 type spool struct{ dir string }
 
 func (s *spool) txnDir(txn string) string { return filepath.Join(s.dir, txn) }
@@ -207,6 +236,12 @@ func (s *spool) pending() ([]txnState, error) {
 			out = append(out, st)
 		}
 	}
+	sortPending(out)
+	return out, nil
+}
+
+// sortPending orders outcomes oldest first: by end (or start), then start, then id.
+func sortPending(out []txnState) {
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].meta, out[j].meta
 		if ea, eb := endOrStart(a), endOrStart(b); !ea.Equal(eb) {
@@ -217,7 +252,6 @@ func (s *spool) pending() ([]txnState, error) {
 		}
 		return a.TransactionID < b.TransactionID
 	})
-	return out, nil
 }
 
 func endOrStart(m txnMetadata) time.Time {

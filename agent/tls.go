@@ -62,6 +62,14 @@ func normalizeFingerprint(s string) (string, error) {
 	return h, nil
 }
 
+// NewHTTPClient returns the HTTP client an agent with cfg uses for its WebSocket and its
+// downloads: cfg.HTTPClient (a new one when nil) set up for cfg.TLSFingerprint or cfg.CAFile.
+// Many agents of one process (agent/fleet) can share it, passed as their HTTPClient with no
+// TLS settings of their own.
+func NewHTTPClient(cfg Config) (*http.Client, error) {
+	return tlsHTTPClient(cfg.withDefaults())
+}
+
 // tlsHTTPClient returns c.HTTPClient set up for c.CAFile or c.TLSFingerprint; without either
 // it returns c.HTTPClient itself. c has its defaults applied.
 func tlsHTTPClient(c Config) (*http.Client, error) {

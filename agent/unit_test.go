@@ -128,8 +128,30 @@ func TestSafeRelPath(t *testing.T) {
 }
 
 func TestSpoolLifecycleAndPurge(t *testing.T) {
-	dir := t.TempDir()
-	sp := &spool{dir: dir}
+	for _, tc := range []struct {
+		name   string
+		spool  func(dir string) txnSpool
+		exists func(sp txnSpool, dir, txn string) bool
+	}{
+		{"files", func(dir string) txnSpool { return &spool{dir: dir} },
+			func(_ txnSpool, dir, txn string) bool { return fileExists(filepath.Join(dir, txn)) }},
+		{"memory", func(string) txnSpool { return newMemSpool() },
+			func(sp txnSpool, _, txn string) bool { _, err := sp.load(txn); return err == nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sp := tc.spool(dir)
+			spoolLifecycle(t, sp, func(txn string) bool { return tc.exists(sp, dir, txn) })
+			if tc.name == "files" {
+				if fi, err := os.Stat(filepath.Join(dir, "new-acked")); err != nil || fi.Mode().Perm() != 0o700 {
+					t.Errorf("txn dir mode: %v %v", fi, err)
+				}
+			}
+		})
+	}
+}
+
+func spoolLifecycle(t *testing.T, sp txnSpool, exists func(txn string) bool) {
 	now := time.Now().UTC()
 	old := now.Add(-15 * 24 * time.Hour)
 	mk := func(txn string, start time.Time) {
@@ -148,6 +170,9 @@ func TestSpoolLifecycleAndPurge(t *testing.T) {
 
 	if created, err := sp.create(txnMetadata{TransactionID: "new-acked", Start: now}); err != nil || created {
 		t.Fatalf("second create = %v, %v; want false, nil", created, err)
+	}
+	if _, err := sp.create(txnMetadata{TransactionID: "../escape", Start: now}); err == nil {
+		t.Error("an invalid transaction id was accepted")
 	}
 	if err := sp.ack("old-running"); err == nil {
 		t.Error("ack of an unfinished transaction succeeded")
@@ -181,6 +206,9 @@ func TestSpoolLifecycleAndPurge(t *testing.T) {
 	if err != nil || st.errDesc != "it broke" || st.meta.Status != statusFailure {
 		t.Errorf("error record %+v %v", st, err)
 	}
+	if st, err := sp.load("new-acked"); err != nil || !st.acked || string(st.results) != string(results) || st.meta.Status != statusSuccess {
+		t.Errorf("acknowledged record %+v %v", st, err)
+	}
 	if _, err := sp.load("absent"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("load(absent) = %v, want ErrNotExist", err)
 	}
@@ -193,12 +221,9 @@ func TestSpoolLifecycleAndPurge(t *testing.T) {
 		t.Errorf("purged %d, want 2", n)
 	}
 	for txn, want := range map[string]bool{"old-acked": false, "old-unacked": false, "old-running": true, "new-acked": true, "new-error": true} {
-		if got := fileExists(filepath.Join(dir, txn)); got != want {
+		if got := exists(txn); got != want {
 			t.Errorf("%s exists = %v, want %v", txn, got, want)
 		}
-	}
-	if fi, err := os.Stat(filepath.Join(dir, "new-acked")); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Errorf("txn dir mode: %v %v", fi, err)
 	}
 }
 

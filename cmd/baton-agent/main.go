@@ -63,6 +63,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "simulate" {
+		return simulate(args[1:])
+	}
 	fs := flag.NewFlagSet("baton-agent", flag.ContinueOnError)
 	configPath := fs.String("config", os.Getenv("BATON_AGENT_CONFIG"), "JSON config file (env BATON_AGENT_CONFIG)")
 	server := fs.String("server", "", "control plane WebSocket URL, e.g. wss://baton.example.com:8143/pcp (env BATON_AGENT_SERVER; default from the credential)")

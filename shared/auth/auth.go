@@ -42,6 +42,8 @@ type Store interface {
 	GetUser(ctx context.Context, login string) (store.User, error)
 	ListUsers(ctx context.Context) ([]store.User, error)
 	CreateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
+	CreateNodes(ctx context.Context, nodes []inventory.Node) error
+	EnrolledNodes(ctx context.Context, names []string) (map[string]bool, error)
 	GetNode(ctx context.Context, name string) (inventory.Node, error)
 	UpdateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
 	UseNonce(ctx context.Context, nonce string, now, expires time.Time) error

@@ -79,6 +79,86 @@ func (s *Service) CreateEnrollment(ctx context.Context, name string, ttl time.Du
 	return token, exp, nil
 }
 
+// MaxBulkEnrollments caps the nodes one CreateEnrollments call enrols.
+const MaxBulkEnrollments = 10000
+
+// Enrollment is one node's one-time enrolment token, as CreateEnrollments made it.
+type Enrollment struct {
+	Name      string
+	Token     string
+	ExpiresAt time.Time
+}
+
+// CreateEnrollments enrols the named nodes together, each with its own one-time enrolment
+// token valid for ttl (0: the default): all of them, or none when a name is invalid, given
+// twice or taken (ErrInvalidName, ErrInvalid, or store.ErrExists naming the taken ones).
+func (s *Service) CreateEnrollments(ctx context.Context, names []string, ttl time.Duration) ([]Enrollment, error) {
+	if len(names) == 0 || len(names) > MaxBulkEnrollments {
+		return nil, fmt.Errorf("%w: enrol 1 to %d nodes at a time, not %d", ErrInvalid, MaxBulkEnrollments, len(names))
+	}
+	if ttl <= 0 {
+		ttl = DefaultEnrollmentTTL
+	}
+	if ttl > 30*24*time.Hour {
+		return nil, fmt.Errorf("%w: an enrolment token lasts at most 30 days", ErrInvalid)
+	}
+	seen := make(map[string]bool, len(names))
+	for _, name := range names {
+		if !ValidNodeName(name) {
+			return nil, fmt.Errorf("%w: %q (use letters, digits, '.', '-' and '_')", ErrInvalidName, name)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("%w: node %s is named twice", ErrInvalid, name)
+		}
+		seen[name] = true
+	}
+	taken, err := s.store.EnrolledNodes(ctx, names)
+	if err != nil {
+		return nil, fmt.Errorf("enrol nodes: %w", err)
+	}
+	if len(taken) > 0 {
+		list := make([]string, 0, len(taken))
+		for _, name := range names {
+			if taken[name] {
+				list = append(list, name)
+			}
+		}
+		return nil, &TakenError{Names: list}
+	}
+	now := s.now().UTC()
+	exp := now.Add(ttl).Truncate(time.Second)
+	out := make([]Enrollment, len(names))
+	nodes := make([]inventory.Node, len(names))
+	for i, name := range names {
+		token := NewSecret()
+		out[i] = Enrollment{Name: name, Token: token, ExpiresAt: exp}
+		nodes[i] = inventory.Node{Name: name, CredentialHash: schemeEnroll + strconv.FormatInt(exp.Unix(), 10) + ":" + Hash(token),
+			Facts: []byte("{}"), CreatedAt: now}
+	}
+	if err := s.store.CreateNodes(ctx, nodes); err != nil {
+		return nil, fmt.Errorf("enrol %d nodes: %w", len(names), err)
+	}
+	return out, nil
+}
+
+// TakenError is CreateEnrollments' refusal of names already enrolled; it wraps
+// store.ErrExists.
+type TakenError struct{ Names []string }
+
+func (e *TakenError) Error() string {
+	shown := e.Names
+	if len(shown) > 10 {
+		shown = shown[:10]
+	}
+	more := ""
+	if len(e.Names) > len(shown) {
+		more = fmt.Sprintf(" and %d more", len(e.Names)-len(shown))
+	}
+	return fmt.Sprintf("%d of the nodes are already enrolled: %s%s", len(e.Names), strings.Join(shown, ", "), more)
+}
+
+func (e *TakenError) Unwrap() error { return store.ErrExists }
+
 // Enroll exchanges node name's enrolment token for the agent's public key. The token works
 // once and until it expires; afterwards the node authenticates only with its key.
 func (s *Service) Enroll(ctx context.Context, name, token string, pub ed25519.PublicKey) error {

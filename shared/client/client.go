@@ -572,3 +572,13 @@ func (c *Client) EnrollNodeToken(ctx context.Context, name, ttl string) (Enrollm
 	err := c.do(ctx, http.MethodPost, "/baton/v1/nodes", map[string]any{"name": name, "enrollment": true, "enrollment_ttl": ttl}, &out)
 	return out, err
 }
+
+// EnrollNodes enrols many nodes in one call, each with its own one-time enrolment token valid
+// for ttl (PE lifetime format; "" = 1h): all of them, or none (an *APIError says why).
+func (c *Client) EnrollNodes(ctx context.Context, names []string, ttl string) ([]Enrollment, error) {
+	var out struct {
+		Enrollments []Enrollment `json:"enrollments"`
+	}
+	err := c.do(ctx, http.MethodPost, "/baton/v1/nodes/enrollments", map[string]any{"names": names, "enrollment_ttl": ttl}, &out)
+	return out.Enrollments, err
+}

@@ -65,6 +65,7 @@ type Authenticator interface {
 	EnrollNode(ctx context.Context, name string) (string, error)
 	RevokeNode(ctx context.Context, name string) error
 	CreateEnrollment(ctx context.Context, name string, ttl time.Duration) (string, time.Time, error)
+	CreateEnrollments(ctx context.Context, names []string, ttl time.Duration) ([]auth.Enrollment, error)
 	Enroll(ctx context.Context, name, token string, pub ed25519.PublicKey) error
 	IssueTokenFor(ctx context.Context, caller auth.Principal, login, label string, lifetime time.Duration) (string, auth.TokenInfo, error)
 	ListTokens(ctx context.Context, caller auth.Principal) ([]auth.TokenInfo, error)
@@ -173,6 +174,7 @@ func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, log
 	a.handle("GET "+v1+"/inventory/{node}", view, a.getInventory)
 	a.handle("POST "+v1+"/inventory", view, a.queryInventory)
 	a.handle("POST /baton/v1/nodes", manageNodes, a.enrollNode)
+	a.handle("POST /baton/v1/nodes/enrollments", manageNodes, a.enrollNodes)
 	a.handle("DELETE /baton/v1/nodes/{name}", manageNodes, a.revokeNode)
 	a.handle("GET /baton/v1/groups", view, a.listGroups)
 	a.handle("POST /baton/v1/groups", manageNodes, a.createGroup)

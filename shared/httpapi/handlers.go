@@ -586,6 +586,44 @@ func newGroupView(g inventory.Group) groupView {
 	return groupView{Name: g.Name, Description: g.Description, Nodes: g.Nodes, Query: g.Query, CreatedAt: g.CreatedAt}
 }
 
+// enrollNodes enrols many nodes in one call (Baton's bulk enrolment): all of them, each with
+// its own one-time enrolment token, or none.
+func (a *API) enrollNodes(r *http.Request, _ principal) (any, int, error) {
+	var body struct {
+		Names         []string `json:"names"`
+		EnrollmentTTL string   `json:"enrollment_ttl"`
+	}
+	if err := decode(r, &body); err != nil {
+		return nil, 0, err
+	}
+	var ttl time.Duration
+	if body.EnrollmentTTL != "" {
+		d, err := parseLifetime(body.EnrollmentTTL)
+		if err != nil {
+			return nil, 0, validation("enrollment_ttl: %v", err)
+		}
+		ttl = d
+	}
+	for i := range body.Names {
+		body.Names[i] = strings.TrimSpace(body.Names[i])
+	}
+	list, err := a.auth.CreateEnrollments(r.Context(), body.Names, ttl)
+	var taken *auth.TakenError
+	switch {
+	case errors.As(err, &taken):
+		return nil, 0, &orchestrator.Error{Kind: orchestrator.KindConflict, Msg: taken.Error(), Details: map[string]any{"nodes": taken.Names}}
+	case errors.Is(err, auth.ErrInvalidName), errors.Is(err, auth.ErrInvalid):
+		return nil, 0, validation("%s", err.Error())
+	case err != nil:
+		return nil, 0, err
+	}
+	items := make([]map[string]any, len(list))
+	for i, e := range list {
+		items[i] = map[string]any{"name": e.Name, "enrollment_token": e.Token, "expires_at": e.ExpiresAt}
+	}
+	return map[string]any{"enrollments": items}, http.StatusCreated, nil
+}
+
 func (a *API) createGroup(r *http.Request, _ principal) (any, int, error) {
 	var body struct {
 		Name        string   `json:"name"`

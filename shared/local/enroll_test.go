@@ -3,6 +3,8 @@ package local
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -73,5 +75,60 @@ func TestEnrollmentTokenAndSignedConnects(t *testing.T) {
 	}
 	if got := dial("Bearer " + e.EnrollmentToken); got != http.StatusUnauthorized {
 		t.Errorf("the enrolment token as a connect credential: %d", got)
+	}
+}
+
+// TestBulkEnrollment checks POST /baton/v1/nodes/enrollments: many nodes in one call, each
+// with a token that works like a single enrolment's, and all or nothing on bad input.
+func TestBulkEnrollment(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	list, err := h.api.EnrollNodes(ctx, []string{"b1", "b2", "b3"}, "2h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 || list[0].Name != "b1" || list[2].Name != "b3" || list[0].EnrollmentToken == list[1].EnrollmentToken {
+		t.Fatalf("enrollments = %+v", list)
+	}
+	if d := time.Until(list[0].ExpiresAt); d < time.Hour || d > 2*time.Hour {
+		t.Errorf("token expires in %s, want about 2h", d)
+	}
+	base := agent.Config{Server: "ws://" + h.srv.Addr() + "/pcp", Name: "b2",
+		CacheDir: filepath.Join(t.TempDir(), "cache"), SpoolDir: filepath.Join(t.TempDir(), "spool")}
+	if _, err := agent.Enroll(ctx, base, list[1].EnrollmentToken, ""); err != nil {
+		t.Fatalf("enrol with a bulk token: %v", err)
+	}
+
+	inventory := func() int {
+		nodes, err := h.api.Inventory(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(nodes)
+	}
+	for _, tc := range []struct {
+		name  string
+		names []string
+		code  int
+		kind  string
+	}{
+		{"one taken", []string{"b4", "b1", "b5"}, http.StatusConflict, "puppetlabs.orchestrator/conflict"},
+		{"one invalid", []string{"b4", "bad name"}, http.StatusBadRequest, "puppetlabs.orchestrator/validation-error"},
+		{"one given twice", []string{"b4", "b4"}, http.StatusBadRequest, "puppetlabs.orchestrator/validation-error"},
+		{"none", []string{}, http.StatusBadRequest, "puppetlabs.orchestrator/validation-error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := h.api.EnrollNodes(ctx, tc.names, "")
+			var ae *client.APIError
+			if !errors.As(err, &ae) || ae.Status != tc.code || ae.Kind != tc.kind {
+				t.Fatalf("error %v, want %d %s", err, tc.code, tc.kind)
+			}
+			if tc.code == http.StatusConflict && fmt.Sprint(ae.Details["nodes"]) != "[b1]" {
+				t.Errorf("details %v do not name the taken node", ae.Details)
+			}
+			if n := inventory(); n != 3 {
+				t.Fatalf("%d nodes after a refused bulk enrolment, want 3", n)
+			}
+		})
 	}
 }

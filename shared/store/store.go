@@ -171,6 +171,9 @@ type Store interface {
 
 	// CreateNode enrols a node; ErrExists if the name is taken.
 	CreateNode(ctx context.Context, n inventory.Node) (inventory.Node, error)
+	// CreateNodes enrols nodes (each at Version 1) all together or none of them: ErrExists
+	// when any name is taken or given twice, and then nothing is written.
+	CreateNodes(ctx context.Context, nodes []inventory.Node) error
 	GetNode(ctx context.Context, name string) (inventory.Node, error)
 	// ListNodes returns every enrolled node by name.
 	ListNodes(ctx context.Context) ([]inventory.Node, error)

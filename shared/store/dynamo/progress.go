@@ -2,10 +2,13 @@ package dynamo
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/baton-run/baton/shared/inventory"
 	"github.com/baton-run/baton/shared/jobs"
@@ -282,4 +285,55 @@ func (s *Store) MarkAllNodesDisconnected(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// CreateNodes implements store.Store: transactions of up to maxTxItems conditional puts (the
+// name must not exist). When one fails, the nodes the earlier ones wrote are deleted again,
+// so that none of them stays.
+func (s *Store) CreateNodes(ctx context.Context, nodes []inventory.Node) error {
+	fail := func(err error) error { return fmt.Errorf("create %d nodes: %w", len(nodes), err) }
+	seen := make(map[string]bool, len(nodes))
+	items := make([]item, 0, len(nodes))
+	for _, n := range nodes {
+		if n.Name == "" {
+			return fail(errEmptyName)
+		}
+		if seen[n.Name] {
+			return fail(fmt.Errorf("node %s given twice: %w", n.Name, store.ErrExists))
+		}
+		seen[n.Name] = true
+		n.Version = 1
+		it, err := invItem(n)
+		if err != nil {
+			return fail(err)
+		}
+		items = append(items, it)
+	}
+	var written []item
+	for start := 0; start < len(items); start += maxTxItems {
+		chunk := items[start:min(start+maxTxItems, len(items))]
+		tx := make([]types.TransactWriteItem, len(chunk))
+		for i, it := range chunk {
+			var e expr
+			tx[i] = s.txPut(it, e.notExists(PartitionKey), &e)
+		}
+		err := s.transactRetry(ctx, tx)
+		if err != nil {
+			if len(written) > 0 {
+				reqs := make([]types.WriteRequest, len(written))
+				for i, it := range written {
+					reqs[i] = types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: key(str(it[PartitionKey]), str(it[SortKey]))}}
+				}
+				if derr := s.batchWrite(context.WithoutCancel(ctx), reqs); derr != nil {
+					s.log.Error("undo a partial node enrolment", "nodes", len(written), "err", derr)
+				}
+			}
+			if tc, ok := canceled(err); ok && slices.Contains(tc.codes, "ConditionalCheckFailed") {
+				return fail(store.ErrExists)
+			}
+			return fail(err)
+		}
+		written = append(written, chunk...)
+	}
+	return nil
 }

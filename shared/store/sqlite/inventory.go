@@ -71,6 +71,38 @@ func (s *Store) CreateNode(ctx context.Context, n inventory.Node) (inventory.Nod
 	return n, nil
 }
 
+// CreateNodes implements store.Store in one write.
+func (s *Store) CreateNodes(ctx context.Context, nodes []inventory.Node) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO nodes (`+nodeColumns+`, facts_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, n := range nodes {
+			vals, err := nodeValues(n)
+			if err != nil {
+				return fmt.Errorf("node %s: %w", n.Name, err)
+			}
+			_, err = stmt.ExecContext(ctx, append(append([]any{n.Name}, vals...), factsHash(n.Facts))...)
+			if isUnique(err) {
+				return fmt.Errorf("node %s: %w", n.Name, store.ErrExists)
+			}
+			if err != nil {
+				return fmt.Errorf("node %s: %w", n.Name, err)
+			}
+			if err := indexFacts(ctx, tx, n.Name, n.Facts); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create %d nodes: %w", len(nodes), err)
+	}
+	return nil
+}
+
 // GetNode implements store.Store; an unknown name is ErrNotFound.
 func (s *Store) GetNode(ctx context.Context, name string) (inventory.Node, error) {
 	n, err := scanNode(s.r.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE name = ?`, name))

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/baton-run/baton/shared/inventory"
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/store"
 )
@@ -391,6 +392,52 @@ func runNodeState(t *testing.T, newStore func(t *testing.T) store.Store) {
 		must(t, "enrolled", err)
 		if len(got) != 2 || !got["web1"] || !got["db1"] {
 			t.Fatalf("EnrolledNodes = %v, want web1 and db1", got)
+		}
+	})
+
+	t.Run("CreateManyAllOrNothing", func(t *testing.T) {
+		s := newStore(t)
+		batch := func(names ...string) []inventory.Node {
+			out := make([]inventory.Node, len(names))
+			for i, n := range names {
+				out[i] = newInvNode(n)
+			}
+			return out
+		}
+		must(t, "create three", s.CreateNodes(t.Context(), batch("a", "b", "c")))
+		for _, name := range []string{"a", "b", "c"} {
+			n, err := s.GetNode(t.Context(), name)
+			must(t, "get", err)
+			want := newInvNode(name)
+			want.Version = 1
+			equalInv(t, "created node", n, want)
+		}
+		var big []string
+		for i := range 250 { // more than one DynamoDB transaction
+			big = append(big, fmt.Sprintf("big%03d", i))
+		}
+		for _, tt := range []struct {
+			name  string
+			nodes []string
+		}{
+			{"one taken", []string{"x", "b", "y"}},
+			{"one given twice", []string{"x", "y", "x"}},
+			{"one taken after many", append(append([]string{}, big...), "c")},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				mustErrIs(t, "create", s.CreateNodes(t.Context(), batch(tt.nodes...)), store.ErrExists)
+				names, err := s.NodeNames(t.Context())
+				must(t, "names", err)
+				if !slices.Equal(names, []string{"a", "b", "c"}) {
+					t.Fatalf("after a refused batch the inventory holds %d nodes, want a, b and c", len(names))
+				}
+			})
+		}
+		must(t, "create many", s.CreateNodes(t.Context(), batch(big...)))
+		names, err := s.NodeNames(t.Context())
+		must(t, "names", err)
+		if len(names) != 253 {
+			t.Fatalf("%d nodes after creating 250 more, want 253", len(names))
 		}
 	})
 
