@@ -9,10 +9,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
+
+// enrollTimeout bounds an enrolment, waits for a throttling server included.
+const enrollTimeout = 2 * time.Minute
 
 // Enroll makes the agent's own key pair and registers its public key with the server, using
 // the one-time enrolment token `baton node add` wrote into the node's credential file. cfg
@@ -42,16 +47,34 @@ func Enroll(ctx context.Context, cfg Config, token, api string) (ed25519.Private
 		return nil, fmt.Errorf("generate key: %w", err)
 	}
 	body, _ := json.Marshal(map[string]string{"name": cfg.Name, "token": token, "public_key": base64.StdEncoding.EncodeToString(pub)})
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, enrollTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"/baton/v1/enroll", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("enrol: %w", err)
+	var resp *http.Response
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"/baton/v1/enroll", bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err = hc.Do(req); err != nil {
+			return nil, fmt.Errorf("enrol: %w", err)
+		}
+		if resp.StatusCode != http.StatusTooManyRequests {
+			break
+		}
+		// Throttled (many agents enrolling from one address): wait as asked, and again.
+		wait := time.Second
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			wait = time.Duration(s) * time.Second
+		}
+		resp.Body.Close()
+		t := time.NewTimer(wait + mrand.N(wait/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("enrol: throttled by the server until giving up: %w", ctx.Err())
+		case <-t.C:
+		}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {

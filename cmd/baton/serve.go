@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -55,6 +57,19 @@ func cmdServe(args []string) error {
 	srv, err := local.Start(cfg)
 	if err != nil {
 		return err
+	}
+	if addr := os.Getenv("BATON_PPROF"); addr != "" {
+		// Profiling for performance work: net/http/pprof on its own listener, only when asked.
+		go func() {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			cfg.Logger.Warn("profiling endpoint enabled", "addr", addr)
+			if err := http.ListenAndServe(addr, mux); err != nil {
+				cfg.Logger.Error("profiling endpoint", "err", err)
+			}
+		}()
 	}
 	st := servedState{localState: localState{URL: srv.URL(), TokenFile: srv.AdminTokenPath()},
 		TLSFingerprint: srv.Fingerprint(), TLSCertFile: srv.CertFile()}

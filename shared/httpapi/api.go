@@ -191,12 +191,17 @@ func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, log
 	// Enrolment is authenticated by the one-time enrolment token in the body, not by an API
 	// token: it is how a new agent gets its credential.
 	a.mux.HandleFunc("POST /baton/v1/enroll", func(w http.ResponseWriter, r *http.Request) {
-		if !a.allowAnonymous(w, r) {
+		// A valid one-time token is a credential: only failed enrolments spend the address's
+		// budget, and an address that spent it is refused before its next attempt is checked.
+		if !a.notBlocked(w, r) {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		v, status, err := a.enroll(r)
 		if err != nil {
+			if !a.allowAnonymous(w, r) {
+				return
+			}
 			a.writeError(w, r, err)
 			return
 		}
@@ -304,6 +309,20 @@ func (a *API) allowAnonymous(w http.ResponseWriter, r *http.Request) bool {
 		ratelimit.WriteRateLimited(w, wait)
 	}
 	return ok
+}
+
+// notBlocked answers 429 when the request's address has spent its anonymous budget, without
+// spending any.
+func (a *API) notBlocked(w http.ResponseWriter, r *http.Request) bool {
+	l := a.limits.Anonymous
+	if l == nil {
+		return true
+	}
+	blocked, wait := l.Blocked(ratelimit.ClientAddress(r))
+	if blocked {
+		ratelimit.WriteRateLimited(w, wait)
+	}
+	return !blocked
 }
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {

@@ -3,10 +3,13 @@ package local
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,5 +133,58 @@ func TestBulkEnrollment(t *testing.T) {
 				t.Fatalf("%d nodes after a refused bulk enrolment, want 3", n)
 			}
 		})
+	}
+}
+
+// TestEnrollmentLimits checks the anonymous limit on enrolment: valid enrolments from one
+// address are not limited, failed ones are, and an agent that finds its address throttled
+// waits as told and enrols.
+func TestEnrollmentLimits(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.AnonymousRate, c.AnonymousBurst = 1, 2 })
+	ctx := context.Background()
+	var names []string
+	for i := range 8 {
+		names = append(names, fmt.Sprintf("e%d", i))
+	}
+	list, err := h.api.EnrollNodes(ctx, names, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(name string) agent.Config {
+		return agent.Config{Server: "ws://" + h.srv.Addr() + "/pcp", Name: name,
+			CacheDir: filepath.Join(t.TempDir(), "cache"), SpoolDir: filepath.Join(t.TempDir(), "spool")}
+	}
+	// Six valid enrolments at once, three times the burst: none is refused.
+	var wg sync.WaitGroup
+	errs := make([]error, 6)
+	for i := range 6 {
+		wg.Go(func() { _, errs[i] = agent.Enroll(ctx, cfg(list[i].Name), list[i].EnrollmentToken, "") })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("valid enrolment %d: %v", i, err)
+		}
+	}
+	// Failed ones spend the address's budget.
+	post := func(body string) int {
+		resp, err := http.Post(h.srv.URL()+"/baton/v1/enroll", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	bad := `{"name":"e6","token":"wrong","public_key":"` + base64.StdEncoding.EncodeToString(make([]byte, 32)) + `"}`
+	var codes []int
+	for range 3 {
+		codes = append(codes, post(bad))
+	}
+	if fmt.Sprint(codes) != "[401 401 429]" {
+		t.Fatalf("failed enrolments got %v, want [401 401 429]", codes)
+	}
+	// The address is throttled now: the agent waits for Retry-After and then enrols.
+	if _, err := agent.Enroll(ctx, cfg("e7"), list[7].EnrollmentToken, ""); err != nil {
+		t.Fatalf("enrolment from a throttled address: %v", err)
 	}
 }

@@ -117,6 +117,27 @@ func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 	return false, durationOf((1 - b.tokens) / l.rate)
 }
 
+// Blocked reports whether key's bucket is empty now — whether Allow would refuse it — and
+// how long until a token is back, without taking anything.
+func (l *Limiter) Blocked(key string) (blocked bool, retryAfter time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, found := l.keys[key]
+	if !found {
+		return false, 0
+	}
+	b := e.Value.(*bucket)
+	tokens := b.tokens
+	if elapsed := now.Sub(b.last); elapsed > 0 {
+		tokens = math.Min(l.burst, tokens+elapsed.Seconds()*l.rate)
+	}
+	if tokens >= 1 {
+		return false, 0
+	}
+	return true, durationOf((1 - tokens) / l.rate)
+}
+
 // evictIdle drops keys, least recently used first, whose buckets are full again by now.
 func (l *Limiter) evictIdle(now time.Time) {
 	for e := l.lru.Back(); e != nil; e = l.lru.Back() {

@@ -255,3 +255,38 @@ func TestConcurrentAllow(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockedTakesNothing checks that Blocked tells what Allow would answer without spending
+// a token.
+func TestBlockedTakesNothing(t *testing.T) {
+	c := newClock()
+	l, err := ratelimit.New(1, 2, ratelimit.WithClock(c.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if blocked, _ := l.Blocked("a"); blocked {
+		t.Fatal("an unknown key is blocked")
+	}
+	for i := range 2 {
+		if blocked, _ := l.Blocked("a"); blocked {
+			t.Fatalf("blocked before spending token %d", i+1)
+		}
+		if ok, _ := l.Allow("a"); !ok {
+			t.Fatalf("token %d refused", i+1)
+		}
+	}
+	blocked, wait := l.Blocked("a")
+	if !blocked || wait != time.Second {
+		t.Fatalf("Blocked = %v, %s after the burst; want true, 1s", blocked, wait)
+	}
+	for range 10 {
+		l.Blocked("a") // asking again spends nothing
+	}
+	c.Advance(time.Second)
+	if blocked, _ := l.Blocked("a"); blocked {
+		t.Fatal("still blocked once a token is back")
+	}
+	if ok, _ := l.Allow("a"); !ok {
+		t.Fatal("the refilled token was refused")
+	}
+}

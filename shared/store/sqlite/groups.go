@@ -60,7 +60,7 @@ func (s *Store) CreateGroup(ctx context.Context, g inventory.Group) (inventory.G
 	if err != nil {
 		return inventory.Group{}, fmt.Errorf("create group %s: %w", g.Name, err)
 	}
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO node_groups (`+groupColumns+`) VALUES (?, `+
 			placeholders(len(vals))+`, 1)`, append([]any{g.Name}, vals...)...)
 		if isUnique(err) {
@@ -77,7 +77,7 @@ func (s *Store) CreateGroup(ctx context.Context, g inventory.Group) (inventory.G
 
 // GetGroup implements store.Store.
 func (s *Store) GetGroup(ctx context.Context, name string) (inventory.Group, error) {
-	g, err := scanGroup(s.r.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM node_groups WHERE name = ?`, name))
+	g, err := scanGroup(s.rq.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM node_groups WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return inventory.Group{}, fmt.Errorf("get group %s: %w", name, store.ErrNotFound)
 	}
@@ -89,7 +89,7 @@ func (s *Store) GetGroup(ctx context.Context, name string) (inventory.Group, err
 
 // ListGroups implements store.Store; names are ordered bytewise.
 func (s *Store) ListGroups(ctx context.Context) ([]inventory.Group, error) {
-	out, err := listRows(ctx, s.r, `SELECT `+groupColumns+` FROM node_groups ORDER BY name`, scanGroup)
+	out, err := listRows(ctx, s.rq, `SELECT `+groupColumns+` FROM node_groups ORDER BY name`, scanGroup)
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
@@ -102,7 +102,7 @@ func (s *Store) UpdateGroup(ctx context.Context, g inventory.Group) (inventory.G
 	if err != nil {
 		return inventory.Group{}, fmt.Errorf("update group %s: %w", g.Name, err)
 	}
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE node_groups SET description = ?, nodes = ?, query = ?, created_at = ?,
 			version = version + 1 WHERE name = ? AND version = ?`, append(vals, g.Name, g.Version)...)
 		if err != nil {
@@ -126,7 +126,7 @@ func (s *Store) UpdateGroup(ctx context.Context, g inventory.Group) (inventory.G
 
 // DeleteGroup implements store.Store.
 func (s *Store) DeleteGroup(ctx context.Context, name string) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM node_groups WHERE name = ?`, name)
 		if err != nil {
 			return err

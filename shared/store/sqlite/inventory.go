@@ -53,7 +53,7 @@ func (s *Store) CreateNode(ctx context.Context, n inventory.Node) (inventory.Nod
 	if err != nil {
 		return inventory.Node{}, fmt.Errorf("create node %s: %w", n.Name, err)
 	}
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO nodes (`+nodeColumns+`, facts_sha256) VALUES (?, `+placeholders(len(vals))+`, 1, ?)`,
 			append(append([]any{n.Name}, vals...), factsHash(n.Facts))...)
 		if isUnique(err) {
@@ -73,7 +73,7 @@ func (s *Store) CreateNode(ctx context.Context, n inventory.Node) (inventory.Nod
 
 // CreateNodes implements store.Store in one write.
 func (s *Store) CreateNodes(ctx context.Context, nodes []inventory.Node) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO nodes (`+nodeColumns+`, facts_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)`)
 		if err != nil {
 			return err
@@ -105,7 +105,7 @@ func (s *Store) CreateNodes(ctx context.Context, nodes []inventory.Node) error {
 
 // GetNode implements store.Store; an unknown name is ErrNotFound.
 func (s *Store) GetNode(ctx context.Context, name string) (inventory.Node, error) {
-	n, err := scanNode(s.r.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE name = ?`, name))
+	n, err := scanNode(s.rq.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return inventory.Node{}, fmt.Errorf("get node %s: %w", name, store.ErrNotFound)
 	}
@@ -117,7 +117,7 @@ func (s *Store) GetNode(ctx context.Context, name string) (inventory.Node, error
 
 // ListNodes implements store.Store; names are ordered bytewise.
 func (s *Store) ListNodes(ctx context.Context) ([]inventory.Node, error) {
-	out, err := listRows(ctx, s.r, `SELECT `+nodeColumns+` FROM nodes ORDER BY name`, scanNode)
+	out, err := listRows(ctx, s.rq, `SELECT `+nodeColumns+` FROM nodes ORDER BY name`, scanNode)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
@@ -131,7 +131,7 @@ func (s *Store) UpdateNode(ctx context.Context, n inventory.Node) (inventory.Nod
 		return inventory.Node{}, fmt.Errorf("update node %s: %w", n.Name, err)
 	}
 	sum := factsHash(n.Facts)
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		var old string
 		err := tx.QueryRowContext(ctx, `SELECT facts_sha256 FROM nodes WHERE name = ? AND version = ?`, n.Name, n.Version).Scan(&old)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -159,7 +159,7 @@ func (s *Store) UpdateNode(ctx context.Context, n inventory.Node) (inventory.Nod
 
 // DeleteNode implements store.Store; an unknown name is ErrNotFound.
 func (s *Store) DeleteNode(ctx context.Context, name string) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE name = ?`, name)
 		if err != nil {
 			return err
@@ -193,7 +193,7 @@ func factsHash(facts []byte) string {
 const maxFactPaths = 256
 
 // indexFacts rewrites node name's rows of node_facts for every indexed path from facts.
-func indexFacts(ctx context.Context, tx *sql.Tx, name string, facts []byte) error {
+func indexFacts(ctx context.Context, tx dbtx, name string, facts []byte) error {
 	paths, err := listRows(ctx, tx, `SELECT path FROM fact_paths`, scanString)
 	if err != nil {
 		return fmt.Errorf("index facts of %s: %w", name, err)
@@ -220,7 +220,7 @@ func indexFacts(ctx context.Context, tx *sql.Tx, name string, facts []byte) erro
 	return nil
 }
 
-func insertFact(ctx context.Context, tx *sql.Tx, key, name string, facts map[string]any, path []string) error {
+func insertFact(ctx context.Context, tx dbtx, key, name string, facts map[string]any, path []string) error {
 	v, ok := inventory.FactAt(facts, path)
 	if !ok {
 		return nil
@@ -251,7 +251,7 @@ func (s *Store) EnrolledNodes(ctx context.Context, names []string) (map[string]b
 		for k, n := range part {
 			args[k] = n
 		}
-		found, err := listRows(ctx, s.r, `SELECT name FROM nodes WHERE name IN (`+placeholders(len(part))+`)`, scanString, args...)
+		found, err := listRows(ctx, s.rq, `SELECT name FROM nodes WHERE name IN (`+placeholders(len(part))+`)`, scanString, args...)
 		if err != nil {
 			return nil, fmt.Errorf("look up nodes: %w", err)
 		}
@@ -264,7 +264,7 @@ func (s *Store) EnrolledNodes(ctx context.Context, names []string) (map[string]b
 
 // NodeNames implements store.Store.
 func (s *Store) NodeNames(ctx context.Context) ([]string, error) {
-	out, err := listRows(ctx, s.r, `SELECT name FROM nodes ORDER BY name`, scanString)
+	out, err := listRows(ctx, s.rq, `SELECT name FROM nodes ORDER BY name`, scanString)
 	if err != nil {
 		return nil, fmt.Errorf("list node names: %w", err)
 	}
@@ -274,7 +274,7 @@ func (s *Store) NodeNames(ctx context.Context) ([]string, error) {
 // SetNodeFacts implements store.Store: unchanged facts (by hash) are not written.
 func (s *Store) SetNodeFacts(ctx context.Context, name string, facts []byte) error {
 	sum := factsHash(facts)
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		var old string
 		err := tx.QueryRowContext(ctx, `SELECT facts_sha256 FROM nodes WHERE name = ?`, name).Scan(&old)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -304,7 +304,7 @@ func (s *Store) FactValues(ctx context.Context, path []string) (map[string]any, 
 	key := inventory.FactPathKey(path)
 	fail := func(err error) (map[string]any, error) { return nil, fmt.Errorf("fact values at %s: %w", key, err) }
 	var indexed bool
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx dbtx) error {
 		var err error
 		indexed, err = exists(ctx, tx, `SELECT 1 FROM fact_paths WHERE path = ?`, key)
 		return err
@@ -321,7 +321,7 @@ func (s *Store) FactValues(ctx context.Context, path []string) (map[string]any, 
 		return s.scanFactValues(ctx, path)
 	}
 	type row struct{ name, value string }
-	rows, err := listRows(ctx, s.r, `SELECT name, value FROM node_facts WHERE path = ?`, func(sc scanner) (row, error) {
+	rows, err := listRows(ctx, s.rq, `SELECT name, value FROM node_facts WHERE path = ?`, func(sc scanner) (row, error) {
 		var r row
 		err := sc.Scan(&r.name, &r.value)
 		return r, err
@@ -343,7 +343,7 @@ func (s *Store) FactValues(ctx context.Context, path []string) (map[string]any, 
 // indexFactPath adds path to the indexed paths, unless maxFactPaths are indexed already.
 func (s *Store) indexFactPath(ctx context.Context, key string, path []string) (bool, error) {
 	indexed := false
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM fact_paths`).Scan(&n); err != nil {
 			return err
@@ -424,7 +424,7 @@ func (s *Store) MarkNodeConnected(ctx context.Context, name, broker, conn string
 	if enc.err != nil {
 		return fmt.Errorf("mark node %s connected: %w", name, enc.err)
 	}
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE nodes SET connected = 1, broker = ?, connection = ?, connected_at = ?,
 			version = version + 1 WHERE name = ?`, broker, conn, ts, name)
 		if err != nil {
@@ -446,7 +446,7 @@ func (s *Store) MarkNodeConnected(ctx context.Context, name, broker, conn string
 
 // MarkNodeDisconnected implements store.Store.
 func (s *Store) MarkNodeDisconnected(ctx context.Context, name, conn string) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE nodes SET connected = 0, version = version + 1
 			WHERE name = ? AND connected <> 0 AND (? = '' OR connection = ?)`, name, conn, conn)
 		if err != nil {
@@ -469,7 +469,7 @@ func (s *Store) MarkNodeDisconnected(ctx context.Context, name, conn string) err
 
 // MarkAllNodesDisconnected implements store.Store, through the partial index of connected nodes.
 func (s *Store) MarkAllNodesDisconnected(ctx context.Context) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE nodes SET connected = 0, version = version + 1 WHERE connected <> 0`)
 		return err
 	})

@@ -56,7 +56,7 @@ func scanJobNode(sc scanner) (jobs.Node, error) {
 }
 
 // insertJobNodes inserts the nodes of a new job at version 1, keeping their order.
-func insertJobNodes(ctx context.Context, tx *sql.Tx, jobID int64, nodes []jobs.Node) error {
+func insertJobNodes(ctx context.Context, tx dbtx, jobID int64, nodes []jobs.Node) error {
 	if len(nodes) == 0 {
 		return nil
 	}
@@ -84,13 +84,13 @@ func insertJobNodes(ctx context.Context, tx *sql.Tx, jobID int64, nodes []jobs.N
 
 // appendEvents appends events to job jobID, numbering them from the job's counter, and
 // returns the id of the last one (0 when there are none). It does not touch the job's version.
-func appendEvents(ctx context.Context, tx *sql.Tx, jobID int64, events []jobs.Event) (int64, error) {
+func appendEvents(ctx context.Context, tx dbtx, jobID int64, events []jobs.Event) (int64, error) {
 	if len(events) == 0 {
 		return 0, nil
 	}
 	var last int64
-	err := tx.QueryRowContext(ctx, `UPDATE jobs SET last_event_id = last_event_id + ? WHERE id = ?
-		RETURNING last_event_id`, len(events), jobID).Scan(&last)
+	err := tx.QueryRowContext(ctx, `UPDATE job_event_ids SET last = last + ? WHERE job_id = ?
+		RETURNING last`, len(events), jobID).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("append events to job %d: %w", jobID, store.ErrNotFound)
 	}
@@ -119,7 +119,7 @@ func appendEvents(ctx context.Context, tx *sql.Tx, jobID int64, events []jobs.Ev
 
 // GetJobNode implements store.Store.
 func (s *Store) GetJobNode(ctx context.Context, jobID int64, name string) (jobs.Node, error) {
-	n, err := scanJobNode(s.r.QueryRowContext(ctx, `SELECT `+jobNodeColumns("")+` FROM job_nodes
+	n, err := scanJobNode(s.rq.QueryRowContext(ctx, `SELECT `+jobNodeColumns("")+` FROM job_nodes
 		WHERE job_id = ? AND name = ?`, jobID, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return jobs.Node{}, fmt.Errorf("get job %d node %s: %w", jobID, name, store.ErrNotFound)
@@ -132,7 +132,7 @@ func (s *Store) GetJobNode(ctx context.Context, jobID int64, name string) (jobs.
 
 // ListJobNodes implements store.Store. An unknown job has no nodes.
 func (s *Store) ListJobNodes(ctx context.Context, jobID int64) ([]jobs.Node, error) {
-	out, err := listRows(ctx, s.r, `SELECT `+jobNodeColumns("")+` FROM job_nodes WHERE job_id = ? ORDER BY seq`, scanJobNode, jobID)
+	out, err := listRows(ctx, s.rq, `SELECT `+jobNodeColumns("")+` FROM job_nodes WHERE job_id = ? ORDER BY seq`, scanJobNode, jobID)
 	if err != nil {
 		return nil, fmt.Errorf("list job %d nodes: %w", jobID, err)
 	}
@@ -150,7 +150,7 @@ func (s *Store) ListJobNodesByName(ctx context.Context, name string, states ...j
 			args = append(args, string(st))
 		}
 	}
-	out, err := listRows(ctx, s.r, query+` ORDER BY j.created_at, j.id`, scanJobNode, args...)
+	out, err := listRows(ctx, s.rq, query+` ORDER BY j.created_at, j.id`, scanJobNode, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list job nodes named %s: %w", name, err)
 	}
@@ -163,7 +163,7 @@ func (s *Store) FindJobNodeByTransaction(ctx context.Context, txn string) (jobs.
 		return jobs.Node{}, fmt.Errorf("find job node by empty transaction: %w", store.ErrNotFound)
 	}
 	// The repeated "transaction_id <> ''" lets SQLite use the partial index.
-	n, err := scanJobNode(s.r.QueryRowContext(ctx, `SELECT `+jobNodeColumns("")+` FROM job_nodes
+	n, err := scanJobNode(s.rq.QueryRowContext(ctx, `SELECT `+jobNodeColumns("")+` FROM job_nodes
 		WHERE transaction_id = ? AND transaction_id <> '' ORDER BY job_id LIMIT 1`, txn))
 	if errors.Is(err, sql.ErrNoRows) {
 		return jobs.Node{}, fmt.Errorf("find job node by transaction %s: %w", txn, store.ErrNotFound)
@@ -180,7 +180,7 @@ const updateJobNodeSQL = `UPDATE job_nodes SET state = ?, transaction_id = ?, re
 
 // updateJobNode writes n over the record at n.Version, appending events first, and returns
 // the record as stored.
-func updateJobNode(ctx context.Context, tx *sql.Tx, n jobs.Node, events []jobs.Event) (jobs.Node, error) {
+func updateJobNode(ctx context.Context, tx dbtx, n jobs.Node, events []jobs.Event) (jobs.Node, error) {
 	if len(events) > 0 {
 		last, err := appendEvents(ctx, tx, n.JobID, events)
 		if err != nil {
@@ -210,7 +210,7 @@ func updateJobNode(ctx context.Context, tx *sql.Tx, n jobs.Node, events []jobs.E
 // UpdateJobNode implements store.Store. Without events, LatestEventID is stored as given.
 func (s *Store) UpdateJobNode(ctx context.Context, n jobs.Node, events ...jobs.Event) (jobs.Node, error) {
 	var out jobs.Node
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		var err error
 		out, err = updateJobNode(ctx, tx, n, events)
 		return err
@@ -228,7 +228,7 @@ func (s *Store) UpdateJobNodes(ctx context.Context, ups []store.NodeUpdate) ([]j
 	if len(ups) == 0 {
 		return out, errs
 	}
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		for i, u := range ups {
 			errs[i] = inSavepoint(ctx, tx, func() error {
 				var err error
@@ -252,7 +252,7 @@ func (s *Store) UpdateJobNodes(ctx context.Context, ups []store.NodeUpdate) ([]j
 
 // inSavepoint runs fn in a nested savepoint: when fn fails, its changes are undone and the
 // enclosing transaction goes on.
-func inSavepoint(ctx context.Context, tx *sql.Tx, fn func() error) error {
+func inSavepoint(ctx context.Context, tx dbtx, fn func() error) error {
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT item`); err != nil {
 		return err
 	}
@@ -268,44 +268,36 @@ func inSavepoint(ctx context.Context, tx *sql.Tx, fn func() error) error {
 	return err
 }
 
-// JobCounts implements store.Store: the job's rows of job_node_counts, which triggers keep.
+// JobCounts implements store.Store: the job's rows of job_node_counts, which triggers keep
+// in the transaction of every write of a record. (A job without rows is looked up to tell an
+// unknown job from one without nodes.)
 func (s *Store) JobCounts(ctx context.Context, jobID int64) (jobs.StateCounts, error) {
+	type count struct {
+		state string
+		n     int
+	}
+	rows, err := listRows(ctx, s.rq, `SELECT state, n FROM job_node_counts WHERE job_id = ?`, func(sc scanner) (count, error) {
+		var c count
+		err := sc.Scan(&c.state, &c.n)
+		return c, err
+	}, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("count job %d nodes: %w", jobID, err)
+	}
 	counts := jobs.StateCounts{}
-	err := s.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT state, n FROM job_node_counts WHERE job_id = ?`, jobID)
-		if err != nil {
-			return err
+	for _, c := range rows {
+		if c.n != 0 {
+			counts[jobs.NodeState(c.state)] = c.n
 		}
-		defer rows.Close()
-		found := false
-		for rows.Next() {
-			var (
-				st string
-				n  int
-			)
-			if err := rows.Scan(&st, &n); err != nil {
-				return err
-			}
-			found = true
-			if n != 0 {
-				counts[jobs.NodeState(st)] = n
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if found {
-			return nil
-		}
-		ok, err := exists(ctx, tx, `SELECT 1 FROM jobs WHERE id = ?`, jobID)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return store.ErrNotFound
-		}
-		return nil
-	})
+	}
+	if len(rows) > 0 {
+		return counts, nil
+	}
+	var one int
+	err = s.rq.QueryRowContext(ctx, `SELECT 1 FROM jobs WHERE id = ?`, jobID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("count job %d nodes: %w", jobID, store.ErrNotFound)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("count job %d nodes: %w", jobID, err)
 	}
@@ -331,7 +323,7 @@ func (s *Store) ListJobNodesInState(ctx context.Context, jobID int64, state jobs
 		return nil, fmt.Errorf("list job %d nodes in state %s: limit %d must be positive", jobID, state, limit)
 	}
 	query, args := inStateSQL(state)
-	out, err := listRows(ctx, s.r, query, scanJobNode, append(append([]any{jobID}, args...), limit)...)
+	out, err := listRows(ctx, s.rq, query, scanJobNode, append(append([]any{jobID}, args...), limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("list job %d nodes in state %s: %w", jobID, state, err)
 	}
@@ -350,7 +342,7 @@ func (s *Store) ClaimJobNodes(ctx context.Context, jobID int64, c store.Claim) (
 		return nil, fmt.Errorf("claim job %d nodes: a positive limit and an Apply function are required", jobID)
 	}
 	var out []jobs.Node
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		out = nil
 		var (
 			state, stop string
@@ -419,7 +411,7 @@ func (s *Store) ListDueJobNodes(ctx context.Context, now time.Time, limit int) (
 	if enc.err != nil {
 		return nil, fmt.Errorf("list due job nodes: %w", enc.err)
 	}
-	out, err := listRows(ctx, s.r, `SELECT `+jobNodeColumns("")+` FROM job_nodes
+	out, err := listRows(ctx, s.rq, `SELECT `+jobNodeColumns("")+` FROM job_nodes
 		WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?`, scanJobNode, at, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list due job nodes: %w", err)
@@ -437,7 +429,7 @@ func (s *Store) ListEvents(ctx context.Context, jobID int64, start int64, limit 
 		lim = int64(limit)
 	}
 	var out []jobs.Event
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx dbtx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT job_id, id, type, timestamp, node, detail, message FROM events
 			WHERE job_id = ? AND id >= ? ORDER BY id LIMIT ?`, jobID, start, lim)
 		if err != nil {
@@ -485,7 +477,7 @@ func (s *Store) ListEvents(ctx context.Context, jobID int64, start int64, limit 
 // not the number of records or of jobs stored.
 func (s *Store) CountActiveNodes(ctx context.Context) (int, error) {
 	var n int
-	if err := s.r.QueryRowContext(ctx, activeSQL, unfinishedStates...).Scan(&n); err != nil {
+	if err := s.rq.QueryRowContext(ctx, activeSQL, unfinishedStates...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count active job nodes: %w", err)
 	}
 	return n, nil

@@ -18,7 +18,7 @@ const jobColumns = `id, type, state, environment, description, owner_id, owner_l
 	max_errors, version`
 
 // jobWriteFields are the columns jobValues returns, in order: every column a create or an
-// update writes apart from id, version and last_event_id.
+// update writes apart from id and version.
 var jobWriteFields = []string{
 	"type", "state", "environment", "description", "owner_id", "owner_login", "options", "payload",
 	"concurrency", "timeout", "node_count", "created_at", "updated_at", "status", "stop",
@@ -26,8 +26,8 @@ var jobWriteFields = []string{
 }
 
 var (
-	insertJobSQL = `INSERT INTO jobs (` + strings.Join(jobWriteFields, ", ") + `, version, last_event_id)
-		VALUES (` + placeholders(len(jobWriteFields)) + `, 1, 0)`
+	insertJobSQL = `INSERT INTO jobs (` + strings.Join(jobWriteFields, ", ") + `, version)
+		VALUES (` + placeholders(len(jobWriteFields)) + `, 1)`
 	updateJobSQL = `UPDATE jobs SET ` + strings.Join(jobWriteFields, " = ?, ") + ` = ?, version = version + 1
 		WHERE id = ? AND version = ?`
 )
@@ -131,7 +131,7 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("create job: %w", err)
 	}
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		res, err := tx.ExecContext(ctx, insertJobSQL, vals...)
 		if isUnique(err) {
 			return idempotencyTaken(j)
@@ -140,6 +140,9 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 			return fmt.Errorf("insert job: %w", err)
 		}
 		if j.ID, err = res.LastInsertId(); err != nil {
+			return fmt.Errorf("insert job: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO job_event_ids (job_id, last) VALUES (?, 0)`, j.ID); err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}
 		if err := insertJobNodes(ctx, tx, j.ID, withInitialEventIDs(nodes, events)); err != nil {
@@ -179,7 +182,7 @@ func withInitialEventIDs(nodes []jobs.Node, events []jobs.Event) []jobs.Node {
 
 // GetJob implements store.Store.
 func (s *Store) GetJob(ctx context.Context, id int64) (jobs.Job, error) {
-	j, err := scanJob(s.r.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
+	j, err := scanJob(s.rq.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return jobs.Job{}, fmt.Errorf("get job %d: %w", id, store.ErrNotFound)
 	}
@@ -205,7 +208,7 @@ func (s *Store) GetJobByIdempotencyKey(ctx context.Context, login, key string) (
 	if key == "" {
 		return jobs.Job{}, fmt.Errorf("get job of %s by empty idempotency key: %w", login, store.ErrNotFound)
 	}
-	j, err := scanJob(s.r.QueryRowContext(ctx, jobByIdempotencySQL, login, key))
+	j, err := scanJob(s.rq.QueryRowContext(ctx, jobByIdempotencySQL, login, key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return jobs.Job{}, fmt.Errorf("get job of %s by idempotency key %q: %w", login, key, store.ErrNotFound)
 	}
@@ -244,7 +247,7 @@ func (s *Store) ListJobs(ctx context.Context, q store.JobQuery) ([]jobs.Job, int
 		out   []jobs.Job
 		total int
 	)
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx dbtx) error {
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM jobs`+where, args...).Scan(&total); err != nil {
 			return fmt.Errorf("count: %w", err)
 		}
@@ -315,7 +318,7 @@ func finishBound(op string, t time.Time) (string, []any) {
 
 // ListUnfinishedJobs implements store.Store; oldest means earliest CreatedAt, then lowest id.
 func (s *Store) ListUnfinishedJobs(ctx context.Context) ([]jobs.Job, error) {
-	out, err := listRows(ctx, s.r, `SELECT `+jobColumns+` FROM jobs WHERE state IN (`+
+	out, err := listRows(ctx, s.rq, `SELECT `+jobColumns+` FROM jobs WHERE state IN (`+
 		placeholders(len(unfinishedStates))+`) ORDER BY created_at, id`, scanJob, unfinishedStates...)
 	if err != nil {
 		return nil, fmt.Errorf("list unfinished jobs: %w", err)
@@ -329,7 +332,7 @@ func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event)
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("update job %d: %w", j.ID, err)
 	}
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		res, err := tx.ExecContext(ctx, updateJobSQL, append(vals, j.ID, j.Version)...)
 		if isUnique(err) {
 			return idempotencyTaken(j)

@@ -537,7 +537,7 @@ func TestMigrateFromV5(t *testing.T) {
 			concurrency, timeout, node_count, created_at, updated_at, status, stop, version, last_event_id,
 			task, task_fold, finished_at, idempotency_key, max_errors)
 			VALUES (21, 'task', 'running', 'production', 'job 21', '42', 'alice', NULL, NULL,
-			0, 0, 4, '2024-03-01T12:00:00.000000000Z', '2024-03-01T12:01:00.000000000Z', '[]', '', 3, 0,
+			0, 0, 4, '2024-03-01T12:00:00.000000000Z', '2024-03-01T12:01:00.000000000Z', '[]', '', 3, 7,
 			'Facts', 'facts', NULL, '', 0)`,
 		node(0, "a", "finished"), node(1, "b", "running"), node(2, "c", "new"), node(3, "d", "new"),
 		`INSERT INTO nodes (name, credential_hash, facts, connected, broker, connection, created_at, version)
@@ -576,16 +576,21 @@ func TestMigrateFromV5(t *testing.T) {
 	if counts, err = s.JobCounts(ctx, 21); err != nil || counts.Active() != 2 || counts[jobs.NodeNew] != 1 {
 		t.Fatalf("counts after a claim = %v, %v", counts, err)
 	}
+	// Event ids go on from the job's last one before the migration.
+	n, err := s.UpdateJobNode(ctx, claimed[0], jobs.Event{Type: jobs.EventNodeRunning, Timestamp: t0, Node: "c"})
+	if err != nil || n.LatestEventID != 8 {
+		t.Fatalf("event appended after migration: id %d, %v; want 8", n.LatestEventID, err)
+	}
 	// The facts of a migrated node are hashed: writing them again changes nothing.
-	n, err := s.GetNode(ctx, "a")
+	inv, err := s.GetNode(ctx, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetNodeFacts(ctx, "a", n.Facts); err != nil {
+	if err := s.SetNodeFacts(ctx, "a", inv.Facts); err != nil {
 		t.Fatal(err)
 	}
-	if again, err := s.GetNode(ctx, "a"); err != nil || again.Version != n.Version {
-		t.Fatalf("node after writing the same facts: version %d, %v; want %d", again.Version, err, n.Version)
+	if again, err := s.GetNode(ctx, "a"); err != nil || again.Version != inv.Version {
+		t.Fatalf("node after writing the same facts: version %d, %v; want %d", again.Version, err, inv.Version)
 	}
 	vals, err := s.FactValues(ctx, []string{"os", "family"})
 	if err != nil || fmt.Sprint(vals) != "map[a:Debian]" {

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -34,7 +33,7 @@ func (s *Store) UseNonce(ctx context.Context, nonce string, now, expires time.Ti
 	if enc.err != nil {
 		return fmt.Errorf("use nonce: %w", enc.err)
 	}
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		if _, err := tx.ExecContext(ctx, deleteExpiredNoncesSQL, at); err != nil {
 			return fmt.Errorf("delete expired nonces: %w", err)
 		}

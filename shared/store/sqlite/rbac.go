@@ -44,7 +44,7 @@ func decodeList[T any](s string) ([]T, error) {
 // there is none). cols are the table's columns after the key column and before version;
 // vals their values.
 func (s *Store) putVersioned(ctx context.Context, table, keyCol, key string, version int64, cols []string, vals []any) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		if version == 0 {
 			q := `INSERT INTO ` + table + ` (` + keyCol
 			for _, c := range cols {
@@ -120,7 +120,7 @@ func (s *Store) PutRole(ctx context.Context, r store.Role) (store.Role, error) {
 
 // GetRole implements store.Store; an unknown name is ErrNotFound.
 func (s *Store) GetRole(ctx context.Context, name string) (store.Role, error) {
-	r, err := scanRole(s.r.QueryRowContext(ctx, `SELECT `+roleColumns+` FROM roles WHERE name = ?`, name))
+	r, err := scanRole(s.rq.QueryRowContext(ctx, `SELECT `+roleColumns+` FROM roles WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Role{}, fmt.Errorf("get role %s: %w", name, store.ErrNotFound)
 	}
@@ -132,7 +132,7 @@ func (s *Store) GetRole(ctx context.Context, name string) (store.Role, error) {
 
 // ListRoles implements store.Store; names are ordered bytewise.
 func (s *Store) ListRoles(ctx context.Context) ([]store.Role, error) {
-	out, err := listRows(ctx, s.r, `SELECT `+roleColumns+` FROM roles ORDER BY name`, scanRole)
+	out, err := listRows(ctx, s.rq, `SELECT `+roleColumns+` FROM roles ORDER BY name`, scanRole)
 	if err != nil {
 		return nil, fmt.Errorf("list roles: %w", err)
 	}
@@ -141,7 +141,7 @@ func (s *Store) ListRoles(ctx context.Context) ([]store.Role, error) {
 
 // DeleteRole implements store.Store; an unknown name is ErrNotFound.
 func (s *Store) DeleteRole(ctx context.Context, name string) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM roles WHERE name = ?`, name)
 		if err != nil {
 			return err
@@ -203,7 +203,7 @@ func (s *Store) PutUser(ctx context.Context, u store.User) (store.User, error) {
 
 // GetUser implements store.Store; an unknown login is ErrNotFound.
 func (s *Store) GetUser(ctx context.Context, login string) (store.User, error) {
-	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE login = ?`, login))
+	u, err := scanUser(s.rq.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE login = ?`, login))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.User{}, fmt.Errorf("get user %s: %w", login, store.ErrNotFound)
 	}
@@ -215,7 +215,7 @@ func (s *Store) GetUser(ctx context.Context, login string) (store.User, error) {
 
 // ListUsers implements store.Store; logins are ordered bytewise.
 func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
-	out, err := listRows(ctx, s.r, `SELECT `+userColumns+` FROM users ORDER BY login`, scanUser)
+	out, err := listRows(ctx, s.rq, `SELECT `+userColumns+` FROM users ORDER BY login`, scanUser)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}

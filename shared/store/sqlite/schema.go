@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +18,7 @@ var ErrSchemaTooNew = errors.New("database schema is newer than this build suppo
 // the transaction that migrates the file.
 type migration struct {
 	stmts    []string
-	backfill func(ctx context.Context, tx *sql.Tx) error
+	backfill func(ctx context.Context, tx dbtx) error
 }
 
 // migrations[i] moves the schema from version i to i+1; the schema version is kept in
@@ -175,7 +174,8 @@ var migrations = []migration{
 		// (ClaimJobNodes, ListJobNodesInState) and one of the records the sweep must look at
 		// (due_at, ListDueJobNodes). The facts of nodes get a hash
 		// (an unchanged report writes nothing) and an index of the fact paths that queries
-		// use (fact_paths lists them; node_facts holds each node's scalar at each).
+		// use (fact_paths lists them; node_facts holds each node's scalar at each). A job's
+		// last event id moves to a small table of its own.
 		stmts: []string{
 			`ALTER TABLE job_nodes ADD COLUMN due_at TEXT`,
 			`CREATE INDEX job_nodes_due ON job_nodes (due_at) WHERE due_at IS NOT NULL`,
@@ -205,6 +205,14 @@ var migrations = []migration{
 			END`,
 			`ALTER TABLE nodes ADD COLUMN facts_sha256 TEXT NOT NULL DEFAULT ''`,
 			`CREATE INDEX nodes_connected ON nodes (name) WHERE connected <> 0`,
+			// Each job's last event id, in a row of its own: appending an event rewrites this
+			// small row rather than the job's (with its options and payload).
+			`CREATE TABLE job_event_ids (
+				job_id INTEGER PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+				last   INTEGER NOT NULL
+			)`,
+			`INSERT INTO job_event_ids (job_id, last) SELECT id, last_event_id FROM jobs`,
+			`ALTER TABLE jobs DROP COLUMN last_event_id`,
 			`CREATE TABLE fact_paths (
 				path TEXT PRIMARY KEY
 			) WITHOUT ROWID`,
@@ -221,7 +229,7 @@ var migrations = []migration{
 }
 
 // backfillFactsV6 records the hash of every node's facts.
-func backfillFactsV6(ctx context.Context, tx *sql.Tx) error {
+func backfillFactsV6(ctx context.Context, tx dbtx) error {
 	rows, err := tx.QueryContext(ctx, `SELECT name, facts FROM nodes`)
 	if err != nil {
 		return fmt.Errorf("read nodes: %w", err)
@@ -255,7 +263,7 @@ func backfillFactsV6(ctx context.Context, tx *sql.Tx) error {
 // backfillJobsV2 fills the version 2 job columns of jobs written before them: task from the
 // "task" member of a task job's options, and finished_at, for a job in a terminal state, from
 // when its status history entered that state (else its update time).
-func backfillJobsV2(ctx context.Context, tx *sql.Tx) error {
+func backfillJobsV2(ctx context.Context, tx dbtx) error {
 	type fill struct {
 		id         int64
 		task       string
@@ -338,7 +346,7 @@ var schemaVersion = len(migrations)
 // migrate brings the database up to schemaVersion in one transaction, refusing a newer one.
 func (s *Store) migrate(ctx context.Context) error {
 	var from int
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		var v int
 		if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
 			return fmt.Errorf("read schema version: %w", err)

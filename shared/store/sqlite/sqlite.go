@@ -27,10 +27,13 @@ var _ store.Store = (*Store)(nil)
 // told of its own outcome once it is durable. Reads use a separate pool of read-only
 // connections, which WAL mode lets run alongside the writer.
 type Store struct {
-	path string
-	w    *sql.DB // exactly one connection; every transaction starts with BEGIN IMMEDIATE
-	r    *sql.DB // read-only pool
-	log  *slog.Logger
+	path   string
+	w      *sql.DB // exactly one connection: wconn
+	wconn  *sql.Conn
+	wstmts map[string]*sql.Stmt // prepared on wconn; the committer's alone
+	r      *sql.DB              // read-only pool
+	rq     *readPool            // r with cached statements
+	log    *slog.Logger
 
 	ops      chan *writeOp // writes waiting for the committer
 	quit     chan struct{}
@@ -116,8 +119,8 @@ func Open(path string, opts ...Option) (*Store, error) {
 	common.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", cfg.busyTimeout.Milliseconds()))
 	common.Add("_pragma", "foreign_keys(1)")
 
-	wq := url.Values{"_txlock": {"immediate"}}
-	wq["_pragma"] = append([]string{"journal_mode(WAL)"}, common["_pragma"]...)
+	wq := url.Values{}
+	wq["_pragma"] = append([]string{"journal_mode(WAL)", "temp_store(MEMORY)"}, common["_pragma"]...)
 	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -127,50 +130,61 @@ func Open(path string, opts ...Option) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 
-	s := &Store{path: path, w: w, log: cfg.logger, maxGroup: cfg.maxGroup,
-		ops: make(chan *writeOp, cfg.maxGroup), quit: make(chan struct{}), done: make(chan struct{})}
-	go s.commitLoop()
 	ctx := context.Background()
-	if err := s.migrate(ctx); err != nil {
-		s.stopCommitter()
+	// The committer holds the write pool's one connection for the store's life: its cached
+	// statements stay prepared on it, and transactions are plain BEGIN/COMMIT statements.
+	wconn, err := w.Conn(ctx)
+	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	var mode string
-	if err := w.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
-		s.stopCommitter()
+	if err := wconn.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		wconn.Close()
 		w.Close()
 		return nil, fmt.Errorf("open store %s: read journal mode: %w", path, err)
 	}
 	if !strings.EqualFold(mode, "wal") {
-		s.stopCommitter()
+		wconn.Close()
 		w.Close()
 		return nil, fmt.Errorf("open store %s: journal mode is %q, want wal (is the file system local?)", path, mode)
+	}
+	s := &Store{path: path, w: w, wconn: wconn, wstmts: map[string]*sql.Stmt{}, log: cfg.logger, maxGroup: cfg.maxGroup,
+		ops: make(chan *writeOp, cfg.maxGroup), quit: make(chan struct{}), done: make(chan struct{})}
+	go s.commitLoop()
+	closeWrite := func() {
+		s.stopCommitter()
+		wconn.Close()
+		w.Close()
+	}
+	if err := s.migrate(ctx); err != nil {
+		closeWrite()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 
 	rq := url.Values{"_pragma": append([]string{"query_only(1)"}, common["_pragma"]...)}
 	r, err := sql.Open("sqlite", path+"?"+rq.Encode())
 	if err != nil {
-		s.stopCommitter()
-		w.Close()
+		closeWrite()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(cfg.readConns)
 	r.SetMaxIdleConns(cfg.readConns)
 	if err := r.PingContext(ctx); err != nil {
 		r.Close()
-		s.stopCommitter()
-		w.Close()
+		closeWrite()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s.r = r
+	s.rq = &readPool{db: r, stmts: map[string]*sql.Stmt{}}
 	return s, nil
 }
 
 // Close closes the database. It must not be called while other methods are running.
 func (s *Store) Close() error {
 	s.stopCommitter()
-	if err := errors.Join(s.r.Close(), s.w.Close()); err != nil {
+	s.rq.close()
+	if err := errors.Join(s.r.Close(), s.closeWriteStmts(), s.wconn.Close(), s.w.Close()); err != nil {
 		return fmt.Errorf("close store %s: %w", s.path, err)
 	}
 	return nil
@@ -182,7 +196,7 @@ var errClosed = errors.New("store closed")
 // writeOp is one write waiting for the committer.
 type writeOp struct {
 	ctx  context.Context
-	fn   func(ctx context.Context, tx *sql.Tx) error
+	fn   func(ctx context.Context, tx dbtx) error
 	done chan error
 }
 
@@ -191,7 +205,7 @@ type writeOp struct {
 // transaction shared with other writes; it gets a context that carries ctx's values but is
 // never cancelled, so that a caller going away cannot interrupt a statement of the shared
 // connection midway. A ctx that ends before fn starts fails the write.
-func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx dbtx) error) error {
 	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.ops <- op:
@@ -247,8 +261,9 @@ func (s *Store) runGroup(ops []*writeOp) {
 			op.done <- results[i]
 		}
 	}()
-	tx, err := s.w.BeginTx(context.Background(), nil)
-	if err != nil {
+	ctx := context.Background()
+	tx := &txn{s: s}
+	if _, err := tx.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		for i := range results {
 			results[i] = fmt.Errorf("begin write: %w", err)
 		}
@@ -265,13 +280,13 @@ func (s *Store) runGroup(ops []*writeOp) {
 		}
 	}
 	if ok == 0 {
-		if err := tx.Rollback(); err != nil {
+		if _, err := tx.ExecContext(ctx, `ROLLBACK`); err != nil {
 			s.log.Warn("roll back a group of failed writes", "err", err)
 		}
 		return
 	}
-	if err := tx.Commit(); err != nil {
-		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+	if _, err := tx.ExecContext(ctx, `COMMIT`); err != nil {
+		if _, rbErr := tx.ExecContext(ctx, `ROLLBACK`); rbErr != nil {
 			err = errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
 		}
 		for i := range results {
@@ -289,7 +304,7 @@ func (s *Store) runGroup(ops []*writeOp) {
 
 // runOne runs one write in a savepoint of the group's transaction, so that its failure
 // undoes its own changes only. A panic in fn becomes its error.
-func runOne(tx *sql.Tx, op *writeOp) (err error) {
+func runOne(tx *txn, op *writeOp) (err error) {
 	ctx := context.WithoutCancel(op.ctx)
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
 		return fmt.Errorf("begin write: %w", err)
@@ -311,13 +326,13 @@ func runOne(tx *sql.Tx, op *writeOp) (err error) {
 }
 
 // read runs fn in a read transaction, which sees one consistent snapshot.
-func (s *Store) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) read(ctx context.Context, fn func(tx dbtx) error) error {
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("begin read: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }() // read-only: nothing to undo
-	return fn(tx)
+	return fn(rtx{tx})
 }
 
 // isUnique reports whether err is a primary-key or unique constraint violation.
@@ -339,7 +354,7 @@ func affected(res sql.Result) (int64, error) {
 }
 
 // exists reports whether query (a SELECT 1 ...) returns a row.
-func exists(ctx context.Context, tx *sql.Tx, query string, args ...any) (bool, error) {
+func exists(ctx context.Context, tx dbtx, query string, args ...any) (bool, error) {
 	var one int
 	err := tx.QueryRowContext(ctx, query, args...).Scan(&one)
 	switch {
@@ -353,7 +368,7 @@ func exists(ctx context.Context, tx *sql.Tx, query string, args ...any) (bool, e
 
 // versionMiss explains an optimistic update that changed no row: ErrNotFound if the record
 // (selected by existsQuery) is gone, else ErrConflict.
-func versionMiss(ctx context.Context, tx *sql.Tx, existsQuery string, args ...any) error {
+func versionMiss(ctx context.Context, tx dbtx, existsQuery string, args ...any) error {
 	ok, err := exists(ctx, tx, existsQuery, args...)
 	if err != nil {
 		return err

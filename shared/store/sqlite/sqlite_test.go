@@ -158,23 +158,33 @@ func TestConnectionSettings(t *testing.T) {
 		t.Fatalf("open: %v", err)
 	}
 	defer s.Close()
+	// The writer's pragmas are read through the committer, which holds its connection.
+	writer := func(ctx context.Context, q string) (got int, err error) {
+		err = s.write(ctx, func(ctx context.Context, tx dbtx) error { return tx.QueryRowContext(ctx, q).Scan(&got) })
+		return got, err
+	}
+	reader := func(ctx context.Context, q string) (got int, err error) {
+		err = s.r.QueryRowContext(ctx, q).Scan(&got)
+		return got, err
+	}
 	tests := []struct {
 		pool   string
-		db     *sql.DB
+		query  func(context.Context, string) (int, error)
 		pragma string
 		want   int
 	}{
-		{"writer", s.w, "busy_timeout", 1500},
-		{"writer", s.w, "foreign_keys", 1},
-		{"writer", s.w, "query_only", 0},
-		{"reader", s.r, "busy_timeout", 1500},
-		{"reader", s.r, "foreign_keys", 1},
-		{"reader", s.r, "query_only", 1},
+		{"writer", writer, "busy_timeout", 1500},
+		{"writer", writer, "foreign_keys", 1},
+		{"writer", writer, "query_only", 0},
+		{"writer", writer, "temp_store", 2}, // MEMORY: savepoints journal in memory
+		{"reader", reader, "busy_timeout", 1500},
+		{"reader", reader, "foreign_keys", 1},
+		{"reader", reader, "query_only", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.pool+" "+tt.pragma, func(t *testing.T) {
-			var got int
-			if err := tt.db.QueryRowContext(t.Context(), "PRAGMA "+tt.pragma).Scan(&got); err != nil {
+			got, err := tt.query(t.Context(), "PRAGMA "+tt.pragma)
+			if err != nil {
 				t.Fatalf("read %s: %v", tt.pragma, err)
 			}
 			if got != tt.want {
@@ -473,7 +483,7 @@ func TestWritesCommitInGroups(t *testing.T) {
 	release, busy := make(chan struct{}), make(chan struct{})
 	blocker := make(chan error, 1)
 	go func() {
-		blocker <- s.write(ctx, func(context.Context, *sql.Tx) error {
+		blocker <- s.write(ctx, func(context.Context, dbtx) error {
 			close(busy)
 			<-release
 			return nil
@@ -493,7 +503,7 @@ func TestWritesCommitInGroups(t *testing.T) {
 		})
 	}
 	wg.Go(func() {
-		errs[n] = s.write(ctx, func(context.Context, *sql.Tx) error { panic("boom") })
+		errs[n] = s.write(ctx, func(context.Context, dbtx) error { panic("boom") })
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for len(s.ops) < n+1 {
@@ -541,7 +551,7 @@ func TestCancelledWriteIsNotRun(t *testing.T) {
 	s, _ := openTemp(t)
 	release, busy := make(chan struct{}), make(chan struct{})
 	go func() {
-		_ = s.write(t.Context(), func(context.Context, *sql.Tx) error {
+		_ = s.write(t.Context(), func(context.Context, dbtx) error {
 			close(busy)
 			<-release
 			return nil
@@ -552,7 +562,7 @@ func TestCancelledWriteIsNotRun(t *testing.T) {
 	ran := false
 	done := make(chan error, 1)
 	go func() {
-		done <- s.write(ctx, func(context.Context, *sql.Tx) error { ran = true; return nil })
+		done <- s.write(ctx, func(context.Context, dbtx) error { ran = true; return nil })
 	}()
 	for len(s.ops) < 1 {
 		runtime.Gosched()

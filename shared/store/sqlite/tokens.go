@@ -45,7 +45,7 @@ func (s *Store) PutToken(ctx context.Context, t store.Token) error {
 	if enc.err != nil {
 		return fmt.Errorf("put token for %s: %w", t.Login, enc.err)
 	}
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		_, err := tx.ExecContext(ctx, insertTokenSQL, vals...)
 		if isUnique(err) {
 			return store.ErrExists
@@ -60,7 +60,7 @@ func (s *Store) PutToken(ctx context.Context, t store.Token) error {
 
 // GetToken implements store.Store.
 func (s *Store) GetToken(ctx context.Context, hash string) (store.Token, error) {
-	t, err := scanToken(s.r.QueryRowContext(ctx, selectTokenByHashSQL, hash))
+	t, err := scanToken(s.rq.QueryRowContext(ctx, selectTokenByHashSQL, hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Token{}, fmt.Errorf("get token: %w", store.ErrNotFound)
 	}
@@ -76,7 +76,7 @@ func (s *Store) ListTokens(ctx context.Context, login string) ([]store.Token, er
 	if login != "" {
 		query, args = listLoginTokensSQL, []any{login}
 	}
-	out, err := listRows(ctx, s.r, query, scanToken, args...)
+	out, err := listRows(ctx, s.rq, query, scanToken, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens of %q: %w", login, err)
 	}
@@ -85,7 +85,7 @@ func (s *Store) ListTokens(ctx context.Context, login string) ([]store.Token, er
 
 // RevokeToken implements store.Store.
 func (s *Store) RevokeToken(ctx context.Context, hash string) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		res, err := tx.ExecContext(ctx, revokeTokenSQL, hash)
 		if err != nil {
 			return err

@@ -42,7 +42,7 @@ func (s *Store) AddJobUsage(ctx context.Context, jobID int64, u store.Usage) err
 	if math.IsNaN(u.ReadUnits) || math.IsInf(u.ReadUnits, 0) || math.IsNaN(u.WriteUnits) || math.IsInf(u.WriteUnits, 0) {
 		return fmt.Errorf("add usage of job %d: %w", jobID, errNonFiniteUsage)
 	}
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		ok, err := exists(ctx, tx, `SELECT 1 FROM jobs WHERE id = ?`, jobID)
 		if err != nil {
 			return fmt.Errorf("read job: %w", err)
@@ -64,7 +64,7 @@ func (s *Store) AddJobUsage(ctx context.Context, jobID int64, u store.Usage) err
 // when it has none); store.ErrNotFound when the job does not exist.
 func (s *Store) JobUsage(ctx context.Context, jobID int64) (store.Usage, error) {
 	var u store.Usage
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx dbtx) error {
 		return tx.QueryRowContext(ctx, jobUsageSQL, jobID).Scan(&u.Invocations, &u.MessagesIn, &u.MessagesOut,
 			&u.MessageUnits, &u.ReadUnits, &u.WriteUnits, &u.S3Writes, &u.S3Reads)
 	})
