@@ -191,17 +191,8 @@ func (s *Service) claimAndSend(ctx context.Context, job jobs.Job, maxClaims int)
 			limit = min(limit, maxClaims-claimed)
 		}
 		now := s.clock()
-		due := now.Add(min(s.cfg.ConnectRetry, s.cfg.ConnectTimeout))
 		nodes, err := s.store.ClaimJobNodes(ctx, job.ID, store.Claim{Limit: limit, GlobalCap: global,
-			Apply: func(n jobs.Node) jobs.Node {
-				n.TransactionID = protocol.NewID()
-				claimedNode, err := jobs.ApplyNode(n, jobs.NodeClaim, now)
-				if err != nil { // a queued record can always be claimed
-					panic(fmt.Sprintf("claim %s: %v", n.Name, err))
-				}
-				claimedNode.DueAt = &due
-				return claimedNode
-			}})
+			Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) { return s.claimedRecord(sp, n, now) }})
 		if err != nil {
 			return fmt.Errorf("claim nodes of job %d: %w", job.ID, err)
 		}
@@ -214,9 +205,31 @@ func (s *Service) claimAndSend(ctx context.Context, job jobs.Job, maxClaims int)
 	return nil
 }
 
-// sendAll sends the requests of claimed nodes, SendWorkers at a time, and records the
-// delivered ones running in one write. A node whose agent is not connected keeps its slot
-// until the sweep offers it again or its connect timeout ends it.
+// claimedRecord is queued node n taking a slot at now. When its agent is connected here, the
+// node is recorded running at once, with its node_running event, so that sending it costs no
+// second write (should the send fail, the sweep offers it again); otherwise it is ready, due
+// to be offered again after ConnectRetry.
+func (s *Service) claimedRecord(sp *jobSpec, n jobs.Node, now time.Time) (jobs.Node, []jobs.Event) {
+	n.TransactionID = protocol.NewID()
+	n, err := jobs.ApplyNode(n, jobs.NodeClaim, now)
+	if err != nil { // a queued record can always be claimed
+		panic(fmt.Sprintf("claim %s: %v", n.Name, err))
+	}
+	if s.presence != nil && s.presence.Connected(n.Name) {
+		run, ev, err := s.runningRecord(sp, n, now)
+		if err == nil {
+			return run, []jobs.Event{ev}
+		}
+	}
+	due := now.Add(min(s.cfg.ConnectRetry, s.cfg.ConnectTimeout))
+	n.DueAt = &due
+	return n, nil
+}
+
+// sendAll sends the requests of claimed nodes, SendWorkers at a time. Ready nodes that were
+// delivered are recorded running in one write; a running node whose request did not go out
+// is made due for the sweep to offer it again. A node whose agent is not connected keeps its
+// slot until the sweep offers it again or its connect timeout ends it.
 func (s *Service) sendAll(ctx context.Context, sp *jobSpec, nodes []jobs.Node) {
 	if len(nodes) == 0 {
 		return
@@ -246,6 +259,16 @@ func (s *Service) sendAll(ctx context.Context, sp *jobSpec, nodes []jobs.Node) {
 	now := s.clock()
 	ups := make([]store.NodeUpdate, 0, len(nodes))
 	for i, n := range nodes {
+		if n.State == jobs.NodeRunning {
+			if delivered[i] {
+				s.started.add(n.TransactionID)
+			} else {
+				due := now.Add(s.cfg.ConnectRetry)
+				n.DueAt = &due
+				ups = append(ups, store.NodeUpdate{Node: n})
+			}
+			continue
+		}
 		if !delivered[i] {
 			continue
 		}
@@ -256,7 +279,17 @@ func (s *Service) sendAll(ctx context.Context, sp *jobSpec, nodes []jobs.Node) {
 		}
 		ups = append(ups, store.NodeUpdate{Node: run, Events: []jobs.Event{ev}})
 	}
-	s.writeAll(ctx, ups, "mark running")
+	out, errs := s.store.UpdateJobNodes(ctx, ups)
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if out[i].State == jobs.NodeRunning {
+				s.started.add(out[i].TransactionID)
+			}
+		case !errors.Is(err, store.ErrConflict):
+			s.log.Warn("mark running", "node", ups[i].Node, "err", err)
+		}
+	}
 }
 
 // deliver sends node n's request; false when it did not reach the agent.

@@ -90,6 +90,9 @@ func (s *Service) findOwn(ctx context.Context, node, txn string) (jobs.Node, err
 }
 
 func (s *Service) onProvisional(ctx context.Context, node, txn string) error {
+	if s.started.has(txn) {
+		return nil // recorded running by this process: nothing to do, nothing to read
+	}
 	n, err := s.findOwn(ctx, node, txn)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // a late answer for a transaction we no longer know: nothing to do
@@ -111,6 +114,9 @@ func (s *Service) onProvisional(ctx context.Context, node, txn string) error {
 			return err
 		}
 		_, err = s.store.UpdateJobNode(ctx, run, ev)
+		if err == nil {
+			s.started.add(txn)
+		}
 		if !errors.Is(err, store.ErrConflict) || attempt >= maxRetries {
 			return err
 		}
@@ -151,11 +157,9 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 	if !recorded {
 		return nil // a repeat: the job moved on when it was first recorded
 	}
-	job, err := s.store.GetJob(ctx, n.JobID)
-	if err != nil {
-		return fmt.Errorf("record %s: %w", txn, err)
-	}
-	return s.advance(ctx, job, s.cfg.RefillBatch)
+	// The job as created is enough here: whether it may still start nodes is the claim's to
+	// check (atomically, in the store); a stop's skipping is the stop's and the sweep's work.
+	return s.advance(ctx, sp.job, s.cfg.RefillBatch)
 }
 
 // recordOutcome writes the outcome of txn to its node record n (read just before), unless

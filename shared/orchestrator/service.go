@@ -21,6 +21,11 @@ type Sender interface {
 	Send(ctx context.Context, node string, e protocol.Envelope) error
 }
 
+// Presence is implemented by senders that know whether a node's agent is connected to them.
+type Presence interface {
+	Connected(node string) bool
+}
+
 // Catalog loads task metadata and file lists for an environment.
 type Catalog interface {
 	Task(ctx context.Context, env, name string) (catalog.Task, error)
@@ -108,6 +113,12 @@ type Service struct {
 	// specs caches what never changes about a job once created (its kind, options and
 	// opened payload), so that the per-node path does not open and decode it every time.
 	specs *specCache
+	// presence tells whether a node's agent is connected here (baton serve's gateway); nil
+	// when the sender cannot tell (AWS).
+	presence Presence
+	// started holds transactions this process recorded running, so that their provisional
+	// responses need no store read.
+	started txnSet
 
 	finished finishers // waiters of WaitJob
 }
@@ -145,6 +156,7 @@ func New(st store.Store, cat Catalog, urls FileURLs, sender Sender, sealer Seale
 	s.log = s.log.With("component", "orchestrator")
 	s.cfg = s.cfg.withDefaults()
 	s.specs = newSpecCache(1024)
+	s.presence, _ = sender.(Presence)
 	return s
 }
 

@@ -101,3 +101,32 @@ func (s *Service) specByID(ctx context.Context, id int64) (*jobSpec, error) {
 	}
 	return s.spec(job)
 }
+
+// txnSet is a bounded set of transaction ids: when a generation fills up, the older one is
+// dropped, so it holds the most recent ids (between maxPerGen and twice as many).
+type txnSet struct {
+	mu       sync.Mutex
+	cur, old map[string]struct{}
+}
+
+const maxPerGen = 1 << 16
+
+func (t *txnSet) add(txn string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cur == nil {
+		t.cur = map[string]struct{}{}
+	}
+	if len(t.cur) >= maxPerGen {
+		t.old, t.cur = t.cur, map[string]struct{}{}
+	}
+	t.cur[txn] = struct{}{}
+}
+
+func (t *txnSet) has(txn string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, inCur := t.cur[txn]
+	_, inOld := t.old[txn]
+	return inCur || inOld
+}

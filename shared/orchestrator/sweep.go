@@ -58,44 +58,65 @@ func (s *Service) sweepNode(ctx context.Context, n jobs.Node, now time.Time) err
 	if err != nil {
 		return err
 	}
+	var deadline *time.Time // when a running node's job timeout (plus grace) has passed
+	if n.State == jobs.NodeRunning && sp.job.Timeout > 0 && n.StartedAt != nil {
+		t := n.StartedAt.Add(time.Duration(sp.job.Timeout)*time.Second + s.cfg.TimeoutGrace)
+		deadline = &t
+	}
 	switch {
 	case n.State == jobs.NodeReady && n.ReadyAt != nil && !now.Before(n.ReadyAt.Add(s.cfg.ConnectTimeout)):
 		msg := fmt.Sprintf("Node %s did not connect within %s", n.Name, s.cfg.ConnectTimeout)
 		res := errorResult("puppetlabs.orchestrator/node-unavailable", msg, map[string]any{"node": n.Name})
 		return ignoreConflict(s.endNode(ctx, n, jobs.NodeError, res, msg))
 	case n.State == jobs.NodeReady:
-		if err := s.resend(ctx, n); err != nil {
-			return err
-		}
-		cur, err := s.store.GetJobNode(ctx, n.JobID, n.Name)
-		if err != nil || cur.State != jobs.NodeReady || cur.Version != n.Version {
-			return err // sent (or moved on by someone else)
-		}
-		next := now.Add(s.cfg.ConnectRetry)
-		if n.ReadyAt != nil {
-			if deadline := n.ReadyAt.Add(s.cfg.ConnectTimeout); deadline.Before(next) {
-				next = deadline
-			}
-		}
-		cur.DueAt = &next
-		return ignoreConflict(s.store.UpdateJobNode(ctx, cur))
-	case n.State == jobs.NodeRunning && sp.job.Timeout > 0 && n.StartedAt != nil &&
-		!now.Before(n.StartedAt.Add(time.Duration(sp.job.Timeout)*time.Second+s.cfg.TimeoutGrace)):
+		return s.offerAgain(ctx, n, now, n.ReadyAt)
+	case deadline != nil && !now.Before(*deadline):
 		msg := fmt.Sprintf("No result from %s within the %d second timeout", n.Name, sp.job.Timeout)
 		res := errorResult("puppetlabs.tasks/task-timeout", msg, map[string]any{"timeout": sp.job.Timeout, "node": n.Name})
 		return ignoreConflict(s.endNode(ctx, n, jobs.NodeFail, res, msg))
+	case n.State == jobs.NodeRunning:
+		// Due before its timeout: recorded running when claimed, its request did not go out.
+		if s.presence != nil && s.presence.Connected(n.Name) {
+			if err := s.resend(ctx, n); err != nil {
+				return err
+			}
+			n.DueAt = deadline
+			return ignoreConflict(s.store.UpdateJobNode(ctx, n))
+		}
+		if n.StartedAt != nil && !now.Before(n.StartedAt.Add(s.cfg.ConnectTimeout)) {
+			msg := fmt.Sprintf("Node %s did not connect within %s", n.Name, s.cfg.ConnectTimeout)
+			res := errorResult("puppetlabs.orchestrator/node-unavailable", msg, map[string]any{"node": n.Name})
+			return ignoreConflict(s.endNode(ctx, n, jobs.NodeError, res, msg))
+		}
+		return s.offerLater(ctx, n, now, n.StartedAt)
 	}
-	// Due too early (a clock step) or no longer due: put the record back on its schedule.
-	var next *time.Time
-	if n.State == jobs.NodeRunning && sp.job.Timeout > 0 && n.StartedAt != nil {
-		t := n.StartedAt.Add(time.Duration(sp.job.Timeout)*time.Second + s.cfg.TimeoutGrace)
-		next = &t
+	// No longer due (it ended, or the clock stepped): take it off the schedule.
+	n.DueAt = nil
+	return ignoreConflict(s.store.UpdateJobNode(ctx, n))
+}
+
+// offerAgain sends a ready node's request again and, when that did not move it on, makes it
+// due again after ConnectRetry (but no later than its connect deadline).
+func (s *Service) offerAgain(ctx context.Context, n jobs.Node, now time.Time, since *time.Time) error {
+	if err := s.resend(ctx, n); err != nil {
+		return err
 	}
-	if n.State == jobs.NodeReady {
-		t := now.Add(s.cfg.ConnectRetry)
-		next = &t
+	cur, err := s.store.GetJobNode(ctx, n.JobID, n.Name)
+	if err != nil || cur.State != n.State || cur.Version != n.Version {
+		return err // sent (or moved on by someone else)
 	}
-	n.DueAt = next
+	return s.offerLater(ctx, cur, now, since)
+}
+
+// offerLater makes n due again after ConnectRetry, capped at since plus ConnectTimeout.
+func (s *Service) offerLater(ctx context.Context, n jobs.Node, now time.Time, since *time.Time) error {
+	next := now.Add(s.cfg.ConnectRetry)
+	if since != nil {
+		if limit := since.Add(s.cfg.ConnectTimeout); limit.Before(next) {
+			next = limit
+		}
+	}
+	n.DueAt = &next
 	return ignoreConflict(s.store.UpdateJobNode(ctx, n))
 }
 

@@ -96,9 +96,9 @@ type Claim struct {
 	// GlobalCap caps the active records (ready or running) of all unfinished jobs together,
 	// PE's task_concurrency; 0 or less: no cap.
 	GlobalCap int
-	// Apply returns the claimed record, in an active state, from the queued one. It must not
-	// change the record's job or name.
-	Apply func(jobs.Node) jobs.Node
+	// Apply returns the claimed record, in an active state, from the queued one, and the
+	// events to append with it. It must not change the record's job or name.
+	Apply func(jobs.Node) (jobs.Node, []jobs.Event)
 }
 
 // Store is the persistence contract. All methods are safe for concurrent use.
@@ -153,7 +153,8 @@ type Store interface {
 	// state, in the order they were created. Its cost follows limit, not the job's size.
 	ListJobNodesInState(ctx context.Context, jobID int64, state jobs.NodeState, limit int) ([]jobs.Node, error)
 	// ClaimJobNodes takes up to c.Limit of job jobID's new records, in the order they were
-	// created, and writes c.Apply of each (Version incremented, no events). It takes no more
+	// created, and writes c.Apply of each (Version incremented, with its events, so that
+	// LatestEventID is the id of its last one when it has some). It takes no more
 	// than the job's free slots — its Concurrency minus its active records, or every record
 	// when Concurrency is 0 — and, when c.GlobalCap > 0, no more than c.GlobalCap minus the
 	// active records of all unfinished jobs. A terminal job, or one with a stop request

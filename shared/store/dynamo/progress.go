@@ -99,12 +99,12 @@ func (s *Store) ClaimJobNodes(ctx context.Context, jobID int64, c store.Claim) (
 		if q.State != jobs.NodeNew {
 			continue
 		}
-		n := c.Apply(q)
+		n, evs := c.Apply(q)
 		if n.JobID != q.JobID || n.Name != q.Name || !n.State.Active() {
 			return fail(fmt.Errorf("claim of %s made %s record %d/%s: want an active record of the same node", q.Name, n.State, n.JobID, n.Name))
 		}
 		n.Version = q.Version
-		n, err := s.UpdateJobNode(ctx, n)
+		n, err := s.UpdateJobNode(ctx, n, evs...)
 		if errors.Is(err, store.ErrConflict) {
 			continue // another writer moved it first
 		}

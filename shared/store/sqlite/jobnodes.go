@@ -382,12 +382,33 @@ func (s *Store) ClaimJobNodes(ctx context.Context, jobID int64, c store.Claim) (
 		if err != nil {
 			return err
 		}
-		for _, q := range queued {
-			n := c.Apply(q)
+		// The claimed records' events are appended together: one move of the job's event
+		// counter for the whole claim.
+		claimed := make([]jobs.Node, len(queued))
+		var events []jobs.Event
+		lastOf := make([]int, len(queued)) // each record's last event: its index in events, or -1
+		for i, q := range queued {
+			n, evs := c.Apply(q)
 			if n.JobID != q.JobID || n.Name != q.Name || !n.State.Active() {
 				return fmt.Errorf("claim of %s made %s record %d/%s: want an active record of the same node", q.Name, n.State, n.JobID, n.Name)
 			}
 			n.Version = q.Version
+			claimed[i] = n
+			events = append(events, evs...)
+			lastOf[i] = -1
+			if len(evs) > 0 {
+				lastOf[i] = len(events) - 1
+			}
+		}
+		last, err := appendEvents(ctx, tx, jobID, events)
+		if err != nil {
+			return err
+		}
+		first := last - int64(len(events)) + 1
+		for i, n := range claimed {
+			if lastOf[i] >= 0 {
+				n.LatestEventID = first + int64(lastOf[i])
+			}
 			if n, err = updateJobNode(ctx, tx, n, nil); err != nil {
 				return err
 			}

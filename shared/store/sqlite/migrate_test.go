@@ -566,9 +566,9 @@ func TestMigrateFromV5(t *testing.T) {
 	if fmt.Sprint(counts) != fmt.Sprint(want) {
 		t.Fatalf("counts after migration = %v, want %v", counts, want)
 	}
-	claimed, err := s.ClaimJobNodes(ctx, 21, store.Claim{Limit: 1, Apply: func(n jobs.Node) jobs.Node {
+	claimed, err := s.ClaimJobNodes(ctx, 21, store.Claim{Limit: 1, Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) {
 		n.State, n.TransactionID = jobs.NodeReady, "t-c"
-		return n
+		return n, nil
 	}})
 	if err != nil || len(claimed) != 1 || claimed[0].Name != "c" {
 		t.Fatalf("claim after migration: %+v, %v; want c", claimed, err)

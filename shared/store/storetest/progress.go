@@ -13,10 +13,16 @@ import (
 )
 
 // claimReady is a claim's Apply: the record becomes ready with a transaction id of its own.
-func claimReady(n jobs.Node) jobs.Node {
+func claimReady(n jobs.Node) (jobs.Node, []jobs.Event) {
 	n.State, n.TransactionID, n.ReadyAt = jobs.NodeReady, "txn-"+n.Name, ptr(at(10))
 	n.DueAt = ptr(at(40))
-	return n
+	return n, nil
+}
+
+// claimRunning is a claim's Apply that starts the record at once, with an event saying so.
+func claimRunning(n jobs.Node) (jobs.Node, []jobs.Event) {
+	n.State, n.TransactionID, n.ReadyAt, n.StartedAt = jobs.NodeRunning, "txn-"+n.Name, ptr(at(10)), ptr(at(10))
+	return n, []jobs.Event{newEvent(jobs.EventNodeRunning, n.Name, 10)}
 }
 
 func equalCounts(t *testing.T, what string, got, want jobs.StateCounts) {
@@ -233,6 +239,35 @@ func runClaims(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("WithEvents", func(t *testing.T) {
+		s := newStore(t)
+		j := createJob(t, s, 1, jobs.StateRunning, "a", "b", "c")
+		// An event before the claim, so that ids do not start at 1.
+		n := getJobNode(t, s, j.ID, "c")
+		n.Message = "before"
+		_, err := s.UpdateJobNode(t.Context(), n, newEvent(jobs.EventNodeSkipped, "c", 1))
+		must(t, "update", err)
+		got, err := s.ClaimJobNodes(t.Context(), j.ID, store.Claim{Limit: 2, Apply: claimRunning})
+		must(t, "claim", err)
+		if g := names(got); !slices.Equal(g, []string{"a", "b"}) {
+			t.Fatalf("claimed %v", g)
+		}
+		for i, n := range got {
+			equalNode(t, "claimed record", n, getJobNode(t, s, j.ID, n.Name))
+			if n.State != jobs.NodeRunning || n.LatestEventID != int64(i+2) {
+				t.Fatalf("claimed %s: state %s, latest event %d; want running, %d", n.Name, n.State, n.LatestEventID, i+2)
+			}
+		}
+		evs, err := s.ListEvents(t.Context(), j.ID, 1, 0)
+		must(t, "events", err)
+		if len(evs) != 3 || evs[1].Node != "a" || evs[2].Node != "b" || evs[2].ID != 3 {
+			t.Fatalf("events after a claim with events: %s", show(evs))
+		}
+		c, err := s.JobCounts(t.Context(), j.ID)
+		must(t, "counts", err)
+		equalCounts(t, "after the claim", c, jobs.StateCounts{jobs.NodeRunning: 2, jobs.NodeNew: 1})
+	})
+
 	t.Run("JobConcurrency", func(t *testing.T) {
 		s := newStore(t)
 		j := newJob(1, 5) // Concurrency 2
@@ -314,8 +349,8 @@ func runClaims(t *testing.T, newStore func(t *testing.T) store.Store) {
 		for _, c := range []store.Claim{
 			{Limit: 0, Apply: claimReady},
 			{Limit: 1},
-			{Limit: 1, Apply: func(n jobs.Node) jobs.Node { n.State = jobs.NodeFinished; return n }},
-			{Limit: 1, Apply: func(n jobs.Node) jobs.Node { n.Name = "other"; n.State = jobs.NodeReady; return n }},
+			{Limit: 1, Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) { n.State = jobs.NodeFinished; return n, nil }},
+			{Limit: 1, Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) { n.Name = "other"; n.State = jobs.NodeReady; return n, nil }},
 		} {
 			if _, err := s.ClaimJobNodes(t.Context(), j.ID, c); err == nil {
 				t.Fatalf("claim %+v was accepted", c)
