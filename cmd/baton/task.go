@@ -173,10 +173,22 @@ func wait(ctx context.Context, c *client.Client, name string, live bool) (client
 			nodes, err := c.JobNodes(ctx, name)
 			return job, nodes, err
 		}
-		select {
-		case <-ctx.Done():
-			return client.Job{}, nil, fmt.Errorf("stopped waiting for job %s (it goes on; see `baton job show %s`): %w", name, name, ctx.Err())
-		case <-time.After(300 * time.Millisecond):
+		// Wait for the job to end, a second at most, then print what happened meanwhile: the
+		// server answers as soon as the job ends.
+		began := time.Now()
+		job, err := c.WaitJob(ctx, name, time.Second)
+		if err != nil {
+			if ctx.Err() != nil {
+				return client.Job{}, nil, fmt.Errorf("stopped waiting for job %s (it goes on; see `baton job show %s`): %w", name, name, ctx.Err())
+			}
+			return client.Job{}, nil, err
+		}
+		if !job.Done() && time.Since(began) < 50*time.Millisecond {
+			// A server that does not wait (an older one): do not spin.
+			select {
+			case <-ctx.Done():
+			case <-time.After(300 * time.Millisecond):
+			}
 		}
 	}
 }

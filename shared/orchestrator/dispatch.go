@@ -261,7 +261,7 @@ func (s *Service) sendAll(ctx context.Context, sp *jobSpec, nodes []jobs.Node) {
 	for i, n := range nodes {
 		if n.State == jobs.NodeRunning {
 			if delivered[i] {
-				s.started.add(n.TransactionID)
+				s.started.add(n.TransactionID, n.JobID)
 			} else {
 				due := now.Add(s.cfg.ConnectRetry)
 				n.DueAt = &due
@@ -284,7 +284,7 @@ func (s *Service) sendAll(ctx context.Context, sp *jobSpec, nodes []jobs.Node) {
 		switch {
 		case err == nil:
 			if out[i].State == jobs.NodeRunning {
-				s.started.add(out[i].TransactionID)
+				s.started.add(out[i].TransactionID, out[i].JobID)
 			}
 		case !errors.Is(err, store.ErrConflict):
 			s.log.Warn("mark running", "node", ups[i].Node, "err", err)

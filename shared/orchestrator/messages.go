@@ -90,8 +90,9 @@ func (s *Service) findOwn(ctx context.Context, node, txn string) (jobs.Node, err
 }
 
 func (s *Service) onProvisional(ctx context.Context, node, txn string) error {
-	if s.started.has(txn) {
-		return nil // recorded running by this process: nothing to do, nothing to read
+	if jobID, ok := s.started.job(txn); ok {
+		s.charge(ctx, jobID) // the message is the job's cost all the same
+		return nil           // recorded running by this process: nothing to do, nothing to read
 	}
 	n, err := s.findOwn(ctx, node, txn)
 	if errors.Is(err, store.ErrNotFound) {
@@ -100,10 +101,10 @@ func (s *Service) onProvisional(ctx context.Context, node, txn string) error {
 	if err != nil {
 		return err
 	}
+	defer s.charge(ctx, n.JobID)
 	if n.State != jobs.NodeReady {
 		return nil // already recorded running (or done)
 	}
-	defer s.charge(ctx, n.JobID)
 	sp, err := s.specByID(ctx, n.JobID)
 	if err != nil {
 		return fmt.Errorf("provisional %s: %w", txn, err)
@@ -115,7 +116,7 @@ func (s *Service) onProvisional(ctx context.Context, node, txn string) error {
 		}
 		_, err = s.store.UpdateJobNode(ctx, run, ev)
 		if err == nil {
-			s.started.add(txn)
+			s.started.add(txn, n.JobID)
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt >= maxRetries {
 			return err

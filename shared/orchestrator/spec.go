@@ -102,31 +102,35 @@ func (s *Service) specByID(ctx context.Context, id int64) (*jobSpec, error) {
 	return s.spec(job)
 }
 
-// txnSet is a bounded set of transaction ids: when a generation fills up, the older one is
-// dropped, so it holds the most recent ids (between maxPerGen and twice as many).
+// txnSet is a bounded set of transaction ids, each with its job's id: when a generation fills
+// up, the older one is dropped, so it holds the most recent ids (between maxPerGen and twice
+// as many).
 type txnSet struct {
 	mu       sync.Mutex
-	cur, old map[string]struct{}
+	cur, old map[string]int64
 }
 
 const maxPerGen = 1 << 16
 
-func (t *txnSet) add(txn string) {
+func (t *txnSet) add(txn string, jobID int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.cur == nil {
-		t.cur = map[string]struct{}{}
+		t.cur = map[string]int64{}
 	}
 	if len(t.cur) >= maxPerGen {
-		t.old, t.cur = t.cur, map[string]struct{}{}
+		t.old, t.cur = t.cur, map[string]int64{}
 	}
-	t.cur[txn] = struct{}{}
+	t.cur[txn] = jobID
 }
 
-func (t *txnSet) has(txn string) bool {
+// job returns the job of txn, when the set holds it.
+func (t *txnSet) job(txn string) (int64, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, inCur := t.cur[txn]
-	_, inOld := t.old[txn]
-	return inCur || inOld
+	if id, ok := t.cur[txn]; ok {
+		return id, true
+	}
+	id, ok := t.old[txn]
+	return id, ok
 }

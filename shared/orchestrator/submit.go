@@ -275,6 +275,13 @@ func (s *Service) createJob(ctx context.Context, c Common, owner jobs.Owner, job
 	job.Concurrency, job.Timeout, job.NodeCount = c.Concurrency, c.Timeout, len(names)
 	job.MaxErrors, job.IdempotencyKey = c.MaxErrors.limit(len(names)), c.IdempotencyKey
 	job = jobs.NewJob(job, now)
+	// Dispatch begins as soon as the job is recorded: record it running already, which saves
+	// the dispatcher a write of its own (the status history still shows it ready first).
+	started, err := jobs.ApplyJob(job, jobs.JobStart, now)
+	if err != nil {
+		return jobs.Job{}, err
+	}
+	job = started
 	nodes, events, err := s.initialNodes(ctx, names, now)
 	if err != nil {
 		return jobs.Job{}, err
