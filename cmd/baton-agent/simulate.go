@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -65,6 +67,14 @@ func simulate(args []string) error {
 		cfg.Token = strings.TrimSpace(string(b))
 	}
 	raiseFileLimit(cfg.Count)
+	if addr := os.Getenv("BATON_PPROF"); addr != "" {
+		go func() { // profiling for performance work, only when asked
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			_ = http.ListenAndServe(addr, mux)
+		}()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *duration > 0 {

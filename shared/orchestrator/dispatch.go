@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -261,7 +262,7 @@ func (s *Service) sendAll(ctx context.Context, sp *jobSpec, nodes []jobs.Node) {
 	for i, n := range nodes {
 		if n.State == jobs.NodeRunning {
 			if delivered[i] {
-				s.started.add(n.TransactionID, n.JobID)
+				s.started.add(n)
 			} else {
 				due := now.Add(s.cfg.ConnectRetry)
 				n.DueAt = &due
@@ -284,7 +285,7 @@ func (s *Service) sendAll(ctx context.Context, sp *jobSpec, nodes []jobs.Node) {
 		switch {
 		case err == nil:
 			if out[i].State == jobs.NodeRunning {
-				s.started.add(out[i].TransactionID, out[i].JobID)
+				s.started.add(out[i])
 			}
 		case !errors.Is(err, store.ErrConflict):
 			s.log.Warn("mark running", "node", ups[i].Node, "err", err)
@@ -365,25 +366,54 @@ func (s *Service) request(ctx context.Context, sp *jobSpec, n jobs.Node) (protoc
 			Params: mustJSON(puppetrun.Input{Flags: p.Flags, Job: job.Name(), Timeout: job.Timeout}),
 		})
 	}
+	raw, err := s.taskParams(ctx, sp, n)
+	if err != nil {
+		return protocol.Envelope{}, err
+	}
+	return protocol.New(protocol.TypeNonBlockingRequest, protocol.AgentURI(n.Name), protocol.NonBlockingRequest{
+		TransactionID: n.TransactionID, NotifyOutcome: true, Module: protocol.ModuleTask, Action: protocol.ActionRun,
+		Params: raw,
+	})
+}
+
+// paramsReuse is how long a task job's encoded params (with their signed file URLs) serve
+// its next requests: well under any URL lifetime, so that a URL an agent gets has most of
+// its lifetime left.
+const paramsReuse = 20 * time.Second
+
+// taskParams returns the encoded params of node n's task request. They are the same for
+// every node of a job, but for a per-transaction result upload URL (AWS): without one, they
+// are encoded once and reused for a while.
+func (s *Service) taskParams(ctx context.Context, sp *jobSpec, n jobs.Node) (json.RawMessage, error) {
+	job, p := sp.job, sp.payload
+	now := s.clock()
+	if s.uploads == nil {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		if sp.params != nil && now.Sub(sp.paramsAt) < paramsReuse && !now.Before(sp.paramsAt) {
+			return sp.params, nil
+		}
+	}
 	params := protocol.TaskParams{Task: p.Task, Input: sp.input, Metadata: p.Metadata, Timeout: job.Timeout}
 	if s.uploads != nil {
 		url, key, err := s.uploads.ResultUploadURL(ctx, n.TransactionID)
 		if err != nil {
-			return protocol.Envelope{}, fmt.Errorf("job %d: result upload URL: %w", job.ID, err)
+			return nil, fmt.Errorf("job %d: result upload URL: %w", job.ID, err)
 		}
 		params.ResultUpload = &protocol.ResultUpload{URL: url, Key: key}
 	}
 	for _, f := range p.Files {
 		uri, err := s.urls.FileURI(ctx, p.Environment, p.Module, f.Filename, f.SHA256)
 		if err != nil {
-			return protocol.Envelope{}, fmt.Errorf("job %d: sign %s: %w", job.ID, f.Filename, err)
+			return nil, fmt.Errorf("job %d: sign %s: %w", job.ID, f.Filename, err)
 		}
 		params.Files = append(params.Files, protocol.TaskFile{Filename: f.Filename, URI: uri, SHA256: f.SHA256, SizeBytes: f.SizeBytes})
 	}
-	return protocol.New(protocol.TypeNonBlockingRequest, protocol.AgentURI(n.Name), protocol.NonBlockingRequest{
-		TransactionID: n.TransactionID, NotifyOutcome: true, Module: protocol.ModuleTask, Action: protocol.ActionRun,
-		Params: mustJSON(params),
-	})
+	raw := mustJSON(params)
+	if s.uploads == nil {
+		sp.params, sp.paramsAt = raw, now
+	}
+	return raw, nil
 }
 
 // finishJob ends job jobID, whose nodes are all done (counts), unless it has ended already.

@@ -90,9 +90,9 @@ func (s *Service) findOwn(ctx context.Context, node, txn string) (jobs.Node, err
 }
 
 func (s *Service) onProvisional(ctx context.Context, node, txn string) error {
-	if jobID, ok := s.started.job(txn); ok {
-		s.charge(ctx, jobID) // the message is the job's cost all the same
-		return nil           // recorded running by this process: nothing to do, nothing to read
+	if n, ok := s.started.get(txn); ok && n.Name == node {
+		s.charge(ctx, n.JobID) // the message is the job's cost all the same
+		return nil             // recorded running by this process: nothing to do, nothing to read
 	}
 	n, err := s.findOwn(ctx, node, txn)
 	if errors.Is(err, store.ErrNotFound) {
@@ -114,9 +114,9 @@ func (s *Service) onProvisional(ctx context.Context, node, txn string) error {
 		if err != nil {
 			return err
 		}
-		_, err = s.store.UpdateJobNode(ctx, run, ev)
+		written, err := s.store.UpdateJobNode(ctx, run, ev)
 		if err == nil {
-			s.started.add(txn, n.JobID)
+			s.started.add(written)
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt >= maxRetries {
 			return err
@@ -135,13 +135,17 @@ type outcomeFunc func(job jobs.Job, n jobs.Node) (jobs.NodeEvent, map[string]any
 // onOutcome records a transaction's outcome exactly once, acknowledges it to the agent, and
 // moves the job on: its work does not depend on the job's size.
 func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outcomeFunc) error {
-	n, err := s.findOwn(ctx, node, txn)
-	if errors.Is(err, store.ErrNotFound) {
-		s.log.Warn("result for unknown transaction", "node", node, "transaction", txn)
-		return s.ack(ctx, node, txn)
-	}
-	if err != nil {
-		return err
+	n, held := s.started.get(txn)
+	if !held || n.Name != node {
+		var err error
+		n, err = s.findOwn(ctx, node, txn)
+		if errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("result for unknown transaction", "node", node, "transaction", txn)
+			return s.ack(ctx, node, txn)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	defer s.charge(ctx, n.JobID)
 	sp, err := s.specByID(ctx, n.JobID)
@@ -152,6 +156,7 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 	if err != nil {
 		return err
 	}
+	s.started.remove(txn)
 	if err := s.ack(ctx, node, txn); err != nil {
 		return err
 	}

@@ -116,9 +116,8 @@ type Service struct {
 	// presence tells whether a node's agent is connected here (baton serve's gateway); nil
 	// when the sender cannot tell (AWS).
 	presence Presence
-	// started holds transactions this process recorded running, so that their provisional
-	// responses need no store read.
-	started txnSet
+	// started holds the records this process recorded running (see startedSet).
+	started startedSet
 
 	finished finishers // waiters of WaitJob
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/baton-run/baton/shared/jobs"
 )
@@ -17,6 +18,12 @@ type jobSpec struct {
 	input   json.RawMessage // a task's input, encoded once
 	noop    bool
 	task    string
+
+	// params are a task request's params, the same for every node, kept for a while: their
+	// file URLs are signed and expire.
+	mu       sync.Mutex
+	params   json.RawMessage
+	paramsAt time.Time
 }
 
 // describe names what the job runs, for event messages.
@@ -102,35 +109,44 @@ func (s *Service) specByID(ctx context.Context, id int64) (*jobSpec, error) {
 	return s.spec(job)
 }
 
-// txnSet is a bounded set of transaction ids, each with its job's id: when a generation fills
-// up, the older one is dropped, so it holds the most recent ids (between maxPerGen and twice
-// as many).
-type txnSet struct {
+// startedSet holds the node records this process recorded running, by transaction id, as it
+// wrote them: a provisional answer to one of them needs no store read, and its result is
+// written over the record as held (a read only when someone else changed it meanwhile). It
+// is bounded: when a generation fills up, the older one is dropped, so it holds the most
+// recent records (between maxPerGen and twice as many).
+type startedSet struct {
 	mu       sync.Mutex
-	cur, old map[string]int64
+	cur, old map[string]jobs.Node
 }
 
 const maxPerGen = 1 << 16
 
-func (t *txnSet) add(txn string, jobID int64) {
+func (t *startedSet) add(n jobs.Node) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.cur == nil {
-		t.cur = map[string]int64{}
+		t.cur = map[string]jobs.Node{}
 	}
 	if len(t.cur) >= maxPerGen {
-		t.old, t.cur = t.cur, map[string]int64{}
+		t.old, t.cur = t.cur, map[string]jobs.Node{}
 	}
-	t.cur[txn] = jobID
+	t.cur[n.TransactionID] = n
 }
 
-// job returns the job of txn, when the set holds it.
-func (t *txnSet) job(txn string) (int64, bool) {
+// get returns the record of txn, when the set holds it.
+func (t *startedSet) get(txn string) (jobs.Node, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if id, ok := t.cur[txn]; ok {
-		return id, true
+	if n, ok := t.cur[txn]; ok {
+		return n, true
 	}
-	id, ok := t.old[txn]
-	return id, ok
+	n, ok := t.old[txn]
+	return n, ok
+}
+
+func (t *startedSet) remove(txn string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.cur, txn)
+	delete(t.old, txn)
 }

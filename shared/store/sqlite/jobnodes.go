@@ -67,6 +67,7 @@ func insertJobNodes(ctx context.Context, tx dbtx, jobID int64, nodes []jobs.Node
 		return fmt.Errorf("insert job nodes: %w", err)
 	}
 	defer stmt.Close()
+	counts := jobs.StateCounts{}
 	for i, n := range nodes {
 		vals, err := jobNodeValues(n)
 		if err != nil {
@@ -77,6 +78,14 @@ func insertJobNodes(ctx context.Context, tx dbtx, jobID int64, nodes []jobs.Node
 				return fmt.Errorf("insert job node %s: %w", n.Name, store.ErrExists)
 			}
 			return fmt.Errorf("insert job node %s: %w", n.Name, err)
+		}
+		counts[n.State]++
+	}
+	// The counts of the records inserted, once per state (triggers keep them from here on).
+	for st, n := range counts {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO job_node_counts (job_id, state, n) VALUES (?, ?, ?)
+			ON CONFLICT (job_id, state) DO UPDATE SET n = n + excluded.n`, jobID, string(st), n); err != nil {
+			return fmt.Errorf("count job %d nodes: %w", jobID, err)
 		}
 	}
 	return nil

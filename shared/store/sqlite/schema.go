@@ -169,7 +169,8 @@ var migrations = []migration{
 	},
 	{
 		// Version 6: work per node-run independent of the job's size. Per-job counts of node
-		// records by state, kept by triggers on every insert, update and delete of a record;
+		// records by state, kept by triggers on every update and delete of a record (the
+		// store counts the records it inserts itself, once per job);
 		// partial indexes of each job's queued and active records in creation order
 		// (ClaimJobNodes, ListJobNodesInState) and one of the records the sweep must look at
 		// (due_at, ListDueJobNodes). The facts of nodes get a hash
@@ -190,10 +191,6 @@ var migrations = []migration{
 			) WITHOUT ROWID`,
 			`INSERT INTO job_node_counts (job_id, state, n)
 				SELECT job_id, state, COUNT(*) FROM job_nodes GROUP BY job_id, state`,
-			`CREATE TRIGGER job_nodes_count_insert AFTER INSERT ON job_nodes BEGIN
-				INSERT INTO job_node_counts (job_id, state, n) VALUES (new.job_id, new.state, 1)
-					ON CONFLICT (job_id, state) DO UPDATE SET n = n + 1;
-			END`,
 			`CREATE TRIGGER job_nodes_count_update AFTER UPDATE OF state ON job_nodes
 				WHEN old.state <> new.state BEGIN
 				UPDATE job_node_counts SET n = n - 1 WHERE job_id = old.job_id AND state = old.state;
