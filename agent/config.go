@@ -84,6 +84,10 @@ type Config struct {
 	MaxConnectionAge time.Duration
 	// MaxBackoff caps the wait between connection attempts; default 30 s.
 	MaxBackoff time.Duration
+	// ProvisionalDelay is how long a new transaction runs before the agent sends its
+	// provisional response: one that ends sooner sends only its result, which says as much
+	// (one message less per quick task). Default 200 ms; negative: at once, as pxp-agent does.
+	ProvisionalDelay time.Duration
 	// DialTimeout bounds one connection attempt; default 10 s.
 	DialTimeout time.Duration
 	// DownloadBackoff is the wait before each retry of a failed download; its length is the
@@ -168,6 +172,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.ProvisionalDelay == 0 {
+		c.ProvisionalDelay = 200 * time.Millisecond
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout

@@ -54,6 +54,9 @@ type module struct {
 
 type transaction struct {
 	cancel context.CancelCauseFunc
+	// provisional sends the provisional response if the transaction is still running when it
+	// fires (Config.ProvisionalDelay).
+	provisional *time.Timer
 }
 
 func label(blocking bool, module, action, txn string) string {
@@ -247,12 +250,26 @@ func (a *Agent) handleNonBlocking(ctx context.Context, env protocol.Envelope, r 
 		return
 	}
 	tctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	a.running[r.TransactionID] = &transaction{cancel: cancel}
+	t := &transaction{cancel: cancel}
+	a.running[r.TransactionID] = t
 	a.tasks.Add(1)
+	if d := a.cfg.ProvisionalDelay; d > 0 {
+		txn := r.TransactionID
+		t.provisional = time.AfterFunc(d, func() {
+			a.mu.Lock()
+			_, still := a.running[txn]
+			a.mu.Unlock()
+			if still {
+				a.sendProvisional(ctx, txn)
+			}
+		})
+	}
 	a.mu.Unlock()
 
 	a.log.Info("transaction started", "transaction_id", r.TransactionID, "module", r.Module, "action", r.Action)
-	a.sendProvisional(ctx, r.TransactionID)
+	if a.cfg.ProvisionalDelay < 0 {
+		a.sendProvisional(ctx, r.TransactionID)
+	}
 	go a.execute(tctx, cancel, mod.handler, req, r.NotifyOutcome, lbl)
 }
 
@@ -285,6 +302,9 @@ func (a *Agent) execute(ctx context.Context, cancel context.CancelCauseFunc, h M
 	st, serr := a.spool.finish(req.TransactionID, results, desc, time.Now().UTC())
 
 	a.mu.Lock()
+	if t := a.running[req.TransactionID]; t != nil && t.provisional != nil {
+		t.provisional.Stop()
+	}
 	delete(a.running, req.TransactionID)
 	a.mu.Unlock()
 

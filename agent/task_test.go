@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/baton-run/baton/shared/protocol"
 )
@@ -559,5 +560,35 @@ func TestTaskEnv(t *testing.T) {
 	want := []string{`PT_a=[1,2,"3"]`, "PT_n=3", "PT_null=null", `PT_o={"k":true}`, "PT_s=two words"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestProvisionalResponseOnlyForSlowTransactions checks that a task that ends within
+// ProvisionalDelay sends only its result, a slower one its provisional response after the
+// delay, and that a negative delay sends it at once, as pxp-agent does.
+func TestProvisionalResponseOnlyForSlowTransactions(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+		sleep string
+		want  int
+	}{
+		{"quick task", 5 * time.Second, "0", 0},
+		{"slow task", 50 * time.Millisecond, "0.5", 1},
+		{"at once", -1, "0", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestServer(t)
+			cfg := testConfig(t, ts)
+			cfg.ProvisionalDelay = tc.delay
+			startAgent(t, cfg)
+			file := ts.addFile("s.sh", script(`sleep `+tc.sleep+`; echo done`))
+			txn := "txn-" + strings.ReplaceAll(tc.name, " ", "-")
+			ts.runTask(t, txn, protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}})
+			ts.statusQuery(t, txn) // answered after anything sent before it
+			if n := ts.count(isTxn(protocol.TypeProvisionalResponse, txn)); n != tc.want {
+				t.Fatalf("%d provisional responses, want %d", n, tc.want)
+			}
+		})
 	}
 }
