@@ -70,9 +70,11 @@ type Gateway struct {
 	log          *slog.Logger
 	writeTimeout time.Duration
 
-	mu    sync.Mutex
-	conns map[string]*conn // node name → current connection
-	all   map[*conn]struct{}
+	mu      sync.Mutex
+	conns   map[string]*conn // node name → current connection
+	all     map[*conn]struct{}
+	closing bool           // Close was called: no new connection is taken
+	serving sync.WaitGroup // the connections being served
 }
 
 type conn struct {
@@ -150,17 +152,31 @@ func (g *Gateway) Connected(node string) bool {
 	return g.conns[node] != nil
 }
 
-// Close closes every connection.
+// Close closes every connection, many at a time (each close waits for the agent's answer),
+// refuses new ones, and returns once every connection's handling has ended.
 func (g *Gateway) Close() {
 	g.mu.Lock()
+	g.closing = true
 	all := make([]*conn, 0, len(g.all))
 	for c := range g.all {
 		all = append(all, c)
 	}
 	g.mu.Unlock()
-	for _, c := range all {
-		c.ws.Close(websocket.StatusGoingAway, "server shutting down")
+	next := make(chan *conn)
+	var closers sync.WaitGroup
+	for range min(64, len(all)) {
+		closers.Go(func() {
+			for c := range next {
+				c.ws.Close(websocket.StatusGoingAway, "server shutting down")
+			}
+		})
 	}
+	for _, c := range all {
+		next <- c
+	}
+	close(next)
+	closers.Wait()
+	g.serving.Wait()
 }
 
 // Handler returns the http.Handler for the /pcp endpoint.
@@ -172,6 +188,17 @@ func (g *Gateway) Handler(auth NodeAuthenticator, inbox Inbox) http.Handler {
 			http.Error(w, `{"kind":"puppetlabs.orchestrator/not-authenticated","msg":"node credential refused","details":{}}`, http.StatusUnauthorized)
 			return
 		}
+		g.mu.Lock()
+		closing := g.closing
+		if !closing {
+			g.serving.Add(1)
+		}
+		g.mu.Unlock()
+		if closing {
+			http.Error(w, `{"kind":"puppetlabs.orchestrator/unavailable","msg":"the server is shutting down","details":{}}`, http.StatusServiceUnavailable)
+			return
+		}
+		defer g.serving.Done()
 		ws, err := websocket.Accept(w, r, nil)
 		if err != nil {
 			g.log.Warn("websocket upgrade", "node", node, "err", err)

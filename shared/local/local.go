@@ -342,12 +342,14 @@ func (s *Server) AdminTokenPath() string { return filepath.Join(s.cfg.DataDir, A
 func (s *Server) Auth() *auth.Service { return s.auth }
 
 // Close stops serving and closes the store.
+// Close stops serving — first taking no new connection, then closing the agents' — and
+// closes the store once nothing uses it.
 func (s *Server) Close() error {
-	s.cancel()
-	s.gateway.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := s.http.Shutdown(ctx)
+	err := s.http.Shutdown(ctx) // the listener first: closed agents must not come back here
+	s.gateway.Close()
+	s.cancel()
 	s.wg.Wait()
 	return errors.Join(err, s.store.Close())
 }
