@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // PCP v2 message types (reference §3.5).
@@ -154,55 +155,191 @@ var rawMessageType = reflect.TypeFor[json.RawMessage]()
 
 // checkKeys walks the JSON value b (already decoded successfully into a value of type t) and
 // rejects any object key that is not exactly the JSON name of a field of the struct type it
-// decodes into: encoding/json matches keys case-insensitively, the wire schemas do not.
+// decodes into: encoding/json matches keys case-insensitively, the wire schemas do not. It
+// reads b once, without decoding values (see keyScanner).
 func checkKeys(b []byte, t reflect.Type) error {
-	for t.Kind() == reflect.Pointer {
+	s := keyScanner{b: b}
+	s.space()
+	return s.value(t)
+}
+
+// keyScanner reads a JSON text that encoding/json has already accepted, checking object keys
+// against the Go types the values decode into and skipping everything else.
+type keyScanner struct {
+	b []byte
+	i int
+}
+
+func (s *keyScanner) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// value checks the value at the current position, of Go type t.
+func (s *keyScanner) value(t reflect.Type) error {
+	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if t == rawMessageType {
-		return nil
+	if s.i >= len(s.b) {
+		return errors.New("json: unexpected end of input")
 	}
-	switch t.Kind() {
-	case reflect.Struct:
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(b, &m); err != nil {
-			return err
+	if t == nil || t == rawMessageType {
+		return s.skip()
+	}
+	switch c := s.b[s.i]; {
+	case c == '{' && (t.Kind() == reflect.Struct || t.Kind() == reflect.Map):
+		var fields map[string]reflect.Type
+		if t.Kind() == reflect.Struct {
+			fields = cachedFields(t)
 		}
-		fields := jsonFields(t)
-		for k, v := range m {
-			ft, ok := fields[k]
-			if !ok {
-				return fmt.Errorf("json: unknown field %q", k)
-			}
-			if err := checkKeys(v, ft); err != nil {
+		s.i++
+		s.space()
+		if s.i < len(s.b) && s.b[s.i] == '}' {
+			s.i++
+			return nil
+		}
+		for {
+			s.space()
+			key, err := s.str()
+			if err != nil {
 				return err
 			}
-		}
-	case reflect.Slice, reflect.Array:
-		if t.Elem().Kind() == reflect.Uint8 && t.Kind() == reflect.Slice {
-			return nil // []byte is a base64 string
-		}
-		var items []json.RawMessage
-		if err := json.Unmarshal(b, &items); err != nil {
-			return err
-		}
-		for _, v := range items {
-			if err := checkKeys(v, t.Elem()); err != nil {
+			vt := t.Elem
+			var ft reflect.Type
+			if fields != nil {
+				var ok bool
+				if ft, ok = fields[key]; !ok {
+					return fmt.Errorf("json: unknown field %q", key)
+				}
+			} else {
+				ft = vt()
+			}
+			s.space()
+			s.i++ // ':'
+			s.space()
+			if err := s.value(ft); err != nil {
 				return err
 			}
+			s.space()
+			if s.i >= len(s.b) {
+				return errors.New("json: unexpected end of input")
+			}
+			if s.b[s.i] == '}' {
+				s.i++
+				return nil
+			}
+			s.i++ // ','
 		}
-	case reflect.Map:
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(b, &m); err != nil {
-			return err
+	case c == '[' && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) && !(t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8):
+		s.i++
+		s.space()
+		if s.i < len(s.b) && s.b[s.i] == ']' {
+			s.i++
+			return nil
 		}
-		for _, v := range m {
-			if err := checkKeys(v, t.Elem()); err != nil {
+		for {
+			s.space()
+			if err := s.value(t.Elem()); err != nil {
 				return err
 			}
+			s.space()
+			if s.i >= len(s.b) {
+				return errors.New("json: unexpected end of input")
+			}
+			if s.b[s.i] == ']' {
+				s.i++
+				return nil
+			}
+			s.i++ // ','
 		}
+	}
+	return s.skip()
+}
+
+// str reads a string and returns its value.
+func (s *keyScanner) str() (string, error) {
+	if s.i >= len(s.b) || s.b[s.i] != '"' {
+		return "", errors.New("json: object key is not a string")
+	}
+	start := s.i
+	escaped := false
+	for s.i++; s.i < len(s.b); s.i++ {
+		switch s.b[s.i] {
+		case '\\':
+			escaped = true
+			s.i++
+		case '"':
+			s.i++
+			raw := s.b[start:s.i]
+			if !escaped {
+				return string(raw[1 : len(raw)-1]), nil
+			}
+			var v string
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return "", err
+			}
+			return v, nil
+		}
+	}
+	return "", errors.New("json: unexpected end of input")
+}
+
+// skip steps over one value of any kind.
+func (s *keyScanner) skip() error {
+	if s.i >= len(s.b) {
+		return errors.New("json: unexpected end of input")
+	}
+	switch s.b[s.i] {
+	case '"':
+		_, err := s.str()
+		return err
+	case '{', '[':
+		depth := 0
+		for ; s.i < len(s.b); s.i++ {
+			switch s.b[s.i] {
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					s.i++
+					return nil
+				}
+			case '"':
+				if _, err := s.str(); err != nil {
+					return err
+				}
+				s.i-- // the loop steps past the closing quote
+			}
+		}
+		return errors.New("json: unexpected end of input")
+	}
+	for s.i < len(s.b) { // a number, true, false or null
+		switch s.b[s.i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return nil
+		}
+		s.i++
 	}
 	return nil
+}
+
+// fieldCache holds jsonFields of the struct types seen.
+var fieldCache sync.Map // reflect.Type → map[string]reflect.Type
+
+func cachedFields(t reflect.Type) map[string]reflect.Type {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.(map[string]reflect.Type)
+	}
+	f := jsonFields(t)
+	fieldCache.Store(t, f)
+	return f
 }
 
 // jsonFields maps the JSON names of the fields of struct type t to their types.
