@@ -4,14 +4,14 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: help build lambdas synth deploy destroy test test-infra test-short test-puppetserver lint demo fuzz clean
+.PHONY: help build lambdas synth deploy destroy test test-infra test-short test-puppetserver lint demo fuzz bench bench-ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
 
-build: ## Build bin/baton and bin/baton-agent
-	$(GO) build -trimpath -o $(BIN)/baton ./cmd/baton
-	$(GO) build -trimpath -o $(BIN)/baton-agent ./cmd/baton-agent
+build: ## Build bin/baton and bin/baton-agent (static: no C library needed)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/baton ./cmd/baton
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/baton-agent ./cmd/baton-agent
 
 lambdas: ## Build a deterministic bootstrap zip per Lambda function into dist/ (linux/arm64)
 	bash scripts/lambdas.sh
@@ -52,6 +52,12 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) >/tmp/baton-fuzz.log 2>&1 || { cat /tmp/baton-fuzz.log; exit 1; }; \
 	done
+
+bench: build ## Measure fan-out, round trips, submitters, enrolment, reconnects, RSS and CPU at 100, 1,000 and 10,000 simulated agents and 200 and 500 real ones; write BENCHMARKS.md
+	$(GO) run ./cmd/baton-bench --bin $(BIN) $(BENCH_ARGS)
+
+bench-ci: build ## The benchmark harness at CI size (200 simulated agents, 20 real ones); results to standard output
+	$(GO) run ./cmd/baton-bench --bin $(BIN) --quick --out ""
 
 demo: build ## Start baton serve and three agents, run a task on all three, print the results, stop everything
 	@bash scripts/demo.sh

@@ -53,6 +53,19 @@ type Agent struct {
 	running  map[string]*transaction
 	stopping bool
 	tasks    sync.WaitGroup
+	lastDone time.Time // when the last transaction ended
+
+	factsMu sync.Mutex // held while gathering: one facter at a time
+	facts   map[string]any
+	factsAt time.Time
+}
+
+// Idle reports whether no transaction is running, and when the last one ended (the zero time
+// when none has).
+func (a *Agent) Idle() (idle bool, since time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.running) == 0, a.lastDone
 }
 
 // Option customises an Agent.
@@ -222,14 +235,15 @@ func (a *Agent) session(ctx context.Context) (connected bool, err error) {
 		a.connMu.Unlock()
 	}()
 
-	// Facts and spooled outcomes go out before any request is read, so the server sees
-	// them first on every connection.
-	a.sendFacts(ctx)
+	// Spooled outcomes go out before any request is read, so the server sees them first on
+	// every connection. Facts follow in the background: gathering them (facter) can take
+	// seconds, and must never hold up work.
 	a.resendPending(ctx)
 
 	sctx, cancel := context.WithCancel(ctx)
 	var pinger sync.WaitGroup
 	pinger.Go(func() { a.keepAlive(sctx, conn) })
+	pinger.Go(func() { a.factsLoop(sctx) })
 	defer pinger.Wait()
 	defer cancel()
 	return true, a.readLoop(sctx, conn)
@@ -282,16 +296,41 @@ func (a *Agent) readLoop(ctx context.Context, conn *websocket.Conn) error {
 	}
 }
 
-func (a *Agent) sendFacts(ctx context.Context) {
-	facts, err := a.cfg.Facts(ctx)
-	if err != nil {
-		a.log.Warn("gather facts", "error", err)
-		return
+// factsLoop sends the node's facts on a new connection — those gathered within FactsTTL,
+// else fresh ones — and again, freshly gathered, every FactsTTL while connected.
+func (a *Agent) factsLoop(ctx context.Context) {
+	a.sendFacts(ctx, false)
+	t := time.NewTicker(a.cfg.FactsTTL)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.sendFacts(ctx, true)
+		}
 	}
-	if facts == nil {
-		facts = map[string]any{}
+}
+
+func (a *Agent) sendFacts(ctx context.Context, fresh bool) {
+	a.factsMu.Lock()
+	facts := a.facts
+	if fresh || facts == nil || time.Since(a.factsAt) >= a.cfg.FactsTTL {
+		gathered, err := a.cfg.Facts(ctx)
+		if err != nil {
+			a.factsMu.Unlock()
+			if ctx.Err() == nil {
+				a.log.Warn("gather facts", "error", err)
+			}
+			return
+		}
+		if gathered == nil {
+			gathered = map[string]any{}
+		}
+		a.facts, a.factsAt, facts = gathered, time.Now(), gathered
 	}
-	if err := a.sendData(ctx, protocol.TypeFacts, protocol.Facts{Facts: facts}); err != nil {
+	a.factsMu.Unlock()
+	if err := a.sendData(ctx, protocol.TypeFacts, protocol.Facts{Facts: facts}); err != nil && ctx.Err() == nil {
 		a.log.Warn("send facts", "error", err)
 	}
 }

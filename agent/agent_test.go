@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -417,5 +418,62 @@ func TestAgentPurgesSpoolAtStart(t *testing.T) {
 	}
 	if fileExists(staleEntry) || !fileExists(freshEntry) {
 		t.Errorf("cache purge: stale entry exists %v, fresh entry exists %v", fileExists(staleEntry), fileExists(freshEntry))
+	}
+}
+
+// TestFactsNeverHoldUpWork checks that facts are gathered in the background: a request is
+// run while facts are still being gathered, spooled results go out before the facts on a
+// reconnect, and facts gathered within FactsTTL are sent again without gathering them anew.
+func TestFactsNeverHoldUpWork(t *testing.T) {
+	ts := newTestServer(t)
+	cfg := testConfig(t, ts)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	calls := 0
+	cfg.Facts = func(ctx context.Context) (map[string]any, error) {
+		mu.Lock()
+		calls++
+		first := calls == 1
+		mu.Unlock()
+		if first {
+			select { // the first gathering takes as long as the test wants
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return map[string]any{"hostname": "node1"}, nil
+	}
+	startAgent(t, cfg)
+	file := ts.addFile("r.sh", script("echo result"))
+	res := ts.runTask(t, "txn-before-facts", protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}})
+	if res.Stdout != "result\n" {
+		t.Fatalf("result %+v", res)
+	}
+	if n := ts.count(isType(protocol.TypeFacts)); n != 0 {
+		t.Fatalf("%d facts messages before the facts were gathered", n)
+	}
+	close(release)
+	ts.waitFrame(t, 0, "facts once gathered", onConn(1, isType(protocol.TypeFacts)))
+
+	// An unacknowledged result goes out on the next connection before the (cached) facts.
+	ts.runTask(t, "txn-unacked", protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}})
+	ts.dropConn()
+	ts.waitFrame(t, 0, "facts on conn 2", onConn(2, isType(protocol.TypeFacts)))
+	var order []string
+	ts.mu.Lock()
+	for _, f := range ts.frames {
+		if f.conn == 2 && (f.env.MessageType == protocol.TypeFacts || f.env.MessageType == protocol.TypeNonBlockingResponse) {
+			order = append(order, f.env.MessageType)
+		}
+	}
+	ts.mu.Unlock()
+	if len(order) < 2 || order[0] != protocol.TypeNonBlockingResponse {
+		t.Errorf("on reconnect the agent sent %v: want the spooled result before the facts", order)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 1 {
+		t.Errorf("facts gathered %d times, want once (cached within FactsTTL)", calls)
 	}
 }

@@ -53,8 +53,11 @@ type Config struct {
 	// Features are what task implementations may require; default ["shell", "puppet-agent"]
 	// on unix, ["powershell", "puppet-agent"] on Windows.
 	Features []string
-	// Facts gathers the facts sent after every connect; default Facts.
-	Facts func(ctx context.Context) (map[string]any, error)
+	// Facts gathers the facts sent after every connect (in the background, after spooled
+	// results); default Facts. Facts gathered less than FactsTTL ago are sent again as they
+	// are; every FactsTTL while connected they are gathered and sent afresh. Default 30 min.
+	Facts    func(ctx context.Context) (map[string]any, error)
+	FactsTTL time.Duration
 	// HTTPClient is used for the WebSocket handshake and for file downloads; default a
 	// client without an overall timeout (each use carries its own deadline). With
 	// TLSFingerprint or CAFile its Transport must be nil or an *http.Transport.
@@ -172,6 +175,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.FactsTTL <= 0 {
+		c.FactsTTL = 30 * time.Minute
 	}
 	if c.ProvisionalDelay == 0 {
 		c.ProvisionalDelay = 200 * time.Millisecond

@@ -306,6 +306,7 @@ func (a *Agent) execute(ctx context.Context, cancel context.CancelCauseFunc, h M
 		t.provisional.Stop()
 	}
 	delete(a.running, req.TransactionID)
+	a.lastDone = time.Now()
 	a.mu.Unlock()
 
 	if serr != nil {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/baton-run/baton/shared/protocol"
@@ -95,21 +97,31 @@ type spool struct{ dir string }
 
 func (s *spool) txnDir(txn string) string { return filepath.Join(s.dir, txn) }
 
-// create makes the transaction's directory and metadata; created is false when the
-// directory already existed (the transaction was seen before).
+// create makes the transaction's directory with its metadata; created is false when the
+// directory already existed (the transaction was seen before). The directory is made under a
+// temporary name and renamed into place once its metadata is written (and synced), so that a
+// transaction's directory never exists without its metadata, whenever the agent is killed.
 func (s *spool) create(m txnMetadata) (created bool, err error) {
 	if !protocol.ValidTransactionID(m.TransactionID) {
 		return false, fmt.Errorf("spool transaction %q: invalid transaction id", m.TransactionID)
 	}
 	dir := s.txnDir(m.TransactionID)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return false, nil
-		}
+	if _, err := os.Lstat(dir); err == nil {
+		return false, nil
+	}
+	tmp, err := os.MkdirTemp(s.dir, "."+m.TransactionID+".tmp-")
+	if err != nil {
 		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
 	}
-	if err := writeJSONAtomic(filepath.Join(dir, metadataFile), m); err != nil {
-		_ = os.RemoveAll(dir)
+	if err := writeJSONAtomic(filepath.Join(tmp, metadataFile), m, true); err != nil {
+		_ = os.RemoveAll(tmp)
+		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		_ = os.RemoveAll(tmp)
+		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+			return false, nil // created meanwhile (not by this agent, which serialises creates)
+		}
 		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
 	}
 	return true, nil
@@ -166,19 +178,20 @@ func (s *spool) finish(txn string, results json.RawMessage, desc string, end tim
 	if desc != "" {
 		st.errDesc, st.results = desc, nil
 		st.meta.Status, st.meta.ExecutionError = statusFailure, desc
-		err = writeJSONAtomic(filepath.Join(dir, errorFile), map[string]string{"description": desc})
+		err = writeJSONAtomic(filepath.Join(dir, errorFile), map[string]string{"description": desc}, true)
 	} else {
 		st.results = results
 		st.meta.Status = statusFailure
 		if code, _ := resultsExitcode(results); code == 0 {
 			st.meta.Status = statusSuccess
 		}
-		err = writeFileAtomic(filepath.Join(dir, resultFile), results)
+		err = writeFileAtomic(filepath.Join(dir, resultFile), results, true)
 	}
 	if err != nil {
 		return st, fmt.Errorf("finish transaction %s: %w", txn, err)
 	}
-	if err := writeJSONAtomic(filepath.Join(dir, metadataFile), st.meta); err != nil {
+	// The metadata's status and end only repeat what the outcome file says: not synced.
+	if err := writeJSONAtomic(filepath.Join(dir, metadataFile), st.meta, false); err != nil {
 		return st, fmt.Errorf("finish transaction %s: %w", txn, err)
 	}
 	return st, nil
@@ -198,7 +211,9 @@ func (s *spool) ack(txn string) error {
 		return nil
 	}
 	ts := []byte(time.Now().UTC().Format(time.RFC3339Nano) + "\n")
-	if err := writeFileAtomic(filepath.Join(s.txnDir(txn), ackedFile), ts); err != nil {
+	// Not synced: losing an acknowledgement in a crash only sends the outcome again, which
+	// the server recognises.
+	if err := writeFileAtomic(filepath.Join(s.txnDir(txn), ackedFile), ts, false); err != nil {
 		return fmt.Errorf("acknowledge transaction %s: %w", txn, err)
 	}
 	return nil
@@ -299,8 +314,16 @@ func (s *spool) purge(cutoff time.Time) (int, error) {
 
 // finaliseOrphans records a failure for every transaction without an outcome: called before
 // any transaction starts, these were left running by a previous agent process, whose
-// output is lost.
+// output is lost. It also removes the directories of creations a killed agent left
+// unfinished (never renamed into place: those transactions were never accepted).
 func (s *spool) finaliseOrphans(now time.Time) (int, error) {
+	if entries, err := os.ReadDir(s.dir); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-") {
+				_ = os.RemoveAll(filepath.Join(s.dir, e.Name()))
+			}
+		}
+	}
 	states, _, err := s.all()
 	if err != nil {
 		return 0, err
@@ -334,24 +357,25 @@ func resultsExitcode(results json.RawMessage) (code int, ok bool) {
 	return *r.Exitcode, true
 }
 
-func writeJSONAtomic(path string, v any) error {
+func writeJSONAtomic(path string, v any, sync bool) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
 	}
-	return writeFileAtomic(path, b)
+	return writeFileAtomic(path, b, sync)
 }
 
 // writeFileAtomic writes b to path (mode 0600) through a temporary file and a rename, so that
-// readers see either the old or the new content.
-func writeFileAtomic(path string, b []byte) error {
+// readers see either the old or the new content; with sync, the content is on disk before
+// the rename.
+func writeFileAtomic(path string, b []byte, sync bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp := f.Name()
 	_, werr := f.Write(b)
-	if werr == nil {
+	if werr == nil && sync {
 		werr = f.Sync()
 	}
 	if cerr := f.Close(); werr == nil {

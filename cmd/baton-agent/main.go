@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/baton-run/baton/agent"
 	"github.com/baton-run/baton/agent/puppet"
@@ -175,6 +176,7 @@ func run(args []string) error {
 	}
 	cfg.Logger.Info("baton-agent starting", "node", cfg.Name, "server", cfg.Server,
 		"tls_fingerprint", cfg.TLSFingerprint, "ca_file", cfg.CAFile)
+	go keepSmall(ctx, a)
 	return a.Run(ctx)
 }
 
@@ -204,4 +206,32 @@ func useCredential(ctx context.Context, cfg *agent.Config, path string, cred aut
 		cfg.Secret, cfg.PrivateKey = "", key
 	}
 	return nil
+}
+
+// keepSmall keeps resident only the code the agent goes on running: once started, and after
+// each spell of work, when it has been idle for a while, it lets go of the rest (see
+// trimResident).
+func keepSmall(ctx context.Context, a *agent.Agent) {
+	const settle = 10 * time.Second
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	started := time.Now()
+	var trimmed bool
+	var trimmedAfter time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		idle, since := a.Idle()
+		switch {
+		case !trimmed && time.Since(started) >= settle:
+			trimResident()
+			trimmed, trimmedAfter = true, since
+		case trimmed && idle && since.After(trimmedAfter) && time.Since(since) >= settle:
+			trimResident()
+			trimmedAfter = since
+		}
+	}
 }

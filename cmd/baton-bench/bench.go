@@ -429,7 +429,7 @@ func benchReal(ctx context.Context, o options, n int) (realResult, error) {
 		return r, err
 	}
 	r.connect = time.Since(began)
-	fmt.Fprintf(os.Stderr, "   %d real agents enrolled and connected in %s\n", n, r.connect.Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "   %d real agents enrolled, connected and sent their facts in %s\n", n, r.connect.Round(time.Millisecond))
 	if u, err := readUsage(srv.p.pid()); err == nil {
 		r.serverIdleRSS = u.rss
 	}
@@ -453,8 +453,8 @@ func benchReal(ctx context.Context, o options, n int) (realResult, error) {
 	}
 	r.cpuPer1000 = (after.cpu - before.cpu).Seconds() / (float64(o.runs*n) / 1000)
 	fmt.Fprintf(os.Stderr, "   fan-out %v (median %s)\n", r.fanOut, median(r.fanOut))
-	// Idle memory, a few seconds after the last job.
-	time.Sleep(3 * time.Second)
+	// Idle memory: agents let go of code they no longer run some 10-15 s after their last job.
+	time.Sleep(20 * time.Second)
 	var rss, pss []int64
 	for _, a := range agents {
 		u, err := readUsage(a.pid())
@@ -470,7 +470,8 @@ func benchReal(ctx context.Context, o options, n int) (realResult, error) {
 	return r, nil
 }
 
-// waitConnected polls the inventory until n nodes are connected.
+// waitConnected polls the inventory until n nodes are connected and have sent their facts
+// (gathering them runs facter on each: the fan-outs must not compete with that).
 func waitConnected(ctx context.Context, api *client.Client, n int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -480,7 +481,7 @@ func waitConnected(ctx context.Context, api *client.Client, n int, timeout time.
 		}
 		c := 0
 		for _, node := range nodes {
-			if node.Connected {
+			if node.Connected && len(node.Facts) > 2 {
 				c++
 			}
 		}
@@ -488,7 +489,7 @@ func waitConnected(ctx context.Context, api *client.Client, n int, timeout time.
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d agents connected after %s", c, n, timeout)
+			return fmt.Errorf("%d of %d agents connected with their facts after %s", c, n, timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

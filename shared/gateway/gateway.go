@@ -27,6 +27,8 @@ type Inbox interface {
 	HandleAgentMessage(ctx context.Context, node string, e protocol.Envelope) error
 	NodeConnected(ctx context.Context, node, conn string) error
 	NodeDisconnected(ctx context.Context, node, conn string) error
+	// DeliverPending sends a newly connected agent the work waiting for it.
+	DeliverPending(ctx context.Context, node string) error
 }
 
 // NodeAuthenticator checks a node's credential.
@@ -239,6 +241,12 @@ func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
 	go func() {
 		if err := inbox.NodeConnected(ctx, c.node, c.id); err != nil {
 			log.Error("node connected", "err", err)
+			return
+		}
+		// The connection can carry messages at once (unlike API Gateway's during $connect):
+		// the agent's waiting work goes out without waiting for its facts.
+		if err := inbox.DeliverPending(ctx, c.node); err != nil {
+			log.Warn("deliver pending work", "err", err)
 		}
 	}()
 	defer func() {

@@ -54,6 +54,7 @@ func (b *inbox) NodeConnected(_ context.Context, node, _ string) error {
 	return nil
 }
 func (b *inbox) NodeDisconnected(context.Context, string, string) error { return nil }
+func (b *inbox) DeliverPending(context.Context, string) error           { return nil }
 
 // dial starts a gateway for ib and connects an agent named web1 to it.
 func dial(t *testing.T, ib *inbox) (*Gateway, *websocket.Conn) {

@@ -86,18 +86,19 @@ func TestTaskOnThreeAgents(t *testing.T) {
 	if more, _, _ := h.api.Events(context.Background(), ref.Name, next); len(more) != 0 {
 		t.Errorf("events after next = %+v", more)
 	}
-	// The inventory holds each agent's facts.
-	n, err := h.api.InventoryNode(context.Background(), "web1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var facts map[string]any
-	err = json.Unmarshal(n.Facts, &facts)
-	networking, _ := facts["networking"].(map[string]any)
-	osFacts, _ := facts["os"].(map[string]any)
-	if err != nil || networking["hostname"] == nil || osFacts["family"] == nil {
-		t.Errorf("facts = %s (%v)", n.Facts, err)
-	}
+	// The inventory holds each agent's facts (sent in the background once gathered).
+	var n client.InventoryNode
+	h.eventually("web1's facts", 30*time.Second, func() bool {
+		var err error
+		if n, err = h.api.InventoryNode(context.Background(), "web1"); err != nil {
+			t.Fatal(err)
+		}
+		var facts map[string]any
+		err = json.Unmarshal(n.Facts, &facts)
+		networking, _ := facts["networking"].(map[string]any)
+		osFacts, _ := facts["os"].(map[string]any)
+		return err == nil && networking["hostname"] != nil && osFacts["family"] != nil
+	})
 	if !n.Connected || n.Broker == "" || n.Timestamp == nil {
 		t.Errorf("inventory record = %+v", n)
 	}

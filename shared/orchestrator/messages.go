@@ -258,6 +258,13 @@ func (s *Service) NodeConnected(ctx context.Context, node, conn string) error {
 	return nil
 }
 
+// DeliverPending sends a newly connected node's agent the work waiting for it (see
+// deliverPending). baton serve calls it as soon as the agent connects; on AWS, where nothing
+// can be sent during $connect, the agent's facts bring it.
+func (s *Service) DeliverPending(ctx context.Context, node string) error {
+	return s.deliverPending(ctx, node)
+}
+
 // deliverPending sends a node's agent what it is waiting for: requests for its nodes holding
 // a slot, and — so nothing is lost across restarts of either side — the requests of its
 // running nodes again (agents never run a transaction twice, and answer a repeat with its
