@@ -113,7 +113,8 @@ func (s *spool) create(m txnMetadata) (created bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
 	}
-	if err := writeJSONAtomic(filepath.Join(tmp, metadataFile), m, true); err != nil {
+	// The directory is not in place yet: its metadata is written directly, then synced.
+	if err := writeNew(filepath.Join(tmp, metadataFile), m); err != nil {
 		_ = os.RemoveAll(tmp)
 		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
 	}
@@ -211,9 +212,9 @@ func (s *spool) ack(txn string) error {
 		return nil
 	}
 	ts := []byte(time.Now().UTC().Format(time.RFC3339Nano) + "\n")
-	// Not synced: losing an acknowledgement in a crash only sends the outcome again, which
-	// the server recognises.
-	if err := writeFileAtomic(filepath.Join(s.txnDir(txn), ackedFile), ts, false); err != nil {
+	// A marker written directly and not synced: losing an acknowledgement in a crash only
+	// sends the outcome again, which the server recognises.
+	if err := os.WriteFile(filepath.Join(s.txnDir(txn), ackedFile), ts, 0o600); err != nil {
 		return fmt.Errorf("acknowledge transaction %s: %w", txn, err)
 	}
 	return nil
@@ -374,15 +375,12 @@ func writeFileAtomic(path string, b []byte, sync bool) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp := f.Name()
-	_, werr := f.Write(b)
+	_, werr := f.Write(b) // CreateTemp made it 0600
 	if werr == nil && sync {
 		werr = f.Sync()
 	}
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Chmod(tmp, 0o600)
 	}
 	if werr == nil {
 		werr = os.Rename(tmp, path)
@@ -392,4 +390,24 @@ func writeFileAtomic(path string, b []byte, sync bool) error {
 		return fmt.Errorf("write %s: %w", path, werr)
 	}
 	return nil
+}
+
+// writeNew creates path (0600, failing if it exists) with v as JSON and syncs it.
+func writeNew(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(b)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	return werr
 }

@@ -177,6 +177,9 @@ func run(args []string) error {
 	cfg.Logger.Info("baton-agent starting", "node", cfg.Name, "server", cfg.Server,
 		"tls_fingerprint", cfg.TLSFingerprint, "ca_file", cfg.CAFile)
 	go keepSmall(ctx, a)
+	if addr := os.Getenv("BATON_PPROF"); addr != "" {
+		go servePprof(addr)
+	}
 	return a.Run(ctx)
 }
 

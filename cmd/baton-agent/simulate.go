@@ -68,12 +68,7 @@ func simulate(args []string) error {
 	}
 	raiseFileLimit(cfg.Count)
 	if addr := os.Getenv("BATON_PPROF"); addr != "" {
-		go func() { // profiling for performance work, only when asked
-			mux := http.NewServeMux()
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			_ = http.ListenAndServe(addr, mux)
-		}()
+		go servePprof(addr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -156,4 +151,13 @@ func rssBytes() int64 {
 		return 0
 	}
 	return pages * int64(os.Getpagesize())
+}
+
+// servePprof serves net/http/pprof on addr: profiling for performance work, only when asked
+// (BATON_PPROF).
+func servePprof(addr string) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	_ = http.ListenAndServe(addr, mux)
 }

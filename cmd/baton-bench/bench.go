@@ -481,18 +481,38 @@ func waitConnected(ctx context.Context, api *client.Client, n int, timeout time.
 		}
 		c := 0
 		for _, node := range nodes {
-			if node.Connected && len(node.Facts) > 2 {
+			if node.Connected {
 				c++
 			}
 		}
 		if c >= n {
-			return nil
+			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d agents connected with their facts after %s", c, n, timeout)
+			return fmt.Errorf("%d of %d agents connected after %s", c, n, timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	nodes, err := api.Inventory(ctx)
+	if err != nil {
+		return err
+	}
+	for _, node := range nodes { // the listing leaves facts out: one look-up per node
+		for {
+			got, err := api.InventoryNode(ctx, node.Name)
+			if err != nil {
+				return err
+			}
+			if len(got.Facts) > 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s sent no facts within %s", node.Name, timeout)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 func median(ds []time.Duration) time.Duration { return percentile(ds, 50) }

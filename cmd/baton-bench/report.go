@@ -129,7 +129,7 @@ func (r *report) markdown() string {
 		row("fan-out, API: fastest / slowest run", func(s realResult) string {
 			return ms(percentile(s.fanOut, 0)) + " / " + ms(percentile(s.fanOut, 100))
 		})
-		row("start, enrol and connect N agent processes", func(s realResult) string { return ms(s.connect) })
+		row("start, enrol, connect N agent processes (and their facts, from facter)", func(s realResult) string { return ms(s.connect) })
 		row("idle RSS of one agent (median) / PSS", func(s realResult) string { return mb(s.agentRSS) + " / " + mb(s.agentPSS) })
 		row("server RSS, idle with N agents", func(s realResult) string { return mb(s.serverIdleRSS) })
 		row("server CPU-seconds per 1,000 node-runs", func(s realResult) string { return fmt.Sprintf("%.3f", s.cpuPer1000) })
