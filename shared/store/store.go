@@ -110,6 +110,10 @@ type Store interface {
 	// j.IdempotencyKey is not empty and another job with the same Owner.Login has that key
 	// (compared exactly), it fails with ErrExists and writes nothing.
 	CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, events []jobs.Event) (jobs.Job, error)
+	// CreateJobClaiming is CreateJob and then ClaimJobNodes(c) on the new job, in one
+	// transaction where the backend can (the records it claims are never stored queued); it
+	// returns the job and the records it claimed (their events numbered after events).
+	CreateJobClaiming(ctx context.Context, j jobs.Job, nodes []jobs.Node, events []jobs.Event, c Claim) (jobs.Job, []jobs.Node, error)
 	// GetJob returns ErrNotFound for an unknown id.
 	GetJob(ctx context.Context, id int64) (jobs.Job, error)
 	// GetJobByIdempotencyKey returns the job of owner login whose IdempotencyKey is key, or

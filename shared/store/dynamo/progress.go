@@ -337,3 +337,19 @@ func (s *Store) CreateNodes(ctx context.Context, nodes []inventory.Node) error {
 	}
 	return nil
 }
+
+// CreateJobClaiming implements store.Store: CreateJob, then ClaimJobNodes.
+func (s *Store) CreateJobClaiming(ctx context.Context, j jobs.Job, nodes []jobs.Node, events []jobs.Event, c store.Claim) (jobs.Job, []jobs.Node, error) {
+	if c.Limit <= 0 || c.Apply == nil {
+		return jobs.Job{}, nil, errors.New("create job: a claim needs a positive limit and an Apply function")
+	}
+	created, err := s.CreateJob(ctx, j, nodes, events)
+	if err != nil {
+		return created, nil, err
+	}
+	claimed, err := s.ClaimJobNodes(ctx, created.ID, c)
+	if err != nil {
+		return created, nil, fmt.Errorf("create job %d: %w", created.ID, err)
+	}
+	return created, claimed, nil
+}

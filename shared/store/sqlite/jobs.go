@@ -127,11 +127,27 @@ func scanJob(sc scanner) (jobs.Job, error) {
 
 // CreateJob implements store.Store.
 func (s *Store) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, events []jobs.Event) (jobs.Job, error) {
+	created, _, err := s.createJob(ctx, j, nodes, events, nil)
+	return created, err
+}
+
+// CreateJobClaiming implements store.Store in one write: the claimed records are inserted
+// claimed, never queued.
+func (s *Store) CreateJobClaiming(ctx context.Context, j jobs.Job, nodes []jobs.Node, events []jobs.Event, c store.Claim) (jobs.Job, []jobs.Node, error) {
+	if c.Limit <= 0 || c.Apply == nil {
+		return jobs.Job{}, nil, fmt.Errorf("create job: a claim needs a positive limit and an Apply function")
+	}
+	return s.createJob(ctx, j, nodes, events, &c)
+}
+
+func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, events []jobs.Event, c *store.Claim) (jobs.Job, []jobs.Node, error) {
 	vals, err := jobValues(j)
 	if err != nil {
-		return jobs.Job{}, fmt.Errorf("create job: %w", err)
+		return jobs.Job{}, nil, fmt.Errorf("create job: %w", err)
 	}
+	var claimed []jobs.Node
 	err = s.write(ctx, func(ctx context.Context, tx dbtx) error {
+		claimed = nil
 		res, err := tx.ExecContext(ctx, insertJobSQL, vals...)
 		if isUnique(err) {
 			return idempotencyTaken(j)
@@ -145,17 +161,71 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		if _, err := tx.ExecContext(ctx, `INSERT INTO job_event_ids (job_id, last) VALUES (?, 0)`, j.ID); err != nil {
 			return fmt.Errorf("insert job: %w", err)
 		}
-		if err := insertJobNodes(ctx, tx, j.ID, withInitialEventIDs(nodes, events)); err != nil {
+		records := withInitialEventIDs(nodes, events)
+		all := events
+		if c != nil {
+			var claimEvents []jobs.Event
+			if claimed, claimEvents, err = claimAtCreation(ctx, tx, j, records, len(events), c); err != nil {
+				return err
+			}
+			all = append(append([]jobs.Event(nil), events...), claimEvents...)
+		}
+		if err := insertJobNodes(ctx, tx, j.ID, records); err != nil {
 			return err
 		}
-		_, err = appendEvents(ctx, tx, j.ID, events)
+		_, err = appendEvents(ctx, tx, j.ID, all)
 		return err
 	})
 	if err != nil {
-		return jobs.Job{}, fmt.Errorf("create job: %w", err)
+		return jobs.Job{}, nil, fmt.Errorf("create job: %w", err)
 	}
 	j.Version = 1
-	return j, nil
+	for i := range claimed {
+		claimed[i].Version = 1
+	}
+	return j, claimed, nil
+}
+
+// claimAtCreation claims, in place in records (the new job jobID's records, about to be
+// inserted), the first queued ones the claim allows, and returns them and their events,
+// numbered after the job's first initial events.
+func claimAtCreation(ctx context.Context, tx dbtx, j jobs.Job, records []jobs.Node, initial int, c *store.Claim) ([]jobs.Node, []jobs.Event, error) {
+	if j.State.Terminal() || j.Stop != "" {
+		return nil, nil, nil
+	}
+	free := c.Limit
+	if j.Concurrency > 0 {
+		free = min(free, j.Concurrency)
+	}
+	if c.GlobalCap > 0 {
+		var global int
+		if err := tx.QueryRowContext(ctx, activeSQL, unfinishedStates...).Scan(&global); err != nil {
+			return nil, nil, err
+		}
+		free = min(free, c.GlobalCap-global)
+	}
+	var (
+		claimed []jobs.Node
+		events  []jobs.Event
+	)
+	for i := 0; i < len(records) && len(claimed) < free; i++ {
+		q := records[i]
+		if q.State != jobs.NodeNew {
+			continue
+		}
+		q.JobID = j.ID
+		n, evs := c.Apply(q)
+		if n.JobID != q.JobID || n.Name != q.Name || !n.State.Active() {
+			return nil, nil, fmt.Errorf("claim of %s made %s record %d/%s: want an active record of the same node", q.Name, n.State, n.JobID, n.Name)
+		}
+		events = append(events, evs...)
+		if len(evs) > 0 {
+			n.LatestEventID = int64(initial + len(events))
+		}
+		records[i] = n
+		claimed = append(claimed, n)
+	}
+	return claimed, events, nil
 }
 
 // withInitialEventIDs returns a copy of nodes whose LatestEventID is the id the last initial

@@ -268,6 +268,71 @@ func runClaims(t *testing.T, newStore func(t *testing.T) store.Store) {
 		equalCounts(t, "after the claim", c, jobs.StateCounts{jobs.NodeRunning: 2, jobs.NodeNew: 1})
 	})
 
+	t.Run("AtCreation", func(t *testing.T) {
+		s := newStore(t)
+		// Another job holds two slots of a server-wide cap of 5.
+		other := newJob(9, 2)
+		other.Concurrency, other.State = 0, jobs.StateRunning
+		o, err := s.CreateJob(t.Context(), other, newNodes("x", "y"), nil)
+		must(t, "create other", err)
+		claim(t, s, o.ID, 2, 0)
+
+		j := newJob(1, 6)
+		j.Concurrency, j.State = 0, jobs.StateRunning
+		nodes := newNodes("a", "b", "c", "d", "e", "f")
+		nodes[1].State = jobs.NodeErrored // not enrolled: not queued
+		created, claimed, err := s.CreateJobClaiming(t.Context(), j, nodes, []jobs.Event{newEvent(jobs.EventNodeErrored, "b", 1)},
+			store.Claim{Limit: 10, GlobalCap: 5, Apply: claimRunning})
+		must(t, "create claiming", err)
+		if g := names(claimed); !slices.Equal(g, []string{"a", "c", "d"}) {
+			t.Fatalf("claimed at creation %v, want the 3 queued ones the cap leaves room for", g)
+		}
+		for i, n := range claimed {
+			equalNode(t, "claimed record", n, getJobNode(t, s, created.ID, n.Name))
+			if n.State != jobs.NodeRunning || n.LatestEventID != int64(i+2) {
+				t.Fatalf("claimed %s: %s, latest event %d; want running, %d", n.Name, n.State, n.LatestEventID, i+2)
+			}
+		}
+		c, err := s.JobCounts(t.Context(), created.ID)
+		must(t, "counts", err)
+		equalCounts(t, "after creation", c, jobs.StateCounts{jobs.NodeRunning: 3, jobs.NodeErrored: 1, jobs.NodeNew: 2})
+		evs, err := s.ListEvents(t.Context(), created.ID, 1, 0)
+		must(t, "events", err)
+		if len(evs) != 4 || evs[0].Node != "b" || evs[1].Node != "a" || evs[3].Node != "d" {
+			t.Fatalf("events: %s", show(evs))
+		}
+		if b := getJobNode(t, s, created.ID, "b"); b.LatestEventID != 1 {
+			t.Fatalf("initial event of b: latest event %d", b.LatestEventID)
+		}
+		// The rest are claimed later as usual.
+		if g := names(claim(t, s, created.ID, 10, 0)); !slices.Equal(g, []string{"e", "f"}) {
+			t.Fatalf("later claim %v", g)
+		}
+
+		// With the job's own concurrency.
+		k := newJob(2, 3) // Concurrency 2
+		k.State = jobs.StateRunning
+		_, claimed, err = s.CreateJobClaiming(t.Context(), k, newNodes("p", "q", "r"), nil, store.Claim{Limit: 10, Apply: claimReady})
+		must(t, "create claiming", err)
+		if g := names(claimed); !slices.Equal(g, []string{"p", "q"}) {
+			t.Fatalf("claimed %v under concurrency 2", g)
+		}
+		// A taken idempotency key: nothing written.
+		dup := newJob(3, 1)
+		dup.IdempotencyKey, dup.Owner.Login = "k1", "alice"
+		_, err = s.CreateJob(t.Context(), dup, newNodes("z"), nil)
+		must(t, "create keyed", err)
+		before, _, err := s.ListJobs(t.Context(), store.JobQuery{})
+		must(t, "list", err)
+		_, _, err = s.CreateJobClaiming(t.Context(), dup, newNodes("z"), nil, store.Claim{Limit: 1, Apply: claimReady})
+		mustErrIs(t, "create with a taken key", err, store.ErrExists)
+		after, _, err := s.ListJobs(t.Context(), store.JobQuery{})
+		must(t, "list", err)
+		if len(after) != len(before) {
+			t.Fatalf("%d jobs after a refused create, want %d", len(after), len(before))
+		}
+	})
+
 	t.Run("JobConcurrency", func(t *testing.T) {
 		s := newStore(t)
 		j := newJob(1, 5) // Concurrency 2
