@@ -65,6 +65,11 @@ func (c *countingStore) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.
 	c.count("CreateJob", 0)
 	return c.Store.CreateJob(ctx, j, nodes, evs)
 }
+func (c *countingStore) CreateJobClaiming(ctx context.Context, j jobs.Job, nodes []jobs.Node, evs []jobs.Event, cl store.Claim) (jobs.Job, []jobs.Node, error) {
+	created, claimed, err := c.Store.CreateJobClaiming(ctx, j, nodes, evs, cl)
+	c.count("CreateJobClaiming", len(claimed))
+	return created, claimed, err
+}
 func (c *countingStore) GetJob(ctx context.Context, id int64) (jobs.Job, error) {
 	c.count("GetJob", 1)
 	return c.Store.GetJob(ctx, id)
@@ -154,6 +159,9 @@ type instantAgents struct {
 	reqs chan protocol.Envelope
 	wg   sync.WaitGroup
 }
+
+// Connected says every agent is connected here, as baton serve's gateway would.
+func (a *instantAgents) Connected(string) bool { return true }
 
 func (a *instantAgents) Send(_ context.Context, node string, e protocol.Envelope) error {
 	if e.MessageType == protocol.TypeNonBlockingRequest {

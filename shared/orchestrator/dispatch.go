@@ -26,9 +26,20 @@ const pageSize = 500
 // claim only, and every write is conditional on the version read.
 func (s *Service) Dispatch(ctx context.Context, jobID int64) error {
 	defer s.charge(ctx, jobID)
+	claimed, _ := s.handoff.LoadAndDelete(jobID) // claimed when the job was created
 	job, err := s.startJob(ctx, jobID)
-	if err != nil || job.State.Terminal() {
+	if err != nil {
 		return err
+	}
+	if claimed != nil {
+		sp, err := s.spec(job)
+		if err != nil {
+			return err
+		}
+		s.sendAll(ctx, sp, claimed.([]jobs.Node))
+	}
+	if job.State.Terminal() {
+		return nil
 	}
 	return s.advance(ctx, job, -1)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/baton-run/baton/shared/catalog"
@@ -118,6 +119,9 @@ type Service struct {
 	presence Presence
 	// started holds the records this process recorded running (see startedSet).
 	started startedSet
+	// handoff passes the nodes claimed when a job was created to its dispatch (job id →
+	// []jobs.Node).
+	handoff sync.Map
 
 	finished finishers // waiters of WaitJob
 }

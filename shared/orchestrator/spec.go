@@ -71,6 +71,16 @@ func (s *Service) spec(job jobs.Job) (*jobSpec, error) {
 	if sp := s.specs.get(job.ID); sp != nil {
 		return sp, nil
 	}
+	sp, err := s.newSpec(job)
+	if err != nil {
+		return nil, err
+	}
+	s.specs.put(sp)
+	return sp, nil
+}
+
+// newSpec makes job's spec, without caching it.
+func (s *Service) newSpec(job jobs.Job) (*jobSpec, error) {
 	plain, err := s.sealer.Open(job.Payload)
 	if err != nil {
 		return nil, fmt.Errorf("job %d: open payload: %w", job.ID, err)
@@ -93,7 +103,6 @@ func (s *Service) spec(job jobs.Job) (*jobSpec, error) {
 	if json.Unmarshal(job.Options, &opts) == nil {
 		sp.noop, sp.task = opts.Noop, opts.Task
 	}
-	s.specs.put(sp)
 	return sp, nil
 }
 

@@ -286,7 +286,7 @@ func (s *Service) createJob(ctx context.Context, c Common, owner jobs.Owner, job
 	if err != nil {
 		return jobs.Job{}, err
 	}
-	created, err := s.store.CreateJob(ctx, job, nodes, events)
+	created, err := s.create(ctx, job, nodes, events)
 	if errors.Is(err, store.ErrExists) && c.IdempotencyKey != "" {
 		if prior, found, err := s.byIdempotencyKey(ctx, owner, c.IdempotencyKey); found || err != nil {
 			return prior, err
@@ -298,6 +298,32 @@ func (s *Service) createJob(ctx context.Context, c Common, owner jobs.Owner, job
 	s.log.Info("job created", "job", created, "type", created.Type, "task", created.Task, "nodes", len(names), "owner", owner.Login)
 	s.dispatchSoon(ctx, created.ID)
 	s.charge(ctx, created.ID)
+	return created, nil
+}
+
+// create records the job. When this process holds the agents' connections, the job's first
+// nodes are claimed in the same write (those whose agent is connected recorded running),
+// and handed to the dispatch that follows, which sends them their requests.
+func (s *Service) create(ctx context.Context, job jobs.Job, nodes []jobs.Node, events []jobs.Event) (jobs.Job, error) {
+	if s.presence == nil {
+		return s.store.CreateJob(ctx, job, nodes, events)
+	}
+	sp, err := s.newSpec(job)
+	if err != nil {
+		return jobs.Job{}, err
+	}
+	global := max(s.cfg.TaskConcurrency, 0)
+	now := s.clock()
+	created, claimed, err := s.store.CreateJobClaiming(ctx, job, nodes, events, store.Claim{Limit: s.cfg.ClaimBatch, GlobalCap: global,
+		Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) { return s.claimedRecord(sp, n, now) }})
+	if err != nil {
+		return created, err
+	}
+	sp.job = created
+	s.specs.put(sp)
+	if len(claimed) > 0 {
+		s.handoff.Store(created.ID, claimed)
+	}
 	return created, nil
 }
 
