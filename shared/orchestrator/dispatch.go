@@ -437,24 +437,10 @@ func (s *Service) finishJob(ctx context.Context, jobID int64, counts jobs.StateC
 		if job.State.Terminal() {
 			return nil
 		}
-		ev := jobs.JobComplete
-		if job.Stop == jobs.StopErrorLimit {
-			ev = jobs.JobAbort
-		}
-		now := s.clock()
-		ended, err := jobs.ApplyJob(job, ev, now)
+		ended, e, err := s.endedJob(job, counts, s.clock())
 		if err != nil {
 			return err
 		}
-		evType, verb := jobs.EventJobFinished, "finished"
-		switch ended.State {
-		case jobs.StateStopped:
-			evType, verb = jobs.EventJobAborted, "stopped"
-		case jobs.StateFailed:
-			evType, verb = jobs.EventJobAborted, "failed (error limit reached)"
-		}
-		msg := fmt.Sprintf("Job %s %s: %s", ended.Name(), verb, summarize(counts))
-		e := jobs.Event{Type: evType, Timestamp: now, Message: msg, Detail: mustJSON(map[string]any{"node_states": counts})}
 		_, err = s.store.UpdateJob(ctx, ended, e)
 		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
 			continue
@@ -466,6 +452,28 @@ func (s *Service) finishJob(ctx context.Context, jobID int64, counts jobs.StateC
 		s.log.Info("job ended", "job", ended, "node_states", counts)
 		return nil
 	}
+}
+
+// endedJob is job ended at now, every node done (counts), and the event saying so.
+func (s *Service) endedJob(job jobs.Job, counts jobs.StateCounts, now time.Time) (jobs.Job, jobs.Event, error) {
+	ev := jobs.JobComplete
+	if job.Stop == jobs.StopErrorLimit {
+		ev = jobs.JobAbort
+	}
+	ended, err := jobs.ApplyJob(job, ev, now)
+	if err != nil {
+		return job, jobs.Event{}, err
+	}
+	evType, verb := jobs.EventJobFinished, "finished"
+	switch ended.State {
+	case jobs.StateStopped:
+		evType, verb = jobs.EventJobAborted, "stopped"
+	case jobs.StateFailed:
+		evType, verb = jobs.EventJobAborted, "failed (error limit reached)"
+	}
+	msg := fmt.Sprintf("Job %s %s: %s", ended.Name(), verb, summarize(counts))
+	e := jobs.Event{Type: evType, Timestamp: now, Message: msg, Detail: mustJSON(map[string]any{"node_states": counts})}
+	return ended, e, nil
 }
 
 func summarize(counts jobs.StateCounts) string {

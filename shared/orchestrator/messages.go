@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/protocol"
@@ -152,7 +153,7 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 	if err != nil {
 		return fmt.Errorf("record %s: %w", txn, err)
 	}
-	recorded, err := s.recordOutcome(ctx, sp, n, txn, outcome)
+	recorded, jobEnded, err := s.recordOutcome(ctx, sp, n, txn, outcome)
 	if err != nil {
 		return err
 	}
@@ -160,8 +161,8 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 	if err := s.ack(ctx, node, txn); err != nil {
 		return err
 	}
-	if !recorded {
-		return nil // a repeat: the job moved on when it was first recorded
+	if !recorded || jobEnded {
+		return nil // a repeat (the job moved on when it was first recorded), or the job's end
 	}
 	// The job as created is enough here: whether it may still start nodes is the claim's to
 	// check (atomically, in the store); a stop's skipping is the stop's and the sweep's work.
@@ -170,40 +171,63 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 
 // recordOutcome writes the outcome of txn to its node record n (read just before), unless
 // it is recorded already; recorded says whether this call wrote it.
-func (s *Service) recordOutcome(ctx context.Context, sp *jobSpec, n jobs.Node, txn string, outcome outcomeFunc) (recorded bool, err error) {
+func (s *Service) recordOutcome(ctx context.Context, sp *jobSpec, n jobs.Node, txn string, outcome outcomeFunc) (recorded, jobEnded bool, err error) {
 	for attempt := 0; ; attempt++ {
 		if n.TransactionID != txn || n.State.Terminal() {
-			return false, nil // a duplicate, or an answer to a superseded request
+			return false, false, nil // a duplicate, or an answer to a superseded request
 		}
 		now := s.clock()
 		var events []jobs.Event
 		if n.State == jobs.NodeReady { // the result overtook our own record of the send
 			var ev jobs.Event
 			if n, ev, err = s.runningRecord(sp, n, now); err != nil {
-				return false, err
+				return false, false, err
 			}
 			events = append(events, ev)
 		}
 		nodeEv, result, msg, err := outcome(sp.job, n)
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 		end, ev, err := endedRecord(n, nodeEv, result, msg, now)
 		if err != nil {
-			return false, err
+			return false, false, err
+		}
+		if sp.job.NodeCount == 1 && s.endWithJob(ctx, end, append(events, ev), now) {
+			return true, true, nil
 		}
 		_, err = s.store.UpdateJobNode(ctx, end, append(events, ev)...)
 		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
 			if n, err = s.store.GetJobNode(ctx, n.JobID, n.Name); err != nil {
-				return false, fmt.Errorf("record %s: %w", txn, err)
+				return false, false, fmt.Errorf("record %s: %w", txn, err)
 			}
 			continue
 		}
 		if err != nil {
-			return false, fmt.Errorf("record %s: %w", txn, err)
+			return false, false, fmt.Errorf("record %s: %w", txn, err)
 		}
-		return true, nil
+		return true, false, nil
 	}
+}
+
+// endWithJob writes the end of a one-node job's node and the end of the job in one write,
+// which saves the job's own write (and its latency). false: nothing was written (the job moved
+// meanwhile, say a stop): the caller goes the usual way.
+func (s *Service) endWithJob(ctx context.Context, end jobs.Node, events []jobs.Event, now time.Time) bool {
+	job, err := s.store.GetJob(ctx, end.JobID)
+	if err != nil || job.State.Terminal() {
+		return false
+	}
+	ended, jobEvent, err := s.endedJob(job, jobs.StateCounts{end.State: 1}, now)
+	if err != nil {
+		return false
+	}
+	if _, _, err := s.store.UpdateJobNodeAndJob(ctx, end, events, ended, []jobs.Event{jobEvent}); err != nil {
+		return false
+	}
+	s.finished.done(job.ID)
+	s.log.Info("job ended", "job", ended, "node_states", jobs.StateCounts{end.State: 1})
+	return true
 }
 
 // taskOutcome turns a task's PXP results into the node's result (Bolt's rules).

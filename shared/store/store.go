@@ -141,6 +141,11 @@ type Store interface {
 	// ErrConflict) and appends events in the same transaction; when events are given the
 	// returned node's LatestEventID is the id of the last one.
 	UpdateJobNode(ctx context.Context, n jobs.Node, events ...jobs.Event) (jobs.Node, error)
+	// UpdateJobNodeAndJob writes node record n (as UpdateJobNode, with nodeEvents) and job j
+	// (as UpdateJob, with jobEvents) in one transaction where the backend can: both or
+	// neither (ErrConflict when either Version is stale). Where it cannot, the record is
+	// written first and an error writing the job leaves the record written.
+	UpdateJobNodeAndJob(ctx context.Context, n jobs.Node, nodeEvents []jobs.Event, j jobs.Job, jobEvents []jobs.Event) (jobs.Node, jobs.Job, error)
 	// UpdateJobNodes applies each update as UpdateJobNode would. The updates are independent:
 	// one that fails (a stale Version: ErrConflict) fails alone, and errs[i] says so; out[i]
 	// is the stored record when errs[i] is nil. len(out) == len(errs) == len(ups).

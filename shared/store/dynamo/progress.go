@@ -353,3 +353,16 @@ func (s *Store) CreateJobClaiming(ctx context.Context, j jobs.Job, nodes []jobs.
 	}
 	return created, claimed, nil
 }
+
+// UpdateJobNodeAndJob implements store.Store in two writes: the record, then the job.
+func (s *Store) UpdateJobNodeAndJob(ctx context.Context, n jobs.Node, nodeEvents []jobs.Event, j jobs.Job, jobEvents []jobs.Event) (jobs.Node, jobs.Job, error) {
+	out, err := s.UpdateJobNode(ctx, n, nodeEvents...)
+	if err != nil {
+		return jobs.Node{}, jobs.Job{}, err
+	}
+	updated, err := s.UpdateJob(ctx, j, jobEvents...)
+	if err != nil {
+		return out, jobs.Job{}, err
+	}
+	return out, updated, nil
+}

@@ -396,33 +396,57 @@ func (s *Store) ListUnfinishedJobs(ctx context.Context) ([]jobs.Job, error) {
 	return out, nil
 }
 
+// updateJob writes j over the job at j.Version and appends events.
+func updateJob(ctx context.Context, tx dbtx, j jobs.Job, vals []any, events []jobs.Event) error {
+	res, err := tx.ExecContext(ctx, updateJobSQL, append(vals, j.ID, j.Version)...)
+	if isUnique(err) {
+		return idempotencyTaken(j)
+	}
+	if err != nil {
+		return err
+	}
+	n, err := affected(res)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return versionMiss(ctx, tx, `SELECT 1 FROM jobs WHERE id = ?`, j.ID)
+	}
+	_, err = appendEvents(ctx, tx, j.ID, events)
+	return err
+}
+
 // UpdateJob implements store.Store.
 func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event) (jobs.Job, error) {
 	vals, err := jobValues(j)
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("update job %d: %w", j.ID, err)
 	}
-	err = s.write(ctx, func(ctx context.Context, tx dbtx) error {
-		res, err := tx.ExecContext(ctx, updateJobSQL, append(vals, j.ID, j.Version)...)
-		if isUnique(err) {
-			return idempotencyTaken(j)
-		}
-		if err != nil {
-			return err
-		}
-		n, err := affected(res)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return versionMiss(ctx, tx, `SELECT 1 FROM jobs WHERE id = ?`, j.ID)
-		}
-		_, err = appendEvents(ctx, tx, j.ID, events)
-		return err
-	})
+	err = s.write(ctx, func(ctx context.Context, tx dbtx) error { return updateJob(ctx, tx, j, vals, events) })
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("update job %d at version %d: %w", j.ID, j.Version, err)
 	}
 	j.Version++
 	return j, nil
+}
+
+// UpdateJobNodeAndJob implements store.Store in one write.
+func (s *Store) UpdateJobNodeAndJob(ctx context.Context, n jobs.Node, nodeEvents []jobs.Event, j jobs.Job, jobEvents []jobs.Event) (jobs.Node, jobs.Job, error) {
+	vals, err := jobValues(j)
+	if err != nil {
+		return jobs.Node{}, jobs.Job{}, fmt.Errorf("update job %d: %w", j.ID, err)
+	}
+	var out jobs.Node
+	err = s.write(ctx, func(ctx context.Context, tx dbtx) error {
+		var err error
+		if out, err = updateJobNode(ctx, tx, n, nodeEvents); err != nil {
+			return err
+		}
+		return updateJob(ctx, tx, j, vals, jobEvents)
+	})
+	if err != nil {
+		return jobs.Node{}, jobs.Job{}, fmt.Errorf("update job %d node %s and the job: %w", n.JobID, n.Name, err)
+	}
+	j.Version++
+	return out, j, nil
 }

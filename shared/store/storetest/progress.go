@@ -169,6 +169,47 @@ func runProgress(t *testing.T, newStore func(t *testing.T) store.Store) {
 		equalCounts(t, "after the batch", cnt, jobs.StateCounts{jobs.NodeReady: 2, jobs.NodeNew: 1})
 	})
 
+	t.Run("UpdateNodeAndJobTogether", func(t *testing.T) {
+		s := newStore(t)
+		j := createJob(t, s, 1, jobs.StateRunning, "a")
+		n := getJobNode(t, s, j.ID, "a")
+		n.State = jobs.NodeFinished
+		job, err := s.GetJob(t.Context(), j.ID)
+		must(t, "get", err)
+		job.State = jobs.StateFinished
+		gotNode, gotJob, err := s.UpdateJobNodeAndJob(t.Context(), n, []jobs.Event{newEvent(jobs.EventNodeFinished, "a", 1)},
+			job, []jobs.Event{newEvent(jobs.EventJobFinished, "", 2)})
+		must(t, "update both", err)
+		equalNode(t, "node as returned", gotNode, getJobNode(t, s, j.ID, "a"))
+		stored, err := s.GetJob(t.Context(), j.ID)
+		must(t, "get", err)
+		equalJob(t, "job as returned", gotJob, stored)
+		if stored.State != jobs.StateFinished || gotNode.LatestEventID != 1 {
+			t.Fatalf("after the update: job %s, node latest event %d", stored.State, gotNode.LatestEventID)
+		}
+		evs, err := s.ListEvents(t.Context(), j.ID, 1, 0)
+		must(t, "events", err)
+		if len(evs) != 2 || evs[1].Type != jobs.EventJobFinished {
+			t.Fatalf("events %s", show(evs))
+		}
+		c, err := s.JobCounts(t.Context(), j.ID)
+		must(t, "counts", err)
+		equalCounts(t, "counts", c, jobs.StateCounts{jobs.NodeFinished: 1})
+
+		// A stale node version writes nothing.
+		k := createJob(t, s, 2, jobs.StateRunning, "b")
+		kn := getJobNode(t, s, k.ID, "b")
+		kn.Version++
+		kj, err := s.GetJob(t.Context(), k.ID)
+		must(t, "get", err)
+		kj.State = jobs.StateFinished
+		_, _, err = s.UpdateJobNodeAndJob(t.Context(), kn, nil, kj, nil)
+		mustErrIs(t, "stale node", err, store.ErrConflict)
+		if got, _ := s.GetJob(t.Context(), k.ID); got.State != jobs.StateRunning || got.Version != kj.Version {
+			t.Fatalf("the job was written although its node was stale: %s v%d", got.State, got.Version)
+		}
+	})
+
 	t.Run("DueRecords", func(t *testing.T) {
 		s := newStore(t)
 		j := createJob(t, s, 1, jobs.StateRunning, "a", "b", "c", "d")
