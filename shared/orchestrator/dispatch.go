@@ -26,22 +26,30 @@ const pageSize = 500
 // claim only, and every write is conditional on the version read.
 func (s *Service) Dispatch(ctx context.Context, jobID int64) error {
 	defer s.charge(ctx, jobID)
-	claimed, _ := s.handoff.LoadAndDelete(jobID) // claimed when the job was created
-	job, err := s.startJob(ctx, jobID)
-	if err != nil {
-		return err
-	}
-	if claimed != nil {
-		sp, err := s.spec(job)
+	if h, ok := s.handoff.LoadAndDelete(jobID); ok { // this process created the job just now
+		h := h.(handoff)
+		sp, err := s.spec(h.job)
 		if err != nil {
 			return err
 		}
-		s.sendAll(ctx, sp, claimed.([]jobs.Node))
+		s.sendAll(ctx, sp, h.claimed)
+		if len(h.claimed) == h.job.NodeCount {
+			return nil // every node has its slot: results move the job on from here
+		}
+		return s.advance(ctx, h.job, -1)
 	}
-	if job.State.Terminal() {
-		return nil
+	job, err := s.startJob(ctx, jobID)
+	if err != nil || job.State.Terminal() {
+		return err
 	}
 	return s.advance(ctx, job, -1)
+}
+
+// handoff is what creating a job in this process passes to its dispatch: the job as created
+// (running) and the nodes claimed with it.
+type handoff struct {
+	job     jobs.Job
+	claimed []jobs.Node
 }
 
 // startJob moves a new job to running and returns it as stored.

@@ -321,9 +321,7 @@ func (s *Service) create(ctx context.Context, job jobs.Job, nodes []jobs.Node, e
 	}
 	sp.job = created
 	s.specs.put(sp)
-	if len(claimed) > 0 {
-		s.handoff.Store(created.ID, claimed)
-	}
+	s.handoff.Store(created.ID, handoff{job: created, claimed: claimed})
 	return created, nil
 }
 
