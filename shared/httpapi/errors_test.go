@@ -457,6 +457,13 @@ func (f failingStore) FactValues(ctx context.Context, path []string) (map[string
 	return f.Store.FactValues(ctx, path)
 }
 
+func (f failingStore) CreateJobClaiming(ctx context.Context, j jobs.Job, nodes []jobs.Node, evs []jobs.Event, c store.Claim) (jobs.Job, []jobs.Node, error) {
+	if f.fail == "CreateJob" {
+		return jobs.Job{}, nil, f.err
+	}
+	return f.Store.CreateJobClaiming(ctx, j, nodes, evs, c)
+}
+
 func (f failingStore) GetJob(ctx context.Context, id int64) (jobs.Job, error) {
 	if f.fail == "GetJob" {
 		return jobs.Job{}, f.err
