@@ -85,6 +85,9 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if cfg.HTTPClient, err = tlsHTTPClient(cfg); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}
+	if cfg.HTTPClient, err = loopbackOnly(cfg); err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
 	log := cfg.Logger.With("component", "agent", "node", cfg.Name)
 	a := &Agent{
 		cfg:     cfg,
@@ -94,7 +97,7 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		spool:   newSpool(cfg),
 		cache: &fileCache{
 			dir: cfg.CacheDir, client: cfg.HTTPClient, base: base,
-			backoff: cfg.DownloadBackoff, timeout: cfg.DownloadTimeout, log: log,
+			backoff: cfg.DownloadBackoff, timeout: cfg.DownloadTimeout, maxBytes: cfg.MaxDownloadBytes, log: log,
 		},
 		running: map[string]*transaction{},
 	}

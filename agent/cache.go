@@ -48,7 +48,24 @@ type fileCache struct {
 	base    *url.URL
 	backoff []time.Duration
 	timeout time.Duration
-	log     *slog.Logger
+	// maxBytes caps a file whose request declares no size (Config.MaxDownloadBytes).
+	maxBytes int64
+	log      *slog.Logger
+}
+
+// TooLargeError says a download was longer than the file's declared size_bytes, or than
+// Config.MaxDownloadBytes for a file that declares none; nothing of it is kept.
+type TooLargeError struct {
+	File     string
+	Limit    int64
+	Declared bool
+}
+
+func (e *TooLargeError) Error() string {
+	if e.Declared {
+		return fmt.Sprintf("The downloaded file %s is larger than its declared size of %d bytes", e.File, e.Limit)
+	}
+	return fmt.Sprintf("The downloaded file %s declares no size and is larger than the agent's limit of %d bytes", e.File, e.Limit)
 }
 
 func (c *fileCache) path(f protocol.TaskFile) string {
@@ -136,7 +153,8 @@ func (c *fileCache) download(ctx context.Context, f protocol.TaskFile, dest stri
 		if err == nil {
 			return nil
 		}
-		if attempt >= len(c.backoff) || ctx.Err() != nil {
+		var tooLarge *TooLargeError
+		if attempt >= len(c.backoff) || ctx.Err() != nil || errors.As(err, &tooLarge) {
 			break
 		}
 		c.log.Warn("download failed; retrying", "file", f.Filename, "attempt", attempt+1, "error", err)
@@ -184,12 +202,21 @@ func (c *fileCache) downloadOnce(ctx context.Context, f protocol.TaskFile, dest 
 		return fmt.Errorf("download %s: %w", f.Filename, err)
 	}
 	defer os.Remove(tmp.Name()) // a no-op once renamed
-	var body io.Reader = resp.Body
-	if f.SizeBytes > 0 {
-		body = io.LimitReader(resp.Body, f.SizeBytes+1) // more than announced fails the SHA check
+	limit, declared := f.SizeBytes, f.SizeBytes > 0
+	if !declared {
+		limit = c.maxBytes
+	}
+	if resp.ContentLength > limit {
+		tmp.Close()
+		return &TooLargeError{File: f.Filename, Limit: limit, Declared: declared}
 	}
 	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(tmp, h), body)
+	// One byte more than the limit is read, to tell a file of exactly the limit from a longer one.
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(resp.Body, limit+1))
+	if err == nil && n > limit {
+		tmp.Close()
+		return &TooLargeError{File: f.Filename, Limit: limit, Declared: declared}
+	}
 	if err == nil {
 		err = tmp.Sync()
 	}

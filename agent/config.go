@@ -14,7 +14,25 @@ import (
 
 // Defaults applied by New to zero fields of Config.
 const (
-	DefaultPingInterval  = 60 * time.Second
+	// DefaultPingInterval and DefaultPongTimeout bound how long a dead connection goes
+	// unnoticed: a connection that delivered nothing for DefaultPingInterval is pinged, and
+	// closed when the pong does not come within DefaultPongTimeout (≤ 30 s in all).
+	DefaultPingInterval = 20 * time.Second
+	DefaultPongTimeout  = 10 * time.Second
+	// DefaultKeepaliveInterval: API Gateway closes a WebSocket after 10 minutes without a data
+	// message; the agent sends a keepalive once it has sent nothing for this long.
+	DefaultKeepaliveInterval = 9 * time.Minute
+	// DefaultMaxConnectionAge: API Gateway ends every connection at 2 hours; the agent
+	// reconnects before, at a random age between 90% of this and this.
+	DefaultMaxConnectionAge = 110 * time.Minute
+	// DefaultAckTimeout is how long the agent waits for the server to acknowledge a result
+	// before it sends the result again on the same connection (then twice as long each time,
+	// up to DefaultMaxAckTimeout).
+	DefaultAckTimeout    = 30 * time.Second
+	DefaultMaxAckTimeout = 5 * time.Minute
+	// DefaultMaxDownloadBytes caps a task file whose request declares no size (size_bytes 0):
+	// a download longer than this fails. A declared size is the cap otherwise.
+	DefaultMaxDownloadBytes = 256 << 20
 	DefaultMaxBackoff    = 30 * time.Second
 	DefaultSpoolPurgeTTL = 14 * 24 * time.Hour
 	DefaultDialTimeout   = 10 * time.Second
@@ -75,16 +93,44 @@ type Config struct {
 	Insecure bool
 	// Logger receives the agent's logs; default discards them.
 	Logger *slog.Logger
-	// PingInterval is how often the connection is checked with a WebSocket ping; default 60 s.
-	// A ping not answered within PingInterval closes the connection, which is then re-dialled.
+	// PingInterval: a connection that delivered nothing for this long is checked with a
+	// WebSocket ping; default 20 s. A ping not answered within PongTimeout (default 10 s)
+	// closes the connection, which is then re-dialled: a dead or half-open connection is
+	// noticed within PingInterval+PongTimeout.
 	PingInterval time.Duration
-	// KeepaliveInterval is how often the agent sends a keepalive message: API Gateway closes a
-	// WebSocket after 10 minutes without a data message (pings do not count); default 5 min.
+	PongTimeout  time.Duration
+	// KeepaliveInterval: once the agent has sent no data message for this long, it sends a
+	// keepalive (API Gateway closes a WebSocket after 10 minutes without a data message, and
+	// pings do not count); default 9 min.
 	KeepaliveInterval time.Duration
 	// MaxConnectionAge is when the agent closes its connection and connects again, before API
 	// Gateway's 2-hour limit on a connection ends it; spooled results go out on the new one.
-	// Default 110 min.
+	// Each connection's age is drawn at random between 90% of this and this, so that agents
+	// connected together do not reconnect together. Default 110 min.
 	MaxConnectionAge time.Duration
+	// AckTimeout is how long a sent result waits for the server's acknowledgement before the
+	// agent sends it again on the same connection; each further wait doubles, up to
+	// MaxAckTimeout. Defaults 30 s and 5 min. A server error_message that refuses a result
+	// and says to retry (protocol.ErrorData) brings the next attempt forward.
+	AckTimeout    time.Duration
+	MaxAckTimeout time.Duration
+	// MaxDownloadBytes caps a task file whose request declares no size_bytes; default
+	// DefaultMaxDownloadBytes (256 MiB). A file with a declared size may not exceed it.
+	MaxDownloadBytes int64
+	// Supervisor, when set, is the command (argv prefix) that runs each task process: the
+	// agent starts `Supervisor... <txn dir> <task executable> <args...>`, and the supervisor
+	// (RunTaskSupervisor, `baton-agent run-task`) runs the task, writes its output to files
+	// in the transaction's directory and its exit code last. The task then outlives a
+	// restart of the agent, which finds it again (by PID and start time) and reports its real
+	// outcome. Without a supervisor the task is the agent's own child: after an agent restart
+	// the agent still waits for it to end, but reports its outcome as unknown.
+	Supervisor []string
+	// FaultHook, when set, is called at named points of the spool and task lifecycle (see
+	// FaultPoints); a chaos test makes it kill the process there. Production leaves it nil.
+	FaultHook func(point string)
+	// LookupHost resolves a ws:// server's host name to check that it is loopback (see
+	// Insecure); default net.DefaultResolver.LookupHost.
+	LookupHost func(ctx context.Context, host string) ([]string, error)
 	// MaxBackoff caps the wait between connection attempts; default 30 s.
 	MaxBackoff time.Duration
 	// ProvisionalDelay is how long a new transaction runs before the agent sends its
@@ -132,7 +178,8 @@ func (c Config) Validate() error {
 	if c.SpoolDir == "" && !c.MemorySpool {
 		errs = append(errs, errors.New("spool dir is required"))
 	}
-	if c.PingInterval < 0 || c.MaxBackoff < 0 || c.DialTimeout < 0 || c.DownloadTimeout < 0 || c.KeepaliveInterval < 0 || c.MaxConnectionAge < 0 {
+	if c.PingInterval < 0 || c.PongTimeout < 0 || c.MaxBackoff < 0 || c.DialTimeout < 0 || c.DownloadTimeout < 0 ||
+		c.KeepaliveInterval < 0 || c.MaxConnectionAge < 0 || c.AckTimeout < 0 || c.MaxAckTimeout < 0 || c.MaxDownloadBytes < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
 	for _, d := range c.DownloadBackoff {
@@ -159,10 +206,22 @@ func (c Config) withDefaults() Config {
 		c.Facts = Facts
 	}
 	if c.KeepaliveInterval == 0 {
-		c.KeepaliveInterval = 5 * time.Minute
+		c.KeepaliveInterval = DefaultKeepaliveInterval
 	}
 	if c.MaxConnectionAge == 0 {
-		c.MaxConnectionAge = 110 * time.Minute
+		c.MaxConnectionAge = DefaultMaxConnectionAge
+	}
+	if c.PongTimeout == 0 {
+		c.PongTimeout = DefaultPongTimeout
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = DefaultAckTimeout
+	}
+	if c.MaxAckTimeout == 0 {
+		c.MaxAckTimeout = max(DefaultMaxAckTimeout, c.AckTimeout)
+	}
+	if c.MaxDownloadBytes == 0 {
+		c.MaxDownloadBytes = DefaultMaxDownloadBytes
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{}

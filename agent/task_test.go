@@ -4,6 +4,8 @@ package agent
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -588,6 +590,66 @@ func TestProvisionalResponseOnlyForSlowTransactions(t *testing.T) {
 			ts.statusQuery(t, txn) // answered after anything sent before it
 			if n := ts.count(isTxn(protocol.TypeProvisionalResponse, txn)); n != tc.want {
 				t.Fatalf("%d provisional responses, want %d", n, tc.want)
+			}
+		})
+	}
+}
+
+// TestDownloadsAreCappedBySize checks that a download stops at the file's declared
+// size_bytes, and at Config.MaxDownloadBytes when it declares none, whether or not the
+// server announces a Content-Length; nothing of such a file is cached or run.
+func TestDownloadsAreCappedBySize(t *testing.T) {
+	ts := newTestServer(t)
+	cfg := testConfig(t, ts)
+	cfg.MaxDownloadBytes = 1 << 10
+	ta := startAgent(t, cfg)
+	big := script(`echo ran > "$PT_marker"` + "\n#" + strings.Repeat("x", 4<<10))
+	// A server that streams without a Content-Length (chunked), as a hostile one might.
+	stream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		for i := 0; i < len(big); i += 512 {
+			_, _ = w.Write(big[i:min(i+512, len(big))])
+			w.(http.Flusher).Flush()
+		}
+	}))
+	t.Cleanup(stream.Close)
+	for _, tc := range []struct {
+		name string
+		file func() protocol.TaskFile
+		want string
+	}{
+		{"declared size smaller than the file", func() protocol.TaskFile {
+			f := ts.addFile("declared.sh", big)
+			f.SizeBytes = 100
+			return f
+		}, "The downloaded file declared.sh is larger than its declared size of 100 bytes"},
+		{"no declared size, over the agent's limit", func() protocol.TaskFile {
+			f := ts.addFile("undeclared.sh", big)
+			f.SizeBytes = 0
+			return f
+		}, "The downloaded file undeclared.sh declares no size and is larger than the agent's limit of 1024 bytes"},
+		{"no declared size, streamed without a length", func() protocol.TaskFile {
+			return protocol.TaskFile{Filename: "streamed.sh", URI: protocol.FileURI{Path: stream.URL + "/streamed.sh"}, SHA256: sha256Hex(big)}
+		}, "declares no size and is larger than the agent's limit of 1024 bytes"},
+		{"declared size, streamed without a length", func() protocol.TaskFile {
+			return protocol.TaskFile{Filename: "streamed2.sh", URI: protocol.FileURI{Path: stream.URL + "/streamed2.sh"}, SHA256: sha256Hex(big), SizeBytes: 2048}
+		}, "is larger than its declared size of 2048 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := tc.file()
+			marker := filepath.Join(t.TempDir(), "ran")
+			txn := "txn-cap-" + file.Filename
+			from := ts.frameCount()
+			ts.runRequest(t, txn, protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file},
+				Input: mustJSON(t, map[string]string{"marker": marker})})
+			f, _ := ts.waitFrame(t, from, "rpc error", isOutcome(txn))
+			if e := rpcError(t, f); !strings.Contains(e.Description, tc.want) {
+				t.Errorf("description %q, want it to contain %q", e.Description, tc.want)
+			}
+			if fileExists(marker) {
+				t.Error("a file over its size cap was executed")
+			}
+			if entries, _ := os.ReadDir(filepath.Join(ta.cfg.CacheDir, file.SHA256)); len(entries) != 0 {
+				t.Errorf("cache holds %d entries after the refused download", len(entries))
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // ErrTLSFingerprintMismatch is the handshake error when the server's certificate is not the
@@ -35,21 +38,99 @@ func (c Config) validateTLS(u *url.URL) []error {
 	if c.TLSFingerprint != "" || c.CAFile != "" {
 		errs = append(errs, fmt.Errorf("server URL %q is ws://, without TLS, so a TLS fingerprint or CA file cannot apply: use wss://", c.Server))
 	}
-	if !c.Insecure && !isLoopbackHost(u.Hostname()) {
+	if !c.Insecure && !c.loopbackServer(u.Hostname()) {
 		errs = append(errs, fmt.Errorf("server URL %q: ws:// to a host that is not loopback would send the node's secret "+
 			"and every task's parameters unencrypted; use wss://, or allow it with Insecure (baton-agent --insecure)", c.Server))
 	}
 	return errs
 }
 
-// isLoopbackHost reports whether h is localhost or a loopback IP address. Names other than
-// localhost are not resolved: they count as not loopback.
+// isLoopbackHost reports whether h is localhost or a loopback IP address, without resolving
+// anything (see Config.loopbackServer for names).
 func isLoopbackHost(h string) bool {
 	if strings.EqualFold(h, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
+}
+
+// lookupTimeout bounds the name resolution of Config.loopbackServer.
+const lookupTimeout = 5 * time.Second
+
+// loopbackServer reports whether the server host h is loopback: localhost, a loopback IP
+// address, or a name every address of which is loopback (LocalStack's
+// localhost.localstack.cloud resolves to 127.0.0.1). A name that does not resolve is not
+// loopback. The dial itself is held to loopback addresses too (loopbackOnly), so that a name
+// that resolves differently later cannot take the unencrypted connection elsewhere.
+func (c Config) loopbackServer(h string) bool {
+	if isLoopbackHost(h) {
+		return true
+	}
+	if net.ParseIP(h) != nil {
+		return false
+	}
+	lookup := c.LookupHost
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupHost
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	addrs, err := lookup(ctx, h)
+	if err != nil || len(addrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		a, _, _ = strings.Cut(a, "%") // an IPv6 zone
+		if ip := net.ParseIP(a); ip == nil || !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+// errNotLoopback is the dial error when a ws:// server name accepted as loopback resolves to
+// another address.
+var errNotLoopback = errors.New("refusing an unencrypted connection to an address that is not loopback")
+
+// loopbackOnly returns c.HTTPClient with its dials to the server's host and port held to
+// loopback addresses, for a ws:// server given by a name other than localhost without
+// Insecure; otherwise c.HTTPClient itself. c has its defaults applied.
+func loopbackOnly(c Config) (*http.Client, error) {
+	u, err := url.Parse(c.Server)
+	if err != nil || u.Scheme != "ws" || c.Insecure || isLoopbackHost(u.Hostname()) {
+		return c.HTTPClient, nil
+	}
+	rt := c.HTTPClient.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	base, ok := rt.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("a ws:// server by name needs HTTPClient.Transport to be nil or an *http.Transport, not %T", rt)
+	}
+	t := base.Clone()
+	server := hostPort(u)
+	plain := t.DialContext
+	if plain == nil {
+		plain = (&net.Dialer{Timeout: 30 * time.Second}).DialContext
+	}
+	checked := (&net.Dialer{Timeout: 30 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
+		host, _, err := net.SplitHostPort(address)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("%w: %s resolved to %s", errNotLoopback, u.Hostname(), address)
+		}
+		return nil
+	}}).DialContext
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if strings.EqualFold(addr, server) {
+			return checked(ctx, network, addr)
+		}
+		return plain(ctx, network, addr)
+	}
+	hc := *c.HTTPClient
+	hc.Transport = t
+	return &hc, nil
 }
 
 // normalizeFingerprint returns a SHA-256 fingerprint given as hex (any case, colons allowed)

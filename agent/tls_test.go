@@ -1,12 +1,14 @@
 package agent
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,7 +19,20 @@ import (
 
 func TestConfigValidateTransportSecurity(t *testing.T) {
 	fp := strings.Repeat("0f", 32)
-	base := Config{Name: "n", Secret: "s", CacheDir: "/c", SpoolDir: "/s"}
+	// Names resolve through this table, never through DNS.
+	hosts := map[string][]string{
+		"localhost.localstack.cloud": {"127.0.0.1"},
+		"dual.example":               {"127.0.0.1", "::1"},
+		"mixed.example":              {"127.0.0.1", "10.0.0.7"},
+		"baton.example.com":          {"203.0.113.10"},
+	}
+	base := Config{Name: "n", Secret: "s", CacheDir: "/c", SpoolDir: "/s",
+		LookupHost: func(_ context.Context, h string) ([]string, error) {
+			if a, ok := hosts[h]; ok {
+				return a, nil
+			}
+			return nil, &net.DNSError{Err: "no such host", Name: h, IsNotFound: true}
+		}}
 	for _, tc := range []struct {
 		name     string
 		server   string
@@ -31,6 +46,10 @@ func TestConfigValidateTransportSecurity(t *testing.T) {
 		{"ws to localhost", "ws://LocalHost:8143/pcp", nil, "", true},
 		{"ws to a LAN address", "ws://10.1.2.3:8143/pcp", nil, "Insecure (baton-agent --insecure)", true},
 		{"ws to a name", "ws://baton.example.com/pcp", nil, "not loopback", true},
+		{"ws to a name that resolves to loopback", "ws://localhost.localstack.cloud:4510/pcp", nil, "", false},
+		{"ws to a name with only loopback addresses", "ws://dual.example/pcp", nil, "", true},
+		{"ws to a name with one address that is not loopback", "ws://mixed.example/pcp", nil, "not loopback", true},
+		{"ws to a name that does not resolve", "ws://nowhere.example/pcp", nil, "not loopback", true},
 		{"ws to every address", "ws://0.0.0.0:8143/pcp", nil, "not loopback", true},
 		{"ws to a LAN address with Insecure", "ws://10.1.2.3:8143/pcp", func(c *Config) { c.Insecure = true }, "", true},
 		{"wss with a pin", "wss://10.1.2.3:8143/pcp", func(c *Config) { c.TLSFingerprint = fp }, "", false},
