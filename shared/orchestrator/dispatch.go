@@ -230,7 +230,7 @@ func (s *Service) claimAndSend(ctx context.Context, job jobs.Job, maxClaims int)
 // second write (should the send fail, the sweep offers it again); otherwise it is ready, due
 // to be offered again after ConnectRetry.
 func (s *Service) claimedRecord(sp *jobSpec, n jobs.Node, now time.Time) (jobs.Node, []jobs.Event) {
-	n.TransactionID = protocol.NewID()
+	n.TransactionID = jobs.TransactionID(n.JobID, protocol.NewID())
 	n, err := jobs.ApplyNode(n, jobs.NodeClaim, now)
 	if err != nil { // a queued record can always be claimed
 		panic(fmt.Sprintf("claim %s: %v", n.Name, err))

@@ -96,8 +96,9 @@ type Claim struct {
 	// GlobalCap caps the active records (ready or running) of all unfinished jobs together,
 	// PE's task_concurrency; 0 or less: no cap.
 	GlobalCap int
-	// Apply returns the claimed record, in an active state, from the queued one, and the
-	// events to append with it. It must not change the record's job or name.
+	// Apply returns the claimed record, in an active state, from the queued one (whose JobID
+	// is set, also when the job is being created), and the events to append with it. It must
+	// not change the record's job or name.
 	Apply func(jobs.Node) (jobs.Node, []jobs.Event)
 }
 
