@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -51,13 +52,27 @@ func WriteRateLimited(w http.ResponseWriter, wait time.Duration) {
 	_, _ = w.Write(append(body, '\n'))
 }
 
-// ClientAddress keys a request by its client: "ip:" and the host part of r.RemoteAddr. Behind
-// a proxy, RemoteAddr is the proxy's address unless the server sets it from a trusted header
-// first.
+// ClientAddress keys a request by its client: "ip:" and the host part of r.RemoteAddr, an IPv6
+// address by its /64 network (one host usually holds a whole /64, so a single address would
+// let it take a fresh key per request). Behind a proxy, RemoteAddr is the proxy's address
+// unless the server sets it from a trusted header first.
 func ClientAddress(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return "ip:" + clientKey(a).String()
+	}
 	return "ip:" + host
+}
+
+// clientKey is the address a client is counted by: an IPv4 address itself, an IPv6 address's
+// /64 network.
+func clientKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is4() {
+		return a
+	}
+	return netip.PrefixFrom(a.WithZone(""), 64).Masked().Addr()
 }

@@ -119,7 +119,10 @@ func TestClientAddress(t *testing.T) {
 		want   string
 	}{
 		{"IPv4 host without port", "", "192.0.2.1:5555", "ip:192.0.2.1"},
-		{"IPv6 host without port", "", "[2001:db8::1]:443", "ip:2001:db8::1"},
+		{"IPv6 host by its /64", "", "[2001:db8::1]:443", "ip:2001:db8::"},
+		{"another address of the same /64", "", "[2001:db8::ffff:1234:5678:9abc]:443", "ip:2001:db8::"},
+		{"another /64", "", "[2001:db8:0:1::1]:443", "ip:2001:db8:0:1::"},
+		{"IPv4-mapped IPv6 is IPv4", "", "[::ffff:192.0.2.1]:80", "ip:192.0.2.1"},
 		{"address without port", "", "192.0.2.9", "ip:192.0.2.9"},
 		{"a token changes nothing", "s3cret", "192.0.2.1:5555", "ip:192.0.2.1"},
 	}

@@ -90,6 +90,13 @@ func durationOf(seconds float64) time.Duration {
 // long until a token is back; it takes nothing then, so a caller that keeps retrying early
 // does not push its own retry time further away.
 func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
+	return l.AllowN(key, 1)
+}
+
+// AllowN takes n tokens from key's bucket (a byte count, say), or, when fewer are there,
+// answers false and how long until n are back, taking nothing. n above the burst is never
+// allowed: its wait is how long a full bucket would take to hold n.
+func (l *Limiter) AllowN(key string, n float64) (ok bool, retryAfter time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -110,11 +117,11 @@ func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 		b = &bucket{key: key, tokens: l.burst, last: now}
 		l.keys[key] = l.lru.PushFront(b)
 	}
-	if b.tokens >= 1 {
-		b.tokens--
+	if b.tokens >= n {
+		b.tokens -= n
 		return true, 0
 	}
-	return false, durationOf((1 - b.tokens) / l.rate)
+	return false, durationOf((n - b.tokens) / l.rate)
 }
 
 // Blocked reports whether key's bucket is empty now — whether Allow would refuse it — and

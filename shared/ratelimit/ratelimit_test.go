@@ -290,3 +290,34 @@ func TestBlockedTakesNothing(t *testing.T) {
 		t.Fatal("the refilled token was refused")
 	}
 }
+
+// TestAllowN takes several tokens at once, as a byte budget does: what is over the bucket
+// waits for the refill, nothing is taken when refused, and more than the burst never passes.
+func TestAllowN(t *testing.T) {
+	c := newClock()
+	l, err := ratelimit.New(100, 1000, ratelimit.WithClock(c.Now)) // 100 bytes a second, 1,000 at once
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		advance time.Duration
+		n       float64
+		ok      bool
+		wait    time.Duration
+	}{
+		{0, 600, true, 0},
+		{0, 600, false, 2 * time.Second}, // 400 left: 200 more take 2 s
+		{time.Second, 600, false, time.Second},
+		{time.Second, 600, true, 0},
+		{0, 1001, false, 10010 * time.Millisecond}, // over the burst: never, whatever the wait says
+		{time.Hour, 1001, false, 10 * time.Millisecond},
+		{0, 1000, true, 0},
+	}
+	for i, s := range steps {
+		c.Advance(s.advance)
+		ok, wait := l.AllowN("conn", s.n)
+		if ok != s.ok || wait != s.wait {
+			t.Errorf("step %d: AllowN(%v) = %v, %v; want %v, %v", i, s.n, ok, wait, s.ok, s.wait)
+		}
+	}
+}
