@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/baton-run/baton/shared/protocol"
 )
@@ -432,4 +433,66 @@ func ExampleNodeFromURI() {
 	name, err := protocol.NodeFromURI(protocol.AgentURI("node1.example.com"))
 	fmt.Println(name, err)
 	// Output: node1.example.com <nil>
+}
+
+// TestDecodeErrorMessage reads both forms of error_message: PCP v2's description string and
+// Baton's ErrorData object, which says whether to retry.
+func TestDecodeErrorMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     protocol.Envelope
+		want    protocol.ErrorData
+		wantErr string
+	}{
+		{"plain PCP string", protocol.NewErrorMessage("m1", "Could not decode message"),
+			protocol.ErrorData{ID: "m1", Description: "Could not decode message"}, ""},
+		{"retryable with a wait", protocol.NewRetryableError("m2", "Too many messages", 1500*time.Microsecond),
+			protocol.ErrorData{ID: "m2", Description: "Too many messages", Retry: true, RetryAfterMS: 2}, ""},
+		{"retryable without a wait", protocol.NewRetryableError("m3", "internal error", 0),
+			protocol.ErrorData{ID: "m3", Description: "internal error", Retry: true}, ""},
+		{"object without id takes in_reply_to", protocol.Envelope{ID: "x", MessageType: protocol.TypeErrorMessage, InReplyTo: "m4",
+			Data: json.RawMessage(`{"description":"no","retry":false}`)}, protocol.ErrorData{ID: "m4", Description: "no"}, ""},
+		{"unknown field", protocol.Envelope{ID: "x", MessageType: protocol.TypeErrorMessage,
+			Data: json.RawMessage(`{"description":"no","retry_later":true}`)}, protocol.ErrorData{}, "unknown field"},
+		{"no description", protocol.Envelope{ID: "x", MessageType: protocol.TypeErrorMessage,
+			Data: json.RawMessage(`{"retry":true}`)}, protocol.ErrorData{}, "description is required"},
+		{"negative wait", protocol.Envelope{ID: "x", MessageType: protocol.TypeErrorMessage,
+			Data: json.RawMessage(`{"description":"d","retry":true,"retry_after_ms":-1}`)}, protocol.ErrorData{}, "must not be negative"},
+		{"not an error_message", protocol.Envelope{ID: "x", MessageType: protocol.TypeKeepalive}, protocol.ErrorData{}, "is not an error_message"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Through the wire: encode, decode the envelope, then its data.
+			b, err := protocol.Encode(tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := protocol.Decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := protocol.DecodeErrorMessage(e)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, protocol.ErrInvalid) {
+					t.Fatalf("DecodeErrorMessage = %+v, %v; want an ErrInvalid containing %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("DecodeErrorMessage = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestMessageID(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"id":"abc","message_type":"x","data":{"big":[1,2,3]}}`: "abc",
+		`{"message_type":"x"}`: "",
+		`not json`:             "",
+		`{"id":7}`:             "",
+	} {
+		if got := protocol.MessageID([]byte(in)); got != want {
+			t.Errorf("MessageID(%s) = %q, want %q", in, got, want)
+		}
+	}
 }

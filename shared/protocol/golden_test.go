@@ -110,6 +110,14 @@ func goldenCases(t *testing.T) []goldenCase {
 			keys: envelopeKeys("target", "sender", "in_reply_to", "data"),
 		},
 		{
+			// Baton's extended error_message (ErrorData): the result was refused for now.
+			name: "error_message_retry",
+			env: protocol.Envelope{ID: "8e4b0f6d-2a5c-4b1e-99f3-4c6a8b0d2e44", MessageType: protocol.TypeErrorMessage, Target: agentURI, Sender: protocol.ServerURI,
+				InReplyTo: "c28f4d0b-6e9a-4f5c-9d37-8a0e2f4b6c87"},
+			data: protocol.ErrorData{ID: "c28f4d0b-6e9a-4f5c-9d37-8a0e2f4b6c87", Description: "Too many messages; retry after 250ms", Retry: true, RetryAfterMS: 250},
+			keys: envelopeKeys("target", "sender", "in_reply_to", "data", "data.id", "data.description", "data.retry", "data.retry_after_ms"),
+		},
+		{
 			name: "rpc_blocking_request",
 			env:  protocol.Envelope{ID: "9f5c1a7e-3b6d-4c2f-aa04-5d7b9c1e3f54", MessageType: protocol.TypeBlockingRequest, Target: agentURI, Sender: protocol.ServerURI},
 			data: protocol.BlockingRequest{TransactionID: "c3d5f7a9-1b3d-4f5a-8c7e-9a1b3c5d7e60", Module: "echo", Action: "echo", Params: json.RawMessage(`{"argument":"hello"}`)},

@@ -233,3 +233,34 @@ func (r StatusResults) Validate() error {
 	}
 	return checkTxn(r.TransactionID)
 }
+
+// ErrorData is the data of an error_message in Baton's extended form. PCP v2's error_message
+// carries the description as a bare JSON string; a Baton server sends this object instead when
+// it can say more (PCP v1's error_message data was an object {id, description} too):
+//
+//	{"id": "<refused message id>", "description": "...", "retry": true, "retry_after_ms": 250}
+//
+// Retry says the refusal is temporary (a rate limit, a store that could not write): the sender
+// should send the same message again, not before RetryAfterMS when that is set (otherwise
+// after a backoff of its own). Without Retry the refusal is final for that message. ID repeats
+// the envelope's in_reply_to. Read either form with DecodeErrorMessage; a peer that expects a
+// string and does not find one loses only the description (Baton agents before this form log
+// an empty one). Compatibility rule: fields are only ever added, and all are optional but
+// description.
+type ErrorData struct {
+	ID           string `json:"id,omitempty"`
+	Description  string `json:"description"`
+	Retry        bool   `json:"retry,omitempty"`
+	RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
+}
+
+// Validate checks that an error has a description.
+func (d ErrorData) Validate() error {
+	if d.Description == "" {
+		return errors.New("description is required")
+	}
+	if d.RetryAfterMS < 0 {
+		return errors.New("retry_after_ms must not be negative")
+	}
+	return nil
+}

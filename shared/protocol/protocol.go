@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 )
 
 // PCP v2 message types (reference §3.5).
@@ -440,3 +441,42 @@ func NewErrorMessage(inReplyTo, description string) Envelope {
 	b, _ := json.Marshal(description)
 	return Envelope{ID: NewID(), MessageType: TypeErrorMessage, InReplyTo: inReplyTo, Data: b}
 }
+
+// NewRetryableError builds an error_message in Baton's extended form (ErrorData) saying that
+// the message inReplyTo was refused for now and should be sent again, not before after (0:
+// after a backoff of the sender's choosing). Durations are rounded up to whole milliseconds.
+func NewRetryableError(inReplyTo, description string, after time.Duration) Envelope {
+	d := ErrorData{ID: inReplyTo, Description: description, Retry: true}
+	if after > 0 {
+		d.RetryAfterMS = int64((after + time.Millisecond - 1) / time.Millisecond)
+	}
+	b, _ := json.Marshal(d)
+	return Envelope{ID: NewID(), MessageType: TypeErrorMessage, InReplyTo: inReplyTo, Data: b}
+}
+
+// DecodeErrorMessage reads an error_message's data in either form: PCP v2's description string
+// or Baton's ErrorData object (strictly, like DecodeData). The result's ID is the envelope's
+// in_reply_to when the data does not name the refused message itself.
+func DecodeErrorMessage(e Envelope) (ErrorData, error) {
+	if e.MessageType != TypeErrorMessage {
+		return ErrorData{}, fmt.Errorf("%w: %s is not an error_message", ErrInvalid, e.MessageType)
+	}
+	var d ErrorData
+	data := bytes.TrimLeft(e.Data, " \t\r\n")
+	if len(data) > 0 && data[0] == '"' {
+		if err := json.Unmarshal(data, &d.Description); err != nil {
+			return ErrorData{}, fmt.Errorf("%w: %s data: %v", ErrInvalid, e.MessageType, err)
+		}
+	} else if err := DecodeData(e, &d); err != nil {
+		return ErrorData{}, err
+	}
+	if d.ID == "" {
+		d.ID = e.InReplyTo
+	}
+	return d, nil
+}
+
+// MessageID returns the "id" of the message frame b without decoding the rest, or "" when it
+// has none that can be read: what an error_message about a frame refused unread (say, by a
+// rate limit) puts in in_reply_to.
+func MessageID(b []byte) string { return readableID(b) }
