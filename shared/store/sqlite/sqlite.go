@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -113,6 +114,10 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if cfg.busyTimeout < 0 || cfg.readConns < 1 || cfg.maxGroup < 1 {
 		return nil, fmt.Errorf("open store %s: invalid options: busy timeout %v, read connections %d, group %d",
 			path, cfg.busyTimeout, cfg.readConns, cfg.maxGroup)
+	}
+
+	if err := privateFiles(path); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 
 	common := url.Values{}
@@ -442,4 +447,33 @@ func bytesOrNil(b []byte) []byte {
 		return nil
 	}
 	return b
+}
+
+// privateFiles makes the database file readable by its owner only: it creates it 0600 when
+// it does not exist (SQLite then gives its -wal and -shm files the same mode), and takes
+// group and other permissions away from the file and its -wal and -shm files when they
+// exist with them.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		return f.Close()
+	case !errors.Is(err, os.ErrExist):
+		return fmt.Errorf("create database file: %w", err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("database file mode: %w", err)
+		}
+		if perm := st.Mode().Perm(); perm&0o077 != 0 {
+			if err := os.Chmod(p, perm&0o700); err != nil {
+				return fmt.Errorf("database file %s has mode %v and cannot be made private: %w", p, perm, err)
+			}
+		}
+	}
+	return nil
 }
