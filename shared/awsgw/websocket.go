@@ -113,7 +113,9 @@ func (w *WebSocket) Default(ctx context.Context, req events.APIGatewayWebsocketP
 	}
 	log = log.With("node", node)
 	if ok, wait := w.allow(conn); !ok {
-		w.reply(ctx, log, conn, node, protocol.NewErrorMessage("", fmt.Sprintf("Too many messages; retry after %s", wait.Round(time.Millisecond))))
+		// Refused unread: the id is read so that the agent knows which message to send again.
+		w.reply(ctx, log, conn, node, protocol.NewRetryableError(protocol.MessageID([]byte(req.Body)),
+			fmt.Sprintf("Too many messages; retry after %s", wait.Round(time.Millisecond)), wait))
 		return status(http.StatusOK), nil
 	}
 	if req.IsBase64Encoded {
@@ -127,14 +129,14 @@ func (w *WebSocket) Default(ctx context.Context, req events.APIGatewayWebsocketP
 		return status(http.StatusOK), nil
 	}
 	if err := w.inbox.HandleAgentMessage(ctx, node, e); err != nil {
-		desc := err.Error()
 		if refused(err) {
 			log.Warn("message refused", "type", e.MessageType, "id", e.ID, "err", err)
+			w.reply(ctx, log, conn, node, protocol.NewErrorMessage(e.ID, err.Error()))
 		} else {
+			// Not the message's fault (a store error, throttling): the agent sends it again.
 			log.Error("handle message", "type", e.MessageType, "id", e.ID, "err", err)
-			desc = "internal error handling message " + e.ID
+			w.reply(ctx, log, conn, node, protocol.NewRetryableError(e.ID, "internal error handling message "+e.ID, 0))
 		}
-		w.reply(ctx, log, conn, node, protocol.NewErrorMessage(e.ID, desc))
 	}
 	return status(http.StatusOK), nil
 }

@@ -159,6 +159,7 @@ func TestDefault(t *testing.T) {
 		inReplyTo  string // when an error_message is expected
 		desc       string // substring of its description
 		secret     string // text that must not reach the agent
+		retry      bool   // the error_message tells the agent to send the message again
 	}{
 		{name: "good frame, sender claims another node", body: facts, delivered: true},
 		{name: "good frame", body: result, delivered: true},
@@ -173,7 +174,7 @@ func TestDefault(t *testing.T) {
 			handleErr: fmt.Errorf("%w: bad data", protocol.ErrInvalid), desc: "bad data"},
 		{name: "internal failure is not shown to the agent", body: result, delivered: true, inReplyTo: "msg-2",
 			handleErr: fmt.Errorf("record txn-1: %w: table baton-prod", store.ErrConflict),
-			desc:      "internal error handling message msg-2", secret: "baton-prod"},
+			desc:      "internal error handling message msg-2", secret: "baton-prod", retry: true},
 		{name: "no authorized node", body: facts, authorizer: map[string]any{"principalId": "x"},
 			desc: "not authenticated"},
 	}
@@ -225,12 +226,16 @@ func TestDefault(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reply does not decode: %v", err)
 			}
-			var desc string
-			if err := json.Unmarshal(e.Data, &desc); err != nil {
+			ed, err := protocol.DecodeErrorMessage(e)
+			if err != nil {
 				t.Fatalf("error_message data: %v", err)
 			}
+			desc := ed.Description
 			if e.MessageType != protocol.TypeErrorMessage || e.InReplyTo != tt.inReplyTo || !strings.Contains(desc, tt.desc) {
 				t.Errorf("reply = %s, want error_message in reply to %q containing %q", p.body, tt.inReplyTo, tt.desc)
+			}
+			if ed.Retry != tt.retry {
+				t.Errorf("reply = %s: retry %v, want %v", p.body, ed.Retry, tt.retry)
 			}
 			if tt.authorizer == nil && e.Target != protocol.AgentURI("web01") {
 				t.Errorf("reply target = %q", e.Target)
@@ -270,6 +275,15 @@ func TestDefaultRateLimitsAConnection(t *testing.T) {
 	for _, p := range h.api.received() {
 		if strings.Contains(string(p.body), "Too many messages") {
 			refused++
+			// The refusal names the refused message and says when to send it again.
+			e, err := protocol.Decode(p.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ed, err := protocol.DecodeErrorMessage(e)
+			if err != nil || e.InReplyTo != "k" || ed.ID != "k" || !ed.Retry || ed.RetryAfterMS <= 0 {
+				t.Fatalf("refusal %s (%+v, %v): want in_reply_to k, retry and retry_after_ms", p.body, ed, err)
+			}
 		}
 	}
 	delivered := len(h.inbox.messages["web01"])

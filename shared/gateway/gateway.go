@@ -285,7 +285,7 @@ func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
 			continue
 		}
 		if ok, wait := g.allow(c, e, limiter, answers); !ok {
-			g.reply(ctx, c, protocol.NewErrorMessage(e.ID, fmt.Sprintf("Too many messages; retry after %s", wait.Round(time.Millisecond))))
+			g.reply(ctx, c, protocol.NewRetryableError(e.ID, fmt.Sprintf("Too many messages; retry after %s", wait.Round(time.Millisecond)), wait))
 			continue
 		}
 		select {
@@ -322,14 +322,14 @@ func (g *Gateway) handle(ctx context.Context, c *conn, inbox Inbox, e protocol.E
 	if err == nil {
 		return
 	}
-	desc := err.Error()
 	if !errors.Is(err, protocol.ErrInvalid) && !errors.Is(err, orchestrator.ErrForbidden) && !errors.Is(err, orchestrator.ErrUnexpected) {
+		// Not the message's fault (the store could not write, say): the agent sends it again.
 		log.Error("handle message", "type", e.MessageType, "id", e.ID, "err", err)
-		desc = "internal error handling message " + e.ID
-	} else {
-		log.Warn("message refused", "type", e.MessageType, "id", e.ID, "err", err)
+		g.reply(ctx, c, protocol.NewRetryableError(e.ID, "internal error handling message "+e.ID, 0))
+		return
 	}
-	g.reply(ctx, c, protocol.NewErrorMessage(e.ID, desc))
+	log.Warn("message refused", "type", e.MessageType, "id", e.ID, "err", err)
+	g.reply(ctx, c, protocol.NewErrorMessage(e.ID, err.Error()))
 }
 
 func (g *Gateway) reply(ctx context.Context, c *conn, e protocol.Envelope) {

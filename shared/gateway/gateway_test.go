@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/protocol"
 )
 
@@ -26,6 +29,7 @@ type inbox struct {
 	release  chan struct{}
 	blocked  chan struct{}
 	connects chan string
+	fail     map[string]error // HandleAgentMessage's error for the message with that id
 }
 
 func newInbox() *inbox {
@@ -40,7 +44,7 @@ func (b *inbox) HandleAgentMessage(_ context.Context, _ string, e protocol.Envel
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.got = append(b.got, e)
-	return nil
+	return b.fail[e.ID]
 }
 
 func (b *inbox) handled() []protocol.Envelope {
@@ -221,4 +225,70 @@ func TestMessagesOfOneAgentDoNotWaitForEachOther(t *testing.T) {
 	})
 	close(ib.release)
 	eventually(t, "the first message to be handled once released", func() bool { return len(ib.handled()) == 2 })
+}
+
+// TestRefusalsSayWhetherToRetry checks the error_message of each kind of refusal: a message
+// over the rate limit and one the control plane failed to handle (its store could not write)
+// are to be sent again (Baton's ErrorData, retry with retry_after_ms for the rate limit); a
+// message the control plane refused as such is not.
+func TestRefusalsSayWhetherToRetry(t *testing.T) {
+	ib := newInbox()
+	internal, forbidden := protocol.NewID(), protocol.NewID()
+	ib.fail = map[string]error{
+		internal:  errors.New("record txn-1: disk I/O error"),
+		forbidden: fmt.Errorf("%w: transaction txn-2 was not sent to web1", orchestrator.ErrForbidden),
+	}
+	_, ws := dial(t, ib)
+	replies := make(chan protocol.Envelope, 10*messageBurst)
+	go func() {
+		for {
+			_, b, err := ws.Read(context.Background())
+			if err != nil {
+				return
+			}
+			if e, err := protocol.Decode(b); err == nil {
+				replies <- e
+			}
+		}
+	}()
+	write := func(id, messageType string, v any) {
+		t.Helper()
+		e, err := protocol.New(messageType, protocol.ServerURI, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.ID = id
+		b, _ := protocol.Encode(e)
+		if err := ws.Write(t.Context(), websocket.MessageText, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func() protocol.ErrorData {
+		t.Helper()
+		select {
+		case e := <-replies:
+			ed, err := protocol.DecodeErrorMessage(e)
+			if err != nil {
+				t.Fatalf("reply %+v: %v", e, err)
+			}
+			return ed
+		case <-time.After(10 * time.Second):
+			t.Fatal("no error_message")
+		}
+		return protocol.ErrorData{}
+	}
+	write(internal, protocol.TypeNonBlockingResponse, protocol.NonBlockingResponse{TransactionID: "txn-1", Results: json.RawMessage(`{}`)})
+	if ed := next(); ed.ID != internal || !ed.Retry || ed.RetryAfterMS != 0 || strings.Contains(ed.Description, "disk") {
+		t.Errorf("internal failure answered %+v: want retry, no wait, and nothing of the internal error", ed)
+	}
+	write(forbidden, protocol.TypeNonBlockingResponse, protocol.NonBlockingResponse{TransactionID: "txn-2", Results: json.RawMessage(`{}`)})
+	if ed := next(); ed.ID != forbidden || ed.Retry || !strings.Contains(ed.Description, "was not sent to web1") {
+		t.Errorf("refusal answered %+v: want no retry and the reason", ed)
+	}
+	for range 2 * messageBurst {
+		write(protocol.NewID(), protocol.TypeKeepalive, nil)
+	}
+	if ed := next(); ed.ID == "" || !ed.Retry || ed.RetryAfterMS <= 0 || !strings.Contains(ed.Description, "Too many messages") {
+		t.Errorf("rate limit answered %+v: want retry after a wait, naming the message", ed)
+	}
 }
