@@ -55,6 +55,8 @@ type Principal struct {
 	Permissions []store.Permission
 	// TokenID names the token used (a prefix of its hash), for audit logs.
 	TokenID string
+	// ExpiresAt is when the token used expires (nil: never). Tokens it issues expire no later.
+	ExpiresAt *time.Time
 }
 
 // NewSecret returns 32 random bytes, base64url-encoded.
@@ -88,12 +90,19 @@ func (s *Service) SetMaxLifetime(d time.Duration) { s.maxLifetime = d }
 // IssueToken creates a token for login. ttl 0 means it does not expire (only for tokens
 // made on the server's own machine: the API bounds lifetimes, see IssueTokenFor).
 func (s *Service) IssueToken(ctx context.Context, login, label string, ttl time.Duration) (string, error) {
-	secret := NewSecret()
-	t := store.Token{Hash: Hash(secret), Login: login, Label: label, CreatedAt: s.now().UTC()}
+	now := s.now().UTC()
+	var exp *time.Time
 	if ttl > 0 {
-		exp := t.CreatedAt.Add(ttl)
-		t.ExpiresAt = &exp
+		e := now.Add(ttl)
+		exp = &e
 	}
+	return s.issue(ctx, login, label, now, exp)
+}
+
+// issue stores a new token for login made at now, expiring at exp (nil: never).
+func (s *Service) issue(ctx context.Context, login, label string, now time.Time, exp *time.Time) (string, error) {
+	secret := NewSecret()
+	t := store.Token{Hash: Hash(secret), Login: login, Label: label, CreatedAt: now, ExpiresAt: exp}
 	if err := s.store.PutToken(ctx, t); err != nil {
 		return "", fmt.Errorf("store token: %w", err)
 	}
@@ -122,7 +131,7 @@ func (s *Service) AuthenticateToken(ctx context.Context, token string) (Principa
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{Login: t.Login, Permissions: perms, TokenID: TokenID(t.Hash)}, nil
+	return Principal{Login: t.Login, Permissions: perms, TokenID: TokenID(t.Hash), ExpiresAt: t.ExpiresAt}, nil
 }
 
 var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._\-]{0,251}[A-Za-z0-9])?$`)
@@ -137,8 +146,8 @@ func (s *Service) EnrollNode(ctx context.Context, name string) (string, error) {
 	}
 	secret := NewSecret()
 	n := inventory.Node{Name: name, CredentialHash: Hash(secret), Facts: []byte("{}"), CreatedAt: s.now().UTC()}
-	if _, err := s.store.CreateNode(ctx, n); err != nil {
-		return "", fmt.Errorf("enrol node %s: %w", name, err)
+	if err := s.createOrReenrol(ctx, n); err != nil {
+		return "", err
 	}
 	return secret, nil
 }

@@ -73,10 +73,43 @@ func (s *Service) CreateEnrollment(ctx context.Context, name string, ttl time.Du
 	exp := s.now().UTC().Add(ttl).Truncate(time.Second)
 	n := inventory.Node{Name: name, CredentialHash: schemeEnroll + strconv.FormatInt(exp.Unix(), 10) + ":" + Hash(token),
 		Facts: []byte("{}"), CreatedAt: s.now().UTC()}
-	if _, err := s.store.CreateNode(ctx, n); err != nil {
-		return "", time.Time{}, fmt.Errorf("enrol node %s: %w", name, err)
+	if err := s.createOrReenrol(ctx, n); err != nil {
+		return "", time.Time{}, err
 	}
 	return token, exp, nil
+}
+
+// createOrReenrol creates node n, or, when a node of that name exists that was revoked or has
+// not used its enrolment token yet, gives it n's credential in place of the old one (its
+// facts and its place in past jobs stay). A node that holds a working key or secret is not
+// replaced: ErrExists, until it is revoked.
+func (s *Service) createOrReenrol(ctx context.Context, n inventory.Node) error {
+	_, err := s.store.CreateNode(ctx, n)
+	if !errors.Is(err, store.ErrExists) {
+		if err != nil {
+			return fmt.Errorf("enrol node %s: %w", n.Name, err)
+		}
+		return nil
+	}
+	for attempt := 0; ; attempt++ {
+		cur, err := s.store.GetNode(ctx, n.Name)
+		if err != nil {
+			return fmt.Errorf("re-enrol node %s: %w", n.Name, err)
+		}
+		if cur.CredentialHash != "" && !strings.HasPrefix(cur.CredentialHash, schemeEnroll) {
+			return fmt.Errorf("enrol node %s: %w: it holds a working credential; revoke it first (baton node revoke %s) to enrol it again",
+				n.Name, store.ErrExists, n.Name)
+		}
+		cur.CredentialHash = n.CredentialHash
+		_, err = s.store.UpdateNode(ctx, cur)
+		if errors.Is(err, store.ErrConflict) && attempt < 10 {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("re-enrol node %s: %w", n.Name, err)
+		}
+		return nil
+	}
 }
 
 // MaxBulkEnrollments caps the nodes one CreateEnrollments call enrols.

@@ -41,6 +41,11 @@ var loginRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,127}$`)
 // IssueTokenFor issues a token through the API: for the caller, or for another login when
 // the caller may manage tokens. lifetime 0 means the default (1h); it may not exceed the
 // configured maximum. Labels are at most 200 characters without commas (as in PE).
+//
+// A token never outlives the token that issued it: the new token expires no later than the
+// caller's (the default lifetime is shortened to fit, a longer lifetime asked for is refused
+// with ErrInvalid). So a stolen token cannot be turned into a longer-lived one; revoking a
+// token does not revoke the tokens it issued, which expire with it at the latest.
 func (s *Service) IssueTokenFor(ctx context.Context, caller Principal, login, label string, lifetime time.Duration) (string, TokenInfo, error) {
 	if login == "" {
 		login = caller.Login
@@ -54,13 +59,28 @@ func (s *Service) IssueTokenFor(ctx context.Context, caller Principal, login, la
 	if len(label) > 200 || strings.Contains(label, ",") {
 		return "", TokenInfo{}, fmt.Errorf("%w: a label has at most 200 characters and no commas", ErrInvalid)
 	}
-	if lifetime == 0 {
+	asked := lifetime != 0
+	if !asked {
 		lifetime = DefaultTokenLifetime
 	}
 	if lifetime < 0 || lifetime > s.maxLifetime {
 		return "", TokenInfo{}, fmt.Errorf("%w: lifetime must be between 1s and %s", ErrInvalid, s.maxLifetime)
 	}
-	secret, err := s.IssueToken(ctx, login, label, lifetime)
+	now := s.now().UTC()
+	exp := now.Add(lifetime)
+	if caller.ExpiresAt != nil {
+		left := caller.ExpiresAt.Sub(now)
+		switch {
+		case left <= 0:
+			return "", TokenInfo{}, fmt.Errorf("%w: the token making the request has expired", ErrUnauthenticated)
+		case lifetime > left && asked:
+			return "", TokenInfo{}, fmt.Errorf("%w: lifetime %s is longer than the %s left on the token making the request: a token cannot outlive the token that issues it",
+				ErrInvalid, lifetime, left.Truncate(time.Second))
+		case lifetime > left:
+			exp = caller.ExpiresAt.UTC()
+		}
+	}
+	secret, err := s.issue(ctx, login, label, now, &exp)
 	if err != nil {
 		return "", TokenInfo{}, err
 	}
