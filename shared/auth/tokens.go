@@ -131,6 +131,15 @@ func (s *Service) RevokeToken(ctx context.Context, caller Principal, id string) 
 	return fmt.Errorf("revoke token %s: %w", id, store.ErrNotFound)
 }
 
+// RevokeTokenHash revokes the token whose hash is hash (for the server's own admin token;
+// callers of the API go through RevokeToken).
+func (s *Service) RevokeTokenHash(ctx context.Context, hash string) error {
+	if err := s.store.RevokeToken(ctx, hash); err != nil {
+		return fmt.Errorf("revoke token %s: %w", TokenID(hash), err)
+	}
+	return nil
+}
+
 var roleNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$`)
 
 // CreateRole creates a role (caller must manage tokens: roles decide who may do what).

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +27,9 @@ import (
 	"github.com/baton-run/baton/shared/httpapi"
 	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/protocol"
+	"github.com/baton-run/baton/shared/ratelimit"
 	"github.com/baton-run/baton/shared/seal"
+	"github.com/baton-run/baton/shared/store"
 	"github.com/baton-run/baton/shared/store/sqlite"
 )
 
@@ -53,6 +56,20 @@ type Config struct {
 	AnonymousBurst int
 	// MaxTokenLifetime bounds the lifetime of tokens issued through the API (default 1 year).
 	MaxTokenLifetime time.Duration
+	// AdminTokenLifetime is the lifetime of the admin token kept in DataDir (default
+	// DefaultAdminTokenLifetime). The server replaces it when less than half is left.
+	AdminTokenLifetime time.Duration
+	// ReadTimeout, WriteTimeout and IdleTimeout bound how long a client may take to send a
+	// request (headers and body), how long answering one may take, and how long a kept-alive
+	// connection may sit idle (defaults DefaultReadTimeout, DefaultWriteTimeout,
+	// DefaultIdleTimeout). Agents' WebSocket connections and task file downloads, once
+	// accepted, are streams and exempt from the read and write timeouts.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// MaxConnsPerAddress caps the connections one client address (an IPv6 /64) holds at once
+	// (default DefaultMaxConnsPerAddress; -1: no cap). Clients for which ConnCapExempt
+	// answers true are not capped; by default those on loopback addresses.
+	MaxConnsPerAddress int
+	ConnCapExempt      func(netip.Addr) bool
 	// TaskConcurrency caps running actions across all jobs (PE's task_concurrency); default 250.
 	TaskConcurrency int
 	Logger          *slog.Logger
@@ -102,8 +119,46 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.AdminTokenLifetime == 0 {
+		c.AdminTokenLifetime = DefaultAdminTokenLifetime
+	}
+	if c.AdminTokenLifetime < time.Hour {
+		return fmt.Errorf("the admin token's lifetime must be at least 1h, got %s", c.AdminTokenLifetime)
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&c.ReadTimeout, DefaultReadTimeout}, {&c.WriteTimeout, DefaultWriteTimeout}, {&c.IdleTimeout, DefaultIdleTimeout}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	if c.MaxConnsPerAddress == 0 {
+		c.MaxConnsPerAddress = DefaultMaxConnsPerAddress
+	}
+	if c.ConnCapExempt == nil {
+		c.ConnCapExempt = netip.Addr.IsLoopback
+	}
 	return nil
 }
+
+// Defaults of Config.
+const (
+	// DefaultAdminTokenLifetime is how long the admin token lasts; it is renewed when half is gone.
+	DefaultAdminTokenLifetime = 30 * 24 * time.Hour
+	// DefaultReadTimeout: a request's headers and body (at most 1 MiB) must arrive within it.
+	DefaultReadTimeout = 20 * time.Second
+	// DefaultWriteTimeout: an answer must be written within it (GET /jobs/{id}?wait= waits
+	// 25 s at most).
+	DefaultWriteTimeout = 60 * time.Second
+	// DefaultIdleTimeout: a kept-alive connection with no request is closed after it.
+	DefaultIdleTimeout = 60 * time.Second
+	// DefaultMaxConnsPerAddress caps one client address's connections at once. Agents behind
+	// one NAT address count together: raise it for a larger fleet behind one address.
+	DefaultMaxConnsPerAddress = 1000
+	// headerTimeout bounds reading a request's headers (and the TLS handshake).
+	headerTimeout = 10 * time.Second
+)
 
 // AdminTokenFile is the name of the admin token file in the data directory.
 const AdminTokenFile = "admin.token"
@@ -144,8 +199,8 @@ func Start(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
+	if err := privateDataDir(cfg.DataDir, cfg.Logger.With("component", "local")); err != nil {
+		return nil, err
 	}
 	var certs *serverTLS
 	if !cfg.PlainHTTP {
@@ -210,6 +265,18 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	s.ln = ln
+	served := ln // the capped listener; s.ln stays the TCP one, for Addr
+	if cfg.MaxConnsPerAddress > 0 {
+		capped, err := ratelimit.LimitConns(ln, cfg.MaxConnsPerAddress, ratelimit.WithExempt(cfg.ConnCapExempt),
+			ratelimit.WithRefused(func(a netip.Addr) {
+				s.log.Debug("connection refused: too many from one address", "remote", a, "max", cfg.MaxConnsPerAddress)
+			}))
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		served = capped
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.gateway = gateway.New(cfg.Logger)
@@ -243,18 +310,19 @@ func Start(cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/orchestrator/", api)
 	mux.Handle("/baton/", api)
-	mux.Handle("/pcp", s.gateway.Handler(s.auth, s.orch))
-	mux.Handle("/files/", catalog.FileHandler(cat, signer, cfg.Logger))
+	mux.Handle("/pcp", stream(s.gateway.Handler(s.auth, s.orch)))
+	mux.Handle("/files/", stream(catalog.FileHandler(cat, signer, cfg.Logger)))
 	mux.Handle("/", api)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: headerTimeout, MaxHeaderBytes: 64 << 10,
+		ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout,
 		// TLS handshake failures (a client that does not trust the certificate) land here.
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
-	serve := func() error { return s.http.Serve(ln) }
+	serve := func() error { return s.http.Serve(served) }
 	if certs != nil {
 		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{certs.cert}, MinVersion: tls.VersionTLS12}
-		serve = func() error { return s.http.ServeTLS(ln, "", "") }
+		serve = func() error { return s.http.ServeTLS(served, "", "") }
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
 		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -272,6 +340,21 @@ func Start(cfg Config) (*Server, error) {
 			case <-t.C:
 				if err := s.orch.Sweep(ctx); err != nil && ctx.Err() == nil {
 					s.log.Error("sweep", "err", err)
+				}
+			}
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(adminTokenCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := s.ensureAdminToken(ctx); err != nil && ctx.Err() == nil {
+					s.log.Error("renew admin token", "err", err)
 				}
 			}
 		}
@@ -354,15 +437,41 @@ func (s *Server) Close() error {
 	return errors.Join(err, s.store.Close())
 }
 
-// ensureAdminToken creates <data>/admin.token (0600) unless it holds a valid token.
+// adminTokenCheck is how often a running server checks whether the admin token is due for renewal.
+const adminTokenCheck = time.Hour
+
+// ensureAdminToken keeps <data>/admin.token (0600) holding a valid admin token with at least
+// half its lifetime left. A missing, invalid or half-spent token is replaced; one that never
+// expires (made by an older version) is replaced and revoked. A half-spent one is left to
+// expire, so a command that read it a moment ago still works.
 func (s *Server) ensureAdminToken(ctx context.Context) error {
 	path := filepath.Join(s.cfg.DataDir, AdminTokenFile)
+	var old string
 	if b, err := os.ReadFile(path); err == nil {
-		if _, err := s.auth.AuthenticateToken(ctx, strings.TrimSpace(string(b))); err == nil {
+		old = strings.TrimSpace(string(b))
+		p, err := s.auth.AuthenticateToken(ctx, old)
+		switch {
+		case err != nil:
+			old = "" // nothing to revoke
+		case p.ExpiresAt == nil:
+			// never expires: replace and revoke it below
+		case p.ExpiresAt.Sub(time.Now()) > s.cfg.AdminTokenLifetime/2:
 			return nil
+		default:
+			old = "" // half spent: let it expire
 		}
 	}
-	token, err := s.auth.IssueToken(ctx, "admin", "admin token created by baton serve", 0)
+	if err := writeAdminToken(ctx, s.auth, path, s.cfg.AdminTokenLifetime, old); err != nil {
+		return err
+	}
+	s.log.Info("created admin API token", "path", path, "lifetime", s.cfg.AdminTokenLifetime)
+	return nil
+}
+
+// writeAdminToken issues an admin token valid for lifetime, writes it to path (0600,
+// atomically), and then revokes the token old, if given.
+func writeAdminToken(ctx context.Context, a *auth.Service, path string, lifetime time.Duration, old string) error {
+	token, err := a.IssueToken(ctx, "admin", "admin token created by baton serve", lifetime)
 	if err != nil {
 		return fmt.Errorf("admin token: %w", err)
 	}
@@ -373,8 +482,93 @@ func (s *Server) ensureAdminToken(ctx context.Context) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write admin token: %w", err)
 	}
-	s.log.Info("created admin API token", "path", path)
+	if old == "" {
+		return nil
+	}
+	if err := a.RevokeTokenHash(ctx, auth.Hash(old)); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("revoke the old admin token: %w", err)
+	}
 	return nil
+}
+
+// RotateAdminToken replaces the admin token of the baton serve data directory dataDir with a
+// new one valid for lifetime (0: DefaultAdminTokenLifetime) and revokes the old one at once.
+// It works on the database directly, with the server running or not: a running server takes
+// the new token on its next request.
+func RotateAdminToken(ctx context.Context, dataDir string, lifetime time.Duration) (string, error) {
+	if lifetime == 0 {
+		lifetime = DefaultAdminTokenLifetime
+	}
+	if lifetime < time.Hour {
+		return "", fmt.Errorf("the admin token's lifetime must be at least 1h, got %s", lifetime)
+	}
+	db := filepath.Join(dataDir, "baton.db")
+	if _, err := os.Stat(db); err != nil {
+		return "", fmt.Errorf("no baton serve data in %s: %w", dataDir, err)
+	}
+	st, err := sqlite.Open(db)
+	if err != nil {
+		return "", fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+	a := auth.New(st, time.Now)
+	if err := a.EnsureAdmin(ctx, "admin"); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dataDir, AdminTokenFile)
+	var old string
+	if b, err := os.ReadFile(path); err == nil {
+		old = strings.TrimSpace(string(b))
+	}
+	if err := writeAdminToken(ctx, a, path, lifetime, old); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// privateDataDir creates the data directory 0700, or takes group and other permissions away
+// from an existing one and from the secrets and database files in it, with a warning.
+func privateDataDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	private := func(path string, want os.FileMode) error {
+		st, err := os.Stat(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		if perm := st.Mode().Perm(); perm&^want != 0 {
+			if err := os.Chmod(path, perm&want); err != nil {
+				return fmt.Errorf("data dir: %s has mode %v and cannot be made private: %w", path, perm, err)
+			}
+			log.Warn("took group and other permissions away", "path", path, "was", perm, "now", perm&want)
+		}
+		return nil
+	}
+	if err := private(dir, 0o700); err != nil {
+		return err
+	}
+	for _, f := range []string{AdminTokenFile, "seal.key", "url-signing.key", "tls.key", "baton.db", "baton.db-wal", "baton.db-shm"} {
+		if err := private(filepath.Join(dir, f), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stream exempts h's answers from the server's read and write timeouts: agents' WebSocket
+// connections live for hours, and a task file download takes as long as the file needs.
+// The timeouts still bound everything before h runs (headers, TLS handshake).
+func stream(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Time{})  // errors only for writers that cannot, which then have no deadline to clear
+		_ = rc.SetWriteDeadline(time.Time{})
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) markAllDisconnected(ctx context.Context) error {
