@@ -565,7 +565,7 @@ func privateDataDir(dir string, log *slog.Logger) error {
 func stream(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
-		_ = rc.SetReadDeadline(time.Time{})  // errors only for writers that cannot, which then have no deadline to clear
+		_ = rc.SetReadDeadline(time.Time{}) // errors only for writers that cannot, which then have no deadline to clear
 		_ = rc.SetWriteDeadline(time.Time{})
 		h.ServeHTTP(w, r)
 	})
