@@ -55,6 +55,8 @@ type Agent struct {
 	tasks    sync.WaitGroup
 	lastDone time.Time // when the last transaction ended
 
+	out outbox // outcomes sent on the current connection, until acknowledged
+
 	factsMu sync.Mutex // held while gathering: one facter at a time
 	facts   map[string]any
 	factsAt time.Time
@@ -238,12 +240,14 @@ func (a *Agent) session(ctx context.Context) (connected bool, err error) {
 		a.connMu.Unlock()
 	}()
 
+	sctx, cancel := context.WithCancel(ctx)
+	a.outboxOpen(sctx)
+	defer a.outboxClose()
 	// Spooled outcomes go out before any request is read, so the server sees them first on
 	// every connection. Facts follow in the background: gathering them (facter) can take
 	// seconds, and must never hold up work.
-	a.resendPending(ctx)
+	a.resendPending(sctx)
 
-	sctx, cancel := context.WithCancel(ctx)
 	var pinger sync.WaitGroup
 	pinger.Go(func() { a.keepAlive(sctx, conn) })
 	pinger.Go(func() { a.factsLoop(sctx) })
@@ -333,7 +337,12 @@ func (a *Agent) sendFacts(ctx context.Context, fresh bool) {
 		a.facts, a.factsAt, facts = gathered, time.Now(), gathered
 	}
 	a.factsMu.Unlock()
-	if err := a.sendData(ctx, protocol.TypeFacts, protocol.Facts{Facts: facts}); err != nil && ctx.Err() == nil {
+	e, err := protocol.New(protocol.TypeFacts, protocol.ServerURI, protocol.Facts{Facts: facts})
+	if err == nil {
+		a.factsSent(e.ID) // before sending: a refusal may come back at once
+		err = a.send(ctx, e)
+	}
+	if err != nil && ctx.Err() == nil {
 		a.log.Warn("send facts", "error", err)
 	}
 }
@@ -345,7 +354,7 @@ func (a *Agent) resendPending(ctx context.Context) {
 		a.log.Warn("list spooled results", "error", err)
 	}
 	for _, st := range pending {
-		if err := a.sendOutcome(ctx, st); err != nil {
+		if err := a.deliver(ctx, st); err != nil {
 			a.log.Warn("resend spooled result", "transaction_id", st.meta.TransactionID, "error", err)
 			return
 		}

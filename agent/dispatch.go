@@ -96,6 +96,7 @@ func (a *Agent) handleFrame(ctx context.Context, data []byte) {
 			a.reply(ctx, protocol.NewErrorMessage(env.ID, err.Error()))
 			return
 		}
+		a.acknowledged(r.TransactionID)
 		if err := a.spool.ack(r.TransactionID); err != nil {
 			a.log.Warn("acknowledge result", "transaction_id", r.TransactionID, "error", err)
 			return
@@ -114,11 +115,18 @@ func (a *Agent) handleFrame(ctx context.Context, data []byte) {
 		}
 		a.mu.Unlock()
 		a.log.Info("cancel requested", "transaction_id", r.TransactionID, "was_running", t != nil)
-	case protocol.TypeErrorMessage, protocol.TypeAssociateResponse:
+	case protocol.TypeErrorMessage:
 		// Never answer an error with an error: that could ping-pong forever.
-		var desc string
-		_ = json.Unmarshal(env.Data, &desc)
-		a.log.Warn("server reported an error", "in_reply_to", env.InReplyTo, "description", desc)
+		ed, err := protocol.DecodeErrorMessage(env)
+		if err != nil {
+			a.log.Warn("server reported an error", "in_reply_to", env.InReplyTo, "data", string(env.Data))
+			return
+		}
+		if !a.refused(ed) {
+			a.log.Warn("server reported an error", "in_reply_to", ed.ID, "description", ed.Description, "retry", ed.Retry)
+		}
+	case protocol.TypeAssociateResponse:
+		a.log.Warn("unexpected associate_response", "data", string(env.Data))
 	default:
 		a.reply(ctx, protocol.NewErrorMessage(env.ID,
 			fmt.Sprintf("message_type %s is not accepted by an agent", env.MessageType)))
@@ -243,7 +251,7 @@ func (a *Agent) handleNonBlocking(ctx context.Context, env protocol.Envelope, r 
 			return
 		}
 		if st.pending() {
-			if err := a.sendOutcome(ctx, st); err != nil {
+			if err := a.deliver(ctx, st); err != nil {
 				a.log.Warn("resend spooled result", "transaction_id", r.TransactionID, "error", err)
 			}
 		}
@@ -322,20 +330,9 @@ func (a *Agent) execute(ctx context.Context, cancel context.CancelCauseFunc, h M
 	if !st.meta.NotifyOutcome {
 		return
 	}
-	if err := a.sendOutcome(context.WithoutCancel(ctx), st); err != nil {
+	if err := a.deliver(context.WithoutCancel(ctx), st); err != nil {
 		a.log.Info("outcome kept in the spool until the next connection", "transaction_id", req.TransactionID, "error", err)
 	}
-}
-
-// sendOutcome sends a finished transaction's rpc_non_blocking_response or rpc_error_message.
-func (a *Agent) sendOutcome(ctx context.Context, st txnState) error {
-	m := st.meta
-	if st.errDesc != "" {
-		return a.sendData(ctx, protocol.TypeRPCError,
-			protocol.RPCError{TransactionID: m.TransactionID, ID: m.RequestID, Description: st.errDesc})
-	}
-	return a.sendData(ctx, protocol.TypeNonBlockingResponse,
-		protocol.NonBlockingResponse{TransactionID: m.TransactionID, Results: st.results})
 }
 
 func checkParamsObject(p json.RawMessage) error {

@@ -199,7 +199,13 @@ func (ts *testServer) send(t *testing.T, messageType string, v any) protocol.Env
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.Sender = protocol.ServerURI
+	return ts.sendEnvelope(t, e)
+}
+
+// sendEnvelope writes e to the agent, from the server.
+func (ts *testServer) sendEnvelope(t *testing.T, e protocol.Envelope) protocol.Envelope {
+	t.Helper()
+	e.Sender, e.Target = protocol.ServerURI, protocol.AgentURI(testNode)
 	b, err := protocol.Encode(e)
 	if err != nil {
 		t.Fatal(err)
@@ -245,6 +251,11 @@ func (ts *testServer) waitFrame(t *testing.T, from int, what string, match func(
 func (ts *testServer) count(match func(frame) bool) int {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	return ts.countLocked(match)
+}
+
+// countLocked is count for a match function called by waitFrame (which holds ts.mu).
+func (ts *testServer) countLocked(match func(frame) bool) int {
 	n := 0
 	for _, f := range ts.frames {
 		if match(f) {

@@ -1,0 +1,81 @@
+//go:build unix
+
+package agent
+
+import (
+	"testing"
+	"time"
+
+	"github.com/baton-run/baton/shared/protocol"
+)
+
+// TestUnacknowledgedResultIsResentOnTheSameConnection checks that a result the server does
+// not acknowledge is sent again on the same connection, with growing waits, until it is
+// acknowledged, and not after.
+func TestUnacknowledgedResultIsResentOnTheSameConnection(t *testing.T) {
+	ts := newTestServer(t)
+	cfg := testConfig(t, ts)
+	cfg.AckTimeout, cfg.MaxAckTimeout = 50*time.Millisecond, 200*time.Millisecond
+	startAgent(t, cfg)
+	file := ts.addFile("r.sh", script("echo result"))
+	const txn = "txn-noack"
+	ts.runTask(t, txn, protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}})
+	ts.waitFrame(t, 0, "the result sent three more times", func(frame) bool {
+		return ts.countLocked(onConn(1, isOutcome(txn))) >= 4
+	})
+	if ts.currentConn() != 1 {
+		t.Fatalf("the agent reconnected (conn %d): the result must be resent on the same connection", ts.currentConn())
+	}
+
+	ts.send(t, protocol.TypeResultAck, protocol.ResultAck{TransactionID: txn})
+	ts.statusQuery(t, txn) // the ack is processed before this is answered
+	acked := ts.count(isOutcome(txn))
+	// Barrier: a second result, resent twice, takes longer than the first one's longest wait.
+	ts.runTask(t, "txn-later", protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}})
+	ts.waitFrame(t, 0, "txn-later resent twice", func(frame) bool {
+		return ts.countLocked(isOutcome("txn-later")) >= 3
+	})
+	if n := ts.count(isOutcome(txn)); n > acked+1 {
+		t.Errorf("result sent %d more times after its acknowledgement", n-acked)
+	}
+}
+
+// TestRefusedResultIsRetried checks the agent's answer to the server's error_message about a
+// result: retryable (protocol.ErrorData) sends it again on the same connection after the wait
+// named; final stops sending it on this connection; a retryable refusal of facts sends them
+// again.
+func TestRefusedResultIsRetried(t *testing.T) {
+	ts := newTestServer(t)
+	cfg := testConfig(t, ts)
+	cfg.AckTimeout = time.Hour // only refusals make the agent send again here
+	startAgent(t, cfg)
+	facts, _ := ts.waitFrame(t, 0, "facts", isType(protocol.TypeFacts))
+	ts.sendEnvelope(t, protocol.NewRetryableError(facts.env.ID, "Too many messages; retry after 20ms", 20*time.Millisecond))
+	ts.waitFrame(t, 0, "facts sent again", func(frame) bool { return ts.countLocked(isType(protocol.TypeFacts)) >= 2 })
+
+	file := ts.addFile("r.sh", script("echo result"))
+	const txn = "txn-refused"
+	from := ts.frameCount()
+	ts.runRequest(t, txn, protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}})
+	first, i := ts.waitFrame(t, from, "result", isOutcome(txn))
+	ts.sendEnvelope(t, protocol.NewRetryableError(first.env.ID, "internal error handling message "+first.env.ID, 0))
+	second, j := ts.waitFrame(t, i+1, "result sent again after a retryable refusal", isOutcome(txn))
+	ts.sendEnvelope(t, protocol.NewRetryableError(second.env.ID, "Too many messages; retry after 30ms", 30*time.Millisecond))
+	third, _ := ts.waitFrame(t, j+1, "result sent again after the server's wait", isOutcome(txn))
+	if second.conn != 1 || third.conn != 1 {
+		t.Fatalf("result resent on conns %d, %d: want the same connection", second.conn, third.conn)
+	}
+
+	// A final refusal: the result is not sent again on this connection.
+	ts.sendEnvelope(t, protocol.NewErrorMessage(third.env.ID, "message not authorized: transaction txn-refused was not sent to node1"))
+	ts.statusQuery(t, txn)
+	n := ts.count(isOutcome(txn))
+	ts.runTask(t, "txn-barrier", protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}})
+	ts.statusQuery(t, txn)
+	if m := ts.count(isOutcome(txn)); m != n {
+		t.Errorf("result sent %d more times after a final refusal", m-n)
+	}
+	// The next connection sends it again: the spool still holds it unacknowledged.
+	ts.dropConn()
+	ts.waitFrame(t, 0, "result on the next connection", onConn(2, isOutcome(txn)))
+}
