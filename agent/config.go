@@ -33,10 +33,10 @@ const (
 	// DefaultMaxDownloadBytes caps a task file whose request declares no size (size_bytes 0):
 	// a download longer than this fails. A declared size is the cap otherwise.
 	DefaultMaxDownloadBytes = 256 << 20
-	DefaultMaxBackoff    = 30 * time.Second
-	DefaultSpoolPurgeTTL = 14 * 24 * time.Hour
-	DefaultDialTimeout   = 10 * time.Second
-	DefaultDownloadLimit = 30 * time.Minute
+	DefaultMaxBackoff       = 30 * time.Second
+	DefaultSpoolPurgeTTL    = 14 * 24 * time.Hour
+	DefaultDialTimeout      = 10 * time.Second
+	DefaultDownloadLimit    = 30 * time.Minute
 	// MaxOutputBytes caps what is kept of a task's stdout and of its stderr.
 	MaxOutputBytes = 16 << 20
 	// readLimit is the largest frame the agent accepts (pxp-agent's max-message-size).
