@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/middleware"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
@@ -53,6 +54,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	code = max(code, finishActions(code == 0))
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -89,8 +91,8 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	ddbSrv := kumo.NewServer()
 	t.Cleanup(ddbSrv.Close)
 	ddb := dynamodb.New(dynamodb.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(ddbSrv.URL),
-		DisableValidateResponseChecksum: true})
-	table := "baton-e2e"
+		DisableValidateResponseChecksum: true, APIOptions: []func(*middleware.Stack) error{recorder.APIOption}})
+	table := e2eTable
 	if err := dynamo.CreateTable(ctx, ddb, table); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +103,8 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	}
 	s3Srv := httptest.NewServer(gofakes3.New(backend).Server())
 	t.Cleanup(s3Srv.Close)
-	s3c := s3.New(s3.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(s3Srv.URL), UsePathStyle: true})
+	s3c := s3.New(s3.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(s3Srv.URL), UsePathStyle: true,
+		APIOptions: []func(*middleware.Stack) error{recorder.APIOption}})
 	modules, _ := filepath.Abs("../../examples/modules")
 	if _, err := s3catalog.Publish(ctx, s3c, "baton-bucket", "production", modules); err != nil {
 		t.Fatal(err)
@@ -110,11 +113,17 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	c := &cloud{t: t, meter: awsapp.NewMeter()}
 	c.ws = apigwtest.NewWebSocketAPI(apigwtest.WebSocketHandlers{
 		Authorizer: func(ctx context.Context, r awsgwAuthorizerRequest) (awsgwAuthorizerResponse, error) {
-			return awsgw.NodeAuthorizer(c.app.Auth, logger())(ctx, r)
+			return awsgw.NodeAuthorizer(c.app.Auth, logger())(awsapp.WithFunction(ctx, "wsauthorizer"), r)
 		},
-		Connect:    func(ctx context.Context, r wsEvent) (wsResponse, error) { return c.app.WebSocket.Connect(ctx, r) },
-		Disconnect: func(ctx context.Context, r wsEvent) (wsResponse, error) { return c.app.WebSocket.Disconnect(ctx, r) },
-		Default:    func(ctx context.Context, r wsEvent) (wsResponse, error) { return c.app.WebSocket.Default(ctx, r) },
+		Connect: func(ctx context.Context, r wsEvent) (wsResponse, error) {
+			return c.app.WebSocket.Connect(awsapp.WithFunction(ctx, "wsconnect"), r)
+		},
+		Disconnect: func(ctx context.Context, r wsEvent) (wsResponse, error) {
+			return c.app.WebSocket.Disconnect(awsapp.WithFunction(ctx, "wsdisconnect"), r)
+		},
+		Default: func(ctx context.Context, r wsEvent) (wsResponse, error) {
+			return c.app.WebSocket.Default(awsapp.WithFunction(ctx, "wsdefault"), r)
+		},
 	}, append([]apigwtest.Option{apigwtest.WithIdentitySource("route.request.header.X-Baton-Node", "route.request.header.Authorization"),
 		apigwtest.WithLogger(logger())}, wsOpts...)...)
 	if err := c.ws.Start(); err != nil {
@@ -123,7 +132,7 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	t.Cleanup(func() { c.ws.Close() })
 
 	mgmt := apigatewaymanagementapi.New(apigatewaymanagementapi.Options{Region: "us-east-1", Credentials: creds,
-		BaseEndpoint: aws.String(c.ws.ManagementURL())})
+		BaseEndpoint: aws.String(c.ws.ManagementURL()), APIOptions: []func(*middleware.Stack) error{recorder.APIOption}})
 	key := make([]byte, 32)
 	cfg := awsapp.Config{Table: table, Bucket: "baton-bucket", WebSocketEndpoint: c.ws.ManagementURL(), SealKey: key, ConnectTimeout: 5 * time.Second}
 	if _, err := hex.DecodeString(hex.EncodeToString(key)); err != nil {
@@ -140,8 +149,8 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	t.Cleanup(c.kicks.Wait)
 
 	c.http = apigwtest.NewHTTPAPI(apigwtest.HTTPHandlers{
-		Authorizer: awsgw.TokenAuthorizer(app.Auth, logger()),
-		Handler:    httpadapter.NewV2(app.API).ProxyWithContext,
+		Authorizer: tagged("authorizer", awsgw.TokenAuthorizer(app.Auth, logger())),
+		Handler:    tagged("api", httpadapter.NewV2(app.API).ProxyWithContext),
 	}, apigwtest.WithIdentitySource("$request.header.X-Authentication"))
 	if err := c.http.Start(); err != nil {
 		t.Fatal(err)
@@ -172,7 +181,7 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 					continue
 				}
 				c.meter.AddInvocation("sweep")
-				_ = app.Orchestrator.Sweep(sweepCtx)
+				_ = app.Orchestrator.Sweep(awsapp.WithFunction(sweepCtx, "sweep"))
 			}
 		}
 	}()
@@ -186,7 +195,7 @@ func (c *cloud) kick(_ context.Context, jobID int64) error {
 	c.kicks.Add(1)
 	go func() {
 		defer c.kicks.Done()
-		if err := c.app.Dispatch(context.Background(), awsapp.DispatchEvent{JobID: jobID}); err != nil {
+		if err := c.app.Dispatch(awsapp.WithFunction(context.Background(), "dispatch"), awsapp.DispatchEvent{JobID: jobID}); err != nil {
 			c.t.Logf("dispatch %d: %v", jobID, err)
 		}
 	}()
