@@ -45,6 +45,31 @@ func (s *Service) Dispatch(ctx context.Context, jobID int64) error {
 	return s.advance(ctx, job, -1)
 }
 
+// SendClaimed sends the requests of nodes of job jobID claimed when the job was created
+// elsewhere and handed off (WithHandoff). Nodes are sent at most once per call; a node
+// whose request does not go out is recorded undelivered and offered again by the sweep.
+func (s *Service) SendClaimed(ctx context.Context, jobID int64, nodes []jobs.Node) error {
+	defer s.charge(ctx, jobID)
+	sp, err := s.specByID(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	job, err := s.store.GetJob(ctx, jobID)
+	if err != nil {
+		return fmt.Errorf("dispatch job %d: %w", jobID, err)
+	}
+	if job.State.Terminal() || job.Stop != "" {
+		return nil // a stop skips or kills them; nothing to send
+	}
+	for i := range nodes {
+		if nodes[i].JobID != jobID || !nodes[i].State.Active() {
+			return fmt.Errorf("dispatch job %d: node %s of job %d in state %s is not one of its claimed nodes", jobID, nodes[i].Name, nodes[i].JobID, nodes[i].State)
+		}
+	}
+	s.sendAll(ctx, sp, nodes)
+	return nil
+}
+
 // handoff is what creating a job in this process passes to its dispatch: the job as created
 // (running) and the nodes claimed with it.
 type handoff struct {
@@ -212,7 +237,7 @@ func (s *Service) claimAndSend(ctx context.Context, job jobs.Job, maxClaims int)
 		}
 		now := s.clock()
 		nodes, err := s.store.ClaimJobNodes(ctx, job.ID, store.Claim{Limit: limit, GlobalCap: global,
-			Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) { return s.claimedRecord(sp, n, now) }})
+			Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) { return s.claimedRecord(sp, s.presence, n, now) }})
 		if err != nil {
 			return fmt.Errorf("claim nodes of job %d: %w", job.ID, err)
 		}
@@ -225,17 +250,17 @@ func (s *Service) claimAndSend(ctx context.Context, job jobs.Job, maxClaims int)
 	return nil
 }
 
-// claimedRecord is queued node n taking a slot at now. When its agent is connected here, the
-// node is recorded running at once, with its node_running event, so that sending it costs no
-// second write (should the send fail, the sweep offers it again); otherwise it is ready, due
-// to be offered again after ConnectRetry.
-func (s *Service) claimedRecord(sp *jobSpec, n jobs.Node, now time.Time) (jobs.Node, []jobs.Event) {
+// claimedRecord is queued node n taking a slot at now. When presence says its agent is
+// connected, the node is recorded running at once, with its node_running event, so that
+// sending it costs no second write (should the send fail, it is recorded undelivered and
+// offered again); otherwise it is ready, due to be offered again after ConnectRetry.
+func (s *Service) claimedRecord(sp *jobSpec, presence Presence, n jobs.Node, now time.Time) (jobs.Node, []jobs.Event) {
 	n.TransactionID = jobs.TransactionID(n.JobID, protocol.NewID())
 	n, err := jobs.ApplyNode(n, jobs.NodeClaim, now)
 	if err != nil { // a queued record can always be claimed
 		panic(fmt.Sprintf("claim %s: %v", n.Name, err))
 	}
-	if s.presence != nil && s.presence.Connected(n.Name) {
+	if presence != nil && presence.Connected(n.Name) {
 		run, ev, err := s.runningRecord(sp, n, now)
 		if err == nil {
 			return run, []jobs.Event{ev}
@@ -283,8 +308,11 @@ func (s *Service) sendAll(ctx context.Context, sp *jobSpec, nodes []jobs.Node) {
 			if delivered[i] {
 				s.started.add(n)
 			} else {
+				// Recorded running when claimed, but the request did not go out: it is
+				// undelivered (no start time) and offered again, its connect timeout
+				// counting from the claim.
 				due := now.Add(s.cfg.ConnectRetry)
-				n.DueAt = &due
+				n.DueAt, n.StartedAt = &due, nil
 				ups = append(ups, store.NodeUpdate{Node: n})
 			}
 			continue
@@ -336,14 +364,26 @@ func (s *Service) runningRecord(sp *jobSpec, n jobs.Node, now time.Time) (jobs.N
 	}
 	msg := fmt.Sprintf("Started %s on %s", sp.describe(), n.Name)
 	n.Message = msg
-	n.DueAt = nil
-	if sp.job.Timeout > 0 {
-		due := now.Add(time.Duration(sp.job.Timeout)*time.Second + s.cfg.TimeoutGrace)
-		n.DueAt = &due
-	}
+	n.DueAt = s.runningDue(sp, now)
 	ev := jobs.Event{Type: jobs.EventNodeRunning, Timestamp: now, Node: n.Name, Message: msg,
 		Detail: mustJSON(map[string]any{"noop": sp.noop})}
 	return n, ev, nil
+}
+
+// runningDue is when a node that started running at now is next due: its first status
+// check, or its job's timeout (plus grace) when that comes first; nil when neither applies.
+func (s *Service) runningDue(sp *jobSpec, now time.Time) *time.Time {
+	var due *time.Time
+	if sp.job.Timeout > 0 {
+		t := now.Add(time.Duration(sp.job.Timeout)*time.Second + s.cfg.TimeoutGrace)
+		due = &t
+	}
+	if s.cfg.StatusInterval > 0 {
+		if t := now.Add(s.cfg.StatusInterval); due == nil || t.Before(*due) {
+			due = &t
+		}
+	}
+	return due
 }
 
 // endedRecord is node n moved by ev to a terminal state at now with its result, and the event.

@@ -52,6 +52,19 @@ func (s *Service) HandleAgentMessage(ctx context.Context, node string, e protoco
 			}
 			return s.taskOutcome(job, n, r.Results)
 		})
+	case protocol.TypeBlockingResponse:
+		var r protocol.BlockingResponse
+		if err := protocol.DecodeData(e, &r); err != nil {
+			return err
+		}
+		var st protocol.StatusResults
+		if err := json.Unmarshal(r.Results, &st); err != nil {
+			return fmt.Errorf("%w: blocking response: results are not a status query's: %v", ErrUnexpected, err)
+		}
+		if err := st.Validate(); err != nil {
+			return fmt.Errorf("%w: blocking response: %v", ErrUnexpected, err)
+		}
+		return s.onStatus(ctx, node, st)
 	case protocol.TypeRPCError:
 		var r protocol.RPCError
 		if err := protocol.DecodeData(e, &r); err != nil {
@@ -79,7 +92,23 @@ func (s *Service) updateFacts(ctx context.Context, name string, facts map[string
 
 // findOwn returns the job node record of txn and checks that it belongs to node.
 func (s *Service) findOwn(ctx context.Context, node, txn string) (jobs.Node, error) {
-	n, err := s.store.FindJobNodeByTransaction(ctx, txn)
+	var (
+		n   jobs.Node
+		err error
+	)
+	if jobID, ok := jobs.TransactionJob(txn); ok {
+		// The id names its job and the connection names the node: one read, no index.
+		n, err = s.store.GetJobNode(ctx, jobID, node)
+		if errors.Is(err, store.ErrNotFound) || err == nil && n.TransactionID != txn {
+			s.log.Warn("node answered a transaction that was not sent to it", "node", node, "transaction", txn)
+			return n, fmt.Errorf("%w: transaction %s was not sent to %s", ErrForbidden, txn, node)
+		}
+		if err != nil {
+			return n, fmt.Errorf("transaction %s: %w", txn, err)
+		}
+		return n, nil
+	}
+	n, err = s.store.FindJobNodeByTransaction(ctx, txn)
 	if err != nil {
 		return n, fmt.Errorf("transaction %s: %w", txn, err)
 	}
@@ -320,17 +349,52 @@ func (s *Service) resend(ctx context.Context, n jobs.Node) error {
 	if err != nil {
 		return err
 	}
-	if !s.deliver(ctx, sp, n) || n.State != jobs.NodeReady {
+	if !s.deliver(ctx, sp, n) {
 		return nil
 	}
-	run, ev, err := s.runningRecord(sp, n, s.clock())
-	if err != nil {
-		return err
+	now := s.clock()
+	var (
+		run jobs.Node
+		evs []jobs.Event
+	)
+	switch {
+	case n.State == jobs.NodeReady:
+		r, ev, err := s.runningRecord(sp, n, now)
+		if err != nil {
+			return err
+		}
+		run, evs = r, []jobs.Event{ev}
+	case n.StartedAt == nil: // recorded running when claimed, delivered only now
+		run = n
+		run.StartedAt, run.DueAt = &now, s.runningDue(sp, now)
+	default:
+		return nil
 	}
-	if _, err := s.store.UpdateJobNode(ctx, run, ev); err != nil && !errors.Is(err, store.ErrConflict) {
+	if _, err := s.store.UpdateJobNode(ctx, run, evs...); err != nil && !errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("mark %s running: %w", n.Name, err)
 	}
 	return nil
+}
+
+// onStatus acts on an agent's answer to a status query (checkStatus). "running": nothing to
+// do, the node is due for its next check already. Anything else means a message was lost:
+// a finished transaction whose result never arrived, or a request that never arrived
+// ("unknown"). Both are answered by sending the request again: an agent never runs a
+// transaction twice and answers a repeat with its spooled result, and runs a request it
+// never had.
+func (s *Service) onStatus(ctx context.Context, node string, st protocol.StatusResults) error {
+	n, err := s.findOwn(ctx, node, st.TransactionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // a job we no longer know
+	}
+	if err != nil {
+		return err
+	}
+	if n.State != jobs.NodeRunning || st.Status == "running" {
+		return nil
+	}
+	s.log.Info("status query: sending the request again", "node", n, "status", st.Status)
+	return s.resend(ctx, n)
 }
 
 // NodeDisconnected records that connection conn of node has closed. A close of a connection

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/baton-run/baton/shared/catalog"
+	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/protocol"
 	"github.com/baton-run/baton/shared/store"
 )
@@ -26,6 +27,11 @@ type Sender interface {
 type Presence interface {
 	Connected(node string) bool
 }
+
+// snapshot is a Presence read once, for one job's creation.
+type snapshot map[string]bool
+
+func (p snapshot) Connected(node string) bool { return p[node] }
 
 // Catalog loads task metadata and file lists for an environment.
 type Catalog interface {
@@ -68,6 +74,10 @@ type Config struct {
 	// ConnectRetry is how often a node holding a slot is offered again to its agent while
 	// the agent is not connected, until ConnectTimeout; default 2s.
 	ConnectRetry time.Duration
+	// StatusInterval is how long a running node may stay silent before the sweep asks its
+	// agent for the transaction's status (PXP's status query), and how often it asks again
+	// while the answer is "running"; default 30s, negative: never ask.
+	StatusInterval time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -94,6 +104,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ConnectRetry <= 0 {
 		c.ConnectRetry = 2 * time.Second
+	}
+	if c.StatusInterval == 0 {
+		c.StatusInterval = 30 * time.Second
 	}
 	return c
 }
@@ -122,6 +135,9 @@ type Service struct {
 	// handoff passes the nodes claimed when a job was created to its dispatch (job id →
 	// []jobs.Node).
 	handoff sync.Map
+	// remote, when set, takes a new job and its claimed nodes to a dispatcher elsewhere
+	// (WithHandoff) instead of kick or handoff.
+	remote *remoteHandoff
 
 	finished finishers // waiters of WaitJob
 }
@@ -142,6 +158,29 @@ func WithConfig(c Config) Option { return func(s *Service) { s.cfg = c } }
 // submitting call; `baton serve` runs it on a background goroutine, and on AWS it invokes the
 // dispatch function asynchronously.
 func WithKick(kick func(jobID int64)) Option { return func(s *Service) { s.kick = kick } }
+
+// Handoff takes a job just created here, with the nodes claimed in the creating write, to a
+// dispatcher elsewhere, which sends them with SendClaimed (AWS: messages to the dispatch
+// queue). An error leaves the nodes to the sweep's status checks, which send what never went
+// out.
+type Handoff func(ctx context.Context, job jobs.Job, claimed []jobs.Node) error
+
+// ConnectedLookup tells which of names have an agent connected now (a snapshot).
+type ConnectedLookup func(ctx context.Context, names []string) (map[string]bool, error)
+
+type remoteHandoff struct {
+	handoff   Handoff
+	connected ConnectedLookup
+}
+
+// WithHandoff makes job creation claim every node the job's limits allow in the creating
+// write — running when connected says its agent is connected, waiting for its agent
+// otherwise — and pass them to h instead of dispatching here. It is for deployments where
+// no process holds the agents' connections (AWS): one write per node takes it from nothing to
+// running.
+func WithHandoff(h Handoff, connected ConnectedLookup) Option {
+	return func(s *Service) { s.remote = &remoteHandoff{handoff: h, connected: connected} }
+}
 
 // WithResultUploads makes task requests carry an upload URL for large results (AWS, where
 // one message is at most 128 KB).

@@ -303,9 +303,11 @@ func (s *Service) createJob(ctx context.Context, c Common, owner jobs.Owner, job
 
 // create records the job. When this process holds the agents' connections, the job's first
 // nodes are claimed in the same write (those whose agent is connected recorded running),
-// and handed to the dispatch that follows, which sends them their requests.
+// and handed to the dispatch that follows, which sends them their requests. With a remote
+// handoff (WithHandoff), every node the job's limits allow is claimed, against a snapshot of
+// which agents are connected.
 func (s *Service) create(ctx context.Context, job jobs.Job, nodes []jobs.Node, events []jobs.Event) (jobs.Job, error) {
-	if s.presence == nil {
+	if s.presence == nil && s.remote == nil {
 		return s.store.CreateJob(ctx, job, nodes, events)
 	}
 	sp, err := s.newSpec(job)
@@ -313,9 +315,21 @@ func (s *Service) create(ctx context.Context, job jobs.Job, nodes []jobs.Node, e
 		return jobs.Job{}, err
 	}
 	global := max(s.cfg.TaskConcurrency, 0)
+	limit, presence := s.cfg.ClaimBatch, s.presence
+	if s.remote != nil {
+		names := make([]string, len(nodes))
+		for i, n := range nodes {
+			names[i] = n.Name
+		}
+		connected, err := s.remote.connected(ctx, names)
+		if err != nil {
+			return jobs.Job{}, fmt.Errorf("look up connected agents: %w", err)
+		}
+		limit, presence = max(len(nodes), 1), snapshot(connected)
+	}
 	now := s.clock()
-	created, claimed, err := s.store.CreateJobClaiming(ctx, job, nodes, events, store.Claim{Limit: s.cfg.ClaimBatch, GlobalCap: global,
-		Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) { return s.claimedRecord(sp, n, now) }})
+	created, claimed, err := s.store.CreateJobClaiming(ctx, job, nodes, events, store.Claim{Limit: limit, GlobalCap: global,
+		Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) { return s.claimedRecord(sp, presence, n, now) }})
 	if err != nil {
 		return created, err
 	}
@@ -326,6 +340,18 @@ func (s *Service) create(ctx context.Context, job jobs.Job, nodes []jobs.Node, e
 }
 
 func (s *Service) dispatchSoon(ctx context.Context, jobID int64) {
+	if s.remote != nil {
+		h, ok := s.handoff.LoadAndDelete(jobID)
+		if !ok {
+			return
+		}
+		if err := s.remote.handoff(ctx, h.(handoff).job, h.(handoff).claimed); err != nil {
+			// The claimed nodes are due for a status check (runningRecord), which sends
+			// what never went out; the sweep moves the rest of the job on.
+			s.log.Error("hand off dispatch", "job_id", jobID, "err", err)
+		}
+		return
+	}
 	if s.kick != nil {
 		s.kick(jobID)
 		return

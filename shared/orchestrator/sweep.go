@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/baton-run/baton/shared/jobs"
+	"github.com/baton-run/baton/shared/protocol"
 	"github.com/baton-run/baton/shared/store"
 	"github.com/baton-run/baton/shared/usage"
 )
@@ -64,35 +65,59 @@ func (s *Service) sweepNode(ctx context.Context, n jobs.Node, now time.Time) err
 		deadline = &t
 	}
 	switch {
-	case n.State == jobs.NodeReady && n.ReadyAt != nil && !now.Before(n.ReadyAt.Add(s.cfg.ConnectTimeout)):
-		msg := fmt.Sprintf("Node %s did not connect within %s", n.Name, s.cfg.ConnectTimeout)
-		res := errorResult("puppetlabs.orchestrator/node-unavailable", msg, map[string]any{"node": n.Name})
-		return ignoreConflict(s.endNode(ctx, n, jobs.NodeError, res, msg))
-	case n.State == jobs.NodeReady:
+	case n.State == jobs.NodeReady, n.State == jobs.NodeRunning && n.StartedAt == nil:
+		// Holding a slot, its request not delivered yet.
+		if n.ReadyAt != nil && !now.Before(n.ReadyAt.Add(s.cfg.ConnectTimeout)) {
+			msg := fmt.Sprintf("Node %s did not connect within %s", n.Name, s.cfg.ConnectTimeout)
+			res := errorResult("puppetlabs.orchestrator/node-unavailable", msg, map[string]any{"node": n.Name})
+			return ignoreConflict(s.endNode(ctx, n, jobs.NodeError, res, msg))
+		}
 		return s.offerAgain(ctx, n, now, n.ReadyAt)
 	case deadline != nil && !now.Before(*deadline):
 		msg := fmt.Sprintf("No result from %s within the %d second timeout", n.Name, sp.job.Timeout)
 		res := errorResult("puppetlabs.tasks/task-timeout", msg, map[string]any{"timeout": sp.job.Timeout, "node": n.Name})
 		return ignoreConflict(s.endNode(ctx, n, jobs.NodeFail, res, msg))
 	case n.State == jobs.NodeRunning:
-		// Due before its timeout: recorded running when claimed, its request did not go out.
-		if s.presence != nil && s.presence.Connected(n.Name) {
-			if err := s.resend(ctx, n); err != nil {
-				return err
-			}
-			n.DueAt = deadline
-			return ignoreConflict(s.store.UpdateJobNode(ctx, n))
-		}
-		if n.StartedAt != nil && !now.Before(n.StartedAt.Add(s.cfg.ConnectTimeout)) {
-			msg := fmt.Sprintf("Node %s did not connect within %s", n.Name, s.cfg.ConnectTimeout)
-			res := errorResult("puppetlabs.orchestrator/node-unavailable", msg, map[string]any{"node": n.Name})
-			return ignoreConflict(s.endNode(ctx, n, jobs.NodeError, res, msg))
-		}
-		return s.offerLater(ctx, n, now, n.StartedAt)
+		return s.checkStatus(ctx, n, now, deadline)
 	}
 	// No longer due (it ended, or the clock stepped): take it off the schedule.
 	n.DueAt = nil
 	return ignoreConflict(s.store.UpdateJobNode(ctx, n))
+}
+
+// checkStatus handles a running node that has been silent since it was last due: it asks
+// the agent for the transaction's status (the answer moves it on: see onStatus) and makes
+// the node due again after StatusInterval, or at its deadline when that is sooner. An
+// agent that is not connected is asked next time; the node keeps running until its result
+// or its job's timeout.
+func (s *Service) checkStatus(ctx context.Context, n jobs.Node, now time.Time, deadline *time.Time) error {
+	var next *time.Time
+	if s.cfg.StatusInterval > 0 {
+		t := now.Add(s.cfg.StatusInterval)
+		next = &t
+		if s.presence == nil || s.presence.Connected(n.Name) {
+			if err := s.queryStatus(ctx, n); err != nil && !errors.Is(err, ErrNotConnected) {
+				s.log.Warn("status query", "node", n, "err", err)
+			}
+		}
+	}
+	if deadline != nil && (next == nil || deadline.Before(*next)) {
+		next = deadline
+	}
+	n.DueAt = next
+	return ignoreConflict(s.store.UpdateJobNode(ctx, n))
+}
+
+// queryStatus sends node n's agent a PXP status query for n's transaction.
+func (s *Service) queryStatus(ctx context.Context, n jobs.Node) error {
+	env, err := protocol.New(protocol.TypeBlockingRequest, protocol.AgentURI(n.Name), protocol.BlockingRequest{
+		TransactionID: protocol.NewID(), Module: protocol.ModuleStatus, Action: protocol.ActionQuery,
+		Params: mustJSON(protocol.StatusQueryParams{TransactionID: n.TransactionID}),
+	})
+	if err != nil {
+		return err
+	}
+	return s.sender.Send(ctx, n.Name, env)
 }
 
 // offerAgain sends a ready node's request again and, when that did not move it on, makes it
