@@ -56,6 +56,10 @@ type Agent struct {
 	lastDone time.Time // when the last transaction ended
 
 	out outbox // outcomes sent on the current connection, until acknowledged
+	// lastRead and lastSent are when the current connection last delivered a message and
+	// last took one (Unix nanoseconds): a ping is needed only after a silence, and a
+	// keepalive only when the agent has said nothing for a while.
+	lastRead, lastSent atomic.Int64
 
 	factsMu sync.Mutex // held while gathering: one facter at a time
 	facts   map[string]any
@@ -231,6 +235,9 @@ func (a *Agent) session(ctx context.Context) (connected bool, err error) {
 	conn.SetReadLimit(readLimit)
 	a.log.Info("connected", "server", a.cfg.Server)
 
+	now := time.Now().UnixNano()
+	a.lastRead.Store(now)
+	a.lastSent.Store(now)
 	a.connMu.Lock()
 	a.conn = conn
 	a.connMu.Unlock()
@@ -256,39 +263,59 @@ func (a *Agent) session(ctx context.Context) (connected bool, err error) {
 	return true, a.readLoop(sctx, conn)
 }
 
+// connectionAge draws the age at which a connection is closed and made again: between 90%
+// and 100% of max, so that agents connected at the same moment (after a server restart) do
+// not all reconnect at the same moment again.
+func connectionAge(max time.Duration) time.Duration { return max - rand.N(max/10+1) }
+
+// keepAlive watches the connection: a ping when nothing arrived for PingInterval (closing the
+// connection when the pong does not come within PongTimeout, so a dead or half-open
+// connection is noticed within PingInterval+PongTimeout), a keepalive message when the agent
+// sent nothing for KeepaliveInterval, and a reconnect at the connection's drawn age.
 func (a *Agent) keepAlive(ctx context.Context, conn *websocket.Conn) {
-	t := time.NewTicker(a.cfg.PingInterval)
-	defer t.Stop()
-	keep := time.NewTicker(a.cfg.KeepaliveInterval)
+	ping := time.NewTimer(a.cfg.PingInterval)
+	defer ping.Stop()
+	keep := time.NewTimer(a.cfg.KeepaliveInterval)
 	defer keep.Stop()
-	age := time.NewTimer(a.cfg.MaxConnectionAge)
+	maxAge := connectionAge(a.cfg.MaxConnectionAge)
+	age := time.NewTimer(maxAge)
 	defer age.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-keep.C:
+			if idle := time.Since(time.Unix(0, a.lastSent.Load())); idle < a.cfg.KeepaliveInterval {
+				keep.Reset(a.cfg.KeepaliveInterval - idle)
+				continue
+			}
 			if err := a.sendData(ctx, protocol.TypeKeepalive, nil); err != nil && ctx.Err() == nil {
 				a.log.Warn("keepalive", "error", err)
 			}
-			continue
+			keep.Reset(a.cfg.KeepaliveInterval)
 		case <-age.C:
 			// Reconnect before the gateway's connection-duration limit cuts the connection;
 			// anything unacknowledged is still in the spool and is sent on the new one.
-			a.log.Info("reconnecting: the connection reached its maximum age", "age", a.cfg.MaxConnectionAge)
+			a.log.Info("reconnecting: the connection reached its maximum age", "age", maxAge)
 			conn.Close(websocket.StatusNormalClosure, "reconnecting before the connection-duration limit")
 			return
-		case <-t.C:
-		}
-		pctx, cancel := context.WithTimeout(ctx, a.cfg.PingInterval)
-		err := conn.Ping(pctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				a.log.Warn("ping failed; closing the connection", "error", err)
-				conn.CloseNow()
+		case <-ping.C:
+			if idle := time.Since(time.Unix(0, a.lastRead.Load())); idle < a.cfg.PingInterval {
+				ping.Reset(a.cfg.PingInterval - idle) // the connection is evidently alive
+				continue
 			}
-			return
+			pctx, cancel := context.WithTimeout(ctx, a.cfg.PongTimeout)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					a.log.Warn("no answer to a ping; closing the connection", "error", err, "timeout", a.cfg.PongTimeout)
+					conn.CloseNow()
+				}
+				return
+			}
+			a.lastRead.Store(time.Now().UnixNano())
+			ping.Reset(a.cfg.PingInterval)
 		}
 	}
 }
@@ -299,6 +326,7 @@ func (a *Agent) readLoop(ctx context.Context, conn *websocket.Conn) error {
 		if err != nil {
 			return fmt.Errorf("read: %w", err)
 		}
+		a.lastRead.Store(time.Now().UnixNano())
 		a.handleFrame(ctx, data)
 	}
 }
@@ -383,6 +411,7 @@ func (a *Agent) send(ctx context.Context, e protocol.Envelope) error {
 	if err := writeFramed(wctx, conn, b); err != nil {
 		return fmt.Errorf("send %s: %w", e.MessageType, err)
 	}
+	a.lastSent.Store(time.Now().UnixNano())
 	return nil
 }
 

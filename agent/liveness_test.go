@@ -1,0 +1,187 @@
+//go:build unix
+
+package agent
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/baton-run/baton/shared/protocol"
+)
+
+// TestLivenessDefaults pins the bounds the defaults promise: a dead connection is noticed
+// within 30 s, a keepalive goes out within API Gateway's 10-minute idle timeout (near 9
+// minutes), and connections are remade before its 2-hour limit.
+func TestLivenessDefaults(t *testing.T) {
+	c := Config{Server: "ws://h/pcp", Name: "n", Secret: "s", CacheDir: "/c", SpoolDir: "/s"}.withDefaults()
+	if bound := c.PingInterval + c.PongTimeout; bound > 30*time.Second {
+		t.Errorf("a dead connection is noticed after up to %v, want ≤ 30 s", bound)
+	}
+	if c.KeepaliveInterval < 8*time.Minute || c.KeepaliveInterval >= 10*time.Minute {
+		t.Errorf("keepalive interval %v, want near 9 minutes (under API Gateway's 10)", c.KeepaliveInterval)
+	}
+	if c.MaxConnectionAge >= 2*time.Hour {
+		t.Errorf("max connection age %v, want under API Gateway's 2 hours", c.MaxConnectionAge)
+	}
+}
+
+// TestConnectionAgeIsJittered checks that connection ages spread between 90% and 100% of
+// MaxConnectionAge.
+func TestConnectionAgeIsJittered(t *testing.T) {
+	const max = 110 * time.Minute
+	seen := map[time.Duration]bool{}
+	for range 1000 {
+		d := connectionAge(max)
+		if d < max*9/10 || d > max {
+			t.Fatalf("connectionAge(%v) = %v, want within [%v, %v]", max, d, max*9/10, max)
+		}
+		seen[d] = true
+	}
+	if len(seen) < 100 {
+		t.Errorf("%d distinct ages in 1,000 draws: not spread out", len(seen))
+	}
+}
+
+// TestDeadConnectionIsNoticedAndRemade checks that a connection the server stopped answering
+// (no close, no pongs: half-open) is closed by the agent after PingInterval+PongTimeout and
+// made again, and that the agent answers the server's pings.
+func TestDeadConnectionIsNoticedAndRemade(t *testing.T) {
+	ts := newTestServer(t)
+	cfg := testConfig(t, ts)
+	px := newFreezingProxy(t, strings.TrimPrefix(ts.srv.URL, "http://"))
+	cfg.Server = "ws://" + px.addr() + "/pcp"
+	cfg.PingInterval, cfg.PongTimeout = 100*time.Millisecond, 100*time.Millisecond
+	ta := startAgent(t, cfg)
+	ts.waitFrame(t, 0, "facts", onConn(1, isType(protocol.TypeFacts)))
+
+	// The agent answers pings (the server's liveness check).
+	ts.mu.Lock()
+	c := ts.conn
+	ts.mu.Unlock()
+	pctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	err := c.Ping(pctx)
+	cancel()
+	if err != nil {
+		t.Fatalf("the agent did not answer a ping: %v", err)
+	}
+
+	px.freeze() // the connection goes dead: nothing passes, nothing is closed
+	start := time.Now()
+	ts.waitFrame(t, 0, "facts on a new connection", onConn(2, isType(protocol.TypeFacts)))
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the dead connection was replaced after %v", took)
+	}
+	waitUntil(t, "connected", ta.Connected)
+	if !containsLog(ta, "no answer to a ping") {
+		t.Errorf("the agent did not close the connection for want of a pong")
+	}
+}
+
+// TestKeepaliveOnlyWhenIdle checks that keepalives go out when the agent has sent nothing for
+// KeepaliveInterval, and not while it sends other messages.
+func TestKeepaliveOnlyWhenIdle(t *testing.T) {
+	ts := newTestServer(t)
+	cfg := testConfig(t, ts)
+	cfg.KeepaliveInterval = 150 * time.Millisecond
+	startAgent(t, cfg)
+	ts.waitFrame(t, 0, "two keepalives while idle", func(frame) bool { return ts.countLocked(isType(protocol.TypeKeepalive)) >= 2 })
+
+	// While status answers go out more often than the interval, no keepalive is needed.
+	before := ts.count(isType(protocol.TypeKeepalive))
+	deadline := time.Now().Add(600 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		ts.statusQuery(t, "txn-none")
+	}
+	if n := ts.count(isType(protocol.TypeKeepalive)) - before; n > 1 {
+		t.Errorf("%d keepalives while the agent kept sending", n)
+	}
+}
+
+func containsLog(ta *testAgent, s string) bool { return strings.Contains(ta.logs.String(), s) }
+
+// freezingProxy forwards TCP connections to an upstream address until freeze, after which the
+// connections it holds pass nothing either way and are never closed (a half-open connection,
+// a black hole); connections made after freeze pass normally.
+type freezingProxy struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	frozen chan struct{} // closed by freeze: current connections stop
+	done   chan struct{}
+}
+
+func newFreezingProxy(t *testing.T, upstream string) *freezingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &freezingProxy{ln: ln, frozen: make(chan struct{}), done: make(chan struct{})}
+	var conns sync.WaitGroup
+	t.Cleanup(func() {
+		close(p.done)
+		ln.Close()
+		conns.Wait()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			frozen := p.frozen
+			p.mu.Unlock()
+			up, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			conns.Add(2)
+			pipe := func(dst, src net.Conn) {
+				defer conns.Done()
+				buf := make([]byte, 32<<10)
+				for {
+					_ = src.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+					n, err := src.Read(buf)
+					select {
+					case <-frozen: // hold everything, close nothing, until the test ends
+						<-p.done
+						dst.Close()
+						src.Close()
+						return
+					default:
+					}
+					if n > 0 {
+						if _, werr := dst.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+						dst.Close()
+						src.Close()
+						return
+					}
+				}
+			}
+			go pipe(up, c)
+			go pipe(c, up)
+		}
+	}()
+	return p
+}
+
+func (p *freezingProxy) addr() string { return p.ln.Addr().String() }
+
+// freeze makes every connection the proxy holds now go dead; later ones pass.
+func (p *freezingProxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.frozen)
+	p.frozen = make(chan struct{})
+}
