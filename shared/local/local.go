@@ -310,7 +310,9 @@ func Start(cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/orchestrator/", api)
 	mux.Handle("/baton/", api)
-	mux.Handle("/pcp", stream(s.gateway.Handler(s.auth, s.orch)))
+	// net/http clears a hijacked connection's deadlines: the agents' WebSockets outlive the
+	// read and write timeouts without help.
+	mux.Handle("/pcp", s.gateway.Handler(s.auth, s.orch))
 	mux.Handle("/files/", stream(catalog.FileHandler(cat, signer, cfg.Logger)))
 	mux.Handle("/", api)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: headerTimeout, MaxHeaderBytes: 64 << 10,
@@ -559,9 +561,9 @@ func privateDataDir(dir string, log *slog.Logger) error {
 	return nil
 }
 
-// stream exempts h's answers from the server's read and write timeouts: agents' WebSocket
-// connections live for hours, and a task file download takes as long as the file needs.
-// The timeouts still bound everything before h runs (headers, TLS handshake).
+// stream exempts h's answers from the server's read and write timeouts: a task file
+// download takes as long as the file needs. The timeouts still bound everything before h
+// runs (headers, TLS handshake), and the files are served only for a valid signature.
 func stream(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
