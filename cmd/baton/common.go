@@ -112,14 +112,31 @@ func (c *clientFlags) client() (*client.Client, error) {
 	if tokenFile == "" {
 		tokenFile = filepath.Join(defaultDataDir(), "admin.token")
 	}
-	b, err := os.ReadFile(tokenFile)
+	token, err := readTokenFile(tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return client.NewWithHTTP(server, token, cliTLS.httpClient()), nil
+}
+
+// readTokenFile reads an API token from path. Like the agent with its credential, it refuses
+// a file that others can read or write: a token there is as good as leaked.
+func readTokenFile(path string) (string, error) {
+	st, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no API token at %s: pass --token-file, set BATON_TOKEN_FILE, or start `baton serve` on this machine", tokenFile)
+		return "", fmt.Errorf("no API token at %s: pass --token-file, set BATON_TOKEN_FILE, or start `baton serve` on this machine", path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read token: %w", err)
+		return "", fmt.Errorf("read token: %w", err)
 	}
-	return client.NewWithHTTP(server, strings.TrimSpace(string(b)), cliTLS.httpClient()), nil
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("token file %s has mode %v: others can read it, so the token must be taken as leaked; revoke it (baton token revoke) or, if no one else could use it, chmod 600 %s", path, perm, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 func firstNonEmpty(vals ...string) string {

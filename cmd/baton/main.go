@@ -30,6 +30,7 @@ Usage:
   baton token issue --out FILE [--login L] [--lifetime D] [--label X]
   baton token list | revoke ID
   baton token create --table T --out FILE [--login L] [--lifetime D]   (AWS: first admin token)
+  baton token rotate-admin [--data DIR] [--lifetime D]   (baton serve's machine: new admin token, old one revoked)
   baton role add NAME --permission ACTION[=INSTANCE][@SCOPE] ... | list | rm NAME
   baton user set LOGIN --roles a,b | list
   baton node add NAME --out FILE
@@ -68,7 +69,7 @@ func run(args []string) int {
 	case "group":
 		err = dispatch(args[1:], map[string]func([]string) error{"add": cmdGroupAdd, "list": cmdGroupList, "show": cmdGroupShow, "rm": cmdGroupRm})
 	case "token":
-		err = dispatch(args[1:], map[string]func([]string) error{"create": cmdTokenCreate, "issue": cmdTokenIssue, "list": cmdTokenList, "revoke": cmdTokenRevoke})
+		err = dispatch(args[1:], map[string]func([]string) error{"create": cmdTokenCreate, "rotate-admin": cmdTokenRotateAdmin, "issue": cmdTokenIssue, "list": cmdTokenList, "revoke": cmdTokenRevoke})
 	case "login":
 		err = cmdLogin(args[1:])
 	case "role":

@@ -28,6 +28,8 @@ func cmdServe(args []string) error {
 	fs.Float64Var(&cfg.RequestRate, "api-rate", 0, fmt.Sprintf("API requests a second per user (default %d; -1 for no limit)", httpapi.DefaultPrincipalRate))
 	fs.IntVar(&cfg.RequestBurst, "api-burst", 0, fmt.Sprintf("API request burst per user (default %d)", httpapi.DefaultPrincipalBurst))
 	fs.Float64Var(&cfg.AnonymousRate, "api-anonymous-rate", 0, fmt.Sprintf("requests a second per client address without a valid credential (default %d; -1 for no limit)", httpapi.DefaultAnonymousRate))
+	fs.DurationVar(&cfg.AdminTokenLifetime, "admin-token-lifetime", local.DefaultAdminTokenLifetime, "lifetime of the admin token in the data directory, renewed when half is gone (tokens issued with it expire no later)")
+	fs.IntVar(&cfg.MaxConnsPerAddress, "max-conns-per-address", local.DefaultMaxConnsPerAddress, "most connections at once from one client address, loopback excepted (-1 for no cap; agents behind one NAT address count together)")
 	fs.DurationVar(&cfg.MaxTokenLifetime, "max-token-lifetime", 0, "longest lifetime of a token issued through the API (default 8760h, a year)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve (default: a self-signed certificate made on first start and kept in the data directory)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/baton-run/baton/shared/auth"
+	"github.com/baton-run/baton/shared/local"
 	"github.com/baton-run/baton/shared/store/dynamo"
 )
 
@@ -52,5 +53,22 @@ func cmdTokenCreate(args []string) error {
 		return fmt.Errorf("write token: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "Token for %s written to %s; use it with --token-file %s (or BATON_TOKEN_FILE).\n", *login, *out, *out)
+	return nil
+}
+
+// cmdTokenRotateAdmin replaces the admin token of a baton serve data directory and revokes the
+// old one, on the server's machine (the database is opened directly; the server may run).
+func cmdTokenRotateAdmin(args []string) error {
+	fs := newFlagSet("token rotate-admin")
+	data := fs.String("data", defaultDataDir(), "baton serve's data directory (env BATON_DATA)")
+	lifetime := fs.Duration("lifetime", local.DefaultAdminTokenLifetime, "how long the new admin token is valid (at least 1h)")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	path, err := local.RotateAdminToken(context.Background(), *data, *lifetime)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "New admin token written to %s (valid %s); the old one is revoked.\n", path, *lifetime)
 	return nil
 }
