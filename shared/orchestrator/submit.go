@@ -361,7 +361,18 @@ func (s *Service) dispatchSoon(ctx context.Context, jobID int64) {
 	}
 }
 
-// resolveScope turns a scope into a sorted, de-duplicated list of node names.
+// MaxScopeNodes caps the nodes one job targets: a scope that names more, or whose query or
+// node group resolves to more, is refused. Twice the 10,000 agents one baton serve is built
+// to hold.
+const MaxScopeNodes = 20000
+
+func scopeTooLarge(n int, how string) error {
+	return newError(KindValidation, map[string]any{"field": "scope", "limit": MaxScopeNodes, "count": n},
+		"The scope %s %d nodes; a job may target at most %d: split it into several jobs", how, n, MaxScopeNodes)
+}
+
+// resolveScope turns a scope into a de-duplicated list of node names (in the order given),
+// in time linear in the scope's size.
 func (s *Service) resolveScope(ctx context.Context, sc Scope) ([]string, error) {
 	set := 0
 	if sc.Nodes != nil {
@@ -377,7 +388,16 @@ func (s *Service) resolveScope(ctx context.Context, sc Scope) ([]string, error) 
 		return nil, newError(KindValidation, map[string]any{"field": "scope"}, "scope must have exactly one of nodes, query or node_group")
 	}
 	if sc.Query != "" || sc.NodeGroup != "" {
-		return s.resolveExtendedScope(ctx, sc)
+		names, err := s.resolveExtendedScope(ctx, sc)
+		if err == nil && len(names) > MaxScopeNodes {
+			return nil, scopeTooLarge(len(names), "resolves to")
+		}
+		return names, err
+	}
+	// Checked before any work per name, and before the caller's permissions are: the work
+	// of refusing is bounded too.
+	if len(sc.Nodes) > MaxScopeNodes {
+		return nil, scopeTooLarge(len(sc.Nodes), "names")
 	}
 	names := make([]string, 0, len(sc.Nodes))
 	seen := make(map[string]bool, len(sc.Nodes))
