@@ -25,12 +25,14 @@ type DispatchEvent struct {
 
 // Boot builds the App a function runs: configuration from the environment, AWS clients from
 // the Lambda execution role, the seal key from Secrets Manager when it is not given directly.
-func Boot(ctx context.Context, logger *slog.Logger) (*App, error) {
+// The load options go to config.LoadDefaultConfig (tests add client middleware with
+// config.WithAPIOptions).
+func Boot(ctx context.Context, logger *slog.Logger, load ...func(*config.LoadOptions) error) (*App, error) {
 	cfg, err := ConfigFromEnv()
 	if err != nil {
 		return nil, err
 	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
+	awsCfg, err := config.LoadDefaultConfig(ctx, load...)
 	if err != nil {
 		return nil, fmt.Errorf("aws config: %w", err)
 	}
