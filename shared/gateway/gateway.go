@@ -42,8 +42,19 @@ const (
 	HeaderAuthorization = "Authorization"
 )
 
-// MaxMessageBytes caps one incoming frame (PCP's max-message-size).
-const MaxMessageBytes = 64 << 20
+// MaxMessageBytes caps one incoming message (PCP's max-message-size): a larger one closes
+// the connection (status 1009). An agent keeps a task's stdout and stderr to 16 MiB each,
+// so a genuine result fits.
+const MaxMessageBytes = 32 << 20
+
+// Per-connection byte budget: an agent may send 8 MiB a second, bursts of 64 MiB (two
+// messages of the largest size). A connection over its budget is not read from until the
+// budget allows the message it sent: the agent is slowed down (TCP pushes back), nothing is
+// refused. A message larger than the burst costs the whole burst.
+const (
+	byteRate  = 8 << 20
+	byteBurst = 2 * MaxMessageBytes
+)
 
 // Per-connection message limits. Messages an agent sends of its own accord (facts,
 // keepalives, anything unexpected) are limited to a sustained 50 a second, bursts of 200: far
@@ -71,6 +82,8 @@ const maxInFlight = 64
 type Gateway struct {
 	log          *slog.Logger
 	writeTimeout time.Duration
+	byteRate     float64 // bytes a second per connection
+	byteBurst    int
 
 	mu      sync.Mutex
 	conns   map[string]*conn // node name → current connection
@@ -106,6 +119,7 @@ func New(logger *slog.Logger) *Gateway {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Gateway{log: logger.With("component", "gateway"), writeTimeout: 10 * time.Second,
+		byteRate: byteRate, byteBurst: byteBurst,
 		conns: map[string]*conn{}, all: map[*conn]struct{}{}}
 }
 
@@ -234,6 +248,11 @@ func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
 		log.Error("rate limiter", "err", err)
 		return
 	}
+	bytesIn, err := ratelimit.New(g.byteRate, g.byteBurst, ratelimit.WithMaxKeys(1))
+	if err != nil {
+		log.Error("rate limiter", "err", err)
+		return
+	}
 	slots := make(chan struct{}, maxInFlight)
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
@@ -271,6 +290,9 @@ func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
 			}
 			return
 		}
+		if !g.payBytes(ctx, bytesIn, c.id, len(b), log) {
+			return
+		}
 		if typ != websocket.MessageText {
 			if ok, _ := limiter.Allow(c.id); ok {
 				g.reply(ctx, c, protocol.NewErrorMessage("", "Could not decode message: binary frames are not supported"))
@@ -297,6 +319,26 @@ func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
 			defer func() { <-slots }()
 			g.handle(ctx, c, inbox, e, log)
 		})
+	}
+}
+
+// payBytes takes n bytes from the connection's byte budget, waiting until it holds them; it
+// is false when ctx ends first.
+func (g *Gateway) payBytes(ctx context.Context, budget *ratelimit.Limiter, key string, n int, log *slog.Logger) bool {
+	cost := float64(min(n, g.byteBurst))
+	for {
+		ok, wait := budget.AllowN(key, cost)
+		if ok {
+			return true
+		}
+		log.Debug("over the byte budget: reading paused", "bytes", n, "wait", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
 	}
 }
 
