@@ -31,10 +31,15 @@ func (s *Service) HandleAgentMessage(ctx context.Context, node string, e protoco
 		if err := protocol.DecodeData(e, &f); err != nil {
 			return err
 		}
-		if err := s.updateFacts(ctx, node, f.Facts); err != nil {
+		ferr := s.updateFacts(ctx, node, f.Facts)
+		if ferr != nil && !errors.Is(ferr, protocol.ErrInvalid) {
+			return ferr
+		}
+		// Facts refused for their size still bring the agent its work.
+		if err := s.deliverPending(ctx, node); err != nil {
 			return err
 		}
-		return s.deliverPending(ctx, node)
+		return ferr
 	case protocol.TypeProvisionalResponse:
 		var r protocol.ProvisionalResponse
 		if err := protocol.DecodeData(e, &r); err != nil {
@@ -79,10 +84,17 @@ func (s *Service) HandleAgentMessage(ctx context.Context, node string, e protoco
 	}
 }
 
+// MaxFactsBytes caps a node's facts as stored (encoded as JSON): they are parsed by every
+// query-scoped job and permission. Facter's output is typically well under 1 MiB.
+const MaxFactsBytes = 4 << 20
+
 func (s *Service) updateFacts(ctx context.Context, name string, facts map[string]any) error {
 	b, err := json.Marshal(facts)
 	if err != nil {
 		return fmt.Errorf("encode facts: %w", err)
+	}
+	if len(b) > MaxFactsBytes {
+		return fmt.Errorf("%w: facts of %d bytes, more than the %d allowed: the previous facts are kept", protocol.ErrInvalid, len(b), MaxFactsBytes)
 	}
 	if err := s.store.SetNodeFacts(ctx, name, b); err != nil {
 		return fmt.Errorf("inventory %s: %w", name, err)
@@ -185,6 +197,15 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 	recorded, jobEnded, err := s.recordOutcome(ctx, sp, n, txn, outcome)
 	if err != nil {
 		return err
+	}
+	if !recorded && !jobEnded {
+		// A repeat, or the end of a transaction a forced stop cancelled: record that the
+		// kill is confirmed.
+		if cur, err := s.store.GetJobNode(ctx, n.JobID, n.Name); err == nil && cur.State == jobs.NodeStopped && cur.TransactionID == txn {
+			if err := s.confirmKill(ctx, cur); err != nil {
+				return err
+			}
+		}
 	}
 	s.started.remove(txn)
 	if err := s.ack(ctx, node, txn); err != nil {

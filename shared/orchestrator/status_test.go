@@ -332,3 +332,79 @@ func TestHandoffClaimsEveryNodeAtCreation(t *testing.T) {
 		t.Fatalf("node000: %s %q, want errored, did not connect", n0.State, n0.Message)
 	}
 }
+
+// TestForceStopReachesAnAgentThatWasAway: a forced stop while a node's agent is away is
+// remembered: the cancel goes out when the agent is back, and the node's result records
+// whether the kill was confirmed.
+func TestForceStopReachesAnAgentThatWasAway(t *testing.T) {
+	h := newStatusHarness(t, []string{"web1", "web2"})
+	job := h.submit("web1", "web2")
+	if err := h.orch.Dispatch(t.Context(), job.ID); err != nil {
+		t.Fatal(err)
+	}
+	txns := map[string]string{}
+	for _, e := range h.agents.take() {
+		var r protocol.NonBlockingRequest
+		if err := protocol.DecodeData(e, &r); err != nil {
+			t.Fatal(err)
+		}
+		txns[strings.TrimSuffix(strings.TrimPrefix(e.Target, "pcp://"), "/agent")] = r.TransactionID
+	}
+	h.agents.mu.Lock()
+	h.agents.connected["web2"] = false // away when the stop comes
+	h.agents.mu.Unlock()
+	if _, err := h.orch.Stop(t.Context(), job.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	var c protocol.Cancel
+	h.one(protocol.TypeCancel, &c) // web1's, at once
+	if c.TransactionID != txns["web1"] {
+		t.Fatalf("cancel of %s, want web1's %s", c.TransactionID, txns["web1"])
+	}
+	kill := func(name string) string {
+		var r struct {
+			Error struct {
+				Details map[string]any `json:"details"`
+			} `json:"_error"`
+		}
+		n := h.node(job.ID, name)
+		if n.State != jobs.NodeStopped || json.Unmarshal(n.Result, &r) != nil {
+			t.Fatalf("%s: %s %s", name, n.State, n.Result)
+		}
+		k, _ := r.Error.Details["kill"].(string)
+		return k
+	}
+	if k1, k2 := kill("web1"), kill("web2"); k1 != orchestrator.KillRequested || k2 != orchestrator.KillPending {
+		t.Fatalf("kills %q and %q, want requested and pending", k1, k2)
+	}
+	h.clock.Add(5 * time.Second)
+	h.sweep() // web2 still away: nothing sent
+	if sent := h.agents.take(); len(sent) != 0 {
+		t.Fatalf("sent %d messages to an agent that is away", len(sent))
+	}
+	h.agents.mu.Lock()
+	h.agents.connected["web2"] = true
+	h.agents.mu.Unlock()
+	h.clock.Add(5 * time.Second)
+	h.sweep()
+	h.one(protocol.TypeCancel, &c)
+	if c.TransactionID != txns["web2"] || kill("web2") != orchestrator.KillRequested {
+		t.Fatalf("cancel of %s (kill %q), want web2's %s, requested", c.TransactionID, kill("web2"), txns["web2"])
+	}
+	// The agents report the end of their cancelled transactions: confirmed, and acknowledged.
+	for _, name := range []string{"web1", "web2"} {
+		err := h.answer(name, protocol.TypeNonBlockingResponse, protocol.NonBlockingResponse{TransactionID: txns[name],
+			Results: json.RawMessage(`{"stdout":"","stderr":"killed","exitcode":-1}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ack protocol.ResultAck
+		h.one(protocol.TypeResultAck, &ack)
+		if kill(name) != orchestrator.KillConfirmed {
+			t.Fatalf("%s: kill %q after the agent's report, want confirmed", name, kill(name))
+		}
+	}
+	if j, err := h.st.GetJob(t.Context(), job.ID); err != nil || j.State != jobs.StateStopped {
+		t.Fatalf("job %v, %v: want stopped", j.State, err)
+	}
+}

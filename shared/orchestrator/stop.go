@@ -2,8 +2,10 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/protocol"
@@ -97,12 +99,18 @@ func (s *Service) cancelRunning(ctx context.Context, job jobs.Job) error {
 		now := s.clock()
 		ups := make([]store.NodeUpdate, 0, len(page))
 		for _, n := range page {
-			s.cancel(ctx, n)
+			kill := KillRequested
+			if !s.cancel(ctx, n) {
+				kill = KillPending
+			}
 			msg := fmt.Sprintf("Stopped on %s: the job was stopped with force", n.Name)
-			res := errorResult("puppetlabs.orchestrator/job-stopped", "The action was cancelled by a forced stop", map[string]any{"node": n.Name})
-			end, ev, err := endedRecord(n, jobs.NodeKill, res, msg, now)
+			end, ev, err := endedRecord(n, jobs.NodeKill, stoppedResult(n.Name, kill), msg, now)
 			if err != nil {
 				return err
+			}
+			if kill == KillPending { // the sweep sends the cancel when the agent is back
+				due := now.Add(s.cfg.ConnectRetry)
+				end.DueAt = &due
 			}
 			ups = append(ups, store.NodeUpdate{Node: end, Events: []jobs.Event{ev}})
 		}
@@ -113,15 +121,88 @@ func (s *Service) cancelRunning(ctx context.Context, job jobs.Job) error {
 	return nil
 }
 
-// cancel asks a node's agent to kill a transaction; an agent that is not connected is not
-// running anything it could report, so there is nothing more to do.
-func (s *Service) cancel(ctx context.Context, n jobs.Node) {
+// cancel asks a node's agent to kill a transaction and reports whether the request went out.
+func (s *Service) cancel(ctx context.Context, n jobs.Node) bool {
 	e, err := protocol.New(protocol.TypeCancel, protocol.AgentURI(n.Name), protocol.Cancel{TransactionID: n.TransactionID})
 	if err != nil {
 		s.log.Error("cancel", "node", n, "err", err)
-		return
+		return false
 	}
-	if err := s.sender.Send(ctx, n.Name, e); err != nil && !errors.Is(err, ErrNotConnected) {
-		s.log.Warn("cancel", "node", n, "err", err)
+	if err := s.sender.Send(ctx, n.Name, e); err != nil {
+		if !errors.Is(err, ErrNotConnected) {
+			s.log.Warn("cancel", "node", n, "err", err)
+		}
+		return false
 	}
+	return true
+}
+
+// What a force-stopped node's result says of the kill of its action (details.kill):
+const (
+	// KillPending: the agent was not reachable; the cancel is sent when it is back.
+	KillPending = "pending"
+	// KillRequested: the cancel reached the agent; its answer has not come yet.
+	KillRequested = "requested"
+	// KillConfirmed: the agent reported the end of the cancelled transaction.
+	KillConfirmed = "confirmed"
+	// KillUndelivered: the agent did not come back within KillRetention of the stop.
+	KillUndelivered = "undelivered"
+)
+
+// KillRetention is how long after a forced stop a cancel waits for an agent that is away.
+const KillRetention = 24 * time.Hour
+
+func stoppedResult(node, kill string) map[string]any {
+	return errorResult("puppetlabs.orchestrator/job-stopped", "The action was cancelled by a forced stop",
+		map[string]any{"node": node, "kill": kill})
+}
+
+// killState returns what stopped node n's result says of its kill ("" if nothing).
+func killState(n jobs.Node) string {
+	var r struct {
+		Error struct {
+			Kind    string `json:"kind"`
+			Details struct {
+				Kill string `json:"kill"`
+			} `json:"details"`
+		} `json:"_error"`
+	}
+	if n.State != jobs.NodeStopped || json.Unmarshal(n.Result, &r) != nil || r.Error.Kind != "puppetlabs.orchestrator/job-stopped" {
+		return ""
+	}
+	return r.Error.Details.Kill
+}
+
+// setKill records kill in stopped node n's result (conflicts: someone else moved it first).
+func (s *Service) setKill(ctx context.Context, n jobs.Node, kill string, due *time.Time) error {
+	n.Result, n.DueAt = mustJSON(stoppedResult(n.Name, kill)), due
+	_, err := s.store.UpdateJobNode(ctx, n)
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("record the kill of %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// sweepStopped sends the cancel of a force-stopped node whose agent was away, once the agent
+// is reachable, until KillRetention after the stop.
+func (s *Service) sweepStopped(ctx context.Context, n jobs.Node, now time.Time) error {
+	if killState(n) != KillPending {
+		return s.setKill(ctx, n, killState(n), nil)
+	}
+	if n.FinishedAt != nil && !now.Before(n.FinishedAt.Add(KillRetention)) {
+		return s.setKill(ctx, n, KillUndelivered, nil)
+	}
+	if (s.presence == nil || s.presence.Connected(n.Name)) && s.cancel(ctx, n) {
+		return s.setKill(ctx, n, KillRequested, nil)
+	}
+	next := now.Add(s.cfg.ConnectRetry)
+	return s.setKill(ctx, n, KillPending, &next)
+}
+
+// confirmKill records that the agent reported the end of force-stopped node n's transaction.
+func (s *Service) confirmKill(ctx context.Context, n jobs.Node) error {
+	if k := killState(n); k == KillPending || k == KillRequested {
+		return s.setKill(ctx, n, KillConfirmed, nil)
+	}
+	return nil
 }

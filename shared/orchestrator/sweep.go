@@ -79,6 +79,8 @@ func (s *Service) sweepNode(ctx context.Context, n jobs.Node, now time.Time) err
 		return ignoreConflict(s.endNode(ctx, n, jobs.NodeFail, res, msg))
 	case n.State == jobs.NodeRunning:
 		return s.checkStatus(ctx, n, now, deadline)
+	case n.State == jobs.NodeStopped:
+		return s.sweepStopped(ctx, n, now)
 	}
 	// No longer due (it ended, or the clock stepped): take it off the schedule.
 	n.DueAt = nil

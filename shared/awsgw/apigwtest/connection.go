@@ -126,6 +126,11 @@ func (c *wsConn) dispatch(data []byte) {
 		Body:           string(data),
 	}
 	ev.RequestContext.MessageID = newOpaqueID()
+	if a.cfg.throttle != nil && a.cfg.throttle(data) {
+		a.m.throttled()
+		c.gatewayMessage("Too Many Requests", ev.RequestContext.RequestID)
+		return
+	}
 	if a.h.Default == nil {
 		c.gatewayMessage("Forbidden", ev.RequestContext.RequestID)
 		return

@@ -38,6 +38,7 @@ type config struct {
 	identitySources    []string
 	routeKey           string
 	logger             *slog.Logger
+	throttle           func(body []byte) bool
 }
 
 func newConfig(defaultIdentity string, opts []Option) config {
@@ -91,6 +92,13 @@ func WithIdentitySource(exprs ...string) Option {
 // WithRouteKey sets the HTTP API route key (default "$default"). With a greedy route such as
 // "ANY /{proxy+}" the event carries PathParameters{"proxy": path without its leading slash}.
 func WithRouteKey(key string) Option { return func(c *config) { c.routeKey = key } }
+
+// WithThrottle makes the WebSocket API throttle the messages for which throttle returns
+// true, as a stage or route throttle does: the message reaches no route, and the client gets
+// API Gateway's {"message": "Too Many Requests", ...} frame instead.
+func WithThrottle(throttle func(body []byte) bool) Option {
+	return func(c *config) { c.throttle = throttle }
+}
 
 // WithLogger sets the logger for integration failures and limit violations (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }

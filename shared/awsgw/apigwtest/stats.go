@@ -19,6 +19,8 @@ type Stats struct {
 	MessagesIn, MessagesOut int
 	// BillingUnitsIn/Out count messages in 32 KB increments, as AWS meters them.
 	BillingUnitsIn, BillingUnitsOut int
+	// Throttled counts client messages refused by the throttle (WithThrottle).
+	Throttled int
 	// FramesIn counts client data frames; LargestFrameIn is the largest payload among them.
 	FramesIn       int
 	LargestFrameIn int64
@@ -51,6 +53,8 @@ func (m *meter) update(f func(*Stats)) {
 	f(&m.s)
 	m.mu.Unlock()
 }
+
+func (m *meter) throttled() { m.update(func(s *Stats) { s.Throttled++ }) }
 
 func (m *meter) invocation(route string) { m.update(func(s *Stats) { s.Invocations[route]++ }) }
 
