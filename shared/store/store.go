@@ -14,6 +14,10 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("version conflict")
 	ErrExists   = errors.New("already exists")
+	// ErrLimit is returned (wrapped) when a request would exceed a limit of the backend that
+	// keeps one call's work bounded (such as the number of nodes FactValues reads); the
+	// error says which limit.
+	ErrLimit = errors.New("over a store limit")
 )
 
 // JobQuery selects and orders jobs for listing. The filters combine with AND, and the total
@@ -234,6 +238,16 @@ type Store interface {
 	// JobUsage returns a job's usage counters (zero when nothing was added). An unknown job is
 	// ErrNotFound.
 	JobUsage(ctx context.Context, jobID int64) (Usage, error)
+
+	// TryLease takes or renews the lease called name for owner until until, and reports
+	// whether owner holds it now: it does when the lease is absent, expired at now (its
+	// until at or before now) or already held by owner (then until replaces the old end, even
+	// an earlier one). A lease held by another owner and not expired is left as it is
+	// (false, nil). now is the caller's clock: the store never reads the wall clock for this.
+	TryLease(ctx context.Context, name, owner string, now, until time.Time) (bool, error)
+	// ReleaseLease gives up lease name when owner holds it; otherwise (another owner, or no
+	// lease) it changes nothing and returns nil.
+	ReleaseLease(ctx context.Context, name, owner string) error
 
 	// UseNonce records that nonce was used (connect replay protection); ErrExists when it was
 	// already recorded and has not expired at now. The record may be forgotten after expires

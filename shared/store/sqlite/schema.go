@@ -223,6 +223,15 @@ var migrations = []migration{
 		},
 		backfill: backfillFactsV6,
 	},
+	// Version 7: named leases (TryLease, ReleaseLease), which guard work that one process at
+	// a time should do, such as a job's dispatch.
+	{stmts: []string{
+		`CREATE TABLE leases (
+			name  TEXT PRIMARY KEY,
+			owner TEXT NOT NULL,
+			until TEXT NOT NULL
+		) WITHOUT ROWID`,
+	}},
 }
 
 // backfillFactsV6 records the hash of every node's facts.
