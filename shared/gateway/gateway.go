@@ -78,10 +78,21 @@ const (
 // flood from one agent is pushed back to it instead of piling up in the server.
 const maxInFlight = 64
 
+// Liveness: a connection silent for PingInterval is pinged, and closed when the pong does
+// not come within PingTimeout, so that a dead connection (a half-open TCP connection, an
+// agent that froze) is noticed and its node shown offline within 28 s, and requests go out
+// on the agent's next connection instead of into a dead socket.
+const (
+	PingInterval = 15 * time.Second
+	PingTimeout  = 10 * time.Second
+)
+
 // Gateway holds the live agent connections.
 type Gateway struct {
 	log          *slog.Logger
 	writeTimeout time.Duration
+	pingInterval time.Duration
+	pingTimeout  time.Duration
 	byteRate     float64 // bytes a second per connection
 	byteBurst    int
 
@@ -93,10 +104,11 @@ type Gateway struct {
 }
 
 type conn struct {
-	id      string
-	node    string
-	ws      *websocket.Conn
-	credits atomic.Int64 // answers the server asked for and has not received yet
+	id       string
+	node     string
+	ws       *websocket.Conn
+	credits  atomic.Int64 // answers the server asked for and has not received yet
+	lastRead atomic.Int64 // when a message was last read, in Unix nanoseconds
 }
 
 // isRequest reports whether a message to an agent asks for answers.
@@ -119,6 +131,7 @@ func New(logger *slog.Logger) *Gateway {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Gateway{log: logger.With("component", "gateway"), writeTimeout: 10 * time.Second,
+		pingInterval: PingInterval, pingTimeout: PingTimeout,
 		byteRate: byteRate, byteBurst: byteBurst,
 		conns: map[string]*conn{}, all: map[*conn]struct{}{}}
 }
@@ -282,8 +295,11 @@ func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
 		}
 		log.Info("agent disconnected")
 	}()
+	c.lastRead.Store(time.Now().UnixNano())
+	go g.watch(ctx, c, log)
 	for {
 		typ, b, err := c.ws.Read(ctx)
+		c.lastRead.Store(time.Now().UnixNano())
 		if err != nil {
 			if websocket.CloseStatus(err) == -1 && !errors.Is(err, context.Canceled) {
 				log.Debug("read", "err", err)
@@ -319,6 +335,38 @@ func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
 			defer func() { <-slots }()
 			g.handle(ctx, c, inbox, e, log)
 		})
+	}
+}
+
+// SetLiveness changes how long a connection may be silent before it is pinged, and how long
+// the pong may take (PingInterval and PingTimeout by default). Call it before Handler.
+func (g *Gateway) SetLiveness(interval, timeout time.Duration) {
+	g.pingInterval, g.pingTimeout = interval, timeout
+}
+
+// watch pings connection c whenever it has been silent for the ping interval, and closes it
+// when a pong does not come within the ping timeout; it returns when ctx ends.
+func (g *Gateway) watch(ctx context.Context, c *conn, log *slog.Logger) {
+	tick := time.NewTicker(g.pingInterval / 5) // a dead connection is closed by 1.2 intervals and a timeout
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if time.Since(time.Unix(0, c.lastRead.Load())) < g.pingInterval {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, g.pingTimeout)
+		err := c.ws.Ping(pctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			log.Warn("agent did not answer a ping: closing its connection", "timeout", g.pingTimeout, "err", err)
+			c.ws.CloseNow()
+			return
+		}
+		c.lastRead.Store(time.Now().UnixNano()) // it answered: alive as of now
 	}
 }
 
