@@ -1,7 +1,9 @@
 package tasks
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -39,8 +41,10 @@ const RedactedValue = "Sensitive [value redacted]"
 // When m.Parameters is nil anything else is accepted. Otherwise undeclared parameters are
 // rejected; a parameter that is absent or null gets its default, is left out if its type
 // accepts undef, and is a problem otherwise; every other value must match its declared type.
-// Values of sensitive parameters are not echoed in messages. On failure the error is a
-// *ParamsError.
+// Values of sensitive parameters are not echoed in messages. Unless the task takes its input
+// only on stdin, a value that its environment variable cannot carry faithfully (a string with
+// a NUL character, or more than MaxEnvValueBytes) is a problem too, rather than being lost on
+// the node. On failure the error is a *ParamsError.
 func ValidateParams(m Metadata, params map[string]any) (map[string]any, error) {
 	var problems []ParamProblem
 	add := func(name, format string, args ...any) {
@@ -89,6 +93,13 @@ func ValidateParams(m Metadata, params map[string]any) (map[string]any, error) {
 			continue
 		}
 		out[name] = v
+	}
+	if !stdinOnly(m) {
+		for name, v := range out {
+			if msg := envProblem(name, v); msg != "" {
+				add(name, "%s", msg)
+			}
+		}
 	}
 	if len(problems) > 0 {
 		slices.SortFunc(problems, func(a, b ParamProblem) int {
@@ -155,4 +166,54 @@ func Redact(m Metadata, params map[string]any) map[string]any {
 		}
 	}
 	return out
+}
+
+// MaxEnvValueBytes is the most one PT_name=value environment variable may hold: Linux refuses
+// to start a process with a longer one (MAX_ARG_STRLEN, 32 pages of 4 KiB).
+const MaxEnvValueBytes = 128 << 10
+
+// stdinOnly reports whether every implementation of the task takes its parameters only as
+// JSON on stdin (input_method stdin), which carries any JSON value faithfully. Otherwise each
+// top-level parameter is also passed as a PT_name environment variable (environment, both,
+// and powershell, which passes them as arguments).
+func stdinOnly(m Metadata) bool {
+	if m.InputMethod != InputStdin {
+		for _, impl := range m.Implementations {
+			if impl.InputMethod != InputStdin {
+				return false
+			}
+		}
+		return len(m.Implementations) > 0
+	}
+	for _, impl := range m.Implementations {
+		if impl.InputMethod != "" && impl.InputMethod != InputStdin {
+			return false
+		}
+	}
+	return true
+}
+
+// envProblem says why v cannot be passed as parameter name's environment variable, or "".
+// Only a top-level string is passed raw; other values go as compact JSON, which escapes NUL.
+// The value itself is never quoted: it may be sensitive.
+func envProblem(name string, v any) string {
+	var n int
+	if s, ok := v.(string); ok {
+		if strings.IndexByte(s, 0) >= 0 {
+			return "contains a NUL character, which an environment variable cannot carry: the task takes its parameters in its environment (use input_method stdin to pass it)"
+		}
+		n = len(s)
+	} else {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			return "cannot be encoded as JSON"
+		}
+		n = b.Len() - 1 // the newline Encode adds
+	}
+	if total := len("PT_=") + len(name) + n; total > MaxEnvValueBytes {
+		return fmt.Sprintf("is %d bytes as an environment variable, more than the %d one may hold: the task takes its parameters in its environment (use input_method stdin to pass it)", total, MaxEnvValueBytes)
+	}
+	return ""
 }

@@ -763,10 +763,10 @@ func (t *hashType) check(v any, c checkCtx) *mismatch {
 	}
 	for _, k := range sortedKeys(h) {
 		if m := t.key.check(k, c); m != nil {
-			return m.at(fmt.Sprintf("key of entry '%s'", k))
+			return m.at(fmt.Sprintf("key of entry '%s'", c.show(k)))
 		}
 		if m := t.value.check(h[k], c); m != nil {
-			return m.at(fmt.Sprintf("entry '%s'", k))
+			return m.at(fmt.Sprintf("entry '%s'", c.show(k)))
 		}
 	}
 	return nil
@@ -848,7 +848,7 @@ func (t *structType) check(v any, c checkCtx) *mismatch {
 	}
 	for _, k := range sortedKeys(h) {
 		if !slices.ContainsFunc(t.members, func(m structMember) bool { return m.key == k }) {
-			return otherMismatch("unrecognized key '%s'", k)
+			return otherMismatch("unrecognized key '%s'", c.show(k))
 		}
 	}
 	return nil
