@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/baton-run/baton/shared/httpapi"
 	"github.com/baton-run/baton/shared/local"
@@ -68,7 +69,10 @@ func cmdServe(args []string) error {
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 			cfg.Logger.Warn("profiling endpoint enabled", "addr", addr)
-			if err := http.ListenAndServe(addr, mux); err != nil {
+			// Timeouts as on the API; a CPU profile or trace answers after its ?seconds= (30 s by default).
+			srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: local.DefaultReadTimeout,
+				WriteTimeout: 5 * time.Minute, IdleTimeout: local.DefaultIdleTimeout}
+			if err := srv.ListenAndServe(); err != nil {
 				cfg.Logger.Error("profiling endpoint", "err", err)
 			}
 		}()
