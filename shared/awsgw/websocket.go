@@ -37,7 +37,10 @@ type WebSocket struct {
 
 // Per-connection message rate, as in baton serve's gateway (a few messages per transaction is
 // normal use). The buckets live in each Lambda instance, so this bounds what one connection
-// can make one instance do; the stage's throttling bounds the API as a whole.
+// can make one instance do; the stage's throttling bounds the API as a whole. Bytes need no
+// budget of their own here (baton serve's gateway has one): API Gateway caps a message at
+// 128 KB (MaxMessageBytes) in frames of at most 32 KB, so this rate also bounds a connection
+// to about 6.4 MB a second. Facts are capped by the orchestrator (MaxFactsBytes).
 const (
 	messageRate  = 50
 	messageBurst = 200
