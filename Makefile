@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: help build lambdas synth deploy destroy test test-infra test-short test-puppetserver lint demo fuzz bench bench-ci clean
+.PHONY: help build lambdas synth deploy destroy test test-infra iam-actions test-short test-puppetserver lint demo fuzz bench bench-ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -34,6 +34,10 @@ test: lint ## Run every test (with -race), the CDK app's tests, the fuzz targets
 
 test-infra: ## The CDK app's assertion tests and the LocalStack harness checks (slow once, cached after)
 	cd infra && $(CDK_ENV) $(GO) vet ./... && $(CDK_ENV) $(GO) test -count=1 ./...
+
+iam-actions: ## Rerun the AWS end-to-end tests recording each function's AWS actions into infra/stack/testdata/function-actions.json, then check them against the stack's policies
+	BATON_WRITE_IAM_ACTIONS=1 $(GO) test -race -count=1 -timeout 10m ./shared/awsapp
+	cd infra && $(CDK_ENV) $(GO) test -count=1 -run 'Policies|Permissions|LeastPrivilege' ./stack
 
 test-puppetserver: ## Install and start Debian's puppetserver on loopback and run puppet agent jobs through Baton (root)
 	bash scripts/test-puppetserver.sh

@@ -1,24 +1,41 @@
 // Command authorizer is the HTTP API's Lambda authorizer: it accepts a request whose
-// X-Authentication header (or token query parameter) is a valid API token.
+// X-Authentication header (or token query parameter) is a valid API token. It reads only
+// tokens, users and roles from the table: it builds no App and never reads the seal key.
 package main
 
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"github.com/baton-run/baton/shared/auth"
 	"github.com/baton-run/baton/shared/awsapp"
 	"github.com/baton-run/baton/shared/awsgw"
+	"github.com/baton-run/baton/shared/store/dynamo"
 )
 
 func main() {
 	logger := lambdacontext.NewLogger()
-	app, err := awsapp.Boot(context.Background(), logger)
+	ctx := context.Background()
+	cfg, err := awsapp.ConfigFromEnv()
 	if err != nil {
 		logger.Error("start", "err", err)
 		os.Exit(1)
 	}
-	lambda.Start(awsgw.TokenAuthorizer(app.Auth, logger))
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		logger.Error("start: aws config", "err", err)
+		os.Exit(1)
+	}
+	st, err := dynamo.New(dynamodb.NewFromConfig(awsCfg), dynamo.Config{Table: cfg.Table}, dynamo.WithLogger(logger))
+	if err != nil {
+		logger.Error("start", "err", err)
+		os.Exit(1)
+	}
+	lambda.Start(awsgw.TokenAuthorizer(auth.New(st, time.Now), logger))
 }

@@ -20,9 +20,16 @@ var WebSocketIdentitySources = []string{"route.request.header.X-Baton-Node", "ro
 const (
 	DefaultStageName = "pcp"
 	// DefaultThrottleRate and DefaultThrottleBurst limit the messages per second the stage
-	// accepts across all connections (the account's API Gateway limit is 10,000/s).
-	DefaultThrottleRate  = 500
-	DefaultThrottleBurst = 1000
+	// accepts from all agents together, sized for 100,000 agents at 1,000 node-runs a second:
+	// keepalives (one per agent every 9 minutes: 185/s), results and provisional responses
+	// (1,000-2,000/s), facts after reconnects (one per agent every ~110 minutes: 15/s) and
+	// connects (15/s steady; a reconnect storm is held by the account's 500 new connections
+	// a second): about 2,200/s, with headroom to 2,500/s. The burst is the account's default
+	// burst (5,000). The account-wide API Gateway limit (10,000 requests/s) is shared with the
+	// functions' @connections calls (about 2,000/s at that rate: request and acknowledgement)
+	// and the HTTP API.
+	DefaultThrottleRate  = 2500
+	DefaultThrottleBurst = 5000
 )
 
 // BrokerProps configures Broker.

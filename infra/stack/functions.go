@@ -3,8 +3,11 @@ package stack
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -31,69 +34,116 @@ const (
 
 // Environment variables the functions read (see shared/awsapp.ConfigFromEnv).
 const (
-	EnvTable            = "BATON_TABLE"
-	EnvBucket           = "BATON_BUCKET"
-	EnvWebSocketURL     = "BATON_WS_ENDPOINT"
-	EnvDispatchFunction = "BATON_DISPATCH_FUNCTION"
-	EnvSealKeySecret    = "BATON_SEAL_KEY_SECRET"
+	EnvTable         = "BATON_TABLE"
+	EnvBucket        = "BATON_BUCKET"
+	EnvWebSocketURL  = "BATON_WS_ENDPOINT"
+	EnvDispatchQueue = "BATON_DISPATCH_QUEUE"
+	EnvSealKeySecret = "BATON_SEAL_KEY_SECRET"
 )
 
-// Settings every function shares.
-const (
-	FunctionMemoryMB = 256
-	LogRetention     = awslogs.RetentionDays_ONE_MONTH
-)
+// LogRetention is how long every function's logs are kept.
+const LogRetention = awslogs.RetentionDays_ONE_MONTH
 
-// tableAccess is how much of the table a function uses.
-type tableAccess int
+// Access is what a function's role allows, each grant following what the function's code
+// path calls: TestPoliciesAllowRecordedActions checks it against the AWS actions the AWS
+// end-to-end tests record (testdata/function-actions.json) both ways.
+type Access struct {
+	// Table are DynamoDB actions on the table, Indexes on each of its named indexes.
+	Table, Indexes []string
+	// LeadingKeys, when set, limits the table actions to items whose partition key matches
+	// one of these patterns (dynamodb:LeadingKeys, StringLike).
+	LeadingKeys []string
+	// Objects are S3 object actions by key prefix (s3catalog's prefixes).
+	Objects map[string][]string
+	// ListBucket lets the function list the bucket, without which S3 answers a GetObject of
+	// a missing key with 403 instead of 404 (s3catalog reads a missing index as "nothing
+	// published").
+	ListBucket bool
+	// SealKey reads the seal-key secret (once per cold start).
+	SealKey bool
+	// Sends posts to agents through the WebSocket API's @connections endpoint (granted by
+	// Broker).
+	Sends bool
+	// Enqueues sends dispatch messages to the dispatch queue (granted by DispatchQueue).
+	Enqueues bool
+}
 
-const (
-	tableGetItem tableAccess = iota // reads single items: tokens, node credentials
-	tableNodes                      // reads and replaces single items: a node's connection
-	tableAll                        // the whole store: items, batches, transactions, indexes
-)
-
-// Spec is what one function is: its timeout and the access its role gets.
+// Spec is what one function is: its size, its timeout and the access its role gets.
 type Spec struct {
 	Name    string
 	Timeout time.Duration
 	// Description is shown in the Lambda console.
 	Description string
-	table       tableAccess
-	// catalog: read the task catalog and results, sign file downloads and result uploads.
-	catalog bool
-	// Sends posts to agents through the WebSocket API's @connections endpoint.
-	Sends bool
+	// MemoryMB is the function's memory, and so its share of a CPU (1,769 MB is one vCPU).
+	MemoryMB int
+	// ReservedConcurrency reserves that many concurrent instances for the function and caps
+	// it there (0: none; it shares the account's unreserved pool). Set to 0 for all by
+	// BatonStackProps.NoReservedConcurrency.
+	ReservedConcurrency int
+	Access              Access
 }
 
-// Specs lists the functions. The access levels follow what each handler's code path calls:
-// the authorizers only look up a token or a node credential; $connect and $disconnect only
-// read and replace the node's inventory item; the API, $default, dispatch and the sweep run
-// the orchestrator, which uses the whole store and the catalog and sends to agents.
+// Specs lists the functions.
+//
+// Memory: the authorizers, $connect and $disconnect do one or two small DynamoDB calls
+// (128 MB); $default decodes agents' messages up to 128 KB and moves jobs on (256 MB); api,
+// dispatch and the sweep create, fan out and scan jobs of up to 10,000 nodes, with 64
+// parallel sends, and get 512 MB for the CPU share that comes with it.
+//
+// Reserved concurrency (sum 421, leaving 579 of a default 1,000-instance account for the
+// HTTP authorizer and anything else in the account; Lambda needs 100 unreserved): api 50, so
+// that a storm of connects cannot take its instances; wsauthorizer, $connect and $disconnect
+// are capped at 50 each (about 1,000 connects a second at 50 ms each, twice the account's
+// default 500 new WebSocket connections a second), so that a reconnect storm queues at the
+// agents (they retry with backoff) instead of taking the account; $default 200 (100,000
+// agents' keepalives every 9 minutes, 185 a second, plus a result a node-run at 1,000
+// node-runs a second, at ~50 ms each: ~60 busy instances); dispatch 20, the queue's event
+// source mapping's maximum concurrency; the sweep 1, so that two runs never overlap.
 func Specs() []Spec {
+	queueing := []string{"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"}
+	sending := map[string][]string{
+		s3catalog.FilesPrefix:   {"s3:GetObject"}, // presigned downloads of task files
+		s3catalog.ResultsPrefix: {"s3:PutObject"}, // presigned uploads of large results
+	}
 	return []Spec{
-		{Name: FunctionAPI, Timeout: 29 * time.Second, Description: "Baton HTTP API (PE orchestrator v1 and /baton/v1)", table: tableAll, catalog: true, Sends: true},
-		{Name: FunctionAuthorizer, Timeout: 10 * time.Second, Description: "Baton HTTP API token authorizer", table: tableGetItem},
-		{Name: FunctionWSAuthorizer, Timeout: 10 * time.Second, Description: "Baton agent WebSocket $connect authorizer", table: tableGetItem},
-		{Name: FunctionWSConnect, Timeout: 10 * time.Second, Description: "Baton agent WebSocket $connect", table: tableNodes},
-		{Name: FunctionWSDisconnect, Timeout: 10 * time.Second, Description: "Baton agent WebSocket $disconnect", table: tableNodes},
-		{Name: FunctionWSDefault, Timeout: 10 * time.Second, Description: "Baton agent WebSocket $default (PCP messages from agents)", table: tableAll, catalog: true, Sends: true},
-		{Name: FunctionDispatch, Timeout: 60 * time.Second, Description: "Baton job dispatch (invoked asynchronously by the API)", table: tableAll, catalog: true, Sends: true},
-		{Name: FunctionSweep, Timeout: 60 * time.Second, Description: "Baton sweep: timeouts and undelivered work, every minute", table: tableAll, catalog: true, Sends: true},
+		{Name: FunctionAPI, Timeout: 29 * time.Second, MemoryMB: 512, ReservedConcurrency: 50,
+			Description: "Baton HTTP API (PE orchestrator v1 and /baton/v1)",
+			Access: Access{
+				Table:   []string{"dynamodb:BatchGetItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+				Indexes: []string{"dynamodb:Query"},
+				Objects: map[string][]string{
+					s3catalog.EnvsPrefix:  {"s3:GetObject"},
+					s3catalog.TasksPrefix: {"s3:GetObject"},
+					s3catalog.FilesPrefix: {"s3:GetObject"},
+				},
+				ListBucket: true, SealKey: true, Sends: true, Enqueues: true,
+			}},
+		{Name: FunctionAuthorizer, Timeout: 10 * time.Second, MemoryMB: 128,
+			Description: "Baton HTTP API token authorizer",
+			Access:      Access{Table: []string{"dynamodb:GetItem"}, LeadingKeys: []string{"TOKEN#*", "USERS", "ROLES"}}},
+		{Name: FunctionWSAuthorizer, Timeout: 10 * time.Second, MemoryMB: 128, ReservedConcurrency: 50,
+			Description: "Baton agent WebSocket $connect authorizer",
+			// It reads the node's credential and records each signed connect's nonce.
+			Access: Access{Table: []string{"dynamodb:GetItem", "dynamodb:PutItem"}, LeadingKeys: []string{"NODES", "NONCE#*"}}},
+		{Name: FunctionWSConnect, Timeout: 10 * time.Second, MemoryMB: 128, ReservedConcurrency: 50,
+			Description: "Baton agent WebSocket $connect",
+			Access:      Access{Table: []string{"dynamodb:GetItem", "dynamodb:PutItem"}, SealKey: true}},
+		{Name: FunctionWSDisconnect, Timeout: 10 * time.Second, MemoryMB: 128, ReservedConcurrency: 50,
+			Description: "Baton agent WebSocket $disconnect",
+			Access:      Access{Table: []string{"dynamodb:GetItem", "dynamodb:PutItem"}, SealKey: true}},
+		{Name: FunctionWSDefault, Timeout: 10 * time.Second, MemoryMB: 256, ReservedConcurrency: 200,
+			Description: "Baton agent WebSocket $default (PCP messages from agents)",
+			Access: Access{Table: queueing, Indexes: []string{"dynamodb:Query"}, Objects: sending,
+				SealKey: true, Sends: true}},
+		{Name: FunctionDispatch, Timeout: 60 * time.Second, MemoryMB: 512, ReservedConcurrency: DispatchMaxConcurrency,
+			Description: "Baton job dispatch (messages of the dispatch queue)",
+			Access:      Access{Table: queueing, Objects: sending, SealKey: true, Sends: true, Enqueues: true}},
+		{Name: FunctionSweep, Timeout: 60 * time.Second, MemoryMB: 512, ReservedConcurrency: 1,
+			Description: "Baton sweep: timeouts and undelivered work, every minute",
+			Access: Access{Table: queueing, Indexes: []string{"dynamodb:Query"}, Objects: sending,
+				SealKey: true, Sends: true, Enqueues: true}},
 	}
 }
-
-// DynamoDB actions by access level. TransactWriteItems needs no action of its own: IAM
-// checks each item's PutItem, UpdateItem, DeleteItem or ConditionCheckItem.
-var (
-	tableReadItemActions = []string{"dynamodb:GetItem"}
-	tableNodeActions     = []string{"dynamodb:GetItem", "dynamodb:PutItem"}
-	tableAllActions      = []string{
-		"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
-		"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-		"dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
-	}
-)
 
 // FunctionsProps configures Functions.
 type FunctionsProps struct {
@@ -102,6 +152,9 @@ type FunctionsProps struct {
 	Storage  *Storage
 	// Retain keeps the log groups when the stack is deleted.
 	Retain bool
+	// NoReservedConcurrency leaves every function in the account's unreserved pool (for
+	// accounts whose concurrency quota is below what Specs reserve, e.g. new accounts).
+	NoReservedConcurrency bool
 }
 
 // Functions are the eight Lambda functions (provided.al2023, arm64, from AssetDir/<name>.zip),
@@ -153,14 +206,19 @@ func NewFunctions(scope constructs.Construct, id string, props FunctionsProps) (
 			Description: jsii.String("Baton function " + sp.Name),
 		})
 		logs.GrantWrite(role)
-		st.SealKey.GrantRead(role, nil)
-		if err := grantTable(role, st, sp.table); err != nil {
+		env := map[string]*string{EnvTable: st.Table.TableName()}
+		if err := grantAccess(role, st, sp.Access); err != nil {
 			return nil, fmt.Errorf("functions: %s: %w", sp.Name, err)
 		}
-		if sp.catalog {
-			if err := grantCatalog(role, st); err != nil {
-				return nil, fmt.Errorf("functions: %s: %w", sp.Name, err)
-			}
+		if len(sp.Access.Objects) > 0 || sp.Access.ListBucket {
+			env[EnvBucket] = st.Bucket.BucketName()
+		}
+		if sp.Access.SealKey {
+			env[EnvSealKeySecret] = st.SealKey.SecretArn()
+		}
+		var reserved *float64
+		if sp.ReservedConcurrency > 0 && !props.NoReservedConcurrency {
+			reserved = jsii.Number(sp.ReservedConcurrency)
 		}
 		fn := awslambda.NewFunction(scope, jsii.String("Function"), &awslambda.FunctionProps{
 			Description:  jsii.String(sp.Description),
@@ -168,25 +226,18 @@ func NewFunctions(scope constructs.Construct, id string, props FunctionsProps) (
 			Architecture: awslambda.Architecture_ARM_64(),
 			Handler:      jsii.String("bootstrap"),
 			Code:         awslambda.Code_FromAsset(jsii.String(filepath.Join(props.AssetDir, sp.Name+".zip")), nil),
-			MemorySize:   jsii.Number(FunctionMemoryMB),
+			MemorySize:   jsii.Number(sp.MemoryMB),
 			Timeout:      awscdk.Duration_Seconds(jsii.Number(sp.Timeout.Seconds())),
 			Role:         role,
 			LogGroup:     logs,
-			Environment: &map[string]*string{
-				EnvTable:         st.Table.TableName(),
-				EnvBucket:        st.Bucket.BucketName(),
-				EnvSealKeySecret: st.SealKey.SecretArn(),
-			},
+			Environment:  &env,
+
+			ReservedConcurrentExecutions: reserved,
 		})
 		f.ByName[sp.Name] = fn
 		f.Roles[sp.Name] = role
 	}
-	// The API starts jobs by invoking dispatch asynchronously; nothing else invokes it.
-	dispatch, api := f.ByName[FunctionDispatch], f.ByName[FunctionAPI]
-	api.AddEnvironment(jsii.String(EnvDispatchFunction), dispatch.FunctionName(), nil)
-	dispatch.GrantInvoke(f.Roles[FunctionAPI])
 	// The sweep runs every minute: a failed run is not retried, the next one does its work.
-	// Dispatch keeps Lambda's default two retries (its work is idempotent).
 	f.ByName[FunctionSweep].ConfigureAsyncInvoke(&awslambda.EventInvokeConfigOptions{RetryAttempts: jsii.Number(0)})
 	return f, nil
 }
@@ -198,7 +249,7 @@ func (f *Functions) Specs() []Spec { return append([]Spec(nil), f.specs...) }
 func (f *Functions) Senders() []string {
 	var out []string
 	for _, sp := range f.specs {
-		if sp.Sends {
+		if sp.Access.Sends {
 			out = append(out, sp.Name)
 		}
 	}
@@ -212,58 +263,73 @@ func (f *Functions) SetEnvironment(key string, value *string) {
 	}
 }
 
-func grantTable(role awsiam.Role, st *Storage, level tableAccess) error {
-	var actions []string
-	resources := []*string{st.Table.TableArn()}
-	switch level {
-	case tableGetItem:
-		actions = tableReadItemActions
-	case tableNodes:
-		actions = tableNodeActions
-	case tableAll:
-		actions = tableAllActions
-		resources = append(resources, st.IndexArns()...)
-	default:
-		return fmt.Errorf("unknown table access level %d", level)
+// Enqueuers returns the names of the functions that send to the dispatch queue.
+func (f *Functions) Enqueuers() []string {
+	var out []string
+	for _, sp := range f.specs {
+		if sp.Access.Enqueues {
+			out = append(out, sp.Name)
+		}
 	}
-	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("Table"),
-		Actions:   jsii.Strings(actions...),
-		Resources: &resources,
-	}))
-	return nil
+	return out
 }
 
-// grantCatalog lets a role read the catalog (task indexes and files, to sign download URLs)
-// and results, sign result uploads, and list the bucket, without which S3 answers a missing
-// key with 403 instead of 404.
-func grantCatalog(role awsiam.Role, st *Storage) error {
-	var read []*string
-	for _, p := range []string{s3catalog.FilesPrefix, s3catalog.TasksPrefix, s3catalog.EnvsPrefix, s3catalog.ResultsPrefix} {
-		arn, err := st.ObjectArn(p)
+// grantAccess adds a's DynamoDB, S3 and secret statements to role: actions listed one by one, on
+// the table, its named indexes, key prefixes of the bucket and the secret.
+func grantAccess(role awsiam.Role, st *Storage, a Access) error {
+	if len(a.Table) > 0 {
+		var conditions *map[string]any
+		if len(a.LeadingKeys) > 0 {
+			conditions = &map[string]any{"ForAllValues:StringLike": map[string]any{"dynamodb:LeadingKeys": a.LeadingKeys}}
+		}
+		role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:        jsii.String("Table"),
+			Actions:    jsii.Strings(a.Table...),
+			Resources:  &[]*string{st.Table.TableArn()},
+			Conditions: conditions,
+		}))
+	}
+	if len(a.Indexes) > 0 {
+		if len(a.LeadingKeys) > 0 {
+			return errors.New("dynamodb:LeadingKeys is not applied to index actions: list no index actions with LeadingKeys")
+		}
+		role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:       jsii.String("Indexes"),
+			Actions:   jsii.Strings(a.Indexes...),
+			Resources: new(st.IndexArns()),
+		}))
+	}
+	byActions := map[string][]*string{} // "s3:GetObject,s3:PutObject" → object ARNs
+	for _, prefix := range slices.Sorted(maps.Keys(a.Objects)) {
+		arn, err := st.ObjectArn(prefix)
 		if err != nil {
 			return err
 		}
-		read = append(read, arn)
+		acts := slices.Sorted(slices.Values(a.Objects[prefix]))
+		k := strings.Join(acts, ",")
+		byActions[k] = append(byActions[k], arn)
 	}
-	results, err := st.ObjectArn(s3catalog.ResultsPrefix)
-	if err != nil {
-		return err
+	for i, k := range slices.Sorted(maps.Keys(byActions)) {
+		role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:       jsii.String(fmt.Sprintf("Objects%d", i)),
+			Actions:   jsii.Strings(strings.Split(k, ",")...),
+			Resources: new(byActions[k]),
+		}))
 	}
-	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("CatalogRead"),
-		Actions:   jsii.Strings("s3:GetObject"),
-		Resources: &read,
-	}))
-	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("ResultUpload"),
-		Actions:   jsii.Strings("s3:PutObject"),
-		Resources: &[]*string{results},
-	}))
-	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("CatalogList"),
-		Actions:   jsii.Strings("s3:ListBucket"),
-		Resources: &[]*string{st.Bucket.BucketArn()},
-	}))
+	if a.ListBucket {
+		role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:       jsii.String("ListBucket"),
+			Actions:   jsii.Strings("s3:ListBucket"),
+			Resources: &[]*string{st.Bucket.BucketArn()},
+		}))
+	}
+	if a.SealKey {
+		// GetSecretValue only: what Boot calls (GrantRead would add DescribeSecret).
+		role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:       jsii.String("SealKey"),
+			Actions:   jsii.Strings("secretsmanager:GetSecretValue"),
+			Resources: &[]*string{st.SealKey.SecretArn()},
+		}))
+	}
 	return nil
 }

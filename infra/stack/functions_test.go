@@ -14,6 +14,7 @@ func TestFunctionsRuntimeAndEnvironment(t *testing.T) {
 	bucketID, _ := s.only(t, "AWS::S3::Bucket")
 	secretID, _ := s.only(t, "AWS::SecretsManager::Secret")
 	wsAPIID := cfnID(t, s.stack.Stack, s.stack.Broker.API.Node().DefaultChild())
+	queueID := cfnID(t, s.stack.Stack, s.stack.Dispatch.Queue.Node().DefaultChild())
 	fns := s.resources("AWS::Lambda::Function")
 	if len(fns) != len(Specs()) {
 		t.Fatalf("%d functions, want %d", len(fns), len(Specs()))
@@ -31,7 +32,7 @@ func TestFunctionsRuntimeAndEnvironment(t *testing.T) {
 				"Runtime":       "provided.al2023",
 				"Architectures": "[arm64]",
 				"Handler":       "bootstrap",
-				"MemorySize":    "256",
+				"MemorySize":    render(float64(sp.MemoryMB)),
 				"Timeout":       render(sp.Timeout.Seconds()),
 			} {
 				if got := render(p[key]); got != want {
@@ -40,13 +41,20 @@ func TestFunctionsRuntimeAndEnvironment(t *testing.T) {
 			}
 			env := p["Environment"].(map[string]any)["Variables"].(map[string]any)
 			want := map[string]string{
-				EnvTable:         "${" + tableID + "}",
-				EnvBucket:        "${" + bucketID + "}",
-				EnvSealKeySecret: "${" + secretID + "}",
-				EnvWebSocketURL:  "https://${" + wsAPIID + "}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + DefaultStageName,
+				EnvTable:        "${" + tableID + "}",
+				EnvWebSocketURL: "https://${" + wsAPIID + "}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + DefaultStageName,
 			}
-			if sp.Name == FunctionAPI {
-				want[EnvDispatchFunction] = "${" + s.functionID(t, FunctionDispatch) + "}"
+			if len(sp.Access.Objects) > 0 || sp.Access.ListBucket {
+				want[EnvBucket] = "${" + bucketID + "}"
+			}
+			if sp.Access.SealKey {
+				want[EnvSealKeySecret] = "${" + secretID + "}"
+			}
+			if sp.Access.Enqueues {
+				want[EnvDispatchQueue] = "${" + queueID + "}"
+			}
+			if got, want := p["ReservedConcurrentExecutions"], float64(sp.ReservedConcurrency); sp.ReservedConcurrency > 0 && got != want || sp.ReservedConcurrency == 0 && got != nil {
+				t.Errorf("ReservedConcurrentExecutions = %v, want %v", got, want)
 			}
 			if len(env) != len(want) {
 				t.Errorf("environment has %d variables, want %d: %v", len(env), len(want), env)

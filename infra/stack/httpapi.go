@@ -11,15 +11,13 @@ import (
 	"github.com/aws/jsii-runtime-go"
 )
 
-// HTTPIdentitySource is the header the HTTP API's authorizer reads the API token from (the
-// PE orchestrator's X-Authentication). A request without it is refused with 401 before the
-// authorizer runs.
-const HTTPIdentitySource = "$request.header.X-Authentication"
-
-// HTTPAuthorizerCacheSeconds is how long API Gateway caches the authorizer's answer for a
-// token: a revoked token is refused by the API function at once, and by API Gateway within
-// this time.
-const HTTPAuthorizerCacheSeconds = 60
+// The HTTP API's authorizer has no identity source and no cache. An HTTP API answers 401
+// without invoking a Lambda authorizer when any identity source it lists is missing from the
+// request, so listing the X-Authentication header would refuse the "token" query parameter
+// that shared/awsgw.TokenAuthorizer (like baton serve) also accepts; identity sources are
+// optional only when caching is off. The cost is one authorizer invocation per API request
+// (128 MB, a GetItem or two: about $0.25 per million requests).
+const HTTPAuthorizerCacheSeconds = 0
 
 // HTTPRoute is one route of the HTTP API.
 type HTTPRoute struct {
@@ -71,7 +69,7 @@ func NewAPI(scope constructs.Construct, id string, props APIProps) (*API, error)
 		&awsapigatewayv2authorizers.HttpLambdaAuthorizerProps{
 			AuthorizerName:  jsii.String("baton-token"),
 			ResponseTypes:   &[]awsapigatewayv2authorizers.HttpLambdaResponseType{awsapigatewayv2authorizers.HttpLambdaResponseType_SIMPLE},
-			IdentitySource:  jsii.Strings(HTTPIdentitySource),
+			IdentitySource:  &[]*string{},
 			ResultsCacheTtl: awscdk.Duration_Seconds(jsii.Number(HTTPAuthorizerCacheSeconds)),
 		})
 	integration := awsapigatewayv2integrations.NewHttpLambdaIntegration(jsii.String("ApiIntegration"), fns.ByName[FunctionAPI],

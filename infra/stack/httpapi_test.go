@@ -53,8 +53,10 @@ func TestAPIRoutes(t *testing.T) {
 					t.Errorf("authorizer %s = %v, want %v", k, authz[k], w)
 				}
 			}
-			if got := strs(authz["IdentitySource"]); !slices.Equal(got, []string{HTTPIdentitySource}) {
-				t.Errorf("IdentitySource = %v, want %s", got, HTTPIdentitySource)
+			// No identity source, so that a token in the query reaches the authorizer; that is
+			// only allowed, and only safe, without caching.
+			if got := strs(authz["IdentitySource"]); len(got) != 0 || HTTPAuthorizerCacheSeconds != 0 {
+				t.Errorf("IdentitySource = %v with a %d s cache, want none and no cache", got, HTTPAuthorizerCacheSeconds)
 			}
 			if got := functionIn(render(authz["AuthorizerUri"])); got != s.functionID(t, FunctionAuthorizer) {
 				t.Errorf("authorizer function = %s, want authorizer", got)

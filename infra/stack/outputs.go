@@ -17,9 +17,12 @@ const (
 	OutputTableName = "TableName"
 	// OutputBucketName is the S3 bucket (`baton task publish --bucket`).
 	OutputBucketName = "BucketName"
+	// OutputDispatchDeadLetterQueueURL is the dispatch queue's dead-letter queue: messages
+	// there failed DispatchMaxReceives times (its depth is alarmed).
+	OutputDispatchDeadLetterQueueURL = "DispatchDeadLetterQueueUrl"
 )
 
 // Outputs lists every output the stack defines, in a stable order.
 func Outputs() []string {
-	return []string{OutputHttpApiURL, OutputWebSocketURL, OutputWebSocketManagementURL, OutputTableName, OutputBucketName}
+	return []string{OutputHttpApiURL, OutputWebSocketURL, OutputWebSocketManagementURL, OutputTableName, OutputBucketName, OutputDispatchDeadLetterQueueURL}
 }

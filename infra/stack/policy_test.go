@@ -176,34 +176,38 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 }
 
-// TestFunctionPermissions pins each function's actions: exactly what its code path uses.
+// TestFunctionPermissions pins each function's actions to its Spec's Access: exactly those,
+// plus writing its logs (and, for dispatch, consuming the dispatch queue).
 func TestFunctionPermissions(t *testing.T) {
 	s := synth(t, defaultVariant)
 	gs := grants(s.doc)
 	wsAPIID := cfnID(t, s.stack.Stack, s.stack.Broker.API.Node().DefaultChild())
 	manageARN := "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${" + wsAPIID + "}/" + DefaultStageName + "/*/@connections/*"
-	base := []string{"logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"}
-	catalog := []string{"s3:GetObject", "s3:ListBucket", "s3:PutObject"}
+	queueARN := "${" + cfnID(t, s.stack.Stack, s.stack.Dispatch.Queue.Node().DefaultChild()) + ".Arn}"
 	for _, sp := range Specs() {
 		t.Run(sp.Name, func(t *testing.T) {
 			role := s.roleID(t, sp.Name)
-			want := slices.Clone(base)
-			switch sp.table {
-			case tableGetItem:
-				want = append(want, tableReadItemActions...)
-			case tableNodes:
-				want = append(want, tableNodeActions...)
-			case tableAll:
-				want = append(want, tableAllActions...)
+			a := sp.Access
+			want := []string{"logs:CreateLogStream", "logs:PutLogEvents"}
+			want = append(want, a.Table...)
+			want = append(want, a.Indexes...)
+			for _, acts := range a.Objects {
+				want = append(want, acts...)
 			}
-			if sp.catalog {
-				want = append(want, catalog...)
+			if a.ListBucket {
+				want = append(want, "s3:ListBucket")
 			}
-			if sp.Sends {
+			if a.SealKey {
+				want = append(want, "secretsmanager:GetSecretValue")
+			}
+			if a.Sends {
 				want = append(want, "execute-api:ManageConnections")
 			}
-			if sp.Name == FunctionAPI {
-				want = append(want, "lambda:InvokeFunction")
+			if a.Enqueues {
+				want = append(want, "sqs:SendMessage")
+			}
+			if sp.Name == FunctionDispatch {
+				want = append(want, DispatchConsumeActions...)
 			}
 			var got []string
 			for _, g := range gs {
@@ -212,15 +216,14 @@ func TestFunctionPermissions(t *testing.T) {
 				}
 				got = append(got, g.actions...)
 				for _, a := range g.actions {
-					switch a {
-					case "execute-api:ManageConnections":
+					switch {
+					case a == "execute-api:ManageConnections":
 						if !slices.Equal(g.resources, []string{manageARN}) {
 							t.Errorf("ManageConnections on %v, want only %s", g.resources, manageARN)
 						}
-					case "lambda:InvokeFunction":
-						d := s.functionID(t, FunctionDispatch)
-						if w := []string{"${" + d + ".Arn}", "${" + d + ".Arn}:*"}; !slices.Equal(g.resources, w) {
-							t.Errorf("InvokeFunction on %v, want %v", g.resources, w)
+					case strings.HasPrefix(a, "sqs:"):
+						if !slices.Equal(g.resources, []string{queueARN}) {
+							t.Errorf("%s on %v, want only the dispatch queue %s", a, g.resources, queueARN)
 						}
 					}
 				}
@@ -228,6 +231,7 @@ func TestFunctionPermissions(t *testing.T) {
 			sort.Strings(got)
 			got = slices.Compact(got)
 			sort.Strings(want)
+			want = slices.Compact(want)
 			if !slices.Equal(got, want) {
 				t.Errorf("actions = %v\nwant %v", got, want)
 			}

@@ -32,6 +32,9 @@ const (
 	ContextTarget    = "baton:target"    // aws (default) or localstack
 	ContextAssetDir  = "baton:assetDir"  // default ../dist
 	ContextStackName = "baton:stackName" // default DefaultStackName
+	// ContextReservedConcurrency: true (default) reserves the concurrency Specs give each
+	// function; false reserves none (accounts with a small concurrency quota).
+	ContextReservedConcurrency = "baton:reservedConcurrency"
 )
 
 // DefaultStackName is the stack's name unless ContextStackName says otherwise.
@@ -47,6 +50,8 @@ type BatonStackProps struct {
 	Retain bool
 	// Target is TargetAWS (the zero value means the same) or TargetLocalStack.
 	Target Target
+	// NoReservedConcurrency leaves every function in the account's unreserved pool.
+	NoReservedConcurrency bool
 	// Broker tunes the WebSocket stage; its Functions and ManagementURL are set by
 	// NewBatonStack.
 	Broker BrokerProps
@@ -58,6 +63,7 @@ type BatonStack struct {
 	Storage   *Storage
 	Functions *Functions
 	Broker    *Broker
+	Dispatch  *DispatchQueue
 	API       *API
 	Sweep     *SweepSchedule
 }
@@ -83,7 +89,11 @@ func NewBatonStack(scope constructs.Construct, id string, props BatonStackProps)
 	if s.Storage, err = NewStorage(s.Stack, "Storage", StorageProps{Retain: props.Retain}); err != nil {
 		return nil, err
 	}
-	if s.Functions, err = NewFunctions(s.Stack, "Functions", FunctionsProps{AssetDir: props.AssetDir, Storage: s.Storage, Retain: props.Retain}); err != nil {
+	if s.Functions, err = NewFunctions(s.Stack, "Functions", FunctionsProps{AssetDir: props.AssetDir, Storage: s.Storage, Retain: props.Retain,
+		NoReservedConcurrency: props.NoReservedConcurrency}); err != nil {
+		return nil, err
+	}
+	if s.Dispatch, err = NewDispatchQueue(s.Stack, "Dispatch", DispatchQueueProps{Functions: s.Functions}); err != nil {
 		return nil, err
 	}
 	bp := props.Broker
@@ -113,6 +123,8 @@ func NewBatonStack(scope constructs.Construct, id string, props BatonStackProps)
 	output(OutputWebSocketManagementURL, "@connections endpoint the functions post to (BATON_WS_ENDPOINT)", s.Broker.ManagementURL)
 	output(OutputTableName, "DynamoDB table (baton token create --table)", s.Storage.Table.TableName())
 	output(OutputBucketName, "S3 bucket of tasks and results (baton task publish --bucket)", s.Storage.Bucket.BucketName())
+	output(OutputDispatchDeadLetterQueueURL, "Dispatch messages that failed "+strconv.Itoa(DispatchMaxReceives)+" times (its depth is alarmed)",
+		s.Dispatch.DeadLetters.QueueUrl())
 	return s, nil
 }
 
@@ -148,6 +160,13 @@ func PropsFromContext(node constructs.Node, defaultAssetDir string) (name string
 		if props.Retain, err = strconv.ParseBool(v); err != nil {
 			return "", props, fmt.Errorf("context %s=%q: want true or false", ContextRetain, v)
 		}
+	}
+	if v, ok := get(ContextReservedConcurrency); ok {
+		reserve, err := strconv.ParseBool(v)
+		if err != nil {
+			return "", props, fmt.Errorf("context %s=%q: want true or false", ContextReservedConcurrency, v)
+		}
+		props.NoReservedConcurrency = !reserve
 	}
 	if v, ok := get(ContextTarget); ok {
 		switch t := Target(v); t {

@@ -22,6 +22,12 @@ var resourceCounts = map[string]int{
 	"AWS::IAM::Role":                 8,
 	"AWS::IAM::Policy":               8,
 	"AWS::Lambda::EventInvokeConfig": 1,
+	// The dispatch queue, its dead-letter queue (each with a TLS-only policy), the event
+	// source mapping to dispatch and the dead-letter alarm.
+	"AWS::SQS::Queue":                 2,
+	"AWS::SQS::QueuePolicy":           2,
+	"AWS::Lambda::EventSourceMapping": 1,
+	"AWS::CloudWatch::Alarm":          1,
 	// 3 WebSocket routes + its authorizer, 3 HTTP routes + its authorizer, the sweep rule.
 	"AWS::Lambda::Permission":       10,
 	"AWS::ApiGatewayV2::Api":        2,
@@ -62,11 +68,12 @@ func TestStackOutputs(t *testing.T) {
 	tableID, _ := s.only(t, "AWS::DynamoDB::Table")
 	bucketID, _ := s.only(t, "AWS::S3::Bucket")
 	want := map[string]string{
-		OutputHttpApiURL:             "${" + httpAPI + ".ApiEndpoint}/",
-		OutputWebSocketURL:           "${" + wsAPI + ".ApiEndpoint}/" + DefaultStageName,
-		OutputWebSocketManagementURL: "https://${" + wsAPI + "}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + DefaultStageName,
-		OutputTableName:              "${" + tableID + "}",
-		OutputBucketName:             "${" + bucketID + "}",
+		OutputHttpApiURL:                 "${" + httpAPI + ".ApiEndpoint}/",
+		OutputWebSocketURL:               "${" + wsAPI + ".ApiEndpoint}/" + DefaultStageName,
+		OutputWebSocketManagementURL:     "https://${" + wsAPI + "}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + DefaultStageName,
+		OutputTableName:                  "${" + tableID + "}",
+		OutputBucketName:                 "${" + bucketID + "}",
+		OutputDispatchDeadLetterQueueURL: "${" + cfnID(t, s.stack.Stack, s.stack.Dispatch.DeadLetters.Node().DefaultChild()) + "}",
 	}
 	for name, w := range want {
 		if got := render(outputs[name].(map[string]any)["Value"]); got != w {
@@ -109,6 +116,9 @@ func TestPropsFromContext(t *testing.T) {
 		{"booleans from cdk.json", map[string]any{ContextRetain: false}, DefaultStackName, BatonStackProps{AssetDir: "dist", Target: TargetAWS}, ""},
 		{"bad retain", map[string]any{ContextRetain: "maybe"}, "", BatonStackProps{}, ContextRetain},
 		{"bad target", map[string]any{ContextTarget: "azure"}, "", BatonStackProps{}, ContextTarget},
+		{"no reserved concurrency", map[string]any{ContextReservedConcurrency: "false"}, DefaultStackName,
+			BatonStackProps{AssetDir: "dist", Retain: true, Target: TargetAWS, NoReservedConcurrency: true}, ""},
+		{"bad reserved concurrency", map[string]any{ContextReservedConcurrency: "some"}, "", BatonStackProps{}, ContextReservedConcurrency},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var ctx *map[string]any

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/baton-run/baton/shared/catalog/s3catalog"
 	"github.com/baton-run/baton/shared/store/dynamo"
 )
 
@@ -48,7 +49,7 @@ func FunctionOf(ctx context.Context) string {
 // deployed stack (infra/stack resolves them against the synthesized template):
 //
 //	table, table/index/<name>   the DynamoDB table and its indexes
-//	bucket, bucket/<prefix>/*   the S3 bucket (ListBucket) and its objects under a key prefix
+//	bucket, bucket/<prefix>*    the S3 bucket (ListBucket) and its objects under a key prefix
 //	queue                       the dispatch queue
 //	seal-key                    the seal-key secret
 //	function/<name>             a Lambda function
@@ -188,6 +189,11 @@ func (r *ActionRecorder) APIOption(stack *middleware.Stack) error {
 			r.record(ctx, awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx), in.Parameters)
 			return next.HandleInitialize(ctx, in)
 		}), middleware.After)
+}
+
+// APIOptions returns APIOption as a list, for config.WithAPIOptions and clients' Options.
+func (r *ActionRecorder) APIOptions() []func(*middleware.Stack) error {
+	return []func(*middleware.Stack) error{r.APIOption}
 }
 
 // call is one IAM authorization a request needs.
@@ -386,8 +392,21 @@ func keyPattern(v ddbtypes.AttributeValue) string {
 	return "*"
 }
 
-// objectPattern keeps an object key's first path element: "files/sha256/ab…" → "files/*".
+// objectPrefixes are the key prefixes of the bucket's objects (s3catalog's), longest first.
+var objectPrefixes = func() []string {
+	p := []string{s3catalog.FilesPrefix, s3catalog.TasksPrefix, s3catalog.EnvsPrefix, s3catalog.ResultsPrefix}
+	sort.Slice(p, func(i, j int) bool { return len(p[i]) > len(p[j]) })
+	return p
+}()
+
+// objectPattern keeps the key prefix of an object key ("files/sha256/ab…" → "files/sha256/*"):
+// the longest of s3catalog's prefixes it has, else its first path element.
 func objectPattern(key string) string {
+	for _, p := range objectPrefixes {
+		if strings.HasPrefix(key, p) {
+			return p + "*"
+		}
+	}
 	if i := strings.IndexByte(key, '/'); i >= 0 {
 		return key[:i+1] + "*"
 	}
