@@ -18,18 +18,25 @@ type item = map[string]types.AttributeValue
 
 // Key values. Every pk and sk is built here.
 const (
-	pkCounters   = "COUNTERS"     // sk skJobID or skActive
+	pkCounters   = "COUNTERS"     // sk skJobID
 	skJobID      = "JOB_ID"       // the job id counter
-	skActive     = "ACTIVE_NODES" // the active node record counter
-	pkJobPrefix  = "JOB#"         // + id: a job's item collection
+	pkJobPrefix  = "JOB#"         // + id: a job's item, counters and sequencer
 	skJob        = "JOB"          // the job
-	skJobCounter = "COUNTERS"     // the job's event and active-record counters
-	skNodePrefix = "NODE#"        // + node name: a node record
-	skEventPref  = "EVENT#"       // + zero-padded event id
+	skJobCounter = "COUNTERS"     // the job's event sequencer, state counts and claim cursor
+	skNodePrefix = "NODE#"        // + node name: a node record (pk JOB#<id>#<shard>)
+	skEventPref  = "EV#"          // + zero-padded event id (pk JOB#<id>#E<id mod event shards>)
+	skPagePrefix = "P#"           // + zero-padded page number (pk JOB#<id>#P)
+	skUsage      = "USAGE"        // a job's usage shard (pk JOB#<id>#U<k>)
 	pkIdemPrefix = "IDEMPOTENCY#" // + owner login; sk the key
-	pkNodes      = "NODES"        // inventory; sk the node name
-	pkGroups     = "GROUPS"       // node groups; sk the group name
-	pkTokenPref  = "TOKEN#"       // + token hash
+	pkNodePrefix = "NODE#"        // + node name: inventory node (sk skNode) and its facts (sk skFacts)
+	skNode       = "NODE"
+	skFacts      = "FACTS"
+	pkSlotPrefix = "SLOTS#" // + shard: a shard of the active node record count (sk skSlots)
+	skSlots      = "SLOTS"
+	pkLeasePref  = "LEASE#" // + lease name (sk skLease)
+	skLease      = "LEASE"
+	pkGroups     = "GROUPS" // node groups; sk the group name
+	pkTokenPref  = "TOKEN#" // + token hash
 	skToken      = "TOKEN"
 	pkNoncePref  = "NONCE#" // + connect nonce
 	skNonce      = "NONCE"
@@ -37,8 +44,9 @@ const (
 	pkUsers      = "USERS" // users; sk the login
 
 	gsiUnfinished = "UNFINISHED" // GSI1PK of unfinished jobs
-	gsiNamePrefix = "NAME#"      // + node name: GSI1PK of node records
-	gsiTxnPrefix  = "TXN#"       // + transaction id: GSI2PK of node records
+	gsiInvPrefix  = "INV#"       // + shard: GSI1PK of inventory nodes (GSI1SK the name)
+	gsiTxnPrefix  = "TXN#"       // + transaction id: GSI1PK of node records whose id names no job
+	gsiDuePrefix  = "DUE#"       // + shard: GSI2PK of node records with a DueAt
 	gsiJobs       = "JOBS"       // GSI3PK of every job
 	gsiLoginToken = "TOKENS#"    // + login: GSI1PK of a login's API tokens
 	gsiTokens     = "TOKENS"     // GSI2PK of every API token
@@ -72,6 +80,20 @@ const (
 	attrLastEvent = "ev"   // job counters: id of the last event
 	attrActive    = "act"  // job counters: active node records of the job
 	attrTerminal  = "term" // job counters: the job's state is terminal
+	attrStopped   = "stp"  // job counters: the job has a stop request
+	attrCursor    = "cur"  // job counters: creation index before which no record is new
+	attrStatePref = "c_"   // job counters: + node state: records in that state
+
+	attrShards      = "ns"  // job: node record shards
+	attrEventShards = "es"  // job: event shards
+	attrPages       = "np"  // job: pages of node names
+	attrNames       = "nm"  // page: node names
+	attrSlot        = "gs"  // node record: the ACTIVE slot shard it holds
+	attrVoid        = "vd"  // event: an id given up (a claim that lost its record)
+	attrWritten     = "wt"  // event: when it was written (Unix ms, the writer's clock)
+	attrFactsHash   = "fh"  // inventory node: SHA-256 of its facts (hex), "" without
+	attrOwner       = "ow"  // lease: owner
+	attrUntil       = "lu"  // lease: end (timeLayout)
 
 	// Job counters: the job's usage (store.Usage), absent until usage is first added.
 	attrUsageInvocations  = "uinv"
@@ -129,20 +151,44 @@ func key(pk, sk string) item {
 	return item{PartitionKey: avS(pk), SortKey: avS(sk)}
 }
 
-func jobKey(id int64) item               { return key(jobPK(id), skJob) }
-func jobCountersKey(id int64) item       { return key(jobPK(id), skJobCounter) }
-func nodeKey(id int64, name string) item { return key(jobPK(id), skNodePrefix+name) }
-func eventSK(id int64) string            { return skEventPref + padID(id) }
-func idemKey(login, k string) item       { return key(pkIdemPrefix+login, k) }
+func jobKey(id int64) item         { return key(jobPK(id), skJob) }
+func jobCountersKey(id int64) item { return key(jobPK(id), skJobCounter) }
+func eventSK(id int64) string      { return skEventPref + padID(id) }
+func idemKey(login, k string) item { return key(pkIdemPrefix+login, k) }
+func invKey(name string) item      { return key(pkNodePrefix+name, skNode) }
+func factsKey(name string) item    { return key(pkNodePrefix+name, skFacts) }
+func slotKey(k int) item           { return key(pkSlotPrefix+strconv.Itoa(k), skSlots) }
+func usageKey(id int64, k int) item {
+	return key(jobPK(id)+"#U"+strconv.Itoa(k), skUsage)
+}
+func pageKey(id int64, page int) item {
+	return key(jobPK(id)+"#P", skPagePrefix+fmt.Sprintf("%06d", page))
+}
+
+// shardOf returns the shard, of n, of name: FNV-1a, so that it is the same in every process.
+func shardOf(name string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(name); i++ {
+		h ^= uint32(name[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
 
 // keyString identifies an item by its primary key, for maps of fetched items.
 func keyString(it item) string {
 	return str(it[PartitionKey]) + "\x00" + str(it[SortKey])
 }
 
-// jobIDFromPK parses the id of a "JOB#<id>" partition key.
+// jobIDFromPK parses the id of a "JOB#<id>" partition key (or "JOB#<id>#<suffix>").
 func jobIDFromPK(pk string) (int64, error) {
 	s, ok := strings.CutPrefix(pk, pkJobPrefix)
+	if i := strings.IndexByte(s, '#'); i >= 0 {
+		s = s[:i]
+	}
 	if !ok {
 		return 0, fmt.Errorf("partition key %q is not a job's", pk)
 	}

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/baton-run/baton/shared/store"
-	"github.com/baton-run/baton/shared/usage"
 )
 
 var _ store.Store = (*Store)(nil)
@@ -37,7 +35,8 @@ const (
 )
 
 // Meter receives the capacity units every DynamoDB call consumed; op is the API operation
-// ("GetItem", "TransactWriteItems", ...).
+// ("GetItem", "TransactWriteItems", ...). A Meter that also implements PartitionMeter gets
+// the units by partition key and index too.
 type Meter interface {
 	AddDynamo(op string, rcu, wcu float64)
 }
@@ -61,6 +60,11 @@ type options struct {
 	meter       Meter
 	logger      *slog.Logger
 	maxAttempts int
+	workers     int
+	retention   time.Duration
+	factCap     int
+	gapWait     time.Duration
+	now         func() time.Time
 }
 
 // Option configures New.
@@ -88,6 +92,56 @@ func WithMaxAttempts(n int) Option {
 	}
 }
 
+// WithWorkers sets how many DynamoDB calls one store operation makes at once when it has
+// many to make (creating a big job, writing a batch of node updates); default 16.
+func WithWorkers(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.workers = n
+		}
+	}
+}
+
+// DefaultRetention is how long after its creation a job's items are kept (WithRetention).
+const DefaultRetention = 90 * 24 * time.Hour
+
+// WithRetention sets how long after its creation DynamoDB's TTL may delete a job's items
+// (the job, its node records, events, counters and usage); default DefaultRetention.
+func WithRetention(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.retention = d
+		}
+	}
+}
+
+// WithFactValuesCap sets the most enrolled nodes FactValues reads facts of before it refuses
+// with store.ErrLimit; default DefaultFactValuesCap.
+func WithFactValuesCap(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.factCap = n
+		}
+	}
+}
+
+// DefaultGapWait is how long ListEvents waits for an event id that was allocated but not
+// written (its writer died) before it reads past it (WithGapWait).
+const DefaultGapWait = 30 * time.Second
+
+// WithGapWait sets DefaultGapWait's value, and the clock it is measured on (nil: the wall
+// clock).
+func WithGapWait(d time.Duration, now func() time.Time) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.gapWait = d
+		}
+		if now != nil {
+			o.now = now
+		}
+	}
+}
+
 // Store is a store.Store on one DynamoDB table.
 type Store struct {
 	db          *dynamodb.Client
@@ -95,8 +149,13 @@ type Store struct {
 	meter       Meter
 	log         *slog.Logger
 	maxAttempts int
+	workers     int
+	retention   time.Duration
+	factCap     int
+	gapWait     time.Duration
+	now         func() time.Time
 
-	claimMu sync.Mutex // serialises ClaimJobNodes in this process (see ClaimJobNodes)
+	metas metaCache // what each job's records are keyed by (immutable per job)
 }
 
 // New returns a store on the table of cfg. It makes no call: the table must exist
@@ -108,7 +167,8 @@ func New(client *dynamodb.Client, cfg Config, opts ...Option) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("new dynamo store: %w", err)
 	}
-	o := options{logger: slog.New(slog.DiscardHandler), maxAttempts: 50}
+	o := options{logger: slog.New(slog.DiscardHandler), maxAttempts: 50, workers: 16,
+		retention: DefaultRetention, factCap: DefaultFactValuesCap, gapWait: DefaultGapWait, now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -118,6 +178,11 @@ func New(client *dynamodb.Client, cfg Config, opts ...Option) (*Store, error) {
 		meter:       o.meter,
 		log:         o.logger.With("component", "dynamo", "table", cfg.Table),
 		maxAttempts: o.maxAttempts,
+		workers:     o.workers,
+		retention:   o.retention,
+		factCap:     o.factCap,
+		gapWait:     o.gapWait,
+		now:         o.now,
 	}, nil
 }
 
@@ -203,44 +268,6 @@ func readUnits(size int, consistent bool) float64 {
 // writeUnits estimates the write units of writing an item of size bytes: one per started KB.
 func writeUnits(size int) float64 { return math.Max(1, math.Ceil(float64(size)/1024)) }
 
-// record reports consumed capacity to the meter: what DynamoDB returned, or, when it returned
-// nothing (the emulator never does), the caller's estimate. Estimates follow the DynamoDB
-// pricing rules for the items the call read or wrote, and leave out index writes.
-func (s *Store) record(ctx context.Context, op string, consumed []types.ConsumedCapacity, estRCU, estWCU float64) {
-	var rcu, wcu float64
-	reported := false
-	for _, c := range consumed {
-		switch {
-		case c.ReadCapacityUnits != nil || c.WriteCapacityUnits != nil:
-			rcu += aws.ToFloat64(c.ReadCapacityUnits)
-			wcu += aws.ToFloat64(c.WriteCapacityUnits)
-			reported = true
-		case c.CapacityUnits != nil:
-			// Only the total: a call either reads or writes.
-			if estWCU > 0 {
-				wcu += *c.CapacityUnits
-			} else {
-				rcu += *c.CapacityUnits
-			}
-			reported = true
-		}
-	}
-	if !reported {
-		rcu, wcu = estRCU, estWCU
-	}
-	usage.From(ctx).Add(store.Usage{ReadUnits: rcu, WriteUnits: wcu})
-	if s.meter != nil {
-		s.meter.AddDynamo(op, rcu, wcu)
-	}
-}
-
-func one(c *types.ConsumedCapacity) []types.ConsumedCapacity {
-	if c == nil {
-		return nil
-	}
-	return []types.ConsumedCapacity{*c}
-}
-
 // --- calls -------------------------------------------------------------------------------
 
 // get reads one item with a strongly consistent read; nil when it does not exist.
@@ -249,24 +276,26 @@ func (s *Store) get(ctx context.Context, k item) (item, error) {
 		TableName:              s.table,
 		Key:                    k,
 		ConsistentRead:         aws.Bool(true),
-		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
+		ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.record(ctx, "GetItem", one(out.ConsumedCapacity), readUnits(itemSize(out.Item), true), 0)
+	s.record(ctx, "GetItem", one(out.ConsumedCapacity), []use{readUse(k, itemSize(out.Item), true)})
 	if len(out.Item) == 0 {
 		return nil, nil
 	}
 	return out.Item, nil
 }
 
-// put writes one item under a condition (cond may be nil).
-func (s *Store) put(ctx context.Context, it item, cond string, e *expr) error {
+// put writes one item under a condition (cond may be nil) and returns the item it replaced
+// (nil when there was none), which also tells the meter what the indexes wrote.
+func (s *Store) put(ctx context.Context, it item, cond string, e *expr) (item, error) {
 	in := &dynamodb.PutItemInput{
 		TableName:              s.table,
 		Item:                   it,
-		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
+		ReturnValues:           types.ReturnValueAllOld,
+		ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
 	}
 	if cond != "" {
 		in.ConditionExpression = aws.String(cond)
@@ -275,47 +304,75 @@ func (s *Store) put(ctx context.Context, it item, cond string, e *expr) error {
 	}
 	out, err := s.db.PutItem(ctx, in)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	s.record(ctx, "PutItem", one(out.ConsumedCapacity), 0, writeUnits(itemSize(it)))
-	return nil
+	s.record(ctx, "PutItem", one(out.ConsumedCapacity), writeUses(out.Attributes, it, false))
+	if len(out.Attributes) == 0 {
+		return nil, nil
+	}
+	return out.Attributes, nil
 }
 
-// del deletes one item under a condition. The estimate bills one unit: the deleted item's
-// size is not known here.
-func (s *Store) del(ctx context.Context, k item, cond string, e *expr) error {
-	out, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName:                 s.table,
-		Key:                       k,
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  e.attrNames(),
-		ExpressionAttributeValues: e.attrValues(),
-		ReturnConsumedCapacity:    types.ReturnConsumedCapacityTotal,
-	})
-	if err != nil {
-		return err
+// del deletes one item under a condition and returns it (nil when there was none).
+func (s *Store) del(ctx context.Context, k item, cond string, e *expr) (item, error) {
+	in := &dynamodb.DeleteItemInput{
+		TableName:              s.table,
+		Key:                    k,
+		ReturnValues:           types.ReturnValueAllOld,
+		ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
 	}
-	s.record(ctx, "DeleteItem", one(out.ConsumedCapacity), 0, 1)
-	return nil
-}
-
-// update applies an update expression to one item under a condition and returns the item
-// as written.
-func (s *Store) update(ctx context.Context, k item, update, cond string, e *expr) (item, error) {
-	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 s.table,
-		Key:                       k,
-		UpdateExpression:          aws.String(update),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  e.attrNames(),
-		ExpressionAttributeValues: e.attrValues(),
-		ReturnValues:              types.ReturnValueAllNew,
-		ReturnConsumedCapacity:    types.ReturnConsumedCapacityTotal,
-	})
+	if cond != "" {
+		in.ConditionExpression = aws.String(cond)
+		in.ExpressionAttributeNames, in.ExpressionAttributeValues = e.attrNames(), e.attrValues()
+	}
+	out, err := s.db.DeleteItem(ctx, in)
 	if err != nil {
 		return nil, err
 	}
-	s.record(ctx, "UpdateItem", one(out.ConsumedCapacity), 0, writeUnits(itemSize(out.Attributes)))
+	old := out.Attributes
+	if len(old) == 0 {
+		old = nil
+	}
+	uses := writeUses(old, nil, false)
+	if old == nil {
+		uses = []use{writeUse(k, 1, false)}
+	}
+	s.record(ctx, "DeleteItem", one(out.ConsumedCapacity), uses)
+	return old, nil
+}
+
+// update applies an update expression to one item under a condition (cond may be empty)
+// and returns the item as rv asks (ReturnValueAllNew or ReturnValueAllOld). The meter is
+// told the units of the larger of the returned item and the key; index writes are
+// estimated from the index keys the update sets (idx, nil when it sets none).
+func (s *Store) update(ctx context.Context, k item, update, cond string, e *expr, rv types.ReturnValue, idx item) (item, error) {
+	in := &dynamodb.UpdateItemInput{
+		TableName:                 s.table,
+		Key:                       k,
+		UpdateExpression:          aws.String(update),
+		ExpressionAttributeNames:  e.attrNames(),
+		ExpressionAttributeValues: e.attrValues(),
+		ReturnValues:              rv,
+		ReturnConsumedCapacity:    types.ReturnConsumedCapacityIndexes,
+	}
+	if cond != "" {
+		in.ConditionExpression = aws.String(cond)
+		in.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
+	}
+	out, err := s.db.UpdateItem(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	size := max(itemSize(out.Attributes), itemSize(k))
+	uses := []use{writeUse(k, writeUnits(size), false)}
+	if idx != nil {
+		var old item
+		if rv == types.ReturnValueAllOld {
+			old = out.Attributes
+		}
+		uses = append(uses, indexUses(old, merged(old, idx))...)
+	}
+	s.record(ctx, "UpdateItem", one(out.ConsumedCapacity), uses)
 	return out.Attributes, nil
 }
 
@@ -330,12 +387,12 @@ func (s *Store) add(ctx context.Context, k item, delta int64) (int64, error) {
 		ExpressionAttributeNames:  e.attrNames(),
 		ExpressionAttributeValues: e.attrValues(),
 		ReturnValues:              types.ReturnValueUpdatedNew,
-		ReturnConsumedCapacity:    types.ReturnConsumedCapacityTotal,
+		ReturnConsumedCapacity:    types.ReturnConsumedCapacityIndexes,
 	})
 	if err != nil {
 		return 0, err
 	}
-	s.record(ctx, "UpdateItem", one(out.ConsumedCapacity), 0, writeUnits(itemSize(k)+len(attrCount)+8))
+	s.record(ctx, "UpdateItem", one(out.ConsumedCapacity), []use{writeUse(k, writeUnits(itemSize(k)+len(attrCount)+8), false)})
 	r := reader{it: out.Attributes}
 	n := r.n(attrCount)
 	return n, r.err
@@ -345,7 +402,7 @@ func (s *Store) add(ctx context.Context, k item, delta int64) (int64, error) {
 // unless in queries an index (indexes only serve eventually consistent reads).
 func (s *Store) query(ctx context.Context, in *dynamodb.QueryInput, limit int) ([]item, error) {
 	in.TableName = s.table
-	in.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal
+	in.ReturnConsumedCapacity = types.ReturnConsumedCapacityIndexes
 	consistent := in.IndexName == nil
 	in.ConsistentRead = aws.Bool(consistent)
 	var out []item
@@ -361,7 +418,7 @@ func (s *Store) query(ctx context.Context, in *dynamodb.QueryInput, limit int) (
 		for _, it := range page.Items {
 			size += itemSize(it)
 		}
-		s.record(ctx, "Query", one(page.ConsumedCapacity), readUnits(size, consistent), 0)
+		s.record(ctx, "Query", one(page.ConsumedCapacity), []use{{index: aws.ToString(in.IndexName), pk: queryPK(in), rcu: readUnits(size, consistent)}})
 		out = append(out, page.Items...)
 		if len(page.LastEvaluatedKey) == 0 || (limit > 0 && len(out) >= limit) {
 			return out, nil
@@ -388,19 +445,29 @@ func (s *Store) batchGet(ctx context.Context, keys []item) (map[string]item, err
 		pending = pending[n:]
 		out, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
 			RequestItems:           map[string]types.KeysAndAttributes{*s.table: {Keys: chunk, ConsistentRead: aws.Bool(true)}},
-			ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
+			ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
 		})
 		if err != nil {
 			return nil, err
 		}
-		est := 0.0
 		got := out.Responses[*s.table]
+		uses := make([]use, 0, len(chunk))
+		hit := make(map[string]bool, len(got))
 		for _, it := range got {
 			found[keyString(it)] = it
-			est += readUnits(itemSize(it), true)
+			hit[keyString(it)] = true
+			uses = append(uses, readUse(it, itemSize(it), true))
 		}
-		est += float64(len(chunk) - len(got) - len(out.UnprocessedKeys[*s.table].Keys)) // misses bill one unit
-		s.record(ctx, "BatchGetItem", out.ConsumedCapacity, est, 0)
+		unprocessed := make(map[string]bool)
+		for _, k := range out.UnprocessedKeys[*s.table].Keys {
+			unprocessed[keyString(k)] = true
+		}
+		for _, k := range chunk {
+			if ks := keyString(k); !hit[ks] && !unprocessed[ks] {
+				uses = append(uses, readUse(k, 0, true)) // a miss bills one unit
+			}
+		}
+		s.record(ctx, "BatchGetItem", out.ConsumedCapacity, uses)
 		if un := out.UnprocessedKeys[*s.table].Keys; len(un) > 0 {
 			if err := s.backoff(ctx, attempt); err != nil {
 				return nil, err
@@ -420,21 +487,29 @@ func (s *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest) error
 		pending = pending[n:]
 		out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{
 			RequestItems:           map[string][]types.WriteRequest{*s.table: chunk},
-			ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
+			ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
 		})
 		if err != nil {
 			return err
 		}
 		un := out.UnprocessedItems[*s.table]
-		est := 0.0
+		skip := make(map[string]bool, len(un))
+		for _, r := range un {
+			skip[requestKey(r)] = true
+		}
+		var uses []use
 		for _, r := range chunk {
+			if skip[requestKey(r)] {
+				continue
+			}
 			if r.PutRequest != nil {
-				est += writeUnits(itemSize(r.PutRequest.Item))
+				// A batch put of a new item: its index entries are new too.
+				uses = append(uses, writeUses(nil, r.PutRequest.Item, false)...)
 			} else {
-				est++
+				uses = append(uses, writeUse(r.DeleteRequest.Key, 1, false))
 			}
 		}
-		s.record(ctx, "BatchWriteItem", out.ConsumedCapacity, 0, est)
+		s.record(ctx, "BatchWriteItem", out.ConsumedCapacity, uses)
 		if len(un) > 0 {
 			if err := s.backoff(ctx, attempt); err != nil {
 				return err
@@ -449,7 +524,7 @@ func (s *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest) error
 func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem) error {
 	out, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
 		TransactItems:          items,
-		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
+		ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
 	})
 	if err != nil {
 		var tce *types.TransactionCanceledException
@@ -465,11 +540,16 @@ func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem) e
 		return err
 	}
 	// Transactions bill two units per started KB of each item written.
-	est := 0.0
+	var uses []use
 	for _, ti := range items {
-		est += 2 * writeUnits(txItemSize(ti))
+		k, it := txItemKey(ti)
+		if ti.Put != nil {
+			uses = append(uses, writeUses(nil, it, true)...)
+			continue
+		}
+		uses = append(uses, writeUse(k, 2*writeUnits(txItemSize(ti)), false))
 	}
-	s.record(ctx, "TransactWriteItems", out.ConsumedCapacity, 0, est)
+	s.record(ctx, "TransactWriteItems", out.ConsumedCapacity, uses)
 	return nil
 }
 
@@ -593,12 +673,6 @@ func (s *Store) txDelete(k item, cond string, e *expr) types.TransactWriteItem {
 		d.ExpressionAttributeNames, d.ExpressionAttributeValues = e.attrNames(), e.attrValues()
 	}
 	return types.TransactWriteItem{Delete: d}
-}
-
-// txAddActive is the transaction action that adds delta to the active node record counter.
-func (s *Store) txAddActive(delta int64) types.TransactWriteItem {
-	var e expr
-	return s.txUpdate(key(pkCounters, skActive), "ADD "+e.name(attrCount)+" "+e.value(avN(delta)), "", &e)
 }
 
 // checkSize fails with ErrItemTooLarge when it is larger than MaxItemBytes.

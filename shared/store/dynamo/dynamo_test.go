@@ -53,13 +53,30 @@ func (tr *targets) count(op string) int {
 	return tr.ops[op]
 }
 
-// meter sums the capacity the store reports, by operation.
+// meter sums the capacity the store reports, by operation and by partition key.
 type meter struct {
 	mu       sync.Mutex
 	rcu, wcu map[string]float64
+	parts    map[partKey]units
 }
 
-func newMeter() *meter { return &meter{rcu: map[string]float64{}, wcu: map[string]float64{}} }
+// partKey is a partition key of the table (index "") or of an index.
+type partKey struct{ index, pk string }
+
+type units struct{ rcu, wcu float64 }
+
+func newMeter() *meter {
+	return &meter{rcu: map[string]float64{}, wcu: map[string]float64{}, parts: map[partKey]units{}}
+}
+
+func (m *meter) AddPartition(index, pk string, rcu, wcu float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := m.parts[partKey{index, pk}]
+	u.rcu += rcu
+	u.wcu += wcu
+	m.parts[partKey{index, pk}] = u
+}
 
 func (m *meter) AddDynamo(op string, rcu, wcu float64) {
 	m.mu.Lock()
@@ -215,15 +232,23 @@ func TestMeterReceivesUnits(t *testing.T) {
 		t.Fatalf("get job node: %v", err)
 	}
 	n.State = jobs.NodeReady
+	due := time.Unix(100, 0)
+	n.DueAt = &due
 	if _, err := s.UpdateJobNode(ctx, n, jobs.Event{Type: jobs.EventNodeRunning, Timestamp: time.Unix(10, 0), Node: n.Name}); err != nil {
 		t.Fatalf("update job node: %v", err)
 	}
 	if _, _, err := s.ListJobs(ctx, store.JobQuery{}); err != nil {
 		t.Fatalf("list jobs: %v", err)
 	}
+	if _, err := s.JobCounts(ctx, j.ID); err != nil {
+		t.Fatalf("job counts: %v", err)
+	}
 	// The transport that guards against Scan sees every operation by its X-Amz-Target.
-	if e.ops.count("TransactWriteItems") == 0 || e.ops.count("Query") == 0 {
-		t.Fatalf("the transport saw no TransactWriteItems or Query: %v", e.ops.ops)
+	if e.ops.count("BatchWriteItem") == 0 || e.ops.count("Query") == 0 {
+		t.Fatalf("the transport saw no BatchWriteItem or Query: %v", e.ops.ops)
+	}
+	if n := e.ops.count("TransactWriteItems"); n != 0 {
+		t.Fatalf("creating a job and updating a record sent %d transactions, want none", n)
 	}
 	rcu, wcu := m.totals()
 	if rcu <= 0 || wcu <= 0 {
@@ -231,20 +256,40 @@ func TestMeterReceivesUnits(t *testing.T) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, op := range []string{"UpdateItem", "TransactWriteItems"} {
+	for _, op := range []string{"UpdateItem", "BatchWriteItem", "PutItem"} {
 		if m.wcu[op] <= 0 {
 			t.Errorf("%s reported %v write units, want more than 0 (all: %v)", op, m.wcu[op], m.wcu)
 		}
 	}
-	for _, op := range []string{"GetItem", "BatchGetItem", "Query"} {
+	for _, op := range []string{"GetItem", "Query"} {
 		if m.rcu[op] <= 0 {
 			t.Errorf("%s reported %v read units, want more than 0 (all: %v)", op, m.rcu[op], m.rcu)
 		}
 	}
-	// A transaction bills two units per started KB of each item: the create wrote at least
-	// the job, its counters and three node records.
-	if m.wcu["TransactWriteItems"] < 2*5 {
-		t.Errorf("transactions billed %v write units, want at least 10", m.wcu["TransactWriteItems"])
+	// The partition meter got the same units, by key: the record's shard, the job's
+	// counters, the due index entry the update created and the job listing's index.
+	var prcu, pwcu float64
+	for _, u := range m.parts {
+		prcu += u.rcu
+		pwcu += u.wcu
+	}
+	if math.Abs(prcu-rcu) > 1e-9 || math.Abs(pwcu-wcu) > 1e-9 {
+		t.Errorf("partition units rcu=%v wcu=%v, want the totals rcu=%v wcu=%v", prcu, pwcu, rcu, wcu)
+	}
+	id := fmt.Sprint(j.ID)
+	for _, k := range []partKey{{"", "JOB#" + id + "#0"}, {"", "JOB#" + id}, {dynamo.GSI3, "JOBS"}} {
+		if u := m.parts[k]; u.wcu <= 0 && u.rcu <= 0 {
+			t.Errorf("partition %+v got no units (all: %v)", k, m.parts)
+		}
+	}
+	dueWrites := 0.0
+	for k, u := range m.parts {
+		if k.index == dynamo.GSI2 && strings.HasPrefix(k.pk, "DUE#") {
+			dueWrites += u.wcu
+		}
+	}
+	if dueWrites != 1 {
+		t.Errorf("the due index took %v write units for one entry created, want 1 (all: %v)", dueWrites, m.parts)
 	}
 }
 
@@ -584,51 +629,62 @@ func TestJobUsageItem(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create job: %v", err)
 	}
-	counters := func(id int64) map[string]types.AttributeValue {
+	shard := func(id int64, k int) map[string]types.AttributeValue {
 		t.Helper()
 		out, err := e.client.GetItem(ctx, &dynamodb.GetItemInput{
 			TableName: aws.String(e.table),
 			Key: map[string]types.AttributeValue{
-				dynamo.PartitionKey: &types.AttributeValueMemberS{Value: fmt.Sprintf("JOB#%d", id)},
-				dynamo.SortKey:      &types.AttributeValueMemberS{Value: "COUNTERS"},
+				dynamo.PartitionKey: &types.AttributeValueMemberS{Value: fmt.Sprintf("JOB#%d#U%d", id, k)},
+				dynamo.SortKey:      &types.AttributeValueMemberS{Value: "USAGE"},
 			},
 			ConsistentRead: aws.Bool(true),
 		})
 		if err != nil {
-			t.Fatalf("get counters item: %v", err)
+			t.Fatalf("get usage item: %v", err)
 		}
 		return out.Item
 	}
 
-	updates, gets := e.ops.count("UpdateItem"), e.ops.count("GetItem")
+	updates, batches := e.ops.count("UpdateItem"), e.ops.count("BatchGetItem")
 	add := store.Usage{Invocations: 1, ReadUnits: 0.25, WriteUnits: 0.75}
-	for range 2 {
+	for range 8 {
 		if err := s.AddJobUsage(ctx, j.ID, add); err != nil {
 			t.Fatalf("add usage: %v", err)
 		}
 	}
 	u, err := s.JobUsage(ctx, j.ID)
-	if want := (store.Usage{Invocations: 2, ReadUnits: 0.5, WriteUnits: 1.5}); err != nil || u != want {
+	if want := (store.Usage{Invocations: 8, ReadUnits: 2, WriteUnits: 6}); err != nil || u != want {
 		t.Fatalf("usage = %+v, %v; want %+v", u, err, want)
 	}
-	if n := e.ops.count("UpdateItem") - updates; n != 2 {
-		t.Fatalf("two adds sent %d UpdateItem requests, want 2 (one each)", n)
+	if n := e.ops.count("UpdateItem") - updates; n != 8 {
+		t.Fatalf("8 adds sent %d UpdateItem requests, want 8 (one each)", n)
 	}
-	if n := e.ops.count("GetItem") - gets; n != 1 {
-		t.Fatalf("JobUsage sent %d GetItem requests, want 1", n)
+	if n := e.ops.count("BatchGetItem") - batches; n != 1 {
+		t.Fatalf("JobUsage sent %d BatchGetItem requests, want 1", n)
 	}
-	// The capacity units are plain decimal numbers on the job's counters item.
-	wcu, ok := counters(j.ID)["uwcu"].(*types.AttributeValueMemberN)
-	if !ok || wcu.Value != "1.5" {
-		t.Fatalf("counters item uwcu = %v, want the number 1.5", counters(j.ID)["uwcu"])
+	// The capacity units are plain decimal numbers on the job's usage shards.
+	total := 0.0
+	for k := range 4 {
+		if v, ok := shard(j.ID, k)["uwcu"].(*types.AttributeValueMemberN); ok {
+			var f float64
+			if _, err := fmt.Sscan(v.Value, &f); err != nil {
+				t.Fatalf("shard %d uwcu = %q: %v", k, v.Value, err)
+			}
+			total += f
+		}
+	}
+	if total != 6 {
+		t.Fatalf("usage shards hold %v write units, want 6", total)
 	}
 
 	// An add to an unknown job fails its condition and creates no item.
 	if err := s.AddJobUsage(ctx, j.ID+1, add); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("add usage to an unknown job: error = %v, want ErrNotFound", err)
 	}
-	if it := counters(j.ID + 1); len(it) != 0 {
-		t.Fatalf("add to an unknown job wrote an item: %v", it)
+	for k := range 4 {
+		if it := shard(j.ID+1, k); len(it) != 0 {
+			t.Fatalf("add to an unknown job wrote an item: %v", it)
+		}
 	}
 
 	// Units DynamoDB numbers cannot hold are refused before any request.

@@ -1,12 +1,20 @@
 package dynamo
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/baton-run/baton/shared/inventory"
 	"github.com/baton-run/baton/shared/store"
@@ -15,11 +23,31 @@ import (
 // errEmptyName refuses a record without a name: DynamoDB keys cannot be empty strings.
 var errEmptyName = errors.New("empty name")
 
+// invShards is how many GSI1 partitions (INV#<k>) list the inventory's names. The entries
+// are written when a node is enrolled or removed, never on connect, disconnect or facts.
+const invShards = 16
+
+// DefaultFactValuesCap is the most nodes FactValues reads facts of (WithFactValuesCap).
+const DefaultFactValuesCap = 20000
+
+// factsHash is the hex SHA-256 of facts, "" for none.
+func factsHash(facts []byte) string {
+	if len(facts) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(facts)
+	return hex.EncodeToString(sum[:])
+}
+
+// invItem encodes the connection item of n (everything but its facts, whose hash it holds).
 func invItem(n inventory.Node) (item, error) {
-	w := newWriter(key(pkNodes, n.Name))
+	if n.Name == "" {
+		return nil, errEmptyName
+	}
+	w := newWriter(invKey(n.Name))
 	w.s(attrName, n.Name)
 	w.s(attrCredHash, n.CredentialHash)
-	w.json(attrFacts, n.Facts)
+	w.s(attrFactsHash, factsHash(n.Facts))
 	w.b(attrConnected, n.Connected)
 	w.s(attrBroker, n.Broker)
 	w.s(attrConnection, n.Connection)
@@ -29,18 +57,34 @@ func invItem(n inventory.Node) (item, error) {
 	if w.err != nil {
 		return nil, w.err
 	}
+	w.s(GSI1PK, gsiInvPrefix+strconv.Itoa(shardOf(n.Name, invShards)))
+	w.s(GSI1SK, n.Name)
 	if err := checkSize("inventory node "+n.Name, w.it); err != nil {
 		return nil, err
 	}
 	return w.it, nil
 }
 
-func decodeInv(it item) (inventory.Node, error) {
+// factsItem encodes node name's facts item.
+func factsItem(name string, facts []byte) (item, error) {
+	w := newWriter(factsKey(name))
+	w.json(attrFacts, facts)
+	w.s(attrFactsHash, factsHash(facts))
+	if w.err != nil {
+		return nil, w.err
+	}
+	if err := checkSize("facts of node "+name, w.it); err != nil {
+		return nil, err
+	}
+	return w.it, nil
+}
+
+// decodeInv decodes a connection item and, when given, its facts item.
+func decodeInv(it, facts item) (inventory.Node, error) {
 	r := reader{it: it}
 	n := inventory.Node{
 		Name:           r.s(attrName),
 		CredentialHash: r.s(attrCredHash),
-		Facts:          r.json(attrFacts),
 		Connected:      r.b(attrConnected),
 		Broker:         r.s(attrBroker),
 		Connection:     r.s(attrConnection),
@@ -48,40 +92,134 @@ func decodeInv(it item) (inventory.Node, error) {
 		CreatedAt:      r.time(attrCreated),
 		Version:        r.n(attrVersion),
 	}
+	if facts != nil && r.optS(attrFactsHash) != "" {
+		fr := reader{it: facts}
+		n.Facts = fr.json(attrFacts)
+		if fr.err != nil {
+			r.err = fr.err
+		}
+	}
 	if r.err != nil {
-		return inventory.Node{}, fmt.Errorf("decode inventory node %s: %w", str(it[SortKey]), r.err)
+		return inventory.Node{}, fmt.Errorf("decode inventory node %s: %w", str(it[PartitionKey]), r.err)
 	}
 	return n, nil
 }
 
-// CreateNode implements store.Store: a PutItem that the name must not exist.
+// CreateNode implements store.Store: a PutItem of the connection item that the name must not
+// exist, then a PutItem of the facts item when there are facts.
 func (s *Store) CreateNode(ctx context.Context, n inventory.Node) (inventory.Node, error) {
 	n.Version = 1
-	if err := s.create(ctx, n.Name, func() (item, error) { return invItem(n) }); err != nil {
+	it, err := invItem(n)
+	if err != nil {
+		return inventory.Node{}, fmt.Errorf("create node %s: %w", n.Name, err)
+	}
+	var e expr
+	_, err = s.put(ctx, it, e.notExists(PartitionKey), &e)
+	if _, ok := conditionFailed(err); ok {
+		return inventory.Node{}, fmt.Errorf("create node %s: %w", n.Name, store.ErrExists)
+	}
+	if err != nil {
+		return inventory.Node{}, fmt.Errorf("create node %s: %w", n.Name, err)
+	}
+	if err := s.putFacts(ctx, n.Name, n.Facts); err != nil {
 		return inventory.Node{}, fmt.Errorf("create node %s: %w", n.Name, err)
 	}
 	return n, nil
 }
 
-// GetNode implements store.Store.
+// putFacts writes node name's facts item (deletes it for no facts).
+func (s *Store) putFacts(ctx context.Context, name string, facts []byte) error {
+	if len(facts) == 0 {
+		_, err := s.del(ctx, factsKey(name), "", nil)
+		return err
+	}
+	it, err := factsItem(name, facts)
+	if err != nil {
+		return err
+	}
+	_, err = s.put(ctx, it, "", nil)
+	return err
+}
+
+// GetNode implements store.Store: one consistent query of the node's partition (its
+// connection item and its facts item).
 func (s *Store) GetNode(ctx context.Context, name string) (inventory.Node, error) {
-	it, err := s.getNamed(ctx, pkNodes, name)
+	if name == "" {
+		return inventory.Node{}, fmt.Errorf("get node: %w", store.ErrNotFound)
+	}
+	items, err := s.queryPartition(ctx, pkNodePrefix+name)
 	if err != nil {
 		return inventory.Node{}, fmt.Errorf("get node %s: %w", name, err)
 	}
-	return decodeInv(it)
+	var conn, facts item
+	for _, it := range items {
+		switch str(it[SortKey]) {
+		case skNode:
+			conn = it
+		case skFacts:
+			facts = it
+		}
+	}
+	if conn == nil {
+		return inventory.Node{}, fmt.Errorf("get node %s: %w", name, store.ErrNotFound)
+	}
+	return decodeInv(conn, facts)
 }
 
-// ListNodes implements store.Store: one query on the NODES partition, whose sort key is the
-// name, so names come ordered bytewise.
+// NodeNames implements store.Store: the INV#<k> partitions of GSI1 (keys only), merged.
+func (s *Store) NodeNames(ctx context.Context) ([]string, error) {
+	parts := make([][]string, invShards)
+	err := s.parallel(ctx, invShards, func(ctx context.Context, k int) error {
+		var e expr
+		items, err := s.query(ctx, &dynamodb.QueryInput{
+			IndexName:                 aws.String(GSI1),
+			KeyConditionExpression:    aws.String(e.eq(GSI1PK, avS(gsiInvPrefix+strconv.Itoa(k)))),
+			ProjectionExpression:      aws.String(e.projection(GSI1SK)),
+			ExpressionAttributeNames:  e.attrNames(),
+			ExpressionAttributeValues: e.attrValues(),
+		}, 0)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			parts[k] = append(parts[k], str(it[GSI1SK]))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list node names: %w", err)
+	}
+	var out []string
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// ListNodes implements store.Store: NodeNames, then the connection and facts items of
+// every node (BatchGetItem). It reads the whole inventory: it serves the API's listing, never
+// a job or a connection.
 func (s *Store) ListNodes(ctx context.Context) ([]inventory.Node, error) {
-	items, err := s.queryPartition(ctx, pkNodes)
+	names, err := s.NodeNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]item, 0, 2*len(names))
+	for _, n := range names {
+		keys = append(keys, invKey(n), factsKey(n))
+	}
+	got, err := s.batchGet(ctx, keys)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	var out []inventory.Node
-	for _, it := range items {
-		n, err := decodeInv(it)
+	for _, name := range names {
+		it, ok := got[keyString(invKey(name))]
+		if !ok {
+			continue // removed meanwhile
+		}
+		n, err := decodeInv(it, got[keyString(factsKey(name))])
 		if err != nil {
 			return nil, fmt.Errorf("list nodes: %w", err)
 		}
@@ -90,181 +228,336 @@ func (s *Store) ListNodes(ctx context.Context) ([]inventory.Node, error) {
 	return out, nil
 }
 
-// UpdateNode implements store.Store: a PutItem on the version read.
+// UpdateNode implements store.Store: a PutItem of the connection item on the version read,
+// then, only when the facts changed (their hash differs from the one it replaced), of the
+// facts item.
 func (s *Store) UpdateNode(ctx context.Context, n inventory.Node) (inventory.Node, error) {
 	next := n
 	next.Version++
-	err := s.replace(ctx, key(pkNodes, n.Name), n.Version, func() (item, error) { return invItem(next) })
+	it, err := invItem(next)
+	if err != nil {
+		return inventory.Node{}, fmt.Errorf("update node %s: %w", n.Name, err)
+	}
+	var e expr
+	old, err := s.put(ctx, it, e.eq(attrVersion, avN(n.Version)), &e)
+	if ccf, ok := conditionFailed(err); ok {
+		return inventory.Node{}, fmt.Errorf("update node %s at version %d: %w", n.Name, n.Version, s.versionMiss(ctx, invKey(n.Name), ccf))
+	}
 	if err != nil {
 		return inventory.Node{}, fmt.Errorf("update node %s at version %d: %w", n.Name, n.Version, err)
+	}
+	if str(old[attrFactsHash]) != str(it[attrFactsHash]) {
+		if err := s.putFacts(ctx, n.Name, n.Facts); err != nil {
+			return inventory.Node{}, fmt.Errorf("update node %s facts: %w", n.Name, err)
+		}
 	}
 	return next, nil
 }
 
 // DeleteNode implements store.Store; an unknown name is ErrNotFound.
 func (s *Store) DeleteNode(ctx context.Context, name string) error {
-	if err := s.deleteNamed(ctx, pkNodes, name); err != nil {
+	if name == "" {
+		return fmt.Errorf("delete node: %w", store.ErrNotFound)
+	}
+	var e expr
+	_, err := s.del(ctx, invKey(name), e.exists(PartitionKey), &e)
+	if _, ok := conditionFailed(err); ok {
+		return fmt.Errorf("delete node %s: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
 		return fmt.Errorf("delete node %s: %w", name, err)
+	}
+	if _, err := s.del(ctx, factsKey(name), "", nil); err != nil {
+		return fmt.Errorf("delete node %s facts: %w", name, err)
 	}
 	return nil
 }
 
-func groupItem(g inventory.Group) (item, error) {
-	w := newWriter(key(pkGroups, g.Name))
-	w.s(attrName, g.Name)
-	w.s(attrDesc, g.Description)
-	w.strs(attrNodes, g.Nodes)
-	w.s(attrQuery, g.Query)
-	w.time(attrCreated, g.CreatedAt)
-	w.n(attrVersion, g.Version)
-	if w.err != nil {
-		return nil, w.err
-	}
-	if err := checkSize("group "+g.Name, w.it); err != nil {
-		return nil, err
-	}
-	return w.it, nil
-}
-
-func decodeGroup(it item) (inventory.Group, error) {
-	r := reader{it: it}
-	g := inventory.Group{
-		Name:        r.s(attrName),
-		Description: r.s(attrDesc),
-		Nodes:       r.strs(attrNodes),
-		Query:       r.s(attrQuery),
-		CreatedAt:   r.time(attrCreated),
-		Version:     r.n(attrVersion),
-	}
-	if r.err != nil {
-		return inventory.Group{}, fmt.Errorf("decode group %s: %w", str(it[SortKey]), r.err)
-	}
-	return g, nil
-}
-
-// CreateGroup implements store.Store.
-func (s *Store) CreateGroup(ctx context.Context, g inventory.Group) (inventory.Group, error) {
-	g.Version = 1
-	if err := s.create(ctx, g.Name, func() (item, error) { return groupItem(g) }); err != nil {
-		return inventory.Group{}, fmt.Errorf("create group %s: %w", g.Name, err)
-	}
-	return g, nil
-}
-
-// GetGroup implements store.Store.
-func (s *Store) GetGroup(ctx context.Context, name string) (inventory.Group, error) {
-	it, err := s.getNamed(ctx, pkGroups, name)
-	if err != nil {
-		return inventory.Group{}, fmt.Errorf("get group %s: %w", name, err)
-	}
-	return decodeGroup(it)
-}
-
-// ListGroups implements store.Store: one query on the GROUPS partition, by name.
-func (s *Store) ListGroups(ctx context.Context) ([]inventory.Group, error) {
-	items, err := s.queryPartition(ctx, pkGroups)
-	if err != nil {
-		return nil, fmt.Errorf("list groups: %w", err)
-	}
-	var out []inventory.Group
-	for _, it := range items {
-		g, err := decodeGroup(it)
-		if err != nil {
-			return nil, fmt.Errorf("list groups: %w", err)
+// EnrolledNodes implements store.Store: BatchGetItem of the names' connection items.
+func (s *Store) EnrolledNodes(ctx context.Context, names []string) (map[string]bool, error) {
+	keys := make([]item, 0, len(names))
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if n == "" || seen[n] {
+			continue
 		}
-		out = append(out, g)
+		seen[n] = true
+		keys = append(keys, invKey(n))
+	}
+	got, err := s.batchGet(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("look up nodes: %w", err)
+	}
+	out := make(map[string]bool, len(got))
+	for _, it := range got {
+		out[str(it[attrName])] = true
 	}
 	return out, nil
 }
 
-// UpdateGroup implements store.Store.
-func (s *Store) UpdateGroup(ctx context.Context, g inventory.Group) (inventory.Group, error) {
-	next := g
-	next.Version++
-	err := s.replace(ctx, key(pkGroups, g.Name), g.Version, func() (item, error) { return groupItem(next) })
-	if err != nil {
-		return inventory.Group{}, fmt.Errorf("update group %s at version %d: %w", g.Name, g.Version, err)
+// SetNodeFacts implements store.Store: a read of the connection item; when the facts' hash
+// is the one it holds, nothing more. Otherwise a PutItem of the facts item, then an
+// UpdateItem of the connection item (the hash, Version+1; conditional on the version read).
+func (s *Store) SetNodeFacts(ctx context.Context, name string, facts []byte) error {
+	fail := func(err error) error { return fmt.Errorf("set facts of node %s: %w", name, err) }
+	h := factsHash(facts)
+	for attempt := 0; ; attempt++ {
+		it, err := s.getNamed(ctx, pkNodePrefix+name, skNode, name)
+		if err != nil {
+			return fail(err)
+		}
+		if str(it[attrFactsHash]) == h {
+			return nil
+		}
+		if err := s.putFacts(ctx, name, facts); err != nil {
+			return fail(err)
+		}
+		r := reader{it: it}
+		ver := r.n(attrVersion)
+		if r.err != nil {
+			return fail(r.err)
+		}
+		var e expr
+		upd := "SET " + e.eq(attrFactsHash, avS(h)) + ", " + e.eq(attrVersion, avN(ver+1))
+		_, err = s.update(ctx, invKey(name), upd, e.eq(attrVersion, avN(ver)), &e, types.ReturnValueNone, nil)
+		if _, ok := conditionFailed(err); ok && attempt+1 < s.maxAttempts {
+			continue
+		}
+		if err != nil {
+			return fail(err)
+		}
+		return nil
 	}
-	return next, nil
 }
 
-// DeleteGroup implements store.Store.
-func (s *Store) DeleteGroup(ctx context.Context, name string) error {
-	if err := s.deleteNamed(ctx, pkGroups, name); err != nil {
-		return fmt.Errorf("delete group %s: %w", name, err)
+// FactValues implements store.Store: the facts items of every enrolled node, read in
+// batches of 100 and decoded one at a time (only the values at path are kept). It refuses,
+// with store.ErrLimit and before reading any facts, an inventory of more than the cap
+// (WithFactValuesCap, DefaultFactValuesCap): query targeting of a bigger fleet needs an
+// index of fact values, which this store does not keep.
+func (s *Store) FactValues(ctx context.Context, path []string) (map[string]any, error) {
+	names, err := s.NodeNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) > s.factCap {
+		return nil, fmt.Errorf("fact values of %d nodes: more than the %d this store reads for one query: %w", len(names), s.factCap, store.ErrLimit)
+	}
+	out := map[string]any{}
+	for start := 0; start < len(names); start += maxBatchGet {
+		chunk := names[start:min(start+maxBatchGet, len(names))]
+		keys := make([]item, len(chunk))
+		for i, n := range chunk {
+			keys[i] = factsKey(n)
+		}
+		got, err := s.batchGet(ctx, keys)
+		if err != nil {
+			return nil, fmt.Errorf("fact values: %w", err)
+		}
+		for _, n := range chunk {
+			it, ok := got[keyString(factsKey(n))]
+			if !ok {
+				continue
+			}
+			r := reader{it: it}
+			m, err := inventory.DecodeFacts(r.json(attrFacts))
+			if err != nil || r.err != nil {
+				continue
+			}
+			if v, ok := inventory.FactAt(m, path); ok {
+				out[n] = v
+			}
+		}
+	}
+	return out, nil
+}
+
+// MarkNodeConnected implements store.Store: one UpdateItem of the small connection item
+// (conditional on it existing); facts are not touched.
+func (s *Store) MarkNodeConnected(ctx context.Context, name, broker, conn string, at time.Time) error {
+	fail := func(err error) error { return fmt.Errorf("mark node %s connected: %w", name, err) }
+	if name == "" {
+		return fail(store.ErrNotFound)
+	}
+	t, err := encodeTime(at)
+	if err != nil {
+		return fail(err)
+	}
+	var e expr
+	upd := "SET " + e.eq(attrConnected, avBool(true)) + ", " + e.eq(attrBroker, avS(broker)) + ", " +
+		e.eq(attrConnection, avS(conn)) + ", " + e.eq(attrConnectedAt, avS(t)) +
+		" ADD " + e.name(attrVersion) + " " + e.value(avN(1))
+	_, err = s.update(ctx, invKey(name), upd, e.exists(PartitionKey), &e, types.ReturnValueNone, nil)
+	if _, ok := conditionFailed(err); ok {
+		return fail(store.ErrNotFound)
+	}
+	if err != nil {
+		return fail(err)
 	}
 	return nil
 }
 
-// create writes the item build returns unless its key exists (store.ErrExists).
-func (s *Store) create(ctx context.Context, name string, build func() (item, error)) error {
+// MarkNodeDisconnected implements store.Store: one UpdateItem of the connection item,
+// conditional on it being connected over conn (any connection for ""); a failed condition
+// is a read to tell an unknown node (store.ErrNotFound) from nothing to do.
+func (s *Store) MarkNodeDisconnected(ctx context.Context, name, conn string) error {
+	fail := func(err error) error { return fmt.Errorf("mark node %s disconnected: %w", name, err) }
 	if name == "" {
-		return errEmptyName
-	}
-	it, err := build()
-	if err != nil {
-		return err
+		return fail(store.ErrNotFound)
 	}
 	var e expr
-	err = s.put(ctx, it, e.notExists(PartitionKey), &e)
-	if _, ok := conditionFailed(err); ok {
-		return store.ErrExists
+	upd := "SET " + e.eq(attrConnected, avBool(false)) + " ADD " + e.name(attrVersion) + " " + e.value(avN(1))
+	cond := e.eq(attrConnected, avBool(true))
+	if conn != "" {
+		cond += " AND " + e.eq(attrConnection, avS(conn))
 	}
-	return err
-}
-
-// replace writes the item build returns if the stored one is at version (else
-// store.ErrConflict, or store.ErrNotFound when there is none).
-func (s *Store) replace(ctx context.Context, k item, version int64, build func() (item, error)) error {
-	if str(k[SortKey]) == "" {
-		return store.ErrNotFound
-	}
-	it, err := build()
-	if err != nil {
-		return err
-	}
-	var e expr
-	err = s.put(ctx, it, e.eq(attrVersion, avN(version)), &e)
+	_, err := s.update(ctx, invKey(name), upd, cond, &e, types.ReturnValueNone, nil)
 	if ccf, ok := conditionFailed(err); ok {
-		return s.versionMiss(ctx, k, ccf)
+		if ccf != nil && len(ccf.Item) > 0 {
+			return nil
+		}
+		it, err := s.get(ctx, invKey(name))
+		if err != nil {
+			return fail(err)
+		}
+		if it == nil {
+			return fail(store.ErrNotFound)
+		}
+		return nil
 	}
-	return err
-}
-
-// getNamed reads the item (pk, name); store.ErrNotFound when there is none.
-func (s *Store) getNamed(ctx context.Context, pk, name string) (item, error) {
-	if name == "" {
-		return nil, store.ErrNotFound
-	}
-	it, err := s.get(ctx, key(pk, name))
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	if it == nil {
-		return nil, store.ErrNotFound
-	}
-	return it, nil
+	return nil
 }
 
-// deleteNamed deletes the item (pk, name); store.ErrNotFound when there is none.
-func (s *Store) deleteNamed(ctx context.Context, pk, name string) error {
-	if name == "" {
-		return store.ErrNotFound
+// MarkAllNodesDisconnected implements store.Store: it reads every connection item and
+// disconnects those connected, 16 at a time. It reads and may write the whole inventory, so
+// nothing on a request path calls it; on AWS nothing calls it at all (the API Gateway keeps
+// the connections when a function restarts, and $disconnect reports each one that ends).
+func (s *Store) MarkAllNodesDisconnected(ctx context.Context) error {
+	names, err := s.NodeNames(ctx)
+	if err != nil {
+		return err
 	}
-	var e expr
-	err := s.del(ctx, key(pk, name), e.exists(PartitionKey), &e)
-	if _, ok := conditionFailed(err); ok {
-		return store.ErrNotFound
+	keys := make([]item, len(names))
+	for i, n := range names {
+		keys[i] = invKey(n)
 	}
-	return err
+	got, err := s.batchGet(ctx, keys)
+	if err != nil {
+		return fmt.Errorf("mark all nodes disconnected: %w", err)
+	}
+	var connected []string
+	for _, it := range got {
+		if b, ok := it[attrConnected].(*types.AttributeValueMemberBOOL); ok && b.Value {
+			connected = append(connected, str(it[attrName]))
+		}
+	}
+	var mu sync.Mutex
+	var errs []error
+	_ = s.parallel(ctx, len(connected), func(ctx context.Context, i int) error {
+		if err := s.MarkNodeDisconnected(ctx, connected[i], ""); err != nil && !errors.Is(err, store.ErrNotFound) {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+		return nil
+	})
+	return errors.Join(errs...)
 }
 
-// queryPartition reads every item of partition pk, by sort key.
-func (s *Store) queryPartition(ctx context.Context, pk string) ([]item, error) {
-	var e expr
-	return s.query(ctx, &dynamodb.QueryInput{
-		KeyConditionExpression:    aws.String(e.eq(PartitionKey, avS(pk))),
-		ExpressionAttributeNames:  e.attrNames(),
-		ExpressionAttributeValues: e.attrValues(),
-	}, 0)
+// CreateNodes implements store.Store: transactions of up to maxTxItems conditional puts of
+// connection items (the name must not exist), then the facts items (BatchWriteItem). When a
+// transaction fails, the nodes the earlier ones wrote are deleted again, so that none of
+// them stays.
+func (s *Store) CreateNodes(ctx context.Context, nodes []inventory.Node) error {
+	fail := func(err error) error { return fmt.Errorf("create %d nodes: %w", len(nodes), err) }
+	seen := make(map[string]bool, len(nodes))
+	items := make([]item, 0, len(nodes))
+	var facts []types.WriteRequest
+	for _, n := range nodes {
+		if n.Name == "" {
+			return fail(errEmptyName)
+		}
+		if seen[n.Name] {
+			return fail(fmt.Errorf("node %s given twice: %w", n.Name, store.ErrExists))
+		}
+		seen[n.Name] = true
+		n.Version = 1
+		it, err := invItem(n)
+		if err != nil {
+			return fail(err)
+		}
+		items = append(items, it)
+		if len(n.Facts) > 0 {
+			f, err := factsItem(n.Name, n.Facts)
+			if err != nil {
+				return fail(err)
+			}
+			facts = append(facts, types.WriteRequest{PutRequest: &types.PutRequest{Item: f}})
+		}
+	}
+	var written []item
+	for start := 0; start < len(items); start += maxTxItems {
+		chunk := items[start:min(start+maxTxItems, len(items))]
+		tx := make([]types.TransactWriteItem, len(chunk))
+		for i, it := range chunk {
+			var e expr
+			tx[i] = s.txPut(it, e.notExists(PartitionKey), &e)
+		}
+		err := s.transactRetry(ctx, tx)
+		if err != nil {
+			if len(written) > 0 {
+				reqs := make([]types.WriteRequest, len(written))
+				for i, it := range written {
+					reqs[i] = types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: key(str(it[PartitionKey]), str(it[SortKey]))}}
+				}
+				if derr := s.batchWrite(context.WithoutCancel(ctx), reqs); derr != nil {
+					s.log.Error("undo a partial node enrolment", "nodes", len(written), "err", derr)
+				}
+			}
+			if tc, ok := canceled(err); ok && slices.Contains(tc.codes, "ConditionalCheckFailed") {
+				return fail(store.ErrExists)
+			}
+			return fail(err)
+		}
+		written = append(written, chunk...)
+	}
+	if err := s.batchWrite(ctx, facts); err != nil {
+		return fail(fmt.Errorf("write facts: %w", err))
+	}
+	return nil
+}
+
+// parallel runs fn(ctx, i) for i in [0, n), at most s.workers at a time, and returns the
+// first error (the others still run to the end).
+func (s *Store) parallel(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	if n == 0 {
+		return nil
+	}
+	workers := min(s.workers, n)
+	next := make(chan int)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				if err := fn(ctx, i); err != nil {
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
 }

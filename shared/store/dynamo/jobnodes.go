@@ -3,10 +3,13 @@ package dynamo
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -16,9 +19,14 @@ import (
 	"github.com/baton-run/baton/shared/store"
 )
 
-// nodeItem encodes node record n, the seq-th of its job, with its index keys.
-func nodeItem(n jobs.Node, seq int64) (item, error) {
-	w := newWriter(nodeKey(n.JobID, n.Name))
+// nodeOptional are the node record attributes a write leaves out when they are empty, so
+// that a write over a record removes them.
+var nodeOptional = []string{attrReadyAt, attrStarted, attrFinished, attrResult, attrDueAt, GSI1PK, GSI1SK, GSI2PK, GSI2SK}
+
+// nodeItem encodes node record n, the seq-th of its job, with its index keys: GSI2 (DUE#) when
+// it has a DueAt, GSI1 (TXN#) when its transaction id does not name its job.
+func nodeItem(n jobs.Node, seq int64, m jobMeta) (item, error) {
+	w := newWriter(m.nodeKey(n.Name))
 	w.n(attrJobID, n.JobID)
 	w.s(attrName, n.Name)
 	w.n(attrSeq, seq)
@@ -32,14 +40,19 @@ func nodeItem(n jobs.Node, seq int64) (item, error) {
 	w.n(attrLatestEv, n.LatestEventID)
 	w.timePtr(attrDueAt, n.DueAt)
 	w.n(attrVersion, n.Version)
+	w.n(TTLAttribute, m.expires)
 	if w.err != nil {
 		return nil, fmt.Errorf("job %d node %s: %w", n.JobID, n.Name, w.err)
 	}
-	w.s(GSI1PK, gsiNamePrefix+n.Name)
-	w.s(GSI1SK, padID(n.JobID))
+	if n.DueAt != nil {
+		w.s(GSI2PK, gsiDuePrefix+strconv.Itoa(shardOf(strconv.FormatInt(n.JobID, 10)+"#"+n.Name, dueShards)))
+		w.s(GSI2SK, str(w.it[attrDueAt])+"#"+padID(n.JobID)+"#"+n.Name)
+	}
 	if n.TransactionID != "" {
-		w.s(GSI2PK, gsiTxnPrefix+n.TransactionID)
-		w.s(GSI2SK, padID(n.JobID))
+		if _, ok := jobs.TransactionJob(n.TransactionID); !ok {
+			w.s(GSI1PK, gsiTxnPrefix+n.TransactionID)
+			w.s(GSI1SK, padID(n.JobID))
+		}
 	}
 	if err := checkSize(fmt.Sprintf("job %d node %s", n.JobID, n.Name), w.it); err != nil {
 		return nil, err
@@ -71,8 +84,21 @@ func decodeNode(it item) (jobs.Node, int64, error) {
 	return n, seq, nil
 }
 
-func eventItem(e jobs.Event) (item, error) {
-	w := newWriter(key(jobPK(e.JobID), eventSK(e.ID)))
+// slotOf returns the ACTIVE slot shard a record holds, -1 for none.
+func slotOf(it item) int {
+	v, ok := it[attrSlot].(*types.AttributeValueMemberN)
+	if !ok {
+		return -1
+	}
+	k, err := strconv.Atoi(v.Value)
+	if err != nil {
+		return -1
+	}
+	return k
+}
+
+func (s *Store) eventItem(e jobs.Event, m jobMeta) (item, error) {
+	w := newWriter(m.eventKey(e.ID))
 	w.n(attrJobID, e.JobID)
 	w.n(attrID, e.ID)
 	w.s(attrType, e.Type)
@@ -80,6 +106,8 @@ func eventItem(e jobs.Event) (item, error) {
 	w.s(attrNode, e.Node)
 	w.json(attrDetail, e.Detail)
 	w.s(attrMessage, e.Message)
+	w.n(attrWritten, s.now().UnixMilli())
+	w.n(TTLAttribute, m.expires)
 	if w.err != nil {
 		return nil, fmt.Errorf("job %d event %d: %w", e.JobID, e.ID, w.err)
 	}
@@ -87,6 +115,18 @@ func eventItem(e jobs.Event) (item, error) {
 		return nil, err
 	}
 	return w.it, nil
+}
+
+// voidItem stands for an event id that was allocated for nothing (a claim that lost its
+// record): ListEvents skips it.
+func (s *Store) voidItem(m jobMeta, id int64) item {
+	w := newWriter(m.eventKey(id))
+	w.n(attrJobID, m.id)
+	w.n(attrID, id)
+	w.b(attrVoid, true)
+	w.n(attrWritten, s.now().UnixMilli())
+	w.n(TTLAttribute, m.expires)
+	return w.it
 }
 
 func decodeEvent(it item) (jobs.Event, error) {
@@ -106,118 +146,132 @@ func decodeEvent(it item) (jobs.Event, error) {
 	return e, nil
 }
 
-// GetJobNode implements store.Store.
+// GetJobNode implements store.Store: one consistent GetItem (and one of the job item, for
+// where its records are, the first time this process sees the job).
 func (s *Store) GetJobNode(ctx context.Context, jobID int64, name string) (jobs.Node, error) {
-	it, err := s.get(ctx, nodeKey(jobID, name))
-	if err != nil {
+	fail := func(err error) (jobs.Node, error) {
 		return jobs.Node{}, fmt.Errorf("get job %d node %s: %w", jobID, name, err)
 	}
+	if name == "" {
+		return fail(store.ErrNotFound)
+	}
+	m, err := s.meta(ctx, jobID)
+	if err != nil {
+		return fail(err)
+	}
+	it, err := s.get(ctx, m.nodeKey(name))
+	if err != nil {
+		return fail(err)
+	}
 	if it == nil {
-		return jobs.Node{}, fmt.Errorf("get job %d node %s: %w", jobID, name, store.ErrNotFound)
+		return fail(store.ErrNotFound)
 	}
 	n, _, err := decodeNode(it)
 	return n, err
 }
 
-// ListJobNodes implements store.Store: one query on the job's item collection. An unknown
-// job has no nodes.
+// shardRecords queries every shard of job m (in parallel), with an optional filter, and
+// returns the records by creation order. Its cost follows the job's size: it serves the
+// API's listing and the rare paths (stops, recounts), never a result.
+func (s *Store) shardRecords(ctx context.Context, m jobMeta, filter func(*expr) string, projection ...string) ([]item, error) {
+	parts := make([][]item, m.shards)
+	err := s.parallel(ctx, m.shards, func(ctx context.Context, k int) error {
+		var e expr
+		in := &dynamodb.QueryInput{
+			KeyConditionExpression: aws.String(e.eq(PartitionKey, avS(m.shardPK(k))) +
+				" AND begins_with(" + e.name(SortKey) + ", " + e.value(avS(skNodePrefix)) + ")"),
+		}
+		if filter != nil {
+			in.FilterExpression = aws.String(filter(&e))
+		}
+		if len(projection) > 0 {
+			in.ProjectionExpression = aws.String(e.projection(projection...))
+		}
+		in.ExpressionAttributeNames, in.ExpressionAttributeValues = e.attrNames(), e.attrValues()
+		items, err := s.query(ctx, in, 0)
+		parts[k] = items
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []item
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	seqOf := func(it item) int64 {
+		r := reader{it: it}
+		return r.optN(attrSeq)
+	}
+	slices.SortFunc(out, func(a, b item) int { return cmp.Compare(seqOf(a), seqOf(b)) })
+	return out, nil
+}
+
+// ListJobNodes implements store.Store: a query of each of the job's shards, merged by
+// creation order. An unknown job has no nodes.
 func (s *Store) ListJobNodes(ctx context.Context, jobID int64) ([]jobs.Node, error) {
-	var e expr
-	items, err := s.query(ctx, &dynamodb.QueryInput{
-		KeyConditionExpression: aws.String(e.eq(PartitionKey, avS(jobPK(jobID))) +
-			" AND begins_with(" + e.name(SortKey) + ", " + e.value(avS(skNodePrefix)) + ")"),
-		ExpressionAttributeNames:  e.attrNames(),
-		ExpressionAttributeValues: e.attrValues(),
-	}, 0)
+	m, err := s.meta(ctx, jobID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list job %d nodes: %w", jobID, err)
 	}
-	type rec struct {
-		n   jobs.Node
-		seq int64
+	items, err := s.shardRecords(ctx, m, nil)
+	if err != nil {
+		return nil, fmt.Errorf("list job %d nodes: %w", jobID, err)
 	}
-	recs := make([]rec, 0, len(items))
-	for _, it := range items {
-		n, seq, err := decodeNode(it)
-		if err != nil {
-			return nil, fmt.Errorf("list job %d nodes: %w", jobID, err)
-		}
-		recs = append(recs, rec{n, seq})
-	}
-	slices.SortFunc(recs, func(a, b rec) int { return cmp.Compare(a.seq, b.seq) })
-	if len(recs) == 0 {
+	return decodeNodes(items)
+}
+
+func decodeNodes(items []item) ([]jobs.Node, error) {
+	if len(items) == 0 {
 		return nil, nil
 	}
-	out := make([]jobs.Node, len(recs))
-	for i, r := range recs {
-		out[i] = r.n
+	out := make([]jobs.Node, len(items))
+	for i, it := range items {
+		n, _, err := decodeNode(it)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n
 	}
 	return out, nil
 }
 
-// ListJobNodesByName implements store.Store. The UNFINISHED partition of GSI1 names the
-// unfinished jobs; the NAME#<name> partition of GSI1, from the oldest of them on, names the
-// node's records; consistent reads of those records and of their jobs' counters then keep
-// the records of jobs still unfinished whose state is one of states (every state when none
-// is given). Its cost follows the jobs run on that node since the oldest unfinished job.
+// ListJobNodesByName implements store.Store: the unfinished jobs (GSI1's UNFINISHED
+// partition and their job items), then one BatchGetItem of the node's record in each. Its
+// cost follows the number of unfinished jobs.
 func (s *Store) ListJobNodesByName(ctx context.Context, name string, states ...jobs.NodeState) ([]jobs.Node, error) {
 	fail := func(err error) ([]jobs.Node, error) {
 		return nil, fmt.Errorf("list job nodes named %s: %w", name, err)
 	}
-	refs, err := s.unfinishedJobs(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	if len(refs) == 0 {
+	if name == "" {
 		return nil, nil
 	}
-	order := make(map[int64]int, len(refs))
-	minID := int64(math.MaxInt64)
-	for _, r := range refs {
-		order[r.id] = r.order
-		minID = min(minID, r.id)
-	}
-	var e expr
-	entries, err := s.query(ctx, &dynamodb.QueryInput{
-		IndexName: aws.String(GSI1),
-		KeyConditionExpression: aws.String(e.eq(GSI1PK, avS(gsiNamePrefix+name)) + " AND " +
-			e.name(GSI1SK) + " >= " + e.value(avS(padID(minID)))),
-		ProjectionExpression:      aws.String(e.projection(PartitionKey, SortKey, GSI1PK, GSI1SK)),
-		ExpressionAttributeNames:  e.attrNames(),
-		ExpressionAttributeValues: e.attrValues(),
-	}, 0)
+	unfinished, err := s.ListUnfinishedJobs(ctx)
 	if err != nil {
 		return fail(err)
 	}
-	var keys []item
-	for _, it := range entries {
-		id, err := jobIDFromPK(str(it[PartitionKey]))
+	keys := make([]item, 0, len(unfinished))
+	for _, j := range unfinished {
+		m, err := s.meta(ctx, j.ID)
 		if err != nil {
 			return fail(err)
 		}
-		if _, ok := order[id]; ok {
-			keys = append(keys, nodeKey(id, name), jobCountersKey(id))
-		}
+		keys = append(keys, m.nodeKey(name))
 	}
 	got, err := s.batchGet(ctx, keys)
 	if err != nil {
 		return fail(err)
 	}
 	var out []jobs.Node
-	for i := 0; i < len(keys); i += 2 {
-		nodeIt, ok := got[keyString(keys[i])]
-		ctrIt, ok2 := got[keyString(keys[i+1])]
-		if !ok || !ok2 {
+	for _, k := range keys { // in the order of the jobs: oldest first
+		it, ok := got[keyString(k)]
+		if !ok {
 			continue
 		}
-		ctr, err := decodeCounters(ctrIt)
-		if err != nil {
-			return fail(err)
-		}
-		if ctr.terminal {
-			continue
-		}
-		n, _, err := decodeNode(nodeIt)
+		n, _, err := decodeNode(it)
 		if err != nil {
 			return fail(err)
 		}
@@ -225,13 +279,14 @@ func (s *Store) ListJobNodesByName(ctx context.Context, name string, states ...j
 			out = append(out, n)
 		}
 	}
-	slices.SortFunc(out, func(a, b jobs.Node) int { return cmp.Compare(order[a.JobID], order[b.JobID]) })
 	return out, nil
 }
 
-// FindJobNodeByTransaction implements store.Store: GSI2 names the records that sent txn
-// (lowest job id first); the first one whose consistent read still has txn, in a job that
-// exists, is returned. The empty transaction id matches nothing.
+// FindJobNodeByTransaction implements store.Store. A transaction id that names its job
+// (jobs.TransactionID) is looked for among that job's records (a query of its shards: the
+// orchestrator finds such records with GetJobNode instead, knowing the node). Any other id
+// is looked up in GSI1 (TXN#<id>, written only for such ids), then read consistently and
+// checked.
 func (s *Store) FindJobNodeByTransaction(ctx context.Context, txn string) (jobs.Node, error) {
 	fail := func(err error) (jobs.Node, error) {
 		return jobs.Node{}, fmt.Errorf("find job node by transaction %s: %w", txn, err)
@@ -239,36 +294,49 @@ func (s *Store) FindJobNodeByTransaction(ctx context.Context, txn string) (jobs.
 	if txn == "" {
 		return fail(store.ErrNotFound)
 	}
+	if id, ok := jobs.TransactionJob(txn); ok {
+		m, err := s.meta(ctx, id)
+		if err != nil {
+			return fail(err)
+		}
+		items, err := s.shardRecords(ctx, m, func(e *expr) string { return e.eq(attrTxn, avS(txn)) })
+		if err != nil {
+			return fail(err)
+		}
+		if len(items) == 0 {
+			return fail(store.ErrNotFound)
+		}
+		n, _, err := decodeNode(items[0])
+		return n, err
+	}
 	var e expr
 	entries, err := s.query(ctx, &dynamodb.QueryInput{
-		IndexName:                 aws.String(GSI2),
-		KeyConditionExpression:    aws.String(e.eq(GSI2PK, avS(gsiTxnPrefix+txn))),
-		ProjectionExpression:      aws.String(e.projection(PartitionKey, SortKey, GSI2PK, GSI2SK)),
+		IndexName:                 aws.String(GSI1),
+		KeyConditionExpression:    aws.String(e.eq(GSI1PK, avS(gsiTxnPrefix+txn))),
 		ExpressionAttributeNames:  e.attrNames(),
 		ExpressionAttributeValues: e.attrValues(),
 	}, 0)
 	if err != nil {
 		return fail(err)
 	}
-	var keys []item
-	for _, it := range entries {
-		pk := str(it[PartitionKey])
-		id, err := jobIDFromPK(pk)
+	for _, ent := range entries {
+		id, err := jobIDFromPK(str(ent[PartitionKey]))
 		if err != nil {
 			return fail(err)
 		}
-		keys = append(keys, key(pk, str(it[SortKey])), jobCountersKey(id))
-	}
-	got, err := s.batchGet(ctx, keys)
-	if err != nil {
-		return fail(err)
-	}
-	for i := 0; i < len(keys); i += 2 {
-		nodeIt, ok := got[keyString(keys[i])]
-		if _, ok2 := got[keyString(keys[i+1])]; !ok || !ok2 {
+		if _, err := s.meta(ctx, id); errors.Is(err, store.ErrNotFound) {
+			continue // a job that was never created
+		} else if err != nil {
+			return fail(err)
+		}
+		it, err := s.get(ctx, key(str(ent[PartitionKey]), str(ent[SortKey])))
+		if err != nil {
+			return fail(err)
+		}
+		if it == nil {
 			continue
 		}
-		n, _, err := decodeNode(nodeIt)
+		n, _, err := decodeNode(it)
 		if err != nil {
 			return fail(err)
 		}
@@ -279,149 +347,700 @@ func (s *Store) FindJobNodeByTransaction(ctx context.Context, txn string) (jobs.
 	return fail(store.ErrNotFound)
 }
 
-// UpdateJobNode implements store.Store. It reads the record and its job's counters. Without
-// events, a change that leaves the record's activity as it was is one conditional PutItem
-// (condition: the version read). Otherwise one transaction writes the record (same
-// condition), the job's counters (ADD the events and the change of active records;
-// conditions: the last event id read, and that the job is still terminal or not as read),
-// ACTIVE_NODES when the job is not terminal, and the events. A transaction that lost only on
-// the counters (another append won) is tried again; callers see ErrConflict only when the
-// record itself changed.
-func (s *Store) UpdateJobNode(ctx context.Context, n jobs.Node, events ...jobs.Event) (jobs.Node, error) {
-	fail := func(err error) (jobs.Node, error) {
-		return jobs.Node{}, fmt.Errorf("update job %d node %s at version %d: %w", n.JobID, n.Name, n.Version, err)
+// writeNode writes record it over the stored one with one UpdateItem that SETs every
+// attribute of it and REMOVEs the optional ones it lacks, under cond, and returns the item
+// it replaced. slot is the ACTIVE slot shard to record (>= 0), slotRemove to remove it, or
+// slotKeep to leave it as it is.
+func (s *Store) writeNode(ctx context.Context, it item, cond string, e *expr, slot int) (item, error) {
+	var sets, removes []string
+	for a, v := range it {
+		if a == PartitionKey || a == SortKey {
+			continue
+		}
+		sets = append(sets, e.name(a)+" = "+e.value(v))
 	}
-	if k := 3 + len(events); k > maxTxItems {
-		return fail(fmt.Errorf("%d events in one update, at most %d", len(events), maxTxItems-3))
-	}
-	nk, ck := nodeKey(n.JobID, n.Name), jobCountersKey(n.JobID)
-	for attempt := 0; ; attempt++ {
-		got, err := s.batchGet(ctx, []item{nk, ck})
-		if err != nil {
-			return fail(err)
-		}
-		oldIt, ok := got[keyString(nk)]
-		if !ok {
-			return fail(store.ErrNotFound)
-		}
-		old, seq, err := decodeNode(oldIt)
-		if err != nil {
-			return fail(err)
-		}
-		if old.Version != n.Version {
-			return fail(store.ErrConflict)
-		}
-		var delta int64
-		switch {
-		case n.State.Active() && !old.State.Active():
-			delta = 1
-		case !n.State.Active() && old.State.Active():
-			delta = -1
-		}
-		next := n
-		next.Version++
-
-		var e expr
-		cond := e.eq(attrVersion, avN(n.Version))
-		if len(events) == 0 && delta == 0 {
-			it, err := nodeItem(next, seq)
-			if err != nil {
-				return fail(err)
-			}
-			err = s.put(ctx, it, cond, &e)
-			if ccf, ok := conditionFailed(err); ok {
-				return fail(s.versionMiss(ctx, nk, ccf))
-			}
-			if err != nil {
-				return fail(err)
-			}
-			return next, nil
-		}
-
-		ctrIt, ok := got[keyString(ck)]
-		if !ok {
-			return fail(store.ErrNotFound) // the job does not exist (or is still being created)
-		}
-		ctr, err := decodeCounters(ctrIt)
-		if err != nil {
-			return fail(err)
-		}
-		if len(events) > 0 {
-			next.LatestEventID = ctr.lastEvent + int64(len(events))
-		}
-		it, err := nodeItem(next, seq)
-		if err != nil {
-			return fail(err)
-		}
-		tx := []types.TransactWriteItem{s.txPut(it, cond, &e)}
-
-		var ce expr
-		var adds, conds []string
-		if len(events) > 0 {
-			adds = append(adds, ce.name(attrLastEvent)+" "+ce.value(avN(int64(len(events)))))
-			conds = append(conds, ce.eq(attrLastEvent, avN(ctr.lastEvent)))
-		}
-		if delta != 0 {
-			adds = append(adds, ce.name(attrActive)+" "+ce.value(avN(delta)))
-			conds = append(conds, ce.eq(attrTerminal, avBool(ctr.terminal)))
-		}
-		tx = append(tx, s.txUpdate(ck, updateExpr(nil, adds), strings.Join(conds, " AND "), &ce))
-		if delta != 0 && !ctr.terminal {
-			tx = append(tx, s.txAddActive(delta))
-		}
-		for i, ev := range events {
-			ev.JobID, ev.ID = n.JobID, ctr.lastEvent+int64(i+1)
-			evIt, err := eventItem(ev)
-			if err != nil {
-				return fail(err)
-			}
-			var ee expr
-			tx = append(tx, s.txPut(evIt, ee.notExists(PartitionKey), &ee))
-		}
-		err = s.transact(ctx, tx)
-		if err == nil {
-			return next, nil
-		}
-		tc, ok := canceled(err)
-		switch {
-		case !ok:
-			return fail(err)
-		case tc.failed(0):
-			return fail(store.ErrConflict)
-		case tc.failed(1) || tc.contended():
-			if attempt+1 >= s.maxAttempts {
-				return fail(fmt.Errorf("job counters kept changing: %w", store.ErrConflict))
-			}
-			if err := s.backoff(ctx, attempt); err != nil {
-				return fail(err)
-			}
-		default:
-			return fail(err)
+	for _, a := range nodeOptional {
+		if _, ok := it[a]; !ok {
+			removes = append(removes, e.name(a))
 		}
 	}
+	idx := item{}
+	for _, a := range nodeOptional {
+		idx[a] = it[a]
+	}
+	switch {
+	case slot >= 0:
+		sets = append(sets, e.name(attrSlot)+" = "+e.value(avN(int64(slot))))
+	case slot == slotRemove:
+		removes = append(removes, e.name(attrSlot))
+	}
+	slices.Sort(sets) // a stable expression, whatever the map order
+	upd := "SET " + strings.Join(sets, ", ")
+	if len(removes) > 0 {
+		upd += " REMOVE " + strings.Join(removes, ", ")
+	}
+	key := key(str(it[PartitionKey]), str(it[SortKey]))
+	old, err := s.update(ctx, key, upd, cond, e, types.ReturnValueAllOld, idx)
+	if err != nil {
+		return nil, err
+	}
+	return old, nil
 }
 
-// CountActiveNodes implements store.Store: one read of the ACTIVE_NODES counter, which every
-// write that changes the count updates in the same transaction.
+const (
+	slotKeep   = -1
+	slotRemove = -2
+)
+
+// UpdateJobNode implements store.Store, with no transaction and no read before it:
+//
+//  1. one UpdateItem of the record (every attribute; conditional on n.Version; it returns the
+//     record it replaced, whose state says what changed);
+//  2. when the state changed or there are events, one UpdateItem of the job's counters item
+//     (ADD to the old and new states' counts, the active count and the last event id; it
+//     returns the new last event id, which numbers the events);
+//  3. the events (a PutItem for one; BatchWriteItem for several);
+//  4. when there are events, one UpdateItem of the record that sets its LatestEventID
+//     (conditional on the version just written);
+//  5. when the record became active or stopped being active, one UpdateItem of its slot of
+//     the ACTIVE count (SLOTS#<k>: ADD 1 or -1; none for a job that is terminal).
+//
+// The counters move only after the record's conditional write succeeded, so a refused or
+// repeated update never counts twice; a process that dies between 1 and 2 leaves the counts
+// behind, which RecountJob repairs. Event ids are allocated in 2, after the write: a
+// refused update takes none, so ids have no gaps.
+func (s *Store) UpdateJobNode(ctx context.Context, n jobs.Node, events ...jobs.Event) (jobs.Node, error) {
+	out, errs := s.UpdateJobNodes(ctx, []store.NodeUpdate{{Node: n, Events: events}})
+	return out[0], errs[0]
+}
+
+// written is a record written by step 1 of UpdateJobNode, waiting for the steps after.
+type written struct {
+	prev    jobs.Node
+	seq     int64
+	oldSlot int
+	next    jobs.Node
+	events  []jobs.Event
+}
+
+// UpdateJobNodes implements store.Store: step 1 of UpdateJobNode for every update (s.workers
+// at a time), then, for the records of each job together, one UpdateItem of its counters
+// (event ids in the order of ups), one batch of events and the other steps.
+func (s *Store) UpdateJobNodes(ctx context.Context, ups []store.NodeUpdate) ([]jobs.Node, []error) {
+	out := make([]jobs.Node, len(ups))
+	errs := make([]error, len(ups))
+	ws := make([]*written, len(ups))
+	metas := make([]jobMeta, len(ups))
+	for i, u := range ups {
+		metas[i], errs[i] = s.meta(ctx, u.Node.JobID)
+		if errs[i] == nil && len(u.Events) > maxEventsPerUpdate {
+			errs[i] = fmt.Errorf("%d events in one update, at most %d", len(u.Events), maxEventsPerUpdate)
+		}
+	}
+	_ = s.parallel(ctx, len(ups), func(ctx context.Context, i int) error {
+		if errs[i] == nil {
+			ws[i], errs[i] = s.writeRecord(ctx, metas[i], ups[i].Node, ups[i].Events)
+		}
+		return nil
+	})
+	var order []int64
+	byJob := map[int64][]int{}
+	for i := range ups {
+		if errs[i] != nil {
+			continue
+		}
+		id := ups[i].Node.JobID
+		if _, ok := byJob[id]; !ok {
+			order = append(order, id)
+		}
+		byJob[id] = append(byJob[id], i)
+	}
+	for _, id := range order {
+		idx := byJob[id]
+		batch := make([]*written, len(idx))
+		for k, i := range idx {
+			batch[k] = ws[i]
+		}
+		err := s.afterWrites(ctx, metas[idx[0]], batch)
+		for _, i := range idx {
+			errs[i] = err
+			out[i] = ws[i].next
+		}
+	}
+	for i, err := range errs {
+		if err != nil {
+			n := ups[i].Node
+			errs[i] = fmt.Errorf("update job %d node %s at version %d: %w", n.JobID, n.Name, n.Version, err)
+			out[i] = jobs.Node{}
+		}
+	}
+	return out, errs
+}
+
+// maxEventsPerUpdate bounds the events of one record update.
+const maxEventsPerUpdate = 100
+
+// writeRecord is step 1 of UpdateJobNode.
+func (s *Store) writeRecord(ctx context.Context, m jobMeta, n jobs.Node, events []jobs.Event) (*written, error) {
+	next := n
+	next.Version++
+	it, err := nodeItem(next, 0, m)
+	if err != nil {
+		return nil, err
+	}
+	delete(it, attrSeq) // kept as created
+	slot := slotKeep
+	if !n.State.Active() {
+		slot = slotRemove
+	}
+	var e expr
+	cond := e.eq(attrVersion, avN(n.Version))
+	old, err := s.writeNodeActive(ctx, it, cond, &e, slot, n)
+	if ccf, ok := conditionFailed(err); ok {
+		return nil, s.versionMiss(ctx, m.nodeKey(n.Name), ccf)
+	}
+	if err != nil {
+		return nil, err
+	}
+	prev, seq, err := decodeNode(old)
+	if err != nil {
+		return nil, err
+	}
+	return &written{prev: prev, seq: seq, oldSlot: slotOf(old), next: next, events: events}, nil
+}
+
+// writeNodeActive writes the record; when n is active and the stored record holds no slot,
+// it records the shard of the record's own name.
+func (s *Store) writeNodeActive(ctx context.Context, it item, cond string, e *expr, slot int, n jobs.Node) (item, error) {
+	if n.State.Active() {
+		// if_not_exists keeps a slot the record holds.
+		k := shardOf(strconv.FormatInt(n.JobID, 10)+"#"+n.Name, slotShards)
+		it = merged(it, nil)
+		var sets, removes []string
+		for a, v := range it {
+			if a == PartitionKey || a == SortKey {
+				continue
+			}
+			sets = append(sets, e.name(a)+" = "+e.value(v))
+		}
+		sets = append(sets, e.name(attrSlot)+" = if_not_exists("+e.name(attrSlot)+", "+e.value(avN(int64(k)))+")")
+		for _, a := range nodeOptional {
+			if _, ok := it[a]; !ok {
+				removes = append(removes, e.name(a))
+			}
+		}
+		idx := item{}
+		for _, a := range nodeOptional {
+			idx[a] = it[a]
+		}
+		slices.Sort(sets)
+		upd := "SET " + strings.Join(sets, ", ")
+		if len(removes) > 0 {
+			upd += " REMOVE " + strings.Join(removes, ", ")
+		}
+		return s.update(ctx, key(str(it[PartitionKey]), str(it[SortKey])), upd, cond, e, types.ReturnValueAllOld, idx)
+	}
+	return s.writeNode(ctx, it, cond, e, slot)
+}
+
+// afterWrites does what follows the writes of records of job m (UpdateJobNode's steps 2 to
+// 5), for all of them together: one counters update, one batch of events.
+func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written) error {
+	var e expr
+	delta := map[jobs.NodeState]int64{}
+	var act, nev int64
+	requeued := int64(-1)
+	activations := false
+	for _, w := range ws {
+		if w.prev.State != w.next.State {
+			delta[w.prev.State]--
+			delta[w.next.State]++
+			switch {
+			case w.next.State.Active() && !w.prev.State.Active():
+				act++
+			case !w.next.State.Active() && w.prev.State.Active():
+				act--
+			}
+			if w.next.State == jobs.NodeNew && (requeued < 0 || w.seq < requeued) {
+				requeued = w.seq
+			}
+		}
+		nev += int64(len(w.events))
+		// The write recorded a slot where the record had none: whether it may keep it
+		// depends on the job being terminal, which the counters tell.
+		activations = activations || (w.next.State.Active() && w.oldSlot < 0)
+	}
+	var adds []string
+	for st, d := range delta {
+		if d != 0 {
+			adds = append(adds, e.name(attrStatePref+string(st))+" "+e.value(avN(d)))
+		}
+	}
+	if act != 0 {
+		adds = append(adds, e.name(attrActive)+" "+e.value(avN(act)))
+	}
+	if nev > 0 {
+		adds = append(adds, e.name(attrLastEvent)+" "+e.value(avN(nev)))
+	}
+	var last, cursor int64
+	terminal := false
+	if len(adds) > 0 || activations {
+		slices.Sort(adds)
+		upd := updateExpr(nil, adds)
+		if upd == "" {
+			upd = "SET " + e.name(attrActive) + " = " + e.name(attrActive)
+		}
+		after, err := s.update(ctx, jobCountersKey(m.id), upd, "", &e, types.ReturnValueAllNew, nil)
+		if err != nil {
+			return fmt.Errorf("the record is written; its job's counters: %w", err)
+		}
+		r := reader{it: after}
+		last, terminal, cursor = r.n(attrLastEvent), r.b(attrTerminal), r.optN(attrCursor)
+		if r.err != nil {
+			return r.err
+		}
+	}
+	if requeued >= 0 && requeued < cursor {
+		// Back in the queue behind the claim cursor: move the cursor back to it.
+		var ce expr
+		_, err := s.update(ctx, jobCountersKey(m.id), "SET "+ce.eq(attrCursor, avN(requeued)),
+			ce.name(attrCursor)+" > "+ce.value(avN(requeued)), &ce, types.ReturnValueNone, nil)
+		if _, ok := conditionFailed(err); !ok && err != nil {
+			return fmt.Errorf("the record is written; the claim cursor: %w", err)
+		}
+	}
+	if nev > 0 {
+		next := last - nev + 1
+		var items []item
+		for _, w := range ws {
+			for _, ev := range w.events {
+				ev.JobID, ev.ID = m.id, next
+				next++
+				it, err := s.eventItem(ev, m)
+				if err != nil {
+					return err
+				}
+				items = append(items, it)
+			}
+			if len(w.events) > 0 {
+				w.next.LatestEventID = next - 1
+			}
+		}
+		var err error
+		if len(items) == 1 {
+			_, err = s.put(ctx, items[0], "", nil)
+		} else {
+			err = s.writeAll(ctx, items)
+		}
+		if err != nil {
+			return fmt.Errorf("the record is written; its events: %w", err)
+		}
+		err = s.parallel(ctx, len(ws), func(ctx context.Context, i int) error {
+			w := ws[i]
+			if len(w.events) == 0 {
+				return nil
+			}
+			var le expr
+			_, err := s.update(ctx, m.nodeKey(w.next.Name), "SET "+le.eq(attrLatestEv, avN(w.next.LatestEventID)),
+				le.eq(attrVersion, avN(w.next.Version)), &le, types.ReturnValueNone, nil)
+			if _, ok := conditionFailed(err); ok {
+				return nil // written over since: the later write holds its own
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("the record is written; its latest event id: %w", err)
+		}
+	}
+	take := make([]int64, slotShards)
+	for _, w := range ws {
+		if !w.next.State.Active() || w.oldSlot >= 0 {
+			continue
+		}
+		k := shardOf(strconv.FormatInt(w.next.JobID, 10)+"#"+w.next.Name, slotShards)
+		if !terminal {
+			take[k]++
+			continue
+		}
+		// A terminal job's records hold no slot: take back the one the write recorded. If
+		// it is gone, whoever removed it (the job's end, or a later write ending the
+		// record) gave back a slot this record never took: make up for it.
+		var se expr
+		_, err := s.update(ctx, m.nodeKey(w.next.Name), "REMOVE "+se.name(attrSlot),
+			se.exists(attrSlot), &se, types.ReturnValueNone, nil)
+		if _, ok := conditionFailed(err); ok {
+			take[k]++
+		} else if err != nil {
+			return err
+		}
+	}
+	give := make([]int64, slotShards)
+	for _, w := range ws {
+		if !w.next.State.Active() && w.oldSlot >= 0 && w.oldSlot < slotShards {
+			give[w.oldSlot]++
+		}
+	}
+	for k := range slotShards {
+		if d := take[k] - give[k]; d != 0 {
+			if err := s.addSlot(ctx, k, d, -1); err != nil {
+				return fmt.Errorf("the record is written; its slot: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// UpdateJobNodeAndJob implements store.Store in two writes: the record, then the job.
+func (s *Store) UpdateJobNodeAndJob(ctx context.Context, n jobs.Node, nodeEvents []jobs.Event, j jobs.Job, jobEvents []jobs.Event) (jobs.Node, jobs.Job, error) {
+	out, err := s.UpdateJobNode(ctx, n, nodeEvents...)
+	if err != nil {
+		return jobs.Node{}, jobs.Job{}, err
+	}
+	updated, err := s.UpdateJob(ctx, j, jobEvents...)
+	if err != nil {
+		return out, jobs.Job{}, err
+	}
+	return out, updated, nil
+}
+
+// JobCounts implements store.Store: one consistent GetItem of the job's counters item.
+func (s *Store) JobCounts(ctx context.Context, jobID int64) (jobs.StateCounts, error) {
+	it, err := s.get(ctx, jobCountersKey(jobID))
+	if err != nil {
+		return nil, fmt.Errorf("count job %d nodes: %w", jobID, err)
+	}
+	if it == nil {
+		return nil, fmt.Errorf("count job %d nodes: %w", jobID, store.ErrNotFound)
+	}
+	if _, err := s.meta(ctx, jobID); err != nil { // created, not only staged
+		return nil, fmt.Errorf("count job %d nodes: %w", jobID, err)
+	}
+	return decodeCounts(it)
+}
+
+func decodeCounts(it item) (jobs.StateCounts, error) {
+	out := jobs.StateCounts{}
+	for a := range it {
+		st, ok := strings.CutPrefix(a, attrStatePref)
+		if !ok {
+			continue
+		}
+		r := reader{it: it}
+		if n := r.n(a); n != 0 {
+			out[jobs.NodeState(st)] = int(n)
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+	}
+	return out, nil
+}
+
+// CountActiveNodes implements store.Store: one BatchGetItem of the SLOTS#<k> items, summed.
 func (s *Store) CountActiveNodes(ctx context.Context) (int, error) {
-	it, err := s.get(ctx, key(pkCounters, skActive))
+	counts, err := s.slotCounts(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("count active job nodes: %w", err)
 	}
-	if it == nil {
-		return 0, nil
+	total := 0
+	for _, c := range counts {
+		total += int(c)
 	}
-	r := reader{it: it}
-	n := r.n(attrCount)
-	if r.err != nil {
-		return 0, fmt.Errorf("count active job nodes: %w", r.err)
-	}
-	return int(n), nil
+	return total, nil
 }
 
-// ListEvents implements store.Store: one query on the job's item collection (sort keys
-// EVENT#<zero-padded id>), plus a read of the job's counters when it finds nothing, to tell
-// an unknown job from one without events.
+// slotCounts reads the SLOTS#<k> items.
+func (s *Store) slotCounts(ctx context.Context) ([]int64, error) {
+	keys := make([]item, slotShards)
+	for k := range keys {
+		keys[k] = slotKey(k)
+	}
+	got, err := s.batchGet(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, slotShards)
+	for k := range out {
+		if it, ok := got[keyString(keys[k])]; ok {
+			r := reader{it: it}
+			out[k] = r.optN(attrCount)
+		}
+	}
+	return out, nil
+}
+
+// addSlot adds delta to slot shard k, on condition that it stays at or below most (most < 0:
+// no condition). It reports store.ErrConflict when the condition fails.
+func (s *Store) addSlot(ctx context.Context, k int, delta, most int64) error {
+	var e expr
+	upd := "ADD " + e.name(attrCount) + " " + e.value(avN(delta))
+	cond := ""
+	if most >= 0 {
+		cond = e.notExists(attrCount) + " OR " + e.name(attrCount) + " <= " + e.value(avN(most-delta))
+	}
+	_, err := s.update(ctx, slotKey(k), upd, cond, &e, types.ReturnValueNone, nil)
+	if _, ok := conditionFailed(err); ok {
+		return store.ErrConflict
+	}
+	return err
+}
+
+// quota returns shard k's share of a cap of total.
+func quota(total, k int) int64 {
+	q := total / slotShards
+	if k < total%slotShards {
+		q++
+	}
+	return int64(q)
+}
+
+// acquireSlots takes up to n slots of the ACTIVE count and returns the shard of each it
+// took. Under a cap (> 0) each shard holds at most its share of the cap (quota), checked by
+// the ADD's condition, so that concurrent claims in any number of processes stay within it
+// together; without a cap it takes all n, spread over the least used shards.
+func (s *Store) acquireSlots(ctx context.Context, n, cap int) ([]int, error) {
+	var out []int
+	for attempt := 0; len(out) < n && attempt < s.maxAttempts; attempt++ {
+		counts, err := s.slotCounts(ctx)
+		if err != nil {
+			return out, err
+		}
+		want := n - len(out)
+		plan := make([]int64, slotShards)
+		if cap <= 0 {
+			for range want {
+				k := 0
+				for i := range counts {
+					if counts[i]+plan[i] < counts[k]+plan[k] {
+						k = i
+					}
+				}
+				plan[k]++
+			}
+		} else {
+			var used int64
+			for _, c := range counts {
+				used += c
+			}
+			free := min(int64(want), int64(cap)-used)
+			for k := 0; k < slotShards && free > 0; k++ {
+				if room := quota(cap, k) - counts[k]; room > 0 {
+					plan[k] = min(room, free)
+					free -= plan[k]
+				}
+			}
+		}
+		lost := false
+		for k, a := range plan {
+			if a == 0 {
+				continue
+			}
+			most := int64(-1)
+			if cap > 0 {
+				most = quota(cap, k)
+			}
+			err := s.addSlot(ctx, k, a, most)
+			if errors.Is(err, store.ErrConflict) {
+				lost = true // another claim took some meanwhile: read again
+				continue
+			}
+			if err != nil {
+				s.releaseSlots(ctx, out)
+				return nil, err
+			}
+			for range a {
+				out = append(out, k)
+			}
+		}
+		if !lost {
+			break
+		}
+	}
+	return out, nil
+}
+
+// releaseSlots gives back slots (one per entry, by shard); failures are logged (RecountSlots
+// repairs them).
+func (s *Store) releaseSlots(ctx context.Context, shards []int) {
+	per := make([]int64, slotShards)
+	for _, k := range shards {
+		per[k]++
+	}
+	for k, n := range per {
+		if n == 0 {
+			continue
+		}
+		if err := s.addSlot(context.WithoutCancel(ctx), k, -n, -1); err != nil {
+			s.log.Warn("give back slots of the active count", "shard", k, "slots", n, "error", err)
+		}
+	}
+}
+
+// releaseJobSlots gives back the slots the active records of job m hold (it just became
+// terminal): a query of its shards for the records holding one, then for each an UpdateItem
+// that removes it (conditional on it still being there: a record that ended meanwhile gave
+// it back itself) and the ADDs.
+func (s *Store) releaseJobSlots(ctx context.Context, m jobMeta) error {
+	items, err := s.shardRecords(ctx, m, func(e *expr) string { return e.exists(attrSlot) },
+		PartitionKey, SortKey, attrSeq, attrSlot)
+	if err != nil {
+		return err
+	}
+	var freed []int
+	for _, it := range items {
+		k := slotOf(it)
+		if k < 0 {
+			continue
+		}
+		var e expr
+		_, err := s.update(ctx, key(str(it[PartitionKey]), str(it[SortKey])), "REMOVE "+e.name(attrSlot),
+			e.eq(attrSlot, avN(int64(k))), &e, types.ReturnValueNone, nil)
+		if _, ok := conditionFailed(err); ok {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		freed = append(freed, k)
+	}
+	s.releaseSlots(ctx, freed)
+	return nil
+}
+
+// ListJobNodesInState implements store.Store. Queued records come from the pages of names
+// from the claim cursor on (their records read by BatchGetItem): the cost follows limit and
+// the records passed over. Other states are a filtered query of the job's shards, whose cost
+// follows the job's size: only stops and the sweep ask for them, never a result.
+func (s *Store) ListJobNodesInState(ctx context.Context, jobID int64, state jobs.NodeState, limit int) ([]jobs.Node, error) {
+	fail := func(err error) ([]jobs.Node, error) {
+		return nil, fmt.Errorf("list job %d nodes in state %s: %w", jobID, state, err)
+	}
+	if limit <= 0 {
+		return fail(fmt.Errorf("limit %d must be positive", limit))
+	}
+	m, err := s.meta(ctx, jobID)
+	if err != nil {
+		return fail(err)
+	}
+	if state == jobs.NodeNew {
+		ctr, err := s.get(ctx, jobCountersKey(jobID))
+		if err != nil {
+			return fail(err)
+		}
+		r := reader{it: ctr}
+		cursor := r.optN(attrCursor)
+		recs, _, err := s.queued(ctx, m, cursor, limit)
+		if err != nil {
+			return fail(err)
+		}
+		out := make([]jobs.Node, len(recs))
+		for i, q := range recs {
+			out[i] = q.node
+		}
+		return out, nil
+	}
+	items, err := s.shardRecords(ctx, m, func(e *expr) string { return e.eq(attrState, avS(string(state))) })
+	if err != nil {
+		return fail(err)
+	}
+	if len(items) > limit {
+		items = items[:limit]
+	}
+	out, err := decodeNodes(items)
+	if err != nil {
+		return fail(err)
+	}
+	if out == nil {
+		out = []jobs.Node{}
+	}
+	return out, nil
+}
+
+// ListDueJobNodes implements store.Store: a query of each DUE#<k> partition of GSI2 (keys
+// only; sort key "<due>#<job>#<name>") up to now, limit entries each, merged by due time; the
+// first limit are read (BatchGetItem) and checked again (due, and their job not terminal).
+// Its cost follows limit.
+func (s *Store) ListDueJobNodes(ctx context.Context, now time.Time, limit int) ([]jobs.Node, error) {
+	fail := func(err error) ([]jobs.Node, error) { return nil, fmt.Errorf("list due job nodes: %w", err) }
+	if limit <= 0 {
+		return fail(fmt.Errorf("limit %d must be positive", limit))
+	}
+	upTo, err := encodeTime(now)
+	if err != nil {
+		return fail(err)
+	}
+	parts := make([][]item, dueShards)
+	err = s.parallel(ctx, dueShards, func(ctx context.Context, k int) error {
+		var e expr
+		items, err := s.query(ctx, &dynamodb.QueryInput{
+			IndexName: aws.String(GSI2),
+			KeyConditionExpression: aws.String(e.eq(GSI2PK, avS(gsiDuePrefix+strconv.Itoa(k))) + " AND " +
+				e.name(GSI2SK) + " <= " + e.value(avS(upTo+"#~"))),
+			ExpressionAttributeNames:  e.attrNames(),
+			ExpressionAttributeValues: e.attrValues(),
+		}, limit)
+		parts[k] = items
+		return err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	var entries []item
+	for _, p := range parts {
+		entries = append(entries, p...)
+	}
+	slices.SortFunc(entries, func(a, b item) int { return strings.Compare(str(a[GSI2SK]), str(b[GSI2SK])) })
+	if len(entries) > limit {
+		entries = entries[:limit]
+	}
+	keys := make([]item, 0, 2*len(entries))
+	jobsSeen := map[int64]bool{}
+	for _, ent := range entries {
+		keys = append(keys, key(str(ent[PartitionKey]), str(ent[SortKey])))
+		id, err := jobIDFromPK(str(ent[PartitionKey]))
+		if err != nil {
+			return fail(err)
+		}
+		if !jobsSeen[id] {
+			jobsSeen[id] = true
+			keys = append(keys, jobCountersKey(id))
+		}
+	}
+	got, err := s.batchGet(ctx, keys)
+	if err != nil {
+		return fail(err)
+	}
+	var out []jobs.Node
+	for _, ent := range entries {
+		it, ok := got[keyString(key(str(ent[PartitionKey]), str(ent[SortKey])))]
+		if !ok {
+			continue
+		}
+		n, _, err := decodeNode(it)
+		if err != nil {
+			return fail(err)
+		}
+		ctr, ok := got[keyString(jobCountersKey(n.JobID))]
+		if !ok {
+			continue
+		}
+		if r := (reader{it: ctr}); r.b(attrTerminal) {
+			continue
+		}
+		if n.DueAt != nil && !n.DueAt.After(now) {
+			out = append(out, n)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b jobs.Node) int { return a.DueAt.Compare(*b.DueAt) })
+	return out, nil
+}
+
+// ListEvents implements store.Store: a query of each of the job's event shards (ids
+// start on, limit each), merged by id. It returns the run of ids from start on with no id
+// missing: an id allocated whose event is not written yet ends the run (a follower asking
+// again from last+1 gets it once written), unless an event after it was written more than
+// the gap wait ago (WithGapWait; its writer died: the id stays empty). Ids a claim gave up
+// (void) are passed over.
 func (s *Store) ListEvents(ctx context.Context, jobID int64, start int64, limit int) ([]jobs.Event, error) {
 	fail := func(err error) ([]jobs.Event, error) {
 		return nil, fmt.Errorf("list job %d events: %w", jobID, err)
@@ -429,30 +1048,54 @@ func (s *Store) ListEvents(ctx context.Context, jobID int64, start int64, limit 
 	if limit < 0 {
 		return fail(fmt.Errorf("negative limit %d", limit))
 	}
-	var e expr
-	items, err := s.query(ctx, &dynamodb.QueryInput{
-		KeyConditionExpression: aws.String(e.eq(PartitionKey, avS(jobPK(jobID))) + " AND " + e.name(SortKey) +
-			" BETWEEN " + e.value(avS(eventSK(max(start, 0)))) + " AND " + e.value(avS(eventSK(math.MaxInt64)))),
-		ExpressionAttributeNames:  e.attrNames(),
-		ExpressionAttributeValues: e.attrValues(),
-	}, limit)
+	m, err := s.meta(ctx, jobID)
 	if err != nil {
 		return fail(err)
 	}
-	if len(items) == 0 {
-		it, err := s.get(ctx, jobCountersKey(jobID))
+	start = max(start, 1)
+	parts := make([][]item, m.eventShards)
+	err = s.parallel(ctx, m.eventShards, func(ctx context.Context, k int) error {
+		var e expr
+		items, err := s.query(ctx, &dynamodb.QueryInput{
+			KeyConditionExpression: aws.String(e.eq(PartitionKey, avS(jobPK(jobID)+"#E"+strconv.Itoa(k))) + " AND " + e.name(SortKey) +
+				" BETWEEN " + e.value(avS(eventSK(start))) + " AND " + e.value(avS(eventSK(math.MaxInt64)))),
+			ExpressionAttributeNames:  e.attrNames(),
+			ExpressionAttributeValues: e.attrValues(),
+		}, limit)
+		parts[k] = items
+		return err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	var items []item
+	for _, p := range parts {
+		items = append(items, p...)
+	}
+	idOf := func(it item) int64 { r := reader{it: it}; return r.n(attrID) }
+	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(idOf(a), idOf(b)) })
+	var out []jobs.Event
+	expect := start
+	cutoff := s.now().Add(-s.gapWait).UnixMilli()
+	for _, it := range items {
+		id := idOf(it)
+		if id != expect {
+			r := reader{it: it}
+			if r.optN(attrWritten) > cutoff {
+				break // an earlier id is still being written
+			}
+		}
+		expect = id + 1
+		if v, ok := it[attrVoid].(*types.AttributeValueMemberBOOL); ok && v.Value {
+			continue
+		}
+		e, err := decodeEvent(it)
 		if err != nil {
 			return fail(err)
 		}
-		if it == nil {
-			return fail(store.ErrNotFound)
-		}
-		return nil, nil
-	}
-	out := make([]jobs.Event, len(items))
-	for i, it := range items {
-		if out[i], err = decodeEvent(it); err != nil {
-			return fail(err)
+		out = append(out, e)
+		if limit > 0 && len(out) >= limit {
+			break
 		}
 	}
 	return out, nil

@@ -11,15 +11,18 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/store"
 )
 
-// jobItem encodes j (at j.Version) with its index keys.
-func jobItem(j jobs.Job) (item, error) {
+// jobItem encodes j (at j.Version) with its index keys and the meta its items are keyed by.
+func jobItem(j jobs.Job, m jobMeta) (item, error) {
 	w := newWriter(jobKey(j.ID))
+	w.n(attrShards, int64(m.shards))
+	w.n(attrEventShards, int64(m.eventShards))
+	w.n(attrPages, int64(m.pages))
+	w.n(TTLAttribute, m.expires)
 	w.n(attrID, j.ID)
 	w.s(attrType, string(j.Type))
 	w.s(attrState, string(j.State))
@@ -109,175 +112,17 @@ func decodeJob(it item) (jobs.Job, error) {
 	return j, nil
 }
 
-// jobCounters is the small item next to each job that the frequent writes touch instead of
-// the job: the id of its last event, how many of its node records are active, and whether
-// the job is terminal (which decides whether those records count in ACTIVE_NODES).
-type jobCounters struct {
-	lastEvent int64
-	active    int64
-	terminal  bool
-}
-
-func countersItem(id int64, c jobCounters) item {
-	w := newWriter(jobCountersKey(id))
-	w.n(attrLastEvent, c.lastEvent)
-	w.n(attrActive, c.active)
-	w.b(attrTerminal, c.terminal)
-	return w.it
-}
-
-func decodeCounters(it item) (jobCounters, error) {
-	r := reader{it: it}
-	c := jobCounters{lastEvent: r.n(attrLastEvent), active: r.n(attrActive), terminal: r.b(attrTerminal)}
-	if r.err != nil {
-		return jobCounters{}, fmt.Errorf("decode job counters %s: %w", str(it[PartitionKey]), r.err)
-	}
-	return c, nil
-}
-
 // reservationItem is the item that makes (login, key) unique among jobs.
-func reservationItem(login, k string, id int64) item {
+func reservationItem(login, k string, id int64, expires int64) item {
 	it := idemKey(login, k)
 	it[attrJobID] = avN(id)
+	it[TTLAttribute] = avN(expires)
 	return it
 }
 
 // idempotencyTaken is the error for a job whose idempotency key another job of its owner has.
 func idempotencyTaken(j jobs.Job) error {
 	return fmt.Errorf("idempotency key %q of %s: %w", j.IdempotencyKey, j.Owner.Login, store.ErrExists)
-}
-
-// CreateJob implements store.Store.
-//
-// It takes an id from the JOB_ID counter, then writes the job, its counters, its idempotency
-// reservation, the ACTIVE_NODES increment, its node records and its events in one
-// transaction. A job with more items than one transaction holds is written in two steps:
-// the node records and events that do not fit are written first (BatchWriteItem), then the
-// transaction writes the rest together with the job item, so the job appears all at once or
-// not at all; if that transaction fails, the first step's items are deleted.
-func (s *Store) CreateJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, events []jobs.Event) (jobs.Job, error) {
-	seen := make(map[string]bool, len(nodes))
-	for _, n := range nodes {
-		if seen[n.Name] {
-			return jobs.Job{}, fmt.Errorf("create job: node %s listed twice: %w", n.Name, store.ErrExists)
-		}
-		seen[n.Name] = true
-	}
-	id, err := s.add(ctx, key(pkCounters, skJobID), 1)
-	if err != nil {
-		return jobs.Job{}, fmt.Errorf("create job: allocate id: %w", err)
-	}
-	j.ID, j.Version = id, 1
-	jobIt, err := jobItem(j)
-	if err != nil {
-		return jobs.Job{}, fmt.Errorf("create job %d: %w", id, err)
-	}
-
-	var active int64
-	body := make([]item, 0, len(nodes)+len(events))
-	for i, n := range withInitialEventIDs(nodes, events) {
-		n.JobID, n.Version = id, 1
-		if n.State.Active() {
-			active++
-		}
-		it, err := nodeItem(n, int64(i))
-		if err != nil {
-			return jobs.Job{}, fmt.Errorf("create job %d: %w", id, err)
-		}
-		body = append(body, it)
-	}
-	for i, e := range events {
-		e.JobID, e.ID = id, int64(i+1)
-		it, err := eventItem(e)
-		if err != nil {
-			return jobs.Job{}, fmt.Errorf("create job %d: %w", id, err)
-		}
-		body = append(body, it)
-	}
-
-	var e expr
-	notExists := e.notExists(PartitionKey)
-	final := []types.TransactWriteItem{
-		s.txPut(jobIt, notExists, &e),
-		s.txPut(countersItem(id, jobCounters{lastEvent: int64(len(events)), active: active, terminal: j.State.Terminal()}), notExists, &e),
-	}
-	reservation := -1
-	if j.IdempotencyKey != "" {
-		reservation = len(final)
-		final = append(final, s.txPut(reservationItem(j.Owner.Login, j.IdempotencyKey, id), notExists, &e))
-	}
-	if active > 0 && !j.State.Terminal() {
-		final = append(final, s.txAddActive(active))
-	}
-
-	// The last body items ride in the final transaction; the others are staged before it.
-	roomItems, roomBytes := maxTxItems-len(final), maxTxBytes
-	for _, ti := range final {
-		roomBytes -= txItemSize(ti)
-	}
-	split := len(body)
-	for split > 0 && roomItems > 0 && roomBytes-itemSize(body[split-1]) >= 0 {
-		split--
-		roomItems--
-		roomBytes -= itemSize(body[split])
-	}
-	for _, it := range body[split:] {
-		final = append(final, s.txPut(it, "", nil))
-	}
-	staged := body[:split]
-	if len(staged) > 0 {
-		if err := s.stage(ctx, j, staged); err != nil {
-			return jobs.Job{}, fmt.Errorf("create job %d: %w", id, err)
-		}
-	}
-
-	err = s.transactRetry(ctx, final)
-	if err != nil {
-		if len(staged) > 0 {
-			s.unstage(ctx, id, staged)
-		}
-		if tc, ok := canceled(err); ok && tc.failed(reservation) {
-			return jobs.Job{}, fmt.Errorf("create job %d: %w", id, idempotencyTaken(j))
-		}
-		return jobs.Job{}, fmt.Errorf("create job %d: %w", id, err)
-	}
-	return j, nil
-}
-
-// stage writes the node records and events of a big job that do not fit in its final
-// transaction. A taken idempotency key is checked first so that a refused job does not
-// write them for nothing (the final transaction still decides).
-func (s *Store) stage(ctx context.Context, j jobs.Job, items []item) error {
-	if j.IdempotencyKey != "" {
-		it, err := s.get(ctx, idemKey(j.Owner.Login, j.IdempotencyKey))
-		if err != nil {
-			return fmt.Errorf("check idempotency key: %w", err)
-		}
-		if it != nil {
-			return idempotencyTaken(j)
-		}
-	}
-	reqs := make([]types.WriteRequest, len(items))
-	for i, it := range items {
-		reqs[i] = types.WriteRequest{PutRequest: &types.PutRequest{Item: it}}
-	}
-	if err := s.batchWrite(ctx, reqs); err != nil {
-		s.unstage(ctx, j.ID, items)
-		return fmt.Errorf("write %d node records and events: %w", len(items), err)
-	}
-	return nil
-}
-
-// unstage deletes staged items after the job failed to commit. A failure is only logged:
-// the items are unreachable, since no job item points at them.
-func (s *Store) unstage(ctx context.Context, id int64, items []item) {
-	reqs := make([]types.WriteRequest, len(items))
-	for i, it := range items {
-		reqs[i] = types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: key(str(it[PartitionKey]), str(it[SortKey]))}}
-	}
-	if err := s.batchWrite(context.WithoutCancel(ctx), reqs); err != nil {
-		s.log.Warn("delete the staged items of a job that was not created", "job_id", id, "items", len(items), "error", err)
-	}
 }
 
 // withInitialEventIDs returns a copy of nodes whose LatestEventID is the id the last initial
@@ -522,131 +367,6 @@ func (s *Store) ListUnfinishedJobs(ctx context.Context) ([]jobs.Job, error) {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
 	return out, nil
-}
-
-// UpdateJob implements store.Store. It reads the job and its counters, then writes in one
-// transaction: the job (condition: the version read), its counters (when events are
-// appended, the last event id read; when the job enters or leaves a terminal state, the
-// active count read, which then moves in or out of ACTIVE_NODES), the idempotency
-// reservations when the owner login or key changes, and the events. A transaction that lost
-// only on the counters is tried again.
-func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event) (jobs.Job, error) {
-	fail := func(err error) (jobs.Job, error) {
-		return jobs.Job{}, fmt.Errorf("update job %d at version %d: %w", j.ID, j.Version, err)
-	}
-	next := j
-	next.Version++
-	newIt, err := jobItem(next)
-	if err != nil {
-		return fail(err)
-	}
-	// At most: the job, its counters, ACTIVE_NODES, two reservations, the events.
-	if n := 5 + len(events); n > maxTxItems {
-		return fail(fmt.Errorf("%d events in one update, at most %d", len(events), maxTxItems-5))
-	}
-	for attempt := 0; ; attempt++ {
-		got, err := s.batchGet(ctx, []item{jobKey(j.ID), jobCountersKey(j.ID)})
-		if err != nil {
-			return fail(err)
-		}
-		oldIt, ok := got[keyString(jobKey(j.ID))]
-		if !ok {
-			return fail(store.ErrNotFound)
-		}
-		old, err := decodeJob(oldIt)
-		if err != nil {
-			return fail(err)
-		}
-		if old.Version != j.Version {
-			return fail(store.ErrConflict)
-		}
-		ctrIt, ok := got[keyString(jobCountersKey(j.ID))]
-		if !ok {
-			return fail(fmt.Errorf("job counters missing"))
-		}
-		ctr, err := decodeCounters(ctrIt)
-		if err != nil {
-			return fail(err)
-		}
-
-		var e expr
-		tx := []types.TransactWriteItem{s.txPut(newIt, e.eq(attrVersion, avN(j.Version)), &e)}
-		counters := -1
-		terminal := j.State.Terminal()
-		if len(events) > 0 || terminal != ctr.terminal {
-			var ce expr
-			var sets, adds, conds []string
-			if len(events) > 0 {
-				adds = append(adds, ce.name(attrLastEvent)+" "+ce.value(avN(int64(len(events)))))
-				conds = append(conds, ce.eq(attrLastEvent, avN(ctr.lastEvent)))
-			}
-			if terminal != ctr.terminal {
-				sets = append(sets, ce.eq(attrTerminal, avBool(terminal)))
-				conds = append(conds, ce.eq(attrActive, avN(ctr.active)), ce.eq(attrTerminal, avBool(ctr.terminal)))
-			}
-			counters = len(tx)
-			tx = append(tx, s.txUpdate(jobCountersKey(j.ID), updateExpr(sets, adds), strings.Join(conds, " AND "), &ce))
-		}
-		if terminal != ctr.terminal && ctr.active != 0 {
-			delta := ctr.active
-			if terminal {
-				delta = -delta
-			}
-			tx = append(tx, s.txAddActive(delta))
-		}
-		reservation := -1
-		oldRes, newRes := [2]string{old.Owner.Login, old.IdempotencyKey}, [2]string{j.Owner.Login, j.IdempotencyKey}
-		if oldRes != newRes {
-			if old.IdempotencyKey != "" {
-				var de expr
-				tx = append(tx, s.txDelete(idemKey(old.Owner.Login, old.IdempotencyKey), de.eq(attrJobID, avN(j.ID)), &de))
-			}
-			if j.IdempotencyKey != "" {
-				var re expr
-				reservation = len(tx)
-				tx = append(tx, s.txPut(reservationItem(j.Owner.Login, j.IdempotencyKey, j.ID), re.notExists(PartitionKey), &re))
-			}
-		}
-		for i, ev := range events {
-			ev.JobID, ev.ID = j.ID, ctr.lastEvent+int64(i+1)
-			it, err := eventItem(ev)
-			if err != nil {
-				return fail(err)
-			}
-			var ee expr
-			tx = append(tx, s.txPut(it, ee.notExists(PartitionKey), &ee))
-		}
-
-		if len(tx) == 1 {
-			err = s.put(ctx, newIt, aws.ToString(tx[0].Put.ConditionExpression), &e)
-			if ccf, ok := conditionFailed(err); ok {
-				return fail(s.versionMiss(ctx, jobKey(j.ID), ccf))
-			}
-		} else {
-			err = s.transact(ctx, tx)
-		}
-		if err == nil {
-			return next, nil
-		}
-		tc, ok := canceled(err)
-		switch {
-		case !ok:
-			return fail(err)
-		case tc.failed(0):
-			return fail(store.ErrConflict)
-		case tc.failed(reservation):
-			return fail(idempotencyTaken(j))
-		case tc.failed(counters) || tc.contended():
-			if attempt+1 >= s.maxAttempts {
-				return fail(fmt.Errorf("job counters kept changing: %w", store.ErrConflict))
-			}
-			if err := s.backoff(ctx, attempt); err != nil {
-				return fail(err)
-			}
-		default:
-			return fail(err)
-		}
-	}
 }
 
 // updateExpr joins SET and ADD clauses.

@@ -38,7 +38,7 @@ func (s *Store) UseNonce(ctx context.Context, nonce string, now, expires time.Ti
 	w.n(TTLAttribute, ceilUnix(expires))
 	var e expr
 	cond := e.notExists(PartitionKey) + " OR " + e.name(TTLAttribute) + " < " + e.value(avN(now.Unix()))
-	err := s.put(ctx, w.it, cond, &e)
+	_, err := s.put(ctx, w.it, cond, &e)
 	if _, ok := conditionFailed(err); ok {
 		return fmt.Errorf("use nonce: %w", store.ErrExists)
 	}

@@ -108,7 +108,7 @@ func (s *Store) PutRole(ctx context.Context, r store.Role) (store.Role, error) {
 
 // GetRole implements store.Store; an unknown name is store.ErrNotFound.
 func (s *Store) GetRole(ctx context.Context, name string) (store.Role, error) {
-	it, err := s.getNamed(ctx, pkRoles, name)
+	it, err := s.getNamed(ctx, pkRoles, name, name)
 	if err != nil {
 		return store.Role{}, fmt.Errorf("get role %s: %w", name, err)
 	}
@@ -156,7 +156,7 @@ func (s *Store) PutUser(ctx context.Context, u store.User) (store.User, error) {
 
 // GetUser implements store.Store; an unknown login is store.ErrNotFound.
 func (s *Store) GetUser(ctx context.Context, login string) (store.User, error) {
-	it, err := s.getNamed(ctx, pkUsers, login)
+	it, err := s.getNamed(ctx, pkUsers, login, login)
 	if err != nil {
 		return store.User{}, fmt.Errorf("get user %s: %w", login, err)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/baton-run/baton/shared/store"
 )
@@ -54,7 +55,7 @@ func (s *Store) PutToken(ctx context.Context, t store.Token) error {
 	w.s(GSI2PK, gsiTokens)
 	w.s(GSI2SK, order)
 	var e expr
-	err := s.put(ctx, w.it, e.notExists(PartitionKey), &e)
+	_, err := s.put(ctx, w.it, e.notExists(PartitionKey), &e)
 	if _, ok := conditionFailed(err); ok {
 		return fmt.Errorf("put token for %s: %w", t.Login, store.ErrExists)
 	}
@@ -142,7 +143,7 @@ func (s *Store) RevokeToken(ctx context.Context, hash string) error {
 	}
 	var e expr
 	upd := "SET " + e.name(attrRevoked) + " = " + e.value(avBool(true))
-	_, err := s.update(ctx, tokenKey(hash), upd, e.exists(PartitionKey), &e)
+	_, err := s.update(ctx, tokenKey(hash), upd, e.exists(PartitionKey), &e, types.ReturnValueAllNew, nil)
 	if _, ok := conditionFailed(err); ok {
 		return fmt.Errorf("revoke token: %w", store.ErrNotFound)
 	}

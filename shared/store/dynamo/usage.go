@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -15,12 +16,11 @@ import (
 // cannot hold.
 var errNonFiniteUsage = errors.New("usage capacity units must be finite")
 
-// AddJobUsage implements store.Store: one UpdateItem of the job's counters item that ADDs
-// every counter of u (the capacity units as decimal numbers), conditional on the item
-// existing (else store.ErrNotFound). ADD is atomic, so concurrent adds all count, and the
-// job item is not written, so its Version does not change. The update is tried again when
-// it collides with a transaction on the same item (TransactionConflict), up to
-// WithMaxAttempts times.
+// AddJobUsage implements store.Store: one UpdateItem of one of the job's usage shards
+// (JOB#<id>#U<k>, k at random, created with the job) that ADDs every counter of u (the
+// capacity units as decimal numbers), conditional on the shard existing (else
+// store.ErrNotFound). ADD is atomic, so concurrent adds all count; the shards spread the
+// adds of a busy job over usageShards partition keys.
 func (s *Store) AddJobUsage(ctx context.Context, jobID int64, u store.Usage) error {
 	if math.IsNaN(u.ReadUnits) || math.IsInf(u.ReadUnits, 0) || math.IsNaN(u.WriteUnits) || math.IsInf(u.WriteUnits, 0) {
 		return fmt.Errorf("add usage of job %d: %w", jobID, errNonFiniteUsage)
@@ -43,51 +43,44 @@ func (s *Store) AddJobUsage(ctx context.Context, jobID int64, u store.Usage) err
 	for i, a := range adds {
 		clauses[i] = e.name(a.attr) + " " + e.value(a.v)
 	}
-	upd := updateExpr(nil, clauses)
-	cond := e.exists(PartitionKey)
-	for attempt := 0; ; attempt++ {
-		_, err := s.update(ctx, jobCountersKey(jobID), upd, cond, &e)
-		if _, ok := conditionFailed(err); ok {
-			return fmt.Errorf("add usage of job %d: %w", jobID, store.ErrNotFound)
-		}
-		var tce *types.TransactionConflictException
-		if errors.As(err, &tce) && attempt+1 < s.maxAttempts {
-			if err := s.backoff(ctx, attempt); err != nil {
-				return fmt.Errorf("add usage of job %d: %w", jobID, err)
-			}
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("add usage of job %d: %w", jobID, err)
-		}
-		return nil
+	_, err := s.update(ctx, usageKey(jobID, rand.IntN(usageShards)), updateExpr(nil, clauses), e.exists(PartitionKey), &e, types.ReturnValueNone, nil)
+	if _, ok := conditionFailed(err); ok {
+		return fmt.Errorf("add usage of job %d: %w", jobID, store.ErrNotFound)
 	}
+	if err != nil {
+		return fmt.Errorf("add usage of job %d: %w", jobID, err)
+	}
+	return nil
 }
 
-// JobUsage implements store.Store: one consistent GetItem of the job's counters item, whose
-// usage attributes are absent (zero) until usage is first added; store.ErrNotFound when the
-// item, and so the job, does not exist.
+// JobUsage implements store.Store: one BatchGetItem of the job's usage shards, summed;
+// store.ErrNotFound when there are none (the job does not exist).
 func (s *Store) JobUsage(ctx context.Context, jobID int64) (store.Usage, error) {
-	it, err := s.get(ctx, jobCountersKey(jobID))
+	keys := make([]item, usageShards)
+	for k := range keys {
+		keys[k] = usageKey(jobID, k)
+	}
+	got, err := s.batchGet(ctx, keys)
 	if err != nil {
 		return store.Usage{}, fmt.Errorf("job usage %d: %w", jobID, err)
 	}
-	if it == nil {
+	if len(got) == 0 {
 		return store.Usage{}, fmt.Errorf("job usage %d: %w", jobID, store.ErrNotFound)
 	}
-	r := reader{it: it}
-	u := store.Usage{
-		Invocations:  r.optN(attrUsageInvocations),
-		MessagesIn:   r.optN(attrUsageMessagesIn),
-		MessagesOut:  r.optN(attrUsageMessagesOut),
-		MessageUnits: r.optN(attrUsageMessageUnits),
-		ReadUnits:    r.optF(attrUsageReadUnits),
-		WriteUnits:   r.optF(attrUsageWriteUnits),
-		S3Writes:     r.optN(attrUsageS3Writes),
-		S3Reads:      r.optN(attrUsageS3Reads),
-	}
-	if r.err != nil {
-		return store.Usage{}, fmt.Errorf("job usage %d: %w", jobID, r.err)
+	var u store.Usage
+	for _, it := range got {
+		r := reader{it: it}
+		u.Invocations += r.optN(attrUsageInvocations)
+		u.MessagesIn += r.optN(attrUsageMessagesIn)
+		u.MessagesOut += r.optN(attrUsageMessagesOut)
+		u.MessageUnits += r.optN(attrUsageMessageUnits)
+		u.ReadUnits += r.optF(attrUsageReadUnits)
+		u.WriteUnits += r.optF(attrUsageWriteUnits)
+		u.S3Writes += r.optN(attrUsageS3Writes)
+		u.S3Reads += r.optN(attrUsageS3Reads)
+		if r.err != nil {
+			return store.Usage{}, fmt.Errorf("job usage %d: %w", jobID, r.err)
+		}
 	}
 	return u, nil
 }

@@ -1,0 +1,136 @@
+package dynamo
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/baton-run/baton/shared/store"
+)
+
+// The sizes the key design is built on; doc.go explains where they come from.
+const (
+	// nodesPerShard is how many node records a shard (one partition key) of a job holds at
+	// most, up to maxShards shards: a shard then takes at most 1/shards of the job's node
+	// writes.
+	nodesPerShard = 1250
+	maxShards     = 16
+	// eventsPerShard and maxEventShards size a job's event shards (events go round-robin
+	// by id: id mod shards).
+	eventsPerShard = 2500
+	maxEventShards = 8
+	// pageSize is how many node names one page item of a job holds (in creation order).
+	pageSize = 400
+	// slotShards is how many items (SLOTS#<k>) count the active node records of all
+	// unfinished jobs; together they are the server-wide running cap's semaphore.
+	slotShards = 4
+	// dueShards is how many GSI2 partitions (DUE#<k>) index the records with a DueAt.
+	dueShards = 8
+	// usageShards is how many items (JOB#<id>#U<k>) hold a job's usage counters.
+	usageShards = 4
+)
+
+// shardsFor returns how many of n go in shards of per, between 1 and most.
+func shardsFor(n, per, most int) int {
+	return max(1, min(most, (n+per-1)/per))
+}
+
+// jobMeta is what a job's items are keyed and sized by: fixed when the job is created,
+// kept on the job item.
+type jobMeta struct {
+	id          int64
+	shards      int   // node record shards
+	eventShards int   // event shards
+	pages       int   // pages of node names
+	concurrency int   // the job's own cap (0: none)
+	expires     int64 // TTL of every item of the job (epoch seconds)
+}
+
+func newMeta(id int64, nodes, concurrency int, created time.Time, retention time.Duration) jobMeta {
+	return jobMeta{
+		id:          id,
+		shards:      shardsFor(nodes, nodesPerShard, maxShards),
+		eventShards: shardsFor(nodes, eventsPerShard, maxEventShards),
+		pages:       (nodes + pageSize - 1) / pageSize,
+		concurrency: concurrency,
+		expires:     ceilUnix(created.Add(retention)),
+	}
+}
+
+func (m jobMeta) shardPK(shard int) string { return jobPK(m.id) + "#" + strconv.Itoa(shard) }
+
+func (m jobMeta) nodeKey(name string) item {
+	return key(m.shardPK(shardOf(name, m.shards)), skNodePrefix+name)
+}
+
+func (m jobMeta) eventKey(id int64) item {
+	return key(jobPK(m.id)+"#E"+strconv.FormatInt(id%int64(m.eventShards), 10), eventSK(id))
+}
+
+// metaFromJob decodes the meta attributes of a job item.
+func metaFromJob(it item) (jobMeta, error) {
+	r := reader{it: it}
+	m := jobMeta{
+		id:          r.n(attrID),
+		shards:      int(r.n(attrShards)),
+		eventShards: int(r.n(attrEventShards)),
+		pages:       int(r.n(attrPages)),
+		concurrency: int(r.n(attrConcurrency)),
+		expires:     r.n(TTLAttribute),
+	}
+	if r.err != nil {
+		return jobMeta{}, fmt.Errorf("job item %s: %w", str(it[PartitionKey]), r.err)
+	}
+	if m.shards < 1 || m.eventShards < 1 {
+		return jobMeta{}, fmt.Errorf("job item %s: %d shards, %d event shards", str(it[PartitionKey]), m.shards, m.eventShards)
+	}
+	return m, nil
+}
+
+// metaCacheSize bounds the cache: past it, the cache starts over.
+const metaCacheSize = 10000
+
+// metaCache keeps the metas of jobs this process used: they never change.
+type metaCache struct {
+	mu sync.Mutex
+	m  map[int64]jobMeta
+}
+
+func (c *metaCache) get(id int64) (jobMeta, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.m[id]
+	return m, ok
+}
+
+func (c *metaCache) put(m jobMeta) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= metaCacheSize {
+		c.m = make(map[int64]jobMeta)
+	}
+	c.m[m.id] = m
+}
+
+// meta returns job id's meta: from the cache, else from the job item (one consistent read).
+// An unknown job (or one whose creation has not committed) is store.ErrNotFound.
+func (s *Store) meta(ctx context.Context, id int64) (jobMeta, error) {
+	if m, ok := s.metas.get(id); ok {
+		return m, nil
+	}
+	it, err := s.get(ctx, jobKey(id))
+	if err != nil {
+		return jobMeta{}, err
+	}
+	if it == nil {
+		return jobMeta{}, fmt.Errorf("job %d: %w", id, store.ErrNotFound)
+	}
+	m, err := metaFromJob(it)
+	if err != nil {
+		return jobMeta{}, err
+	}
+	s.metas.put(m)
+	return m, nil
+}
