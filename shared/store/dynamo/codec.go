@@ -84,16 +84,16 @@ const (
 	attrCursor    = "cur"  // job counters: creation index before which no record is new
 	attrStatePref = "c_"   // job counters: + node state: records in that state
 
-	attrShards      = "ns"  // job: node record shards
-	attrEventShards = "es"  // job: event shards
-	attrPages       = "np"  // job: pages of node names
-	attrNames       = "nm"  // page: node names
-	attrSlot        = "gs"  // node record: the ACTIVE slot shard it holds
-	attrVoid        = "vd"  // event: an id given up (a claim that lost its record)
-	attrWritten     = "wt"  // event: when it was written (Unix ms, the writer's clock)
-	attrFactsHash   = "fh"  // inventory node: SHA-256 of its facts (hex), "" without
-	attrOwner       = "ow"  // lease: owner
-	attrUntil       = "lu"  // lease: end (timeLayout)
+	attrShards      = "ns" // job: node record shards
+	attrEventShards = "es" // job: event shards
+	attrPages       = "np" // job: pages of node names
+	attrNames       = "nm" // page: node names
+	attrSlot        = "gs" // node record: the ACTIVE slot shard it holds
+	attrVoid        = "vd" // event: an id given up (a claim that lost its record)
+	attrWritten     = "wt" // event: when it was written (Unix ms, the writer's clock)
+	attrFactsHash   = "fh" // inventory node: SHA-256 of its facts (hex), "" without
+	attrOwner       = "ow" // lease: owner
+	attrUntil       = "lu" // lease: end (timeLayout)
 
 	// Job counters: the job's usage (store.Usage), absent until usage is first added.
 	attrUsageInvocations  = "uinv"
