@@ -128,6 +128,8 @@ func (a *Agent) Connected() bool {
 // Before the first connection it purges old spool entries and finalises transactions that a
 // previous agent process left running. When ctx ends, running transactions are killed and
 // recorded as failed (the outcome is sent on the next connection), and Run returns nil.
+// Tasks that a previous agent process left running are followed to their end (see
+// recoverTransactions).
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.active.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
@@ -190,12 +192,7 @@ func (a *Agent) prepareDirs() error {
 			a.log.Info("purged unused task files from the cache", "count", n)
 		}
 	}
-	n, err := a.spool.finaliseOrphans(time.Now())
-	if err != nil {
-		a.log.Warn("finalise transactions left running by a previous agent", "error", err)
-	} else if n > 0 {
-		a.log.Warn("transactions left running by a previous agent recorded as failed", "count", n)
-	}
+	a.recoverTransactions()
 	return nil
 }
 

@@ -184,8 +184,8 @@ func TestOrphanedTransactionIsReported(t *testing.T) {
 	}
 	startAgent(t, cfg)
 	f, _ := ts.waitFrame(t, 0, "orphan reported", isOutcome("txn-orphan"))
-	if e := rpcError(t, f); e.ID != "req-1" || !strings.Contains(e.Description, orphanError) {
-		t.Errorf("got %+v", e)
+	if e := rpcError(t, f); e.ID != "req-1" || !strings.Contains(e.Description, notStartedError) {
+		t.Errorf("got %+v, want %q: the task never started", e, notStartedError)
 	}
 }
 

@@ -232,10 +232,12 @@ func (a *Agent) handleNonBlocking(ctx context.Context, env protocol.Envelope, r 
 		a.sendProvisional(ctx, r.TransactionID)
 		return
 	}
-	created, err := a.spool.create(txnMetadata{
+	meta := txnMetadata{
 		Module: r.Module, Action: r.Action, RequestParams: "{}", TransactionID: r.TransactionID,
 		RequestID: env.ID, NotifyOutcome: r.NotifyOutcome, Start: time.Now().UTC(), Status: statusRunning,
-	})
+		Timeout: int64(req.Timeout / time.Second),
+	}
+	created, err := a.spool.create(meta)
 	if err != nil {
 		a.mu.Unlock()
 		a.replyRPCError(ctx, r.TransactionID, env.ID, fmt.Sprintf("Failed to execute the task for the %s. Error: %v", lbl, err))
@@ -243,18 +245,7 @@ func (a *Agent) handleNonBlocking(ctx context.Context, env protocol.Envelope, r 
 	}
 	if !created {
 		a.mu.Unlock()
-		a.log.Info("request repeated; already in the spool, not run again", "transaction_id", r.TransactionID)
-		a.sendProvisional(ctx, r.TransactionID)
-		st, err := a.spool.load(r.TransactionID)
-		if err != nil {
-			a.log.Warn("read spooled transaction", "transaction_id", r.TransactionID, "error", err)
-			return
-		}
-		if st.pending() {
-			if err := a.deliver(ctx, st); err != nil {
-				a.log.Warn("resend spooled result", "transaction_id", r.TransactionID, "error", err)
-			}
-		}
+		a.answerRepeat(ctx, env, r, meta)
 		return
 	}
 	tctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -288,6 +279,44 @@ func (a *Agent) sendProvisional(ctx context.Context, txn string) {
 	}
 }
 
+// answerRepeat answers a request for a transaction already in the spool (and not running):
+// it is never run again, and the request always gets an answer: a provisional response, and
+// a finished transaction's outcome again unless the server acknowledged it (a status query
+// tells it then, as with pxp-agent). An entry
+// that cannot be read is repaired into a failure whose outcome is unknown; one that was
+// accepted but has neither an outcome nor a process here (its outcome could not be spooled)
+// is concluded the same way; either is then sent.
+func (a *Agent) answerRepeat(ctx context.Context, env protocol.Envelope, r protocol.NonBlockingRequest, meta txnMetadata) {
+	txn := r.TransactionID
+	log := a.log.With("transaction_id", txn)
+	log.Info("request repeated; already in the spool, not run again")
+	st, err := a.spool.load(txn)
+	if err != nil {
+		log.Warn("spooled transaction unreadable; repairing it", "error", err)
+		if st, err = a.spool.repair(txn, meta, time.Now().UTC()); err != nil {
+			log.Error("repair spooled transaction", "error", err)
+			a.replyRPCError(ctx, txn, env.ID, fmt.Sprintf("Failed to execute the task for the %s. Error: %s",
+				label(false, r.Module, r.Action, txn), unreadableError))
+			return
+		}
+	}
+	if !st.finished() {
+		log.Warn("accepted transaction has no outcome and no process; its outcome is unknown")
+		if !st.meta.NotifyOutcome && r.NotifyOutcome {
+			st.meta.NotifyOutcome = true
+		}
+		a.concludeUnknown(ctx, st, protocol.TaskResults{}, "its outcome was never recorded")
+		return
+	}
+	a.sendProvisional(ctx, txn)
+	if !st.pending() {
+		return // acknowledged, or not to be notified: a status query tells its outcome
+	}
+	if err := a.deliver(ctx, st); err != nil {
+		log.Warn("resend spooled result", "error", err)
+	}
+}
+
 // execute runs the handler, spools its outcome and sends it.
 func (a *Agent) execute(ctx context.Context, cancel context.CancelCauseFunc, h ModuleHandler, req Request, notify bool, lbl string) {
 	defer a.tasks.Done()
@@ -307,32 +336,11 @@ func (a *Agent) execute(ctx context.Context, cancel context.CancelCauseFunc, h M
 		desc = fmt.Sprintf("Failed to execute the task for the %s. Error: %v", lbl, err)
 		results = nil
 	}
-	st, serr := a.spool.finish(req.TransactionID, results, desc, time.Now().UTC())
-
-	a.mu.Lock()
-	if t := a.running[req.TransactionID]; t != nil && t.provisional != nil {
-		t.provisional.Stop()
+	if a.cfg.FaultHook != nil {
+		a.cfg.FaultHook(FaultTaskEnded)
 	}
-	delete(a.running, req.TransactionID)
-	a.lastDone = time.Now()
-	a.mu.Unlock()
-
-	if serr != nil {
-		// The outcome cannot be kept; send it once anyway so the server is not left waiting.
-		a.log.Error("spool outcome", "transaction_id", req.TransactionID, "error", serr)
-		if st.meta.TransactionID == "" {
-			st = txnState{results: results, errDesc: desc, meta: txnMetadata{
-				TransactionID: req.TransactionID, RequestID: req.RequestID, NotifyOutcome: notify,
-			}}
-		}
-	}
-	a.log.Info("transaction finished", "transaction_id", req.TransactionID, "failed", desc != "")
-	if !st.meta.NotifyOutcome {
-		return
-	}
-	if err := a.deliver(context.WithoutCancel(ctx), st); err != nil {
-		a.log.Info("outcome kept in the spool until the next connection", "transaction_id", req.TransactionID, "error", err)
-	}
+	a.conclude(ctx, txnState{meta: txnMetadata{Module: req.Module, Action: req.Action,
+		TransactionID: req.TransactionID, RequestID: req.RequestID, NotifyOutcome: notify}}, results, desc)
 }
 
 func checkParamsObject(p json.RawMessage) error {

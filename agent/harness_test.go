@@ -415,6 +415,8 @@ func testConfig(t *testing.T, ts *testServer) Config {
 		PingInterval:    200 * time.Millisecond,
 		MaxBackoff:      50 * time.Millisecond,
 		DownloadBackoff: []time.Duration{time.Millisecond, 2 * time.Millisecond},
+		// Tasks run as baton-agent runs them: under the supervisor (this test binary).
+		Supervisor: testSupervisor(t),
 	}
 }
 

@@ -106,5 +106,10 @@ func (m *memSpool) purge(cutoff time.Time) (int, error) {
 	return n, nil
 }
 
-// finaliseOrphans finds none: a memory spool starts empty with every process.
-func (m *memSpool) finaliseOrphans(time.Time) (int, error) { return 0, nil }
+// unfinished finds none: a memory spool starts empty with every process.
+func (m *memSpool) unfinished(time.Time) ([]txnState, error) { return nil, nil }
+
+// repair has nothing to repair: memory is never unreadable.
+func (m *memSpool) repair(txn string, _ txnMetadata, _ time.Time) (txnState, error) {
+	return m.load(txn)
+}

@@ -22,6 +22,8 @@ type Command struct {
 	Dir   string
 	Env   []string
 	Stdin []byte
+	// OnStart, when set, is called with the process's PID once it has started.
+	OnStart func(pid int)
 }
 
 // ioGrace bounds how long RunCommand waits for stdout/stderr to close after the process
@@ -75,6 +77,9 @@ func RunCommand(ctx context.Context, c Command) (protocol.TaskResults, error) {
 			Exitcode: 127,
 			Stderr:   fmt.Sprintf("Executable '%s' failed to run: %v", c.Path, err),
 		}, fmt.Errorf("start %s: %w", c.Path, err)
+	}
+	if c.OnStart != nil {
+		c.OnStart(cmd.Process.Pid)
 	}
 	werr := cmd.Wait()
 	res := protocol.TaskResults{Exitcode: cmd.ProcessState.ExitCode()}

@@ -17,3 +17,13 @@ func killProcessGroup(pid int) error {
 	}
 	return p.Kill()
 }
+
+// processAlive reports whether a process with that PID exists (start times are not known here).
+func processAlive(pid int, _ uint64) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	p.Release()
+	return true
+}

@@ -22,8 +22,23 @@ import (
 //	<spool>/<txn>/error.json   {"description": ...}, when the transaction failed before/instead
 //	<spool>/<txn>/acked        present once the server acknowledged the outcome
 //
+// A task run under a supervisor (Config.Supervisor) adds, in this order:
+//
+//	<spool>/<txn>/started      written just before the task's process is started
+//	<spool>/<txn>/pid          {"pid", "start"}: the supervisor's PID and /proc start time
+//	<spool>/<txn>/stdout       the task's stdout, capped at MaxOutputBytes
+//	<spool>/<txn>/stderr       the task's stderr, capped at MaxOutputBytes
+//	<spool>/<txn>/exitcode     {"exitcode", ...}, written last, once the task ended
+//
+// so that an agent restarted while a task ran can find the process again, wait for it, and
+// report its real outcome (see recover).
+//
 // Directories are 0700 and files 0600. A directory's existence alone means "this transaction
-// was accepted": a repeated request is never run again, even after an agent restart.
+// was accepted": a repeated request is never run again, even after an agent restart. A
+// directory is created under a temporary name and renamed into place with its metadata, so a
+// kill at any point leaves either no transaction or a readable one; an entry found unreadable
+// anyway (a damaged disk, an older agent's leftovers) is repaired into a failure whose outcome
+// is unknown, which is reported like any other.
 
 const (
 	statusRunning = "running"
@@ -36,8 +51,36 @@ const (
 	ackedFile    = "acked"
 )
 
-// orphanError is recorded for a transaction a previous agent process left running.
-const orphanError = "task process is not running, but no output is available"
+// Outcomes of transactions a previous agent process left unfinished.
+const (
+	// outcomeUnknownError: the transaction may have run, or be running still, but what it
+	// did cannot be known (reported with kind OutcomeUnknownKind where the result allows).
+	outcomeUnknownError = "the agent restarted while the task ran; outcome unknown"
+	// notStartedError: the agent stopped after accepting the transaction and before starting
+	// its process: it did not run.
+	notStartedError = "the agent restarted before the task started; it was not run"
+	// unreadableError: the transaction's spool entry could not be read.
+	unreadableError = "the agent could not read its record of this transaction; outcome unknown"
+)
+
+// OutcomeUnknownKind is the _error kind of a task result whose outcome the agent cannot know:
+// it restarted while the task ran and could not follow the task to its end.
+const OutcomeUnknownKind = "baton/task-outcome-unknown"
+
+// Fault points: the places where Config.FaultHook is called, in the order a transaction
+// passes them. A chaos test kills the agent at one of them to check that every transaction is
+// still answered, once.
+const (
+	FaultSpoolBeforeRename = "spool-create-before-rename" // metadata written, directory not in place
+	FaultSpoolCreated      = "spool-created"              // accepted, nothing started
+	FaultTaskStarted       = "task-started"               // the task's process runs
+	FaultTaskEnded         = "task-ended"                 // the handler returned, nothing spooled
+	FaultSpoolFinished     = "spool-finished"             // the outcome is spooled, not sent
+	FaultSpoolAck          = "spool-ack"                  // acknowledged, not yet recorded
+)
+
+// FaultPoints lists every fault point.
+var FaultPoints = []string{FaultSpoolBeforeRename, FaultSpoolCreated, FaultTaskStarted, FaultTaskEnded, FaultSpoolFinished, FaultSpoolAck}
 
 type txnMetadata struct {
 	Module         string     `json:"module"`
@@ -50,6 +93,9 @@ type txnMetadata struct {
 	Status         string     `json:"status"`
 	End            *time.Time `json:"end,omitempty"`
 	ExecutionError string     `json:"execution_error,omitempty"`
+	// Timeout (seconds, 0 for none) is kept so that a task found running after an agent
+	// restart is still killed on time.
+	Timeout int64 `json:"timeout,omitempty"`
 }
 
 type txnState struct {
@@ -82,18 +128,32 @@ type txnSpool interface {
 	pending() ([]txnState, error)
 	// purge deletes finished transactions that started before cutoff.
 	purge(cutoff time.Time) (int, error)
-	// finaliseOrphans records a failure for every transaction without an outcome.
-	finaliseOrphans(now time.Time) (int, error)
+	// unfinished returns the transactions without an outcome; called before any transaction
+	// starts, these are what a previous agent process left. Unreadable entries are repaired
+	// first (see repair), so they are not among them.
+	unfinished(now time.Time) ([]txnState, error)
+	// repair rewrites txn's unreadable entry as a failure whose outcome is unknown, keeping
+	// what it can read of it, and returns it.
+	repair(txn string, hint txnMetadata, now time.Time) (txnState, error)
 }
 
 func newSpool(cfg Config) txnSpool {
 	if cfg.MemorySpool {
 		return newMemSpool()
 	}
-	return &spool{dir: cfg.SpoolDir}
+	return &spool{dir: cfg.SpoolDir, fault: cfg.FaultHook}
 }
 
-type spool struct{ dir string }
+type spool struct {
+	dir   string
+	fault func(point string)
+}
+
+func (s *spool) hit(point string) {
+	if s.fault != nil {
+		s.fault(point)
+	}
+}
 
 func (s *spool) txnDir(txn string) string { return filepath.Join(s.dir, txn) }
 
@@ -118,6 +178,7 @@ func (s *spool) create(m txnMetadata) (created bool, err error) {
 		_ = os.RemoveAll(tmp)
 		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
 	}
+	s.hit(FaultSpoolBeforeRename)
 	if err := os.Rename(tmp, dir); err != nil {
 		_ = os.RemoveAll(tmp)
 		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
@@ -125,6 +186,7 @@ func (s *spool) create(m txnMetadata) (created bool, err error) {
 		}
 		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
 	}
+	s.hit(FaultSpoolCreated)
 	return true, nil
 }
 
@@ -211,6 +273,7 @@ func (s *spool) ack(txn string) error {
 	if st.acked {
 		return nil
 	}
+	s.hit(FaultSpoolAck)
 	ts := []byte(time.Now().UTC().Format(time.RFC3339Nano) + "\n")
 	// A marker written directly and not synced: losing an acknowledgement in a crash only
 	// sends the outcome again, which the server recognises.
@@ -313,11 +376,10 @@ func (s *spool) purge(cutoff time.Time) (int, error) {
 	return n, nil
 }
 
-// finaliseOrphans records a failure for every transaction without an outcome: called before
-// any transaction starts, these were left running by a previous agent process, whose
-// output is lost. It also removes the directories of creations a killed agent left
-// unfinished (never renamed into place: those transactions were never accepted).
-func (s *spool) finaliseOrphans(now time.Time) (int, error) {
+// unfinished returns the transactions without an outcome, oldest first. It first removes
+// the directories of creations a killed agent left unfinished (never renamed into place: those
+// transactions were never accepted) and repairs unreadable entries.
+func (s *spool) unfinished(now time.Time) ([]txnState, error) {
 	if entries, err := os.ReadDir(s.dir); err == nil {
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-") {
@@ -325,26 +387,66 @@ func (s *spool) finaliseOrphans(now time.Time) (int, error) {
 			}
 		}
 	}
-	states, _, err := s.all()
+	states, bad, err := s.all()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
 	var errs []error
-	for _, st := range states {
-		if st.finished() {
-			continue
-		}
-		m := st.meta
-		desc := fmt.Sprintf("Failed to execute the task for the %s. Error: %s",
-			label(false, m.Module, m.Action, m.TransactionID), orphanError)
-		if _, err := s.finish(m.TransactionID, nil, desc, now); err != nil {
+	for _, name := range bad {
+		if _, err := s.repair(name, txnMetadata{}, now); err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		n++
 	}
-	return n, errors.Join(errs...)
+	var out []txnState
+	for _, st := range states {
+		if !st.finished() {
+			out = append(out, st)
+		}
+	}
+	sortPending(out)
+	return out, errors.Join(errs...)
+}
+
+// repair rewrites txn's unreadable entry: metadata from hint where the old one cannot be read
+// (notify_outcome is assumed: the server recognises an outcome it did not ask for), and the
+// outcome kept when it can be read, else a failure whose outcome is unknown.
+func (s *spool) repair(txn string, hint txnMetadata, now time.Time) (txnState, error) {
+	if !protocol.ValidTransactionID(txn) {
+		return txnState{}, fmt.Errorf("repair transaction %q: invalid transaction id", txn)
+	}
+	dir := s.txnDir(txn)
+	var st txnState
+	if b, err := os.ReadFile(filepath.Join(dir, metadataFile)); err != nil || json.Unmarshal(b, &st.meta) != nil || st.meta.TransactionID != txn {
+		st.meta = hint
+		st.meta.TransactionID, st.meta.RequestParams, st.meta.NotifyOutcome = txn, "{}", true
+		if st.meta.Start.IsZero() {
+			st.meta.Start = now
+		}
+	}
+	st.meta.End = &now
+	if b, err := os.ReadFile(filepath.Join(dir, resultFile)); err == nil && json.Valid(b) {
+		st.results = b
+		st.meta.Status = statusFailure
+		if code, _ := resultsExitcode(b); code == 0 {
+			st.meta.Status = statusSuccess
+		}
+	} else {
+		st.errDesc = fmt.Sprintf("Failed to execute the task for the %s. Error: %s",
+			label(false, st.meta.Module, st.meta.Action, txn), unreadableError)
+		st.meta.Status, st.meta.ExecutionError = statusFailure, st.errDesc
+		_ = os.Remove(filepath.Join(dir, resultFile))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return st, fmt.Errorf("repair transaction %s: %w", txn, err)
+		}
+		if err := writeJSONAtomic(filepath.Join(dir, errorFile), map[string]string{"description": st.errDesc}, true); err != nil {
+			return st, fmt.Errorf("repair transaction %s: %w", txn, err)
+		}
+	}
+	_ = os.Remove(filepath.Join(dir, ackedFile)) // whatever was acknowledged, this outcome is not
+	if err := writeJSONAtomic(filepath.Join(dir, metadataFile), st.meta, true); err != nil {
+		return st, fmt.Errorf("repair transaction %s: %w", txn, err)
+	}
+	return st, nil
 }
 
 // resultsExitcode reads an integer "exitcode" from a results object.

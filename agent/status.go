@@ -64,7 +64,7 @@ func (a *Agent) status(txn string) protocol.StatusResults {
 		if running {
 			out.Status = StatusRunning
 		} else {
-			out.Stdout = executionErrorJSON(orphanError)
+			out.Stdout = executionErrorJSON(outcomeUnknownError)
 		}
 	}
 	return out

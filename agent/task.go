@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/baton-run/baton/shared/protocol"
 	"github.com/baton-run/baton/shared/tasks"
@@ -194,7 +195,29 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 	}
 	a.log.Info("running task", "transaction_id", req.TransactionID, "task", p.Task,
 		"file", plan.exe.Filename, "input_method", plan.impl.InputMethod)
-	res, err := RunCommand(ctx, cmd)
+	var res protocol.TaskResults
+	switch {
+	case req.Dir != "" && len(a.cfg.Supervisor) > 0:
+		res, err = a.runSupervised(ctx, req.Dir, cmd)
+	case req.Dir != "":
+		// The task is the agent's own child: after a restart of the agent it can still be
+		// found (and waited for) by its PID, though its outcome is then unknown.
+		if err := writeFileAtomic(filepath.Join(req.Dir, startedFile), []byte(time.Now().UTC().Format(time.RFC3339Nano)+"\n"), true); err != nil {
+			return nil, fmt.Errorf("record task start: %w", err)
+		}
+		cmd.OnStart = func(pid int) {
+			start, _, _ := procStart(pid)
+			if err := writeJSONAtomic(filepath.Join(req.Dir, pidFile), pidRecord{PID: pid, Start: start}, true); err != nil {
+				a.log.Warn("record task PID", "transaction_id", req.TransactionID, "error", err)
+			}
+			if a.cfg.FaultHook != nil {
+				a.cfg.FaultHook(FaultTaskStarted)
+			}
+		}
+		res, err = RunCommand(ctx, cmd)
+	default:
+		res, err = RunCommand(ctx, cmd)
+	}
 	if err != nil {
 		a.log.Warn("task did not start", "transaction_id", req.TransactionID, "error", err)
 	}

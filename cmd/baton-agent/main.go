@@ -18,10 +18,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,6 +56,10 @@ type fileConfig struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "run-task" {
+		// The task supervisor (agent.Config.Supervisor): started by the agent, not by people.
+		os.Exit(agent.RunTaskSupervisor(os.Args[2:]))
+	}
 	if err := run(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -165,6 +171,16 @@ func run(args []string) error {
 	if err := pcfg.Validate(); err != nil {
 		return err
 	}
+	// Tasks run under this same binary as their supervisor, so that they outlive a restart of
+	// the agent and their real outcome is still reported.
+	if exe, err := os.Executable(); err == nil {
+		cfg.Supervisor = []string{exe, "run-task"}
+	} else {
+		cfg.Logger.Warn("tasks run without a supervisor: their outcome is unknown after an agent restart", "error", err)
+	}
+	if cfg.FaultHook, err = faultHook(os.Getenv("BATON_AGENT_FAULT"), cfg.Logger); err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := useCredential(ctx, &cfg, credPath, cred); err != nil {
@@ -237,4 +253,33 @@ func keepSmall(ctx context.Context, a *agent.Agent) {
 			trimmedAfter = since
 		}
 	}
+}
+
+// faultHook builds agent.Config.FaultHook from BATON_AGENT_FAULT, for chaos tests: "POINT"
+// kills the agent (SIGKILL, as kill -9 would) the first time it reaches that fault point,
+// "POINT:P" each time with probability P, and "any:P" at any point with probability P (the
+// points are agent.FaultPoints). Empty: no hook.
+func faultHook(spec string, log *slog.Logger) (func(string), error) {
+	if spec == "" {
+		return nil, nil
+	}
+	point, prob, hasProb := strings.Cut(spec, ":")
+	p := 1.0
+	if hasProb {
+		var err error
+		if p, err = strconv.ParseFloat(prob, 64); err != nil || p < 0 || p > 1 {
+			return nil, fmt.Errorf("BATON_AGENT_FAULT=%q: the probability must be a number from 0 to 1", spec)
+		}
+	}
+	if point != "any" && !slices.Contains(agent.FaultPoints, point) {
+		return nil, fmt.Errorf("BATON_AGENT_FAULT=%q: unknown fault point (one of any, %s)", spec, strings.Join(agent.FaultPoints, ", "))
+	}
+	return func(at string) {
+		if (point == "any" || at == point) && rand.Float64() < p {
+			log.Warn("BATON_AGENT_FAULT: killing the agent at a fault point", "point", at)
+			self, _ := os.FindProcess(os.Getpid())
+			_ = self.Kill() // SIGKILL on unix: nothing runs after this
+			select {}
+		}
+	}, nil
 }

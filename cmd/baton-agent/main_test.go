@@ -1,10 +1,13 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/baton-run/baton/agent"
 )
 
 // TestRunRefusesBadSettings covers the settings run rejects before it starts an agent.
@@ -78,5 +81,42 @@ func TestRunRefusesBadSettings(t *testing.T) {
 				t.Errorf("run(%q) created the spool directory before refusing to start", tc.args)
 			}
 		})
+	}
+}
+
+// TestFaultHookSpec covers BATON_AGENT_FAULT's forms (the hook itself kills the process, so
+// only its choice of points is exercised here, with probability 0).
+func TestFaultHookSpec(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		spec    string
+		wantErr string
+		hook    bool
+	}{
+		{"", "", false},
+		{agent.FaultTaskStarted, "", true},
+		{agent.FaultSpoolCreated + ":0.25", "", true},
+		{"any:0", "", true},
+		{"any:1.5", "probability must be a number from 0 to 1", false},
+		{"spool-created:x", "probability must be a number from 0 to 1", false},
+		{"nowhere", "unknown fault point", false},
+	} {
+		t.Run(tc.spec, func(t *testing.T) {
+			h, err := faultHook(tc.spec, log)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("faultHook(%q) = %v, want an error containing %q", tc.spec, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || (h != nil) != tc.hook {
+				t.Fatalf("faultHook(%q) = hook %v, %v", tc.spec, h != nil, err)
+			}
+		})
+	}
+	// With probability 0 the hook never fires, at any point.
+	h, _ := faultHook("any:0", log)
+	for _, p := range agent.FaultPoints {
+		h(p)
 	}
 }

@@ -205,6 +205,11 @@ type TaskResults struct {
 	Stderr   string `json:"stderr,omitempty"`
 	TimedOut bool   `json:"timed_out,omitempty"`
 	Canceled bool   `json:"canceled,omitempty"`
+	// OutcomeUnknown (Baton extension) says the agent restarted while the task ran and could
+	// not learn how it ended: Exitcode is -1 and Stdout an _error of kind
+	// "baton/task-outcome-unknown", so a server that does not know the flag reports it all
+	// the same.
+	OutcomeUnknown bool `json:"outcome_unknown,omitempty"`
 	// Output (Baton extension) is set when the full results were uploaded elsewhere.
 	Output *OutputObject `json:"output_object,omitempty"`
 }

@@ -1,0 +1,68 @@
+//go:build unix
+
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/baton-run/baton/shared/protocol"
+)
+
+// TestUnreadableSpoolEntriesAreAnswered checks that a transaction whose spool entry cannot be
+// read is never left unanswered: entries found unreadable at start (an older agent killed
+// between creating a directory and writing its metadata left only a temporary file; damaged
+// metadata) are repaired and their outcome (unknown) is sent, and one damaged while the agent
+// runs is repaired and answered when the server asks again. None is run again.
+func TestUnreadableSpoolEntriesAreAnswered(t *testing.T) {
+	ts := newTestServer(t)
+	cfg := testConfig(t, ts)
+	write := func(txn, name, body string) {
+		t.Helper()
+		dir := filepath.Join(cfg.SpoolDir, txn)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("txn-leftover", ".metadata.tmp123456", `{"module":"task"`) // the old agent's half-made entry
+	write("txn-damaged", metadataFile, `{not json`)
+	marker := filepath.Join(t.TempDir(), "runs")
+	file := ts.addFile("m.sh", script(`echo run >> "$PT_marker"; echo done`))
+	p := protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}, Input: mustJSON(t, map[string]string{"marker": marker})}
+
+	startAgent(t, cfg)
+	for _, txn := range []string{"txn-leftover", "txn-damaged"} {
+		f, _ := ts.waitFrame(t, 0, "the outcome of "+txn, isOutcome(txn))
+		if e := rpcError(t, f); !strings.Contains(e.Description, unreadableError) {
+			t.Errorf("%s: %+v, want %q", txn, e, unreadableError)
+		}
+		from := ts.frameCount()
+		ts.runRequest(t, txn, p) // asked again: answered, not run
+		ts.waitFrame(t, from, "an answer to the repeated request", isOutcome(txn))
+		if st := ts.statusQuery(t, txn); st.Status != StatusFailure || !strings.Contains(st.Stdout, "outcome unknown") {
+			t.Errorf("%s: status %+v", txn, st)
+		}
+	}
+
+	// Damaged while the agent runs: the next request for it repairs it and gets an answer.
+	const txn = "txn-ran"
+	ts.runTask(t, txn, p)
+	ts.send(t, protocol.TypeResultAck, protocol.ResultAck{TransactionID: txn})
+	ts.statusQuery(t, txn)
+	write(txn, metadataFile, `garbage`)
+	write(txn, resultFile, `garbage`)
+	from := ts.frameCount()
+	ts.runRequest(t, txn, p)
+	f, _ := ts.waitFrame(t, from, "an answer for the damaged entry", isOutcome(txn))
+	if e := rpcError(t, f); !strings.Contains(e.Description, unreadableError) || e.ID == "" {
+		t.Errorf("got %+v", e)
+	}
+	if n := lines(t, marker); n != 1 {
+		t.Errorf("tasks ran %d times, want 1 (txn-ran only)", n)
+	}
+}

@@ -1,0 +1,421 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/baton-run/baton/shared/protocol"
+)
+
+// Files of a task run under a supervisor, in its transaction's directory (see spool.go).
+const (
+	startedFile    = "started"
+	pidFile        = "pid"
+	stdoutFile     = "stdout"
+	stderrFile     = "stderr"
+	exitcodeFile   = "exitcode"
+	supervisorFile = "supervisor.err" // the supervisor's own complaints, if any
+)
+
+// pidRecord names a task's supervisor process: its PID and when it started (clock ticks
+// since boot; 0 where unknown), so that a reused PID is not mistaken for it.
+type pidRecord struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start,omitempty"`
+}
+
+// exitRecord is what the supervisor writes last: the task's exit code (-1 when a signal
+// killed it), and whether a background process kept the output open past the task's end.
+type exitRecord struct {
+	Exitcode int  `json:"exitcode"`
+	HeldOpen bool `json:"output_held_open,omitempty"`
+}
+
+// pidGrace is how long an agent restarted between starting a supervisor and the
+// supervisor's writing its PID waits for the PID to appear.
+const pidGrace = 2 * time.Second
+
+// reattachPoll is how often the agent checks whether a task it found again after a restart
+// (not its child: it cannot wait for it) still runs.
+const reattachPoll = 100 * time.Millisecond
+
+// RunTaskSupervisor is the task supervisor: `baton-agent run-task DIR EXECUTABLE [ARGS...]`
+// (Config.Supervisor). It records its PID and start time in DIR/pid, runs EXECUTABLE with its
+// own stdin, environment and working directory, writes the task's stdout and stderr to
+// DIR/stdout and DIR/stderr (each capped at MaxOutputBytes), and, once the task has ended,
+// its exit code to DIR/exitcode. It outlives the agent that started it, so an agent restarted
+// meanwhile reports the task's real outcome. It returns the supervisor's exit status: 0 once
+// the exit code is recorded, whatever it is.
+func RunTaskSupervisor(args []string) int {
+	if len(args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: baton-agent run-task DIR EXECUTABLE [ARGS...]")
+		return 2
+	}
+	if err := superviseTask(args[0], args[1], args[2:]); err != nil {
+		fmt.Fprintln(os.Stderr, "baton-agent run-task:", err)
+		return 1
+	}
+	return 0
+}
+
+func superviseTask(dir, exe string, args []string) error {
+	pid := os.Getpid()
+	start, _, _ := procStart(pid)
+	// Nothing the supervisor writes is synced: it is read after a restart of the agent (the
+	// page cache survives that), and after a power loss the task is gone anyway and its
+	// outcome reported unknown (the agent syncs only `started`, which decides "not run").
+	if err := writeJSONAtomic(filepath.Join(dir, pidFile), pidRecord{PID: pid, Start: start}, false); err != nil {
+		return err
+	}
+	stdout, err := os.OpenFile(filepath.Join(dir, stdoutFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer stdout.Close()
+	stderr, err := os.OpenFile(filepath.Join(dir, stderrFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer stderr.Close()
+	out, errOut := &cappedFile{f: stdout, max: MaxOutputBytes}, &cappedFile{f: stderr, max: MaxOutputBytes}
+
+	rec := exitRecord{Exitcode: 127}
+	for attempt := 0; ; attempt++ {
+		// The task stays in the supervisor's process group, which the agent made: killing
+		// the group (timeout, cancel) kills both.
+		cmd := exec.Command(exe, args...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, out, errOut
+		cmd.WaitDelay = ioGrace
+		err := cmd.Start()
+		if errors.Is(err, syscall.ETXTBSY) && attempt < 6 { // see RunCommand
+			time.Sleep(time.Duration(10<<attempt) * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			fmt.Fprintf(errOut, "Executable '%s' failed to run: %v", exe, err)
+			break
+		}
+		werr := cmd.Wait()
+		rec = exitRecord{Exitcode: cmd.ProcessState.ExitCode(), HeldOpen: errors.Is(werr, exec.ErrWaitDelay)}
+		break
+	}
+	for _, f := range []*cappedFile{out, errOut} {
+		if err := f.finish(); err != nil {
+			return err
+		}
+	}
+	return writeJSONAtomic(filepath.Join(dir, exitcodeFile), rec, false)
+}
+
+// cappedFile keeps the first max bytes written to it in f and counts the rest.
+type cappedFile struct {
+	f       *os.File
+	max     int64
+	n       int64
+	dropped int64
+	err     error
+}
+
+func (c *cappedFile) Write(p []byte) (int, error) {
+	room := c.max - c.n
+	keep := int64(len(p))
+	if keep > room {
+		keep = max(room, 0)
+	}
+	if keep > 0 && c.err == nil {
+		w, err := c.f.Write(p[:keep])
+		c.n += int64(w)
+		c.err = err
+	}
+	c.dropped += int64(len(p)) - keep
+	return len(p), nil // the task never sees a write fail: it would change what it does
+}
+
+// finish notes what was dropped, as cappedBuffer does.
+func (c *cappedFile) finish() error {
+	if c.dropped > 0 && c.err == nil {
+		_, c.err = fmt.Fprintf(c.f, "\n[baton-agent: output truncated: %d more bytes were dropped]\n", c.dropped)
+	}
+	return c.err
+}
+
+// runSupervised runs c through Config.Supervisor, its output and exit code going to files in
+// dir (the transaction's directory), as RunCommand does with pipes: the process group is
+// killed when ctx ends, and the results say so.
+func (a *Agent) runSupervised(ctx context.Context, dir string, c Command) (protocol.TaskResults, error) {
+	if ctx.Err() != nil {
+		return endedEarly(ctx, protocol.TaskResults{}), nil
+	}
+	if err := writeFileAtomic(filepath.Join(dir, startedFile), []byte(time.Now().UTC().Format(time.RFC3339Nano)+"\n"), true); err != nil {
+		return protocol.TaskResults{}, fmt.Errorf("record task start: %w", err)
+	}
+	complaints, err := os.OpenFile(filepath.Join(dir, supervisorFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return protocol.TaskResults{}, fmt.Errorf("record task start: %w", err)
+	}
+	defer complaints.Close()
+	sv := a.cfg.Supervisor
+	args := append(append(append([]string{}, sv[1:]...), dir, c.Path), c.Args...)
+	cmd := exec.Command(sv[0], args...)
+	cmd.Dir = c.Dir
+	cmd.Env = append(os.Environ(), c.Env...)
+	if c.Stdin != nil {
+		cmd.Stdin = bytes.NewReader(c.Stdin)
+	}
+	// Never a pipe for the supervisor's own output: it must survive the agent, and a write to
+	// a pipe nobody reads any more would kill it.
+	cmd.Stdout, cmd.Stderr = complaints, complaints
+	setProcessGroup(cmd)
+	cmd.WaitDelay = ioGrace
+	if err := cmd.Start(); err != nil {
+		return protocol.TaskResults{Exitcode: 127, Stderr: fmt.Sprintf("Executable '%s' failed to run: %v", c.Path, err)},
+			fmt.Errorf("start task supervisor: %w", err)
+	}
+	pid := cmd.Process.Pid
+	if a.cfg.FaultHook != nil {
+		a.cfg.FaultHook(FaultTaskStarted)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		_ = killProcessGroup(pid)
+		<-done
+	}
+	res, ok := collectTask(dir)
+	if !ok {
+		// The supervisor did not get to record the task's end (killed with it, or failed).
+		res.Exitcode = cmd.ProcessState.ExitCode()
+		if b, _ := os.ReadFile(filepath.Join(dir, supervisorFile)); len(b) > 0 && ctx.Err() == nil {
+			res.Stderr += "\n[baton-agent: task supervisor: " + string(bytes.TrimSpace(b)) + "]\n"
+		}
+	}
+	if ctx.Err() != nil {
+		_ = killProcessGroup(pid) // whatever of the group may be left
+		res = endedEarly(ctx, res)
+	}
+	return res, nil
+}
+
+// collectTask reads the outcome a supervisor recorded in dir: ok is false when it recorded no
+// exit code (the output read so far is returned all the same).
+func collectTask(dir string) (res protocol.TaskResults, ok bool) {
+	stdout, _ := os.ReadFile(filepath.Join(dir, stdoutFile))
+	stderr, _ := os.ReadFile(filepath.Join(dir, stderrFile))
+	res.Stdout, res.Stderr = string(stdout), string(stderr)
+	var rec exitRecord
+	b, err := os.ReadFile(filepath.Join(dir, exitcodeFile))
+	if err != nil || json.Unmarshal(b, &rec) != nil {
+		return res, false
+	}
+	res.Exitcode = rec.Exitcode
+	if rec.HeldOpen {
+		res.Stderr += "\n[baton-agent: stopped reading output: a background process kept it open]\n"
+	}
+	return res, true
+}
+
+func readPIDRecord(dir string) (pidRecord, error) {
+	var pr pidRecord
+	b, err := os.ReadFile(filepath.Join(dir, pidFile))
+	if err != nil {
+		return pr, err
+	}
+	if err := json.Unmarshal(b, &pr); err != nil || pr.PID <= 0 {
+		return pr, fmt.Errorf("read %s: not a PID record", pidFile)
+	}
+	return pr, nil
+}
+
+// recoverTransactions finishes, or follows to their end, the transactions a previous agent
+// process left without an outcome (called once, before the first connection):
+//   - a task whose supervisor recorded its exit code: its real results;
+//   - a task whose process still runs (same PID and start time): followed until it ends, as
+//     a running transaction (status queries say running; a cancel kills it), then its real
+//     results — or, if it ended without recording an exit code, an unknown outcome;
+//   - a task that was accepted but never started: a failure saying it was not run;
+//   - anything else (another module, a process that is gone without a record): a failure
+//     whose outcome is unknown (kind OutcomeUnknownKind), never "not running".
+func (a *Agent) recoverTransactions() {
+	now := time.Now()
+	states, err := a.spool.unfinished(now)
+	if err != nil {
+		a.log.Warn("read transactions left by a previous agent", "error", err)
+	}
+	for _, st := range states {
+		a.recoverOne(st, now)
+	}
+}
+
+func (a *Agent) recoverOne(st txnState, now time.Time) {
+	m := st.meta
+	dir := a.spool.txnDir(m.TransactionID)
+	log := a.log.With("transaction_id", m.TransactionID)
+	if dir == "" {
+		a.concludeUnknown(context.Background(), st, protocol.TaskResults{}, "")
+		return
+	}
+	if res, ok := collectTask(dir); ok {
+		log.Info("a task that ran while the agent was away has ended; reporting its results")
+		a.concludeTask(context.Background(), st, res)
+		return
+	}
+	pr, perr := readPIDRecord(dir)
+	_, serr := os.Stat(filepath.Join(dir, startedFile))
+	started := serr == nil
+	switch {
+	case perr == nil && processAlive(pr.PID, pr.Start):
+		log.Info("a task started by a previous agent still runs; following it", "pid", pr.PID)
+		a.reattach(st, dir, &pr)
+	case perr == nil:
+		log.Warn("a task started by a previous agent ended without recording its exit code", "pid", pr.PID)
+		res, _ := collectTask(dir)
+		a.concludeUnknown(context.Background(), st, res, "its process ended without recording an exit code")
+	case started && len(a.cfg.Supervisor) > 0:
+		a.reattach(st, dir, nil) // the supervisor may be about to record its PID
+	case m.Module == protocol.ModuleTask && !started:
+		log.Warn("a task accepted by a previous agent never started; reporting that it was not run")
+		a.conclude(context.Background(), st, nil, fmt.Sprintf("Failed to execute the task for the %s. Error: %s",
+			label(false, m.Module, m.Action, m.TransactionID), notStartedError))
+	default:
+		log.Warn("a transaction left running by a previous agent cannot be followed; its outcome is unknown")
+		a.concludeUnknown(context.Background(), st, protocol.TaskResults{}, "")
+	}
+}
+
+// reattach follows a task started by a previous agent process until it ends, as a running
+// transaction; pr is nil when its PID is not recorded yet (waited for up to pidGrace).
+func (a *Agent) reattach(st txnState, dir string, pr *pidRecord) {
+	txn := st.meta.TransactionID
+	ctx, cancel := context.WithCancelCause(context.Background())
+	a.mu.Lock()
+	a.running[txn] = &transaction{cancel: cancel}
+	a.tasks.Add(1)
+	a.mu.Unlock()
+	go func() {
+		defer a.tasks.Done()
+		defer cancel(nil)
+		runCtx := ctx
+		if st.meta.Timeout > 0 {
+			var stop context.CancelFunc
+			runCtx, stop = context.WithDeadlineCause(ctx, st.meta.Start.Add(time.Duration(st.meta.Timeout)*time.Second), ErrTimedOut)
+			defer stop()
+		}
+		tick := time.NewTicker(reattachPoll)
+		defer tick.Stop()
+		if pr == nil {
+			deadline := time.Now().Add(pidGrace)
+			for {
+				if r, err := readPIDRecord(dir); err == nil {
+					pr = &r
+					break
+				}
+				if time.Now().After(deadline) {
+					res, _ := collectTask(dir)
+					a.concludeUnknown(ctx, st, res, "its process recorded no PID")
+					return
+				}
+				<-tick.C
+			}
+		}
+		for processAlive(pr.PID, pr.Start) {
+			select {
+			case <-runCtx.Done():
+				_ = killProcessGroup(pr.PID)
+			case <-tick.C:
+			}
+		}
+		res, ok := collectTask(dir)
+		if runCtx.Err() != nil {
+			if errors.Is(context.Cause(runCtx), ErrAgentStopped) {
+				a.conclude(ctx, st, nil, fmt.Sprintf("Failed to execute the task for the %s. Error: %v",
+					label(false, st.meta.Module, st.meta.Action, txn), ErrAgentStopped))
+				return
+			}
+			a.concludeTask(ctx, st, endedEarly(runCtx, res))
+			return
+		}
+		if !ok {
+			a.concludeUnknown(ctx, st, res, "its process ended without recording an exit code")
+			return
+		}
+		a.log.Info("a task started by a previous agent has ended", "transaction_id", txn, "exitcode", res.Exitcode)
+		a.concludeTask(ctx, st, res)
+	}()
+}
+
+// concludeTask records a recovered task's results (cut to a head and tail when too large for
+// one message: the request's upload URL is not kept) and sends them.
+func (a *Agent) concludeTask(ctx context.Context, st txnState, res protocol.TaskResults) {
+	if len(res.Stdout)+len(res.Stderr) > InlineResultLimit {
+		res.Stdout, res.Stderr = headTail(res.Stdout), headTail(res.Stderr)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		a.conclude(ctx, st, nil, err.Error())
+		return
+	}
+	a.conclude(ctx, st, b, "")
+}
+
+// concludeUnknown records that a transaction's outcome cannot be known: for a task, results
+// with exit code -1, OutcomeUnknown set and an _error of kind OutcomeUnknownKind (with what
+// output there is); for another module, a failure saying the same.
+func (a *Agent) concludeUnknown(ctx context.Context, st txnState, partial protocol.TaskResults, why string) {
+	m := st.meta
+	msg := outcomeUnknownError
+	if m.Module != protocol.ModuleTask {
+		a.conclude(ctx, st, nil, fmt.Sprintf("Failed to execute the task for the %s. Error: %s",
+			label(false, m.Module, m.Action, m.TransactionID), msg))
+		return
+	}
+	details := map[string]any{}
+	if why != "" {
+		details["reason"] = why
+	}
+	if partial.Stdout != "" {
+		details["stdout"] = partial.Stdout
+	}
+	out, _ := json.Marshal(map[string]any{"_error": map[string]any{"kind": OutcomeUnknownKind, "msg": msg, "details": details}})
+	a.concludeTask(ctx, st, protocol.TaskResults{Exitcode: -1, OutcomeUnknown: true, Stdout: string(out), Stderr: partial.Stderr})
+}
+
+// conclude spools a transaction's outcome (results, or a failure description), takes it out
+// of the running set and sends it when the request asked for it.
+func (a *Agent) conclude(ctx context.Context, st txnState, results json.RawMessage, desc string) {
+	m := st.meta
+	done, serr := a.spool.finish(m.TransactionID, results, desc, time.Now().UTC())
+	a.mu.Lock()
+	if t := a.running[m.TransactionID]; t != nil && t.provisional != nil {
+		t.provisional.Stop()
+	}
+	delete(a.running, m.TransactionID)
+	a.lastDone = time.Now()
+	a.mu.Unlock()
+	if serr != nil {
+		// The outcome cannot be kept; send it once anyway so the server is not left waiting.
+		a.log.Error("spool outcome", "transaction_id", m.TransactionID, "error", serr)
+		if done.meta.TransactionID == "" {
+			done = txnState{results: results, errDesc: desc, meta: m}
+		}
+	}
+	a.log.Info("transaction finished", "transaction_id", m.TransactionID, "failed", desc != "")
+	if !done.meta.NotifyOutcome {
+		return
+	}
+	if a.cfg.FaultHook != nil {
+		a.cfg.FaultHook(FaultSpoolFinished)
+	}
+	if err := a.deliver(context.WithoutCancel(ctx), done); err != nil {
+		a.log.Info("outcome kept in the spool until the next connection", "transaction_id", m.TransactionID, "error", err)
+	}
+}
