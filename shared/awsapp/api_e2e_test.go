@@ -1,8 +1,10 @@
 package awsapp_test
 
 import (
+	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/baton-run/baton/shared/client"
 )
@@ -74,4 +76,17 @@ func TestAWSAPIRoutes(t *testing.T) {
 	check("tokens", err)
 	check("revoke token", c.api.RevokeToken(ctx, info.ID))
 	check("delete role", c.api.DeleteRole(ctx, "tourviewers"))
+
+	// The token in the query instead of X-Authentication: the stack's HTTP authorizer has no
+	// identity source, so API Gateway hands such a request to the authorizer too.
+	tok, err := c.app.Auth.IssueToken(ctx, "admin", "query", time.Hour)
+	check("issue a token for the query", err)
+	for token, want := range map[string]int{tok: http.StatusOK, "not-a-token": http.StatusForbidden} {
+		resp, err := http.Get(c.http.URL() + "/orchestrator/v1/jobs?token=" + url.QueryEscape(token))
+		check("GET /jobs?token=", err)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET /jobs?token=%.8s…: %d, want %d", token, resp.StatusCode, want)
+		}
+	}
 }
