@@ -1,5 +1,6 @@
-// Command dispatch moves one job forward: the API function invokes it asynchronously after
-// recording a job, so job creation answers fast whatever the fan-out.
+// Command dispatch consumes the dispatch queue: each message is a share of a new job's
+// claimed nodes to send their requests to, or a job to move on. The API function queues a
+// job's nodes when it records the job, so job creation answers fast whatever the fan-out.
 package main
 
 import (
@@ -19,5 +20,5 @@ func main() {
 		logger.Error("start", "err", err)
 		os.Exit(1)
 	}
-	lambda.Start(app.Dispatch)
+	lambda.Start(app.DispatchMessages)
 }

@@ -1,6 +1,7 @@
 package awsapp
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -32,13 +33,18 @@ type Config struct {
 	Table             string        // BATON_TABLE
 	Bucket            string        // BATON_BUCKET
 	WebSocketEndpoint string        // BATON_WS_ENDPOINT: https://{api-id}.execute-api.{region}.amazonaws.com/{stage}
-	DispatchFunction  string        // BATON_DISPATCH_FUNCTION: the function the API invokes asynchronously
+	DispatchQueue     string        // BATON_DISPATCH_QUEUE: URL of the SQS queue the dispatch function consumes
 	SealKey           []byte        // 32 bytes; from BATON_SEAL_KEY (hex) or the secret BATON_SEAL_KEY_SECRET names
 	SealKeySecret     string        // BATON_SEAL_KEY_SECRET: Secrets Manager secret id holding the hex key
 	ConnectTimeout    time.Duration // BATON_CONNECT_TIMEOUT (default 30s)
 	// TaskConcurrency caps running actions across all jobs (PE's task_concurrency):
-	// BATON_TASK_CONCURRENCY, default 250, negative for no cap.
+	// BATON_TASK_CONCURRENCY; unset or negative: no cap (the default on AWS, where there is no
+	// broker process to protect and the cap would cost writes on every node-run).
 	TaskConcurrency int
+	// StatusInterval is how long a running node may stay silent before the sweep asks its
+	// agent for the transaction's status: BATON_STATUS_INTERVAL, default 60s (the sweep runs
+	// every minute).
+	StatusInterval time.Duration
 	// APIRate and APIBurst limit API requests per user, per function instance:
 	// BATON_API_RATE and BATON_API_BURST (httpapi's defaults; a negative rate: no limit).
 	APIRate  float64
@@ -48,7 +54,7 @@ type Config struct {
 // ConfigFromEnv reads Config from the environment (only mains call it).
 func ConfigFromEnv() (Config, error) {
 	c := Config{Table: os.Getenv("BATON_TABLE"), Bucket: os.Getenv("BATON_BUCKET"),
-		WebSocketEndpoint: os.Getenv("BATON_WS_ENDPOINT"), DispatchFunction: os.Getenv("BATON_DISPATCH_FUNCTION"),
+		WebSocketEndpoint: os.Getenv("BATON_WS_ENDPOINT"), DispatchQueue: os.Getenv("BATON_DISPATCH_QUEUE"),
 		SealKeySecret: os.Getenv("BATON_SEAL_KEY_SECRET")}
 	if v := os.Getenv("BATON_SEAL_KEY"); v != "" {
 		k, err := hex.DecodeString(strings.TrimSpace(v))
@@ -57,13 +63,19 @@ func ConfigFromEnv() (Config, error) {
 		}
 		c.SealKey = k
 	}
-	if v := os.Getenv("BATON_CONNECT_TIMEOUT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return c, fmt.Errorf("BATON_CONNECT_TIMEOUT: %w", err)
+	for _, v := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"BATON_CONNECT_TIMEOUT", &c.ConnectTimeout}, {"BATON_STATUS_INTERVAL", &c.StatusInterval}} {
+		if s := os.Getenv(v.name); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return c, fmt.Errorf("%s: %w", v.name, err)
+			}
+			*v.dst = d
 		}
-		c.ConnectTimeout = d
 	}
+	c.TaskConcurrency = -1
 	for _, v := range []struct {
 		name string
 		dst  *int
@@ -110,9 +122,9 @@ type Clients struct {
 	DynamoDB   *dynamodb.Client
 	S3         *s3.Client
 	Management *apigatewaymanagementapi.Client // the WebSocket API's @connections endpoint
-	// Kick starts dispatch of a new job elsewhere (an asynchronous Lambda invocation); nil
-	// dispatches in the calling function.
-	Kick func(ctx context.Context, jobID int64) error
+	// SQS sends to the dispatch queue (Config.DispatchQueue); nil, or no queue configured:
+	// a new job is dispatched in the function that creates it.
+	SQS QueueSender
 }
 
 // App is the control plane wired for AWS.
@@ -175,17 +187,14 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 	a := &App{Store: st, Catalog: cat, Auth: auth.New(st, time.Now), Sender: sender, Meter: meter, log: logger}
 	opts := []orchestrator.Option{
 		orchestrator.WithLogger(logger),
-		orchestrator.WithConfig(orchestrator.Config{ConnectTimeout: cfg.ConnectTimeout, TaskConcurrency: cfg.TaskConcurrency, Broker: "pcp://" + cfg.WebSocketEndpoint + "/server"}),
+		orchestrator.WithConfig(orchestrator.Config{ConnectTimeout: cfg.ConnectTimeout, TaskConcurrency: cfg.TaskConcurrency,
+			StatusInterval: cmp.Or(cfg.StatusInterval, time.Minute), Broker: "pcp://" + cfg.WebSocketEndpoint + "/server"}),
 		orchestrator.WithResultUploads(cat),
 	}
-	if c.Kick != nil {
-		opts = append(opts, orchestrator.WithKick(func(id int64) {
-			// The API function answers as soon as the job is recorded; a failed kick is
-			// recovered by the sweep, which dispatches every unfinished job.
-			if err := c.Kick(context.Background(), id); err != nil {
-				logger.Error("kick dispatch", "job_id", id, "err", err)
-			}
-		}))
+	if c.SQS != nil && cfg.DispatchQueue != "" {
+		// A job is claimed whole when it is created, and its claimed nodes go to the dispatch
+		// queue in shares (DispatchMessage): see DispatchMessages.
+		opts = append(opts, orchestrator.WithHandoff(QueueHandoff(c.SQS, cfg.DispatchQueue), connectedLookup(st)))
 	}
 	a.Orchestrator = orchestrator.New(st, cat, cat, sender, sealer, opts...)
 	inbox.orch = a.Orchestrator
@@ -211,12 +220,4 @@ func charged(next http.Handler) http.Handler {
 		tally.Add(store.Usage{Invocations: 1})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
-}
-
-// Dispatch is the dispatch function's handler: it moves the job on, charging the job for
-// this invocation and what it causes.
-func (a *App) Dispatch(ctx context.Context, ev DispatchEvent) error {
-	ctx, tally := usage.Start(ctx)
-	tally.Add(store.Usage{Invocations: 1})
-	return a.Orchestrator.Dispatch(ctx, ev.JobID)
 }

@@ -3,7 +3,6 @@ package awsapp
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -12,16 +11,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/lambda"
-	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
-
-// DispatchEvent is the payload the API function sends the dispatch function.
-type DispatchEvent struct {
-	JobID int64 `json:"job_id"`
-}
 
 // Boot builds the App a function runs: configuration from the environment, AWS clients from
 // the Lambda execution role, the seal key from Secrets Manager when it is not given directly.
@@ -52,23 +45,8 @@ func Boot(ctx context.Context, logger *slog.Logger, load ...func(*config.LoadOpt
 			o.BaseEndpoint = aws.String(cfg.WebSocketEndpoint)
 		}),
 	}
-	if cfg.DispatchFunction != "" {
-		clients.Kick = LambdaKick(lambda.NewFromConfig(awsCfg), cfg.DispatchFunction)
+	if cfg.DispatchQueue != "" {
+		clients.SQS = sqs.NewFromConfig(awsCfg)
 	}
 	return New(cfg, clients, nil, logger)
-}
-
-// LambdaKick invokes function fn asynchronously with a DispatchEvent.
-func LambdaKick(client *lambda.Client, fn string) func(ctx context.Context, jobID int64) error {
-	return func(ctx context.Context, jobID int64) error {
-		payload, err := json.Marshal(DispatchEvent{JobID: jobID})
-		if err != nil {
-			return err
-		}
-		_, err = client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn), InvocationType: lambdatypes.InvocationTypeEvent, Payload: payload})
-		if err != nil {
-			return fmt.Errorf("invoke %s: %w", fn, err)
-		}
-		return nil
-	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 	"github.com/johannesboyne/gofakes3"
@@ -75,7 +76,8 @@ type cloud struct {
 	http  *apigwtest.HTTPAPI
 	api   *client.Client
 	meter *awsapp.Meter
-	kicks sync.WaitGroup
+	kicks sync.WaitGroup // dispatch invocations in flight
+	queue *countingQueue
 	// probe reads the table without metering, so that waiting for a job costs the job nothing.
 	probe *dynamo.Store
 	// paused stops the scheduled sweep, so that a cost measurement holds only what the job
@@ -138,7 +140,16 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	if _, err := hex.DecodeString(hex.EncodeToString(key)); err != nil {
 		t.Fatal(err)
 	}
-	app, err := awsapp.New(cfg, awsapp.Clients{DynamoDB: ddb, S3: s3c, Management: mgmt, Kick: c.kick}, c.meter, logger())
+	sqsc := sqs.New(sqs.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(ddbSrv.URL),
+		APIOptions: []func(*middleware.Stack) error{recorder.APIOption}})
+	q, err := sqsc.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("baton-dispatch")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DispatchQueue = aws.ToString(q.QueueUrl)
+	recorder.Name(cfg.DispatchQueue, "queue")
+	c.queue = &countingQueue{QueueSender: sqsc}
+	app, err := awsapp.New(cfg, awsapp.Clients{DynamoDB: ddb, S3: s3c, Management: mgmt, SQS: c.queue}, c.meter, logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +157,10 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	if c.probe, err = dynamo.New(ddb, dynamo.Config{Table: table}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.kicks.Wait)
+	pollCtx, stopPolling := context.WithCancel(context.Background())
+	polled := make(chan struct{})
+	go func() { defer close(polled); c.pollDispatch(pollCtx, sqsc, cfg.DispatchQueue) }()
+	t.Cleanup(func() { stopPolling(); <-polled; c.kicks.Wait() })
 
 	c.http = apigwtest.NewHTTPAPI(apigwtest.HTTPHandlers{
 		Authorizer: tagged("authorizer", awsgw.TokenAuthorizer(app.Auth, logger())),
@@ -189,17 +203,67 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	return c
 }
 
-// kick stands in for the API function's asynchronous invocation of the dispatch function.
-func (c *cloud) kick(_ context.Context, jobID int64) error {
-	c.meter.AddInvocation("dispatch")
-	c.kicks.Add(1)
-	go func() {
-		defer c.kicks.Done()
-		if err := c.app.Dispatch(awsapp.WithFunction(context.Background(), "dispatch"), awsapp.DispatchEvent{JobID: jobID}); err != nil {
-			c.t.Logf("dispatch %d: %v", jobID, err)
+// countingQueue counts the dispatch messages sent and not yet handled, so that a test can
+// wait until dispatch is quiet.
+type countingQueue struct {
+	awsapp.QueueSender
+	pending atomic.Int64
+}
+
+func (q *countingQueue) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	q.pending.Add(int64(len(in.Entries)))
+	out, err := q.QueueSender.SendMessageBatch(ctx, in, opts...)
+	if err != nil {
+		q.pending.Add(-int64(len(in.Entries)))
+	} else {
+		q.pending.Add(-int64(len(out.Failed)))
+	}
+	return out, err
+}
+
+// pollDispatch stands in for the dispatch queue's event source mapping: it receives up to ten
+// messages at a time, invokes the dispatch function's handler with them (each batch in its
+// own invocation, concurrently) and deletes those the handler did not report failed.
+func (c *cloud) pollDispatch(ctx context.Context, q *sqs.Client, url string) {
+	for ctx.Err() == nil {
+		out, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10,
+			WaitTimeSeconds: 1, VisibilityTimeout: 30})
+		if err != nil || len(out.Messages) == 0 {
+			if err != nil && ctx.Err() == nil {
+				c.t.Logf("receive dispatch messages: %v", err)
+				time.Sleep(100 * time.Millisecond) // back off before polling again
+			}
+			continue
 		}
-	}()
-	return nil
+		c.kicks.Add(1)
+		go func() {
+			defer c.kicks.Done()
+			ev := events.SQSEvent{}
+			for _, m := range out.Messages {
+				ev.Records = append(ev.Records, events.SQSMessage{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle), Body: aws.ToString(m.Body)})
+			}
+			c.meter.AddInvocation("dispatch")
+			resp, err := c.app.DispatchMessages(awsapp.WithFunction(context.Background(), "dispatch"), ev)
+			if err != nil {
+				c.t.Logf("dispatch: %v", err)
+				return
+			}
+			failed := map[string]bool{}
+			for _, f := range resp.BatchItemFailures {
+				failed[f.ItemIdentifier] = true
+			}
+			for _, m := range out.Messages {
+				if failed[aws.ToString(m.MessageId)] {
+					continue
+				}
+				if _, err := q.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle}); err != nil {
+					c.t.Logf("delete dispatch message: %v", err)
+					continue
+				}
+				c.queue.pending.Add(-1)
+			}
+		}()
+	}
 }
 
 type agentProc struct {
@@ -305,7 +369,7 @@ func (c *cloud) waitQuiet(name string) {
 	}
 	eventually(c.t, "job "+name, 60*time.Second, func() bool {
 		j, err := c.probe.GetJob(c.t.Context(), id)
-		return err == nil && j.State.Terminal()
+		return err == nil && j.State.Terminal() && c.queue.pending.Load() == 0
 	})
 	c.kicks.Wait()
 }

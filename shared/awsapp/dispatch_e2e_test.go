@@ -1,0 +1,99 @@
+package awsapp_test
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/baton-run/baton/shared/awsgw/apigwtest"
+	"github.com/baton-run/baton/shared/client"
+)
+
+// duplicatingQueue sends every dispatch message twice, as two distinct messages: two
+// dispatch invocations then hold the same share of a job at the same time.
+type duplicatingQueue struct{ *countingQueue }
+
+func (q duplicatingQueue) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	twice := *in
+	twice.Entries = nil
+	for _, e := range in.Entries {
+		dup := e
+		dup.Id = aws.String(aws.ToString(e.Id) + "-again")
+		twice.Entries = append(twice.Entries, e, dup)
+	}
+	return q.countingQueue.SendMessageBatch(ctx, &twice, opts...)
+}
+
+// output is what the agent has logged so far.
+func (p *agentProc) output() string {
+	lw := p.cmd.Stderr.(*lockedWriter)
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return p.out.String()
+}
+
+// TestAWSConcurrentDispatchersSendOnce: every share of a job's nodes is delivered twice to
+// the dispatch function, concurrently; each agent still gets its request once.
+func TestAWSConcurrentDispatchersSendOnce(t *testing.T) {
+	c := newCloud(t)
+	c.queue.QueueSender = duplicatingQueue{&countingQueue{QueueSender: c.queue.QueueSender}}
+	dir := t.TempDir()
+	names := []string{"web1", "web2", "db1"}
+	agents := map[string]*agentProc{}
+	for _, n := range names {
+		agents[n] = c.startAgent(n, dir)
+	}
+	c.waitConnected(names...)
+	ref, err := c.api.RunTask(t.Context(), client.TaskRequest{Task: "demo::hello", Params: map[string]any{"name": "once"}, Scope: client.Scope{Nodes: names}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitQuiet(ref.Name)
+	job, _ := c.waitJob(ref.Name)
+	if job.State != "finished" || job.NodeStates["finished"] != 3 {
+		t.Fatalf("job %s %v", job.State, job.NodeStates)
+	}
+	for n, p := range agents {
+		if out := p.output(); strings.Contains(out, "not run again") {
+			t.Errorf("%s was sent its request twice:\n%s", n, out)
+		}
+	}
+}
+
+// TestAWSThrottledResultRedelivered: API Gateway throttles an agent's result (the agent
+// gets "Too Many Requests" and the server never sees it); the agent sends it again on the
+// same connection when no acknowledgement comes, and the job finishes without a reconnect.
+func TestAWSThrottledResultRedelivered(t *testing.T) {
+	var throttled atomic.Int32
+	c := newCloud(t, apigwtest.WithThrottle(func(body []byte) bool {
+		return strings.Contains(string(body), "rpc_non_blocking_response") && throttled.Add(1) == 1
+	}))
+	dir := t.TempDir()
+	c.startAgent("web1", dir)
+	c.waitConnected("web1")
+	connections := c.ws.Stats().Connections
+	ref, err := c.api.RunTask(t.Context(), client.TaskRequest{Task: "demo::hello", Params: map[string]any{"name": "again"}, Scope: client.Scope{Nodes: []string{"web1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the throttled result sent again", 90*time.Second, func() bool {
+		j, err := c.api.Job(t.Context(), ref.Name)
+		return err == nil && j.Done()
+	})
+	job, nodes := c.waitJob(ref.Name)
+	if job.State != "finished" || len(nodes) != 1 || !strings.Contains(string(nodes[0].Result), "hello again") {
+		t.Fatalf("job %s, nodes %+v", job.State, nodes)
+	}
+	st := c.ws.Stats()
+	if st.Throttled != 1 || throttled.Load() < 2 {
+		t.Fatalf("throttled %d messages, saw %d results; want the first of at least two throttled", st.Throttled, throttled.Load())
+	}
+	if st.Connections != connections {
+		t.Fatalf("%d connections after the job, %d before: the result came back by reconnecting", st.Connections, connections)
+	}
+}
