@@ -21,7 +21,7 @@ func cmdTokenCreate(args []string) error {
 	table := fs.String("table", os.Getenv("BATON_TABLE"), "the deployment's table (stack output TableName; env BATON_TABLE)")
 	login := fs.String("login", "admin", "who the token stands for")
 	label := fs.String("label", "created by baton token create", "a label")
-	ttl := fs.Duration("lifetime", 0, "how long the token is valid (0: no expiry)")
+	ttl := fs.Duration("lifetime", local.DefaultAdminTokenLifetime, "how long the token is valid; tokens issued with it expire no later (0: never expires)")
 	out := fs.String("out", "", "file to write the token to (mode 0600)")
 	admin := fs.Bool("admin", true, "give the login the admin role (every permission)")
 	if _, err := parseArgs(fs, args); err != nil {
