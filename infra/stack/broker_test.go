@@ -111,6 +111,25 @@ func TestBrokerStage(t *testing.T) {
 	})
 }
 
+// TestBrokerThrottleFitsTheFleet: the stage's default throttle carries 100,000 agents at
+// 1,000 node-runs a second (keepalives every 9 minutes, a result and at most one provisional
+// response per node-run, facts after each reconnect every 110 minutes, the connects
+// themselves), and its burst is within the account's default burst (5,000).
+func TestBrokerThrottleFitsTheFleet(t *testing.T) {
+	const agents, nodeRunsPerSecond = 100_000, 1_000.0
+	keepalives := agents / (9 * 60.0)
+	results := 2 * nodeRunsPerSecond
+	reconnects := agents / (110 * 60.0) // each a $connect and a facts message
+	need := keepalives + results + 2*reconnects
+	if DefaultThrottleRate < need {
+		t.Errorf("stage rate %d/s < %.0f/s needed", DefaultThrottleRate, need)
+	}
+	if DefaultThrottleBurst > 5000 {
+		t.Errorf("stage burst %d over the account's default burst of 5,000", DefaultThrottleBurst)
+	}
+	t.Logf("needed %.0f msg/s (keepalives %.0f, results %.0f, reconnects %.0f); stage %d/s, burst %d", need, keepalives, results, 2*reconnects, DefaultThrottleRate, DefaultThrottleBurst)
+}
+
 // TestBrokerInvokePermissions: API Gateway may invoke the WebSocket functions, and only
 // from this API.
 func TestBrokerInvokePermissions(t *testing.T) {

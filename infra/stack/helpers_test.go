@@ -53,12 +53,15 @@ type variant string
 const (
 	defaultVariant    variant = "default"    // AWS, retained
 	localstackVariant variant = "localstack" // LocalStack, not retained
+	noReservedVariant variant = "noreserved" // AWS, no reserved concurrency
 )
 
 func (v variant) props(assets string) BatonStackProps {
 	switch v {
 	case localstackVariant:
 		return BatonStackProps{AssetDir: assets, Retain: false, Target: TargetLocalStack}
+	case noReservedVariant:
+		return BatonStackProps{AssetDir: assets, Retain: true, NoReservedConcurrency: true}
 	default:
 		return BatonStackProps{AssetDir: assets, Retain: true}
 	}
