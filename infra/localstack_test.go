@@ -182,3 +182,14 @@ func TestScriptsPassShellcheck(t *testing.T) {
 		t.Errorf("shellcheck: %v\n%s", err, out)
 	}
 }
+
+// TestSmokeAllowsPlainLocalStackURL: LocalStack may answer with a ws:// URL on
+// localhost.localstack.cloud, which the agent refuses without --insecure (it does not resolve
+// names to decide that a host is loopback); smoke.sh passes it for ws:// URLs only.
+func TestSmokeAllowsPlainLocalStackURL(t *testing.T) {
+	smoke := readFile(t, filepath.Join(localstackDir, "smoke.sh"))
+	if !regexp.MustCompile(`(?s)case \$ws_url in\s*ws://\*\) agent_args\+=\(--insecure\)`).MatchString(smoke) ||
+		!strings.Contains(smoke, `--server "$ws_url" "${agent_args[@]}"`) {
+		t.Error(`smoke.sh does not start the agent with --insecure for a ws:// URL`)
+	}
+}

@@ -81,8 +81,15 @@ node=smoke-$(date +%s)
 echo "==> baton node add $node --server $http_url"
 "$baton" node add "$node" "${client[@]}" --out "$work/node.cred"
 
-echo "==> baton-agent --server $ws_url"
-"$agent" --credential "$work/node.cred" --server "$ws_url" --cache-dir "$work/cache" \
+# LocalStack may hand out a plain ws:// URL on localhost.localstack.cloud, a name (resolving to
+# 127.0.0.1) that the agent does not take for loopback without resolving it: allow plain ws://
+# explicitly then. A wss:// URL keeps TLS checks as they are.
+agent_args=()
+case $ws_url in
+ws://*) agent_args+=(--insecure) ;;
+esac
+echo "==> baton-agent --server $ws_url ${agent_args[*]}"
+"$agent" --credential "$work/node.cred" --server "$ws_url" "${agent_args[@]}" --cache-dir "$work/cache" \
 	--spool-dir "$work/spool" --log-level info 2>"$work/agent.log" &
 agent_pid=$!
 
