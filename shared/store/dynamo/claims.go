@@ -164,32 +164,43 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 	if ctr == nil {
 		return nil, false, store.ErrNotFound
 	}
-	r := reader{it: ctr}
-	terminal, stopped := r.b(attrTerminal), r.b(attrStopped)
-	act, cursor := r.optN(attrActive), r.optN(attrCursor)
-	if r.err != nil {
-		return nil, false, r.err
+	c0, err := decodeCountersItem(ctr)
+	if err != nil {
+		return nil, false, err
 	}
-	if terminal || stopped {
+	if c0.terminal || c0.stopped {
 		return nil, false, nil
 	}
 	free := limit
 	if m.concurrency > 0 {
-		free = min(free, m.concurrency-int(act))
+		free = min(free, m.concurrency-int(c0.active))
 	}
 	if free <= 0 {
 		return nil, false, nil
 	}
-	cands, _, err := s.queued(ctx, m, cursor, free)
+	cands, _, err := s.queued(ctx, m, c0.cursor, free)
 	if err != nil || len(cands) == 0 {
 		return nil, false, err
 	}
-	grants, err := s.acquireSlots(ctx, len(cands), c.GlobalCap)
-	if err != nil || len(grants) == 0 {
-		return nil, false, err
+	// Slots: the job's own quota first (slots it took before and that its ended records
+	// freed), then more from the ACTIVE semaphore, under c.GlobalCap.
+	room := max(0, c0.totalQuota()-c0.active)
+	var grants []int
+	if need := int64(len(cands)) - room; need > 0 {
+		if grants, err = s.acquireSlots(ctx, int(need), c.GlobalCap); err != nil {
+			return nil, false, err
+		}
 	}
-	cands = cands[:len(grants)]
-
+	if n := room + int64(len(grants)); n < int64(len(cands)) {
+		cands = cands[:n]
+	}
+	if len(cands) == 0 {
+		return nil, false, nil
+	}
+	got := make([]int64, slotShards)
+	for _, k := range grants {
+		got[k]++
+	}
 	// Apply the claim; count what it changes.
 	type claim struct {
 		q      queuedRec
@@ -219,9 +230,24 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 			adds = append(adds, e.name(attrStatePref+string(st))+" "+e.value(avN(d)))
 		}
 	}
+	for sh, g := range got {
+		if g > 0 {
+			adds = append(adds, e.name(quotaAttr(sh))+" "+e.value(avN(g)))
+		}
+	}
 	slices.Sort(adds)
 	sets := []string{e.eq(attrCursor, avN(claims[len(claims)-1].q.seq+1))}
-	conds := []string{e.eq(attrTerminal, avBool(false)), e.eq(attrStopped, avBool(false))}
+	// The quota read must be the quota still (a tail return moves it), and the active
+	// count must leave room in it and in the job's concurrency.
+	conds := []string{e.eq(attrTerminal, avBool(false)), e.eq(attrStopped, avBool(false)),
+		e.name(attrActive) + " <= " + e.value(avN(c0.totalQuota()+int64(len(grants))-k))}
+	for sh, q := range c0.quota {
+		if q == 0 {
+			conds = append(conds, "("+e.notExists(quotaAttr(sh))+" OR "+e.eq(quotaAttr(sh), avN(0))+")")
+		} else {
+			conds = append(conds, e.eq(quotaAttr(sh), avN(q)))
+		}
+	}
 	if m.concurrency > 0 {
 		conds = append(conds, e.name(attrActive)+" <= "+e.value(avN(int64(m.concurrency)-k)))
 	}
@@ -260,7 +286,7 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 		}
 		var ne expr
 		cond := ne.eq(attrVersion, avN(cl.q.ver)) + " AND " + ne.eq(attrState, avS(string(jobs.NodeNew)))
-		_, err = s.writeNode(ctx, it, cond, &ne, grants[i])
+		_, err = s.writeNode(ctx, it, cond, &ne)
 		if _, ok := conditionFailed(err); ok {
 			return nil
 		}
@@ -272,7 +298,6 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 	})
 	var out []jobs.Node
 	var evItems []item
-	var lostSlots []int
 	back := map[jobs.NodeState]int64{}
 	var lostAct, lostEv int64
 	for i, cl := range claims {
@@ -289,7 +314,6 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 			}
 			continue
 		}
-		lostSlots = append(lostSlots, grants[i])
 		back[jobs.NodeNew]++
 		back[cl.n.State]--
 		lostAct++
@@ -309,7 +333,6 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 		if _, uerr := s.update(ctx, jobCountersKey(m.id), updateExpr(nil, adds), "", &be, types.ReturnValueNone, nil); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("give back the counts of records lost to another writer: %w", uerr))
 		}
-		s.releaseSlots(ctx, lostSlots)
 	}
 	if werr := s.writeAll(ctx, evItems); werr != nil {
 		err = errors.Join(err, fmt.Errorf("claimed records' events: %w", werr))

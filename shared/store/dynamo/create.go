@@ -122,30 +122,25 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 			_ = k
 		}
 	}
-	slotOf := make(map[int]int, len(claimed)) // record index → slot shard
-	for k, i := range claimed {
-		slotOf[i] = grants[k]
-	}
-	var others []int // active from the start without a claim
+	// Every record active from the start holds a slot of the ACTIVE semaphore: the claimed
+	// ones took theirs under c.GlobalCap; the others (created active) take theirs as they
+	// are. The job holds them as its quota.
+	others := 0
 	if !terminal {
-		for i := range recs {
-			if _, ok := slotOf[i]; !ok && recs[i].State.Active() {
-				others = append(others, i)
-			}
-		}
+		others = active
 	}
-	if len(others) > 0 {
-		g, err := s.acquireSlots(ctx, len(others), 0)
+	if others > 0 {
+		g, err := s.acquireSlots(ctx, others, 0)
 		if err != nil {
 			s.releaseSlots(ctx, grants)
 			return fail(err)
 		}
-		for k, i := range others {
-			slotOf[i] = g[k]
-		}
 		grants = append(grants, g...)
 	}
-
+	quota := make([]int64, slotShards)
+	for _, k := range grants {
+		quota[k]++
+	}
 	// The body: counters, pages, usage shards, node records, events.
 	body := make([]item, 0, len(recs)+len(evs)+m.pages+usageShards+1)
 	counts := jobs.StateCounts{}
@@ -156,7 +151,7 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 			cursor = i
 		}
 	}
-	body = append(body, countersItem(m, j, counts, int64(len(evs)), int64(cursor)))
+	body = append(body, countersItem(m, j, counts, int64(len(evs)), int64(cursor), quota))
 	for p := 0; p < m.pages; p++ {
 		w := newWriter(pageKey(id, p))
 		names := make([]string, 0, pageSize)
@@ -177,9 +172,6 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		if err != nil {
 			s.releaseSlots(ctx, grants)
 			return fail(err)
-		}
-		if k, ok := slotOf[i]; ok {
-			it[attrSlot] = avN(int64(k))
 		}
 		body = append(body, it)
 	}
@@ -234,7 +226,7 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 }
 
 // countersItem is a new job's counters item.
-func countersItem(m jobMeta, j jobs.Job, counts jobs.StateCounts, lastEvent, cursor int64) item {
+func countersItem(m jobMeta, j jobs.Job, counts jobs.StateCounts, lastEvent, cursor int64, quota []int64) item {
 	w := newWriter(jobCountersKey(m.id))
 	w.n(attrLastEvent, lastEvent)
 	w.n(attrActive, int64(counts.Active()))
@@ -244,6 +236,11 @@ func countersItem(m jobMeta, j jobs.Job, counts jobs.StateCounts, lastEvent, cur
 	for st, n := range counts {
 		if n != 0 {
 			w.n(attrStatePref+string(st), int64(n))
+		}
+	}
+	for k, q := range quota {
+		if q != 0 {
+			w.n(quotaAttr(k), q)
 		}
 	}
 	w.n(TTLAttribute, m.expires)
@@ -357,28 +354,37 @@ func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event)
 	if len(events) > 0 || terminal != wasTerminal || (j.Stop != "") != (old.Stop != "") {
 		var ce expr
 		sets := []string{ce.eq(attrTerminal, avBool(terminal)), ce.eq(attrStopped, avBool(j.Stop != ""))}
+		if terminal && !wasTerminal {
+			// A terminal job holds no slot of the ACTIVE semaphore: its quota goes back.
+			for k := range slotShards {
+				sets = append(sets, ce.eq(quotaAttr(k), avN(0)))
+			}
+		}
 		var adds []string
 		if len(events) > 0 {
 			adds = append(adds, ce.name(attrLastEvent)+" "+ce.value(avN(int64(len(events)))))
 		}
-		after, err := s.update(ctx, jobCountersKey(j.ID), updateExpr(sets, adds), "", &ce, types.ReturnValueAllNew, nil)
+		before, err := s.update(ctx, jobCountersKey(j.ID), updateExpr(sets, adds), "", &ce, types.ReturnValueAllOld, nil)
 		if err != nil {
 			return fail(fmt.Errorf("the job is written; its counters: %w", err))
 		}
+		c, err := decodeCountersItem(before)
+		if err != nil {
+			return fail(err)
+		}
 		if len(events) > 0 {
-			r := reader{it: after}
-			last := r.n(attrLastEvent)
-			if r.err != nil {
-				return fail(r.err)
-			}
-			if err := s.writeEvents(ctx, m, events, last-int64(len(events))+1); err != nil {
+			if err := s.writeEvents(ctx, m, events, c.lastEvent+1); err != nil {
 				return fail(fmt.Errorf("the job is written; its events: %w", err))
 			}
 		}
-	}
-	if terminal && !wasTerminal {
-		if err := s.releaseJobSlots(ctx, m); err != nil {
-			return fail(fmt.Errorf("the job is written; give back its slots: %w", err))
+		if terminal && !wasTerminal {
+			for k, q := range c.quota {
+				if q > 0 {
+					if err := s.addSlot(ctx, k, -q, -1); err != nil {
+						return fail(fmt.Errorf("the job is written; return its quota: %w", err))
+					}
+				}
+			}
 		}
 	}
 	return next, nil

@@ -288,6 +288,25 @@ func (s *Store) get(ctx context.Context, k item) (item, error) {
 	return out.Item, nil
 }
 
+// getEventual reads one item with an eventually consistent read (half the units); nil when
+// it does not exist.
+func (s *Store) getEventual(ctx context.Context, k item) (item, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:              s.table,
+		Key:                    k,
+		ConsistentRead:         aws.Bool(false),
+		ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.record(ctx, "GetItem", one(out.ConsumedCapacity), []use{readUse(k, itemSize(out.Item), false)})
+	if len(out.Item) == 0 {
+		return nil, nil
+	}
+	return out.Item, nil
+}
+
 // put writes one item under a condition (cond may be nil) and returns the item it replaced
 // (nil when there was none), which also tells the meter what the indexes wrote.
 func (s *Store) put(ctx context.Context, it item, cond string, e *expr) (item, error) {

@@ -84,19 +84,6 @@ func decodeNode(it item) (jobs.Node, int64, error) {
 	return n, seq, nil
 }
 
-// slotOf returns the ACTIVE slot shard a record holds, -1 for none.
-func slotOf(it item) int {
-	v, ok := it[attrSlot].(*types.AttributeValueMemberN)
-	if !ok {
-		return -1
-	}
-	k, err := strconv.Atoi(v.Value)
-	if err != nil {
-		return -1
-	}
-	return k
-}
-
 func (s *Store) eventItem(e jobs.Event, m jobMeta) (item, error) {
 	w := newWriter(m.eventKey(e.ID))
 	w.n(attrJobID, e.JobID)
@@ -349,9 +336,8 @@ func (s *Store) FindJobNodeByTransaction(ctx context.Context, txn string) (jobs.
 
 // writeNode writes record it over the stored one with one UpdateItem that SETs every
 // attribute of it and REMOVEs the optional ones it lacks, under cond, and returns the item
-// it replaced. slot is the ACTIVE slot shard to record (>= 0), slotRemove to remove it, or
-// slotKeep to leave it as it is.
-func (s *Store) writeNode(ctx context.Context, it item, cond string, e *expr, slot int) (item, error) {
+// it replaced.
+func (s *Store) writeNode(ctx context.Context, it item, cond string, e *expr) (item, error) {
 	var sets, removes []string
 	for a, v := range it {
 		if a == PartitionKey || a == SortKey {
@@ -359,38 +345,20 @@ func (s *Store) writeNode(ctx context.Context, it item, cond string, e *expr, sl
 		}
 		sets = append(sets, e.name(a)+" = "+e.value(v))
 	}
+	idx := item{}
 	for _, a := range nodeOptional {
 		if _, ok := it[a]; !ok {
 			removes = append(removes, e.name(a))
 		}
-	}
-	idx := item{}
-	for _, a := range nodeOptional {
 		idx[a] = it[a]
-	}
-	switch {
-	case slot >= 0:
-		sets = append(sets, e.name(attrSlot)+" = "+e.value(avN(int64(slot))))
-	case slot == slotRemove:
-		removes = append(removes, e.name(attrSlot))
 	}
 	slices.Sort(sets) // a stable expression, whatever the map order
 	upd := "SET " + strings.Join(sets, ", ")
 	if len(removes) > 0 {
 		upd += " REMOVE " + strings.Join(removes, ", ")
 	}
-	key := key(str(it[PartitionKey]), str(it[SortKey]))
-	old, err := s.update(ctx, key, upd, cond, e, types.ReturnValueAllOld, idx)
-	if err != nil {
-		return nil, err
-	}
-	return old, nil
+	return s.update(ctx, key(str(it[PartitionKey]), str(it[SortKey])), upd, cond, e, types.ReturnValueAllOld, idx)
 }
-
-const (
-	slotKeep   = -1
-	slotRemove = -2
-)
 
 // UpdateJobNode implements store.Store, with no transaction and no read before it:
 //
@@ -416,11 +384,11 @@ func (s *Store) UpdateJobNode(ctx context.Context, n jobs.Node, events ...jobs.E
 
 // written is a record written by step 1 of UpdateJobNode, waiting for the steps after.
 type written struct {
-	prev    jobs.Node
-	seq     int64
-	oldSlot int
-	next    jobs.Node
-	events  []jobs.Event
+	prev   jobs.Node
+	seq    int64
+	next   jobs.Node
+	events []jobs.Event
+	guess  int64 // the LatestEventID written, when there are events
 }
 
 // UpdateJobNodes implements store.Store: step 1 of UpdateJobNode for every update (s.workers
@@ -437,9 +405,49 @@ func (s *Store) UpdateJobNodes(ctx context.Context, ups []store.NodeUpdate) ([]j
 			errs[i] = fmt.Errorf("%d events in one update, at most %d", len(u.Events), maxEventsPerUpdate)
 		}
 	}
+	// Guess the event ids from the counters (an eventually consistent read, half a unit):
+	// when no other writer allocates ids meanwhile, the records are written with their
+	// LatestEventID right and need no second write.
+	base := map[int64]int64{}
+	guess := make([]int64, len(ups))
+	for i, u := range ups {
+		if errs[i] != nil || len(u.Events) == 0 {
+			continue
+		}
+		id := u.Node.JobID
+		if _, ok := base[id]; !ok {
+			base[id] = -1
+			if it, err := s.getEventual(ctx, jobCountersKey(id)); err == nil && it != nil {
+				if c, err := decodeCountersItem(it); err == nil {
+					base[id] = c.lastEvent
+				}
+			}
+		}
+	}
+	next := map[int64]int64{}
+	for id, b := range base {
+		next[id] = b
+	}
+	for i, u := range ups {
+		if b := base[u.Node.JobID]; errs[i] == nil && len(u.Events) > 0 && b >= 0 {
+			next[u.Node.JobID] += int64(len(u.Events))
+			guess[i] = next[u.Node.JobID]
+		}
+	}
 	_ = s.parallel(ctx, len(ups), func(ctx context.Context, i int) error {
 		if errs[i] == nil {
-			ws[i], errs[i] = s.writeRecord(ctx, metas[i], ups[i].Node, ups[i].Events)
+			n := ups[i].Node
+			if guess[i] > 0 {
+				n.LatestEventID = guess[i]
+			}
+			ws[i], errs[i] = s.writeRecord(ctx, metas[i], n, ups[i].Events)
+			if errs[i] == nil {
+				ws[i].guess = guess[i]
+				ws[i].next.LatestEventID = ups[i].Node.LatestEventID
+				if len(ups[i].Events) == 0 {
+					ws[i].next.LatestEventID = n.LatestEventID
+				}
+			}
 		}
 		return nil
 	})
@@ -461,7 +469,11 @@ func (s *Store) UpdateJobNodes(ctx context.Context, ups []store.NodeUpdate) ([]j
 		for k, i := range idx {
 			batch[k] = ws[i]
 		}
-		err := s.afterWrites(ctx, metas[idx[0]], batch)
+		b, ok := base[id]
+		if !ok {
+			b = -1
+		}
+		err := s.afterWrites(ctx, metas[idx[0]], batch, b)
 		for _, i := range idx {
 			errs[i] = err
 			out[i] = ws[i].next
@@ -489,13 +501,9 @@ func (s *Store) writeRecord(ctx context.Context, m jobMeta, n jobs.Node, events 
 		return nil, err
 	}
 	delete(it, attrSeq) // kept as created
-	slot := slotKeep
-	if !n.State.Active() {
-		slot = slotRemove
-	}
 	var e expr
 	cond := e.eq(attrVersion, avN(n.Version))
-	old, err := s.writeNodeActive(ctx, it, cond, &e, slot, n)
+	old, err := s.writeNode(ctx, it, cond, &e)
 	if ccf, ok := conditionFailed(err); ok {
 		return nil, s.versionMiss(ctx, m.nodeKey(n.Name), ccf)
 	}
@@ -506,51 +514,19 @@ func (s *Store) writeRecord(ctx context.Context, m jobMeta, n jobs.Node, events 
 	if err != nil {
 		return nil, err
 	}
-	return &written{prev: prev, seq: seq, oldSlot: slotOf(old), next: next, events: events}, nil
-}
-
-// writeNodeActive writes the record; when n is active and the stored record holds no slot,
-// it records the shard of the record's own name.
-func (s *Store) writeNodeActive(ctx context.Context, it item, cond string, e *expr, slot int, n jobs.Node) (item, error) {
-	if n.State.Active() {
-		// if_not_exists keeps a slot the record holds.
-		k := shardOf(strconv.FormatInt(n.JobID, 10)+"#"+n.Name, slotShards)
-		it = merged(it, nil)
-		var sets, removes []string
-		for a, v := range it {
-			if a == PartitionKey || a == SortKey {
-				continue
-			}
-			sets = append(sets, e.name(a)+" = "+e.value(v))
-		}
-		sets = append(sets, e.name(attrSlot)+" = if_not_exists("+e.name(attrSlot)+", "+e.value(avN(int64(k)))+")")
-		for _, a := range nodeOptional {
-			if _, ok := it[a]; !ok {
-				removes = append(removes, e.name(a))
-			}
-		}
-		idx := item{}
-		for _, a := range nodeOptional {
-			idx[a] = it[a]
-		}
-		slices.Sort(sets)
-		upd := "SET " + strings.Join(sets, ", ")
-		if len(removes) > 0 {
-			upd += " REMOVE " + strings.Join(removes, ", ")
-		}
-		return s.update(ctx, key(str(it[PartitionKey]), str(it[SortKey])), upd, cond, e, types.ReturnValueAllOld, idx)
-	}
-	return s.writeNode(ctx, it, cond, e, slot)
+	return &written{prev: prev, seq: seq, next: next, events: events}, nil
 }
 
 // afterWrites does what follows the writes of records of job m (UpdateJobNode's steps 2 to
-// 5), for all of them together: one counters update, one batch of events.
-func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written) error {
-	var e expr
+// 5), for all of them together: one counters update, one batch of events, and the quota
+// moves. base, when >= 0, is the last event id the records' LatestEventIDs were guessed
+// from: the counters update is then conditional on it, and when it holds, no record needs
+// its LatestEventID set again.
+func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written, base int64) error {
 	delta := map[jobs.NodeState]int64{}
 	var act, nev int64
 	requeued := int64(-1)
-	activations := false
+	took := make([]int64, slotShards) // quota taken by records made active outside a claim
 	for _, w := range ws {
 		if w.prev.State != w.next.State {
 			delta[w.prev.State]--
@@ -558,6 +534,7 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written) error
 			switch {
 			case w.next.State.Active() && !w.prev.State.Active():
 				act++
+				took[shardOf(strconv.FormatInt(w.next.JobID, 10)+"#"+w.next.Name, slotShards)]++
 			case !w.next.State.Active() && w.prev.State.Active():
 				act--
 			}
@@ -566,41 +543,51 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written) error
 			}
 		}
 		nev += int64(len(w.events))
-		// The write recorded a slot where the record had none: whether it may keep it
-		// depends on the job being terminal, which the counters tell.
-		activations = activations || (w.next.State.Active() && w.oldSlot < 0)
 	}
-	var adds []string
-	for st, d := range delta {
-		if d != 0 {
-			adds = append(adds, e.name(attrStatePref+string(st))+" "+e.value(avN(d)))
+	build := func(e *expr) string {
+		var adds []string
+		for st, d := range delta {
+			if d != 0 {
+				adds = append(adds, e.name(attrStatePref+string(st))+" "+e.value(avN(d)))
+			}
 		}
-	}
-	if act != 0 {
-		adds = append(adds, e.name(attrActive)+" "+e.value(avN(act)))
-	}
-	if nev > 0 {
-		adds = append(adds, e.name(attrLastEvent)+" "+e.value(avN(nev)))
-	}
-	var last, cursor int64
-	terminal := false
-	if len(adds) > 0 || activations {
+		if act != 0 {
+			adds = append(adds, e.name(attrActive)+" "+e.value(avN(act)))
+		}
+		if nev > 0 {
+			adds = append(adds, e.name(attrLastEvent)+" "+e.value(avN(nev)))
+		}
+		for k, n := range took {
+			if n != 0 {
+				adds = append(adds, e.name(quotaAttr(k))+" "+e.value(avN(n)))
+			}
+		}
 		slices.Sort(adds)
-		upd := updateExpr(nil, adds)
-		if upd == "" {
-			upd = "SET " + e.name(attrActive) + " = " + e.name(attrActive)
-		}
-		after, err := s.update(ctx, jobCountersKey(m.id), upd, "", &e, types.ReturnValueAllNew, nil)
-		if err != nil {
-			return fmt.Errorf("the record is written; its job's counters: %w", err)
-		}
-		r := reader{it: after}
-		last, terminal, cursor = r.n(attrLastEvent), r.b(attrTerminal), r.optN(attrCursor)
-		if r.err != nil {
-			return r.err
-		}
+		return updateExpr(nil, adds)
 	}
-	if requeued >= 0 && requeued < cursor {
+	var e expr
+	upd := build(&e)
+	if upd == "" {
+		return nil
+	}
+	cond := ""
+	if base >= 0 && nev > 0 {
+		cond = e.eq(attrLastEvent, avN(base))
+	}
+	after, err := s.update(ctx, jobCountersKey(m.id), upd, cond, &e, types.ReturnValueAllNew, nil)
+	guessed := err == nil && cond != ""
+	if _, ok := conditionFailed(err); ok {
+		var e2 expr
+		after, err = s.update(ctx, jobCountersKey(m.id), build(&e2), "", &e2, types.ReturnValueAllNew, nil)
+	}
+	if err != nil {
+		return fmt.Errorf("the record is written; its job's counters: %w", err)
+	}
+	c, err := decodeCountersItem(after)
+	if err != nil {
+		return err
+	}
+	if requeued >= 0 && requeued < c.cursor {
 		// Back in the queue behind the claim cursor: move the cursor back to it.
 		var ce expr
 		_, err := s.update(ctx, jobCountersKey(m.id), "SET "+ce.eq(attrCursor, avN(requeued)),
@@ -610,7 +597,7 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written) error
 		}
 	}
 	if nev > 0 {
-		next := last - nev + 1
+		next := c.lastEvent - nev + 1
 		var items []item
 		for _, w := range ws {
 			for _, ev := range w.events {
@@ -626,7 +613,6 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written) error
 				w.next.LatestEventID = next - 1
 			}
 		}
-		var err error
 		if len(items) == 1 {
 			_, err = s.put(ctx, items[0], "", nil)
 		} else {
@@ -637,7 +623,7 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written) error
 		}
 		err = s.parallel(ctx, len(ws), func(ctx context.Context, i int) error {
 			w := ws[i]
-			if len(w.events) == 0 {
+			if len(w.events) == 0 || (guessed && w.guess == w.next.LatestEventID) {
 				return nil
 			}
 			var le expr
@@ -652,38 +638,110 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written) error
 			return fmt.Errorf("the record is written; its latest event id: %w", err)
 		}
 	}
-	take := make([]int64, slotShards)
-	for _, w := range ws {
-		if !w.next.State.Active() || w.oldSlot >= 0 {
-			continue
-		}
-		k := shardOf(strconv.FormatInt(w.next.JobID, 10)+"#"+w.next.Name, slotShards)
-		if !terminal {
-			take[k]++
-			continue
-		}
-		// A terminal job's records hold no slot: take back the one the write recorded. If
-		// it is gone, whoever removed it (the job's end, or a later write ending the
-		// record) gave back a slot this record never took: make up for it.
-		var se expr
-		_, err := s.update(ctx, m.nodeKey(w.next.Name), "REMOVE "+se.name(attrSlot),
-			se.exists(attrSlot), &se, types.ReturnValueNone, nil)
-		if _, ok := conditionFailed(err); ok {
-			take[k]++
-		} else if err != nil {
-			return err
+	if sum(took) > 0 {
+		if c.terminal {
+			// A terminal job holds no quota: take back what this update added.
+			var qe expr
+			var adds []string
+			for k, n := range took {
+				if n != 0 {
+					adds = append(adds, qe.name(quotaAttr(k))+" "+qe.value(avN(-n)))
+				}
+			}
+			if _, err := s.update(ctx, jobCountersKey(m.id), updateExpr(nil, adds), "", &qe, types.ReturnValueNone, nil); err != nil {
+				return fmt.Errorf("the record is written; its job's quota: %w", err)
+			}
+		} else {
+			for k, n := range took {
+				if n != 0 {
+					if err := s.addSlot(ctx, k, n, -1); err != nil {
+						return fmt.Errorf("the record is written; its slot: %w", err)
+					}
+				}
+			}
 		}
 	}
-	give := make([]int64, slotShards)
-	for _, w := range ws {
-		if !w.next.State.Active() && w.oldSlot >= 0 && w.oldSlot < slotShards {
-			give[w.oldSlot]++
-		}
+	return s.returnSurplus(ctx, m, c)
+}
+
+func sum(v []int64) int64 {
+	var t int64
+	for _, x := range v {
+		t += x
+	}
+	return t
+}
+
+// quotaAttr is the counters attribute of the job's quota from slot shard k.
+func quotaAttr(k int) string { return attrQuotaPref + strconv.Itoa(k) }
+
+// counters is a job's counters item, decoded.
+type counters struct {
+	lastEvent, active, cursor, queued int64
+	terminal, stopped                 bool
+	quota                             [slotShards]int64
+}
+
+func decodeCountersItem(it item) (counters, error) {
+	r := reader{it: it}
+	c := counters{
+		lastEvent: r.optN(attrLastEvent),
+		active:    r.optN(attrActive),
+		cursor:    r.optN(attrCursor),
+		queued:    r.optN(attrStatePref + string(jobs.NodeNew)),
+	}
+	if _, ok := it[attrTerminal]; ok {
+		c.terminal = r.b(attrTerminal)
+	}
+	if _, ok := it[attrStopped]; ok {
+		c.stopped = r.b(attrStopped)
 	}
 	for k := range slotShards {
-		if d := take[k] - give[k]; d != 0 {
-			if err := s.addSlot(ctx, k, d, -1); err != nil {
-				return fmt.Errorf("the record is written; its slot: %w", err)
+		c.quota[k] = r.optN(quotaAttr(k))
+	}
+	if r.err != nil {
+		return counters{}, fmt.Errorf("decode job counters %s: %w", str(it[PartitionKey]), r.err)
+	}
+	return c, nil
+}
+
+func (c counters) totalQuota() int64 { return sum(c.quota[:]) }
+
+// returnSurplus gives back to the ACTIVE semaphore the quota job m holds beyond its active
+// records once it has no queued record left (its tail: every end frees a slot no claim of
+// this job will use): one UpdateItem of the counters conditional on the quota read, then
+// an ADD per slot shard. Nothing happens while the job has queued records (its claims use
+// the quota again, with no write to the semaphore) or when c shows no surplus.
+func (s *Store) returnSurplus(ctx context.Context, m jobMeta, c counters) error {
+	surplus := c.totalQuota() - c.active
+	if c.terminal || c.queued > 0 || surplus <= 0 {
+		return nil
+	}
+	give := make([]int64, slotShards)
+	for k := slotShards - 1; k >= 0 && surplus > 0; k-- {
+		g := min(c.quota[k], surplus)
+		give[k], surplus = g, surplus-g
+	}
+	var e expr
+	var sets, conds []string
+	for k, g := range give {
+		if g == 0 {
+			continue
+		}
+		sets = append(sets, e.eq(quotaAttr(k), avN(c.quota[k]-g)))
+		conds = append(conds, e.eq(quotaAttr(k), avN(c.quota[k])))
+	}
+	_, err := s.update(ctx, jobCountersKey(m.id), updateExpr(sets, nil), strings.Join(conds, " AND "), &e, types.ReturnValueNone, nil)
+	if _, ok := conditionFailed(err); ok {
+		return nil // another update moved the quota: it returns what is left
+	}
+	if err != nil {
+		return fmt.Errorf("return the quota of job %d: %w", m.id, err)
+	}
+	for k, g := range give {
+		if g > 0 {
+			if err := s.addSlot(ctx, k, -g, -1); err != nil {
+				return fmt.Errorf("return the quota of job %d: %w", m.id, err)
 			}
 		}
 	}
@@ -736,15 +794,33 @@ func decodeCounts(it item) (jobs.StateCounts, error) {
 	return out, nil
 }
 
-// CountActiveNodes implements store.Store: one BatchGetItem of the SLOTS#<k> items, summed.
+// CountActiveNodes implements store.Store: the unfinished jobs (GSI1's UNFINISHED
+// partition, keys only), then one BatchGetItem of their counters items, whose active counts
+// (of the jobs not terminal) it sums. Its cost follows the number of unfinished jobs. A job
+// created or ended a moment ago may be missing from, or still in, the index (it lags by
+// well under a second); the server-wide cap does not depend on it (see acquireSlots).
 func (s *Store) CountActiveNodes(ctx context.Context) (int, error) {
-	counts, err := s.slotCounts(ctx)
+	refs, err := s.unfinishedJobs(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count active job nodes: %w", err)
+	}
+	keys := make([]item, len(refs))
+	for i, r := range refs {
+		keys[i] = jobCountersKey(r.id)
+	}
+	got, err := s.batchGet(ctx, keys)
 	if err != nil {
 		return 0, fmt.Errorf("count active job nodes: %w", err)
 	}
 	total := 0
-	for _, c := range counts {
-		total += int(c)
+	for _, it := range got {
+		c, err := decodeCountersItem(it)
+		if err != nil {
+			return 0, fmt.Errorf("count active job nodes: %w", err)
+		}
+		if !c.terminal {
+			total += int(c.active)
+		}
 	}
 	return total, nil
 }
@@ -874,37 +950,6 @@ func (s *Store) releaseSlots(ctx context.Context, shards []int) {
 			s.log.Warn("give back slots of the active count", "shard", k, "slots", n, "error", err)
 		}
 	}
-}
-
-// releaseJobSlots gives back the slots the active records of job m hold (it just became
-// terminal): a query of its shards for the records holding one, then for each an UpdateItem
-// that removes it (conditional on it still being there: a record that ended meanwhile gave
-// it back itself) and the ADDs.
-func (s *Store) releaseJobSlots(ctx context.Context, m jobMeta) error {
-	items, err := s.shardRecords(ctx, m, func(e *expr) string { return e.exists(attrSlot) },
-		PartitionKey, SortKey, attrSeq, attrSlot)
-	if err != nil {
-		return err
-	}
-	var freed []int
-	for _, it := range items {
-		k := slotOf(it)
-		if k < 0 {
-			continue
-		}
-		var e expr
-		_, err := s.update(ctx, key(str(it[PartitionKey]), str(it[SortKey])), "REMOVE "+e.name(attrSlot),
-			e.eq(attrSlot, avN(int64(k))), &e, types.ReturnValueNone, nil)
-		if _, ok := conditionFailed(err); ok {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		freed = append(freed, k)
-	}
-	s.releaseSlots(ctx, freed)
-	return nil
 }
 
 // ListJobNodesInState implements store.Store. Queued records come from the pages of names
