@@ -3,6 +3,7 @@ package local
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"io"
 	"net"
@@ -14,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
+	"github.com/baton-run/baton/agent"
 	"github.com/baton-run/baton/shared/auth"
 	"github.com/baton-run/baton/shared/client"
 )
@@ -322,5 +326,68 @@ func TestSlowDownloadOutlivesWriteTimeout(t *testing.T) {
 	n, err := io.Copy(io.Discard, resp.Body)
 	if err != nil || int(n)+len(first) != len(body) {
 		t.Fatalf("read %d of %d bytes: %v; the write timeout cut the download", int(n)+len(first), len(body), err)
+	}
+}
+
+// TestRevokedNodeIsEnrolledAgain: revoke and re-enrol through the API rotates a node's key:
+// the new key connects and runs tasks, the old one is refused; a node with a working key
+// cannot be enrolled over.
+func TestRevokedNodeIsEnrolledAgain(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	base := agent.Config{Server: "ws://" + h.srv.Addr() + "/pcp", Name: "k1",
+		CacheDir: filepath.Join(t.TempDir(), "cache"), SpoolDir: filepath.Join(t.TempDir(), "spool"),
+		Logger: testLogger(t), MaxBackoff: 200 * time.Millisecond}
+	enrol := func() ed25519.PrivateKey {
+		t.Helper()
+		e, err := h.api.EnrollNodeToken(ctx, "k1", "1h")
+		if err != nil {
+			t.Fatalf("enrolment token: %v", err)
+		}
+		key, err := agent.Enroll(ctx, base, e.EnrollmentToken, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return key
+	}
+	oldKey := enrol()
+	_, err := h.api.EnrollNodeToken(ctx, "k1", "1h")
+	wantAPIError(t, "enrolling a node that holds a working key", err, 409, "puppetlabs.orchestrator/conflict")
+	if err := h.api.RevokeNode(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	newKey := enrol()
+
+	connect := func(key ed25519.PrivateKey) int {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		c, resp, err := websocket.Dial(dctx, base.Server, &websocket.DialOptions{HTTPHeader: http.Header{
+			"X-Baton-Node": {"k1"}, "Authorization": {auth.SignConnect(key, "k1", time.Now())}}})
+		if err == nil {
+			c.CloseNow()
+			return http.StatusSwitchingProtocols
+		}
+		if resp == nil {
+			t.Fatalf("dial: %v", err)
+		}
+		return resp.StatusCode
+	}
+	if got := connect(oldKey); got != http.StatusUnauthorized {
+		t.Errorf("the revoked key connects: %d", got)
+	}
+	cfg := base
+	cfg.PrivateKey = newKey
+	a, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	h.waitConnected("k1")
+	_, nodes := h.waitJob(h.run(client.TaskRequest{Task: "demo::hello", Scope: client.Scope{Nodes: []string{"k1"}}}).Name, 20*time.Second)
+	if nodes[0].State != "finished" {
+		t.Fatalf("task on the re-enrolled node: %s %s", nodes[0].State, nodes[0].Result)
 	}
 }
