@@ -2,7 +2,8 @@
 // code is the bootstrap zips in ../dist (make lambdas). It needs no AWS credentials and no
 // network; the cloud assembly goes to $CDK_OUTDIR (make synth sets cdk.out). Context:
 // -c baton:retain=true|false, -c baton:target=aws|localstack, -c baton:assetDir=DIR,
-// -c baton:stackName=NAME.
+// -c baton:stackName=NAME, -c baton:reservedConcurrency=true|false, and for custom domains
+// -c baton:agentsDomain=HOST -c baton:apiDomain=HOST -c baton:certificateArn=ARN.
 package main
 
 import (

@@ -43,6 +43,9 @@ type BrokerProps struct {
 	// ManagementURL overrides the @connections endpoint the functions are given (the stage's
 	// callback URL). LocalStack serves @connections at its edge URL instead.
 	ManagementURL *string
+	// Domain, when set, is the agents' custom domain: the stage is mapped at its root.
+	// @connections stays on the stage's callback URL.
+	Domain awsapigatewayv2.IDomainName
 }
 
 // Broker is the agents' side of the control plane: the API Gateway WebSocket API with a
@@ -92,10 +95,15 @@ func NewBroker(scope constructs.Construct, id string, props BrokerProps) (*Broke
 		DisconnectRouteOptions: &awsapigatewayv2.WebSocketRouteOptions{Integration: integration(FunctionWSDisconnect)},
 		DefaultRouteOptions:    &awsapigatewayv2.WebSocketRouteOptions{Integration: integration(FunctionWSDefault)},
 	})
+	var mapping *awsapigatewayv2.DomainMappingOptions
+	if props.Domain != nil {
+		mapping = &awsapigatewayv2.DomainMappingOptions{DomainName: props.Domain}
+	}
 	b.Stage = awsapigatewayv2.NewWebSocketStage(b.Construct, jsii.String("Stage"), &awsapigatewayv2.WebSocketStageProps{
-		WebSocketApi: b.API,
-		StageName:    jsii.String(props.StageName),
-		AutoDeploy:   jsii.Bool(true),
+		DomainMapping: mapping,
+		WebSocketApi:  b.API,
+		StageName:     jsii.String(props.StageName),
+		AutoDeploy:    jsii.Bool(true),
 		Throttle: &awsapigatewayv2.ThrottleSettings{
 			RateLimit:  jsii.Number(props.ThrottleRate),
 			BurstLimit: jsii.Number(props.ThrottleBurst),

@@ -54,12 +54,19 @@ const (
 	defaultVariant    variant = "default"    // AWS, retained
 	localstackVariant variant = "localstack" // LocalStack, not retained
 	noReservedVariant variant = "noreserved" // AWS, no reserved concurrency
+	domainsVariant    variant = "domains"    // AWS, custom domains
 )
+
+// testDomains are the custom domains of domainsVariant.
+var testDomains = CustomDomains{Agents: "agents.baton.example", API: "api.baton.example",
+	CertificateARN: "arn:aws:acm:eu-west-1:123456789012:certificate/0f0e0d0c-0b0a-0908-0706-050403020100"}
 
 func (v variant) props(assets string) BatonStackProps {
 	switch v {
 	case localstackVariant:
 		return BatonStackProps{AssetDir: assets, Retain: false, Target: TargetLocalStack}
+	case domainsVariant:
+		return BatonStackProps{AssetDir: assets, Retain: true, Domains: testDomains}
 	case noReservedVariant:
 		return BatonStackProps{AssetDir: assets, Retain: true, NoReservedConcurrency: true}
 	default:

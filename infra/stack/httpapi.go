@@ -41,6 +41,8 @@ func HTTPRoutes() []HTTPRoute {
 // APIProps configures API.
 type APIProps struct {
 	Functions *Functions
+	// Domain, when set, is the API's custom domain (its default stage mapped at the root).
+	Domain awsapigatewayv2.IDomainName
 }
 
 // API is the operators' side of the control plane: the API Gateway HTTP API (default stage)
@@ -64,6 +66,12 @@ func NewAPI(scope constructs.Construct, id string, props APIProps) (*API, error)
 		ApiName:            jsii.String(*awscdk.Stack_Of(a.Construct).StackName() + "-api"),
 		Description:        jsii.String("Baton orchestrator API"),
 		CreateDefaultStage: jsii.Bool(true),
+		DefaultDomainMapping: func() *awsapigatewayv2.DomainMappingOptions {
+			if props.Domain == nil {
+				return nil
+			}
+			return &awsapigatewayv2.DomainMappingOptions{DomainName: props.Domain}
+		}(),
 	})
 	authorizer := awsapigatewayv2authorizers.NewHttpLambdaAuthorizer(jsii.String("TokenAuthorizer"), fns.ByName[FunctionAuthorizer],
 		&awsapigatewayv2authorizers.HttpLambdaAuthorizerProps{

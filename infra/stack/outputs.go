@@ -22,6 +22,13 @@ const (
 	OutputDispatchDeadLetterQueueURL = "DispatchDeadLetterQueueUrl"
 )
 
+// Outputs of a stack with custom domains (CustomDomains), besides Outputs: the names the
+// domains' DNS records point to.
+const (
+	OutputAgentsDomainTarget = "AgentsDomainTarget"
+	OutputAPIDomainTarget    = "ApiDomainTarget"
+)
+
 // Outputs lists every output the stack defines, in a stable order.
 func Outputs() []string {
 	return []string{OutputHttpApiURL, OutputWebSocketURL, OutputWebSocketManagementURL, OutputTableName, OutputBucketName, OutputDispatchDeadLetterQueueURL}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscertificatemanager"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 )
@@ -35,7 +37,34 @@ const (
 	// ContextReservedConcurrency: true (default) reserves the concurrency Specs give each
 	// function; false reserves none (accounts with a small concurrency quota).
 	ContextReservedConcurrency = "baton:reservedConcurrency"
+	// ContextAgentsDomain, ContextAPIDomain and ContextCertificateARN give the APIs custom
+	// domains (all three or none; see CustomDomains).
+	ContextAgentsDomain   = "baton:agentsDomain"
+	ContextAPIDomain      = "baton:apiDomain"
+	ContextCertificateARN = "baton:certificateArn"
 )
+
+// CustomDomains puts the WebSocket API at wss://Agents and the HTTP API at https://API, so
+// that agents' credentials and operators' configuration name a host of yours instead of an
+// API id: the stack can then be replaced, or moved to another region, by pointing the names
+// elsewhere. CertificateARN is an ACM certificate in the stack's region covering both names;
+// the DNS records (CNAME or alias to the OutputAgentsDomainTarget and OutputAPIDomainTarget
+// outputs) are yours to create.
+type CustomDomains struct {
+	Agents, API, CertificateARN string
+}
+
+func (d CustomDomains) set() bool { return d.Agents != "" || d.API != "" || d.CertificateARN != "" }
+
+func (d CustomDomains) validate() error {
+	if d.set() && (d.Agents == "" || d.API == "" || d.CertificateARN == "") {
+		return fmt.Errorf("custom domains: give all of %s, %s and %s, or none", ContextAgentsDomain, ContextAPIDomain, ContextCertificateARN)
+	}
+	if d.set() && d.Agents == d.API {
+		return errors.New("custom domains: the agents' and the API's domains must differ")
+	}
+	return nil
+}
 
 // DefaultStackName is the stack's name unless ContextStackName says otherwise.
 const DefaultStackName = "Baton"
@@ -52,6 +81,8 @@ type BatonStackProps struct {
 	Target Target
 	// NoReservedConcurrency leaves every function in the account's unreserved pool.
 	NoReservedConcurrency bool
+	// Domains, when set, are the APIs' custom domains.
+	Domains CustomDomains
 	// Broker tunes the WebSocket stage; its Functions and ManagementURL are set by
 	// NewBatonStack.
 	Broker BrokerProps
@@ -81,6 +112,9 @@ func NewBatonStack(scope constructs.Construct, id string, props BatonStackProps)
 	if props.AssetDir == "" {
 		return nil, errors.New("baton stack: no asset directory")
 	}
+	if err := props.Domains.validate(); err != nil {
+		return nil, fmt.Errorf("baton stack: %w", err)
+	}
 	if props.StackProps.Description == nil {
 		props.StackProps.Description = jsii.String("Baton: Puppet task orchestration control plane (API Gateway, Lambda, DynamoDB, S3)")
 	}
@@ -96,15 +130,24 @@ func NewBatonStack(scope constructs.Construct, id string, props BatonStackProps)
 	if s.Dispatch, err = NewDispatchQueue(s.Stack, "Dispatch", DispatchQueueProps{Functions: s.Functions}); err != nil {
 		return nil, err
 	}
+	var agentsDomain, apiDomain awsapigatewayv2.DomainName
+	if props.Domains.set() {
+		cert := awscertificatemanager.Certificate_FromCertificateArn(s.Stack, jsii.String("Certificate"), jsii.String(props.Domains.CertificateARN))
+		agentsDomain = awsapigatewayv2.NewDomainName(s.Stack, jsii.String("AgentsDomain"), &awsapigatewayv2.DomainNameProps{
+			DomainName: jsii.String(props.Domains.Agents), Certificate: cert})
+		apiDomain = awsapigatewayv2.NewDomainName(s.Stack, jsii.String("ApiDomain"), &awsapigatewayv2.DomainNameProps{
+			DomainName: jsii.String(props.Domains.API), Certificate: cert})
+	}
 	bp := props.Broker
 	bp.Functions = s.Functions
+	bp.Domain = agentsDomain
 	if props.Target == TargetLocalStack {
 		bp.ManagementURL = jsii.String(LocalStackManagementURL)
 	}
 	if s.Broker, err = NewBroker(s.Stack, "Broker", bp); err != nil {
 		return nil, err
 	}
-	if s.API, err = NewAPI(s.Stack, "Api", APIProps{Functions: s.Functions}); err != nil {
+	if s.API, err = NewAPI(s.Stack, "Api", APIProps{Functions: s.Functions, Domain: apiDomain}); err != nil {
 		return nil, err
 	}
 	if s.Sweep, err = NewSweepSchedule(s.Stack, "Sweep", SweepScheduleProps{Function: s.Functions.ByName[FunctionSweep]}); err != nil {
@@ -116,10 +159,16 @@ func NewBatonStack(scope constructs.Construct, id string, props BatonStackProps)
 	output := func(name, description string, value *string) {
 		awscdk.NewCfnOutput(s.Stack, jsii.String(name), &awscdk.CfnOutputProps{Value: value, Description: jsii.String(description)})
 	}
-	output(OutputHttpApiURL, "Baton HTTP API base URL (baton --server)",
-		awscdk.Fn_Join(jsii.String(""), &[]*string{s.API.HTTPAPI.ApiEndpoint(), jsii.String("/")}))
-	output(OutputWebSocketURL, "Agents' WebSocket URL (baton-agent --server)",
-		awscdk.Fn_Join(jsii.String(""), &[]*string{s.Broker.API.ApiEndpoint(), jsii.String("/"), s.Broker.Stage.StageName()}))
+	httpURL := awscdk.Fn_Join(jsii.String(""), &[]*string{s.API.HTTPAPI.ApiEndpoint(), jsii.String("/")})
+	wsURL := awscdk.Fn_Join(jsii.String(""), &[]*string{s.Broker.API.ApiEndpoint(), jsii.String("/"), s.Broker.Stage.StageName()})
+	if props.Domains.set() {
+		httpURL = jsii.String("https://" + props.Domains.API + "/")
+		wsURL = jsii.String("wss://" + props.Domains.Agents)
+		output(OutputAgentsDomainTarget, "DNS target of "+props.Domains.Agents+" (CNAME or alias)", agentsDomain.RegionalDomainName())
+		output(OutputAPIDomainTarget, "DNS target of "+props.Domains.API+" (CNAME or alias)", apiDomain.RegionalDomainName())
+	}
+	output(OutputHttpApiURL, "Baton HTTP API base URL (baton --server)", httpURL)
+	output(OutputWebSocketURL, "Agents' WebSocket URL (baton-agent --server)", wsURL)
 	output(OutputWebSocketManagementURL, "@connections endpoint the functions post to (BATON_WS_ENDPOINT)", s.Broker.ManagementURL)
 	output(OutputTableName, "DynamoDB table (baton token create --table)", s.Storage.Table.TableName())
 	output(OutputBucketName, "S3 bucket of tasks and results (baton task publish --bucket)", s.Storage.Bucket.BucketName())
@@ -167,6 +216,12 @@ func PropsFromContext(node constructs.Node, defaultAssetDir string) (name string
 			return "", props, fmt.Errorf("context %s=%q: want true or false", ContextReservedConcurrency, v)
 		}
 		props.NoReservedConcurrency = !reserve
+	}
+	props.Domains.Agents, _ = get(ContextAgentsDomain)
+	props.Domains.API, _ = get(ContextAPIDomain)
+	props.Domains.CertificateARN, _ = get(ContextCertificateARN)
+	if err := props.Domains.validate(); err != nil {
+		return "", props, err
 	}
 	if v, ok := get(ContextTarget); ok {
 		switch t := Target(v); t {

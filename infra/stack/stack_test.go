@@ -119,6 +119,9 @@ func TestPropsFromContext(t *testing.T) {
 		{"no reserved concurrency", map[string]any{ContextReservedConcurrency: "false"}, DefaultStackName,
 			BatonStackProps{AssetDir: "dist", Retain: true, Target: TargetAWS, NoReservedConcurrency: true}, ""},
 		{"bad reserved concurrency", map[string]any{ContextReservedConcurrency: "some"}, "", BatonStackProps{}, ContextReservedConcurrency},
+		{"custom domains", map[string]any{ContextAgentsDomain: testDomains.Agents, ContextAPIDomain: testDomains.API, ContextCertificateARN: testDomains.CertificateARN},
+			DefaultStackName, BatonStackProps{AssetDir: "dist", Retain: true, Target: TargetAWS, Domains: testDomains}, ""},
+		{"a domain without a certificate", map[string]any{ContextAgentsDomain: testDomains.Agents, ContextAPIDomain: testDomains.API}, "", BatonStackProps{}, ContextCertificateARN},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var ctx *map[string]any
@@ -142,5 +145,56 @@ func TestPropsFromContext(t *testing.T) {
 				t.Errorf("PropsFromContext = %s, %s; want %s, %s", name, got, tc.stack, want)
 			}
 		})
+	}
+}
+
+// TestStackCustomDomains: with custom domains, both APIs are mapped at the root of their
+// domain with the given certificate, the URLs the stack outputs (what credentials and
+// operators' configuration hold) name the domains and no API id, and the DNS targets are
+// outputs; @connections stays on the stage's callback URL.
+func TestStackCustomDomains(t *testing.T) {
+	s := synth(t, domainsVariant)
+	names := s.resources("AWS::ApiGatewayV2::DomainName")
+	byName := map[string]string{}
+	for id, r := range names {
+		p := props(r)
+		cfg := list(p["DomainNameConfigurations"])
+		if len(cfg) != 1 || cfg[0].(map[string]any)["CertificateArn"] != testDomains.CertificateARN {
+			t.Errorf("domain %v: configurations %v, want the certificate %s", p["DomainName"], cfg, testDomains.CertificateARN)
+		}
+		byName[p["DomainName"].(string)] = id
+	}
+	if len(names) != 2 || byName[testDomains.Agents] == "" || byName[testDomains.API] == "" {
+		t.Fatalf("domain names %v, want %s and %s", byName, testDomains.Agents, testDomains.API)
+	}
+	wsAPI := cfnID(t, s.stack.Stack, s.stack.Broker.API.Node().DefaultChild())
+	httpAPI := cfnID(t, s.stack.Stack, s.stack.API.HTTPAPI.Node().DefaultChild())
+	mapped := map[string]string{}
+	for _, m := range s.resources("AWS::ApiGatewayV2::ApiMapping") {
+		p := props(m)
+		if p["ApiMappingKey"] != nil {
+			t.Errorf("mapping %v has a key: want the root of the domain", p)
+		}
+		mapped[strings.Trim(render(p["DomainName"]), "${}")] = strings.Trim(render(p["ApiId"]), "${}")
+	}
+	if mapped[byName[testDomains.Agents]] != wsAPI || mapped[byName[testDomains.API]] != httpAPI || len(mapped) != 2 {
+		t.Errorf("mappings %v, want %s → WebSocket API and %s → HTTP API", mapped, testDomains.Agents, testDomains.API)
+	}
+	outputs := s.doc["Outputs"].(map[string]any)
+	for name, want := range map[string]string{
+		OutputWebSocketURL:           "wss://" + testDomains.Agents,
+		OutputHttpApiURL:             "https://" + testDomains.API + "/",
+		OutputAgentsDomainTarget:     "${" + byName[testDomains.Agents] + ".RegionalDomainName}",
+		OutputAPIDomainTarget:        "${" + byName[testDomains.API] + ".RegionalDomainName}",
+		OutputWebSocketManagementURL: "https://${" + wsAPI + "}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + DefaultStageName,
+	} {
+		o, _ := outputs[name].(map[string]any)
+		if got := render(o["Value"]); got != want {
+			t.Errorf("output %s = %s, want %s", name, got, want)
+		}
+	}
+	if _, err := NewBatonStack(awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(t.TempDir())}), "Half",
+		BatonStackProps{AssetDir: "x", Domains: CustomDomains{Agents: "a.example"}}); err == nil || !strings.Contains(err.Error(), ContextCertificateARN) {
+		t.Errorf("a stack with only an agents domain: err %v", err)
 	}
 }
