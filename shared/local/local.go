@@ -478,6 +478,7 @@ func writeAdminToken(ctx context.Context, a *auth.Service, path string, lifetime
 		return fmt.Errorf("admin token: %w", err)
 	}
 	tmp := path + ".tmp"
+	_ = os.Remove(tmp) // a leftover keeps its mode through WriteFile: start afresh
 	if err := os.WriteFile(tmp, []byte(token+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write admin token: %w", err)
 	}
