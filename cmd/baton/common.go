@@ -119,6 +119,27 @@ func (c *clientFlags) client() (*client.Client, error) {
 	return client.NewWithHTTP(server, token, cliTLS.httpClient()), nil
 }
 
+// writeTokenFile writes token to path with mode 0600, replacing any file there atomically (a
+// file that exists keeps its mode through os.WriteFile, so it is never written in place).
+func writeTokenFile(path, token string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".token-*")
+	if err != nil {
+		return fmt.Errorf("write token: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(token + "\n"); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write token: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write token: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write token: %w", err)
+	}
+	return nil
+}
+
 // readTokenFile reads an API token from path. Like the agent with its credential, it refuses
 // a file that others can read or write: a token there is as good as leaked.
 func readTokenFile(path string) (string, error) {

@@ -46,8 +46,8 @@ func cmdLogin(args []string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write token: %w", err)
+	if err := writeTokenFile(path, token); err != nil {
+		return err
 	}
 	exp := "never"
 	if info.ExpiresAt != nil {
@@ -77,8 +77,8 @@ func cmdTokenIssue(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(*out, []byte(token+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write token: %w", err)
+	if err := writeTokenFile(*out, token); err != nil {
+		return err
 	}
 	fmt.Fprintf(os.Stderr, "Token %s for %s written to %s.\n", info.ID, info.Login, *out)
 	return nil

@@ -49,8 +49,8 @@ func cmdTokenCreate(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(*out, []byte(token+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write token: %w", err)
+	if err := writeTokenFile(*out, token); err != nil {
+		return err
 	}
 	fmt.Fprintf(os.Stderr, "Token for %s written to %s; use it with --token-file %s (or BATON_TOKEN_FILE).\n", *login, *out, *out)
 	return nil

@@ -82,3 +82,28 @@ func TestTokenRotateAdmin(t *testing.T) {
 		t.Errorf("rotating in an empty directory: %v", err)
 	}
 }
+
+// TestWriteTokenFileIsPrivate: a token written over a file others could read ends up 0600
+// (os.WriteFile would have kept the old mode), and the CLI reads it back.
+func TestWriteTokenFileIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "api.token")
+	if err := os.WriteFile(path, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeTokenFile(path, "s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	if got, err := readTokenFile(path); err != nil || got != "s3cret" {
+		t.Errorf("read back %q, %v", got, err)
+	}
+}
