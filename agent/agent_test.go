@@ -81,7 +81,7 @@ func TestResultsResentOldestFirst(t *testing.T) {
 	}
 	ts.dropConn()
 	ts.waitFrame(t, 0, "facts on conn 2", onConn(2, isType(protocol.TypeFacts)))
-	ts.statusQuery(t, "txn-a")
+	ts.statusQuery(t, "txn-none") // answered after everything sent before it
 	var got []string
 	ts.mu.Lock()
 	for _, f := range ts.frames {

@@ -170,7 +170,8 @@ func (a *Agent) handleBlocking(ctx context.Context, env protocol.Envelope, r pro
 		a.replyRPCError(ctx, r.TransactionID, env.ID, "invalid input for "+lbl)
 		return
 	}
-	res, err := json.Marshal(a.status(p.TransactionID))
+	sr, st := a.status(ctx, p.TransactionID)
+	res, err := json.Marshal(sr)
 	if err != nil {
 		a.replyRPCError(ctx, r.TransactionID, env.ID, fmt.Sprintf("Failed to execute the task for the %s. Error: %v", lbl, err))
 		return
@@ -178,6 +179,13 @@ func (a *Agent) handleBlocking(ctx context.Context, env protocol.Envelope, r pro
 	if err := a.sendData(ctx, protocol.TypeBlockingResponse,
 		protocol.BlockingResponse{TransactionID: r.TransactionID, Results: res}); err != nil {
 		a.log.Warn("send status response", "transaction_id", r.TransactionID, "error", err)
+	}
+	// A server that asks about a finished transaction it has not acknowledged lacks its
+	// outcome: send that again too, whole (the status answer carries only part of it).
+	if st.pending() {
+		if err := a.deliver(ctx, st); err != nil {
+			a.log.Warn("resend result", "transaction_id", p.TransactionID, "error", err)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/baton-run/baton/shared/protocol"
 )
@@ -64,5 +65,49 @@ func TestUnreadableSpoolEntriesAreAnswered(t *testing.T) {
 	}
 	if n := lines(t, marker); n != 1 {
 		t.Errorf("tasks ran %d times, want 1 (txn-ran only)", n)
+	}
+}
+
+// TestStatusQueryAnswersAreFinal checks the status answers the server's polling acts on: a
+// finished, unacknowledged transaction is reported and its outcome sent again (whole); once
+// acknowledged it is only reported; one accepted but with neither outcome nor process here is
+// concluded on the spot as an unknown outcome (reported, and sent) rather than left "unknown"
+// forever; one never seen is unknown.
+func TestStatusQueryAnswersAreFinal(t *testing.T) {
+	ts := newTestServer(t)
+	cfg := testConfig(t, ts)
+	ta := startAgent(t, cfg)
+	file := ts.addFile("r.sh", script("echo result"))
+	const done = "txn-done"
+	ts.runTask(t, done, protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}})
+	from := ts.frameCount()
+	if st := ts.statusQuery(t, done); st.Status != StatusSuccess || st.Stdout != "result\n" {
+		t.Errorf("status %+v", st)
+	}
+	ts.waitFrame(t, from, "the unacknowledged result sent again", isOutcome(done))
+	ts.send(t, protocol.TypeResultAck, protocol.ResultAck{TransactionID: done})
+	ts.statusQuery(t, "txn-none")
+	ts.statusQuery(t, done)
+	ts.statusQuery(t, "txn-none")
+	if n := ts.count(isOutcome(done)); n != 2 {
+		t.Errorf("result sent %d times, want 2 (none after the acknowledgement)", n)
+	}
+
+	// Accepted, then lost: no outcome and no process (as when spooling the outcome failed).
+	const lost = "txn-lost"
+	if _, err := ta.spool.create(txnMetadata{Module: "task", Action: "run", RequestParams: "{}", TransactionID: lost,
+		RequestID: "req-lost", NotifyOutcome: true, Start: time.Now().UTC(), Status: statusRunning}); err != nil {
+		t.Fatal(err)
+	}
+	st := ts.statusQuery(t, lost)
+	if st.Status != StatusFailure || !strings.Contains(st.Stdout, OutcomeUnknownKind) {
+		t.Errorf("status of a lost transaction %+v, want a failure of kind %s", st, OutcomeUnknownKind)
+	}
+	f, _ := ts.waitFrame(t, 0, "the lost transaction's outcome", isOutcome(lost))
+	if res := taskResults(t, f); !res.OutcomeUnknown || res.Exitcode != -1 {
+		t.Errorf("results %+v, want an unknown outcome", res)
+	}
+	if st := ts.statusQuery(t, "txn-never"); st.Status != StatusUnknown {
+		t.Errorf("status of a transaction never seen: %+v", st)
 	}
 }
