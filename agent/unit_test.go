@@ -351,3 +351,38 @@ func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// TestCappedFile checks the supervisor's output files: the first max bytes are kept, the rest
+// counted and noted, as cappedBuffer does for piped output, and the writer never fails the task.
+func TestCappedFile(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		max    int64
+		writes []string
+		want   string
+	}{
+		{"under the cap", 10, []string{"ok"}, "ok"},
+		{"exactly the cap", 4, []string{"ab", "cd"}, "abcd"},
+		{"over the cap", 5, []string{"abc", "def", "ghi"}, "abcde\n[baton-agent: output truncated: 4 more bytes were dropped]\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			c := &cappedFile{f: f, max: tc.max}
+			for _, s := range tc.writes {
+				if n, err := c.Write([]byte(s)); n != len(s) || err != nil {
+					t.Fatalf("Write = %d, %v", n, err)
+				}
+			}
+			if err := c.finish(); err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(f.Name()); string(b) != tc.want {
+				t.Errorf("file holds %q, want %q", b, tc.want)
+			}
+		})
+	}
+}
