@@ -11,7 +11,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,7 +29,7 @@ const helperEnv = "BATON_AGENT_TEST_HELPER"
 // helperConfig is what a helper agent process runs with.
 type helperConfig struct {
 	Server, SpoolDir, CacheDir string
-	Supervised                 bool
+	Supervisor                 []string
 	// Fault, when set, is the fault point at which the helper kills itself with SIGKILL.
 	Fault string
 }
@@ -39,17 +41,43 @@ func TestMain(m *testing.M) {
 	if v := os.Getenv(helperEnv); v != "" {
 		os.Exit(helperAgent(v))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if supervisorDir != "" {
+		os.RemoveAll(supervisorDir)
+	}
+	os.Exit(code)
 }
 
-// testSupervisor is Config.Supervisor for tests: this test binary.
+var (
+	supervisorOnce sync.Once
+	supervisorDir  string
+	supervisorArgv []string
+)
+
+// testSupervisor is Config.Supervisor for tests: the real baton-agent binary (built once per
+// test run, without the race detector, whose start-up would make every task slow), or this
+// test binary when it cannot be built.
 func testSupervisor(t *testing.T) []string {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []string{exe, "run-task"}
+	supervisorOnce.Do(func() {
+		if dir, err := os.MkdirTemp("", "baton-agent-supervisor-"); err == nil {
+			bin := filepath.Join(dir, "baton-agent")
+			out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin,
+				"github.com/baton-run/baton/cmd/baton-agent").CombinedOutput()
+			if err == nil {
+				supervisorDir, supervisorArgv = dir, []string{bin, "run-task"}
+				return
+			}
+			t.Logf("build baton-agent for the task supervisor: %v\n%s", err, out)
+			os.RemoveAll(dir)
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		supervisorArgv = []string{exe, "run-task"}
+	})
+	return supervisorArgv
 }
 
 func helperAgent(raw string) int {
@@ -64,10 +92,7 @@ func helperAgent(raw string) int {
 		PingInterval: time.Second, MaxBackoff: 50 * time.Millisecond, DownloadBackoff: []time.Duration{},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
-	if hc.Supervised {
-		exe, _ := os.Executable()
-		cfg.Supervisor = []string{exe, "run-task"}
-	}
+	cfg.Supervisor = hc.Supervisor
 	if hc.Fault != "" {
 		cfg.FaultHook = func(point string) {
 			if point == hc.Fault {
@@ -175,7 +200,7 @@ func TestAgentKilledDuringTaskReportsTheRealOutcome(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := newTestServer(t)
 			dir := t.TempDir()
-			hc := helperConfig{Server: ts.url(), SpoolDir: filepath.Join(dir, "spool"), CacheDir: filepath.Join(dir, "cache"), Supervised: true}
+			hc := helperConfig{Server: ts.url(), SpoolDir: filepath.Join(dir, "spool"), CacheDir: filepath.Join(dir, "cache"), Supervisor: testSupervisor(t)}
 			first := startAgentProcess(t, hc)
 			marker, release := filepath.Join(dir, "runs"), filepath.Join(dir, "release")
 			t.Cleanup(func() { _ = os.WriteFile(release, nil, 0o600) }) // no task outlives the test
@@ -286,7 +311,7 @@ func TestAgentKilledAtEveryFaultPoint(t *testing.T) {
 			ts := newTestServer(t)
 			dir := t.TempDir()
 			hc := helperConfig{Server: ts.url(), SpoolDir: filepath.Join(dir, "spool"), CacheDir: filepath.Join(dir, "cache"),
-				Supervised: true, Fault: point}
+				Supervisor: testSupervisor(t), Fault: point}
 			first := startAgentProcess(t, hc)
 			marker := filepath.Join(dir, "runs")
 			file := ts.addFile("quick.sh", script(`echo run >> "$PT_marker"; echo done`))
