@@ -16,8 +16,9 @@ import (
 const (
 	// DefaultPingInterval and DefaultPongTimeout bound how long a dead connection goes
 	// unnoticed: a connection that delivered nothing for DefaultPingInterval is pinged, and
-	// closed when the pong does not come within DefaultPongTimeout (≤ 30 s in all).
-	DefaultPingInterval = 20 * time.Second
+	// closed when the pong does not come within DefaultPongTimeout: 25 s in all, so that with a
+	// reconnect the agent is back within 30 s.
+	DefaultPingInterval = 15 * time.Second
 	DefaultPongTimeout  = 10 * time.Second
 	// DefaultKeepaliveInterval: API Gateway closes a WebSocket after 10 minutes without a data
 	// message; the agent sends a keepalive once it has sent nothing for this long.
@@ -94,7 +95,7 @@ type Config struct {
 	// Logger receives the agent's logs; default discards them.
 	Logger *slog.Logger
 	// PingInterval: a connection that delivered nothing for this long is checked with a
-	// WebSocket ping; default 20 s. A ping not answered within PongTimeout (default 10 s)
+	// WebSocket ping; default 15 s. A ping not answered within PongTimeout (default 10 s)
 	// closes the connection, which is then re-dialled: a dead or half-open connection is
 	// noticed within PingInterval+PongTimeout.
 	PingInterval time.Duration
