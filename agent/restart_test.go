@@ -360,3 +360,31 @@ func TestAgentKilledAtEveryFaultPoint(t *testing.T) {
 		})
 	}
 }
+
+// TestFollowedTaskIsStillTimedOut checks that a task found running after an agent restart is
+// still killed at its timeout (counted from its start), its whole process group with it, and
+// reported as timed out.
+func TestFollowedTaskIsStillTimedOut(t *testing.T) {
+	ts := newTestServer(t)
+	dir := t.TempDir()
+	hc := helperConfig{Server: ts.url(), SpoolDir: filepath.Join(dir, "spool"), CacheDir: filepath.Join(dir, "cache"), Supervisor: testSupervisor(t)}
+	first := startAgentProcess(t, hc)
+	childpid := filepath.Join(dir, "child")
+	file := ts.addFile("spawn.sh", script(spawnScript))
+	const txn = "txn-timeout-after-restart"
+	ts.waitFrame(t, 0, "the agent to connect", isType(protocol.TypeFacts))
+	ts.runRequest(t, txn, protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}, Timeout: 3,
+		Input: mustJSON(t, map[string]string{"childpid": childpid})})
+	waitUntil(t, "the child to start", func() bool { return fileExists(childpid) })
+	first.kill(t)
+	pid := readPID(t, childpid)
+	if processGone(pid) {
+		t.Fatal("the task's child died with the agent")
+	}
+	startAgentProcess(t, hc)
+	f, _ := ts.waitFrame(t, 0, "the timed-out result", isOutcome(txn))
+	if res := taskResults(t, f); !res.TimedOut || res.Exitcode != -1 {
+		t.Errorf("results %+v, want timed out", res)
+	}
+	waitUntil(t, "the child to be killed", func() bool { return processGone(pid) })
+}

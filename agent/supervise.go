@@ -327,10 +327,11 @@ func (a *Agent) reattach(st txnState, dir string, pr *pidRecord) {
 				<-tick.C
 			}
 		}
-		for processAlive(pr.PID, pr.Start) {
+		for done := runCtx.Done(); processAlive(pr.PID, pr.Start); {
 			select {
-			case <-runCtx.Done():
+			case <-done:
 				_ = killProcessGroup(pr.PID)
+				done = nil // then wait for it to be gone
 			case <-tick.C:
 			}
 		}
