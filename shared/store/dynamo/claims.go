@@ -30,7 +30,7 @@ func (s *Store) queued(ctx context.Context, m jobMeta, cursor int64, want int) (
 	var out []queuedRec
 	head := int64(-1)
 	pos := cursor
-	window := int64(max(2*want, 32))
+	window := int64(want + 4)
 	for len(out) < want && pos < total {
 		end := min(pos+window, total)
 		names, err := s.pageNames(ctx, m, pos, end)
@@ -44,7 +44,9 @@ func (s *Store) queued(ctx context.Context, m jobMeta, cursor int64, want int) (
 		for i, n := range names {
 			keys[i] = m.nodeKey(n)
 		}
-		got, err := s.batchGet(ctx, keys)
+		// Eventually consistent: a record read as queued that was claimed a moment ago
+		// fails its claim's condition and is passed over.
+		got, err := s.batchGetRead(ctx, keys, false)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -92,7 +94,7 @@ func (s *Store) pageNames(ctx context.Context, m jobMeta, from, to int64) ([]str
 	for p := first; p <= last && p < m.pages; p++ {
 		keys = append(keys, pageKey(m.id, p))
 	}
-	got, err := s.batchGet(ctx, keys)
+	got, err := s.batchGetRead(ctx, keys, false) // pages never change
 	if err != nil {
 		return nil, err
 	}
@@ -178,13 +180,24 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 	if free <= 0 {
 		return nil, false, nil
 	}
+	// Slots: the job's own quota first (slots it took before and that its ended records
+	// freed), then more from the ACTIVE semaphore, under c.GlobalCap.
+	room := max(0, c0.totalQuota()-c0.active)
+	if int64(free) > room && c.GlobalCap > 0 {
+		counts, err := s.slotCounts(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		globalFree := int64(c.GlobalCap) - sum(counts)
+		free = int(min(int64(free), room+max(0, globalFree)))
+	}
+	if free <= 0 {
+		return nil, false, nil
+	}
 	cands, _, err := s.queued(ctx, m, c0.cursor, free)
 	if err != nil || len(cands) == 0 {
 		return nil, false, err
 	}
-	// Slots: the job's own quota first (slots it took before and that its ended records
-	// freed), then more from the ACTIVE semaphore, under c.GlobalCap.
-	room := max(0, c0.totalQuota()-c0.active)
 	var grants []int
 	if need := int64(len(cands)) - room; need > 0 {
 		if grants, err = s.acquireSlots(ctx, int(need), c.GlobalCap); err != nil {

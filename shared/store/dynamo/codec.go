@@ -88,7 +88,7 @@ const (
 	attrEventShards = "es" // job: event shards
 	attrPages       = "np" // job: pages of node names
 	attrNames       = "nm" // page: node names
-	attrQuotaPref   = "q"   // job counters: + slot shard: ACTIVE slots the job holds from it
+	attrQuotaPref   = "q"  // job counters: + slot shard: ACTIVE slots the job holds from it
 	attrVoid        = "vd" // event: an id given up (a claim that lost its record)
 	attrWritten     = "wt" // event: when it was written (Unix ms, the writer's clock)
 	attrFactsHash   = "fh" // inventory node: SHA-256 of its facts (hex), "" without

@@ -62,7 +62,7 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		return jobs.Job{}, nil, fmt.Errorf("create job %d: %w", id, err)
 	}
 	j.ID, j.Version = id, 1
-	m := newMeta(id, len(nodes), j.Concurrency, j.CreatedAt, s.retention)
+	m := newMeta(id, len(nodes), j.Concurrency, s.now(), s.retention)
 	jobIt, err := jobItem(j, m)
 	if err != nil {
 		return fail(err)

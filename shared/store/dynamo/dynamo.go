@@ -449,6 +449,11 @@ func (s *Store) query(ctx context.Context, in *dynamodb.QueryInput, limit int) (
 // batchGet reads keys with strongly consistent reads and returns the items found, by
 // keyString. Keys may repeat.
 func (s *Store) batchGet(ctx context.Context, keys []item) (map[string]item, error) {
+	return s.batchGetRead(ctx, keys, true)
+}
+
+// batchGetRead is batchGet with consistent or eventually consistent reads (half the units).
+func (s *Store) batchGetRead(ctx context.Context, keys []item, consistent bool) (map[string]item, error) {
 	found := make(map[string]item, len(keys))
 	seen := make(map[string]bool, len(keys))
 	var pending []item
@@ -463,7 +468,7 @@ func (s *Store) batchGet(ctx context.Context, keys []item) (map[string]item, err
 		chunk := pending[:n]
 		pending = pending[n:]
 		out, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
-			RequestItems:           map[string]types.KeysAndAttributes{*s.table: {Keys: chunk, ConsistentRead: aws.Bool(true)}},
+			RequestItems:           map[string]types.KeysAndAttributes{*s.table: {Keys: chunk, ConsistentRead: aws.Bool(consistent)}},
 			ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
 		})
 		if err != nil {
@@ -475,7 +480,7 @@ func (s *Store) batchGet(ctx context.Context, keys []item) (map[string]item, err
 		for _, it := range got {
 			found[keyString(it)] = it
 			hit[keyString(it)] = true
-			uses = append(uses, readUse(it, itemSize(it), true))
+			uses = append(uses, readUse(it, itemSize(it), consistent))
 		}
 		unprocessed := make(map[string]bool)
 		for _, k := range out.UnprocessedKeys[*s.table].Keys {
@@ -483,7 +488,7 @@ func (s *Store) batchGet(ctx context.Context, keys []item) (map[string]item, err
 		}
 		for _, k := range chunk {
 			if ks := keyString(k); !hit[ks] && !unprocessed[ks] {
-				uses = append(uses, readUse(k, 0, true)) // a miss bills one unit
+				uses = append(uses, readUse(k, 0, consistent)) // a miss bills as a small item
 			}
 		}
 		s.record(ctx, "BatchGetItem", out.ConsumedCapacity, uses)

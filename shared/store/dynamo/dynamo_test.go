@@ -47,6 +47,16 @@ func (tr *targets) RoundTrip(r *http.Request) (*http.Response, error) {
 	return tr.base.RoundTrip(r)
 }
 
+func (tr *targets) total() int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	n := 0
+	for _, c := range tr.ops {
+		n += c
+	}
+	return n
+}
+
 func (tr *targets) count(op string) int {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()

@@ -707,14 +707,19 @@ func decodeCountersItem(it item) (counters, error) {
 
 func (c counters) totalQuota() int64 { return sum(c.quota[:]) }
 
+// tailReturnChunk is the least surplus quota a job gives back before it ends.
+const tailReturnChunk = 16
+
 // returnSurplus gives back to the ACTIVE semaphore the quota job m holds beyond its active
 // records once it has no queued record left (its tail: every end frees a slot no claim of
-// this job will use): one UpdateItem of the counters conditional on the quota read, then
-// an ADD per slot shard. Nothing happens while the job has queued records (its claims use
-// the quota again, with no write to the semaphore) or when c shows no surplus.
+// this job will use), tailReturnChunk slots or more at a time: one UpdateItem of the
+// counters conditional on the quota read, then an ADD per slot shard. Nothing happens while
+// the job has queued records (its claims use the quota again, with no write to the
+// semaphore); the rest goes back when the job ends (UpdateJob). A job in its tail so holds
+// fewer than tailReturnChunk slots it does not use.
 func (s *Store) returnSurplus(ctx context.Context, m jobMeta, c counters) error {
 	surplus := c.totalQuota() - c.active
-	if c.terminal || c.queued > 0 || surplus <= 0 {
+	if c.terminal || c.queued > 0 || surplus < tailReturnChunk {
 		return nil
 	}
 	give := make([]int64, slotShards)

@@ -14,12 +14,12 @@ import (
 const (
 	// nodesPerShard is how many node records a shard (one partition key) of a job holds at
 	// most, up to maxShards shards: a shard then takes at most 1/shards of the job's node
-	// writes.
-	nodesPerShard = 1250
+	// writes (doc.go, "Ceilings").
+	nodesPerShard = 250
 	maxShards     = 16
 	// eventsPerShard and maxEventShards size a job's event shards (events go round-robin
 	// by id: id mod shards).
-	eventsPerShard = 2500
+	eventsPerShard = 250
 	maxEventShards = 8
 	// pageSize is how many node names one page item of a job holds (in creation order).
 	pageSize = 400
@@ -48,14 +48,14 @@ type jobMeta struct {
 	expires     int64 // TTL of every item of the job (epoch seconds)
 }
 
-func newMeta(id int64, nodes, concurrency int, created time.Time, retention time.Duration) jobMeta {
+func newMeta(id int64, nodes, concurrency int, written time.Time, retention time.Duration) jobMeta {
 	return jobMeta{
 		id:          id,
 		shards:      shardsFor(nodes, nodesPerShard, maxShards),
 		eventShards: shardsFor(nodes, eventsPerShard, maxEventShards),
 		pages:       (nodes + pageSize - 1) / pageSize,
 		concurrency: concurrency,
-		expires:     ceilUnix(created.Add(retention)),
+		expires:     ceilUnix(written.Add(retention)),
 	}
 }
 
