@@ -290,10 +290,9 @@ func (a *Agent) sendProvisional(ctx context.Context, txn string) {
 // answerRepeat answers a request for a transaction already in the spool (and not running):
 // it is never run again, and the request always gets an answer: a provisional response, and
 // a finished transaction's outcome again unless the server acknowledged it (a status query
-// tells it then, as with pxp-agent). An entry
-// that cannot be read is repaired into a failure whose outcome is unknown; one that was
-// accepted but has neither an outcome nor a process here (its outcome could not be spooled)
-// is concluded the same way; either is then sent.
+// tells it then, as with pxp-agent). An entry that cannot be read is repaired into a failure
+// whose outcome is unknown; one that was accepted but has neither an outcome nor a process
+// here (its outcome could not be spooled) is concluded the same way; either is then sent.
 func (a *Agent) answerRepeat(ctx context.Context, env protocol.Envelope, r protocol.NonBlockingRequest, meta txnMetadata) {
 	txn := r.TransactionID
 	log := a.log.With("transaction_id", txn)
@@ -310,9 +309,6 @@ func (a *Agent) answerRepeat(ctx context.Context, env protocol.Envelope, r proto
 	}
 	if !st.finished() {
 		log.Warn("accepted transaction has no outcome and no process; its outcome is unknown")
-		if !st.meta.NotifyOutcome && r.NotifyOutcome {
-			st.meta.NotifyOutcome = true
-		}
 		a.concludeUnknown(ctx, st, protocol.TaskResults{}, "its outcome was never recorded")
 		return
 	}
