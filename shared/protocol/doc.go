@@ -7,7 +7,9 @@
 // description string, to say that a refused message — typically a result the server could not
 // record, or one over the connection's rate limit — should be sent again, and when. Peers read
 // both forms with DecodeErrorMessage; golden files error_message.json and
-// error_message_retry.json pin them.
+// error_message_retry.json pin them. Task results carry Baton's flags beside pxp-agent's fields
+// (timed_out, canceled, output_object, and outcome_unknown: the agent restarted while the task
+// ran and cannot know how it ended; golden file rpc_non_blocking_response_outcome_unknown.json).
 //
 // It imports only the standard library. It does not know about connections, jobs or storage;
 // Decode rejects what is not a well-formed envelope of a known type so that callers can answer

@@ -174,6 +174,19 @@ func goldenCases(t *testing.T) []goldenCase {
 				"data.results.stdout", "data.results.stderr", "data.results.timed_out"),
 		},
 		{
+			// Baton extension: the agent restarted while the task ran and cannot know how it ended.
+			name: "rpc_non_blocking_response_outcome_unknown",
+			env:  protocol.Envelope{ID: "d3905e1c-7fab-4a6d-ae48-9b1f3a5c7d99", MessageType: protocol.TypeNonBlockingResponse, Target: protocol.ServerURI, Sender: agentURI},
+			data: protocol.NonBlockingResponse{TransactionID: taskTxn,
+				Results: raw(protocol.TaskResults{Exitcode: -1, OutcomeUnknown: true,
+					Stdout: `{"_error":{"details":{},"kind":"baton/task-outcome-unknown","msg":"the agent restarted while the task ran; outcome unknown"}}`})},
+			innerField: "Results",
+			inner: protocol.TaskResults{Exitcode: -1, OutcomeUnknown: true,
+				Stdout: `{"_error":{"details":{},"kind":"baton/task-outcome-unknown","msg":"the agent restarted while the task ran; outcome unknown"}}`},
+			keys: envelopeKeys("target", "sender", "data", "data.transaction_id", "data.results", "data.results.exitcode",
+				"data.results.stdout", "data.results.outcome_unknown"),
+		},
+		{
 			name: "rpc_error_message",
 			env:  protocol.Envelope{ID: "e4a16f2d-80bc-4b7e-bf59-0c2a4b6d8ea9", MessageType: protocol.TypeRPCError, Target: protocol.ServerURI, Sender: agentURI},
 			data: protocol.RPCError{TransactionID: taskTxn, ID: taskReq,
