@@ -1,141 +1,231 @@
 // Package dynamo is the DynamoDB backend of store.Store: every record in one on-demand table,
-// read by GetItem, BatchGetItem and Query, never by Scan, and updated with conditional writes
-// and transactions. It passes the store/storetest suite against an in-process DynamoDB-API
-// emulator. It does not create its table when it starts: CreateTable does (tests, local
-// runs), or the CDK app, which declares the same keys and indexes from TableSchema.
+// read by GetItem, BatchGetItem and Query, never by Scan, written by single-item conditional
+// writes and BatchWriteItem — no transaction on the path of a node-run (transactions bill
+// double and serialize on hot items). It passes the store/storetest suite against an
+// in-process DynamoDB-API emulator. It does not create its table when it starts: CreateTable
+// does (tests, local runs), or the CDK app, which declares the same keys and indexes from
+// TableSchema. The design targets 100,000 agents, 10,000-node jobs and 400 node-runs per
+// second for one job (1,000 and more overall) with no partition key over DynamoDB's 1,000 WCU
+// or 3,000 RCU per second. Data written by earlier designs of this package is not migrated
+// (there was no production deployment): a table from before must be emptied.
 //
 // # Items
 //
-// <id> is a job id in decimal, <id20> the same zero-padded to 20 digits (so that ids sort as
-// strings), <created> a creation time as fixed-width UTC text (which sorts chronologically).
+// <id> is a job id in decimal, <id20> the same zero-padded to 20 digits, <k> a shard number,
+// <due> a time as fixed-width UTC text (which sorts chronologically).
 //
-//	item             pk                   sk                  index keys (GSI: partition / sort)
-//	job              JOB#<id>             JOB                 GSI3: JOBS / <id20>
-//	                                                          GSI1: UNFINISHED / <created>#<id20>, while not terminal
-//	job counters     JOB#<id>             COUNTERS            -
-//	node record      JOB#<id>             NODE#<name>         GSI1: NAME#<name> / <id20>
-//	                                                          GSI2: TXN#<transaction> / <id20>, once it has one
-//	event            JOB#<id>             EVENT#<event id20>  -
-//	idempotency key  IDEMPOTENCY#<login>  <key>               -
-//	job id counter   COUNTERS             JOB_ID              -
-//	active counter   COUNTERS             ACTIVE_NODES        -
-//	inventory node   NODES                <name>              -
-//	node group       GROUPS               <name>              -
-//	API token        TOKEN#<hash>         TOKEN               GSI1: TOKENS#<login> / <created>#<hash>
-//	                                                          GSI2: TOKENS / <created>#<hash>
-//	role             ROLES                <name>              -
-//	user             USERS                <login>             -
-//	connect nonce    NONCE#<nonce>        NONCE               -
+//	item                 pk                 sk              index keys (GSI: partition / sort)
+//	job                  JOB#<id>           JOB             GSI3: JOBS / <id20>
+//	                                                        GSI1: UNFINISHED / <created>#<id20>, while not terminal
+//	job counters         JOB#<id>           COUNTERS        -
+//	page of node names   JOB#<id>#P         P#<page>        -
+//	node record          JOB#<id>#<shard>   NODE#<name>     GSI2: DUE#<k> / <due>#<id20>#<name>, while it has a DueAt
+//	                                                        GSI1: TXN#<txn> / <id20>, only for an id that names no job
+//	job event            JOB#<id>#E<id%E>   EV#<event id20> -
+//	usage shard          JOB#<id>#U<k>      USAGE           -
+//	idempotency key      IDEMPOTENCY#<login> <key>          -
+//	job id counter       COUNTERS           JOB_ID          -
+//	ACTIVE semaphore     SLOTS#<k>          SLOTS           -   (k < 4)
+//	inventory node       NODE#<name>        NODE            GSI1: INV#<k> / <name>   (k = FNV-1a(name) mod 16)
+//	facts                NODE#<name>        FACTS           -
+//	lease                LEASE#<name>       LEASE           -
+//	node group           GROUPS             <name>          -
+//	API token            TOKEN#<hash>       TOKEN           GSI1: TOKENS#<login> / <created>#<hash>
+//	                                                        GSI2: TOKENS / <created>#<hash>
+//	role, user           ROLES, USERS       <name>, <login> -
+//	connect nonce        NONCE#<nonce>      NONCE           -
 //
-// A job's counters item holds the id of its last event, the number of its node records that
-// are active (ready or running) and whether the job is terminal. The frequent writes (node
-// updates, event appends) touch it instead of the job item, which is larger and billed per
-// KB, so appending events never changes the job's Version. It also holds the job's usage
-// (store.Usage): the counters as numbers and the capacity units as decimal numbers, absent
-// until usage is first added. The idempotency item holds the id of the job that owns
-// (login, key), which makes that pair unique.
+// A job's meta — its node shards S (one per 250 nodes, 1 to 16), event shards E (one per 250
+// nodes, 1 to 8), pages (400 names each) and TTL — is fixed at creation and kept on the job
+// item; processes cache it (it never changes), so finding a record costs no read of the job.
+// A node record's shard is FNV-1a(name) mod S. The job counters item holds the job's last
+// event id (its event sequencer), how many records are in each state (c_<state>), how many
+// are active, the claim cursor (a creation index before which no record is queued), whether
+// the job is terminal or has a stop request, and the job's quota of the ACTIVE semaphore
+// (q<k>: slots taken from SLOTS#<k>). The pages list the job's node names in creation order:
+// claims read the queue from them, from the cursor on, without an index of queued records.
 //
 // # Indexes
 //
-// GSI1 (keys only) serves ListJobNodesByName (partition NAME#<name>), ListUnfinishedJobs
-// (partition UNFINISHED, which a job leaves when it becomes terminal) and ListTokens of one
-// login (partition TOKENS#<login>). GSI2 (keys only) serves FindJobNodeByTransaction and
-// ListTokens of every login (partition TOKENS). GSI3 (projecting the attributes in
-// JobListAttributes) serves ListJobs. Keys-only indexes cost an index write only when their
-// keys change, not on every node update. Index reads are eventually consistent: the store
-// reads what it returns from the table with consistent reads and checks it again (a job's
-// state, a record's transaction), so what it returns is current, but a job or record
-// written a moment ago (typically well under a second) may be missing from a listing.
+// The three indexes and their projections are those of the previous design (TableSchema did
+// not change); what goes into them did. GSI1 (keys only) lists unfinished jobs (UNFINISHED,
+// one entry per job, written at creation and when it ends), the inventory (INV#<k>, 16
+// partitions, written at enrolment and removal only: connects, disconnects and facts never
+// touch it), a login's tokens, and the records whose transaction id does not name their job
+// (TXN#; the orchestrator makes ids that do, jobs.TransactionID, so in practice none). GSI2
+// (keys only) indexes the records with a DueAt, over 8 partitions (DUE#<k>, k from the job and
+// node), by due time: the sweep reads only what is overdue; and lists every token. GSI3
+// (projecting JobListAttributes) serves ListJobs. An index entry is written when an item with
+// its keys is created or deleted or its keys change (a delete and a put), and, for GSI3, when
+// a projected attribute changes; entries are about 150 bytes, one write unit each. Index reads
+// are eventually consistent (lag well under a second): the store reads what it returns from
+// the table and checks it again.
+//
+// # Writes of a node-run
+//
+// Job creation (CreateJob, CreateJobClaiming) takes an id (UpdateItem ADD on JOB_ID), puts
+// the idempotency reservation (conditional: store.ErrExists, and nothing else is written),
+// then writes the counters item, the pages, the usage shards, the node records and the events
+// with BatchWriteItem (25 items a call, 16 calls at once, unprocessed items retried), and the
+// job item last: it is the commit point, since every reader finds a job's items through its
+// meta. A failure deletes what was written; a process that dies leaves unreachable items that
+// TTL deletes. A 10,000-node job is about 400 BatchWriteItem calls: under 2 s against the
+// emulator (TestBigJobCreatedInBatches), a few seconds against DynamoDB. CreateJobClaiming
+// writes the records it claims claimed (one write each: never queued first).
+//
+// ClaimJobNodes reads the counters item (flags, active count, cursor, quota), the pages from
+// the cursor and as many records as it can take (eventually consistent BatchGetItem), takes
+// slots of the ACTIVE semaphore if the job's quota has no room, then moves the counters first
+// (one UpdateItem: ADD states, active count, event ids, quota; SET the cursor; conditional on
+// the job being neither terminal nor stopped, on the active count leaving room in the job's
+// Concurrency and in its quota, and on the quota being as read), then writes each record
+// (UpdateItem conditional on its version and on it being queued) and its events. A record
+// another writer took is given back at once (counts; its event ids are written void). The
+// counters moving first is what makes the caps hold across Lambda instances; a process that
+// dies in between leaves the counts ahead (never behind: no cap is exceeded), which
+// RecountJob repairs.
+//
+// UpdateJobNode (a result, a send, a sweep's update) needs no read: one UpdateItem of the
+// record (every attribute, conditional on the version the caller passes; ReturnValues
+// ALL_OLD tells the state it replaced), then, when the state changed or there are events, one
+// UpdateItem ADD of the job's counters, then the events (a PutItem each). The counters move
+// only after the record's conditional write succeeded, so a refused or repeated result never
+// counts twice; a process that dies between the two leaves the counts behind until RecountJob.
+// Event ids must be dense and increasing per job (the store contract and its suite), so the
+// counters item is the job's event sequencer: ids are allocated by the ADD, after the record
+// is written, so that a refused update takes none. To spare a second write of the record
+// (its LatestEventID), the store guesses the ids from an eventually consistent read of the
+// counters (half a read unit) and makes the ADD conditional on that guess: when no other
+// writer of the job got ids in between (the common case), the record was written right; when
+// one did, the ADD runs again unconditionally and the record's LatestEventID is set by one
+// more UpdateItem. UpdateJobNodes does this for many records together: one counters update
+// and one BatchWriteItem of events per job. UpdateJob reads the job, writes it (PutItem on its
+// version; a transaction only when the idempotency key changes) and, for events or a change
+// of its terminal state or stop request, updates the counters (a job that ends gives its quota
+// back to the ACTIVE semaphore).
+//
+// # Caps
+//
+// A job's Concurrency is checked by the claim's conditional counters update. The server-wide
+// cap (store.Claim.GlobalCap, PE's task_concurrency) is a semaphore of 4 items, SLOTS#<k>:
+// each holds at most its share of the cap, by the condition of the ADD that takes slots, so
+// that claims in any number of processes stay within the cap together. Slots are taken by a
+// job as quota (q<k> on its counters) and used again by its next claims as its records end,
+// without writing the semaphore: a node-run writes the semaphore only when its job needs more
+// quota. A job gives its surplus back once it has no queued record left, 16 slots at a time,
+// and all of it when it ends; a job in its tail so holds fewer than 16 slots it does not use.
+// Records made active outside a claim take quota unconditionally. CountActiveNodes sums the
+// active counts of the unfinished jobs (the UNFINISHED partition, then a BatchGetItem of their
+// counters): its cost follows the number of unfinished jobs.
 //
 // # Reads
 //
-// GetJob, GetJobNode, GetNode, GetGroup, GetToken, GetRole, GetUser, CountActiveNodes and
-// JobUsage (the job's counters item) are one consistent GetItem; GetJobByIdempotencyKey two. ListJobNodes and ListEvents query
-// the job's partition (ListEvents also reads the counters item when it finds nothing, to
-// tell an unknown job). ListNodes, ListGroups, ListRoles and ListUsers query the NODES,
-// GROUPS, ROLES and USERS partitions. ListTokens queries its GSI1 or GSI2 partition
-// backwards (newest first; equal times by hash, descending) and reads the tokens it names
-// (BatchGetItem), leaving out any that TTL has deleted; tokens are few (a handful per user),
-// so it reads them all. ListJobs
-// queries the JOBS partition of GSI3 in full and filters, counts, orders and pages in
-// memory, then reads the page's jobs (BatchGetItem). An index entry is about 300 bytes with
-// DynamoDB's per-entry overhead, so 10,000 jobs cost about 3 MB, three pages and 350 read
-// units per listing: acceptable for the job history of one orchestrator; with far more, add
-// a GSI per order key or expire old jobs. ListJobNodesByName reads the UNFINISHED partition, then the node's NAME# partition
-// from the oldest unfinished job on, so its cost follows the jobs run on that node since
-// then, not the whole history.
+// GetJob, GetJobNode (after the meta, cached), JobCounts (the counters item) and the other
+// Get methods are one consistent GetItem; GetNode is one Query of NODE#<name> (the connection
+// item and the facts item). ListJobNodes queries the S shards in parallel and merges by
+// creation order: it serves the API's listing, never a result. ListJobNodesInState of queued
+// records reads the pages and records from the cursor (cost follows limit); of other states
+// it is a filtered query of the shards (stops and the sweep only). ListDueJobNodes queries the
+// 8 DUE partitions up to now (limit each), reads the first limit records and checks them.
+// ListJobNodesByName reads the unfinished jobs and BatchGets the node's record in each.
+// FindJobNodeByTransaction is a query of the job's shards for an id that names its job (the
+// orchestrator uses GetJobNode with the node instead) and a GSI1 TXN# lookup otherwise.
+// ListJobs queries GSI3's JOBS partition, which TTL keeps to the retention period. NodeNames
+// queries the 16 INV partitions; ListNodes then BatchGets every node's two items.
+// EnrolledNodes BatchGets the connection items of the names asked.
 //
-// # Writes
+// ListEvents queries the job's E event shards from start (limit each) and merges by id. It
+// returns the run of ids from start with none missing: an id allocated but not written yet
+// (its writer is between the counters update and the event's PutItem) ends the run, so a
+// follower polling with start = last id + 1 sees every event once, in id order. An id stays
+// missing only if its writer died; ListEvents reads past it once an event after it is older
+// than the gap wait (WithGapWait, 30 s). Void ids (claims that lost their record) are passed
+// over. Ids are unique, increasing and, but for those two cases, without gaps.
 //
-// Every update is conditional on the Version read (store.ErrConflict when it moved,
-// store.ErrNotFound when the record is gone, told apart by the returned item or one more
-// read); creates are conditional on the key not existing (store.ErrExists); deletes on it
-// existing. PutRole and PutUser are one PutItem of either kind, by their Version; RevokeToken
-// is one UpdateItem conditional on the token existing. AddJobUsage is one UpdateItem that
-// ADDs every usage counter to the job's counters item, conditional on it existing
-// (store.ErrNotFound otherwise): ADD is atomic, so concurrent adds all count, and the job
-// item, with its Version, is not written; it is tried again when it collides with a
-// transaction on that item (TransactionConflict). UseNonce is one PutItem conditional
-// on no live record of the nonce (attribute_not_exists(pk) OR expires_at < now), so exactly
-// one of concurrent uses succeeds. Job ids come from the JOB_ID counter (UpdateItem ADD, ReturnValues UPDATED_NEW):
-// they increase, and a failed create leaves a gap. These writes are transactions
-// (TransactWriteItems, whose cancellation reasons tell which condition failed):
+// # Inventory
 //
-//   - CreateJob: the job, its counters, the idempotency item, the node records, the events
-//     and the ACTIVE_NODES increment.
-//   - UpdateJob: the job (on its version) and, as needed, its counters (ADD the events, on
-//     the last event id read; flip terminal, on the active count read, moving that count in
-//     or out of ACTIVE_NODES), the idempotency items (delete the old, create the new:
-//     store.ErrExists when taken) and the events.
-//   - UpdateJobNode with events, or when the record becomes active or stops being active:
-//     the record (on its version), the job's counters (ADD events and active count, on the
-//     last event id read and on the job's terminal flag read), ACTIVE_NODES when the job is
-//     not terminal, and the events. Other node updates are one conditional PutItem.
+// A node's connection item (name, credential hash, connection, broker, times, version, the
+// SHA-256 of its facts) is about 250 bytes: MarkNodeConnected and MarkNodeDisconnected are one
+// UpdateItem of it (one write unit), conditional on it existing (and, to disconnect, on the
+// connection being the one closing). Facts live in their own item, written only when their
+// hash changes (SetNodeFacts reads the connection item, compares, and writes nothing for the
+// same facts). FactValues reads the facts of every enrolled node in batches of 100, keeping
+// only the values asked for, and refuses an inventory of more than 20,000 nodes
+// (WithFactValuesCap) with store.ErrLimit before reading any facts: query targeting of a
+// bigger fleet needs an index of fact values, which this store does not keep.
+// MarkAllNodesDisconnected reads and may write the whole inventory; on AWS nothing calls it
+// (API Gateway keeps connections when functions restart, and $disconnect reports each one).
 //
-// ACTIVE_NODES is therefore exact at every commit: it changes in the same transaction as
-// every record that enters or leaves ready/running and every job that enters or leaves a
-// terminal state. When a transaction fails only on a job's counters (another append or
-// activity change won the race) or on DynamoDB's TransactionConflict, the store reads again
-// and retries (WithMaxAttempts) instead of returning store.ErrConflict. ACTIVE_NODES is one
-// item written by every activity change across all jobs; DynamoDB serves one item about
-// 1,000 write units a second, some 500 transactional writes, far more than the
-// orchestrator's dispatch rate; sharding the counter is the step beyond that.
+// # Cost per node-run
 //
-// # Big jobs
+// Measured by TestCostPerNodeRun (the meter's estimates, which follow DynamoDB's billing
+// rules for the items and index entries written), for a node-run as the orchestrator does it:
+// claimed running with a node_running event, its result written finished with its event, the
+// job's counts read after each result:
 //
-// One transaction holds 100 actions and 4 MB. A job whose items do not fit is written in two
-// steps: the node records and events that do not fit go first (BatchWriteItem, 25 at a
-// time), then one transaction writes the rest with the job item, its counters, its
-// idempotency item and the ACTIVE_NODES increment. The job item is the commit point:
-// nothing reaches the staged items without it (GetJob, ListJobs and ListUnfinishedJobs read
-// the job item, the name and transaction lookups check the job's counters), so readers see
-// the whole job or none of it. Only a reader that guesses the new id before CreateJob
-// returns could see part of it, through GetJobNode, ListJobNodes or ListEvents. If the final transaction fails (a taken idempotency
-// key, which is also checked before staging), the staged items are deleted; if the process
-// dies in between, they stay as unreachable items under an id that is never reused.
+//	claimed when the job is created:   5.1 WCU, 1.5 RCU, 5.2 requests  ($3.4 per million)
+//	  creation: record 1, node_running event 1; result: record 1, counters 1, event 1;
+//	  reads: counts 1, event id guess 0.5
+//	claimed by refills one at a time:  7.0 WCU, 5.5 RCU, 11 requests    ($5.1 per million)
+//	  plus the record's claim write 1 and the claim's counters update 1 (shared by the
+//	  records of one claim: 1/8 each with refills of 8), and the claim's reads
+//
+// at $0.625 per million write and $0.125 per million read request units. The same at 100 and
+// at 2,000 nodes: no work per node-run grows with the job. Records with a DueAt (claimed
+// ready, waiting for their agent; running under a timeout or a status check) add index
+// writes: 1 when the entry is created, 2 each time the due time moves, 1 when it is cleared.
+// Events are 2 of the 5 write units: the dense per-job event ids of the store contract need
+// a write of their own per event. What would bring a node-run to 2-3 write units: event ids
+// that are unique and increasing but not dense (time-ordered ids with a visibility delay, so
+// that events can live in the node record: no event item, no sequencer), and no node_running
+// event when the record says as much (its StartedAt).
+//
+// # Ceilings
+//
+// Per job, the counters item takes one write per result and one per claim round (1.06 WCU per
+// node-run claimed at creation, 2.0 with one-at-a-time refills) and about 2.5 read units per
+// node-run (counts, guess, claims): at 400 node-runs per second it stays under 800 WCU/s and
+// 1,000 RCU/s. One job tops out near 500 node-runs per second (refills one at a time) to 900
+// (claimed in batches). Node records (3 writes per node-run over S shards), events (2 over E
+// shards) and usage (adds over 4 shards) stay far below that. Overall, jobs share no item on
+// the node-run path: the SLOTS#<k> semaphore takes a write only when a job needs quota, the
+// DUE#<k> index partitions take about 2-3 writes per due node-run over 8 partitions (2,500 and
+// more due node-runs per second), the JOB_ID counter and the UNFINISHED and JOBS index
+// partitions a few writes per job (about 250 jobs per second). Connects, disconnects and
+// facts write one item of the node's own: no partition limit applies; 100,000 agents
+// reconnecting take 100,000 write units (plus the authorizer's read of the node) — 25 s at the
+// 4,000 WCU/s a new on-demand table serves at first, under 3 s once the table has served
+// 40,000. Quotas and settings: the table's on-demand maximum throughput (40,000 read and write
+// request units per second per table by default, raisable); set the table's warm throughput
+// (or run a load once) to at least the reconnect storm's rate before the fleet's first storm;
+// the account's per-table quota if the fleet grows past 400,000 agents.
+//
+// # TTL
+//
+// TTLAttribute is set on every item of a job (the job, its counters, pages, node records,
+// events, usage shards and idempotency reservation) to its creation (the store's clock) plus
+// the retention (WithRetention, DefaultRetention 90 days): DynamoDB deletes a job whole some
+// time after, which also bounds the JOBS partition ListJobs reads. A job must not run longer
+// than the retention. It is also set on API tokens that expire (TokenRetention after their
+// expiry), on used connect nonces (their expiry) and on leases (a day after their end). What
+// TTL has not yet deleted is still read as usual (an expired token or nonce is refused by its
+// time, not by its absence).
 //
 // # Sizes
 //
 // DynamoDB items hold at most 400 KB. JSON values of 1 KB or more (options, status, node
-// results, event details, facts) are stored gzip-compressed when that makes them smaller.
-// A record still larger than MaxItemBytes (350 KB) is refused with ErrItemTooLarge and
-// nothing is written; it is not split. Node results arrive in agent messages of at most
-// 128 KB (API Gateway's limit), so only a pathological record reaches this. One update
-// appends at most 95 events (UpdateJob) or 97 (UpdateJobNode).
+// results, event details, facts) are stored gzip-compressed when that makes them smaller. A
+// record still larger than MaxItemBytes (350 KB) is refused with ErrItemTooLarge and nothing
+// is written. Node results arrive in agent messages of at most 128 KB (API Gateway's limit).
+// One record update appends at most 100 events.
 //
-// # TTL
+// # Capacity metering
 //
-// TTLAttribute is set on API tokens that expire: TokenRetention after their expiry,
-// DynamoDB may delete them (the API refuses them from their expiry on). It is also set on
-// used connect nonces, to their expiry (rounded up to the second): DynamoDB deletes them
-// some time after (typically within days), and until then UseNonce's condition treats a
-// record past its expiry as absent. Nothing else expires.
-//
-// # Capacity
-//
-// Every call asks for ReturnConsumedCapacity TOTAL and reports the units to the Meter given
-// with WithMeter. When the response carries none (the emulator never does), the store
-// reports an estimate from the items it read or wrote: 1 write unit per started KB (twice in
-// a transaction), 1 read unit per started 4 KB for a consistent read, half for the
-// eventually consistent index queries; index writes are not estimated.
+// Every call asks for ReturnConsumedCapacity INDEXES and reports the units to the Meter given
+// with WithMeter (op, read and write units) and, when the Meter implements PartitionMeter,
+// per partition key of the table and of each index. When the response carries none (the
+// emulator never does), the store reports an estimate: 1 write unit per started KB (twice in
+// a transaction), 1 read unit per started 4 KB for a consistent read, half for an eventually
+// consistent one, and the index writes described under Indexes. When DynamoDB reports units,
+// the table's and each index's are spread over the keys the estimate names, in proportion.
 package dynamo
