@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -331,7 +333,14 @@ func (a *Agent) readLoop(ctx context.Context, conn *websocket.Conn) error {
 // factsLoop sends the node's facts on a new connection — those gathered within FactsTTL,
 // else fresh ones — and again, freshly gathered, every FactsTTL while connected.
 func (a *Agent) factsLoop(ctx context.Context) {
-	a.sendFacts(ctx, false)
+	if a.loadCachedFacts() {
+		// A previous agent process's facts (within FactsTTL) go out at once: on AWS the
+		// server delivers waiting work when the facts arrive. Fresh ones follow.
+		a.sendFacts(ctx, false)
+		a.sendFacts(ctx, true)
+	} else {
+		a.sendFacts(ctx, false)
+	}
 	t := time.NewTicker(a.cfg.FactsTTL)
 	defer t.Stop()
 	for {
@@ -360,6 +369,7 @@ func (a *Agent) sendFacts(ctx context.Context, fresh bool) {
 			gathered = map[string]any{}
 		}
 		a.facts, a.factsAt, facts = gathered, time.Now(), gathered
+		a.saveFacts()
 	}
 	a.factsMu.Unlock()
 	e, err := protocol.New(protocol.TypeFacts, protocol.ServerURI, protocol.Facts{Facts: facts})
@@ -370,6 +380,48 @@ func (a *Agent) sendFacts(ctx context.Context, fresh bool) {
 	if err != nil && ctx.Err() == nil {
 		a.log.Warn("send facts", "error", err)
 	}
+}
+
+// factsFile keeps the last facts gathered, in CacheDir, for the next agent process.
+const factsFile = "facts.json"
+
+type cachedFacts struct {
+	At    time.Time      `json:"at"`
+	Facts map[string]any `json:"facts"`
+}
+
+// saveFacts keeps a.facts for the next agent process (not for a memory spool, whose agents
+// share a cache directory). Called with factsMu held.
+func (a *Agent) saveFacts() {
+	if a.cfg.MemorySpool || a.cfg.CacheDir == "" {
+		return
+	}
+	if err := writeJSONAtomic(filepath.Join(a.cfg.CacheDir, factsFile), cachedFacts{At: a.factsAt, Facts: a.facts}, false); err != nil {
+		a.log.Warn("keep facts for the next start", "error", err)
+	}
+}
+
+// loadCachedFacts takes up the facts a previous agent process gathered less than FactsTTL ago,
+// when this one has none yet; it reports whether it did.
+func (a *Agent) loadCachedFacts() bool {
+	if a.cfg.MemorySpool || a.cfg.CacheDir == "" {
+		return false
+	}
+	a.factsMu.Lock()
+	defer a.factsMu.Unlock()
+	if a.facts != nil {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(a.cfg.CacheDir, factsFile))
+	if err != nil {
+		return false
+	}
+	var c cachedFacts
+	if json.Unmarshal(b, &c) != nil || c.Facts == nil || time.Since(c.At) >= a.cfg.FactsTTL || c.At.After(time.Now()) {
+		return false
+	}
+	a.facts, a.factsAt = c.Facts, c.At
+	return true
 }
 
 // resendPending sends every spooled outcome the server has not acknowledged, oldest first.

@@ -4,6 +4,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -186,4 +187,42 @@ func (p *freezingProxy) freeze() {
 	defer p.mu.Unlock()
 	close(p.frozen)
 	p.frozen = make(chan struct{})
+}
+
+// TestCachedFactsGoOutAtOnceAfterRestart checks that a restarted agent sends the facts its
+// previous process gathered (within FactsTTL) at once, without waiting for facter, then fresh
+// ones: on AWS the facts are what bring an agent its waiting work.
+func TestCachedFactsGoOutAtOnceAfterRestart(t *testing.T) {
+	ts := newTestServer(t)
+	cfg := testConfig(t, ts)
+	cfg.Facts = func(context.Context) (map[string]any, error) { return map[string]any{"gen": "first"}, nil }
+	first := startAgent(t, cfg)
+	ts.waitFrame(t, 0, "facts", onConn(1, isType(protocol.TypeFacts)))
+	first.stop()
+
+	release := make(chan struct{})
+	cfg.Facts = func(ctx context.Context) (map[string]any, error) {
+		select { // facter takes as long as the test wants
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return map[string]any{"gen": "second"}, nil
+	}
+	startAgent(t, cfg)
+	gen := func(f frame) string {
+		var d protocol.Facts
+		_ = json.Unmarshal(f.env.Data, &d)
+		s, _ := d.Facts["gen"].(string)
+		return s
+	}
+	f, i := ts.waitFrame(t, 0, "cached facts on the new process's connection", onConn(2, isType(protocol.TypeFacts)))
+	if g := gen(f); g != "first" {
+		t.Fatalf("first facts after the restart are %q, want the cached ones", g)
+	}
+	close(release)
+	f, _ = ts.waitFrame(t, i+1, "fresh facts", onConn(2, isType(protocol.TypeFacts)))
+	if g := gen(f); g != "second" {
+		t.Errorf("then facts %q, want fresh ones", g)
+	}
 }
