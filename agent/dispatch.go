@@ -24,7 +24,8 @@ type Request struct {
 	// cause ErrTimedOut when it elapses.
 	Timeout time.Duration
 	// Dir is the transaction's spool directory (0700), which the handler may use for its own
-	// files. The names metadata, result.json, error.json and acked are the agent's.
+	// files. The names metadata, result.json, error.json, acked, started, pid, stdout, stderr,
+	// exitcode and supervisor.err are the agent's.
 	Dir string
 }
 
