@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: help build lambdas synth deploy destroy test test-infra iam-actions test-short test-puppetserver lint demo fuzz bench bench-ci clean
+.PHONY: help build lambdas synth deploy destroy test test-infra iam-actions test-short test-puppetserver lint demo fuzz bench bench-ci chaos clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench: build ## Measure fan-out, round trips, submitters, enrolment, reconnects,
 
 bench-ci: build ## The benchmark harness at CI size (200 simulated agents, 20 real ones); results to standard output
 	$(GO) run ./cmd/baton-bench --bin $(BIN) --quick --out ""
+
+chaos: build ## The chaos suite (20 agents, 1,000 node-runs, every fault; root for the full-disk ones): 0 lost, run twice, stuck, misreported; CHAOS_ARGS for more
+	$(GO) run ./cmd/baton-chaos --bin $(BIN) $(CHAOS_ARGS)
 
 demo: build ## Start baton serve and three agents, run a task on all three, print the results, stop everything
 	@bash scripts/demo.sh

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -73,6 +74,12 @@ func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 			return nil
 		}
 		cleanup = append(cleanup, func() {
+			if !ok || cfg.keepWork {
+				// The tmpfs goes with the unmount: keep a copy for the post-mortem.
+				if out, err := exec.Command("cp", "-a", path, path+".kept").CombinedOutput(); err != nil {
+					cfg.log.Warn("keep a copy", "path", path, "err", err, "out", string(out))
+				}
+			}
 			if err := t.unmount(); err != nil {
 				cfg.log.Warn("unmount", "err", err)
 			}

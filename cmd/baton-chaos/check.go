@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // runKey names one node-run: a job (by the run id the suite gave it) on one node.
@@ -65,6 +67,25 @@ type verdict struct {
 	completed                               int            // ledger lines
 	lost, twice, stuck, misreported         int
 	problems                                []string
+	// others counts the outcomes other than finished and the task's own failure, by state,
+	// error kind and message (node names and numbers left out).
+	others map[string]int
+	// durations of the jobs that ended, submission to end, sorted
+	durations []time.Duration
+}
+
+var (
+	nodeNameRE = regexp.MustCompile(`\bc\d+\b`)
+	numberRE   = regexp.MustCompile(`\d+`)
+)
+
+// outcomeClass names an outcome for the report: state, kind and message in general terms.
+func outcomeClass(state, kind, msg string) string {
+	msg = numberRE.ReplaceAllString(nodeNameRE.ReplaceAllString(msg, "NODE"), "N")
+	if len(msg) > 120 {
+		msg = msg[:120] + "…"
+	}
+	return fmt.Sprintf("%s %s: %s", state, kind, msg)
 }
 
 // notRunRE matches messages that say an action did not run.
@@ -74,7 +95,7 @@ const kindOutcomeUnknown = "baton/task-outcome-unknown"
 
 // check compares what the server reported of every node-run of runs with the ledger.
 func check(runs []*jobRun, l ledger) verdict {
-	v := verdict{states: map[string]int{}}
+	v := verdict{states: map[string]int{}, others: map[string]int{}}
 	problem := func(counter *int, format string, args ...any) {
 		*counter++
 		v.problems = append(v.problems, fmt.Sprintf(format, args...))
@@ -89,6 +110,7 @@ func check(runs []*jobRun, l ledger) verdict {
 		jobStuck := r.job != "" && r.ended.IsZero()
 		if !jobStuck && r.job != "" {
 			v.jobsEnded++
+			v.durations = append(v.durations, r.ended.Sub(r.submitted))
 		}
 		for _, node := range r.nodes {
 			k := runKey{run: r.runID, node: node}
@@ -119,6 +141,9 @@ func check(runs []*jobRun, l ledger) verdict {
 			}
 			if len(n.Result) == 0 || string(n.Result) == "null" {
 				problem(&v.lost, "lost: %s: %s with no result", id, n.State)
+			}
+			if n.State != "finished" && !(n.State == "failed" && r.exitCode != 0 && exit == r.exitCode) {
+				v.others[outcomeClass(n.State, kind, msg)]++
 			}
 			if kind == kindOutcomeUnknown {
 				if done > 0 {
@@ -157,6 +182,7 @@ func check(runs []*jobRun, l ledger) verdict {
 			problem(&v.stuck, "stuck: job %s (%s) did not end within its bound: %s %v (%v)", r.job, r.runID, r.final.State, r.final.NodeStates, r.err)
 		}
 	}
+	slices.Sort(v.durations)
 	var orphans []runKey
 	for k := range l.done {
 		if !known[k] {

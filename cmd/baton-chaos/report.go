@@ -27,6 +27,7 @@ func printReport(w io.Writer, cfg *config, v verdict, f faultReport, elapsed tim
 	fmt.Fprintf(tw, "baton-chaos: seed %d, %d agents, %s\n", cfg.seed, cfg.agents, elapsed.Round(time.Second))
 	row := func(k string, val any) { fmt.Fprintf(tw, "  %s\t%v\n", k, val) }
 	row("jobs (ended)", fmt.Sprintf("%d (%d)", v.jobs, v.jobsEnded))
+	row("job duration p50 / p90 / max", fmt.Sprintf("%s / %s / %s", pct(v.durations, 50), pct(v.durations, 90), pct(v.durations, 100)))
 	row("node-runs", fmt.Sprintf("%d (asked %d)", v.nodeRuns, cfg.nodeRuns))
 	row("completed (ledger lines)", v.completed)
 	row("finished", v.states["finished"])
@@ -58,6 +59,14 @@ func printReport(w io.Writer, cfg *config, v verdict, f faultReport, elapsed tim
 	row("  stuck", v.stuck)
 	row("  misreported", v.misreported)
 	tw.Flush()
+	var classes []string
+	for c := range v.others {
+		classes = append(classes, c)
+	}
+	sort.Strings(classes)
+	for _, c := range classes {
+		fmt.Fprintf(w, "outcome %4d × %s\n", v.others[c], c)
+	}
 	for _, s := range f.skipped {
 		fmt.Fprintf(w, "skipped: %s\n", s)
 	}
@@ -109,4 +118,13 @@ func points(m map[string]int) string {
 	}
 	b.WriteString(")")
 	return b.String()
+}
+
+// pct returns the p-th percentile of sorted durations, rounded for the report.
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p + 99) / 100
+	return sorted[min(max(i-1, 0), len(sorted)-1)].Round(100 * time.Millisecond)
 }
