@@ -36,6 +36,7 @@ const (
 type frame struct {
 	conn int // 1 for the first connection, 2 for the second, ...
 	env  protocol.Envelope
+	at   time.Time // when the server read it
 }
 
 // testServer plays the control plane: a /pcp WebSocket endpoint that records every frame the
@@ -139,7 +140,7 @@ func (ts *testServer) handlePCP(w http.ResponseWriter, r *http.Request) {
 		case env.Sender != "" || env.Target != protocol.ServerURI:
 			ts.problems = append(ts.problems, fmt.Sprintf("sender %q target %q", env.Sender, env.Target))
 		}
-		ts.frames = append(ts.frames, frame{conn: seq, env: env})
+		ts.frames = append(ts.frames, frame{conn: seq, env: env, at: time.Now()})
 		close(ts.changed)
 		ts.changed = make(chan struct{})
 		ts.mu.Unlock()
