@@ -257,6 +257,10 @@ func (s *spool) finish(txn string, results json.RawMessage, desc string, end tim
 	if err := writeJSONAtomic(filepath.Join(dir, metadataFile), st.meta, false); err != nil {
 		return st, fmt.Errorf("finish transaction %s: %w", txn, err)
 	}
+	// The outcome holds the output now: the supervisor's copies of it are not kept twice.
+	for _, f := range []string{stdoutFile, stderrFile} {
+		_ = os.Remove(filepath.Join(dir, f))
+	}
 	return st, nil
 }
 
