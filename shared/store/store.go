@@ -106,6 +106,15 @@ type Claim struct {
 	Apply func(jobs.Node) (jobs.Node, []jobs.Event)
 }
 
+// Recounter is implemented by stores whose job counts are kept by separate writes that a
+// crash can leave behind (the DynamoDB store): RecountJob recounts job jobID's node records,
+// repairs its counts when they disagree and reports whether it did. Its cost follows the
+// job's size: a sweep calls it for a job whose counts look stale (say, unfinished with no
+// active and no queued record), never a result.
+type Recounter interface {
+	RecountJob(ctx context.Context, jobID int64) (bool, error)
+}
+
 // Store is the persistence contract. All methods are safe for concurrent use.
 type Store interface {
 	// CreateJob writes a job, its nodes and its first events atomically. It assigns the job an

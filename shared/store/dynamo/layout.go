@@ -134,3 +134,5 @@ func (s *Store) meta(ctx context.Context, id int64) (jobMeta, error) {
 	s.metas.put(m)
 	return m, nil
 }
+
+var _ store.Recounter = (*Store)(nil)
