@@ -188,7 +188,7 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 	opts := []orchestrator.Option{
 		orchestrator.WithLogger(logger),
 		orchestrator.WithConfig(orchestrator.Config{ConnectTimeout: cfg.ConnectTimeout, TaskConcurrency: cfg.TaskConcurrency,
-			StatusInterval: cmp.Or(cfg.StatusInterval, time.Minute), Broker: "pcp://" + cfg.WebSocketEndpoint + "/server"}),
+			StatusInterval: cmp.Or(cfg.StatusInterval, time.Minute), StatusScan: true, SweepPeriod: time.Minute, Broker: "pcp://" + cfg.WebSocketEndpoint + "/server"}),
 		orchestrator.WithResultUploads(cat),
 	}
 	if c.SQS != nil && cfg.DispatchQueue != "" {

@@ -78,6 +78,7 @@ type cloud struct {
 	meter *awsapp.Meter
 	kicks sync.WaitGroup // dispatch invocations in flight
 	queue *countingQueue
+	token string // the admin's API token
 	// probe reads the table without metering, so that waiting for a job costs the job nothing.
 	probe *dynamo.Store
 	// paused stops the scheduled sweep, so that a cost measurement holds only what the job
@@ -177,7 +178,7 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.api = client.New(c.http.URL(), token)
+	c.api, c.token = client.New(c.http.URL(), token), token
 
 	// The scheduled sweep function, once a second here (every minute on AWS).
 	sweepCtx, stop := context.WithCancel(context.Background())

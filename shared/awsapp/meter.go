@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/store/dynamo"
 	"github.com/baton-run/baton/shared/usage"
 )
 
@@ -21,7 +22,17 @@ type Meter struct {
 	unitsIn  int
 	unitsOut int
 	lambdas  map[string]int
+	// partitions holds the DynamoDB units by partition key ("index|pk"), when recording.
+	partitions map[string]PartitionUnits
 }
+
+// PartitionUnits are the DynamoDB capacity units one partition key took.
+type PartitionUnits struct {
+	Index, PK string // Index "" is the table
+	RCU, WCU  float64
+}
+
+var _ dynamo.PartitionMeter = (*Meter)(nil)
 
 // NewMeter returns an empty Meter.
 func NewMeter() *Meter {
@@ -35,6 +46,41 @@ func (m *Meter) AddDynamo(op string, rcu, wcu float64) {
 	m.rcu += rcu
 	m.wcu += wcu
 	m.dynamo[op]++
+}
+
+// AddPartition implements dynamo.PartitionMeter: the units by partition key, kept from
+// RecordPartitions on.
+func (m *Meter) AddPartition(index, pk string, rcu, wcu float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.partitions == nil {
+		return
+	}
+	k := index + "|" + pk
+	u := m.partitions[k]
+	u.Index, u.PK = index, pk
+	u.RCU += rcu
+	u.WCU += wcu
+	m.partitions[k] = u
+}
+
+// RecordPartitions starts (again) counting units by partition key, forgetting what was
+// counted before.
+func (m *Meter) RecordPartitions() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.partitions = map[string]PartitionUnits{}
+}
+
+// Partitions returns the units by partition key since RecordPartitions.
+func (m *Meter) Partitions() []PartitionUnits {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]PartitionUnits, 0, len(m.partitions))
+	for _, u := range m.partitions {
+		out = append(out, u)
+	}
+	return out
 }
 
 // AddS3 implements s3catalog.Meter.

@@ -378,7 +378,7 @@ func (s *Service) runningDue(sp *jobSpec, now time.Time) *time.Time {
 		t := now.Add(time.Duration(sp.job.Timeout)*time.Second + s.cfg.TimeoutGrace)
 		due = &t
 	}
-	if s.cfg.StatusInterval > 0 {
+	if s.cfg.StatusInterval > 0 && !s.cfg.StatusScan {
 		if t := now.Add(s.cfg.StatusInterval); due == nil || t.Before(*due) {
 			due = &t
 		}

@@ -78,6 +78,14 @@ type Config struct {
 	// agent for the transaction's status (PXP's status query), and how often it asks again
 	// while the answer is "running"; default 30s, negative: never ask.
 	StatusInterval time.Duration
+	// StatusScan replaces the per-node status schedule (a due time on every running record,
+	// two index writes per node-run on DynamoDB) by a scan: each sweep pages through the
+	// running nodes of the unfinished jobs that started at least StatusInterval ago and asks
+	// about those whose time running crossed StatusInterval × 1, 2, 4, 8, … since the sweep
+	// before (SweepPeriod ago). A short task costs nothing; a long one is asked about a few
+	// times (about log₂ of its run time in intervals), each query costing two messages (AWS).
+	StatusScan  bool
+	SweepPeriod time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -107,6 +115,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StatusInterval == 0 {
 		c.StatusInterval = 30 * time.Second
+	}
+	if c.SweepPeriod <= 0 {
+		c.SweepPeriod = time.Minute
 	}
 	return c
 }

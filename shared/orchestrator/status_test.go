@@ -408,3 +408,43 @@ func TestForceStopReachesAnAgentThatWasAway(t *testing.T) {
 		t.Fatalf("job %v, %v: want stopped", j.State, err)
 	}
 }
+
+func TestStatusDue(t *testing.T) {
+	const period, interval = time.Minute, time.Minute
+	var asked []int
+	for minute := 0; minute <= 40; minute++ {
+		if orchestrator.StatusDue(time.Duration(minute)*time.Minute+30*time.Second, period, interval) {
+			asked = append(asked, minute)
+		}
+	}
+	if fmt.Sprint(asked) != "[1 2 4 8 16 32]" {
+		t.Fatalf("asked at minutes %v, want 1 2 4 8 16 32", asked)
+	}
+}
+
+// TestStatusScan: with StatusScan (AWS), a running record carries no status due time; the
+// sweep asks about a node when its time running crosses the interval, then twice it, …
+func TestStatusScan(t *testing.T) {
+	h := newStatusHarness(t, []string{"web1"}, orchestrator.WithConfig(orchestrator.Config{TaskConcurrency: -1,
+		StatusInterval: time.Minute, StatusScan: true, SweepPeriod: time.Minute}))
+	job := h.submit("web1")
+	if err := h.orch.Dispatch(t.Context(), job.ID); err != nil {
+		t.Fatal(err)
+	}
+	var req protocol.NonBlockingRequest
+	h.one(protocol.TypeNonBlockingRequest, &req)
+	if n := h.node(job.ID, "web1"); n.DueAt != nil {
+		t.Fatalf("running record due %v: want no due time with StatusScan", n.DueAt)
+	}
+	var queried []int
+	for minute := 1; minute <= 9; minute++ {
+		h.clock.Add(time.Minute)
+		h.sweep()
+		if sent := h.agents.take(); len(sent) > 0 {
+			queried = append(queried, minute)
+		}
+	}
+	if fmt.Sprint(queried) != "[1 2 4 8]" {
+		t.Fatalf("status queries at minutes %v, want 1 2 4 8", queried)
+	}
+}

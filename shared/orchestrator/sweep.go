@@ -47,6 +47,11 @@ func (s *Service) Sweep(ctx context.Context) error {
 		if err := s.advance(ctx, job, s.cfg.ClaimBatch); err != nil {
 			errs = append(errs, fmt.Errorf("sweep job %d: %w", job.ID, err))
 		}
+		if s.cfg.StatusScan {
+			if err := s.scanStatus(ctx, job, now); err != nil {
+				errs = append(errs, fmt.Errorf("sweep job %d: %w", job.ID, err))
+			}
+		}
 		s.charge(ctx, job.ID)
 	}
 	return errors.Join(errs...)
@@ -108,6 +113,43 @@ func (s *Service) checkStatus(ctx context.Context, n jobs.Node, now time.Time, d
 	}
 	n.DueAt = next
 	return ignoreConflict(s.store.UpdateJobNode(ctx, n))
+}
+
+// scanStatus asks about the running nodes of job whose time running crossed StatusInterval ×
+// 2^k since the previous sweep (StatusScan). It reads the job's node records, only for a job
+// that has running nodes and started at least StatusInterval ago: about one read of each
+// record a sweep period (a minute on AWS) while such a job runs.
+func (s *Service) scanStatus(ctx context.Context, job jobs.Job, now time.Time) error {
+	if s.cfg.StatusInterval <= 0 || job.State.Terminal() || job.CreatedAt.After(now.Add(-s.cfg.StatusInterval)) {
+		return nil
+	}
+	counts, err := s.store.JobCounts(ctx, job.ID)
+	if err != nil || counts[jobs.NodeRunning] == 0 {
+		return err
+	}
+	nodes, err := s.store.ListJobNodes(ctx, job.ID)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if n.State == jobs.NodeRunning && n.StartedAt != nil && statusDue(now.Sub(*n.StartedAt), s.cfg.SweepPeriod, s.cfg.StatusInterval) {
+			if err := s.queryStatus(ctx, n); err != nil && !errors.Is(err, ErrNotConnected) {
+				s.log.Warn("status query", "node", n, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// statusDue reports whether a node running for age crossed interval × 2^k (k ≥ 0) within
+// the last period: the moments a scan asks about it.
+func statusDue(age, period, interval time.Duration) bool {
+	for mark := interval; mark <= age; mark *= 2 {
+		if age-mark < period {
+			return true
+		}
+	}
+	return false
 }
 
 // queryStatus sends node n's agent a PXP status query for n's transaction.

@@ -1,0 +1,227 @@
+package awsapp_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-run/baton/agent/fleet"
+	"github.com/baton-run/baton/shared/awsapp"
+	"github.com/baton-run/baton/shared/client"
+)
+
+// Capacity model of the AWS deployment: the rate it is designed for, and DynamoDB's limits
+// per partition key (on-demand tables: 1,000 write units and 3,000 read units a second per
+// partition; a key never spans partitions).
+const (
+	// TargetRate is the node-runs a second the design must carry: for one 10,000-node job,
+	// and overall.
+	TargetRate       = 1000.0
+	partitionWCULimt = 1000.0
+	partitionRCULimt = 3000.0
+	// minModelJob is the smallest job the per-key limits are checked on: one that runs at
+	// TargetRate for several seconds.
+	minModelJob = 5000
+)
+
+// capacityRun is what one fan-out through the stand-in cost.
+type capacityRun struct {
+	n            int
+	elapsed      time.Duration
+	usage        awsapp.Usage
+	partitions   []awsapp.PartitionUnits
+	wcuPerRun    float64
+	rcuPerRun    float64
+	costPerRun   float64
+	hottestWrite awsapp.PartitionUnits
+	hottestRead  awsapp.PartitionUnits
+}
+
+// TestCapacity runs a fleet of simulated agents (agent/fleet: the agent library's real
+// protocol code, a no-op executor) through the AWS stand-in at N = 1,000 and N = 10,000
+// (BATON_CAPACITY_SIZES overrides), one job on every node, and records the DynamoDB read
+// and write units by partition key. It fails if any partition key would take more than
+// 1,000 WCU/s or 3,000 RCU/s with node-runs at TargetRate — a key's load at that rate is
+// its units per node-run of the job times the rate — or if the units per node-run grow
+// with N.
+func TestCapacity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs 11,000 simulated agents")
+	}
+	sizes := []int{1000, 10000}
+	if v := os.Getenv("BATON_CAPACITY_SIZES"); v != "" {
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				t.Fatalf("BATON_CAPACITY_SIZES: %q", v)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	var runs []capacityRun
+	for _, n := range sizes {
+		r := runCapacity(t, n)
+		runs = append(runs, r)
+		t.Logf("N=%d: job finished in %s; per node-run %.2f WCU, %.2f RCU, $%.2f per million node-runs; %s",
+			n, r.elapsed.Round(time.Millisecond), r.wcuPerRun, r.rcuPerRun, r.costPerRun*1e6, r.usage)
+		t.Logf("N=%d: hottest write key %s %s: %.3f WCU per node-run = %.0f WCU/s at %.0f node-runs/s (%.0f WCU/s in this run)",
+			n, indexName(r.hottestWrite.Index), r.hottestWrite.PK, r.hottestWrite.WCU/float64(n), r.hottestWrite.WCU/float64(n)*TargetRate, TargetRate,
+			r.hottestWrite.WCU/r.elapsed.Seconds())
+		t.Logf("N=%d: hottest read key %s %s: %.3f RCU per node-run = %.0f RCU/s at %.0f node-runs/s (%.0f RCU/s in this run)",
+			n, indexName(r.hottestRead.Index), r.hottestRead.PK, r.hottestRead.RCU/float64(n), r.hottestRead.RCU/float64(n)*TargetRate, TargetRate,
+			r.hottestRead.RCU/r.elapsed.Seconds())
+		for i, p := range r.partitions {
+			if i < 12 && p.WCU+p.RCU > 0 {
+				t.Logf("N=%d: %s %s: %.3f WCU + %.3f RCU per node-run", n, indexName(p.Index), p.PK, p.WCU/float64(n), p.RCU/float64(n))
+			}
+		}
+		byPrefix := map[string][2]float64{}
+		for _, p := range r.partitions {
+			k := indexName(p.Index) + " " + strings.TrimRight(strings.SplitN(p.PK, "#", 2)[0], "0123456789-") + "#…"
+			v := byPrefix[k]
+			byPrefix[k] = [2]float64{v[0] + p.WCU/float64(n), v[1] + p.RCU/float64(n)}
+		}
+		for k, v := range byPrefix {
+			t.Logf("N=%d: keys %s: %.3f WCU + %.3f RCU per node-run", n, k, v[0], v[1])
+		}
+		for _, p := range r.partitions {
+			if n < minModelJob {
+				break // a job this small cannot run at the target rate for long: logged only
+			}
+			w, rd := p.WCU/float64(n)*TargetRate, p.RCU/float64(n)*TargetRate
+			if w > partitionWCULimt || rd > partitionRCULimt {
+				t.Errorf("N=%d: partition key %s %s would take %.0f WCU/s and %.0f RCU/s at %.0f node-runs/s (limits %.0f and %.0f)",
+					n, indexName(p.Index), p.PK, w, rd, TargetRate, partitionWCULimt, partitionRCULimt)
+			}
+		}
+	}
+	for i := 1; i < len(runs); i++ {
+		small, big := runs[0], runs[i]
+		if big.wcuPerRun > small.wcuPerRun*1.25+0.5 || big.rcuPerRun > small.rcuPerRun*1.25+0.5 {
+			t.Errorf("work per node-run grows with N: %.2f WCU and %.2f RCU at N=%d, %.2f and %.2f at N=%d",
+				small.wcuPerRun, small.rcuPerRun, small.n, big.wcuPerRun, big.rcuPerRun, big.n)
+		}
+	}
+}
+
+func indexName(index string) string {
+	if index == "" {
+		return "table"
+	}
+	return "index " + index
+}
+
+// runCapacity brings up n simulated agents on a fresh stand-in, runs bench::noop on all of
+// them, and returns what the job cost.
+func runCapacity(t *testing.T, n int) capacityRun {
+	t.Helper()
+	c := newCloud(t)
+	// The enrolment route has no authorizer (infra/stack.EnrollRoute): straight to the api
+	// function; every other request through the HTTP API stand-in.
+	httpAPI, err := url.Parse(c.http.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(httpAPI)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/baton/v1/enroll" {
+			c.app.API.ServeHTTP(w, r.WithContext(awsapp.WithFunction(r.Context(), "api")))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	f, err := fleet.New(t.Context(), fleet.Config{Count: n, Prefix: fmt.Sprintf("cap%d-", n), Server: c.ws.URL(), API: front.URL,
+		Token: c.token, KeysDir: filepath.Join(t.TempDir(), "keys"), MaxBackoff: 2 * time.Second, EnrollParallel: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("fleet: %v", err)
+		}
+	}()
+	eventually(t, fmt.Sprintf("%d agents connected", n), 10*time.Minute, func() bool { return f.Connected() == n })
+	// Connected, and facts in: each agent's facts bring its pending work on AWS, so a job
+	// started before they arrive would wait for them.
+	eventually(t, "every agent's facts", 5*time.Minute, func() bool {
+		runs, _ := f.NodeRuns()
+		return runs == 0 && c.ws.Stats().Invocations["$default"] >= n
+	})
+	notConnected := 0
+	for _, name := range f.Names() {
+		if node, err := c.probe.GetNode(t.Context(), name); err != nil || !node.Connected {
+			notConnected++
+			if notConnected < 3 {
+				t.Logf("%s: %+v %v", name, node, err)
+			}
+		}
+	}
+	t.Logf("N=%d: %d agents connected by the fleet's count are not connected in the inventory", n, notConnected)
+	c.paused.Store(true)
+	defer c.paused.Store(false)
+	before := c.usage()
+	c.meter.RecordPartitions()
+	start := time.Now()
+	ref, err := c.api.RunTask(t.Context(), client.TaskRequest{Task: "bench::noop", Scope: client.Scope{Nodes: f.Names()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := time.Since(start)
+	id, _ := strconv.ParseInt(ref.Name, 10, 64)
+	var ran time.Duration
+	for deadline := time.Now().Add(time.Duration(n)*20*time.Millisecond + time.Minute); ; {
+		runs, _ := f.NodeRuns()
+		if runs == int64(n) && ran == 0 {
+			ran = time.Since(start)
+		}
+		j, err := c.probe.GetJob(t.Context(), id)
+		if err == nil && j.State.Terminal() && c.queue.pending.Load() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			counts, _ := c.probe.JobCounts(t.Context(), id)
+			t.Fatalf("job %s did not end: %s, nodes %v; the fleet ran %d of %d; %d dispatch messages pending", ref.Name, j.State, counts, runs, n, c.queue.pending.Load())
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval
+	}
+	c.kicks.Wait()
+	elapsed := time.Since(start)
+	t.Logf("N=%d: job created (POST answered) after %s, every node ran by %s, job ended after %s", n, created.Round(time.Millisecond),
+		ran.Round(time.Millisecond), elapsed.Round(time.Millisecond))
+	job, err := c.api.Job(t.Context(), ref.Name)
+	if err != nil || job.State != "finished" || job.NodeStates["finished"] != n {
+		t.Fatalf("job %s: %s %v (%v), want %d finished", ref.Name, job.State, job.NodeStates, err, n)
+	}
+	r := capacityRun{n: n, elapsed: elapsed, usage: c.usage().Sub(before), partitions: c.meter.Partitions()}
+	r.wcuPerRun, r.rcuPerRun = r.usage.DynamoWCU/float64(n), r.usage.DynamoRCU/float64(n)
+	// The test's polling of GET /jobs is the client's, not the job's: one POST and its
+	// authorizer call.
+	r.usage.Invocations["http $default"], r.usage.Invocations["http authorizer"] = 1, 1
+	r.costPerRun = r.usage.Cost(awsapp.USEast1) / float64(n)
+	slices.SortFunc(r.partitions, func(a, b awsapp.PartitionUnits) int { return int(b.WCU - a.WCU) })
+	if len(r.partitions) > 0 {
+		r.hottestWrite = r.partitions[0]
+	}
+	for _, p := range r.partitions {
+		if p.RCU > r.hottestRead.RCU {
+			r.hottestRead = p
+		}
+	}
+	return r
+}

@@ -1,0 +1,4 @@
+package orchestrator
+
+// StatusDue is statusDue, for tests.
+var StatusDue = statusDue
