@@ -58,6 +58,9 @@ type Agent struct {
 	lastDone time.Time // when the last transaction ended
 
 	out outbox // outcomes sent on the current connection, until acknowledged
+	// unspooled holds outcomes the spool could not record (see unspooled.go).
+	unspooledMu sync.Mutex
+	unspooled   map[string]txnState
 	// lastRead and lastSent are when the current connection last delivered a message and
 	// last took one (Unix nanoseconds): a ping is needed only after a silence, and a
 	// keepalive only when the agent has said nothing for a while.
@@ -430,6 +433,7 @@ func (a *Agent) resendPending(ctx context.Context) {
 	if err != nil {
 		a.log.Warn("list spooled results", "error", err)
 	}
+	pending = append(pending, a.heldOutcomes()...)
 	for _, st := range pending {
 		if err := a.deliver(ctx, st); err != nil {
 			a.log.Warn("resend spooled result", "transaction_id", st.meta.TransactionID, "error", err)

@@ -98,6 +98,7 @@ func (a *Agent) handleFrame(ctx context.Context, data []byte) {
 			return
 		}
 		a.acknowledged(r.TransactionID)
+		a.forgetHeld(r.TransactionID)
 		if err := a.spool.ack(r.TransactionID); err != nil {
 			a.log.Warn("acknowledge result", "transaction_id", r.TransactionID, "error", err)
 			return
@@ -298,7 +299,7 @@ func (a *Agent) answerRepeat(ctx context.Context, env protocol.Envelope, r proto
 	txn := r.TransactionID
 	log := a.log.With("transaction_id", txn)
 	log.Info("request repeated; already in the spool, not run again")
-	st, err := a.spool.load(txn)
+	st, err := a.loadOutcome(txn)
 	if err != nil {
 		log.Warn("spooled transaction unreadable; repairing it", "error", err)
 		if st, err = a.spool.repair(txn, meta, time.Now().UTC()); err != nil {

@@ -174,7 +174,7 @@ func (a *Agent) redeliver(gen uint64, txn string) {
 	if !current || ctx == nil || ctx.Err() != nil {
 		return
 	}
-	st, err := a.spool.load(txn)
+	st, err := a.loadOutcome(txn)
 	if err != nil || !st.pending() {
 		a.acknowledged(txn) // acknowledged meanwhile, or gone: nothing left to send
 		return

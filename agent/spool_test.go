@@ -3,9 +3,13 @@
 package agent
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,5 +113,55 @@ func TestStatusQueryAnswersAreFinal(t *testing.T) {
 	}
 	if st := ts.statusQuery(t, "txn-never"); st.Status != StatusUnknown {
 		t.Errorf("status of a transaction never seen: %+v", st)
+	}
+}
+
+// failingSpool is the spool on a full disk: finish fails while full is set.
+type failingSpool struct {
+	txnSpool
+	full atomic.Bool
+}
+
+func (f *failingSpool) finish(txn string, results json.RawMessage, desc string, end time.Time) (txnState, error) {
+	if f.full.Load() {
+		st, _ := f.txnSpool.load(txn)
+		st.results, st.errDesc, st.meta.End = results, desc, &end
+		return st, fmt.Errorf("finish transaction %s: write result.json: %w", txn, syscall.ENOSPC)
+	}
+	return f.txnSpool.finish(txn, results, desc, end)
+}
+
+// TestOutcomeTheSpoolCannotKeepIsNotLost checks that a result the spool cannot record (a full
+// disk) is held in memory and still delivered: sent at once, again on the next connection, and
+// reported by a status query as it is (not as unknown); once the disk has room it is spooled.
+func TestOutcomeTheSpoolCannotKeepIsNotLost(t *testing.T) {
+	ts := newTestServer(t)
+	cfg := testConfig(t, ts)
+	fs := &failingSpool{}
+	fs.full.Store(true)
+	ta := startAgent(t, cfg, func(a *Agent) { fs.txnSpool = a.spool; a.spool = fs })
+	file := ts.addFile("r.sh", script("echo kept"))
+	const txn = "txn-disk-full"
+	if res := ts.runTask(t, txn, protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}}); res.Stdout != "kept\n" {
+		t.Fatalf("results %+v", res)
+	}
+	ts.dropConn()
+	f, _ := ts.waitFrame(t, 0, "the result on the next connection", onConn(2, isOutcome(txn)))
+	if res := taskResults(t, f); res.Stdout != "kept\n" {
+		t.Errorf("resent results %+v", res)
+	}
+	if st := ts.statusQuery(t, txn); st.Status != StatusSuccess || st.Stdout != "kept\n" {
+		t.Errorf("status %+v, want the real result", st)
+	}
+
+	fs.full.Store(false) // room again: the next use spools it
+	ts.statusQuery(t, txn)
+	waitUntil(t, "the result to be spooled", func() bool {
+		return fileExists(filepath.Join(ta.cfg.SpoolDir, txn, resultFile))
+	})
+	ts.send(t, protocol.TypeResultAck, protocol.ResultAck{TransactionID: txn})
+	ts.statusQuery(t, "txn-none")
+	if held := ta.heldOutcomes(); len(held) != 0 {
+		t.Errorf("%d outcomes still held in memory after the acknowledgement", len(held))
 	}
 }

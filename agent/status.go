@@ -36,7 +36,7 @@ func (a *Agent) status(ctx context.Context, txn string) (protocol.StatusResults,
 	// it to the running set: a transaction found without an outcome and not running is lost.
 	a.mu.Lock()
 	_, running := a.running[txn]
-	st, err := a.spool.load(txn)
+	st, err := a.loadOutcome(txn)
 	a.mu.Unlock()
 	if errors.Is(err, fs.ErrNotExist) {
 		out.Stdout = executionErrorJSON("found no results directory")

@@ -403,11 +403,16 @@ func (a *Agent) conclude(ctx context.Context, st txnState, results json.RawMessa
 	a.lastDone = time.Now()
 	a.mu.Unlock()
 	if serr != nil {
-		// The outcome cannot be kept; send it once anyway so the server is not left waiting.
-		a.log.Error("spool outcome", "transaction_id", m.TransactionID, "error", serr)
+		// The spool cannot keep the outcome: memory does, until the spool or the server takes it.
+		a.log.Error("spool outcome; holding it in memory", "transaction_id", m.TransactionID, "error", serr)
 		if done.meta.TransactionID == "" {
 			done = txnState{results: results, errDesc: desc, meta: m}
 		}
+		if done.results == nil && done.errDesc == "" {
+			done.results, done.errDesc = results, desc
+		}
+		done.acked = false
+		a.keepUnspooled(done)
 	}
 	a.log.Info("transaction finished", "transaction_id", m.TransactionID, "failed", desc != "")
 	if !done.meta.NotifyOutcome {
