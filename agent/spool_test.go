@@ -165,3 +165,43 @@ func TestOutcomeTheSpoolCannotKeepIsNotLost(t *testing.T) {
 		t.Errorf("%d outcomes still held in memory after the acknowledgement", len(held))
 	}
 }
+
+// TestFailingSupervisorIsReportedHonestly checks what a task whose supervisor fails (a full
+// disk, say) is reported as: not started when the supervisor failed before recording its PID,
+// an unknown outcome after — never a plain exit code the task did not return.
+func TestFailingSupervisorIsReportedHonestly(t *testing.T) {
+	for _, tc := range []struct {
+		name, supervisor string
+		unknown          bool
+	}{
+		{"fails before recording its PID", `echo "write pid: no space left on device" >&2; exit 1`, false},
+		{"dies after recording its PID", `printf '{"pid":%d}' $$ > "$1/pid"; exit 1`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestServer(t)
+			cfg := testConfig(t, ts)
+			// A stand-in for a supervisor that fails: $1 is the transaction's directory.
+			cfg.Supervisor = []string{"/bin/sh", "-c", tc.supervisor, "supervisor"}
+			startAgent(t, cfg)
+			marker := filepath.Join(t.TempDir(), "ran")
+			file := ts.addFile("t.sh", script(`echo ran > "$PT_marker"`))
+			const txn = "txn-bad-supervisor"
+			from := ts.frameCount()
+			ts.runRequest(t, txn, protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file},
+				Input: mustJSON(t, map[string]string{"marker": marker})})
+			f, _ := ts.waitFrame(t, from, "the outcome", isOutcome(txn))
+			if tc.unknown {
+				if res := taskResults(t, f); !res.OutcomeUnknown || !strings.Contains(res.Stdout, "exit status 1") {
+					t.Errorf("results %+v, want an unknown outcome saying why", res)
+				}
+				return
+			}
+			if e := rpcError(t, f); !strings.Contains(e.Description, "no space left on device") || !strings.Contains(e.Description, "the task was not started") {
+				t.Errorf("outcome %+v, want the supervisor's complaint and that the task was not started", e)
+			}
+			if fileExists(marker) {
+				t.Error("the task ran")
+			}
+		})
+	}
+}

@@ -39,6 +39,9 @@ type exitRecord struct {
 	HeldOpen bool `json:"output_held_open,omitempty"`
 }
 
+// errTaskNotStarted: the task supervisor failed before it started the task.
+var errTaskNotStarted = errors.New("the task was not started")
+
 // pidGrace is how long an agent restarted between starting a supervisor and the
 // supervisor's writing its PID waits for the PID to appear.
 const pidGrace = 2 * time.Second
@@ -192,16 +195,19 @@ func (a *Agent) runSupervised(ctx context.Context, dir string, c Command) (proto
 		<-done
 	}
 	res, ok := collectTask(dir)
-	if !ok {
-		// The supervisor did not get to record the task's end (killed with it, or failed).
-		res.Exitcode = cmd.ProcessState.ExitCode()
-		if b, _ := os.ReadFile(filepath.Join(dir, supervisorFile)); len(b) > 0 && ctx.Err() == nil {
-			res.Stderr += "\n[baton-agent: task supervisor: " + string(bytes.TrimSpace(b)) + "]\n"
-		}
-	}
 	if ctx.Err() != nil {
 		_ = killProcessGroup(pid) // whatever of the group may be left
-		res = endedEarly(ctx, res)
+		return endedEarly(ctx, res), nil
+	}
+	if !ok {
+		// The supervisor failed (a full disk, say) and recorded no exit code: before it
+		// recorded its PID, the task was not started; after, its outcome is unknown.
+		complaint, _ := os.ReadFile(filepath.Join(dir, supervisorFile))
+		why := fmt.Sprintf("the task supervisor failed (exit status %d): %s", cmd.ProcessState.ExitCode(), bytes.TrimSpace(complaint))
+		if _, err := readPIDRecord(dir); err != nil {
+			return protocol.TaskResults{}, fmt.Errorf("%s: %w", why, errTaskNotStarted)
+		}
+		return unknownResults(res, why), nil
 	}
 	return res, nil
 }
@@ -373,12 +379,17 @@ func (a *Agent) concludeTask(ctx context.Context, st txnState, res protocol.Task
 // output there is); for another module, a failure saying the same.
 func (a *Agent) concludeUnknown(ctx context.Context, st txnState, partial protocol.TaskResults, why string) {
 	m := st.meta
-	msg := outcomeUnknownError
 	if m.Module != protocol.ModuleTask {
 		a.conclude(ctx, st, nil, fmt.Sprintf("Failed to execute the task for the %s. Error: %s",
-			label(false, m.Module, m.Action, m.TransactionID), msg))
+			label(false, m.Module, m.Action, m.TransactionID), outcomeUnknownError))
 		return
 	}
+	a.concludeTask(ctx, st, unknownResults(partial, why))
+}
+
+// unknownResults are the results of a task whose outcome cannot be known: exit code -1,
+// OutcomeUnknown, and an _error of kind OutcomeUnknownKind saying why, with what output there is.
+func unknownResults(partial protocol.TaskResults, why string) protocol.TaskResults {
 	details := map[string]any{}
 	if why != "" {
 		details["reason"] = why
@@ -386,8 +397,8 @@ func (a *Agent) concludeUnknown(ctx context.Context, st txnState, partial protoc
 	if partial.Stdout != "" {
 		details["stdout"] = partial.Stdout
 	}
-	out, _ := json.Marshal(map[string]any{"_error": map[string]any{"kind": OutcomeUnknownKind, "msg": msg, "details": details}})
-	a.concludeTask(ctx, st, protocol.TaskResults{Exitcode: -1, OutcomeUnknown: true, Stdout: string(out), Stderr: partial.Stderr})
+	out, _ := json.Marshal(map[string]any{"_error": map[string]any{"kind": OutcomeUnknownKind, "msg": outcomeUnknownError, "details": details}})
+	return protocol.TaskResults{Exitcode: -1, OutcomeUnknown: true, Stdout: string(out), Stderr: partial.Stderr}
 }
 
 // conclude spools a transaction's outcome (results, or a failure description), takes it out

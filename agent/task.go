@@ -198,7 +198,9 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 	var res protocol.TaskResults
 	switch {
 	case req.Dir != "" && len(a.cfg.Supervisor) > 0:
-		res, err = a.runSupervised(ctx, req.Dir, cmd)
+		if res, err = a.runSupervised(ctx, req.Dir, cmd); errors.Is(err, errTaskNotStarted) {
+			return nil, err
+		}
 	case req.Dir != "":
 		// The task is the agent's own child: after a restart of the agent it can still be
 		// found (and waited for) by its PID, though its outcome is then unknown.
