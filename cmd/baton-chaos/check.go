@@ -76,12 +76,12 @@ type verdict struct {
 
 var (
 	nodeNameRE = regexp.MustCompile(`\bc\d+\b`)
-	numberRE   = regexp.MustCompile(`\d+`)
+	txnRE      = regexp.MustCompile(`\d+_[0-9a-f-]{36}`)
 )
 
 // outcomeClass names an outcome for the report: state, kind and message in general terms.
 func outcomeClass(state, kind, msg string) string {
-	msg = numberRE.ReplaceAllString(nodeNameRE.ReplaceAllString(msg, "NODE"), "N")
+	msg = txnRE.ReplaceAllString(nodeNameRE.ReplaceAllString(msg, "NODE"), "TXN")
 	if len(msg) > 120 {
 		msg = msg[:120] + "…"
 	}

@@ -89,8 +89,8 @@ func (c *chaos) run(ctx context.Context, progress func() float64) {
 			return
 		case <-time.After(wait):
 		}
-		for len(plan) > 0 && progress() >= plan[0].at {
-			c.inject(ctx, plan[0].fault)
+		// A planned fault that could not be injected now (its process is down) is tried again.
+		for len(plan) > 0 && progress() >= plan[0].at && c.inject(ctx, plan[0].fault) {
 			plan = plan[1:]
 		}
 		if len(random) > 0 {
@@ -102,51 +102,60 @@ func (c *chaos) run(ctx context.Context, progress func() float64) {
 	}
 }
 
-// inject starts one fault; those that last a while are undone in the background.
-func (c *chaos) inject(ctx context.Context, fault string) {
+// inject starts one fault; those that last a while are undone in the background. false: it
+// could not be injected now.
+func (c *chaos) inject(ctx context.Context, fault string) bool {
 	switch fault {
 	case faultAgentKill:
 		a := c.agents[int(c.float()*float64(len(c.agents)))]
 		down := c.between(200*time.Millisecond, 5*time.Second)
-		if a.kill9(down) {
-			c.count(fault)
-			c.log.Info("kill -9 agent", "agent", a.name, "down", down.Round(time.Millisecond))
+		if !a.kill9(down) {
+			return false
 		}
+		c.log.Info("kill -9 agent", "agent", a.name, "down", down.Round(time.Millisecond))
 	case faultServerKill:
 		down := c.between(500*time.Millisecond, 3*time.Second)
-		if c.srv.kill9(down) {
-			c.count(fault)
-			c.log.Info("kill -9 baton serve", "down", down.Round(time.Millisecond))
+		if !c.srv.kill9(down) {
+			return false
 		}
+		c.log.Info("kill -9 baton serve", "down", down.Round(time.Millisecond))
 	case faultCut:
-		if n := c.px.cut(1 + int(c.float()*3)); n > 0 {
-			c.count(fault)
-			c.log.Info("cut connections", "n", n)
+		n := c.px.cut(1 + int(c.float()*3))
+		if n == 0 {
+			return false
 		}
+		c.log.Info("cut connections", "n", n)
+		return true // counted by the proxy, per connection
 	case faultDelay:
 		d, lat := c.between(3*time.Second, 10*time.Second), c.between(50*time.Millisecond, 800*time.Millisecond)
-		c.window(ctx, fault, d, func() { c.px.setDelay(lat) }, func() { c.px.setDelay(0) })
+		return c.window(ctx, fault, d, func() {
+			c.px.setDelay(lat)
+			c.log.Info("delay traffic", "up_to", lat.Round(time.Millisecond), "for", d.Round(time.Millisecond))
+		}, func() { c.px.setDelay(0) })
 	case faultDup:
 		d, chance := c.between(3*time.Second, 10*time.Second), 0.1+0.4*c.float()
-		c.window(ctx, fault, d, func() { c.px.setDup(chance) }, func() { c.px.setDup(0) })
+		return c.window(ctx, fault, d, func() {
+			c.px.setDup(chance)
+			c.log.Info("duplicate frames", "chance", chance, "for", d.Round(time.Millisecond))
+		}, func() { c.px.setDup(0) })
 	case faultStall:
 		d := c.between(2*time.Second, 40*time.Second)
-		if c.px.stallOne(d) {
-			c.count(fault)
-			c.log.Info("stall a connection", "for", d.Round(time.Millisecond))
+		if !c.px.stallOne(d) {
+			return false
 		}
+		c.log.Info("stall a connection", "for", d.Round(time.Millisecond))
 	case faultBlackhole:
-		if c.px.blackholeOne(3 * time.Minute) {
-			c.count(fault)
-			c.log.Info("black-hole a connection")
+		if !c.px.blackholeOne(3 * time.Minute) {
+			return false
 		}
+		c.log.Info("black-hole a connection")
 	case faultDiskDB, faultDiskSpool:
 		t := c.dbDisk
 		if fault == faultDiskSpool {
 			t = c.spDisk
 		}
 		d := c.between(3*time.Second, 10*time.Second)
-		c.window(ctx, fault, d, func() {
+		return c.window(ctx, fault, d, func() {
 			n, err := t.fill()
 			if err != nil {
 				c.log.Warn("fill disk", "path", t.path, "err", err)
@@ -156,17 +165,20 @@ func (c *chaos) inject(ctx context.Context, fault string) {
 			if err := t.free(); err != nil {
 				c.log.Warn("free disk", "err", err)
 			}
+			c.log.Info("disk freed", "path", t.path)
 		})
 	}
+	c.count(fault)
+	return true
 }
 
-// window applies a fault for d, then undoes it (at once when ctx ends); nothing when the same
-// fault is in force already.
-func (c *chaos) window(ctx context.Context, fault string, d time.Duration, do, undo func()) {
+// window applies a fault for d, then undoes it (at once when ctx ends); nothing (false) when
+// the same fault is in force already.
+func (c *chaos) window(ctx context.Context, fault string, d time.Duration, do, undo func()) bool {
 	c.mu.Lock()
 	if c.active[fault] {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.active[fault] = true
 	c.counts[fault]++
@@ -182,6 +194,7 @@ func (c *chaos) window(ctx context.Context, fault string, d time.Duration, do, u
 		c.active[fault] = false
 		c.mu.Unlock()
 	})
+	return true
 }
 
 // snapshot returns the faults injected, by name.

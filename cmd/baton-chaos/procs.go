@@ -16,9 +16,10 @@ import (
 
 // proc is one run of a child process, its output appended to a log file.
 type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // cmd.Wait's, once done is closed
+	cmd    *exec.Cmd
+	done   chan struct{}
+	err    error // cmd.Wait's, once done is closed
+	killed bool  // by the harness (guarded by its keeper's mutex)
 }
 
 // startProc runs bin with args (env added to ours) in a process group of its own, its output
@@ -73,8 +74,7 @@ type keeper struct {
 
 	mu       sync.Mutex
 	cur      *proc
-	downTill time.Time // while set, the exit in progress is ours
-	killing  bool
+	downTill time.Time // when a process the harness killed is started again
 	stopped  bool
 	kills    int      // by the harness
 	exits    []string // other ends: how, for the report
@@ -115,15 +115,14 @@ func (k *keeper) spawn(ctx context.Context) (launched bool, err error) {
 		err := k.ready(rctx)
 		cancel()
 		if err != nil {
-			k.mu.Lock()
-			alive := !k.stopped && !k.killing
-			if alive {
-				k.killing, k.downTill = true, time.Now().Add(time.Second)
+			select {
+			case <-p.done: // it ended by itself: its watch says how and starts it again
+			default:
+				k.mu.Lock()
+				p.killed, k.downTill = true, time.Now().Add(time.Second)
 				k.exits = append(k.exits, "not ready: "+err.Error())
-			}
-			k.mu.Unlock()
-			if alive {
-				_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
+				k.mu.Unlock()
+				p.kill9()
 			}
 			return true, fmt.Errorf("%s: not ready: %w", k.name, err)
 		}
@@ -157,7 +156,7 @@ func (k *keeper) watch(ctx context.Context, p *proc) {
 		return
 	}
 	wait := time.Second
-	if k.killing {
+	if p.killed {
 		wait = time.Until(k.downTill)
 	} else {
 		how := "exit status 0"
@@ -167,7 +166,6 @@ func (k *keeper) watch(ctx context.Context, p *proc) {
 		k.exits = append(k.exits, how)
 		k.log.Debug("process ended by itself; restarting", "how", how)
 	}
-	k.killing = false
 	k.mu.Unlock()
 	for {
 		select {
@@ -201,7 +199,7 @@ func (k *keeper) watch(ctx context.Context, p *proc) {
 func (k *keeper) kill9(down time.Duration) bool {
 	k.mu.Lock()
 	p := k.cur
-	if k.stopped || p == nil || k.killing {
+	if k.stopped || p == nil || p.killed {
 		k.mu.Unlock()
 		return false
 	}
@@ -211,7 +209,7 @@ func (k *keeper) kill9(down time.Duration) bool {
 		return false
 	default:
 	}
-	k.killing, k.downTill = true, time.Now().Add(down)
+	p.killed, k.downTill = true, time.Now().Add(down)
 	k.kills++
 	k.mu.Unlock()
 	p.kill9()

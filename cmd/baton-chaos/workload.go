@@ -41,6 +41,7 @@ type workload struct {
 	rnd       *rand.Rand
 	runs      []*jobRun
 	submitted atomic.Int64 // node-runs
+	ended     atomic.Int64 // jobs
 	seq       int
 }
 
@@ -77,6 +78,16 @@ func (w *workload) next() *jobRun {
 // job's end before the next. It returns when every job has ended or passed its bound.
 func (w *workload) run(ctx context.Context) {
 	var wg sync.WaitGroup
+	progress, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		for sleepCtx(progress, 30*time.Second) {
+			w.mu.Lock()
+			jobs := len(w.runs)
+			w.mu.Unlock()
+			w.log.Info("progress", "node_runs_submitted", w.submitted.Load(), "jobs", jobs, "jobs_ended", w.ended.Load())
+		}
+	}()
 	for range w.cfg.submitters {
 		wg.Go(func() {
 			for ctx.Err() == nil {
@@ -124,6 +135,7 @@ func (w *workload) one(ctx context.Context, r *jobRun) {
 		job, err := w.api.WaitJob(bctx, r.job, 20*time.Second)
 		if err == nil && job.Done() {
 			r.final, r.ended = job, time.Now()
+			w.ended.Add(1)
 			break
 		}
 		if err != nil && permanent(err) {
