@@ -152,6 +152,9 @@ func (l *lateInbox) NodeDisconnected(ctx context.Context, node, conn string) err
 type connections struct{ st *dynamo.Store }
 
 func (c connections) Connection(ctx context.Context, node string) (string, bool, error) {
+	if id, ok := knownConnection(ctx, node); ok {
+		return id, true, nil // looked up when the job was created (DispatchMessage.Conns)
+	}
 	n, err := c.st.GetNode(ctx, node)
 	if err != nil {
 		return "", false, err
@@ -194,7 +197,8 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 	if c.SQS != nil && cfg.DispatchQueue != "" {
 		// A job is claimed whole when it is created, and its claimed nodes go to the dispatch
 		// queue in shares (DispatchMessage): see DispatchMessages.
-		opts = append(opts, orchestrator.WithHandoff(QueueHandoff(c.SQS, cfg.DispatchQueue), connectedLookup(st)))
+		conns := newConnCache()
+		opts = append(opts, orchestrator.WithHandoff(queueHandoff(c.SQS, cfg.DispatchQueue, conns), connectedLookup(st, conns)))
 	}
 	a.Orchestrator = orchestrator.New(st, cat, cat, sender, sealer, opts...)
 	inbox.orch = a.Orchestrator

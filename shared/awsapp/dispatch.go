@@ -28,6 +28,61 @@ import (
 type DispatchMessage struct {
 	JobID int64       `json:"job_id"`
 	Nodes []jobs.Node `json:"nodes,omitempty"`
+	// Conns are the nodes' connection ids as the job's creation found them, so that sending
+	// reads nothing; a connection closed since is answered 410 by API Gateway, and the node
+	// is offered again.
+	Conns map[string]string `json:"conns,omitempty"`
+}
+
+// connCache passes the connection ids the creation's lookup found to the handoff that follows.
+type connCache struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+// maxCachedConns bounds connCache: entries of nodes that were looked up but not claimed
+// (a job's concurrency limit) are dropped when it is reached.
+const maxCachedConns = 200_000
+
+func newConnCache() *connCache { return &connCache{m: map[string]string{}} }
+
+func (c *connCache) put(node, conn string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxCachedConns {
+		clear(c.m)
+	}
+	c.m[node] = conn
+}
+
+// take returns and forgets the connection ids of nodes.
+func (c *connCache) take(nodes []jobs.Node) map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]string{}
+	for _, n := range nodes {
+		if id, ok := c.m[n.Name]; ok {
+			out[n.Name] = id
+			delete(c.m, n.Name)
+		}
+	}
+	return out
+}
+
+type knownConnsKey struct{}
+
+// withKnownConnections makes the sender use conns instead of reading the inventory.
+func withKnownConnections(ctx context.Context, conns map[string]string) context.Context {
+	if len(conns) == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, knownConnsKey{}, conns)
+}
+
+func knownConnection(ctx context.Context, node string) (string, bool) {
+	conns, _ := ctx.Value(knownConnsKey{}).(map[string]string)
+	id, ok := conns[node]
+	return id, ok && id != ""
 }
 
 // Limits of the dispatch queue's messages.
@@ -47,10 +102,10 @@ type QueueSender interface {
 	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
 }
 
-// QueueHandoff returns the orchestrator's Handoff to the dispatch queue at url: the claimed
-// nodes in messages of NodesPerMessage, a message naming the job alone when none were
-// claimed (its dispatch claims them).
-func QueueHandoff(q QueueSender, url string) func(ctx context.Context, job jobs.Job, claimed []jobs.Node) error {
+// queueHandoff returns the orchestrator's Handoff to the dispatch queue at url: the claimed
+// nodes in messages of NodesPerMessage, with their connection ids from conns, a message naming
+// the job alone when none were claimed (its dispatch claims them).
+func queueHandoff(q QueueSender, url string, conns *connCache) func(ctx context.Context, job jobs.Job, claimed []jobs.Node) error {
 	return func(ctx context.Context, job jobs.Job, claimed []jobs.Node) error {
 		var bodies []string
 		add := func(m DispatchMessage) error {
@@ -67,7 +122,8 @@ func QueueHandoff(q QueueSender, url string) func(ctx context.Context, job jobs.
 			}
 		}
 		for start := 0; start < len(claimed); start += NodesPerMessage {
-			if err := add(DispatchMessage{JobID: job.ID, Nodes: claimed[start:min(start+NodesPerMessage, len(claimed))]}); err != nil {
+			share := claimed[start:min(start+NodesPerMessage, len(claimed))]
+			if err := add(DispatchMessage{JobID: job.ID, Nodes: share, Conns: conns.take(share)}); err != nil {
 				return err
 			}
 		}
@@ -182,7 +238,7 @@ func (a *App) dispatchOne(ctx context.Context, rec events.SQSMessage) error {
 		return nil
 	}
 	if len(m.Nodes) > 0 {
-		return a.Orchestrator.SendClaimed(ctx, m.JobID, m.Nodes)
+		return a.Orchestrator.SendClaimed(withKnownConnections(ctx, m.Conns), m.JobID, m.Nodes)
 	}
 	defer func() {
 		if err := a.Store.ReleaseLease(context.WithoutCancel(ctx), name, owner); err != nil {
@@ -204,9 +260,10 @@ const (
 const lookupWorkers = 32
 
 // connectedLookup tells which of names have an agent connected, from their inventory items
-// (one read each, lookupWorkers at a time). A name that cannot be read counts as not
+// (one read each, lookupWorkers at a time), and keeps their connection ids in conns for the
+// handoff. A name that cannot be read counts as not
 // connected: its node waits for its agent, and the sweep offers it again.
-func connectedLookup(st store.Store) func(ctx context.Context, names []string) (map[string]bool, error) {
+func connectedLookup(st store.Store, conns *connCache) func(ctx context.Context, names []string) (map[string]bool, error) {
 	return func(ctx context.Context, names []string) (map[string]bool, error) {
 		connected := make([]bool, len(names))
 		next := make(chan int)
@@ -215,7 +272,10 @@ func connectedLookup(st store.Store) func(ctx context.Context, names []string) (
 			wg.Go(func() {
 				for i := range next {
 					n, err := st.GetNode(ctx, names[i])
-					connected[i] = err == nil && n.Connected
+					connected[i] = err == nil && n.Connected && n.Connection != ""
+					if connected[i] {
+						conns.put(names[i], n.Connection)
+					}
 				}
 			})
 		}

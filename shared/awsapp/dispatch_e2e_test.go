@@ -10,13 +10,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/baton-run/baton/shared/awsapp"
 	"github.com/baton-run/baton/shared/awsgw/apigwtest"
 	"github.com/baton-run/baton/shared/client"
 )
 
 // duplicatingQueue sends every dispatch message twice, as two distinct messages: two
-// dispatch invocations then hold the same share of a job at the same time.
-type duplicatingQueue struct{ *countingQueue }
+// dispatch invocations then hold the same share of a job at the same time. It sits between
+// the cloud's counting queue and SQS, and counts the copies as pending too.
+type duplicatingQueue struct {
+	next    awsapp.QueueSender
+	counted *countingQueue
+}
 
 func (q duplicatingQueue) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
 	twice := *in
@@ -26,7 +31,11 @@ func (q duplicatingQueue) SendMessageBatch(ctx context.Context, in *sqs.SendMess
 		dup.Id = aws.String(aws.ToString(e.Id) + "-again")
 		twice.Entries = append(twice.Entries, e, dup)
 	}
-	return q.countingQueue.SendMessageBatch(ctx, &twice, opts...)
+	out, err := q.next.SendMessageBatch(ctx, &twice, opts...)
+	if err == nil {
+		q.counted.pending.Add(int64(len(in.Entries)))
+	}
+	return out, err
 }
 
 // output is what the agent has logged so far.
@@ -41,7 +50,7 @@ func (p *agentProc) output() string {
 // the dispatch function, concurrently; each agent still gets its request once.
 func TestAWSConcurrentDispatchersSendOnce(t *testing.T) {
 	c := newCloud(t)
-	c.queue.QueueSender = duplicatingQueue{&countingQueue{QueueSender: c.queue.QueueSender}}
+	c.queue.QueueSender = duplicatingQueue{next: c.queue.QueueSender, counted: c.queue}
 	dir := t.TempDir()
 	names := []string{"web1", "web2", "db1"}
 	agents := map[string]*agentProc{}
