@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: help build lambdas synth deploy destroy test test-infra iam-actions test-short test-puppetserver lint demo fuzz bench bench-ci chaos clean
+.PHONY: help build lambdas synth deploy destroy test test-infra iam-actions test-short test-puppetserver lint demo fuzz bench bench-ci chaos capacity clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test-infra: ## The CDK app's assertion tests and the LocalStack harness checks (
 iam-actions: ## Rerun the AWS end-to-end tests recording each function's AWS actions into infra/stack/testdata/function-actions.json, then check them against the stack's policies
 	BATON_WRITE_IAM_ACTIONS=1 $(GO) test -race -count=1 -timeout 10m ./shared/awsapp
 	cd infra && $(CDK_ENV) $(GO) test -count=1 -run 'Policies|Permissions|LeastPrivilege' ./stack
+
+capacity: ## The AWS capacity model: 1,000 and 10,000 simulated agents through the AWS stand-in, DynamoDB units by partition key against its per-key limits at 1,000 node-runs/s
+	BATON_CAPACITY_SIZES=$${BATON_CAPACITY_SIZES:-1000,10000} $(GO) test -count=1 -timeout 60m -run TestCapacity -v ./shared/awsapp
 
 test-puppetserver: ## Install and start Debian's puppetserver on loopback and run puppet agent jobs through Baton (root)
 	bash scripts/test-puppetserver.sh
