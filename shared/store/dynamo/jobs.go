@@ -150,6 +150,9 @@ func (s *Store) GetJob(ctx context.Context, id int64) (jobs.Job, error) {
 	if it == nil {
 		return jobs.Job{}, fmt.Errorf("get job %d: %w", id, store.ErrNotFound)
 	}
+	if m, err := metaFromJob(it); err == nil {
+		s.metas.put(m)
+	}
 	return decodeJob(it)
 }
 
@@ -309,6 +312,9 @@ func (s *Store) getJobs(ctx context.Context, ids []int64) ([]jobs.Job, error) {
 		j, err := decodeJob(it)
 		if err != nil {
 			return nil, err
+		}
+		if m, err := metaFromJob(it); err == nil {
+			s.metas.put(m)
 		}
 		out = append(out, j)
 	}
