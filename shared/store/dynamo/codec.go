@@ -87,6 +87,7 @@ const (
 	attrShards      = "ns" // job: node record shards
 	attrEventShards = "es" // job: event shards
 	attrPages       = "np" // job: pages of node names
+	attrUsageShards = "nu" // job: usage shards
 	attrNames       = "nm" // page: node names
 	attrQuotaPref   = "q"  // job counters: + slot shard: ACTIVE slots the job holds from it
 	attrVoid        = "vd" // event: an id given up (a claim that lost its record)

@@ -142,7 +142,7 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		quota[k]++
 	}
 	// The body: counters, pages, usage shards, node records, events.
-	body := make([]item, 0, len(recs)+len(evs)+m.pages+usageShards+1)
+	body := make([]item, 0, len(recs)+len(evs)+m.pages+m.usage+1)
 	counts := jobs.StateCounts{}
 	cursor := len(recs)
 	for i, n := range recs {
@@ -162,7 +162,7 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		w.n(TTLAttribute, m.expires)
 		body = append(body, w.it)
 	}
-	for k := range usageShards {
+	for k := range m.usage {
 		w := newWriter(usageKey(id, k))
 		w.n(TTLAttribute, m.expires)
 		body = append(body, w.it)

@@ -22,6 +22,7 @@ func jobItem(j jobs.Job, m jobMeta) (item, error) {
 	w.n(attrShards, int64(m.shards))
 	w.n(attrEventShards, int64(m.eventShards))
 	w.n(attrPages, int64(m.pages))
+	w.n(attrUsageShards, int64(m.usage))
 	w.n(TTLAttribute, m.expires)
 	w.n(attrID, j.ID)
 	w.s(attrType, string(j.Type))

@@ -28,8 +28,10 @@ const (
 	slotShards = 4
 	// dueShards is how many GSI2 partitions (DUE#<k>) index the records with a DueAt.
 	dueShards = 8
-	// usageShards is how many items (JOB#<id>#U<k>) hold a job's usage counters.
-	usageShards = 4
+	// usageShards is how many items (JOB#<id>#U<k>) hold the usage counters of a job of
+	// more than usagePerShard nodes (one for a smaller job).
+	usageShards   = 4
+	usagePerShard = 250
 )
 
 // shardsFor returns how many of n go in shards of per, between 1 and most.
@@ -44,6 +46,7 @@ type jobMeta struct {
 	shards      int   // node record shards
 	eventShards int   // event shards
 	pages       int   // pages of node names
+	usage       int   // usage shards
 	concurrency int   // the job's own cap (0: none)
 	expires     int64 // TTL of every item of the job (epoch seconds)
 }
@@ -54,6 +57,7 @@ func newMeta(id int64, nodes, concurrency int, written time.Time, retention time
 		shards:      shardsFor(nodes, nodesPerShard, maxShards),
 		eventShards: shardsFor(nodes, eventsPerShard, maxEventShards),
 		pages:       (nodes + pageSize - 1) / pageSize,
+		usage:       shardsFor(nodes, usagePerShard, usageShards),
 		concurrency: concurrency,
 		expires:     ceilUnix(written.Add(retention)),
 	}
@@ -77,13 +81,14 @@ func metaFromJob(it item) (jobMeta, error) {
 		shards:      int(r.n(attrShards)),
 		eventShards: int(r.n(attrEventShards)),
 		pages:       int(r.n(attrPages)),
+		usage:       int(r.n(attrUsageShards)),
 		concurrency: int(r.n(attrConcurrency)),
 		expires:     r.n(TTLAttribute),
 	}
 	if r.err != nil {
 		return jobMeta{}, fmt.Errorf("job item %s: %w", str(it[PartitionKey]), r.err)
 	}
-	if m.shards < 1 || m.eventShards < 1 {
+	if m.shards < 1 || m.eventShards < 1 || m.usage < 1 {
 		return jobMeta{}, fmt.Errorf("job item %s: %d shards, %d event shards", str(it[PartitionKey]), m.shards, m.eventShards)
 	}
 	return m, nil

@@ -17,10 +17,11 @@ import (
 var errNonFiniteUsage = errors.New("usage capacity units must be finite")
 
 // AddJobUsage implements store.Store: one UpdateItem of one of the job's usage shards
-// (JOB#<id>#U<k>, k at random, created with the job) that ADDs every counter of u (the
-// capacity units as decimal numbers), conditional on the shard existing (else
-// store.ErrNotFound). ADD is atomic, so concurrent adds all count; the shards spread the
-// adds of a busy job over usageShards partition keys.
+// (JOB#<id>#U<k>, k at random, created with the job: one for a job of up to 250 nodes, 4
+// beyond) that ADDs every counter of u (the capacity units as decimal numbers), conditional
+// on the shard existing (else store.ErrNotFound). ADD is atomic, so concurrent adds all
+// count; the shards spread the adds of a busy job over partition keys. Each call is a write
+// unit: callers should add a job's usage once per invocation, not once per message.
 func (s *Store) AddJobUsage(ctx context.Context, jobID int64, u store.Usage) error {
 	if math.IsNaN(u.ReadUnits) || math.IsInf(u.ReadUnits, 0) || math.IsNaN(u.WriteUnits) || math.IsInf(u.WriteUnits, 0) {
 		return fmt.Errorf("add usage of job %d: %w", jobID, errNonFiniteUsage)
@@ -43,7 +44,11 @@ func (s *Store) AddJobUsage(ctx context.Context, jobID int64, u store.Usage) err
 	for i, a := range adds {
 		clauses[i] = e.name(a.attr) + " " + e.value(a.v)
 	}
-	_, err := s.update(ctx, usageKey(jobID, rand.IntN(usageShards)), updateExpr(nil, clauses), e.exists(PartitionKey), &e, types.ReturnValueNone, nil)
+	m, err := s.meta(ctx, jobID)
+	if err != nil {
+		return fmt.Errorf("add usage of job %d: %w", jobID, err)
+	}
+	_, err = s.update(ctx, usageKey(jobID, rand.IntN(m.usage)), updateExpr(nil, clauses), e.exists(PartitionKey), &e, types.ReturnValueNone, nil)
 	if _, ok := conditionFailed(err); ok {
 		return fmt.Errorf("add usage of job %d: %w", jobID, store.ErrNotFound)
 	}
@@ -56,7 +61,11 @@ func (s *Store) AddJobUsage(ctx context.Context, jobID int64, u store.Usage) err
 // JobUsage implements store.Store: one BatchGetItem of the job's usage shards, summed;
 // store.ErrNotFound when there are none (the job does not exist).
 func (s *Store) JobUsage(ctx context.Context, jobID int64) (store.Usage, error) {
-	keys := make([]item, usageShards)
+	m, err := s.meta(ctx, jobID)
+	if err != nil {
+		return store.Usage{}, fmt.Errorf("job usage %d: %w", jobID, err)
+	}
+	keys := make([]item, m.usage)
 	for k := range keys {
 		keys[k] = usageKey(jobID, k)
 	}
