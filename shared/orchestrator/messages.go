@@ -298,6 +298,15 @@ func (s *Service) taskOutcome(job jobs.Job, n jobs.Node, raw json.RawMessage) (j
 			res["_output"] = r.Stdout
 		}
 		return jobs.NodeFail, res, msg, nil
+	case r.OutcomeUnknown:
+		// The agent restarted while the task ran and cannot tell how it ended: the action
+		// could not be run to a known end (errored), with the agent's own error kind.
+		msg := fmt.Sprintf("Error on %s: the agent restarted while the task ran; outcome unknown", n.Name)
+		res := errorResult("baton/task-outcome-unknown", "the agent restarted while the task ran; outcome unknown", map[string]any{"node": n.Name})
+		if r.Stderr != "" {
+			res["_error"].(map[string]any)["details"].(map[string]any)["stderr"] = r.Stderr
+		}
+		return jobs.NodeError, res, msg, nil
 	}
 	result, ok := tasks.NormalizeResult(r.Exitcode, r.Stdout, r.Stderr)
 	if r.Output != nil {

@@ -448,3 +448,25 @@ func TestStatusScan(t *testing.T) {
 		t.Fatalf("status queries at minutes %v, want 1 2 4 8", queried)
 	}
 }
+
+// TestOutcomeUnknownEndsErrored: an agent that restarted while its task ran and cannot know
+// how it ended says so (outcome_unknown); the node ends errored with the agent's error kind,
+// not failed as if the task had returned an exit code.
+func TestOutcomeUnknownEndsErrored(t *testing.T) {
+	h := newStatusHarness(t, []string{"web1"})
+	job := h.submit("web1")
+	if err := h.orch.Dispatch(t.Context(), job.ID); err != nil {
+		t.Fatal(err)
+	}
+	var req protocol.NonBlockingRequest
+	h.one(protocol.TypeNonBlockingRequest, &req)
+	res, _ := json.Marshal(protocol.TaskResults{Exitcode: -1, OutcomeUnknown: true,
+		Stdout: `{"_error":{"details":{},"kind":"baton/task-outcome-unknown","msg":"the agent restarted while the task ran; outcome unknown"}}`})
+	if err := h.answer("web1", protocol.TypeNonBlockingResponse, protocol.NonBlockingResponse{TransactionID: req.TransactionID, Results: res}); err != nil {
+		t.Fatal(err)
+	}
+	n := h.node(job.ID, "web1")
+	if n.State != jobs.NodeErrored || !strings.Contains(string(n.Result), `"kind":"baton/task-outcome-unknown"`) {
+		t.Fatalf("node %s %s, want errored with kind baton/task-outcome-unknown", n.State, n.Result)
+	}
+}
