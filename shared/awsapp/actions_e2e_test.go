@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/baton-run/baton/shared/awsapp"
 	"github.com/baton-run/baton/shared/store/dynamo"
@@ -31,10 +32,13 @@ const (
 
 var recorder = func() *awsapp.ActionRecorder {
 	r := awsapp.NewActionRecorder(dynamo.TableSchema())
-	r.Name(e2eTable, "table")
+	r.Name(e2eTable, "table") // newCloud names its own table (e2eTable-N) too
 	r.Name(e2eBucket, "bucket")
 	return r
 }()
+
+// clouds numbers the clouds newCloud makes, for their table and queue names.
+var clouds atomic.Int64
 
 // tagged wraps a handler so that its calls are recorded as fn's.
 func tagged[Req, Resp any](fn string, h func(context.Context, Req) (Resp, error)) func(context.Context, Req) (Resp, error) {

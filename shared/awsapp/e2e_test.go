@@ -95,7 +95,9 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	t.Cleanup(ddbSrv.Close)
 	ddb := dynamodb.New(dynamodb.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(ddbSrv.URL),
 		DisableValidateResponseChecksum: true, APIOptions: []func(*middleware.Stack) error{recorder.APIOption}})
-	table := e2eTable
+	// kumo's state is one per process: a table and a queue of its own keep each cloud apart.
+	table := fmt.Sprintf("%s-%d", e2eTable, clouds.Add(1))
+	recorder.Name(table, "table")
 	if err := dynamo.CreateTable(ctx, ddb, table); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +145,7 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	}
 	sqsc := sqs.New(sqs.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(ddbSrv.URL),
 		APIOptions: []func(*middleware.Stack) error{recorder.APIOption}})
-	q, err := sqsc.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("baton-dispatch")})
+	q, err := sqsc.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(table + "-dispatch")})
 	if err != nil {
 		t.Fatal(err)
 	}
