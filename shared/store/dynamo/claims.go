@@ -152,6 +152,11 @@ func (s *Store) ClaimJobNodes(ctx context.Context, jobID int64, c store.Claim) (
 		if !again {
 			break
 		}
+		if len(got) == 0 {
+			if err := s.backoff(ctx, attempt); err != nil {
+				return out, fmt.Errorf("claim job %d nodes: %w", jobID, err)
+			}
+		}
 	}
 	return out, nil
 }
@@ -183,9 +188,9 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 	// Slots: the job's own quota first (slots it took before and that its ended records
 	// freed), then more from the ACTIVE semaphore, under c.GlobalCap.
 	room := max(0, c0.totalQuota()-c0.active)
+	var counts []int64
 	if int64(free) > room && c.GlobalCap > 0 {
-		counts, err := s.slotCounts(ctx)
-		if err != nil {
+		if counts, err = s.slotCounts(ctx); err != nil {
 			return nil, false, err
 		}
 		globalFree := int64(c.GlobalCap) - sum(counts)
@@ -200,7 +205,7 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 	}
 	var grants []int
 	if need := int64(len(cands)) - room; need > 0 {
-		if grants, err = s.acquireSlots(ctx, int(need), c.GlobalCap); err != nil {
+		if grants, err = s.acquireSlots(ctx, int(need), c.GlobalCap, counts); err != nil {
 			return nil, false, err
 		}
 	}
@@ -252,7 +257,9 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 	sets := []string{e.eq(attrCursor, avN(claims[len(claims)-1].q.seq+1))}
 	// The quota read must be the quota still (a tail return moves it), and the active
 	// count must leave room in it and in the job's concurrency.
-	conds := []string{e.eq(attrTerminal, avBool(false)), e.eq(attrStopped, avBool(false)),
+	// The cursor read must be the cursor still: claims of one job take turns on it, so that
+	// two never go for the same records (a claim that lost the turn reads again).
+	conds := []string{e.eq(attrCursor, avN(c0.cursor)), e.eq(attrTerminal, avBool(false)), e.eq(attrStopped, avBool(false)),
 		e.name(attrActive) + " <= " + e.value(avN(c0.totalQuota()+int64(len(grants))-k))}
 	for sh, q := range c0.quota {
 		if q == 0 {

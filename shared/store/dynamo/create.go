@@ -100,7 +100,7 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 			}
 		}
 		if len(claimed) > 0 {
-			if grants, err = s.acquireSlots(ctx, len(claimed), c.GlobalCap); err != nil {
+			if grants, err = s.acquireSlots(ctx, len(claimed), c.GlobalCap, nil); err != nil {
 				return fail(err)
 			}
 			claimed = claimed[:len(grants)]
@@ -130,7 +130,7 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		others = active
 	}
 	if others > 0 {
-		g, err := s.acquireSlots(ctx, others, 0)
+		g, err := s.acquireSlots(ctx, others, 0, nil)
 		if err != nil {
 			s.releaseSlots(ctx, grants)
 			return fail(err)

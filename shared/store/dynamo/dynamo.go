@@ -288,6 +288,14 @@ func (s *Store) get(ctx context.Context, k item) (item, error) {
 	return out.Item, nil
 }
 
+// failedWrite meters a write refused by its condition: DynamoDB bills it (one unit for the
+// estimate).
+func (s *Store) failedWrite(ctx context.Context, op string, k item, err error) {
+	if _, ok := conditionFailed(err); ok {
+		s.record(ctx, op, nil, []use{writeUse(k, 1, false)})
+	}
+}
+
 // getEventual reads one item with an eventually consistent read (half the units); nil when
 // it does not exist.
 func (s *Store) getEventual(ctx context.Context, k item) (item, error) {
@@ -323,6 +331,7 @@ func (s *Store) put(ctx context.Context, it item, cond string, e *expr) (item, e
 	}
 	out, err := s.db.PutItem(ctx, in)
 	if err != nil {
+		s.failedWrite(ctx, "PutItem", it, err)
 		return nil, err
 	}
 	s.record(ctx, "PutItem", one(out.ConsumedCapacity), writeUses(out.Attributes, it, false))
@@ -380,6 +389,7 @@ func (s *Store) update(ctx context.Context, k item, update, cond string, e *expr
 	}
 	out, err := s.db.UpdateItem(ctx, in)
 	if err != nil {
+		s.failedWrite(ctx, "UpdateItem", k, err)
 		return nil, err
 	}
 	size := max(itemSize(out.Attributes), itemSize(k))

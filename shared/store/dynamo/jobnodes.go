@@ -830,13 +830,14 @@ func (s *Store) CountActiveNodes(ctx context.Context) (int, error) {
 	return total, nil
 }
 
-// slotCounts reads the SLOTS#<k> items.
+// slotCounts reads the SLOTS#<k> items (eventually consistent: the ADDs that take slots
+// are conditional, so a stale count costs at most a retry).
 func (s *Store) slotCounts(ctx context.Context) ([]int64, error) {
 	keys := make([]item, slotShards)
 	for k := range keys {
 		keys[k] = slotKey(k)
 	}
-	got, err := s.batchGet(ctx, keys)
+	got, err := s.batchGetRead(ctx, keys, false)
 	if err != nil {
 		return nil, err
 	}
@@ -879,12 +880,14 @@ func quota(total, k int) int64 {
 // took. Under a cap (> 0) each shard holds at most its share of the cap (quota), checked by
 // the ADD's condition, so that concurrent claims in any number of processes stay within it
 // together; without a cap it takes all n, spread over the least used shards.
-func (s *Store) acquireSlots(ctx context.Context, n, cap int) ([]int, error) {
+func (s *Store) acquireSlots(ctx context.Context, n, cap int, counts []int64) ([]int, error) {
 	var out []int
 	for attempt := 0; len(out) < n && attempt < s.maxAttempts; attempt++ {
-		counts, err := s.slotCounts(ctx)
-		if err != nil {
-			return out, err
+		if counts == nil {
+			var err error
+			if counts, err = s.slotCounts(ctx); err != nil {
+				return out, err
+			}
 		}
 		want := n - len(out)
 		plan := make([]int64, slotShards)
@@ -911,6 +914,7 @@ func (s *Store) acquireSlots(ctx context.Context, n, cap int) ([]int, error) {
 				}
 			}
 		}
+		counts = nil // read again on the next attempt
 		lost := false
 		for k, a := range plan {
 			if a == 0 {
