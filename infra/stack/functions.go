@@ -64,7 +64,9 @@ type Access struct {
 	// Sends posts to agents through the WebSocket API's @connections endpoint (granted by
 	// Broker).
 	Sends bool
-	// Enqueues sends dispatch messages to the dispatch queue (granted by DispatchQueue).
+	// Enqueues sends dispatch messages to the dispatch queue (granted by DispatchQueue). Only
+	// the api does: a job's claimed nodes go to the queue in shares when it is created
+	// (shared/awsapp queueHandoff); dispatch and the sweep send to agents themselves.
 	Enqueues bool
 }
 
@@ -100,17 +102,24 @@ type Spec struct {
 // node-runs a second, at ~50 ms each: ~60 busy instances); dispatch 20, the queue's event
 // source mapping's maximum concurrency; the sweep 1, so that two runs never overlap.
 func Specs() []Spec {
-	queueing := []string{"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"}
 	sending := map[string][]string{
 		s3catalog.FilesPrefix:   {"s3:GetObject"}, // presigned downloads of task files
 		s3catalog.ResultsPrefix: {"s3:PutObject"}, // presigned uploads of large results
 	}
+	ddb := func(actions ...string) []string {
+		for i, a := range actions {
+			actions[i] = "dynamodb:" + a
+		}
+		return actions
+	}
+	// The partition keys of a node's items (its credential and connection).
+	nodeKeys := []string{"NODE#*"}
 	return []Spec{
 		{Name: FunctionAPI, Timeout: 29 * time.Second, MemoryMB: 512, ReservedConcurrency: 50,
 			Description: "Baton HTTP API (PE orchestrator v1 and /baton/v1)",
 			Access: Access{
-				Table:   []string{"dynamodb:BatchGetItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
-				Indexes: []string{"dynamodb:Query"},
+				Table:   ddb("BatchGetItem", "BatchWriteItem", "DeleteItem", "GetItem", "PutItem", "Query", "UpdateItem"),
+				Indexes: ddb("Query"),
 				Objects: map[string][]string{
 					s3catalog.EnvsPrefix:  {"s3:GetObject"},
 					s3catalog.TasksPrefix: {"s3:GetObject"},
@@ -120,28 +129,29 @@ func Specs() []Spec {
 			}},
 		{Name: FunctionAuthorizer, Timeout: 10 * time.Second, MemoryMB: 128,
 			Description: "Baton HTTP API token authorizer",
-			Access:      Access{Table: []string{"dynamodb:GetItem"}, LeadingKeys: []string{"TOKEN#*", "USERS", "ROLES"}}},
+			Access:      Access{Table: ddb("GetItem"), LeadingKeys: []string{"TOKEN#*", "USERS", "ROLES"}}},
 		{Name: FunctionWSAuthorizer, Timeout: 10 * time.Second, MemoryMB: 128, ReservedConcurrency: 50,
 			Description: "Baton agent WebSocket $connect authorizer",
 			// It reads the node's credential and records each signed connect's nonce.
-			Access: Access{Table: []string{"dynamodb:GetItem", "dynamodb:PutItem"}, LeadingKeys: []string{"NODES", "NONCE#*"}}},
+			Access: Access{Table: ddb("PutItem", "Query"), LeadingKeys: append([]string{"NONCE#*"}, nodeKeys...)}},
 		{Name: FunctionWSConnect, Timeout: 10 * time.Second, MemoryMB: 128, ReservedConcurrency: 50,
 			Description: "Baton agent WebSocket $connect",
-			Access:      Access{Table: []string{"dynamodb:GetItem", "dynamodb:PutItem"}, SealKey: true}},
+			Access:      Access{Table: ddb("UpdateItem"), LeadingKeys: nodeKeys, SealKey: true}},
 		{Name: FunctionWSDisconnect, Timeout: 10 * time.Second, MemoryMB: 128, ReservedConcurrency: 50,
 			Description: "Baton agent WebSocket $disconnect",
-			Access:      Access{Table: []string{"dynamodb:GetItem", "dynamodb:PutItem"}, SealKey: true}},
+			Access:      Access{Table: ddb("GetItem", "UpdateItem"), LeadingKeys: nodeKeys, SealKey: true}},
 		{Name: FunctionWSDefault, Timeout: 10 * time.Second, MemoryMB: 256, ReservedConcurrency: 200,
 			Description: "Baton agent WebSocket $default (PCP messages from agents)",
-			Access: Access{Table: queueing, Indexes: []string{"dynamodb:Query"}, Objects: sending,
-				SealKey: true, Sends: true}},
+			Access: Access{Table: ddb("BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"), Indexes: ddb("Query"),
+				Objects: sending, SealKey: true, Sends: true}},
 		{Name: FunctionDispatch, Timeout: 60 * time.Second, MemoryMB: 512, ReservedConcurrency: DispatchMaxConcurrency,
 			Description: "Baton job dispatch (messages of the dispatch queue)",
-			Access:      Access{Table: queueing, Objects: sending, SealKey: true, Sends: true, Enqueues: true}},
+			Access: Access{Table: ddb("GetItem", "PutItem", "Query", "UpdateItem"),
+				Objects: sending, SealKey: true, Sends: true}},
 		{Name: FunctionSweep, Timeout: 60 * time.Second, MemoryMB: 512, ReservedConcurrency: 1,
 			Description: "Baton sweep: timeouts and undelivered work, every minute",
-			Access: Access{Table: queueing, Indexes: []string{"dynamodb:Query"}, Objects: sending,
-				SealKey: true, Sends: true, Enqueues: true}},
+			Access: Access{Table: ddb("BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"), Indexes: ddb("Query"),
+				Objects: sending, SealKey: true, Sends: true}},
 	}
 }
 

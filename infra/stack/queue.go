@@ -44,14 +44,13 @@ type DispatchQueueProps struct {
 	Functions *Functions
 }
 
-// DispatchQueue is how jobs are dispatched: api (a new job), the sweep (recovery) and dispatch
-// itself (a big job fanned out into per-shard messages) send {"job_id", "shard"} messages to
-// Queue (SSE, TLS only); an event source mapping hands them to the dispatch function in
+// DispatchQueue is how jobs are dispatched: the api sends a new job's claimed nodes to Queue
+// (SSE, TLS only) in shares (shared/awsapp.DispatchMessage); an event source mapping hands them to the dispatch function in
 // batches of DispatchBatchSize with partial batch failures, at most DispatchMaxConcurrency
 // at once; a message that fails DispatchMaxReceives times goes to DeadLetters, kept
 // DeadLetterRetentionDays, and DeadLetterAlarm goes off when any is there. It sets
-// BATON_DISPATCH_QUEUE (the queue URL) on the senders and allows them sqs:SendMessage on the
-// queue only.
+// BATON_DISPATCH_QUEUE (the queue URL) on the functions whose Access.Enqueues is set (the
+// api) and allows them sqs:SendMessage on the queue only.
 type DispatchQueue struct {
 	constructs.Construct
 	Queue, DeadLetters awssqs.Queue

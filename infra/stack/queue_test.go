@@ -65,7 +65,7 @@ func TestDispatchQueue(t *testing.T) {
 			senders = append(senders, sp.Name)
 		}
 	}
-	if want := []string{FunctionAPI, FunctionDispatch, FunctionSweep}; !slices.Equal(senders, want) {
+	if want := []string{FunctionAPI}; !slices.Equal(senders, want) {
 		t.Errorf("%s is given to %v, want %v", EnvDispatchQueue, senders, want)
 	}
 

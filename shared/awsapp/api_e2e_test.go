@@ -50,7 +50,7 @@ func TestAWSAPIRoutes(t *testing.T) {
 	// Jobs on nodes without agents: they wait for a connection, so they can be stopped.
 	byGroup, err := c.api.RunTask(ctx, client.TaskRequest{Task: "demo::hello", Scope: client.Scope{NodeGroup: "tourgroup"}})
 	check("task on a group", err)
-	_, err = c.api.RunTask(ctx, client.TaskRequest{Task: "demo::hello", Scope: client.Scope{Query: `inventory[certname] { certname = "tour3" }`}})
+	byQuery, err := c.api.RunTask(ctx, client.TaskRequest{Task: "demo::hello", Scope: client.Scope{Query: `inventory[certname] { certname = "tour3" }`}})
 	check("task on a query", err)
 	_, err = c.api.Stop(ctx, byGroup.Name, true)
 	check("stop", err)
@@ -76,6 +76,11 @@ func TestAWSAPIRoutes(t *testing.T) {
 	check("tokens", err)
 	check("revoke token", c.api.RevokeToken(ctx, info.ID))
 	check("delete role", c.api.DeleteRole(ctx, "tourviewers"))
+
+	// The sweep ends a node whose agent never connected once the connect timeout passes.
+	if _, nodes := c.waitJob(byQuery.Name); len(nodes) != 1 || nodes[0].State != "errored" {
+		t.Errorf("a job on a node that never connects: nodes %+v", nodes)
+	}
 
 	// The token in the query instead of X-Authentication: the stack's HTTP authorizer has no
 	// identity source, so API Gateway hands such a request to the authorizer too.
