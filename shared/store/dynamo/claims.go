@@ -280,6 +280,9 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 		s.releaseSlots(ctx, grants)
 		return nil, false, err
 	}
+	// The counters moved: the records, the give-backs and the events follow even if the
+	// caller gives up now (a cancelled context would leave the counts ahead).
+	ctx = context.WithoutCancel(ctx)
 	ar := reader{it: after}
 	next := ar.n(attrLastEvent) - int64(nev) + 1
 	if ar.err != nil {

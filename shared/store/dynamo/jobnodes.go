@@ -473,7 +473,9 @@ func (s *Store) UpdateJobNodes(ctx context.Context, ups []store.NodeUpdate) ([]j
 		if !ok {
 			b = -1
 		}
-		err := s.afterWrites(ctx, metas[idx[0]], batch, b)
+		// The records are written: their counts, events and slots follow even if the
+		// caller gives up now (a cancelled context would leave the counts behind).
+		err := s.afterWrites(context.WithoutCancel(ctx), metas[idx[0]], batch, b)
 		for _, i := range idx {
 			errs[i] = err
 			out[i] = ws[i].next
