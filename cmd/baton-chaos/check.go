@@ -67,6 +67,7 @@ type verdict struct {
 	completed                               int            // ledger lines
 	lost, twice, stuck, misreported         int
 	problems                                []string
+	notes                                   []string // outcome-unknown node-runs, for the post-mortem
 	// others counts the outcomes other than finished and the task's own failure, by state,
 	// error kind and message (node names and numbers left out).
 	others map[string]int
@@ -146,6 +147,7 @@ func check(runs []*jobRun, l ledger) verdict {
 				v.others[outcomeClass(n.State, kind, msg)]++
 			}
 			if kind == kindOutcomeUnknown {
+				v.notes = append(v.notes, fmt.Sprintf("outcome unknown: %s: ledger: started %d, completed %d", id, started, done))
 				if done > 0 {
 					v.unknownRan++
 				} else {

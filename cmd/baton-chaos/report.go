@@ -67,6 +67,9 @@ func printReport(w io.Writer, cfg *config, v verdict, f faultReport, elapsed tim
 	for _, c := range classes {
 		fmt.Fprintf(w, "outcome %4d × %s\n", v.others[c], c)
 	}
+	for _, n := range v.notes {
+		fmt.Fprintln(w, n)
+	}
 	for _, s := range f.skipped {
 		fmt.Fprintf(w, "skipped: %s\n", s)
 	}
