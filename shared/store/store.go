@@ -109,8 +109,9 @@ type Claim struct {
 // Recounter is implemented by stores whose job counts are kept by separate writes that a
 // crash can leave behind (the DynamoDB store): RecountJob recounts job jobID's node records,
 // repairs its counts when they disagree and reports whether it did. Its cost follows the
-// job's size: a sweep calls it for a job whose counts look stale (say, unfinished with no
-// active and no queued record), never a result.
+// job's size: a sweep calls it for a job whose counts look stale (a count below zero; a job
+// not finished with no active and no queued record) and whose records have not changed for
+// a while (a recount racing a write in progress would count it twice), never a result.
 type Recounter interface {
 	RecountJob(ctx context.Context, jobID int64) (bool, error)
 }

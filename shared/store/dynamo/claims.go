@@ -368,8 +368,11 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 // write and its counters' — writes the recount: state counts, active count and claim
 // cursor, conditional on the counters being as read (a concurrent write makes it report
 // store.ErrConflict; try again later). It reports whether it changed anything. The sweep
-// may call it for jobs whose counts look stale (say, a job with no active record and no
-// queued one that is not finished).
+// may call it for jobs whose counts look stale (a count below zero; a job that is not
+// finished with no active and no queued record) and that no one is writing: a recount that
+// runs between a record's write and its counters' update counts that write twice (the
+// update lands after the recount), so call it only for a job whose records have not
+// changed for a while (a minute).
 func (s *Store) RecountJob(ctx context.Context, jobID int64) (bool, error) {
 	fail := func(err error) (bool, error) { return false, fmt.Errorf("recount job %d: %w", jobID, err) }
 	m, err := s.meta(ctx, jobID)
