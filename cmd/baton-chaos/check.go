@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/baton-run/baton/shared/client"
 )
 
 // runKey names one node-run: a job (by the run id the suite gave it) on one node.
@@ -82,7 +84,7 @@ var (
 
 // outcomeClass names an outcome for the report: state, kind and message in general terms.
 func outcomeClass(state, kind, msg string) string {
-	msg = txnRE.ReplaceAllString(nodeNameRE.ReplaceAllString(msg, "NODE"), "TXN")
+	msg = nodeNameRE.ReplaceAllString(txnRE.ReplaceAllString(msg, "TXN"), "NODE")
 	if len(msg) > 120 {
 		msg = msg[:120] + "…"
 	}
@@ -147,7 +149,7 @@ func check(runs []*jobRun, l ledger) verdict {
 				v.others[outcomeClass(n.State, kind, msg)]++
 			}
 			if kind == kindOutcomeUnknown {
-				v.notes = append(v.notes, fmt.Sprintf("outcome unknown: %s: ledger: started %d, completed %d", id, started, done))
+				v.notes = append(v.notes, fmt.Sprintf("outcome unknown: %s: ledger: started %d, completed %d; events: %s", id, started, done, nodeEvents(r.events, node)))
 				if done > 0 {
 					v.unknownRan++
 				} else {
@@ -238,4 +240,15 @@ func resultNames(raw json.RawMessage, run, node string) bool {
 // ok reports whether the four counts are zero and enough node-runs ran.
 func (v verdict) ok(want int) bool {
 	return v.lost == 0 && v.twice == 0 && v.stuck == 0 && v.misreported == 0 && v.nodeRuns >= want
+}
+
+// nodeEvents summarises a job's events about node: type and time, in order.
+func nodeEvents(evs []client.Event, node string) string {
+	var out []string
+	for _, e := range evs {
+		if n, _ := e.Details["node"].(string); n == node {
+			out = append(out, fmt.Sprintf("%s %s %q", e.Timestamp.Format("15:04:05.000"), e.Type, e.Message))
+		}
+	}
+	return strings.Join(out, "; ")
 }

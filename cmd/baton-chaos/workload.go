@@ -25,7 +25,8 @@ type jobRun struct {
 	ended     time.Time // zero: not ended within its bound
 	final     client.Job
 	results   []client.Node
-	err       error // why it has no final state or results
+	events    []client.Event // the job's events, for the post-mortem of odd outcomes
+	err       error          // why it has no final state or results
 }
 
 // workload submits chaos::ledger jobs on random subsets of the nodes, submitters at a time,
@@ -161,6 +162,9 @@ func (w *workload) one(ctx context.Context, r *jobRun) {
 		nodes, err := w.api.JobNodes(rctx, r.job)
 		if err == nil {
 			r.results = nodes
+			if evs, _, err := w.api.Events(rctx, r.job, 0); err == nil {
+				r.events = evs
+			}
 			return
 		}
 		if permanent(err) || !sleepCtx(rctx, 500*time.Millisecond) {
