@@ -37,7 +37,7 @@ test-infra: ## The CDK app's assertion tests and the LocalStack harness checks (
 
 iam-actions: ## Rerun the AWS end-to-end tests recording each function's AWS actions into infra/stack/testdata/function-actions.json, then check them against the stack's policies
 	BATON_WRITE_IAM_ACTIONS=1 $(GO) test -race -count=1 -timeout 10m ./shared/awsapp
-	cd infra && $(CDK_ENV) $(GO) test -count=1 -run 'Policies|Permissions|LeastPrivilege' ./stack
+	cd infra && $(CDK_ENV) $(GO) test -count=1 -run 'Polic|Permissions|LeastPrivilege' ./stack
 
 capacity: ## The AWS capacity model: 1,000 and 10,000 simulated agents through the AWS stand-in, DynamoDB units by partition key against its per-key limits at 1,000 node-runs/s
 	BATON_CAPACITY_SIZES=$${BATON_CAPACITY_SIZES:-1000,10000} $(GO) test -count=1 -timeout 60m -run TestCapacity -v ./shared/awsapp

@@ -62,6 +62,13 @@ func finishActions(passed bool) int {
 			return 1
 		}
 		fmt.Fprintf(os.Stderr, "function actions: wrote %s (%d functions)\n", functionActionsFile, len(got))
+		// Calls made with no function in their context: the harness's own, or a handler's
+		// that lost its context on the way (then its function's policy was not checked).
+		for _, acts := range recorder.Untagged() {
+			for act, res := range acts {
+				fmt.Fprintf(os.Stderr, "function actions: untagged (the harness, or a call without the handler's context): %s %v\n", act, res)
+			}
+		}
 		return 0
 	}
 	committed, err := awsapp.ReadFunctionActions(functionActionsFile)
