@@ -517,7 +517,7 @@ func TestCLIEndToEnd(t *testing.T) {
 			} `json:"facts"`
 		}
 		// An agent sends its facts just after it connects.
-		eventually(t, "web1's facts", 10*time.Second, func() bool {
+		eventually(t, "web1's facts", time.Minute, func() bool {
 			r := c.batonOK(t, "node", "show", "web1")
 			var n node
 			decodeJSON(t, "node show", r.stdout, &n)
