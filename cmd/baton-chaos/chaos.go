@@ -149,6 +149,18 @@ func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 		return false, ctx.Err()
 	}
 
+	// Every agent takes work again once the faults have stopped: when the half-open
+	// connections are found and closed (the liveness bound) and every agent is back.
+	calmFrom := time.Now()
+	for px.troubled() > 0 && time.Since(calmFrom) < 90*time.Second && sleepCtx(ctx, 500*time.Millisecond) {
+	}
+	if err := waitConnected(ctx, srv, names, 60*time.Second); err != nil {
+		cfg.log.Warn("before the probe", "err", err)
+	}
+	cfg.log.Info("calm", "after", time.Since(calmFrom).Round(time.Millisecond), "troubled_connections", px.troubled())
+	probe := wl.probe(ctx)
+	sleepCtx(ctx, time.Duration((cfg.maxSleep+3)*float64(time.Second)))
+
 	l, err := readLedger(ledgerDir)
 	if err != nil {
 		return false, err
@@ -179,6 +191,28 @@ func run(ctx context.Context, cfg *config, out io.Writer) (ok bool, err error) {
 	for _, e := range exits {
 		f.serverExits = append(f.serverExits, fmt.Sprintf("%s (log %s)", e, srv.logPath))
 	}
+	f.probe = probeStates(probe)
 	printReport(out, cfg, v, f, time.Since(began))
 	return v.ok(cfg.nodeRuns), nil
+}
+
+// probeStates summarises the probe job: node states and, for nodes that did not finish, why.
+func probeStates(r *jobRun) string {
+	states := map[string]int{}
+	var why []string
+	for _, n := range r.results {
+		states[n.State]++
+		if n.State != "finished" {
+			_, msg, _ := resultError(n.Result)
+			why = append(why, fmt.Sprintf("%s %s: %s", n.Name, n.State, msg))
+		}
+	}
+	s := fmt.Sprintf("%d of %d finished", states["finished"], len(r.nodes))
+	if r.err != nil {
+		s += fmt.Sprintf(" (%v)", r.err)
+	}
+	for _, w := range why {
+		s += "; " + w
+	}
+	return s
 }

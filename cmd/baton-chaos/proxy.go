@@ -375,3 +375,17 @@ func (p *proxy) close() {
 		c.close(false)
 	}
 }
+
+// troubled counts the connections still black-holed or stalled.
+func (p *proxy) troubled() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	now := time.Now().UnixNano()
+	for c := range p.conns {
+		if c.blackhole.Load() || c.stallUntil.Load() > now {
+			n++
+		}
+	}
+	return n
+}

@@ -19,6 +19,7 @@ type faultReport struct {
 	agentCrashes []string // ends of agents that were neither ours nor the hook's
 	serverExits  []string // ends of baton serve that were not ours
 	skipped      []string // faults not run, and why
+	probe        string   // the job on every node after the faults
 }
 
 // printReport writes the verdict and the faults as a table, then the problems found.
@@ -51,6 +52,7 @@ func printReport(w io.Writer, cfg *config, v verdict, f faultReport, elapsed tim
 		row("  "+name, val)
 	}
 	row("  proxied connections", f.proxyConns)
+	row("probe after the faults", f.probe)
 	row("agent ends not injected", len(f.agentCrashes))
 	row("baton serve ends not injected", len(f.serverExits))
 	fmt.Fprintln(tw, "  checks:")

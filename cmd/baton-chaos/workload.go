@@ -75,6 +75,17 @@ func (w *workload) next() *jobRun {
 	return r
 }
 
+// probe runs one job on every node once the faults have stopped: every agent must take work
+// again (an agent the server lost track of while it believes it is connected does not).
+func (w *workload) probe(ctx context.Context) *jobRun {
+	w.mu.Lock()
+	r := &jobRun{runID: "probe", nodes: append([]string(nil), w.nodes...)}
+	w.runs = append(w.runs, r)
+	w.mu.Unlock()
+	w.one(ctx, r)
+	return r
+}
+
 // run submits jobs until enough node-runs are submitted, each submitter waiting for its
 // job's end before the next. It returns when every job has ended or passed its bound.
 func (w *workload) run(ctx context.Context) {
