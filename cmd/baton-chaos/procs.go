@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -79,11 +78,10 @@ type keeper struct {
 	kills    int      // by the harness
 	exits    []string // other ends: how, for the report
 	restarts int
-	up       chan struct{} // closed while running and ready
 }
 
 func newKeeper(name string, log *slog.Logger, launch func() (*proc, error), ready func(context.Context) error) *keeper {
-	return &keeper{name: name, launch: launch, ready: ready, log: log.With("proc", name), up: make(chan struct{})}
+	return &keeper{name: name, launch: launch, ready: ready, log: log.With("proc", name)}
 }
 
 // start starts the process and waits until it is ready; from then on it is kept running.
@@ -127,15 +125,6 @@ func (k *keeper) spawn(ctx context.Context) (launched bool, err error) {
 			return true, fmt.Errorf("%s: not ready: %w", k.name, err)
 		}
 	}
-	k.mu.Lock()
-	if k.cur == p {
-		select {
-		case <-k.up:
-		default:
-			close(k.up)
-		}
-	}
-	k.mu.Unlock()
 	return true, nil
 }
 
@@ -144,13 +133,6 @@ func (k *keeper) spawn(ctx context.Context) (launched bool, err error) {
 func (k *keeper) watch(ctx context.Context, p *proc) {
 	<-p.done
 	k.mu.Lock()
-	if k.cur == p {
-		select {
-		case <-k.up:
-			k.up = make(chan struct{})
-		default:
-		}
-	}
 	if k.stopped {
 		k.mu.Unlock()
 		return
@@ -216,36 +198,6 @@ func (k *keeper) kill9(down time.Duration) bool {
 	return true
 }
 
-// running reports whether the process is up and ready.
-func (k *keeper) running() bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	select {
-	case <-k.up:
-		return true
-	default:
-		return false
-	}
-}
-
-// waitUp waits until the process is up and ready.
-func (k *keeper) waitUp(ctx context.Context) error {
-	for {
-		k.mu.Lock()
-		up := k.up
-		k.mu.Unlock()
-		select {
-		case <-up:
-			if k.running() {
-				return nil
-			}
-		case <-ctx.Done():
-			return fmt.Errorf("%s not up: %w", k.name, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // stop ends the process for good (SIGTERM, then SIGKILL after grace).
 func (k *keeper) stop(grace time.Duration) {
 	k.mu.Lock()
@@ -286,14 +238,4 @@ func grepFile(path, s string) []string {
 		}
 	}
 	return out
-}
-
-// tailFile returns the last n lines of path.
-func tailFile(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	l := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(l[max(0, len(l)-n):], "\n")
 }
