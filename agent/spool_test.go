@@ -191,8 +191,10 @@ func TestFailingSupervisorIsReportedHonestly(t *testing.T) {
 				Input: mustJSON(t, map[string]string{"marker": marker})})
 			f, _ := ts.waitFrame(t, from, "the outcome", isOutcome(txn))
 			if tc.unknown {
-				if res := taskResults(t, f); !res.OutcomeUnknown || !strings.Contains(res.Stdout, "exit status 1") {
-					t.Errorf("results %+v, want an unknown outcome saying why", res)
+				if res := taskResults(t, f); !res.OutcomeUnknown || !strings.Contains(res.Stdout, "exit status 1") ||
+					!strings.Contains(res.Stdout, `"msg":"the task's outcome is unknown: the task supervisor failed`) {
+					// The agent did not restart: its message must not say so.
+					t.Errorf("results %+v, want an unknown outcome saying why (and not that the agent restarted)", res)
 				}
 				return
 			}

@@ -207,7 +207,7 @@ func (a *Agent) runSupervised(ctx context.Context, dir string, c Command) (proto
 		if _, err := readPIDRecord(dir); err != nil {
 			return protocol.TaskResults{}, fmt.Errorf("%s: %w", why, errTaskNotStarted)
 		}
-		return unknownResults(res, why), nil
+		return unknownResults(res, why, false), nil
 	}
 	return res, nil
 }
@@ -384,12 +384,18 @@ func (a *Agent) concludeUnknown(ctx context.Context, st txnState, partial protoc
 			label(false, m.Module, m.Action, m.TransactionID), outcomeUnknownError))
 		return
 	}
-	a.concludeTask(ctx, st, unknownResults(partial, why))
+	a.concludeTask(ctx, st, unknownResults(partial, why, true))
 }
 
 // unknownResults are the results of a task whose outcome cannot be known: exit code -1,
-// OutcomeUnknown, and an _error of kind OutcomeUnknownKind saying why, with what output there is.
-func unknownResults(partial protocol.TaskResults, why string) protocol.TaskResults {
+// OutcomeUnknown, and an _error of kind OutcomeUnknownKind saying why, with what output there
+// is. restarted: the agent restarted while the task ran (its message says exactly that);
+// otherwise the message gives why (a supervisor that could not record the exit code).
+func unknownResults(partial protocol.TaskResults, why string, restarted bool) protocol.TaskResults {
+	msg := outcomeUnknownError
+	if !restarted {
+		msg = "the task's outcome is unknown: " + why
+	}
 	details := map[string]any{}
 	if why != "" {
 		details["reason"] = why
@@ -397,7 +403,7 @@ func unknownResults(partial protocol.TaskResults, why string) protocol.TaskResul
 	if partial.Stdout != "" {
 		details["stdout"] = partial.Stdout
 	}
-	out, _ := json.Marshal(map[string]any{"_error": map[string]any{"kind": OutcomeUnknownKind, "msg": outcomeUnknownError, "details": details}})
+	out, _ := json.Marshal(map[string]any{"_error": map[string]any{"kind": OutcomeUnknownKind, "msg": msg, "details": details}})
 	return protocol.TaskResults{Exitcode: -1, OutcomeUnknown: true, Stdout: string(out), Stderr: partial.Stderr}
 }
 

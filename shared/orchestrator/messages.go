@@ -299,14 +299,24 @@ func (s *Service) taskOutcome(job jobs.Job, n jobs.Node, raw json.RawMessage) (j
 		}
 		return jobs.NodeFail, res, msg, nil
 	case r.OutcomeUnknown:
-		// The agent restarted while the task ran and cannot tell how it ended: the action
-		// could not be run to a known end (errored), with the agent's own error kind.
-		msg := fmt.Sprintf("Error on %s: the agent restarted while the task ran; outcome unknown", n.Name)
-		res := errorResult("baton/task-outcome-unknown", "the agent restarted while the task ran; outcome unknown", map[string]any{"node": n.Name})
+		// The task was started but the agent cannot tell how it ended (it restarted while the
+		// task ran, or could not record its exit code): failed — it may well have run, so
+		// never "could not be run" — with the agent's own error kind and words.
+		reason := "the agent cannot tell how the task ended; outcome unknown"
+		var e struct {
+			Error struct {
+				Msg string `json:"msg"`
+			} `json:"_error"`
+		}
+		if json.Unmarshal([]byte(r.Stdout), &e) == nil && e.Error.Msg != "" {
+			reason = e.Error.Msg
+		}
+		msg := fmt.Sprintf("Task on %s: %s", n.Name, reason)
+		res := errorResult("baton/task-outcome-unknown", reason, map[string]any{"node": n.Name})
 		if r.Stderr != "" {
 			res["_error"].(map[string]any)["details"].(map[string]any)["stderr"] = r.Stderr
 		}
-		return jobs.NodeError, res, msg, nil
+		return jobs.NodeFail, res, msg, nil
 	}
 	result, ok := tasks.NormalizeResult(r.Exitcode, r.Stdout, r.Stderr)
 	if r.Output != nil {

@@ -449,10 +449,10 @@ func TestStatusScan(t *testing.T) {
 	}
 }
 
-// TestOutcomeUnknownEndsErrored: an agent that restarted while its task ran and cannot know
-// how it ended says so (outcome_unknown); the node ends errored with the agent's error kind,
-// not failed as if the task had returned an exit code.
-func TestOutcomeUnknownEndsErrored(t *testing.T) {
+// TestOutcomeUnknownEndsFailed: an agent that cannot know how its task ended says so
+// (outcome_unknown); the node ends failed with the agent's error kind and words — not
+// errored, which would say the task was never run.
+func TestOutcomeUnknownEndsFailed(t *testing.T) {
 	h := newStatusHarness(t, []string{"web1"})
 	job := h.submit("web1")
 	if err := h.orch.Dispatch(t.Context(), job.ID); err != nil {
@@ -466,7 +466,8 @@ func TestOutcomeUnknownEndsErrored(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := h.node(job.ID, "web1")
-	if n.State != jobs.NodeErrored || !strings.Contains(string(n.Result), `"kind":"baton/task-outcome-unknown"`) {
-		t.Fatalf("node %s %s, want errored with kind baton/task-outcome-unknown", n.State, n.Result)
+	if n.State != jobs.NodeFailed || !strings.Contains(string(n.Result), `"kind":"baton/task-outcome-unknown"`) ||
+		!strings.Contains(n.Message, "the agent restarted while the task ran; outcome unknown") {
+		t.Fatalf("node %s %q %s, want failed with kind baton/task-outcome-unknown and the agent's words", n.State, n.Message, n.Result)
 	}
 }
