@@ -101,9 +101,11 @@ type Gateway struct {
 	all     map[*conn]struct{}
 	closing bool           // Close was called: no new connection is taken
 	serving sync.WaitGroup // the connections being served
+	seq     atomic.Uint64  // numbers the connection attempts
 }
 
 type conn struct {
+	seq      uint64 // order of the connection attempts: a later attempt supersedes an earlier one
 	id       string
 	node     string
 	ws       *websocket.Conn
@@ -211,6 +213,9 @@ func (g *Gateway) Close() {
 // Handler returns the http.Handler for the /pcp endpoint.
 func (g *Gateway) Handler(auth NodeAuthenticator, inbox Inbox) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Numbered before authentication, which can take a while under load: an attempt that
+		// started earlier never replaces one that started later (see serve).
+		seq := g.seq.Add(1)
 		node := r.Header.Get(HeaderNode)
 		if err := auth.AuthenticateNodeHeader(r.Context(), node, r.Header.Get(HeaderAuthorization)); err != nil {
 			g.log.Warn("agent refused", "node", node, "remote", r.RemoteAddr, "err", err)
@@ -234,7 +239,7 @@ func (g *Gateway) Handler(auth NodeAuthenticator, inbox Inbox) http.Handler {
 			return
 		}
 		ws.SetReadLimit(MaxMessageBytes)
-		c := &conn{id: protocol.NewID(), node: node, ws: ws}
+		c := &conn{seq: seq, id: protocol.NewID(), node: node, ws: ws}
 		g.serve(context.WithoutCancel(r.Context()), c, inbox)
 	})
 }
@@ -244,6 +249,14 @@ func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
 	defer cancel()
 	g.mu.Lock()
 	old := g.conns[c.node]
+	if old != nil && old.seq > c.seq {
+		// The agent gave up on this attempt and connected again, and the newer connection
+		// got here first: this one is stale.
+		g.mu.Unlock()
+		g.log.Info("stale connection attempt closed", "node", c.node, "conn", c.id)
+		c.ws.Close(websocket.StatusCode(4000), "superseded by a newer connection")
+		return
+	}
 	g.conns[c.node] = c
 	g.all[c] = struct{}{}
 	g.mu.Unlock()
