@@ -90,7 +90,7 @@ type Envelope struct {
 	Data        json.RawMessage `json:"data,omitempty"`
 }
 
-var messageTypeRE = regexp.MustCompile(`^[\w\-.:/]+$`)
+var messageTypeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[\w\-.:/]+$`) }) // compiled when first used: agent processes (and task supervisors) start faster
 
 var knownTypes = map[string]bool{
 	TypeAssociateRequest: true, TypeAssociateResponse: true, TypeErrorMessage: true,
@@ -126,7 +126,7 @@ func Decode(b []byte) (Envelope, error) {
 	if e.MessageType == "" {
 		return e, fmt.Errorf("%w: missing message_type", ErrInvalid)
 	}
-	if !messageTypeRE.MatchString(e.MessageType) || !KnownType(e.MessageType) {
+	if !messageTypeRE().MatchString(e.MessageType) || !KnownType(e.MessageType) {
 		return e, fmt.Errorf("%w: unknown message_type %q", ErrInvalid, e.MessageType)
 	}
 	return e, nil
