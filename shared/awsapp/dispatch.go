@@ -148,20 +148,7 @@ func sendBodies(ctx context.Context, q QueueSender, url string, bodies []string)
 		batches = append(batches, cur)
 	}
 	errs := make([]error, len(batches))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(sendBatchWorkers, len(batches)) {
-		wg.Go(func() {
-			for i := range next {
-				errs[i] = sendBatch(ctx, q, url, batches[i])
-			}
-		})
-	}
-	for i := range batches {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	parallel(len(batches), sendBatchWorkers, func(i int) { errs[i] = sendBatch(ctx, q, url, batches[i]) })
 	return errors.Join(errs...)
 }
 
@@ -266,24 +253,13 @@ const lookupWorkers = 32
 func connectedLookup(st store.Store, conns *connCache) func(ctx context.Context, names []string) (map[string]bool, error) {
 	return func(ctx context.Context, names []string) (map[string]bool, error) {
 		connected := make([]bool, len(names))
-		next := make(chan int)
-		var wg sync.WaitGroup
-		for range min(lookupWorkers, len(names)) {
-			wg.Go(func() {
-				for i := range next {
-					n, err := st.GetNode(ctx, names[i])
-					connected[i] = err == nil && n.Connected && n.Connection != ""
-					if connected[i] {
-						conns.put(names[i], n.Connection)
-					}
-				}
-			})
-		}
-		for i := range names {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
+		parallel(len(names), lookupWorkers, func(i int) {
+			n, err := st.GetNode(ctx, names[i])
+			connected[i] = err == nil && n.Connected && n.Connection != ""
+			if connected[i] {
+				conns.put(names[i], n.Connection)
+			}
+		})
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -293,4 +269,23 @@ func connectedLookup(st store.Store, conns *connCache) func(ctx context.Context,
 		}
 		return out, nil
 	}
+}
+
+// parallel calls f(i) for every i in [0, n), at most workers at a time, and returns when all
+// have returned.
+func parallel(n, workers int, f func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for i := range next {
+				f(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
