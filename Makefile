@@ -72,5 +72,8 @@ chaos: build ## The chaos suite (20 agents, 1,000 node-runs, every fault; root f
 demo: build ## Start baton serve and three agents, run a task on all three, print the results, stop everything
 	@bash scripts/demo.sh
 
+# Targets of separate areas (packages, PuppetDB, console) live in mk/*.mk.
+include $(wildcard mk/*.mk)
+
 clean: ## Remove build output
 	rm -rf $(BIN) .demo
