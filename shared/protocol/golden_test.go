@@ -237,6 +237,17 @@ func goldenCases(t *testing.T) []goldenCase {
 				"data.facts.os.release.major", "data.facts.processors", "data.facts.processors.count", "data.facts.kernel", "data.facts.is_virtual"),
 		},
 		{
+			// Baton extension: a running task's live output (output.go).
+			name: "output",
+			env:  protocol.Envelope{ID: "5b18d694-f723-4ce5-a6b0-7d91bc3e5f10", MessageType: protocol.TypeOutput, Target: protocol.ServerURI, Sender: agentURI},
+			data: protocol.Output{TransactionID: taskTxn, Chunks: []protocol.OutputChunk{
+				{Seq: 1, Stream: protocol.StreamStdout, Data: "step 1\n"},
+				{Seq: 2, Stream: protocol.StreamStderr, Data: "warning: disk 91% full\n"},
+			}},
+			keys: envelopeKeys("target", "sender", "data", "data.transaction_id", "data.chunks", "data.chunks[]",
+				"data.chunks[].seq", "data.chunks[].stream", "data.chunks[].data"),
+		},
+		{
 			name: "cancel",
 			env:  protocol.Envelope{ID: "4a07c583-e612-4bd4-95af-6c80ab2d4e0f", MessageType: protocol.TypeCancel, Target: agentURI, Sender: protocol.ServerURI},
 			data: protocol.Cancel{TransactionID: taskTxn},
@@ -402,7 +413,7 @@ func TestGoldenCoversEveryType(t *testing.T) {
 		protocol.TypeAssociateRequest, protocol.TypeAssociateResponse, protocol.TypeErrorMessage,
 		protocol.TypeBlockingRequest, protocol.TypeBlockingResponse, protocol.TypeNonBlockingRequest,
 		protocol.TypeProvisionalResponse, protocol.TypeNonBlockingResponse, protocol.TypeRPCError,
-		protocol.TypeResultAck, protocol.TypeFacts, protocol.TypeCancel,
+		protocol.TypeResultAck, protocol.TypeFacts, protocol.TypeCancel, protocol.TypeOutput,
 	}
 	covered := map[string]bool{}
 	for _, c := range goldenCases(t) {

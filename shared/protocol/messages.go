@@ -167,6 +167,8 @@ type TaskParams struct {
 	Timeout  int             `json:"timeout,omitempty"`
 	// ResultUpload (Baton extension) is where results too large for one message go.
 	ResultUpload *ResultUpload `json:"result_upload,omitempty"`
+	// Stream (Baton extension) asks for the task's live output (TypeOutput) while it runs.
+	Stream bool `json:"stream,omitempty"`
 }
 
 // ResultUpload is a presigned PUT URL for a transaction's full results; Key names the object.

@@ -44,6 +44,8 @@ const (
 	// TypeKeepalive is sent by an agent now and then with no data: API Gateway closes a
 	// WebSocket after 10 minutes without a data message (pings do not count).
 	TypeKeepalive = "https://baton.run/pxp/keepalive"
+	// TypeOutput carries a running task's live output, agent to server (see Output). Data: Output.
+	TypeOutput = "https://baton.run/pxp/output"
 )
 
 // Module and action names used in PXP requests.
@@ -96,7 +98,7 @@ var knownTypes = map[string]bool{
 	TypeAssociateRequest: true, TypeAssociateResponse: true, TypeErrorMessage: true,
 	TypeBlockingRequest: true, TypeBlockingResponse: true, TypeNonBlockingRequest: true,
 	TypeProvisionalResponse: true, TypeNonBlockingResponse: true, TypeRPCError: true,
-	TypeResultAck: true, TypeFacts: true, TypeCancel: true, TypeKeepalive: true,
+	TypeResultAck: true, TypeFacts: true, TypeCancel: true, TypeKeepalive: true, TypeOutput: true,
 }
 
 // KnownType reports whether t is a message type this package defines.
