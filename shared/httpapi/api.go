@@ -188,6 +188,8 @@ func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, log
 	a.handle("DELETE /baton/v1/roles/{name}", auth.ActionTokensManage, a.deleteRole)
 	a.handle("GET /baton/v1/users", auth.ActionTokensManage, a.listUsers)
 	a.handle("PUT /baton/v1/users/{login}", auth.ActionTokensManage, a.setUser)
+	a.handle("GET /baton/v1/whoami", "", a.whoami)
+	a.sessionRoutes()
 	// Enrolment is authenticated by the one-time enrolment token in the body, not by an API
 	// token: it is how a new agent gets its credential.
 	a.mux.HandleFunc("POST /baton/v1/enroll", func(w http.ResponseWriter, r *http.Request) {
@@ -261,11 +263,11 @@ var kindStatus = map[string]int{
 // handler checks for itself) and the error mapping.
 func (a *API) handle(pattern, action string, h handlerFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		token := r.Header.Get("X-Authentication")
-		if token == "" {
-			token = r.URL.Query().Get("token")
+		token, err := credential(r) // X-Authentication, ?token=, or the console's cookie with its CSRF header (session.go)
+		var p principal
+		if err == nil {
+			p, err = a.auth.AuthenticateToken(r.Context(), token)
 		}
-		p, err := a.auth.AuthenticateToken(r.Context(), token)
 		if err != nil {
 			if !a.allowAnonymous(w, r) {
 				return
