@@ -118,6 +118,8 @@ type Recounter interface {
 
 // Store is the persistence contract. All methods are safe for concurrent use.
 type Store interface {
+	Output // live task output (output.go)
+
 	// CreateJob writes a job, its nodes and its first events atomically. It assigns the job an
 	// id greater than every id assigned before, sets Version 1 on the job and every node, sets
 	// each node's JobID, assigns event ids from 1 (a node named by an event gets the id of the

@@ -232,6 +232,18 @@ var migrations = []migration{
 			until TEXT NOT NULL
 		) WITHOUT ROWID`,
 	}},
+	// Version 8: live task output (PutOutput, ListOutput), one row per chunk; a node's
+	// output is one range of the key.
+	{stmts: []string{
+		`CREATE TABLE job_output (
+			job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+			node   TEXT    NOT NULL,
+			seq    INTEGER NOT NULL,
+			stream TEXT    NOT NULL,
+			data   TEXT    NOT NULL,
+			PRIMARY KEY (job_id, node, seq)
+		) WITHOUT ROWID`,
+	}},
 }
 
 // backfillFactsV6 records the hash of every node's facts.

@@ -33,6 +33,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Claims", func(t *testing.T) { runClaims(t, newStore) })
 	t.Run("NodeState", func(t *testing.T) { runNodeState(t, newStore) })
 	t.Run("Leases", func(t *testing.T) { runLeases(t, newStore) })
+	t.Run("Output", func(t *testing.T) { runOutput(t, newStore) })
 }
 
 // zone is a non-UTC location for fixtures: a backend may return times in any location, so
