@@ -20,7 +20,6 @@ import (
 	"github.com/baton-run/baton/shared/auth"
 	"github.com/baton-run/baton/shared/awsgw"
 	"github.com/baton-run/baton/shared/catalog/s3catalog"
-	"github.com/baton-run/baton/shared/console"
 	"github.com/baton-run/baton/shared/httpapi"
 	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/seal"
@@ -210,11 +209,7 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 	if err != nil {
 		return nil, err
 	}
-	api, err := console.WithAPI(httpapi.New(a.Orchestrator, cat, cat, a.Auth, logger, httpapi.WithLimits(limits))) // the web console at /, as on baton serve
-	if err != nil {
-		return nil, err
-	}
-	a.API = charged(api)
+	a.API = charged(httpapi.New(a.Orchestrator, cat, cat, a.Auth, logger, httpapi.WithLimits(limits)))
 	return a, nil
 }
 

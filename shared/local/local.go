@@ -23,7 +23,6 @@ import (
 
 	"github.com/baton-run/baton/shared/auth"
 	"github.com/baton-run/baton/shared/catalog"
-	"github.com/baton-run/baton/shared/console"
 	"github.com/baton-run/baton/shared/gateway"
 	"github.com/baton-run/baton/shared/httpapi"
 	"github.com/baton-run/baton/shared/orchestrator"
@@ -315,13 +314,7 @@ func Start(cfg Config) (*Server, error) {
 	// read and write timeouts without help.
 	mux.Handle("/pcp", s.gateway.Handler(s.auth, s.orch))
 	mux.Handle("/files/", stream(catalog.FileHandler(cat, signer, cfg.Logger)))
-	withConsole, err := console.WithAPI(api) // the web console at /, the API's 404 for other paths
-	if err != nil {
-		cancel()
-		ln.Close()
-		return nil, err
-	}
-	mux.Handle("/", withConsole)
+	mux.Handle("/", api)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: headerTimeout, MaxHeaderBytes: 64 << 10,
 		ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout,
 		// TLS handshake failures (a client that does not trust the certificate) land here.

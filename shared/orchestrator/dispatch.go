@@ -453,7 +453,7 @@ func (s *Service) taskParams(ctx context.Context, sp *jobSpec, n jobs.Node) (jso
 			return sp.params, nil
 		}
 	}
-	params := protocol.TaskParams{Task: p.Task, Input: sp.input, Metadata: p.Metadata, Timeout: job.Timeout}
+	params := protocol.TaskParams{Task: p.Task, Input: sp.input, Metadata: p.Metadata, Timeout: job.Timeout, Stream: s.streams(p)}
 	if s.uploads != nil {
 		url, key, err := s.uploads.ResultUploadURL(ctx, n.TransactionID)
 		if err != nil {

@@ -40,6 +40,12 @@ func (s *Service) HandleAgentMessage(ctx context.Context, node string, e protoco
 			return err
 		}
 		return ferr
+	case protocol.TypeOutput:
+		var o protocol.Output
+		if err := protocol.DecodeData(e, &o); err != nil {
+			return err
+		}
+		return s.onOutput(ctx, node, o)
 	case protocol.TypeProvisionalResponse:
 		var r protocol.ProvisionalResponse
 		if err := protocol.DecodeData(e, &r); err != nil {

@@ -150,7 +150,8 @@ type Service struct {
 	// (WithHandoff) instead of kick or handoff.
 	remote *remoteHandoff
 
-	finished finishers // waiters of WaitJob
+	finished finishers   // waiters of WaitJob
+	output   outputState // live task output (output.go)
 }
 
 // Option configures a Service.

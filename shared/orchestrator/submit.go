@@ -73,6 +73,8 @@ type TaskRequest struct {
 	Common
 	Task   string
 	Params map[string]any
+	// Stream asks for the task's live output (output.go).
+	Stream bool
 }
 
 // MaxTimeout bounds a job's per-node timeout (seconds).
@@ -88,6 +90,7 @@ type payload struct {
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
 	Files       []payloadFile   `json:"files,omitempty"`
 	Flags       []string        `json:"flags,omitempty"`
+	Stream      bool            `json:"stream,omitempty"` // live output asked for (output.go)
 }
 
 type payloadFile struct {
@@ -170,7 +173,7 @@ func (s *Service) SubmitTask(ctx context.Context, req TaskRequest, owner jobs.Ow
 	if req.Noop {
 		input["_noop"] = true
 	}
-	p := payload{Task: task.Name, Environment: req.Environment, Module: task.Module, Input: input, Metadata: task.RawMetadata}
+	p := payload{Task: task.Name, Environment: req.Environment, Module: task.Module, Input: input, Metadata: task.RawMetadata, Stream: req.Stream}
 	if len(p.Metadata) == 0 {
 		p.Metadata = mustJSON(task.Metadata)
 	}
