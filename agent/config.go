@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"runtime"
+	"strings"
 	"time"
 )
 
@@ -69,9 +69,26 @@ type Config struct {
 	// agent/fleet): transactions are still never run twice and outcomes are still sent until
 	// acknowledged, but nothing survives the process, and handlers get no scratch directory.
 	MemorySpool bool
-	// Features are what task implementations may require; default ["shell", "puppet-agent"]
-	// on unix, ["powershell", "puppet-agent"] on Windows.
+	// Features are what task implementations may require (their "requirements"); the agent
+	// selects the implementation to run (reference §4.8 step 2) and reports them with its
+	// facts. Default: detected when the agent starts (DetectPlatform) — "shell" when a POSIX
+	// sh is present, "powershell" on Windows or with pwsh, "puppet-agent" when puppet is
+	// found and answers `puppet --version`. A non-nil list is used exactly as given.
 	Features []string
+	// Interpreters maps a task file's extension (".rb") to the interpreter that runs it:
+	// the file is started as `interpreter file` (never through a shell) instead of by its
+	// shebang (Bolt's `interpreters`). Default (nil): the detected defaults (see
+	// DetectPlatform): ".rb" → /opt/puppetlabs/puppet/bin/ruby when present, else the Ruby
+	// that puppet runs on, else ruby on PATH; ".py" → python3; ".ps1" → pwsh. A non-nil map
+	// is used exactly as given (see MergeInterpreters to add to the defaults); keys may be
+	// given with or without the dot.
+	Interpreters map[string]string
+	// PuppetBin is the puppet executable looked for by feature detection; default
+	// /opt/puppetlabs/bin/puppet when present, else puppet on PATH.
+	PuppetBin string
+	// PuppetVersion is reported with the facts (baton_agent.puppet_version); default the
+	// version detected with the features.
+	PuppetVersion string
 	// Facts gathers the facts sent after every connect (in the background, after spooled
 	// results); default Facts. Facts gathered less than FactsTTL ago are sent again as they
 	// are; every FactsTTL while connected they are gathered and sent afresh. Default 30 min.
@@ -183,6 +200,14 @@ func (c Config) Validate() error {
 		c.KeepaliveInterval < 0 || c.MaxConnectionAge < 0 || c.AckTimeout < 0 || c.MaxAckTimeout < 0 || c.MaxDownloadBytes < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
+	if _, err := NormalizeInterpreters(c.Interpreters); err != nil {
+		errs = append(errs, err)
+	}
+	for _, f := range c.Features {
+		if f == "" || strings.ContainsAny(f, ", \t") {
+			errs = append(errs, fmt.Errorf("feature %q: want a name such as shell, powershell or puppet-agent", f))
+		}
+	}
 	for _, d := range c.DownloadBackoff {
 		if d < 0 {
 			errs = append(errs, errors.New("download backoff must not be negative"))
@@ -196,12 +221,20 @@ func (c Config) Validate() error {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Features == nil {
-		if runtime.GOOS == "windows" {
-			c.Features = []string{"powershell", "puppet-agent"}
-		} else {
-			c.Features = []string{"shell", "puppet-agent"}
+	if c.Features == nil || c.Interpreters == nil {
+		p := DetectPlatform(context.Background(), c.PuppetBin)
+		if c.Features == nil {
+			c.Features = p.Features
 		}
+		if c.Interpreters == nil {
+			c.Interpreters = p.Interpreters
+		}
+		if c.PuppetVersion == "" {
+			c.PuppetVersion = p.PuppetVersion
+		}
+	}
+	if m, err := NormalizeInterpreters(c.Interpreters); err == nil {
+		c.Interpreters = m
 	}
 	if c.Facts == nil {
 		c.Facts = Facts

@@ -404,3 +404,30 @@ func uptimeSeconds(path string) (int64, bool) {
 	}
 	return int64(v), true
 }
+
+// AgentFact is the fact under which the agent reports itself with the node's facts: its task
+// features (as selection uses them), the Puppet version it found and its interpreters. The
+// server shows them in the inventory (GET /inventory/{node}).
+const AgentFact = "baton_agent"
+
+// withAgentFacts returns facts with the agent's own fact added (a shallow copy; facts itself
+// is not changed), and facter's "puppetversion" when facts lack it and Puppet was found.
+func (a *Agent) withAgentFacts(facts map[string]any) map[string]any {
+	out := make(map[string]any, len(facts)+2)
+	for k, v := range facts {
+		out[k] = v
+	}
+	features := a.cfg.Features
+	if features == nil {
+		features = []string{}
+	}
+	self := map[string]any{"features": features, "interpreters": a.cfg.Interpreters}
+	if a.cfg.PuppetVersion != "" {
+		self["puppet_version"] = a.cfg.PuppetVersion
+		if _, ok := out["puppetversion"]; !ok {
+			out["puppetversion"] = a.cfg.PuppetVersion
+		}
+	}
+	out[AgentFact] = self
+	return out
+}

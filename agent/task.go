@@ -183,7 +183,10 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 			a.log.Warn("remove task work dir", "transaction_id", req.TransactionID, "error", err)
 		}
 	}()
-	cmd := Command{Path: exe, Dir: workDir}
+	// With an interpreter for the file's extension (Config.Interpreters) the task starts as
+	// `interpreter file`, else directly (shebang); never through a shell.
+	prog, args := taskCommand(exe, a.cfg.Interpreters)
+	cmd := Command{Path: prog, Args: args, Dir: workDir}
 	switch plan.impl.InputMethod {
 	case tasks.InputStdin, tasks.InputBoth, tasks.InputPowershell:
 		if cmd.Stdin, err = json.Marshal(input); err != nil {
@@ -194,7 +197,7 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 		cmd.Env = taskEnv(input)
 	}
 	a.log.Info("running task", "transaction_id", req.TransactionID, "task", p.Task,
-		"file", plan.exe.Filename, "input_method", plan.impl.InputMethod)
+		"file", plan.exe.Filename, "input_method", plan.impl.InputMethod, "interpreter", interpreterOf(prog, args))
 	var res protocol.TaskResults
 	switch {
 	case req.Dir != "" && len(a.cfg.Supervisor) > 0:

@@ -164,7 +164,9 @@ printf '{"installdir":"%s","greeting":"%s","a":"%s","b":"%s"}\n' "$PT__installdi
 
 func TestTaskRunNoMatchingImplementation(t *testing.T) {
 	ts := newTestServer(t)
-	startAgent(t, testConfig(t, ts))
+	cfg := testConfig(t, ts)
+	cfg.Features = []string{"shell", "puppet-agent"} // as detected on a node with Puppet
+	startAgent(t, cfg)
 	file := ts.addFile("init.ps1", []byte("Write-Output hi"))
 	meta := mustJSON(t, map[string]any{"implementations": []map[string]any{
 		{"name": "init.ps1", "requirements": []string{"powershell"}},

@@ -46,7 +46,11 @@ type fileConfig struct {
 	TLSFingerprint string `json:"tls_fingerprint"`
 	CAFile         string `json:"ca_file"`
 	Insecure       bool   `json:"insecure"`
-	Puppet         struct {
+	// Interpreters (Bolt's setting: extension → interpreter) and Features are agent.Config's;
+	// see platformSettings.
+	Interpreters map[string]string `json:"interpreters"`
+	Features     []string          `json:"features"`
+	Puppet       struct {
 		Bin        string   `json:"bin"`
 		Mode       string   `json:"mode"`
 		Manifest   string   `json:"manifest"`
@@ -91,6 +95,9 @@ func run(args []string) error {
 	puppetManifest := fs.String("puppet-manifest", "", "manifest for apply mode (env BATON_AGENT_PUPPET_MANIFEST)")
 	puppetModulePath := fs.String("puppet-modulepath", "", "modulepath for apply mode (env BATON_AGENT_PUPPET_MODULEPATH)")
 	puppetArgs := fs.String("puppet-args", "", "comma-separated extra puppet settings for every run, e.g. --confdir,/etc/x (env BATON_AGENT_PUPPET_ARGS)")
+	var interpreters listFlag
+	fs.Var(&interpreters, "interpreters", "task interpreters by file extension, e.g. .rb=/usr/bin/ruby,.py=/usr/bin/python3 (repeatable; EXT= removes a default; env BATON_AGENT_INTERPRETERS; default detected: .rb the Ruby Puppet runs on, .py python3, .ps1 pwsh)")
+	features := fs.String("features", "", "comma-separated task features instead of the detected ones (shell, powershell, puppet-agent) (env BATON_AGENT_FEATURES)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -171,6 +178,11 @@ func run(args []string) error {
 	if err := pcfg.Validate(); err != nil {
 		return err
 	}
+	plat, err := platformSettings(context.Background(), interpreters, *features, fc, pcfg.PuppetBin)
+	if err != nil {
+		return err
+	}
+	cfg.Features, cfg.Interpreters, cfg.PuppetBin, cfg.PuppetVersion = plat.Features, plat.Interpreters, plat.PuppetBin, plat.PuppetVersion
 	// Tasks run under this same binary as their supervisor, so that they outlive a restart of
 	// the agent and their real outcome is still reported.
 	if exe, err := os.Executable(); err == nil {
@@ -191,7 +203,9 @@ func run(args []string) error {
 		return err
 	}
 	cfg.Logger.Info("baton-agent starting", "node", cfg.Name, "server", cfg.Server,
-		"tls_fingerprint", cfg.TLSFingerprint, "ca_file", cfg.CAFile)
+		"tls_fingerprint", cfg.TLSFingerprint, "ca_file", cfg.CAFile,
+		"features", strings.Join(cfg.Features, ","), "puppet_version", cfg.PuppetVersion,
+		"interpreters", agent.FormatInterpreters(cfg.Interpreters))
 	go keepSmall(ctx, a)
 	if addr := os.Getenv("BATON_PPROF"); addr != "" {
 		go servePprof(addr)

@@ -67,6 +67,8 @@ func TestRunRefusesBadSettings(t *testing.T) {
 		{"config with an unknown field", []string{"--config", unknownField}, nil, `unknown field "colour"`},
 		{"config without a credential", []string{"--config", noCredInConfig}, nil, "credential file is required"},
 		{"unknown flag", []string{"--bogus"}, nil, "flag provided but not defined"},
+		{"interpreter without an extension", []string{"--credential", good, "--interpreters", "/usr/bin/ruby"}, nil, "want EXT=INTERPRETER"},
+		{"interpreters from the environment are checked too", []string{"--credential", good}, map[string]string{"BATON_AGENT_INTERPRETERS": "tar.gz=/bin/x"}, "BATON_AGENT_INTERPRETERS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

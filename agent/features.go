@@ -1,0 +1,250 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Task features (Task Spec v1, reference §4.8 step 1 and §5.2): what an implementation's
+// "requirements" may name.
+const (
+	FeatureShell       = "shell"
+	FeaturePowershell  = "powershell"
+	FeaturePuppetAgent = "puppet-agent"
+)
+
+// Where Puppet's own (AIO, "puppet-agent" package) install puts puppet and its Ruby. Forge
+// tasks written in Ruby start with `#!/opt/puppetlabs/puppet/bin/ruby`.
+const (
+	AIOPuppet = "/opt/puppetlabs/bin/puppet"
+	AIORuby   = "/opt/puppetlabs/puppet/bin/ruby"
+)
+
+// puppetVersionTimeout bounds `puppet --version` (Ruby's start-up takes a few seconds on a
+// busy machine).
+const puppetVersionTimeout = 30 * time.Second
+
+// Platform is what the agent found on its node when it started: the task features it can
+// honestly advertise, the Puppet it found (with its version) and the default interpreters.
+type Platform struct {
+	// Features: "shell" when a POSIX sh is present, "powershell" on Windows or when pwsh is,
+	// "puppet-agent" when puppet was found and `puppet --version` answered.
+	Features []string
+	// PuppetBin is the puppet executable found ("" when none); PuppetVersion what its
+	// --version printed.
+	PuppetBin     string
+	PuppetVersion string
+	// Interpreters are the default interpreters (see DefaultInterpreters).
+	Interpreters map[string]string
+}
+
+// probe is how detection looks at the machine; tests replace it.
+type probe struct {
+	goos     string
+	lookPath func(file string) (string, error)
+	isExec   func(path string) bool
+	firstLn  func(path string) string
+	version  func(ctx context.Context, puppet string) (string, error)
+}
+
+func systemProbe() probe {
+	return probe{
+		goos:     runtime.GOOS,
+		lookPath: exec.LookPath,
+		isExec: func(p string) bool {
+			fi, err := os.Stat(p)
+			return err == nil && fi.Mode().IsRegular() && (runtime.GOOS == "windows" || fi.Mode().Perm()&0o111 != 0)
+		},
+		firstLn: firstLine,
+		version: puppetVersion,
+	}
+}
+
+var (
+	platformMu    sync.Mutex
+	platformCache = map[string]Platform{}
+)
+
+// DetectPlatform finds the node's features, Puppet and default interpreters. puppetBin is the
+// puppet executable to use ("" to look for AIOPuppet, then puppet on PATH). The result is
+// computed once per process and puppetBin (it runs `puppet --version`); callers get a copy.
+func DetectPlatform(ctx context.Context, puppetBin string) Platform {
+	platformMu.Lock()
+	defer platformMu.Unlock()
+	p, ok := platformCache[puppetBin]
+	if !ok {
+		p = systemProbe().detect(ctx, puppetBin)
+		platformCache[puppetBin] = p
+	}
+	p.Features = slices.Clone(p.Features)
+	interps := make(map[string]string, len(p.Interpreters))
+	for k, v := range p.Interpreters {
+		interps[k] = v
+	}
+	p.Interpreters = interps
+	return p
+}
+
+func (pr probe) detect(ctx context.Context, puppetBin string) Platform {
+	var p Platform
+	if pr.goos != "windows" {
+		if sh, err := pr.lookPath("sh"); err == nil && sh != "" {
+			p.Features = append(p.Features, FeatureShell)
+		}
+	}
+	pwsh, _ := pr.lookPath("pwsh")
+	if pr.goos == "windows" || pwsh != "" {
+		p.Features = append(p.Features, FeaturePowershell)
+	}
+	p.PuppetBin = pr.findPuppet(puppetBin)
+	if p.PuppetBin != "" {
+		vctx, cancel := context.WithTimeout(ctx, puppetVersionTimeout)
+		v, err := pr.version(vctx, p.PuppetBin)
+		cancel()
+		if err == nil {
+			p.PuppetVersion = v
+			p.Features = append(p.Features, FeaturePuppetAgent)
+		}
+	}
+	p.Interpreters = pr.defaultInterpreters(p.PuppetBin, pwsh)
+	return p
+}
+
+// findPuppet returns the puppet executable: puppetBin (a path, or a name looked up on PATH)
+// when given, else AIOPuppet when present, else puppet on PATH; "" when there is none.
+func (pr probe) findPuppet(puppetBin string) string {
+	if puppetBin != "" {
+		if strings.ContainsRune(puppetBin, os.PathSeparator) || strings.ContainsRune(puppetBin, '/') {
+			if pr.isExec(puppetBin) {
+				return puppetBin
+			}
+			return ""
+		}
+		p, _ := pr.lookPath(puppetBin)
+		return p
+	}
+	if pr.goos != "windows" && pr.isExec(AIOPuppet) {
+		return AIOPuppet
+	}
+	p, _ := pr.lookPath("puppet")
+	return p
+}
+
+// defaultInterpreters: ".rb" → AIORuby when present, else the Ruby that puppet's shebang
+// names (Debian's /usr/bin/puppet starts with #!/usr/bin/ruby), else ruby on PATH; ".py" →
+// python3 on PATH; ".ps1" → pwsh where present. Extensions with no interpreter found are left
+// out (their tasks start directly, by shebang).
+func (pr probe) defaultInterpreters(puppet, pwsh string) map[string]string {
+	m := map[string]string{}
+	switch {
+	case pr.goos != "windows" && pr.isExec(AIORuby):
+		m[".rb"] = AIORuby
+	default:
+		if r := pr.shebangRuby(puppet); r != "" {
+			m[".rb"] = r
+		} else if r, _ := pr.lookPath("ruby"); r != "" {
+			m[".rb"] = r
+		}
+	}
+	if py, _ := pr.lookPath("python3"); py != "" {
+		m[".py"] = py
+	}
+	if pwsh != "" {
+		m[".ps1"] = pwsh
+	}
+	return m
+}
+
+// shebangRuby returns the Ruby interpreter named by puppet's first line (`#!/usr/bin/ruby`,
+// `#!/usr/bin/env ruby`, with or without arguments), or "".
+func (pr probe) shebangRuby(puppet string) string {
+	if puppet == "" {
+		return ""
+	}
+	line := pr.firstLn(puppet)
+	if !strings.HasPrefix(line, "#!") {
+		return ""
+	}
+	f := strings.Fields(strings.TrimPrefix(line, "#!"))
+	if len(f) == 0 {
+		return ""
+	}
+	interp := f[0]
+	if filepath.Base(interp) == "env" {
+		// #!/usr/bin/env [-S] ruby ...: the first word that is not an option.
+		interp = ""
+		for _, w := range f[1:] {
+			if !strings.HasPrefix(w, "-") {
+				interp = w
+				break
+			}
+		}
+		if !strings.HasPrefix(interp, "ruby") {
+			return ""
+		}
+		p, _ := pr.lookPath(interp)
+		return p
+	}
+	if !strings.HasPrefix(filepath.Base(interp), "ruby") || !pr.isExec(interp) {
+		return ""
+	}
+	return interp
+}
+
+// firstLine returns the first line of a file (at most 256 bytes), "" when it cannot be read.
+func firstLine(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	line, _ := bufio.NewReaderSize(f, 256).ReadSlice('\n')
+	return strings.TrimSpace(string(line))
+}
+
+// looksLikeVersion accepts "7.23.0", "8.10.0", "6.28.0-rc1": digits, a dot, digits, then no
+// spaces.
+func looksLikeVersion(v string) bool {
+	major, rest, ok := strings.Cut(v, ".")
+	if !ok || major == "" || strings.ContainsAny(v, " \t") || len(rest) == 0 || rest[0] < '0' || rest[0] > '9' {
+		return false
+	}
+	for _, c := range major {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// puppetVersion runs `puppet --version` (in its own process group, killed on timeout) and
+// returns the version it prints.
+func puppetVersion(ctx context.Context, puppet string) (string, error) {
+	cmd := exec.CommandContext(ctx, puppet, "--version")
+	setProcessGroup(cmd)
+	cmd.Cancel = func() error { return killProcessGroup(cmd.Process.Pid) }
+	cmd.WaitDelay = ioGrace
+	out, err := cmd.Output()
+	if ctx.Err() != nil {
+		return "", ctx.Err()
+	}
+	if err != nil {
+		return "", err
+	}
+	// The version is the last line: warnings (e.g. about a missing locale) may come first.
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	v := strings.TrimSpace(lines[len(lines)-1])
+	if !looksLikeVersion(v) {
+		return "", fmt.Errorf("%s --version printed %q, not a version", puppet, v)
+	}
+	return v, nil
+}
