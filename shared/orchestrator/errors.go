@@ -14,6 +14,7 @@ const (
 	KindUnknownNode        = "puppetlabs.orchestrator/unknown-node"
 	KindEmptyTarget        = "puppetlabs.orchestrator/empty-target"
 	KindQueryError         = "puppetlabs.orchestrator/query-error"
+	KindPuppetDBError      = "puppetlabs.orchestrator/puppetdb-error" // PuppetDB unreachable or failing
 	KindNotPermitted       = "puppetlabs.orchestrator/not-permitted"
 	KindConflict           = "puppetlabs.orchestrator/conflict"
 )
