@@ -168,6 +168,7 @@ func New(orch Orchestrator, cat Catalog, urls FileURLs, authn Authenticator, log
 	a.handle("GET "+v1+"/jobs/{id}/nodes", view, a.jobNodes)
 	a.handle("GET "+v1+"/jobs/{id}/report", view, a.jobReport)
 	a.handle("GET "+v1+"/jobs/{id}/events", view, a.jobEvents)
+	a.outputRoutes() // GET /baton/v1/jobs/{id}/nodes/{node}/output (output.go)
 	a.handle("GET "+v1+"/tasks", view, a.listTasks)
 	a.handle("GET "+v1+"/tasks/{module}/{task}", view, a.getTask)
 	a.handle("GET "+v1+"/inventory", view, a.listInventory)

@@ -114,6 +114,7 @@ type taskCommand struct {
 	commonBody
 	Task   string         `json:"task"`
 	Params map[string]any `json:"params"`
+	Stream bool           `json:"stream"` // Baton: live output (output.go)
 }
 
 func jobRef(r *http.Request, name string) map[string]any {
@@ -138,7 +139,7 @@ func (a *API) commandTask(r *http.Request, p principal) (any, int, error) {
 		return nil, 0, notPermitted("You are not permitted to run task %s", c.Task)
 	}
 	common.Permit = &orchestrator.Permit{Scopes: scopes, What: "run task " + c.Task}
-	job, err := a.orch.SubmitTask(r.Context(), orchestrator.TaskRequest{Common: common, Task: c.Task, Params: c.Params}, jobs.Owner{ID: p.Login, Login: p.Login})
+	job, err := a.orch.SubmitTask(r.Context(), orchestrator.TaskRequest{Common: common, Task: c.Task, Params: c.Params, Stream: c.Stream}, jobs.Owner{ID: p.Login, Login: p.Login})
 	if err != nil {
 		return nil, 0, err
 	}
