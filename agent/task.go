@@ -198,6 +198,7 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 	}
 	a.log.Info("running task", "transaction_id", req.TransactionID, "task", p.Task,
 		"file", plan.exe.Filename, "input_method", plan.impl.InputMethod, "interpreter", interpreterOf(prog, args))
+	stopStream := a.startStream(ctx, req, p) // live output, when asked for (stream.go)
 	var res protocol.TaskResults
 	switch {
 	case req.Dir != "" && len(a.cfg.Supervisor) > 0:
@@ -223,6 +224,7 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 	default:
 		res, err = RunCommand(ctx, cmd)
 	}
+	stopStream()
 	if err != nil {
 		a.log.Warn("task did not start", "transaction_id", req.TransactionID, "error", err)
 	}
