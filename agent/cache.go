@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/baton-run/baton/shared/protocol"
@@ -229,10 +230,23 @@ func (c *fileCache) downloadOnce(ctx context.Context, f protocol.TaskFile, dest 
 	if !strings.EqualFold(hex.EncodeToString(h.Sum(nil)), f.SHA256) {
 		return &SHAMismatchError{File: f.Filename}
 	}
-	if err := os.Chmod(tmp.Name(), mode); err != nil {
+	src := tmp.Name()
+	if mode&0o111 != 0 {
+		// The downloaded file was open for writing while other tasks were being started: a
+		// process forked meanwhile may still hold it open, and running it would fail with
+		// ETXTBSY. What runs is a copy written while no fork can happen (copyVerified).
+		src = tmp.Name() + ".x"
+		defer os.Remove(src) // a no-op once renamed
+		if ok, err := copyVerified(tmp.Name(), src, f.SHA256, mode); err != nil || !ok {
+			if err == nil {
+				err = errors.New("the copy does not have the file's SHA-256")
+			}
+			return fmt.Errorf("download %s: %w", f.Filename, err)
+		}
+	} else if err := os.Chmod(src, mode); err != nil {
 		return fmt.Errorf("download %s: %w", f.Filename, err)
 	}
-	if err := os.Rename(tmp.Name(), dest); err != nil {
+	if err := os.Rename(src, dest); err != nil {
 		return fmt.Errorf("download %s: %w", f.Filename, err)
 	}
 	c.log.Info("downloaded task file", "file", f.Filename, "url", shown)
@@ -303,7 +317,15 @@ func copyVerified(src, dst, sha string, perm os.FileMode) (bool, error) {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return false, fmt.Errorf("copy to %s: %w", dst, err)
 	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if perm&0o111 != 0 {
+		// An executable is never open for writing while a process is forked: a child would
+		// inherit the descriptor until its exec, and running the file meanwhile would fail
+		// with ETXTBSY. syscall.ForkLock is what os/exec holds while it forks.
+		syscall.ForkLock.RLock()
+		defer syscall.ForkLock.RUnlock()
+	}
+	_ = os.Remove(dst) // a new inode: a process may still run the old file
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return false, fmt.Errorf("copy to %s: %w", dst, err)
 	}

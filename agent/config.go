@@ -137,7 +137,7 @@ type Config struct {
 	MaxDownloadBytes int64
 	// Supervisor, when set, is the command (argv prefix) that runs each task process: the
 	// agent starts `Supervisor... <txn dir> <task executable> <args...>`, and the supervisor
-	// (RunTaskSupervisor, `baton-agent run-task`) runs the task, writes its output to files
+	// (DefaultSupervisor: SupervisorScript under /bin/sh) runs the task, writes its output to files
 	// in the transaction's directory and its exit code last. The task then outlives a
 	// restart of the agent, which finds it again (by PID and start time) and reports its real
 	// outcome. Without a supervisor the task is the agent's own child: after an agent restart

@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,8 +19,7 @@ import (
 	"github.com/baton-run/baton/shared/protocol"
 )
 
-// The test binary doubles as the task supervisor (`<test binary> run-task ...`, as
-// `baton-agent run-task`) and as a separate agent process (helperEnv set), so that tests can
+// The test binary doubles as a separate agent process (helperEnv set), so that tests can
 // kill -9 a real agent and start it again.
 const helperEnv = "BATON_AGENT_TEST_HELPER"
 
@@ -34,50 +32,20 @@ type helperConfig struct {
 }
 
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "run-task" {
-		os.Exit(RunTaskSupervisor(os.Args[2:]))
-	}
 	if v := os.Getenv(helperEnv); v != "" {
 		os.Exit(helperAgent(v))
 	}
-	code := m.Run()
-	if supervisorDir != "" {
-		os.RemoveAll(supervisorDir)
-	}
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
-var (
-	supervisorOnce sync.Once
-	supervisorDir  string
-	supervisorArgv []string
-)
-
-// testSupervisor is Config.Supervisor for tests: the real baton-agent binary (built once per
-// test run, without the race detector, whose start-up would make every task slow), or this
-// test binary when it cannot be built.
+// testSupervisor is Config.Supervisor for tests: baton-agent's own (DefaultSupervisor).
 func testSupervisor(t *testing.T) []string {
 	t.Helper()
-	supervisorOnce.Do(func() {
-		if goTool, err := exec.LookPath("go"); err != nil {
-			t.Logf("no go tool to build baton-agent for the task supervisor: %v", err)
-		} else if dir, err := os.MkdirTemp("", "baton-agent-supervisor-"); err == nil {
-			bin := filepath.Join(dir, "baton-agent")
-			out, err := exec.Command(goTool, "build", "-o", bin, "github.com/baton-run/baton/cmd/baton-agent").CombinedOutput()
-			if err == nil {
-				supervisorDir, supervisorArgv = dir, []string{bin, "run-task"}
-				return
-			}
-			t.Logf("build baton-agent for the task supervisor: %v\n%s", err, out)
-			os.RemoveAll(dir)
-		}
-		exe, err := os.Executable()
-		if err != nil {
-			t.Fatal(err)
-		}
-		supervisorArgv = []string{exe, "run-task"}
-	})
-	return supervisorArgv
+	sv := DefaultSupervisor()
+	if sv == nil {
+		t.Skip("no /bin/sh for the task supervisor")
+	}
+	return sv
 }
 
 func helperAgent(raw string) int {

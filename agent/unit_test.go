@@ -352,37 +352,31 @@ func fileExists(path string) bool {
 	return err == nil
 }
 
-// TestCappedFile checks the supervisor's output files: the first max bytes are kept, the rest
-// counted and noted, as cappedBuffer does for piped output, and the writer never fails the task.
-func TestCappedFile(t *testing.T) {
+// TestReadCapped checks how a supervised task's output files are read: the first max bytes
+// are kept, and what more there is counted and noted, as cappedBuffer does for piped output.
+func TestReadCapped(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		max    int64
-		writes []string
-		want   string
+		name    string
+		max     int64
+		content string
+		want    string
 	}{
-		{"under the cap", 10, []string{"ok"}, "ok"},
-		{"exactly the cap", 4, []string{"ab", "cd"}, "abcd"},
-		{"over the cap", 5, []string{"abc", "def", "ghi"}, "abcde\n[baton-agent: output truncated: 4 more bytes were dropped]\n"},
+		{"empty", 10, "", ""},
+		{"under the cap", 10, "ok", "ok"},
+		{"exactly the cap", 4, "abcd", "abcd"},
+		{"over the cap", 5, "abcdefghi", "abcde\n[baton-agent: output truncated: 4 more bytes were dropped]\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f, err := os.Create(filepath.Join(t.TempDir(), "out"))
-			if err != nil {
+			path := filepath.Join(t.TempDir(), "out")
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			defer f.Close()
-			c := &cappedFile{f: f, max: tc.max}
-			for _, s := range tc.writes {
-				if n, err := c.Write([]byte(s)); n != len(s) || err != nil {
-					t.Fatalf("Write = %d, %v", n, err)
-				}
-			}
-			if err := c.finish(); err != nil {
-				t.Fatal(err)
-			}
-			if b, _ := os.ReadFile(f.Name()); string(b) != tc.want {
-				t.Errorf("file holds %q, want %q", b, tc.want)
+			if got := readCapped(path, tc.max); got != tc.want {
+				t.Errorf("readCapped = %q, want %q", got, tc.want)
 			}
 		})
+	}
+	if got := readCapped(filepath.Join(t.TempDir(), "missing"), 10); got != "" {
+		t.Errorf("readCapped of a missing file = %q, want empty", got)
 	}
 }

@@ -60,10 +60,6 @@ type fileConfig struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "run-task" {
-		// The task supervisor (agent.Config.Supervisor): started by the agent, not by people.
-		os.Exit(agent.RunTaskSupervisor(os.Args[2:]))
-	}
 	if err := run(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -183,12 +179,10 @@ func run(args []string) error {
 		return err
 	}
 	cfg.Features, cfg.Interpreters, cfg.PuppetBin, cfg.PuppetVersion = plat.Features, plat.Interpreters, plat.PuppetBin, plat.PuppetVersion
-	// Tasks run under this same binary as their supervisor, so that they outlive a restart of
-	// the agent and their real outcome is still reported.
-	if exe, err := os.Executable(); err == nil {
-		cfg.Supervisor = []string{exe, "run-task"}
-	} else {
-		cfg.Logger.Warn("tasks run without a supervisor: their outcome is unknown after an agent restart", "error", err)
+	// Tasks run under a supervisor (a shell script) so that they outlive a restart of the agent
+	// and their real outcome is still reported.
+	if cfg.Supervisor = agent.DefaultSupervisor(); cfg.Supervisor == nil {
+		cfg.Logger.Warn("no /bin/sh: tasks run without a supervisor, and their outcome is unknown after an agent restart")
 	}
 	if cfg.FaultHook, err = faultHook(os.Getenv("BATON_AGENT_FAULT"), cfg.Logger); err != nil {
 		return err
