@@ -3,7 +3,9 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"slices"
 
+	"github.com/baton-run/baton/shared/auth"
 	"github.com/baton-run/baton/shared/query"
 )
 
@@ -30,7 +32,23 @@ func (s *Service) resolveExtendedScope(ctx context.Context, sc Scope) ([]string,
 	return s.resolveQuery(ctx, sc.Query)
 }
 
+// QueryResolver runs a scope query on a database of nodes other than Baton's inventory
+// (PuppetDB: package puppetdb) and returns the certnames it selects. Errors that are *Error
+// (query-error, puppetdb-error, ...) reach the caller as they are.
+type QueryResolver interface {
+	Certnames(ctx context.Context, pql string) ([]string, error)
+}
+
+// WithQueryResolver sends scope queries (scope.query, node groups' queries and query:
+// permissions) to r as written, instead of evaluating Baton's PQL subset over the
+// inventory's facts. The certnames r returns are kept when enrolled here, as the built-in
+// path selects only enrolled nodes.
+func WithQueryResolver(r QueryResolver) Option { return func(s *Service) { s.queries = r } }
+
 func (s *Service) resolveQuery(ctx context.Context, q string) ([]string, error) {
+	if s.queries != nil {
+		return s.resolveExternalQuery(ctx, q)
+	}
 	parsed, err := query.Parse(q)
 	if err != nil {
 		return nil, queryError(q, err)
@@ -41,6 +59,50 @@ func (s *Service) resolveQuery(ctx context.Context, q string) ([]string, error) 
 	}
 	if len(names) == 0 {
 		return nil, newError(KindEmptyTarget, map[string]any{"query": q}, "The query matches no nodes")
+	}
+	return names, nil
+}
+
+// resolveExternalQuery resolves q with the QueryResolver and keeps the enrolled nodes among
+// the certnames it returns, sorted as the built-in path returns them.
+func (s *Service) resolveExternalQuery(ctx context.Context, q string) ([]string, error) {
+	found, err := s.queries.Certnames(ctx, q)
+	if _, ok := AsError(err); ok {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("resolve query: %w", err)
+	}
+	if len(found) == 0 {
+		return nil, newError(KindEmptyTarget, map[string]any{"query": q}, "The query matches no nodes")
+	}
+	if len(found) > MaxScopeNodes {
+		return nil, scopeTooLarge(len(found), "resolves to")
+	}
+	valid := make([]string, 0, len(found))
+	for _, n := range found {
+		if auth.ValidNodeName(n) {
+			valid = append(valid, n)
+		}
+	}
+	enrolled, err := s.store.EnrolledNodes(ctx, valid)
+	if err != nil {
+		return nil, fmt.Errorf("look up nodes: %w", err)
+	}
+	names := make([]string, 0, len(enrolled))
+	for _, n := range valid {
+		if enrolled[n] {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	if len(names) == 0 {
+		return nil, newError(KindEmptyTarget, map[string]any{"query": q, "matched": len(found)},
+			"The query matches %d nodes, none of them enrolled with this orchestrator", len(found))
+	}
+	if len(names) < len(found) {
+		s.log.Debug("query matched nodes that are not enrolled", "query", q, "matched", len(found), "enrolled", len(names))
 	}
 	return names, nil
 }

@@ -149,6 +149,8 @@ type Service struct {
 	// remote, when set, takes a new job and its claimed nodes to a dispatcher elsewhere
 	// (WithHandoff) instead of kick or handoff.
 	remote *remoteHandoff
+	// queries, when set, resolves scope queries instead of the inventory (WithQueryResolver).
+	queries QueryResolver
 
 	finished finishers   // waiters of WaitJob
 	output   outputState // live task output (output.go)

@@ -219,7 +219,7 @@ func (s *Service) permitted(ctx context.Context, names []string, p *Permit) ([]s
 			members, err = s.resolveQuery(ctx, strings.TrimPrefix(scope, "query:"))
 		}
 		if err != nil {
-			if _, ok := AsError(err); ok {
+			if e, ok := AsError(err); ok && e.Kind != KindPuppetDBError {
 				continue // a scope naming a deleted group or matching nothing grants nothing
 			}
 			return nil, err
