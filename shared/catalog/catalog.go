@@ -55,6 +55,19 @@ type Summary struct {
 	Description string
 }
 
+// Listed returns the tasks of all that a listing shows: like Bolt's `bolt task show`, tasks
+// whose metadata says "private": true are left out unless includePrivate is set. Private
+// tasks can still be looked up and run by name.
+func Listed(all []Summary, includePrivate bool) []Summary {
+	out := make([]Summary, 0, len(all))
+	for _, s := range all {
+		if includePrivate || !s.Private {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Option configures a Local.
 type Option func(*Local)
 
@@ -194,6 +207,11 @@ func (c *Local) List(ctx context.Context, env string) ([]Summary, error) {
 	var out []Summary
 	for _, mod := range mods {
 		names, err := taskNames(rs, mod)
+		if errors.Is(err, fs.ErrNotExist) {
+			// A module without tasks, such as the Forge's ruby_task_helper, whose files
+			// other modules' tasks use.
+			continue
+		}
 		if err != nil {
 			c.logger.Warn("skipping module", "environment", env, "module", mod, "error", err)
 			continue

@@ -32,7 +32,8 @@ func TestExampleModules(t *testing.T) {
 			t.Errorf("%s has no description", s.Name)
 		}
 	}
-	want := []string{"bench::noop", "chaos::ledger", "demo::bigoutput", "demo::fail", "demo::hello", "demo::multi", "demo::secret", "demo::sleep", "demo::sysinfo"}
+	want := []string{"bench::noop", "chaos::ledger", "demo::bigoutput", "demo::fail", "demo::hello", "demo::multi", "demo::secret", "demo::sleep", "demo::sysinfo",
+		"forgelike::ensure_line", "forgelike::internal", "forgelike::platform", "forgelike::python_greet", "forgelike::ruby_greet"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("List = %v, want %v", names, want)
 	}
@@ -47,7 +48,7 @@ func TestExampleModules(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if runtime.GOOS != "windows" && fi.Mode().Perm() != 0o755 && filepath.Ext(f.Path) == ".sh" {
+			if ext := filepath.Ext(f.Path); runtime.GOOS != "windows" && fi.Mode().Perm() != 0o755 && (ext == ".sh" || ext == ".rb" || ext == ".py") && filepath.Base(filepath.Dir(f.Path)) == "tasks" {
 				t.Errorf("%s: mode %v, want 0755", f.Path, fi.Mode().Perm())
 			}
 		}
@@ -58,6 +59,35 @@ func TestExampleModules(t *testing.T) {
 	}
 	if len(multi.Files) != 2 || multi.Files[1].Filename != "demo/files/lib.sh" {
 		t.Errorf("demo::multi files = %+v", multi.Files)
+	}
+	// The Forge-like modules (see README "Forge modules and interpreters").
+	listed := Listed(list, false)
+	if len(listed) != len(list)-1 || slices.ContainsFunc(listed, func(s Summary) bool { return s.Name == "forgelike::internal" }) {
+		t.Errorf("Listed(false) = %v: want all but the private forgelike::internal", listed)
+	}
+	if all := Listed(list, true); len(all) != len(list) {
+		t.Errorf("Listed(true) left out %d tasks", len(list)-len(all))
+	}
+	rb, err := c.Task(context.Background(), "production", "forgelike::ruby_greet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rb.Files) != 2 || rb.Files[0].Filename != "ruby_greet.rb" || rb.Files[1].Filename != "ruby_task_helper/files/task_helper.rb" {
+		t.Errorf("forgelike::ruby_greet files = %+v", rb.Files)
+	}
+	platform, err := c.Task(context.Background(), "production", "forgelike::platform")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pf []string
+	for _, f := range platform.Files {
+		pf = append(pf, f.Filename)
+	}
+	if !slices.Equal(pf, []string{"platform.rb", "platform.ps1", "platform.sh", "ruby_task_helper/files/task_helper.rb"}) {
+		t.Errorf("forgelike::platform files = %v", pf)
+	}
+	if noop, err := c.Task(context.Background(), "production", "forgelike::ensure_line"); err != nil || !noop.Metadata.SupportsNoop {
+		t.Errorf("forgelike::ensure_line: supports_noop %v, %v", noop.Metadata.SupportsNoop, err)
 	}
 	secret, err := c.Task(context.Background(), "production", "demo::secret")
 	if err != nil {

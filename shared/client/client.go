@@ -145,6 +145,8 @@ type TaskRequest struct {
 	MaxErrors string `json:"max_errors,omitempty"`
 	// IdempotencyKey is sent as the Idempotency-Key header.
 	IdempotencyKey string `json:"-"`
+	// Stream asks for the task's live output (Baton; see JobOutput).
+	Stream bool `json:"stream,omitempty"`
 }
 
 // JobRef names a job.
@@ -442,6 +444,9 @@ type InventoryNode struct {
 	Broker    string          `json:"broker"`
 	Timestamp *time.Time      `json:"timestamp"`
 	Facts     json.RawMessage `json:"facts"`
+	// Features and PuppetVersion are what the node's agent reported (task features, Puppet).
+	Features      []string `json:"features,omitempty"`
+	PuppetVersion string   `json:"puppet_version,omitempty"`
 }
 
 // Inventory lists every node.

@@ -432,6 +432,15 @@ func (a *API) listTasks(r *http.Request, _ principal) (any, int, error) {
 	if err != nil {
 		return nil, 0, catalogError(err, env, "")
 	}
+	// Private tasks are left out, as Bolt leaves them out of `bolt task show`, unless
+	// ?include_private=true; they still run, and GET /tasks/{module}/{task} shows them.
+	includePrivate := false
+	if v := r.URL.Query().Get("include_private"); v != "" {
+		if includePrivate, err = strconv.ParseBool(v); err != nil {
+			return nil, 0, validation("include_private must be true or false")
+		}
+	}
+	list = catalog.Listed(list, includePrivate)
 	items := make([]map[string]any, 0, len(list))
 	for _, t := range list {
 		mod, task, _ := tasks.SplitTaskName(t.Name)

@@ -150,6 +150,10 @@ type inventoryView struct {
 	Broker    string          `json:"broker,omitempty"`
 	Timestamp *time.Time      `json:"timestamp,omitempty"`
 	Facts     json.RawMessage `json:"facts,omitempty"`
+	// Features and PuppetVersion are what the node's agent reported (facts.baton_agent): the
+	// task features it selects implementations with.
+	Features      []string `json:"features,omitempty"`
+	PuppetVersion string   `json:"puppet_version,omitempty"`
 }
 
 func newInventoryView(n inventory.Node, withFacts bool) inventoryView {
@@ -161,6 +165,12 @@ func newInventoryView(n inventory.Node, withFacts bool) inventoryView {
 		v.Facts = n.Facts
 		if len(v.Facts) == 0 {
 			v.Facts = json.RawMessage("{}")
+		}
+		if info, ok := inventory.ReportedAgent(n.Facts); ok {
+			v.Features, v.PuppetVersion = info.Features, info.PuppetVersion
+			if v.Features == nil {
+				v.Features = []string{}
+			}
 		}
 	}
 	return v

@@ -78,3 +78,31 @@ func DecodeFactValue(s string) (any, error) {
 	}
 	return v, nil
 }
+
+// AgentFact is the fact under which a Baton agent reports itself (agent.AgentFact): its task
+// features, the Puppet version it found and its interpreters.
+const AgentFact = "baton_agent"
+
+// AgentInfo is what an agent reported about itself under AgentFact.
+type AgentInfo struct {
+	// Features are the task features the agent selects implementations with ("shell",
+	// "powershell", "puppet-agent"); nil when the agent reported none (an older agent).
+	Features      []string          `json:"features"`
+	PuppetVersion string            `json:"puppet_version,omitempty"`
+	Interpreters  map[string]string `json:"interpreters,omitempty"`
+}
+
+// ReportedAgent returns the AgentInfo in a node's facts; ok is false when the facts hold none
+// (or not in the expected shape).
+func ReportedAgent(facts json.RawMessage) (info AgentInfo, ok bool) {
+	if len(bytes.TrimSpace(facts)) == 0 {
+		return AgentInfo{}, false
+	}
+	var f struct {
+		Agent *AgentInfo `json:"baton_agent"`
+	}
+	if err := json.Unmarshal(facts, &f); err != nil || f.Agent == nil || f.Agent.Features == nil {
+		return AgentInfo{}, false
+	}
+	return *f.Agent, true
+}

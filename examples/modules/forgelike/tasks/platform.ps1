@@ -1,0 +1,2 @@
+# forgelike::platform, powershell implementation.
+Write-Output '{"implementation":"powershell"}'
