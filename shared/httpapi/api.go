@@ -93,6 +93,7 @@ type API struct {
 	mux    *http.ServeMux
 	clock  func() time.Time
 	limits Limits
+	facts  FactSource // facts of nodes whose agent reported none (WithFactSource)
 }
 
 // Limits are the API's request rate limits; a nil limiter limits nothing. A request over a

@@ -512,7 +512,7 @@ func (a *API) getInventory(r *http.Request, _ principal) (any, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	return newInventoryView(n, true), http.StatusOK, nil
+	return a.withSourcedFacts(r.Context(), n, newInventoryView(n, true)), http.StatusOK, nil
 }
 
 func (a *API) queryInventory(r *http.Request, _ principal) (any, int, error) {

@@ -150,6 +150,9 @@ type inventoryView struct {
 	Broker    string          `json:"broker,omitempty"`
 	Timestamp *time.Time      `json:"timestamp,omitempty"`
 	Facts     json.RawMessage `json:"facts,omitempty"`
+	// FactsSource is "puppetdb" when Facts are PuppetDB's (WithFactSource), absent when they
+	// are the agent's.
+	FactsSource string `json:"facts_source,omitempty"`
 	// Features and PuppetVersion are what the node's agent reported (facts.baton_agent): the
 	// task features it selects implementations with.
 	Features      []string `json:"features,omitempty"`
