@@ -13,7 +13,9 @@
 #  4. A second apply changes nothing (--detailed-exitcodes exit 0).
 #  5. The agent, started as the unit's ExecStart would start it, enrols and shows as connected
 #     in `baton node list`; a third apply still changes nothing and leaves the agent's key in
-#     the credential (Puppet does not put the used-up token back).
+#     the credential (Puppet does not put the used-up token back). With manage_service =>
+#     true (in --noop: systemd cannot start services here) Service[baton-agent] is in the
+#     catalog, to be running, and nothing else would change.
 #
 # Needs root: it installs the baton-agent package and writes /etc/baton. It refuses to run
 # where baton-agent is installed or /etc/baton exists, and purges the package on exit. Puppet
@@ -239,10 +241,11 @@ read -ra cmd <<<"$exec_start"
 log "starting the agent as the unit does: ${cmd[*]}"
 (cd / && exec "${cmd[@]}") >"$work/agent.log" 2>&1 &
 agent_pid=$!
+deadline=$((SECONDS + DEADLINE))
 connected=""
 until [ "$connected" = true ]; do
 	alive "$agent_pid" || die "the agent exited"
-	((SECONDS < deadline + 60)) || die "node $NODE not connected in time"
+	((SECONDS < deadline)) || die "node $NODE not connected within ${DEADLINE}s of starting the agent"
 	connected=$("$BATON" node list --format json 2>/dev/null |
 		python3 -c 'import json,sys; print(next((str(n["connected"]).lower() for n in json.load(sys.stdin) if n["name"] == sys.argv[1]), ""))' "$NODE" || true)
 	[ "$connected" = true ] || sleep 0.2
@@ -257,6 +260,19 @@ grep -q '"private_key"' /etc/baton/agent.cred || die "puppet apply put the used-
 [ "$(stat -c '%a %U' /etc/baton/agent.cred)" = "600 root" ] || die "credential mode changed"
 log "ok: third puppet apply (enrolled agent) changed nothing and kept the agent's key ($(since "$t0") s)"
 timings+=("apply-3 $(since "$t0") s")
+
+# With manage_service (systemd cannot start it here: --noop), the service is in the catalog,
+# to be running, and nothing else would change.
+t0=$EPOCHREALTIME
+sed 's/manage_service    => false/manage_service    => true/' "$site" >"$work/site-service.pp"
+puppet_apply 0 "$work/apply-service.log" --noop "$work/site-service.pp"
+grep -q "Service\[baton-agent\]/ensure: current_value '[a-z]*', should be 'running' (noop)" "$work/apply-service.log" ||
+	die "with manage_service => true the catalog does not keep Service[baton-agent] running"
+if grep -E 'File\[|Package\[' "$work/apply-service.log" >&2; then
+	die "with manage_service => true a file or the package would change"
+fi
+log "ok: with manage_service => true (noop) the catalog keeps Service[baton-agent] running and changes nothing else ($(since "$t0") s)"
+timings+=("service-noop $(since "$t0") s")
 
 log "timings: $(printf '%s, ' "${timings[@]}" | sed 's/, $//')"
 log "ok"

@@ -67,7 +67,8 @@
 # @param config_file
 #   The agent's config; the unit starts `baton-agent --config /etc/baton/agent.json`.
 # @param credential_file
-#   The agent's credential; the unit starts only once it exists.
+#   The agent's credential. The packaged unit starts only once /etc/baton/agent.cred exists
+#   (ConditionPathExists): another path needs a matching drop-in.
 # @param cache_dir
 #   The task file cache.
 # @param spool_dir
