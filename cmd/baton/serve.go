@@ -43,6 +43,11 @@ func cmdServe(args []string) error {
 		return nil
 	})
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve plain HTTP and WS, without TLS, on any address: API tokens and node secrets cross the network unencrypted")
+	fs.StringVar(&cfg.PuppetDB.URL, "puppetdb", os.Getenv("BATON_PUPPETDB_URL"), "PuppetDB's URL (https://puppetdb:8081, or http://127.0.0.1:8080 on loopback): scope queries run there as full PQL instead of the built-in subset; env BATON_PUPPETDB_URL")
+	fs.StringVar(&cfg.PuppetDB.CAFile, "puppetdb-ca-file", os.Getenv("BATON_PUPPETDB_CA_FILE"), "PEM CA file for PuppetDB's certificate, usually Puppet's CA (default: the system's roots); env BATON_PUPPETDB_CA_FILE")
+	fs.StringVar(&cfg.PuppetDB.CertFile, "puppetdb-cert", os.Getenv("BATON_PUPPETDB_CERT"), "PEM client certificate for PuppetDB (its certname in PuppetDB's certificate-allowlist); env BATON_PUPPETDB_CERT")
+	fs.StringVar(&cfg.PuppetDB.KeyFile, "puppetdb-key", os.Getenv("BATON_PUPPETDB_KEY"), "PEM key of --puppetdb-cert; env BATON_PUPPETDB_KEY")
+	fs.DurationVar(&cfg.PuppetDB.Timeout, "puppetdb-timeout", 0, "how long one PuppetDB query may take (default 30s)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err

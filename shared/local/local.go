@@ -27,6 +27,7 @@ import (
 	"github.com/baton-run/baton/shared/httpapi"
 	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/protocol"
+	"github.com/baton-run/baton/shared/puppetdb"
 	"github.com/baton-run/baton/shared/ratelimit"
 	"github.com/baton-run/baton/shared/seal"
 	"github.com/baton-run/baton/shared/store"
@@ -73,6 +74,9 @@ type Config struct {
 	// TaskConcurrency caps running actions across all jobs (PE's task_concurrency); default 250.
 	TaskConcurrency int
 	Logger          *slog.Logger
+	// PuppetDB, when its URL is set, takes scope queries (the whole of PQL, instead of the
+	// built-in subset) and supplies the facts of nodes whose agent reported none.
+	PuppetDB puppetdb.Config
 
 	// TLSCert and TLSKey are PEM files of the certificate (chain) and key to serve. When both
 	// are empty, a self-signed certificate (ECDSA P-256) is made on first start and kept in
@@ -224,6 +228,10 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
+	pdb, err := openPuppetDB(cfg.PuppetDB, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
 	signKey, err := seal.LoadOrCreateKey(filepath.Join(cfg.DataDir, "url-signing.key"), 32)
 	if err != nil {
 		return nil, err
@@ -289,6 +297,7 @@ func Start(cfg Config) (*Server, error) {
 	urls := signedURLs{signer: signer, ttl: cfg.FileURLTTL}
 	s.orch = orchestrator.New(st, cat, urls, s.gateway, sealer,
 		orchestrator.WithLogger(cfg.Logger),
+		pdb.orchestratorOption(),
 		orchestrator.WithConfig(orchestrator.Config{ConnectTimeout: cfg.ConnectTimeout, TimeoutGrace: cfg.TimeoutGrace,
 			TaskConcurrency: cfg.TaskConcurrency, Broker: "pcp://" + ln.Addr().String() + "/server"}),
 		orchestrator.WithKick(func(id int64) {
@@ -306,7 +315,7 @@ func Start(cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
-	api := httpapi.New(s.orch, cat, urls, s.auth, cfg.Logger, httpapi.WithLimits(limits))
+	api := httpapi.New(s.orch, cat, urls, s.auth, cfg.Logger, httpapi.WithLimits(limits), pdb.apiOption())
 	mux := http.NewServeMux()
 	mux.Handle("/orchestrator/", api)
 	mux.Handle("/baton/", api)
