@@ -16,13 +16,14 @@ Usage:
             [--concurrency N] [--timeout DURATION] [--max-errors N|P%] [--no-wait] [--format table|json]
   baton task run MODULE::TASK (--nodes a,b | --query Q | --node-group G) [--params JSON | k=v ...]
                  [--concurrency N] [--timeout DURATION] [--max-errors N|P%] [--noop]
-                 [--environment E] [--no-wait] [--format table|json]
+                 [--environment E] [--no-wait] [--format table|json] [--stream]
   baton task list [--environment E]
   baton task publish --bucket B [--environment E] MODULES_DIR   (AWS: upload tasks to S3)
   baton task show MODULE::TASK [--environment E]
   baton job list [--limit N] [--type task|deploy]
   baton job show ID
   baton job events ID [--start N] [--follow]
+  baton job output ID NODE [--after SEQ] [--follow]   a node's live task output
   baton job stop ID [--force]
   baton group add NAME (--nodes a,b | --query Q) [--description D]
   baton group list | show NAME | rm NAME
@@ -65,7 +66,7 @@ func run(args []string) int {
 	case "task":
 		err = dispatch(args[1:], map[string]func([]string) error{"run": cmdTaskRun, "list": cmdTaskList, "show": cmdTaskShow, "publish": cmdTaskPublish})
 	case "job":
-		err = dispatch(args[1:], map[string]func([]string) error{"list": cmdJobList, "show": cmdJobShow, "events": cmdJobEvents, "stop": cmdJobStop})
+		err = dispatch(args[1:], map[string]func([]string) error{"list": cmdJobList, "show": cmdJobShow, "events": cmdJobEvents, "stop": cmdJobStop, "output": cmdJobOutput})
 	case "group":
 		err = dispatch(args[1:], map[string]func([]string) error{"add": cmdGroupAdd, "list": cmdGroupList, "show": cmdGroupShow, "rm": cmdGroupRm})
 	case "token":

@@ -30,6 +30,7 @@ func cmdTaskRun(args []string) error {
 	desc := fs.String("description", "", "job description")
 	noWait := fs.Bool("no-wait", false, "print the job id and return at once")
 	format := fs.String("format", "table", "output format: table or json")
+	stream := fs.Bool("stream", false, "print the nodes' output as it comes, each line prefixed by its node (output.go)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -78,7 +79,7 @@ func cmdTaskRun(args []string) error {
 		}
 	}
 	req := client.TaskRequest{Environment: *env, Task: taskName, Params: params, Noop: *noop, Description: *desc,
-		Concurrency: *concurrency, MaxErrors: *maxErrors, Scope: scope, Timeout: timeoutSecs}
+		Concurrency: *concurrency, MaxErrors: *maxErrors, Scope: scope, Timeout: timeoutSecs, Stream: *stream}
 	start := time.Now()
 	ref, err := c.RunTask(ctx, req)
 	if err != nil {
@@ -95,7 +96,12 @@ func cmdTaskRun(args []string) error {
 	if live {
 		fmt.Fprintf(os.Stderr, "Started job %s: %s on %s\n", ref.Name, taskName, scopeText(req.Scope))
 	}
+	waitStream := func(time.Duration) {}
+	if *stream && live {
+		waitStream = streamJob(ctx, c, ref.Name, newLineStreamer(os.Stdout, os.Stderr))
+	}
 	job, nodesOut, err := wait(ctx, c, ref.Name, live)
+	waitStream(streamGrace)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func TestExampleModules(t *testing.T) {
 			t.Errorf("%s has no description", s.Name)
 		}
 	}
-	want := []string{"bench::noop", "chaos::ledger", "demo::bigoutput", "demo::fail", "demo::hello", "demo::multi", "demo::secret", "demo::sleep", "demo::sysinfo",
+	want := []string{"bench::noop", "chaos::ledger", "demo::bigoutput", "demo::fail", "demo::hello", "demo::multi", "demo::secret", "demo::sleep", "demo::sysinfo", "demo::ticker",
 		"forgelike::ensure_line", "forgelike::internal", "forgelike::platform", "forgelike::python_greet", "forgelike::ruby_greet"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("List = %v, want %v", names, want)

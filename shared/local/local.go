@@ -297,6 +297,7 @@ func Start(cfg Config) (*Server, error) {
 	urls := signedURLs{signer: signer, ttl: cfg.FileURLTTL}
 	s.orch = orchestrator.New(st, cat, urls, s.gateway, sealer,
 		orchestrator.WithLogger(cfg.Logger),
+		orchestrator.WithStreamAll(), // every task's live output (storing it costs nothing metered here)
 		pdb.orchestratorOption(),
 		orchestrator.WithConfig(orchestrator.Config{ConnectTimeout: cfg.ConnectTimeout, TimeoutGrace: cfg.TimeoutGrace,
 			TaskConcurrency: cfg.TaskConcurrency, Broker: "pcp://" + ln.Addr().String() + "/server"}),
