@@ -31,7 +31,7 @@ const (
 
 // puppetVersionTimeout bounds `puppet --version` (Ruby's start-up takes a few seconds on a
 // busy machine).
-const puppetVersionTimeout = 30 * time.Second
+const puppetVersionTimeout = 60 * time.Second
 
 // Platform is what the agent found on its node when it started: the task features it can
 // honestly advertise, the Puppet it found (with its version) and the default interpreters.
@@ -43,6 +43,8 @@ type Platform struct {
 	// --version printed.
 	PuppetBin     string
 	PuppetVersion string
+	// PuppetErr says why a puppet that was found is not advertised (its --version failed).
+	PuppetErr error
 	// Interpreters are the default interpreters (see DefaultInterpreters).
 	Interpreters map[string]string
 }
@@ -113,6 +115,8 @@ func (pr probe) detect(ctx context.Context, puppetBin string) Platform {
 		if err == nil {
 			p.PuppetVersion = v
 			p.Features = append(p.Features, FeaturePuppetAgent)
+		} else {
+			p.PuppetErr = fmt.Errorf("%s --version: %w", p.PuppetBin, err)
 		}
 	}
 	p.Interpreters = pr.defaultInterpreters(p.PuppetBin, pwsh)

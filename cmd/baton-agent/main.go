@@ -174,7 +174,7 @@ func run(args []string) error {
 	if err := pcfg.Validate(); err != nil {
 		return err
 	}
-	plat, err := platformSettings(context.Background(), interpreters, *features, fc, pcfg.PuppetBin)
+	plat, err := platformSettings(context.Background(), cfg.Logger, interpreters, *features, fc, pcfg.PuppetBin)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -26,8 +27,11 @@ func (l *listFlag) Set(v string) error {
 // each replacing the extensions it names ("ext=" removes one). Features: --features, else
 // BATON_AGENT_FEATURES, else the config file's "features", else the detected ones; an explicit
 // list is used exactly as given.
-func platformSettings(ctx context.Context, flagInterps []string, flagFeatures string, fc fileConfig, puppetBin string) (agent.Platform, error) {
+func platformSettings(ctx context.Context, log *slog.Logger, flagInterps []string, flagFeatures string, fc fileConfig, puppetBin string) (agent.Platform, error) {
 	p := agent.DetectPlatform(ctx, puppetBin)
+	if p.PuppetErr != nil {
+		log.Warn("puppet found but not usable: the puppet-agent feature is not advertised", "error", p.PuppetErr)
+	}
 	fromFile, err := agent.NormalizeInterpreters(fc.Interpreters)
 	if err != nil {
 		return agent.Platform{}, fmt.Errorf("config: %w", err)

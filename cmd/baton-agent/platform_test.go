@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -42,7 +43,7 @@ func TestPlatformSettings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("BATON_AGENT_INTERPRETERS", tt.env["BATON_AGENT_INTERPRETERS"])
 			t.Setenv("BATON_AGENT_FEATURES", tt.env["BATON_AGENT_FEATURES"])
-			p, err := platformSettings(context.Background(), tt.flags, tt.features, tt.fc, "")
+			p, err := platformSettings(context.Background(), slog.New(slog.DiscardHandler), tt.flags, tt.features, tt.fc, "")
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want %q", err, tt.wantErr)
