@@ -22,6 +22,7 @@ import (
 	"github.com/baton-run/baton/shared/catalog/s3catalog"
 	"github.com/baton-run/baton/shared/httpapi"
 	"github.com/baton-run/baton/shared/orchestrator"
+	"github.com/baton-run/baton/shared/puppetdb"
 	"github.com/baton-run/baton/shared/seal"
 	"github.com/baton-run/baton/shared/store"
 	"github.com/baton-run/baton/shared/store/dynamo"
@@ -49,6 +50,11 @@ type Config struct {
 	// BATON_API_RATE and BATON_API_BURST (httpapi's defaults; a negative rate: no limit).
 	APIRate  float64
 	APIBurst int
+	// PuppetDB, when its URL is set, takes scope queries as full PQL (instead of the built-in
+	// subset) and supplies facts of nodes whose agent reported none: BATON_PUPPETDB_URL,
+	// BATON_PUPPETDB_CA_FILE or BATON_PUPPETDB_CA (PEM text), BATON_PUPPETDB_CERT and
+	// BATON_PUPPETDB_KEY (files, e.g. from a Lambda layer), BATON_PUPPETDB_TIMEOUT.
+	PuppetDB puppetdb.Config
 }
 
 // ConfigFromEnv reads Config from the environment (only mains call it).
@@ -87,6 +93,15 @@ func ConfigFromEnv() (Config, error) {
 			}
 			*v.dst = n
 		}
+	}
+	c.PuppetDB = puppetdb.Config{URL: os.Getenv("BATON_PUPPETDB_URL"), CAFile: os.Getenv("BATON_PUPPETDB_CA_FILE"),
+		CAPEM: []byte(os.Getenv("BATON_PUPPETDB_CA")), CertFile: os.Getenv("BATON_PUPPETDB_CERT"), KeyFile: os.Getenv("BATON_PUPPETDB_KEY")}
+	if s := os.Getenv("BATON_PUPPETDB_TIMEOUT"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return c, fmt.Errorf("BATON_PUPPETDB_TIMEOUT: %w", err)
+		}
+		c.PuppetDB.Timeout = d
 	}
 	if v := os.Getenv("BATON_API_RATE"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
@@ -194,6 +209,15 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 			StatusInterval: cmp.Or(cfg.StatusInterval, time.Minute), StatusScan: true, SweepPeriod: time.Minute, Broker: "pcp://" + cfg.WebSocketEndpoint + "/server"}),
 		orchestrator.WithResultUploads(cat),
 	}
+	var apiOpts []httpapi.Option
+	if cfg.PuppetDB.URL != "" {
+		pdb, err := puppetdb.New(cfg.PuppetDB)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, orchestrator.WithQueryResolver(pdb))
+		apiOpts = append(apiOpts, httpapi.WithFactSource(pdb))
+	}
 	if c.SQS != nil && cfg.DispatchQueue != "" {
 		// A job is claimed whole when it is created, and its claimed nodes go to the dispatch
 		// queue in shares (DispatchMessage): see DispatchMessages.
@@ -209,7 +233,7 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 	if err != nil {
 		return nil, err
 	}
-	a.API = charged(httpapi.New(a.Orchestrator, cat, cat, a.Auth, logger, httpapi.WithLimits(limits)))
+	a.API = charged(httpapi.New(a.Orchestrator, cat, cat, a.Auth, logger, append(apiOpts, httpapi.WithLimits(limits))...))
 	return a, nil
 }
 
