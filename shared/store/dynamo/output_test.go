@@ -14,7 +14,8 @@ import (
 )
 
 // TestOutputItems checks the layout output.go promises: one node's output is one partition
-// key, an item per chunk, written in batches and carrying the job's TTL.
+// key, the chunks written together one item (one PutItem) keyed by its last seq, carrying
+// the job's TTL.
 func TestOutputItems(t *testing.T) {
 	ctx := t.Context()
 	e := newEnv(t)
@@ -28,12 +29,15 @@ func TestOutputItems(t *testing.T) {
 	for seq := int64(1); seq <= 30; seq++ {
 		cs = append(cs, store.OutputChunk{Seq: seq, Stream: "stdout", Data: fmt.Sprintf("line %d\n", seq)})
 	}
-	batches := e.ops.count("BatchWriteItem")
+	puts, batches := e.ops.count("PutItem"), e.ops.count("BatchWriteItem")
 	if err := s.PutOutput(ctx, j.ID, "web1", cs); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.ops.count("BatchWriteItem") - batches; n != 2 {
-		t.Errorf("30 chunks took %d BatchWriteItem calls, want 2", n)
+	if err := s.PutOutput(ctx, j.ID, "web1", cs[20:]); err != nil { // sent again
+		t.Fatal(err)
+	}
+	if n := e.ops.count("PutItem") - puts; n != 2 || e.ops.count("BatchWriteItem") != batches {
+		t.Errorf("30 chunks, then 10 again, took %d PutItem calls and %d BatchWriteItem, want 2 and 0", n, e.ops.count("BatchWriteItem")-batches)
 	}
 	pk := fmt.Sprintf("JOB#%d#O#web1", j.ID)
 	out, err := e.client.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(e.table),
@@ -42,8 +46,11 @@ func TestOutputItems(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out.Items) != 30 {
-		t.Fatalf("partition %s holds %d items, want 30", pk, len(out.Items))
+	if len(out.Items) != 1 {
+		t.Fatalf("partition %s holds %d items, want 1", pk, len(out.Items))
+	}
+	if sk := out.Items[0]["sk"].(*types.AttributeValueMemberS).Value; sk != "O#00000000000000000030" {
+		t.Errorf("the run's sort key is %s, want its last seq O#00000000000000000030", sk)
 	}
 	jobItem, err := e.client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(e.table),
 		Key: map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: fmt.Sprintf("JOB#%d", j.ID)}, "sk": &types.AttributeValueMemberS{Value: "JOB"}}})

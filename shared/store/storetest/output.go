@@ -85,6 +85,22 @@ func runOutput(t *testing.T, newStore func(t *testing.T) store.Store) {
 		equalChunks(t, "output", listOutput(t, s, j.ID, "web1", 0, 100), chunks(1, 2, 3, 4))
 	})
 
+	t.Run("chunks sent again grouped otherwise", func(t *testing.T) {
+		s := newStore(t)
+		j := createJob(t, s, 1, jobs.StateRunning, "web1")
+		must(t, "put 3", s.PutOutput(t.Context(), j.ID, "web1", chunks(3)))
+		must(t, "put 1-3", s.PutOutput(t.Context(), j.ID, "web1", chunks(1, 2, 3)))
+		must(t, "put 2-3", s.PutOutput(t.Context(), j.ID, "web1", chunks(2, 3)))
+		must(t, "put 1-10", s.PutOutput(t.Context(), j.ID, "web1", chunks(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)))
+		must(t, "put 6-10", s.PutOutput(t.Context(), j.ID, "web1", chunks(6, 7, 8, 9, 10)))
+		must(t, "put 9", s.PutOutput(t.Context(), j.ID, "web1", chunks(9)))
+		equalChunks(t, "output", listOutput(t, s, j.ID, "web1", 0, 100), chunks(1, 2, 3, 4, 5, 6, 7, 8, 9, 10))
+		equalChunks(t, "after 4", listOutput(t, s, j.ID, "web1", 4, 100), chunks(5, 6, 7, 8, 9, 10))
+		equalChunks(t, "after 8, limit 1", listOutput(t, s, j.ID, "web1", 8, 1), chunks(9))
+		equalChunks(t, "after 4, limit 1", listOutput(t, s, j.ID, "web1", 4, 1), chunks(5))
+		equalChunks(t, "after 4, limit 2", listOutput(t, s, j.ID, "web1", 4, 2), chunks(5, 6))
+	})
+
 	t.Run("reordering and gaps", func(t *testing.T) {
 		s := newStore(t)
 		j := createJob(t, s, 1, jobs.StateRunning, "web1")
