@@ -458,6 +458,7 @@ async function jobPage(main, id) {
       if (node && st && nodes.has(node) && nodes.get(node).state !== st) {
         const n = nodes.get(node);
         n.state = st;
+        n.details = { ...(n.details || {}), message: e.message };
         if (TERMINAL_NODE.includes(st)) delete n.result; // read when shown
         if (st === 'running' && !n.start_timestamp) n.start_timestamp = e.timestamp;
         if (TERMINAL_NODE.includes(st)) n.finish_timestamp = e.timestamp;
@@ -488,8 +489,16 @@ async function jobPage(main, id) {
       if (view.selected && touched.has(view.selected)) renderResult(view.selected);
     }
     if (r.items.length || !TERMINAL_JOB.includes(current.state)) {
+      const was = current.state;
       current = await api('GET', `${API}/jobs/${id}`);
       renderSummary();
+      if (TERMINAL_JOB.includes(current.state) && !TERMINAL_JOB.includes(was)) {
+        // The job has ended: one read of the node list brings every node's result.
+        const all = await api('GET', `${API}/jobs/${id}/nodes`);
+        for (const n of all.items) nodes.set(n.name, n);
+        renderNodes();
+        if (view.selected) renderResult(view.selected);
+      }
     }
     if (TERMINAL_JOB.includes(current.state) && !r.items.length) {
       quietAfterEnd += 1;
