@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -50,10 +51,23 @@ const (
 	InputPowershell  = "powershell"
 )
 
+// ErrNoImplementation is returned (wrapped, with the features) by SelectImplementation when no
+// implementation's requirements are met. Its text is pxp-agent's, which PE reports as the
+// node's puppetlabs.orchestrator/execution-failure: "no implementations match supported
+// features: shell, puppet-agent".
+var ErrNoImplementation = errors.New("no implementations match supported features")
+
 // SelectImplementation picks what to run on a target with the given features (reference §4.8
 // steps 1-3): the first implementation whose requirements are all features; with no
 // implementations, the single file named by fileNames[0]. It returns the implementation to
 // run with its input method resolved (implementation's, else metadata's, else by extension).
+//
+// Selection happens on the agent, as with pxp-agent: the server sends every implementation
+// file's name and hash, and the agent selects with the features it detected (or was
+// configured with) and downloads only what the chosen implementation needs. The server does
+// not pre-check: the features it knows are those last reported with the facts (shown in the
+// inventory), and the agent's own are the ones that count. A node where nothing fits fails
+// with ErrNoImplementation's message as an execution-failure.
 func SelectImplementation(m Metadata, features []string, fileNames []string) (Implementation, error) {
 	var impl Implementation
 	if len(m.Implementations) == 0 {
@@ -77,7 +91,7 @@ func SelectImplementation(m Metadata, features []string, fileNames []string) (Im
 			}
 		}
 		if !found {
-			return Implementation{}, fmt.Errorf("no implementations match supported features: %s", strings.Join(features, ", "))
+			return Implementation{}, fmt.Errorf("%w: %s", ErrNoImplementation, strings.Join(features, ", "))
 		}
 		if !slices.Contains(fileNames, impl.Name) {
 			return Implementation{}, fmt.Errorf("'%s' file requested by implementation not found", impl.Name)
