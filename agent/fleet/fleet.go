@@ -294,12 +294,14 @@ func (f *Fleet) newAgent(i int, name string, key ed25519.PrivateKey, hc *http.Cl
 		Facts:      func(context.Context) (map[string]any, error) { return facts, nil },
 		Logger:     f.cfg.Logger.With("node", name),
 		MaxBackoff: f.cfg.MaxBackoff,
+		// Virtual agents do not detect this machine's Puppet and interpreters (agent.DetectPlatform
+		// runs puppet --version): they run shell tasks only.
+		Features: []string{"shell"}, Interpreters: map[string]string{},
 	}
 	var opts []agent.Option
 	if f.cfg.Executor == ExecutorTask {
 		dir := filepath.Join(f.cfg.WorkDir, name)
 		cfg.SpoolDir, cfg.CacheDir = filepath.Join(dir, "spool"), filepath.Join(dir, "cache")
-		cfg.Features = []string{"shell"}
 	} else {
 		cfg.MemorySpool = true
 		cfg.CacheDir = filepath.Join(os.TempDir(), "baton-fleet-unused-cache") // the no-op executor downloads nothing
