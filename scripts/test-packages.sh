@@ -12,7 +12,9 @@
 #     ExecStart would start it (systemd is not PID 1 here), enrols (the token is replaced
 #     by its own key, the file stays 0600), shows as connected in `baton node list` and
 #     runs a task (its files land in the package's cache directory).
-#  5. dpkg -r removes the programs and units and disables the unit; dpkg --purge leaves
+#  5. The next version installed over it keeps the node's edited config and enrolled key and
+#     the enabled unit; the agent connects again with its key.
+#  6. dpkg -r removes the programs and units and disables the unit; dpkg --purge leaves
 #     nothing (credential, cache, spool included).
 #
 # Needs root: it installs packages (rpm and systemd from Debian when missing, then the built
@@ -41,6 +43,17 @@ alive() {
 }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (installs packages, writes /etc/baton)"
+
+# dpkg_run LOG ARGS...: dpkg ARGS with its output in LOG; while another process holds dpkg's
+# lock (an apt-get elsewhere on the machine), it tries again, for up to 5 minutes.
+dpkg_run() {
+	local logf=$1 deadline=$((SECONDS + 300))
+	shift
+	until dpkg "$@" </dev/null >"$logf" 2>&1; do
+		grep -q 'lock' "$logf" && ((SECONDS < deadline)) || return 1
+		sleep 1
+	done
+}
 
 # pkgfile NAME EXT: the newest built package file of NAME (deb or rpm) in PKG_DIR.
 pkgfile() {
@@ -92,7 +105,7 @@ cleanup() {
 	stop "$agent_pid" baton-agent
 	stop "$server_pid" "baton serve"
 	if [ "$installed" = 1 ]; then
-		dpkg --purge baton-agent baton >/dev/null 2>&1 || rc=1
+		dpkg_run "$work/dpkg-cleanup.log" --purge baton-agent baton || rc=1
 	fi
 	if [ "$rc" -ne 0 ]; then
 		for f in "$work"/*.log; do
@@ -108,17 +121,47 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# start_agent LOG: the installed agent, started with the unit's own command line as systemd
+# would run it (no shell; no EnvironmentFile exists here).
+start_agent() {
+	local exec_start cmd
+	exec_start=$(sed -n 's/^ExecStart=//p' /usr/lib/systemd/system/baton-agent.service)
+	[ -n "$exec_start" ] || die "no ExecStart in baton-agent.service"
+	read -ra cmd <<<"$exec_start"
+	log "starting the agent as the unit does: ${cmd[*]}"
+	(cd / && exec "${cmd[@]}") >"$1" 2>&1 &
+	agent_pid=$!
+}
+
+# wait_connected: until `baton node list` shows NODE connected, within DEADLINE seconds.
+wait_connected() {
+	local connected="" deadline=$((SECONDS + DEADLINE))
+	until [ "$connected" = true ]; do
+		alive "$agent_pid" || die "the installed agent exited"
+		((SECONDS < deadline)) || die "node $NODE not connected within ${DEADLINE}s"
+		connected=$(/usr/bin/baton node list --format json 2>/dev/null |
+			python3 -c 'import json,sys; print(next((str(n["connected"]).lower() for n in json.load(sys.stdin) if n["name"] == sys.argv[1]), ""))' "$NODE" || true)
+		[ "$connected" = true ] || sleep 0.2
+	done
+}
+
 # --- tools ----------------------------------------------------------------------------------
 t0=$EPOCHREALTIME
 need=()
 command -v rpm >/dev/null 2>&1 || need+=(rpm)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
 	log "installing ${need[*]}"
 	apt-cache show "${need[@]}" >/dev/null 2>&1 || apt-get update -qq
 	apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${need[@]}" >/dev/null
 fi
 timings+=("tools $(since "$t0") s")
+
+# The maintainer scripts run under /bin/sh (dash on Debian), the tests under bash.
+shellcheck cmd/baton-agent/package/*.sh cmd/baton/package/*.sh scripts/test-packages.sh scripts/test-puppet-module.sh ||
+	die "shellcheck found problems"
+log "ok: shellcheck of the maintainer scripts and the package tests"
 
 # expected PKG: the package's files.txt without comments, sorted by path.
 expected() {
@@ -185,7 +228,7 @@ timings+=("contents $(since "$t0") s")
 # --- 3. install -------------------------------------------------------------------------------
 t0=$EPOCHREALTIME
 installed=1
-dpkg -i "$BATON_DEB" "$AGENT_DEB" >"$work/dpkg-install.log" 2>&1 || die "dpkg -i failed: $(cat "$work/dpkg-install.log")"
+dpkg_run "$work/dpkg-install.log" -i "$BATON_DEB" "$AGENT_DEB" || die "dpkg -i failed: $(cat "$work/dpkg-install.log")"
 for p in baton-agent baton; do
 	[ "$(dpkg-query -W -f '${db:Status-Status}' "$p")" = installed ] || die "$p is not installed after dpkg -i"
 	mapfile -t paths < <(dpkg -L "$p")
@@ -227,22 +270,8 @@ done
 /usr/bin/baton node add "$NODE" --out /etc/baton/agent.cred 2>"$work/node-add.log" || die "baton node add failed"
 grep -q '"enrollment_token"' /etc/baton/agent.cred || die "the credential holds no enrolment token"
 
-# The unit's own command line, run as systemd would run it (no shell, no EnvironmentFile here).
-exec_start=$(sed -n 's/^ExecStart=//p' /usr/lib/systemd/system/baton-agent.service)
-[ -n "$exec_start" ] || die "no ExecStart in baton-agent.service"
-read -ra cmd <<<"$exec_start"
-log "starting the agent as the unit does: ${cmd[*]}"
-(cd / && exec "${cmd[@]}") >"$work/agent.log" 2>&1 &
-agent_pid=$!
-
-connected=""
-until [ "$connected" = true ]; do
-	alive "$agent_pid" || die "the installed agent exited"
-	((SECONDS < deadline)) || die "node $NODE not connected within ${DEADLINE}s"
-	connected=$(/usr/bin/baton node list --format json 2>/dev/null |
-		python3 -c 'import json,sys; print(next((str(n["connected"]).lower() for n in json.load(sys.stdin) if n["name"] == sys.argv[1]), ""))' "$NODE" || true)
-	[ "$connected" = true ] || sleep 0.2
-done
+start_agent "$work/agent.log"
+wait_connected
 log "ok: node $NODE connected after $(since "$t0") s (baton node list)"
 timings+=("connect $(since "$t0") s")
 
@@ -263,14 +292,55 @@ done
 log "ok: the installed agent ran demo::hello ($(since "$t0") s); its files are in /var/cache/baton-agent/tasks (700)"
 timings+=("task $(since "$t0") s")
 
+# --- 5. upgrade ----------------------------------------------------------------------------
+# The next version of the same package (repacked with a higher version), installed over this
+# one: the node's edited config and its enrolled key stay, the unit stays enabled, the
+# restarted agent connects with its key (no second enrolment).
+t0=$EPOCHREALTIME
+stop "$agent_pid" baton-agent
+agent_pid=""
+old_version=$(dpkg-query -W -f '${Version}' baton-agent)
+new_version="${old_version}+upgrade1"
+dpkg-deb -R "$AGENT_DEB" "$work/upgrade"
+sed -i "s/^Version: .*/Version: $new_version/" "$work/upgrade/DEBIAN/control"
+dpkg-deb -Zgzip -z1 -b "$work/upgrade" "$work/upgrade.deb" >/dev/null
+python3 -c '
+import json
+p = "/etc/baton/agent.json"
+c = json.load(open(p))
+c["log_level"] = "warn"
+open(p, "w").write(json.dumps(c, indent=2) + "\n")' || die "could not edit /etc/baton/agent.json"
+config_sum=$(sha256sum </etc/baton/agent.json)
+cred_sum=$(sha256sum </etc/baton/agent.cred)
+dpkg_run "$work/dpkg-upgrade.log" -i "$work/upgrade.deb" ||
+	die "dpkg -i of the next version failed: $(cat "$work/dpkg-upgrade.log")"
+[ "$(dpkg-query -W -f '${Version}' baton-agent)" = "$new_version" ] || die "the upgrade did not install $new_version"
+[ "$(sha256sum </etc/baton/agent.json)" = "$config_sum" ] || die "the upgrade replaced the node's edited /etc/baton/agent.json"
+[ "$(sha256sum </etc/baton/agent.cred)" = "$cred_sum" ] || die "the upgrade changed the node's credential"
+[ -L "$wants" ] || die "the upgrade disabled baton-agent.service"
+mapfile -t paths < <(dpkg -L baton-agent)
+listing=$(for f in "${paths[@]}"; do [ "$f" = /. ] || stat -c '%A %U %G %n' "$f"; done)
+same "files after the upgrade" baton-agent "$(owned_only baton-agent <<<"$listing")"
+start_agent "$work/agent-upgraded.log"
+wait_connected
+if grep -q enrolling "$work/agent-upgraded.log"; then
+	die "the upgraded agent enrolled again instead of using its key"
+fi
+# At the packaged level (info) the agent logs "baton-agent starting" before it connects.
+if grep 'level=INFO' "$work/agent-upgraded.log" >&2; then
+	die "the upgraded agent does not use the edited config (log_level warn)"
+fi
+log "ok: upgrade $old_version -> $new_version kept the edited config and the key; the agent connected again ($(since "$t0") s)"
+timings+=("upgrade $(since "$t0") s")
+
 stop "$agent_pid" baton-agent
 agent_pid=""
 stop "$server_pid" "baton serve"
 server_pid=""
 
-# --- 5. removal -------------------------------------------------------------------------------
+# --- 6. removal -------------------------------------------------------------------------------
 t0=$EPOCHREALTIME
-dpkg -r baton-agent baton >"$work/dpkg-remove.log" 2>&1 || die "dpkg -r failed: $(cat "$work/dpkg-remove.log")"
+dpkg_run "$work/dpkg-remove.log" -r baton-agent baton || die "dpkg -r failed: $(cat "$work/dpkg-remove.log")"
 for f in /usr/bin/baton-agent /usr/bin/baton "${units[@]}" "$wants"; do
 	if [ -e "$f" ] || [ -L "$f" ]; then
 		die "$f is still there after dpkg -r"
@@ -279,7 +349,7 @@ done
 [ "$(dpkg-query -W -f '${db:Status-Status}' baton-agent)" = config-files ] || die "baton-agent: want state config-files after dpkg -r"
 [ -e /etc/baton/agent.json ] || die "dpkg -r removed the conffile (only a purge should)"
 log "ok: dpkg -r removed the programs and units, disabled the unit, kept the config"
-dpkg --purge baton-agent baton >"$work/dpkg-purge.log" 2>&1 || die "dpkg --purge failed: $(cat "$work/dpkg-purge.log")"
+dpkg_run "$work/dpkg-purge.log" --purge baton-agent baton || die "dpkg --purge failed: $(cat "$work/dpkg-purge.log")"
 installed=0
 for p in baton-agent baton; do
 	st=$(dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null || true)

@@ -46,6 +46,22 @@ alive() {
 }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (installs the baton-agent package, writes /etc/baton)"
+
+# wait_dpkg_lock: until no other process holds dpkg's lock (an apt-get elsewhere on the
+# machine), for up to 5 minutes, so that Puppet's dpkg provider is not refused.
+wait_dpkg_lock() {
+	local deadline=$((SECONDS + 300))
+	until python3 -c '
+import fcntl, sys
+with open("/var/lib/dpkg/lock-frontend", "a") as f:
+    try:
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        sys.exit(1)'; do
+		((SECONDS < deadline)) || die "dpkg's lock was held for 5 minutes"
+		sleep 1
+	done
+}
 [ -x "$BATON" ] || die "$BATON missing: run make build"
 deb=$(find "$PKG_DIR" -maxdepth 1 -name "baton-agent_*_${PKG_ARCH}.deb" -printf '%T@ %p\n' | sort -rn | head -n 1 | cut -d' ' -f2-)
 [ -n "$deb" ] || die "no .deb of baton-agent in $PKG_DIR: run make packages"
@@ -80,6 +96,7 @@ cleanup() {
 	stop "$server_pid" "baton serve"
 	st=$(dpkg-query -W -f '${db:Status-Status}' baton-agent 2>/dev/null || true)
 	if [ -n "$st" ] && [ "$st" != not-installed ]; then
+		wait_dpkg_lock
 		dpkg --purge baton-agent >/dev/null 2>&1 || rc=1
 	fi
 	rm -rf /etc/baton # what the package's purge leaves is ours (the test refused a prior one)
@@ -198,6 +215,7 @@ class { 'baton::agent':
   manage_service    => false,
 }
 EOF
+wait_dpkg_lock
 puppet_apply 2 "$work/apply1.log" "$site"
 if grep -q -- "$token" "$work/apply1.log"; then
 	die "the enrolment token appears in puppet's output"
