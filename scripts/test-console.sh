@@ -32,7 +32,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "==> baton serve (data in $WORK/data)"
-"$BIN/baton" serve --listen 127.0.0.1:0 --data "$WORK/data" --modules examples/modules --log-level warn 2>"$WORK/server.log" &
+"$BIN/baton" serve --listen 127.0.0.1:0 --data "$WORK/data" --modules examples/modules --connect-timeout 1s --log-level warn 2>"$WORK/server.log" &
 pids+=($!)
 state=$XDG_CONFIG_HOME/baton/local.json
 for _ in $(seq 1 300); do

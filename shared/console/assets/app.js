@@ -6,6 +6,7 @@
 const API = '/orchestrator/v1';
 const NODE_PAGE = 50;
 const JOB_PAGE = 25;
+const MAX_EVENT_ROWS = 500;
 const POLL_MS = 1000;
 const TERMINAL_JOB = ['stopped', 'finished', 'failed'];
 const TERMINAL_NODE = ['finished', 'failed', 'errored', 'skipped', 'stopped'];
@@ -403,13 +404,16 @@ async function jobPage(main, id) {
 
   function renderEvents(evs) {
     if (!eventsBox.firstChild) {
-      eventsBox.append(h('table', { id: 'events-table' },
+      eventsBox.append(h('table', { id: 'events-table' }, h('caption'),
         h('thead', {}, h('tr', {}, ['#', 'Time', 'Type', 'Message'].map((t) => h('th', { scope: 'col' }, t)))), h('tbody')));
     }
     const tbody = $('tbody', eventsBox);
-    for (const e of evs) {
-      tbody.append(h('tr', {}, h('td', {}, e.id), h('td', {}, fmtTime(e.timestamp)), h('td', {}, e.type), h('td', {}, e.message)));
-    }
+    const rows = evs.slice(-MAX_EVENT_ROWS).map((e) => h('tr', {}, h('td', {}, e.id), h('td', {}, fmtTime(e.timestamp)), h('td', {}, e.type), h('td', {}, e.message)));
+    tbody.append(...rows);
+    // The latest MAX_EVENT_ROWS events only: a large job's history does not grow the page.
+    while (tbody.rows.length > MAX_EVENT_ROWS) tbody.deleteRow(0);
+    const hidden = allEvents.length - tbody.rows.length;
+    $('caption', eventsBox).textContent = hidden > 0 ? `The latest ${tbody.rows.length} of ${allEvents.length} events` : `${allEvents.length} events`;
     if (evs.length) eventsBox.scrollTop = eventsBox.scrollHeight;
   }
 
