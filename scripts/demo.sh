@@ -53,4 +53,10 @@ echo "==> the same job through the PE-compatible API (GET /orchestrator/v1/jobs/
 "$BIN/baton" job show 1 --format json | head -n 30
 echo "..."
 echo
+url=$(sed -n 's/.*"url": *"\(https*:\/\/[^/"]*\).*/\1/p' "$XDG_CONFIG_HOME/baton/local.json")
+echo "==> the web console: $url/ (the browser warns once about the self-signed certificate)"
+echo "    sign in with the admin token: paste the contents of $DEMO/data/admin.token into the sign-in form"
+if [ -t 0 ]; then
+	read -r -p "Press Enter to stop the server and agents. " _ || true
+fi
 echo "Demo done; stopping the server and agents."
