@@ -191,14 +191,6 @@ for v in "$server" "$token" "$api" "$fingerprint"; do
 	[[ $v =~ ^[A-Za-z0-9:/._-]+$ ]] || die "unexpected character in credential value $v"
 done
 
-# Interpreters: written as the agent's `interpreters` config key (issue 16); an agent built
-# without that key refuses an unknown one, so the value is given only to an agent that has it.
-interp=""
-if "$PWD/bin/baton-agent" --help 2>&1 | grep -q -- '-interpreters'; then
-	interp="interpreters => { '.rb' => '/usr/bin/ruby', 'py' => '/usr/bin/python3' },"
-else
-	log "NOTE: this baton-agent has no interpreters setting; the class is applied without it"
-fi
 site="$work/site.pp"
 cat >"$site" <<EOF
 class { 'baton::agent':
@@ -207,7 +199,7 @@ class { 'baton::agent':
   enrollment_token  => Sensitive('$token'),
   api               => '$api',
   tls_fingerprint   => '$fingerprint',
-  $interp
+  interpreters      => { '.rb' => '/usr/bin/ruby', 'py' => '/usr/bin/python3' },
   puppet_mode       => 'apply',
   puppet_manifest   => '/etc/puppet/code/environments/production/manifests/site.pp',
   puppet_modulepath => '/etc/puppet/code/modules',
@@ -224,19 +216,18 @@ fi
 for f in /etc/baton/agent.json /etc/baton/agent.cred; do
 	[ "$(stat -c '%a %U %G' "$f")" = "600 root root" ] || die "$f: want 600 root root, got $(stat -c '%a %U %G' "$f")"
 done
-python3 - "$server" "$fingerprint" "$NODE" "$token" "$api" "$interp" <<'EOF' || die "config or credential content is wrong"
+python3 - "$server" "$fingerprint" "$NODE" "$token" "$api" <<'EOF' || die "config or credential content is wrong"
 import json, sys
-server, fp, node, token, api, interp = sys.argv[1:]
+server, fp, node, token, api = sys.argv[1:]
 c = json.load(open("/etc/baton/agent.json"))
 want = {
     "server": server, "credential": "/etc/baton/agent.cred", "tls_fingerprint": fp,
     "cache_dir": "/var/cache/baton-agent/tasks", "spool_dir": "/var/lib/baton-agent/spool",
     "log_level": "info",
+    "interpreters": {".rb": "/usr/bin/ruby", "py": "/usr/bin/python3"},
     "puppet": {"mode": "apply", "manifest": "/etc/puppet/code/environments/production/manifests/site.pp",
                "modulepath": "/etc/puppet/code/modules"},
 }
-if interp:
-    want["interpreters"] = {".rb": "/usr/bin/ruby", "py": "/usr/bin/python3"}
 assert c == want, f"agent.json = {c}, want {want}"
 cred = json.load(open("/etc/baton/agent.cred"))
 want = {"name": node, "enrollment_token": token, "server": server, "api": api, "tls_fingerprint": fp}
@@ -271,6 +262,12 @@ done
 log "ok: node $NODE connected after $(since "$t0") s (baton node list)"
 timings+=("connect $(since "$t0") s")
 grep -q '"private_key"' /etc/baton/agent.cred || die "the agent did not replace the token with its key"
+# The interpreters the class wrote are the agent's (it logs them as it starts).
+start_line=$(grep 'msg="baton-agent starting"' "$work/agent.log") || die "the agent did not log its start"
+for want in .py=/usr/bin/python3 .rb=/usr/bin/ruby; do
+	[[ $start_line == *"$want"* ]] || die "the agent does not use the interpreter $want from the class: $start_line"
+done
+log "ok: the agent enrolled and uses the class's interpreters"
 
 t0=$EPOCHREALTIME
 puppet_apply 0 "$work/apply3.log" "$site"
