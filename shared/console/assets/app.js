@@ -752,6 +752,7 @@ async function runTaskPage(main, name) {
     readCommon(form, body);
     body.environment = form.elements.environment.value.trim() || 'production';
     if (form.elements.noop && form.elements.noop.checked) body.noop = true;
+    if (form.elements.stream.checked) body.stream = true;
     const button = $('button[type="submit"]', form);
     button.disabled = true;
     try {
@@ -768,6 +769,9 @@ async function runTaskPage(main, name) {
   targetFieldset(groups),
   optionsFieldset(true),
   meta.supports_noop ? h('div', { class: 'field inline' }, h('input', { type: 'checkbox', id: 'noop', name: 'noop' }), h('label', { for: 'noop' }, 'No-op (the task reports what it would do)')) : null,
+  h('div', { class: 'field inline' }, h('input', { type: 'checkbox', id: 'stream', name: 'stream', 'aria-describedby': 'stream-hint' }),
+    h('label', { for: 'stream' }, 'Stream the output live'),
+    h('span', { class: 'hint', id: 'stream-hint' }, '(baton serve streams every task; on AWS it is opt-in and adds a little to each node-run\'s cost)')),
   h('button', { type: 'submit', id: 'run-task' }, 'Run'));
   main.append(top, form);
 }

@@ -190,6 +190,7 @@ test('a node\'s output, streamed while the task runs', async ({ page }) => {
   }
   const ticker = tasks.includes('demo::ticker');
   await targetNodes(page, 'web2');
+  await page.getByLabel('Stream the output live').check();
   await page.getByRole('button', { name: 'Run', exact: true }).click();
   await expect(page).toHaveURL(/#\/jobs\/\d+$/);
   await page.getByRole('button', { name: 'Show node web2' }).click();
