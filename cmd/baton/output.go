@@ -34,7 +34,7 @@ func cmdJobOutput(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	print := func(ch client.OutputChunk) error {
+	show := func(ch client.OutputChunk) error {
 		w := io.Writer(os.Stdout)
 		if ch.Stream == "stderr" {
 			w = os.Stderr
@@ -43,7 +43,7 @@ func cmdJobOutput(args []string) error {
 		return err
 	}
 	if *follow {
-		_, err := c.FollowOutput(ctx, pos[0], pos[1], *after, print)
+		_, err := c.FollowOutput(ctx, pos[0], pos[1], *after, show)
 		return err
 	}
 	next := *after
@@ -53,7 +53,7 @@ func cmdJobOutput(args []string) error {
 			return err
 		}
 		for _, ch := range o.Chunks {
-			if err := print(ch); err != nil {
+			if err := show(ch); err != nil {
 				return err
 			}
 		}

@@ -12,18 +12,19 @@ import (
 // # Live output
 //
 // A server asks for it per request: the `task` `run` params carry "stream": true
-// (TaskParams.Stream, a Baton extension field beside timeout and result_upload; pxp-agent's
-// task params schema does not forbid extra keys, and a Baton agent that predates it ignores
-// it). While the task runs, the agent sends output messages:
+// (TaskParams.Stream, a Baton extension field beside timeout and result_upload: params
+// carry optional keys beyond task, input and files in pxp-agent's task schema too, such as
+// input_method and features, and a Baton agent that predates it decodes params leniently and
+// ignores it). While the task runs, the agent sends output messages:
 //
 //	{"transaction_id": "...", "chunks": [{"seq": 1, "stream": "stdout", "data": "line\n"}, ...]}
 //
 // Sequence numbers count the chunks of one transaction from 1, with no gap, across both
 // streams (the order the agent read them in); within a message they increase by one. The
-// agent coalesces: at most one message per OutputIntervalMS per task, at most MaxOutputData
-// bytes of data per message (counted JSON-encoded) (a chunk is cut at a UTF-8 boundary), and it stops streaming —
-// not the task — once it has streamed its output cap (the agent's MaxOutputBytes per
-// stream). There is no acknowledgement: a message the agent could not send (no connection)
+// agent coalesces: at most one message per OutputIntervalMS per task (but the last one, sent as
+// soon as the task has ended), at most MaxOutputData bytes of data per message (counted
+// JSON-encoded; a chunk is cut at a UTF-8 boundary), and it stops streaming — not the task —
+// once it has streamed its output cap (the agent's MaxOutputBytes per stream). There is no acknowledgement: a message the agent could not send (no connection)
 // is sent again with the next one, and a message lost on the way leaves a gap that the server
 // tolerates. The final result (rpc_non_blocking_response) is sent after the last output
 // message, is unchanged by streaming and stays authoritative: it holds the whole output.
