@@ -6,7 +6,9 @@
 #     0755 root); the agent's config is a conffile.
 #  2. The .rpm of each holds the same list (rpm -qp), the agent's config as %config(noreplace).
 #  3. dpkg -i of both: the installed files are exactly that list with those modes and owners,
-#     the unit is enabled, and `systemd-analyze verify` accepts both units without a word.
+#     the agent's unit is enabled (the server's not), `systemd-analyze verify` accepts both
+#     units without a word, and the server's sandbox keeps `systemd-analyze security` at 2.0
+#     or below.
 #  4. The installed baton (`baton serve`) starts, `baton node add` writes the agent's
 #     credential to /etc/baton/agent.cred, the installed agent is started as the unit's
 #     ExecStart would start it (systemd is not PID 1 here), enrols (the token is replaced
@@ -252,6 +254,14 @@ if grep -E 'baton(-agent)?\.service' "$work/verify.log" >&2; then
 	die "systemd-analyze verify warned about the units"
 fi
 log "ok: systemd-analyze verify accepts ${units[*]}"
+# The server needs no privilege: its sandbox must keep systemd's exposure score at 2.0 or
+# below. The agent runs tasks as root by design; its score is reported, not held.
+systemd-analyze security --offline=true --threshold=20 /usr/lib/systemd/system/baton.service >"$work/security.log" 2>&1 || {
+	tail -n 5 "$work/security.log" >&2
+	die "baton.service: systemd-analyze security exposure above 2.0"
+}
+exposure() { sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]* [A-Z]*\).*/\1/p'; }
+log "ok: systemd-analyze security: baton.service $(exposure <"$work/security.log"), baton-agent.service $(systemd-analyze security --offline=true /usr/lib/systemd/system/baton-agent.service 2>&1 | exposure)"
 timings+=("verify $(since "$t0") s")
 
 # --- 4. the installed agent connects --------------------------------------------------------
