@@ -14,7 +14,7 @@ PKG_ENV = VERSION='$(PKG_VERSION)' RELEASE='$(PKG_RELEASE)' ARCH='$(PKG_ARCH)' B
 .PHONY: packages test-packages test-puppet-module
 
 packages: build ## Build .deb and .rpm packages of baton-agent and baton into dist/packages (nfpm; PKG_VERSION=x.y.z to set the version)
-	@mkdir -p $(PKG_DIR)
+	@mkdir -p $(PKG_DIR) && rm -f $(PKG_DIR)/baton_*.deb $(PKG_DIR)/baton-agent_*.deb $(PKG_DIR)/baton-[0-9]*.rpm $(PKG_DIR)/baton-agent-[0-9]*.rpm
 	@set -e; for p in baton-agent baton; do for f in deb rpm; do \
 		$(PKG_ENV) $(NFPM) package -f cmd/$$p/package/nfpm.yaml -p $$f -t $(PKG_DIR)/ | grep -v '^using'; \
 	done; done
