@@ -19,7 +19,7 @@ import (
 func cmdTaskRun(args []string) error {
 	fs, cf := newClientFlagSet("task run")
 	nodes := fs.String("nodes", "", "comma-separated node names")
-	query := fs.String("query", "", "PQL-subset query selecting nodes, e.g. 'inventory[certname] { facts.os.family = \"Debian\" }'")
+	query := fs.String("query", "", "PQL query selecting nodes (Baton's subset, or the whole of PQL when the server has a PuppetDB), e.g. 'inventory[certname] { facts.os.family = \"Debian\" }'")
 	group := fs.String("node-group", "", "node group to run on")
 	maxErrors := fs.String("max-errors", "", "stop starting nodes after this many errors (a count, or a percentage like 10%)")
 	paramsJSON := fs.String("params", "", "task parameters as a JSON object")
