@@ -4,6 +4,7 @@
 // restricted user who cannot see or use what RBAC denies, sign out. Every request the page
 // makes must go to the server's own origin, and the page must log no CSP violation.
 const { test, expect } = require('@playwright/test');
+const { AxeBuilder } = require('@axe-core/playwright');
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -352,6 +353,41 @@ test('sign out ends the session on the server', async ({ page, context }) => {
   await context.addCookies([cookie]);
   const status = await page.evaluate(async (c) => (await fetch('/baton/v1/whoami', { headers: { 'X-Baton-CSRF': c } })).status, csrf);
   expect(status).toBe(401);
+});
+
+// Accessibility: axe-core's WCAG 2.x A and AA rules (labels, names, contrast, landmarks, ARIA)
+// on every page, the sign-in page and a form showing a validation error included.
+test('every page passes axe-core\'s WCAG A and AA checks', async ({ page }) => {
+  const check = async (what) => {
+    const r = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
+    const found = r.violations.map((v) => `${what}: ${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+    expect(found, what).toEqual([]);
+    expect(r.passes.map((p) => p.id), `${what}: axe ran its checks`).toEqual(expect.arrayContaining(['label', 'color-contrast']));
+  };
+  await page.goto('/');
+  await expect(page.getByRole('heading', { name: 'Sign in to Baton' })).toBeVisible();
+  await check('sign in');
+  await signIn(page, adminToken());
+  await check('jobs');
+  await page.getByRole('link', { name: 'Job 1', exact: true }).click();
+  await expect(page.locator('#nodes-table')).toBeVisible();
+  await page.getByRole('button', { name: 'Show node web1' }).click();
+  await expect(page.locator('#node-result-json')).toBeVisible();
+  await check('a job');
+  await chooseTask(page, 'demo::sleep');
+  await page.getByLabel('seconds').fill('-1');
+  await targetNodes(page, 'web1');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await expect(page.locator('#param-seconds-error')).toBeVisible();
+  await check('run a task, with a validation error');
+  for (const [link, ready] of [['Run Puppet', '#puppet-form'], ['Inventory', '#inventory-table'], ['Node groups', '#groups-table']]) {
+    await page.getByRole('link', { name: link }).click();
+    await expect(page.locator(ready)).toBeVisible();
+    await check(link);
+  }
+  await page.goto('/#/inventory/web1');
+  await expect(page.getByRole('heading', { name: 'Node web1' })).toBeVisible();
+  await check('a node');
 });
 
 // Last, as it adds 2,000 nodes to the inventory: they are enrolled but never connect, so each
