@@ -11,7 +11,7 @@ test-stream: ## Live task output: protocol, agent, stores, orchestrator, API (SS
 	$(GO) test -race -count=1 -timeout 15m -run 'TestConformance/Output|TestOutputItems|TestReleasedSchemaUnchanged|TestMigrat' ./shared/store/sqlite/ ./shared/store/dynamo/
 	$(GO) test -race -count=1 -timeout 15m -run 'TestStreamRequested|TestOutput|TestWaitOutput' ./shared/orchestrator/
 	$(GO) test -race -count=1 -timeout 15m -run 'TestOutput|TestTaskCommandStreamField' ./shared/httpapi/
-	$(GO) test -race -count=1 -timeout 15m -run 'TestStreamEndToEnd' ./cmd/baton/
+	$(GO) test -race -count=1 -timeout 15m -run 'TestStreamEndToEnd|TestLineStreamer' ./cmd/baton/
 	$(GO) test -count=1 -timeout 15m -run 'TestAWSStreamedOutput' -v ./shared/awsapp/
 
 test-stream-long: ## Live output of a task that prints for 35 s (demo::ticker) through baton job output --follow
