@@ -6,7 +6,7 @@
 const API = '/orchestrator/v1';
 const NODE_PAGE = 50;
 const JOB_PAGE = 25;
-const MAX_EVENT_ROWS = 500;
+const MAX_EVENT_ROWS = 200;
 const POLL_MS = 1000;
 const TERMINAL_JOB = ['stopped', 'finished', 'failed'];
 const TERMINAL_NODE = ['finished', 'failed', 'errored', 'skipped', 'stopped'];
@@ -54,10 +54,14 @@ function uid(prefix) { idSeq += 1; return `${prefix}-${idSeq}`; }
 
 function stateBadge(state) { return h('span', { class: `state state-${state}` }, state); }
 
+// One formatter for every timestamp: toLocaleString builds a new one per call, which shows on
+// a page of hundreds of events.
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+
 function fmtTime(s) {
   if (!s) return '';
   const d = new Date(s);
-  return Number.isNaN(d.getTime()) ? s : d.toLocaleString();
+  return Number.isNaN(d.getTime()) ? s : timeFormat.format(d);
 }
 
 function say(msg) { $('#status').textContent = msg || ''; }
