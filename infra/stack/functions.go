@@ -39,6 +39,7 @@ const (
 	EnvWebSocketURL  = "BATON_WS_ENDPOINT"
 	EnvDispatchQueue = "BATON_DISPATCH_QUEUE"
 	EnvSealKeySecret = "BATON_SEAL_KEY_SECRET"
+	EnvPuppetDBURL   = "BATON_PUPPETDB_URL"
 )
 
 // LogRetention is how long every function's logs are kept.
@@ -165,6 +166,9 @@ type FunctionsProps struct {
 	// NoReservedConcurrency leaves every function in the account's unreserved pool (for
 	// accounts whose concurrency quota is below what Specs reserve, e.g. new accounts).
 	NoReservedConcurrency bool
+	// PuppetDBURL, when set, is EnvPuppetDBURL on the api function, the one that resolves
+	// scope queries (its TLS files and route to PuppetDB are set up outside the stack).
+	PuppetDBURL string
 }
 
 // Functions are the eight Lambda functions (provided.al2023, arm64, from AssetDir/<name>.zip),
@@ -225,6 +229,9 @@ func NewFunctions(scope constructs.Construct, id string, props FunctionsProps) (
 		}
 		if sp.Access.SealKey {
 			env[EnvSealKeySecret] = st.SealKey.SecretArn()
+		}
+		if sp.Name == FunctionAPI && props.PuppetDBURL != "" {
+			env[EnvPuppetDBURL] = jsii.String(props.PuppetDBURL)
 		}
 		var reserved *float64
 		if sp.ReservedConcurrency > 0 && !props.NoReservedConcurrency {

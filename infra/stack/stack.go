@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2"
@@ -42,6 +43,9 @@ const (
 	ContextAgentsDomain   = "baton:agentsDomain"
 	ContextAPIDomain      = "baton:apiDomain"
 	ContextCertificateARN = "baton:certificateArn"
+	// ContextPuppetDBURL is PuppetDB's https URL, set as BATON_PUPPETDB_URL on the api
+	// function (scope queries in full PQL); default none: the built-in subset.
+	ContextPuppetDBURL = "baton:puppetdbUrl"
 )
 
 // CustomDomains puts the WebSocket API at wss://Agents and the HTTP API at https://API, so
@@ -83,6 +87,8 @@ type BatonStackProps struct {
 	NoReservedConcurrency bool
 	// Domains, when set, are the APIs' custom domains.
 	Domains CustomDomains
+	// PuppetDBURL, when set, is PuppetDB's https URL for the api function (FunctionsProps).
+	PuppetDBURL string
 	// Broker tunes the WebSocket stage; its Functions and ManagementURL are set by
 	// NewBatonStack.
 	Broker BrokerProps
@@ -124,7 +130,7 @@ func NewBatonStack(scope constructs.Construct, id string, props BatonStackProps)
 		return nil, err
 	}
 	if s.Functions, err = NewFunctions(s.Stack, "Functions", FunctionsProps{AssetDir: props.AssetDir, Storage: s.Storage, Retain: props.Retain,
-		NoReservedConcurrency: props.NoReservedConcurrency}); err != nil {
+		NoReservedConcurrency: props.NoReservedConcurrency, PuppetDBURL: props.PuppetDBURL}); err != nil {
 		return nil, err
 	}
 	if s.Dispatch, err = NewDispatchQueue(s.Stack, "Dispatch", DispatchQueueProps{Functions: s.Functions}); err != nil {
@@ -222,6 +228,12 @@ func PropsFromContext(node constructs.Node, defaultAssetDir string) (name string
 	props.Domains.CertificateARN, _ = get(ContextCertificateARN)
 	if err := props.Domains.validate(); err != nil {
 		return "", props, err
+	}
+	if v, ok := get(ContextPuppetDBURL); ok && v != "" {
+		if !strings.HasPrefix(v, "https://") {
+			return "", props, fmt.Errorf("context %s=%q: want https://host:8081 (PuppetDB's plain HTTP port has no authentication)", ContextPuppetDBURL, v)
+		}
+		props.PuppetDBURL = v
 	}
 	if v, ok := get(ContextTarget); ok {
 		switch t := Target(v); t {
