@@ -26,7 +26,8 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 umask 022
 
-readonly DEADLINE=90 # seconds for the server to start and the agent to connect
+readonly DEADLINE=90        # seconds for the server to start and the agent to connect
+readonly FACTS_DEADLINE=180 # seconds for the agent's facts (facter) once connected
 readonly MODULES=puppet/modules
 PKG_DIR=${PKG_DIR:-dist/packages}
 PKG_ARCH=${PKG_ARCH:-$(dpkg --print-architecture)}
@@ -262,12 +263,27 @@ done
 log "ok: node $NODE connected after $(since "$t0") s (baton node list)"
 timings+=("connect $(since "$t0") s")
 grep -q '"private_key"' /etc/baton/agent.cred || die "the agent did not replace the token with its key"
-# The interpreters the class wrote are the agent's (it logs them as it starts).
-start_line=$(grep 'msg="baton-agent starting"' "$work/agent.log") || die "the agent did not log its start"
-for want in .py=/usr/bin/python3 .rb=/usr/bin/ruby; do
-	[[ $start_line == *"$want"* ]] || die "the agent does not use the interpreter $want from the class: $start_line"
+# The interpreters the class wrote are the agent's: it reports them with its facts
+# (baton_agent.interpreters in the inventory), which follow the connection once facter ran.
+t0=$EPOCHREALTIME
+deadline=$((SECONDS + FACTS_DEADLINE))
+until interp=$("$BATON" node show "$NODE" 2>/dev/null | python3 -c '
+import json, sys
+i = json.load(sys.stdin).get("facts", {}).get("baton_agent", {}).get("interpreters")
+if i is None:
+    sys.exit(1)
+print(json.dumps(i, sort_keys=True))'); do
+	alive "$agent_pid" || die "the agent exited"
+	((SECONDS < deadline)) || die "node $NODE reported no baton_agent.interpreters fact within ${FACTS_DEADLINE}s"
+	sleep 0.5
 done
-log "ok: the agent enrolled and uses the class's interpreters"
+python3 -c '
+import json, sys
+i = json.loads(sys.argv[1])
+assert i.get(".rb") == "/usr/bin/ruby" and i.get(".py") == "/usr/bin/python3", i' "$interp" ||
+	die "the agent does not use the class's interpreters: it reports $interp"
+log "ok: the agent enrolled and reports the class's interpreters ($interp) ($(since "$t0") s)"
+timings+=("facts $(since "$t0") s")
 
 t0=$EPOCHREALTIME
 puppet_apply 0 "$work/apply3.log" "$site"
