@@ -375,7 +375,7 @@ func (a *Agent) sendFacts(ctx context.Context, fresh bool) {
 		a.saveFacts()
 	}
 	a.factsMu.Unlock()
-	e, err := protocol.New(protocol.TypeFacts, protocol.ServerURI, protocol.Facts{Facts: a.withAgentFacts(facts)})
+	e, err := protocol.New(protocol.TypeFacts, protocol.ServerURI, protocol.Facts{Facts: a.withAgentFacts(ctx, facts)})
 	if err == nil {
 		a.factsSent(e.ID) // before sending: a refusal may come back at once
 		err = a.send(ctx, e)

@@ -71,7 +71,8 @@ type Config struct {
 	MemorySpool bool
 	// Features are what task implementations may require (their "requirements"); the agent
 	// selects the implementation to run (reference §4.8 step 2) and reports them with its
-	// facts. Default: detected when the agent starts (DetectPlatform) — "shell" when a POSIX
+	// facts. Default: detected in the background when the agent starts (DetectPlatform; the
+	// first task waits for it) — "shell" when a POSIX
 	// sh is present, "powershell" on Windows or with pwsh, "puppet-agent" when puppet is
 	// found and answers `puppet --version`. A non-nil list is used exactly as given.
 	Features []string
@@ -80,15 +81,22 @@ type Config struct {
 	// shebang (Bolt's `interpreters`). Default (nil): the detected defaults (see
 	// DetectPlatform): ".rb" → /opt/puppetlabs/puppet/bin/ruby when present, else the Ruby
 	// that puppet runs on, else ruby on PATH; ".py" → python3; ".ps1" → pwsh. A non-nil map
-	// is used exactly as given (see MergeInterpreters to add to the defaults); keys may be
-	// given with or without the dot.
+	// is used exactly as given (InterpreterOverrides change the defaults instead); keys may
+	// be given with or without the dot.
 	Interpreters map[string]string
+	// InterpreterOverrides are merged over Interpreters (the detected defaults when that is
+	// nil): each entry replaces its extension's interpreter, and an empty one removes it.
+	// Keys may be given with or without the dot.
+	InterpreterOverrides map[string]string
 	// PuppetBin is the puppet executable looked for by feature detection; default
 	// /opt/puppetlabs/bin/puppet when present, else puppet on PATH.
 	PuppetBin string
 	// PuppetVersion is reported with the facts (baton_agent.puppet_version); default the
 	// version detected with the features.
 	PuppetVersion string
+	// platform resolves Features and Interpreters (detecting what is unset); set by
+	// withDefaults.
+	platform *lazyPlatform
 	// Facts gathers the facts sent after every connect (in the background, after spooled
 	// results); default Facts. Facts gathered less than FactsTTL ago are sent again as they
 	// are; every FactsTTL while connected they are gathered and sent afresh. Default 30 min.
@@ -200,8 +208,10 @@ func (c Config) Validate() error {
 		c.KeepaliveInterval < 0 || c.MaxConnectionAge < 0 || c.AckTimeout < 0 || c.MaxAckTimeout < 0 || c.MaxDownloadBytes < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
-	if _, err := NormalizeInterpreters(c.Interpreters); err != nil {
-		errs = append(errs, err)
+	for _, m := range []map[string]string{c.Interpreters, c.InterpreterOverrides} {
+		if _, err := NormalizeInterpreters(m); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, f := range c.Features {
 		if f == "" || strings.ContainsAny(f, ", \t") {
@@ -221,20 +231,11 @@ func (c Config) Validate() error {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Features == nil || c.Interpreters == nil {
-		p := DetectPlatform(context.Background(), c.PuppetBin)
-		if c.Features == nil {
-			c.Features = p.Features
-		}
-		if c.Interpreters == nil {
-			c.Interpreters = p.Interpreters
-		}
-		if c.PuppetVersion == "" {
-			c.PuppetVersion = p.PuppetVersion
-		}
-	}
 	if m, err := NormalizeInterpreters(c.Interpreters); err == nil {
 		c.Interpreters = m
+	}
+	if m, err := NormalizeInterpreters(c.InterpreterOverrides); err == nil {
+		c.InterpreterOverrides = m
 	}
 	if c.Facts == nil {
 		c.Facts = Facts
@@ -286,6 +287,10 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SpoolPurgeTTL == 0 {
 		c.SpoolPurgeTTL = DefaultSpoolPurgeTTL
+	}
+	if c.platform == nil {
+		// Detection (when Features or Interpreters is nil) starts now, in the background.
+		c.platform = newLazyPlatform(c)
 	}
 	return c
 }

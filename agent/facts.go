@@ -411,21 +411,22 @@ func uptimeSeconds(path string) (int64, bool) {
 const AgentFact = "baton_agent"
 
 // withAgentFacts returns facts with the agent's own fact added (a shallow copy; facts itself
-// is not changed), and facter's "puppetversion" when facts lack it and Puppet was found.
-func (a *Agent) withAgentFacts(facts map[string]any) map[string]any {
+// is not changed), and facter's "puppetversion" when facts lack it and Puppet was found. It
+// waits for feature detection (see lazyPlatform); when ctx ends first, facts go without.
+func (a *Agent) withAgentFacts(ctx context.Context, facts map[string]any) map[string]any {
+	plat, err := a.cfg.platform.get(ctx)
+	if err != nil {
+		return facts
+	}
 	out := make(map[string]any, len(facts)+2)
 	for k, v := range facts {
 		out[k] = v
 	}
-	features := a.cfg.Features
-	if features == nil {
-		features = []string{}
-	}
-	self := map[string]any{"features": features, "interpreters": a.cfg.Interpreters}
-	if a.cfg.PuppetVersion != "" {
-		self["puppet_version"] = a.cfg.PuppetVersion
+	self := map[string]any{"features": plat.features, "interpreters": plat.interpreters}
+	if plat.puppetVersion != "" {
+		self["puppet_version"] = plat.puppetVersion
 		if _, ok := out["puppetversion"]; !ok {
-			out["puppetversion"] = a.cfg.PuppetVersion
+			out["puppetversion"] = plat.puppetVersion
 		}
 	}
 	out[AgentFact] = self

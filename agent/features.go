@@ -252,3 +252,65 @@ func puppetVersion(ctx context.Context, puppet string) (string, error) {
 	}
 	return v, nil
 }
+
+// resolved is what the agent runs tasks with: its features, interpreters and Puppet version.
+type resolved struct {
+	features      []string
+	interpreters  map[string]string
+	puppetVersion string
+}
+
+// lazyPlatform resolves the agent's features and interpreters from its Config, detecting what
+// the Config leaves unset (DetectPlatform) in the background from the moment the Config gets
+// its defaults, so that neither enrolment nor connecting waits for `puppet --version`. The
+// first task (and the facts) wait for it instead.
+type lazyPlatform struct {
+	done chan struct{}
+	res  resolved
+}
+
+func newLazyPlatform(c Config) *lazyPlatform {
+	lp := &lazyPlatform{done: make(chan struct{})}
+	explicit := resolved{features: c.Features, interpreters: c.Interpreters, puppetVersion: c.PuppetVersion}
+	finish := func(p Platform, detected bool) {
+		r := explicit
+		if r.features == nil {
+			r.features = p.Features
+		}
+		if r.interpreters == nil {
+			r.interpreters = p.Interpreters
+		}
+		r.interpreters = MergeInterpreters(r.interpreters, c.InterpreterOverrides)
+		if r.puppetVersion == "" {
+			r.puppetVersion = p.PuppetVersion
+		}
+		if r.features == nil {
+			r.features = []string{}
+		}
+		lp.res = r
+		close(lp.done)
+		if detected && c.Logger != nil {
+			if p.PuppetErr != nil {
+				c.Logger.Warn("puppet found but not usable: the puppet-agent feature is not advertised", "error", p.PuppetErr)
+			}
+			c.Logger.Info("task platform", "features", strings.Join(r.features, ","), "puppet_version", r.puppetVersion,
+				"interpreters", FormatInterpreters(r.interpreters))
+		}
+	}
+	if c.Features != nil && c.Interpreters != nil {
+		finish(Platform{}, false)
+		return lp
+	}
+	go finish(DetectPlatform(context.Background(), c.PuppetBin), true)
+	return lp
+}
+
+// get waits for the platform (or for ctx).
+func (lp *lazyPlatform) get(ctx context.Context) (resolved, error) {
+	select {
+	case <-lp.done:
+		return lp.res, nil
+	case <-ctx.Done():
+		return resolved{}, fmt.Errorf("detect task features: %w", context.Cause(ctx))
+	}
+}

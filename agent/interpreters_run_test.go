@@ -30,8 +30,9 @@ func TestAIOShebangRubyTaskRunsThroughInterpreter(t *testing.T) {
 	ts := newTestServer(t)
 	cfg := testConfig(t, ts)
 	a := startAgent(t, cfg)
-	if a.Agent.cfg.Interpreters[".rb"] == "" {
-		t.Fatalf("no .rb interpreter detected: %v", a.Agent.cfg.Interpreters)
+	plat, err := a.Agent.cfg.platform.get(t.Context())
+	if err != nil || plat.interpreters[".rb"] == "" {
+		t.Fatalf("no .rb interpreter detected: %v, %v", plat.interpreters, err)
 	}
 	file := ts.addFile("hello.rb", []byte(aioRubyTask))
 	p := protocol.TaskParams{Task: "forge::hello", Input: mustJSON(t, map[string]any{"name": "world"}),
@@ -47,7 +48,7 @@ func TestAIOShebangRubyTaskRunsThroughInterpreter(t *testing.T) {
 	if out["greeting"] != "hello world" || out["task"] != "forge::hello" || out["ruby"] == "" {
 		t.Errorf("result %v", out)
 	}
-	if !strings.Contains(a.logs.String(), "interpreter="+a.Agent.cfg.Interpreters[".rb"]) {
+	if !strings.Contains(a.logs.String(), "interpreter="+plat.interpreters[".rb"]) {
 		t.Errorf("the run was not logged with its interpreter")
 	}
 	a.stop()

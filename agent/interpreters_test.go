@@ -92,10 +92,31 @@ func TestConfigInterpretersAndFeatures(t *testing.T) {
 	if !maps.Equal(d.Interpreters, map[string]string{".rb": "/usr/bin/ruby"}) || !slices.Equal(d.Features, []string{"shell"}) {
 		t.Errorf("explicit settings not kept: %v %v", d.Interpreters, d.Features)
 	}
+	// Explicit features and interpreters: nothing to detect, resolved at once.
+	select {
+	case <-d.platform.done:
+	default:
+		t.Error("explicit settings still wait for detection")
+	}
+	// Overrides apply over the detected defaults (or over explicit interpreters).
+	c.InterpreterOverrides = map[string]string{"py": "/opt/py", ".rb": ""}
+	c.Interpreters = nil
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.withDefaults().platform.get(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := MergeInterpreters(DetectPlatform(t.Context(), "").Interpreters, map[string]string{".py": "/opt/py", ".rb": ""})
+	if !maps.Equal(res.interpreters, want) || !slices.Equal(res.features, []string{"shell"}) {
+		t.Errorf("resolved %v %v, want %v [shell]", res.interpreters, res.features, want)
+	}
 	for _, bad := range []Config{
 		func() Config { c := base; c.Interpreters = map[string]string{"": "/x"}; return c }(),
 		func() Config { c := base; c.Features = []string{"shell,powershell"}; return c }(),
 		func() Config { c := base; c.Features = []string{""}; return c }(),
+		func() Config { c := base; c.InterpreterOverrides = map[string]string{"a b": "/x"}; return c }(),
 	} {
 		if err := bad.Validate(); err == nil {
 			t.Errorf("Validate accepted interpreters %v features %q", bad.Interpreters, bad.Features)

@@ -142,7 +142,11 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 	if err := json.Unmarshal(req.Params, &p); err != nil {
 		return nil, fmt.Errorf("task params: %w", err)
 	}
-	plan, err := planTask(p, a.cfg.Features)
+	plat, err := a.cfg.platform.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := planTask(p, plat.features)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +189,7 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 	}()
 	// With an interpreter for the file's extension (Config.Interpreters) the task starts as
 	// `interpreter file`, else directly (shebang); never through a shell.
-	prog, args := taskCommand(exe, a.cfg.Interpreters)
+	prog, args := taskCommand(exe, plat.interpreters)
 	cmd := Command{Path: prog, Args: args, Dir: workDir}
 	switch plan.impl.InputMethod {
 	case tasks.InputStdin, tasks.InputBoth, tasks.InputPowershell:

@@ -174,11 +174,13 @@ func run(args []string) error {
 	if err := pcfg.Validate(); err != nil {
 		return err
 	}
-	plat, err := platformSettings(context.Background(), cfg.Logger, interpreters, *features, fc, pcfg.PuppetBin)
+	plat, err := platformSettings(interpreters, *features, fc)
 	if err != nil {
 		return err
 	}
-	cfg.Features, cfg.Interpreters, cfg.PuppetBin, cfg.PuppetVersion = plat.Features, plat.Interpreters, plat.PuppetBin, plat.PuppetVersion
+	// What is not given is detected by the agent in the background (puppet --version takes
+	// seconds): enrolling and connecting do not wait for it.
+	cfg.Features, cfg.InterpreterOverrides, cfg.PuppetBin = plat.Features, plat.Interpreters, pcfg.PuppetBin
 	// Tasks run under a supervisor (a shell script) so that they outlive a restart of the agent
 	// and their real outcome is still reported.
 	if cfg.Supervisor = agent.DefaultSupervisor(); cfg.Supervisor == nil {
@@ -197,9 +199,7 @@ func run(args []string) error {
 		return err
 	}
 	cfg.Logger.Info("baton-agent starting", "node", cfg.Name, "server", cfg.Server,
-		"tls_fingerprint", cfg.TLSFingerprint, "ca_file", cfg.CAFile,
-		"features", strings.Join(cfg.Features, ","), "puppet_version", cfg.PuppetVersion,
-		"interpreters", agent.FormatInterpreters(cfg.Interpreters))
+		"tls_fingerprint", cfg.TLSFingerprint, "ca_file", cfg.CAFile)
 	go keepSmall(ctx, a)
 	if addr := os.Getenv("BATON_PPROF"); addr != "" {
 		go servePprof(addr)

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 
@@ -21,43 +19,46 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
-// platformSettings works out the task features and interpreters: detected on this node
-// (agent.DetectPlatform, with puppetBin), then overridden. Interpreters: the detected defaults,
-// then the config file's "interpreters", then BATON_AGENT_INTERPRETERS, then --interpreters,
-// each replacing the extensions it names ("ext=" removes one). Features: --features, else
-// BATON_AGENT_FEATURES, else the config file's "features", else the detected ones; an explicit
-// list is used exactly as given.
-func platformSettings(ctx context.Context, log *slog.Logger, flagInterps []string, flagFeatures string, fc fileConfig, puppetBin string) (agent.Platform, error) {
-	p := agent.DetectPlatform(ctx, puppetBin)
-	if p.PuppetErr != nil {
-		log.Warn("puppet found but not usable: the puppet-agent feature is not advertised", "error", p.PuppetErr)
-	}
+// platform is what the settings say about task features and interpreters; what they leave
+// out the agent detects (agent.DetectPlatform) in the background once it starts.
+type platform struct {
+	// Features: --features, else BATON_AGENT_FEATURES, else the config file's "features";
+	// nil (detect) when none is given. An explicit list is used exactly as given.
+	Features []string
+	// Interpreters override the detected defaults: the config file's "interpreters", then
+	// BATON_AGENT_INTERPRETERS, then --interpreters, each replacing the extensions it names
+	// ("ext=" removes one).
+	Interpreters map[string]string
+}
+
+func platformSettings(flagInterps []string, flagFeatures string, fc fileConfig) (platform, error) {
 	fromFile, err := agent.NormalizeInterpreters(fc.Interpreters)
 	if err != nil {
-		return agent.Platform{}, fmt.Errorf("config: %w", err)
+		return platform{}, fmt.Errorf("config: %w", err)
 	}
-	p.Interpreters = agent.MergeInterpreters(p.Interpreters, fromFile)
+	p := platform{Interpreters: map[string]string{}}
+	for k, v := range fromFile {
+		p.Interpreters[k] = v
+	}
 	for _, src := range []struct{ what, val string }{
 		{"BATON_AGENT_INTERPRETERS", os.Getenv("BATON_AGENT_INTERPRETERS")},
 		{"--interpreters", strings.Join(flagInterps, ",")},
 	} {
 		m, err := agent.ParseInterpreters(src.val)
 		if err != nil {
-			return agent.Platform{}, fmt.Errorf("%s: %w", src.what, err)
+			return platform{}, fmt.Errorf("%s: %w", src.what, err)
 		}
-		p.Interpreters = agent.MergeInterpreters(p.Interpreters, m)
+		for k, v := range m {
+			p.Interpreters[k] = v // "" stays: it removes a detected default
+		}
 	}
-	var features []string
 	switch {
 	case flagFeatures != "":
-		features = splitList(flagFeatures)
+		p.Features = splitList(flagFeatures)
 	case os.Getenv("BATON_AGENT_FEATURES") != "":
-		features = splitList(os.Getenv("BATON_AGENT_FEATURES"))
+		p.Features = splitList(os.Getenv("BATON_AGENT_FEATURES"))
 	case fc.Features != nil:
-		features = fc.Features
-	}
-	if features != nil {
-		p.Features = features
+		p.Features = fc.Features
 	}
 	return p, nil
 }
