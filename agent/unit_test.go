@@ -67,8 +67,13 @@ func TestConfigDefaults(t *testing.T) {
 		len(c.DownloadBackoff) != 4 || c.Facts == nil || c.HTTPClient == nil || c.Logger == nil {
 		t.Errorf("defaults not applied: %+v", c)
 	}
-	if strings.Join(c.Features, ",") != "shell,puppet-agent" {
-		t.Errorf("features %v", c.Features)
+	// Features are detected (in the background): what DetectPlatform finds on this machine.
+	plat, err := c.platform.get(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := DetectPlatform(t.Context(), "").Features; strings.Join(plat.features, ",") != strings.Join(want, ",") || c.Features != nil {
+		t.Errorf("features %v (config %v), want the detected %v", plat.features, c.Features, want)
 	}
 }
 
