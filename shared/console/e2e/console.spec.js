@@ -257,6 +257,16 @@ test('jobs list, Puppet form, inventory and node groups', async ({ page }) => {
   await expect(page.getByLabel('No-op', { exact: true })).toBeVisible();
   await expect(page.getByLabel('Tags', { exact: true })).toBeVisible();
   await shot(page, 'run-puppet');
+  // The form's request is one the API accepts: a no-op Puppet run on web1 becomes a job that ends
+  // (finished where the agent has Puppet, failed where it has not).
+  await targetNodes(page, 'web1');
+  await page.getByLabel('No-op', { exact: true }).check();
+  await page.getByLabel('Tags', { exact: true }).fill('ntp,ssh');
+  await page.getByLabel('Timeout (s)').fill('60');
+  await page.getByRole('button', { name: 'Run Puppet' }).click();
+  await expect(page).toHaveURL(/#\/jobs\/\d+$/);
+  await expect(page.getByRole('heading', { name: /^Job \d+: Puppet run$/ })).toBeVisible();
+  await expect(page.locator('#job-summary .state')).toHaveText(/^(finished|failed)$/, { timeout: 60_000 });
 
   await page.getByRole('link', { name: 'Inventory' }).click();
   await expect(page.locator('#inventory-table tbody tr')).toHaveCount(4);
