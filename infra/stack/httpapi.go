@@ -25,9 +25,23 @@ type HTTPRoute struct {
 	Path   string
 }
 
-// EnrollRoute is the one route without the token authorizer: a new agent exchanges its
-// one-time enrolment token (checked by the api function) for registering its own key.
+// EnrollRoute is a route without the token authorizer: a new agent exchanges its one-time
+// enrolment token (checked by the api function) for registering its own key.
 var EnrollRoute = HTTPRoute{Method: awsapigatewayv2.HttpMethod_POST, Path: "/baton/v1/enroll"}
+
+// PublicRoutes are the routes to the api function without the token authorizer: enrolment,
+// the web console's page and static assets (shared/console: no data in them), and signing in
+// to the console (the token is in the request body; the api function checks it, as it checks
+// every request again). Signing out and everything else the console does go through the
+// authorizer, which takes the session cookie with its CSRF header (awsgw.TokenAuthorizer).
+func PublicRoutes() []HTTPRoute {
+	return []HTTPRoute{
+		EnrollRoute,
+		{Method: awsapigatewayv2.HttpMethod_GET, Path: "/"},
+		{Method: awsapigatewayv2.HttpMethod_GET, Path: "/console/{proxy+}"},
+		{Method: awsapigatewayv2.HttpMethod_POST, Path: "/baton/v1/session"},
+	}
+}
 
 // HTTPRoutes are the routes to the API function behind the token authorizer.
 func HTTPRoutes() []HTTPRoute {
@@ -92,11 +106,13 @@ func NewAPI(scope constructs.Construct, id string, props APIProps) (*API, error)
 			Authorizer:  authorizer,
 		})
 	}
-	a.HTTPAPI.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
-		Path:        jsii.String(EnrollRoute.Path),
-		Methods:     &[]awsapigatewayv2.HttpMethod{EnrollRoute.Method},
-		Integration: integration,
-	})
+	for _, r := range PublicRoutes() {
+		a.HTTPAPI.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
+			Path:        jsii.String(r.Path),
+			Methods:     &[]awsapigatewayv2.HttpMethod{r.Method},
+			Integration: integration,
+		})
+	}
 	a.URL = a.HTTPAPI.Url()
 	return a, nil
 }

@@ -96,7 +96,8 @@ func NodeAuthorizer(a NodeAuthenticator, logger *slog.Logger) func(context.Conte
 
 // TokenAuthorizer returns the Lambda handler of the HTTP API's authorizer (payload format 2.0,
 // simple responses). The token comes from the X-Authentication header or, failing that, the
-// "token" query parameter; the caller's login is passed on as context key "login". A refused
+// "token" query parameter, or the web console's session cookie together with its CSRF header
+// (auth.SessionFromCookie); the caller's login is passed on as context key "login". A refused
 // token gives IsAuthorized false (API Gateway answers 403); a failure to check it is an error
 // (500).
 func TokenAuthorizer(a TokenAuthenticator, logger *slog.Logger) func(context.Context, events.APIGatewayV2CustomAuthorizerV2Request) (events.APIGatewayV2CustomAuthorizerSimpleResponse, error) {
@@ -111,6 +112,16 @@ func TokenAuthorizer(a TokenAuthenticator, logger *slog.Logger) func(context.Con
 		}
 		if token == "" {
 			token = req.QueryStringParameters[QueryToken]
+		}
+		if token == "" {
+			// The web console: its session cookie, which counts only with its CSRF header.
+			csrf, err := header(req.Headers, nil, auth.CSRFHeader)
+			session, found, ok := auth.SessionFromCookie(req.Cookies, csrf)
+			if found && (err != nil || !ok) {
+				log.Warn("caller refused", "reason", "a session cookie without its "+auth.CSRFHeader+" header")
+				return events.APIGatewayV2CustomAuthorizerSimpleResponse{IsAuthorized: false}, nil
+			}
+			token = session
 		}
 		p, err := a.AuthenticateToken(ctx, token)
 		if errors.Is(err, auth.ErrUnauthenticated) {

@@ -213,6 +213,7 @@ func TestTokenAuthorizer(t *testing.T) {
 		name    string
 		headers map[string]string
 		query   map[string]string
+		cookies []string
 		allow   bool
 	}{
 		{name: "lowercased header", headers: map[string]string{"x-authentication": token}, allow: true},
@@ -222,6 +223,14 @@ func TestTokenAuthorizer(t *testing.T) {
 		{name: "no token"},
 		{name: "unknown token", headers: map[string]string{"x-authentication": auth.NewSecret()}},
 		{name: "expired token", headers: map[string]string{"x-authentication": expired}},
+		{name: "console session cookie with its CSRF header", cookies: []string{"theme=dark", auth.SessionCookie + "=" + token},
+			headers: map[string]string{"x-baton-csrf": auth.CSRFValue(token)}, allow: true},
+		{name: "console session cookie without its CSRF header", cookies: []string{auth.SessionCookie + "=" + token}},
+		{name: "console session cookie with another session's CSRF value", cookies: []string{auth.SessionCookie + "=" + token},
+			headers: map[string]string{"x-baton-csrf": auth.CSRFValue(expired)}},
+		{name: "CSRF header without a cookie", headers: map[string]string{"x-baton-csrf": auth.CSRFValue(token)}},
+		{name: "expired token in the session cookie", cookies: []string{auth.SessionCookie + "=" + expired},
+			headers: map[string]string{"x-baton-csrf": auth.CSRFValue(expired)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,6 +246,7 @@ func TestTokenAuthorizer(t *testing.T) {
 			for k, v := range tt.query {
 				req.QueryStringParameters[k] = v
 			}
+			req.Cookies = tt.cookies
 			resp, err := h(ctx, req)
 			t.Log(logs.String())
 			if err != nil {

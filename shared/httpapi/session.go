@@ -28,9 +28,6 @@ package httpapi
 // that header on its own.
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"mime"
 	"net/http"
@@ -42,9 +39,9 @@ import (
 
 const (
 	// SessionCookie is the name of the console's session cookie.
-	SessionCookie = "baton_session"
+	SessionCookie = auth.SessionCookie
 	// CSRFHeader carries the session's CSRF value on every cookie-authenticated request.
-	CSRFHeader = "X-Baton-CSRF"
+	CSRFHeader = auth.CSRFHeader
 	// SessionLifetime bounds a console session (and its session token).
 	SessionLifetime = 8 * time.Hour
 	// SessionTokenLabel labels the API tokens that back console sessions.
@@ -53,11 +50,8 @@ const (
 	KindCSRF = "baton/csrf-check-failed"
 )
 
-// CSRFValue is the CSRF value bound to a session token.
-func CSRFValue(sessionToken string) string {
-	sum := sha256.Sum256([]byte("baton console csrf\x00" + sessionToken))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
+// CSRFValue is the CSRF value bound to a session token (auth.CSRFValue).
+func CSRFValue(sessionToken string) string { return auth.CSRFValue(sessionToken) }
 
 // credential returns the API token a request authenticates with: X-Authentication, then the
 // legacy ?token= query parameter (PE clients), then the session cookie, which counts only with
@@ -69,20 +63,14 @@ func credential(r *http.Request) (string, error) {
 	if t := r.URL.Query().Get("token"); t != "" {
 		return t, nil
 	}
-	c, err := r.Cookie(SessionCookie)
-	if err != nil || c.Value == "" {
+	token, found, ok := auth.SessionFromCookie(r.Header.Values("Cookie"), r.Header.Get(CSRFHeader))
+	if !found {
 		return "", nil
 	}
-	if !csrfOK(r, c.Value) {
+	if !ok {
 		return "", csrfError()
 	}
-	return c.Value, nil
-}
-
-func csrfOK(r *http.Request, sessionToken string) bool {
-	got := r.Header.Get(CSRFHeader)
-	want := CSRFValue(sessionToken)
-	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+	return token, nil
 }
 
 func csrfError() error {
@@ -232,7 +220,7 @@ func (a *API) signOut(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if !csrfOK(r, secret) {
+	if !auth.CSRFMatches(secret, r.Header.Get(CSRFHeader)) {
 		a.writeError(w, r, csrfError())
 		return
 	}
