@@ -133,8 +133,9 @@ func Specs() []Spec {
 			Access:      Access{Table: ddb("GetItem"), LeadingKeys: []string{"TOKEN#*", "USERS", "ROLES"}}},
 		{Name: FunctionWSAuthorizer, Timeout: 10 * time.Second, MemoryMB: 128, ReservedConcurrency: 50,
 			Description: "Baton agent WebSocket $connect authorizer",
-			// It reads the node's credential and records each signed connect's nonce.
-			Access: Access{Table: ddb("PutItem", "Query"), LeadingKeys: append([]string{"NONCE#*"}, nodeKeys...)}},
+			// It reads the node's credential (its two items, one BatchGetItem) and records each
+			// signed connect's nonce.
+			Access: Access{Table: ddb("BatchGetItem", "PutItem"), LeadingKeys: append([]string{"NONCE#*"}, nodeKeys...)}},
 		{Name: FunctionWSConnect, Timeout: 10 * time.Second, MemoryMB: 128, ReservedConcurrency: 50,
 			Description: "Baton agent WebSocket $connect",
 			Access:      Access{Table: ddb("UpdateItem"), LeadingKeys: nodeKeys, SealKey: true}},
@@ -147,7 +148,7 @@ func Specs() []Spec {
 				Objects: sending, SealKey: true, Sends: true}},
 		{Name: FunctionDispatch, Timeout: 60 * time.Second, MemoryMB: 512, ReservedConcurrency: DispatchMaxConcurrency,
 			Description: "Baton job dispatch (messages of the dispatch queue)",
-			Access: Access{Table: ddb("GetItem", "PutItem", "Query", "UpdateItem"),
+			Access: Access{Table: ddb("BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"),
 				Objects: sending, SealKey: true, Sends: true}},
 		{Name: FunctionSweep, Timeout: 60 * time.Second, MemoryMB: 512, ReservedConcurrency: 1,
 			Description: "Baton sweep: timeouts and undelivered work, every minute",

@@ -32,6 +32,8 @@ const (
 	// minModelJob is the smallest job the per-key limits are checked on: one that runs at
 	// TargetRate for several seconds.
 	minModelJob = 5000
+	// stallSweep is how long the job may make no progress before the test runs the sweep.
+	stallSweep = 5 * time.Second
 )
 
 // capacityRun is what one fan-out through the stand-in cost.
@@ -143,7 +145,7 @@ func runCapacity(t *testing.T, n int) capacityRun {
 	}))
 	t.Cleanup(front.Close)
 	f, err := fleet.New(t.Context(), fleet.Config{Count: n, Prefix: fmt.Sprintf("cap%d-", n), Server: c.ws.URL(), API: front.URL,
-		Token: c.token, KeysDir: filepath.Join(t.TempDir(), "keys"), MaxBackoff: 2 * time.Second, EnrollParallel: 64})
+		Token: c.token, KeysDir: filepath.Join(t.TempDir(), "keys"), MaxBackoff: 10 * time.Second, EnrollParallel: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,10 +187,25 @@ func runCapacity(t *testing.T, n int) capacityRun {
 	created := time.Since(start)
 	id, _ := strconv.ParseInt(ref.Name, 10, 64)
 	var ran time.Duration
-	for deadline := time.Now().Add(time.Duration(n)*20*time.Millisecond + time.Minute); ; {
+	// The scheduled sweep stays paused while the job runs (what is measured is the job's
+	// own work), but for a job that stopped moving: a node whose request did not go out, a
+	// refill that failed under load — what the sweep (every minute on AWS) is there to
+	// move on. Each such sweep is counted and logged.
+	sweeps, lastRuns, lastMove := 0, int64(-1), time.Now()
+	for deadline := time.Now().Add(time.Duration(n)*20*time.Millisecond + 2*time.Minute); ; {
 		runs, _ := f.NodeRuns()
 		if runs == int64(n) && ran == 0 {
 			ran = time.Since(start)
+		}
+		if runs != lastRuns {
+			lastRuns, lastMove = runs, time.Now()
+		} else if time.Since(lastMove) > stallSweep {
+			sweeps++
+			c.meter.AddInvocation("sweep")
+			if err := c.app.Orchestrator.Sweep(awsapp.WithFunction(t.Context(), "sweep")); err != nil {
+				t.Logf("sweep: %v", err)
+			}
+			lastMove = time.Now()
 		}
 		j, err := c.probe.GetJob(t.Context(), id)
 		if err == nil && j.State.Terminal() && c.queue.pending.Load() == 0 {
@@ -202,8 +219,8 @@ func runCapacity(t *testing.T, n int) capacityRun {
 	}
 	c.kicks.Wait()
 	elapsed := time.Since(start)
-	t.Logf("N=%d: job created (POST answered) after %s, every node ran by %s, job ended after %s", n, created.Round(time.Millisecond),
-		ran.Round(time.Millisecond), elapsed.Round(time.Millisecond))
+	t.Logf("N=%d: job created (POST answered) after %s, every node ran by %s, job ended after %s; %d sweeps for a job that stopped moving for %s", n, created.Round(time.Millisecond),
+		ran.Round(time.Millisecond), elapsed.Round(time.Millisecond), sweeps, stallSweep)
 	job, err := c.api.Job(t.Context(), ref.Name)
 	if err != nil || job.State != "finished" || job.NodeStates["finished"] != n {
 		t.Fatalf("job %s: %s %v (%v), want %d finished", ref.Name, job.State, job.NodeStates, err, n)

@@ -17,6 +17,7 @@ import (
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/protocol"
 	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/store/dynamo"
 	"github.com/baton-run/baton/shared/usage"
 )
 
@@ -243,29 +244,39 @@ const (
 	advanceLease = time.Minute
 )
 
-// lookupWorkers bounds the inventory reads in flight when a job's agents are looked up.
-const lookupWorkers = 32
+// lookupBatch is how many names one read of the connected lookup asks for (BatchGetItem's
+// limit), lookupWorkers how many such reads run at once.
+const (
+	lookupBatch   = 100
+	lookupWorkers = 8
+)
 
-// connectedLookup tells which of names have an agent connected, from their inventory items
-// (one read each, lookupWorkers at a time), and keeps their connection ids in conns for the
-// handoff. A name that cannot be read counts as not
+// connectedLookup tells which of names have an agent connected, from their connection items
+// (BatchGetItem, lookupBatch names a call, lookupWorkers calls at once), and keeps their
+// connection ids in conns for the handoff. A name that cannot be read counts as not
 // connected: its node waits for its agent, and the sweep offers it again.
-func connectedLookup(st store.Store, conns *connCache) func(ctx context.Context, names []string) (map[string]bool, error) {
+func connectedLookup(st *dynamo.Store, conns *connCache) func(ctx context.Context, names []string) (map[string]bool, error) {
 	return func(ctx context.Context, names []string) (map[string]bool, error) {
-		connected := make([]bool, len(names))
-		parallel(len(names), lookupWorkers, func(i int) {
-			n, err := st.GetNode(ctx, names[i])
-			connected[i] = err == nil && n.Connected && n.Connection != ""
-			if connected[i] {
-				conns.put(names[i], n.Connection)
+		batches := (len(names) + lookupBatch - 1) / lookupBatch
+		found := make([]map[string]string, batches)
+		parallel(batches, lookupWorkers, func(b int) {
+			got, err := st.Connections(ctx, names[b*lookupBatch:min((b+1)*lookupBatch, len(names))])
+			if err == nil {
+				found[b] = got
 			}
 		})
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		out := make(map[string]bool, len(names))
-		for i, n := range names {
-			out[n] = connected[i]
+		for _, n := range names {
+			out[n] = false
+		}
+		for _, got := range found {
+			for n, id := range got {
+				out[n] = true
+				conns.put(n, id)
+			}
 		}
 		return out, nil
 	}

@@ -139,7 +139,8 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	mgmt := apigatewaymanagementapi.New(apigatewaymanagementapi.Options{Region: "us-east-1", Credentials: creds,
 		BaseEndpoint: aws.String(c.ws.ManagementURL()), APIOptions: []func(*middleware.Stack) error{recorder.APIOption}})
 	key := make([]byte, 32)
-	cfg := awsapp.Config{Table: table, Bucket: "baton-bucket", WebSocketEndpoint: c.ws.ManagementURL(), SealKey: key, ConnectTimeout: 5 * time.Second}
+	cfg := awsapp.Config{Table: table, Bucket: "baton-bucket", WebSocketEndpoint: c.ws.ManagementURL(), SealKey: key, ConnectTimeout: 5 * time.Second,
+		TaskConcurrency: -1} // as ConfigFromEnv leaves it unset: no server-wide cap on AWS
 	if _, err := hex.DecodeString(hex.EncodeToString(key)); err != nil {
 		t.Fatal(err)
 	}

@@ -236,7 +236,11 @@ func (s *Service) claimAndSend(ctx context.Context, job jobs.Job, maxClaims int)
 			limit = min(limit, maxClaims-claimed)
 		}
 		now := s.clock()
-		nodes, err := s.store.ClaimJobNodes(ctx, job.ID, store.Claim{Limit: limit, GlobalCap: global,
+		attempts := 0
+		if maxClaims >= 0 {
+			attempts = 1 // a refill: when another claim has the turn, it takes the free slots
+		}
+		nodes, err := s.store.ClaimJobNodes(ctx, job.ID, store.Claim{Limit: limit, GlobalCap: global, Attempts: attempts,
 			Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) { return s.claimedRecord(sp, s.presence, n, now) }})
 		if err != nil {
 			return fmt.Errorf("claim nodes of job %d: %w", job.ID, err)

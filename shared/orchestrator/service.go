@@ -154,6 +154,8 @@ type Service struct {
 
 	finished finishers   // waiters of WaitJob
 	output   outputState // live task output (output.go)
+	// recounts is the sweep's watch of unfinished jobs' counts (recount.go).
+	recounts recountWatch
 }
 
 // Option configures a Service.

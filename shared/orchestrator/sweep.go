@@ -43,8 +43,13 @@ func (s *Service) Sweep(ctx context.Context) error {
 		return errors.Join(append(errs, fmt.Errorf("sweep: %w", err))...)
 	}
 	usage.From(ctx).Take() // listing is the sweep's own cost, not a job's
+	ids := make(map[int64]bool, len(unfinished))
 	for _, job := range unfinished {
+		ids[job.ID] = true
 		if err := s.advance(ctx, job, s.cfg.ClaimBatch); err != nil {
+			errs = append(errs, fmt.Errorf("sweep job %d: %w", job.ID, err))
+		}
+		if err := s.recountIfQuiet(ctx, job, now); err != nil {
 			errs = append(errs, fmt.Errorf("sweep job %d: %w", job.ID, err))
 		}
 		if s.cfg.StatusScan {
@@ -54,6 +59,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 		}
 		s.charge(ctx, job.ID)
 	}
+	s.recounts.keep(ids)
 	return errors.Join(errs...)
 }
 

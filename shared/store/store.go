@@ -104,6 +104,11 @@ type Claim struct {
 	// is set, also when the job is being created), and the events to append with it. It must
 	// not change the record's job or name.
 	Apply func(jobs.Node) (jobs.Node, []jobs.Event)
+	// Attempts bounds the rounds of a claim whose records another claim of the job took
+	// first (stores whose claims take turns, DynamoDB); 0 or less: the store's own bound. A
+	// refill after a result makes one: the claim that has the turn takes the free slots, and
+	// no result waits on a queue of claims for a hot item.
+	Attempts int
 }
 
 // Recounter is implemented by stores whose job counts are kept by separate writes that a

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -143,7 +144,11 @@ func (s *Store) ClaimJobNodes(ctx context.Context, jobID int64, c store.Claim) (
 		return fail(err)
 	}
 	var out []jobs.Node
-	for attempt := 0; len(out) < c.Limit && attempt < s.maxAttempts; attempt++ {
+	attempts := s.maxAttempts
+	if c.Attempts > 0 {
+		attempts = min(attempts, c.Attempts)
+	}
+	for attempt := 0; len(out) < c.Limit && attempt < attempts; attempt++ {
 		got, again, err := s.claimRound(ctx, m, c, c.Limit-len(out))
 		out = append(out, got...)
 		if err != nil {
@@ -271,6 +276,16 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 	if m.concurrency > 0 {
 		conds = append(conds, e.name(attrActive)+" <= "+e.value(avN(int64(m.concurrency)-k)))
 	}
+	// Once sent, the counters update runs to its end even if the caller gives up (a
+	// response cut after DynamoDB applied it would leave the counts ahead with no record
+	// written); the records, the give-backs and the events follow it the same way.
+	wctx, cancel, err := committing(ctx)
+	if err != nil {
+		s.releaseSlots(ctx, grants)
+		return nil, false, err
+	}
+	defer cancel()
+	ctx = wctx
 	after, err := s.update(ctx, jobCountersKey(m.id), updateExpr(sets, adds), strings.Join(conds, " AND "), &e, types.ReturnValueAllNew, nil)
 	if _, ok := conditionFailed(err); ok {
 		s.releaseSlots(ctx, grants)
@@ -280,9 +295,6 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 		s.releaseSlots(ctx, grants)
 		return nil, false, err
 	}
-	// The counters moved: the records, the give-backs and the events follow even if the
-	// caller gives up now (a cancelled context would leave the counts ahead).
-	ctx = context.WithoutCancel(ctx)
 	ar := reader{it: after}
 	next := ar.n(attrLastEvent) - int64(nev) + 1
 	if ar.err != nil {
@@ -363,16 +375,21 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 	return out, lostAct > 0, err
 }
 
+// RecountSettle is how long ago a job's records must all have last moved (their ready,
+// start and finish times) for RecountJob to count them.
+const RecountSettle = time.Minute
+
 // RecountJob recounts job jobID's records (a query of every shard: its cost follows the
 // job's size) and, when the counters item disagrees — a process died between a record's
-// write and its counters' — writes the recount: state counts, active count and claim
-// cursor, conditional on the counters being as read (a concurrent write makes it report
-// store.ErrConflict; try again later). It reports whether it changed anything. The sweep
-// may call it for jobs whose counts look stale (a count below zero; a job that is not
-// finished with no active and no queued record) and that no one is writing: a recount that
-// runs between a record's write and its counters' update counts that write twice (the
-// update lands after the recount), so call it only for a job whose records have not
-// changed for a while (a minute).
+// write and its counters', or a response was lost after DynamoDB applied a write — writes
+// the recount: state counts, active count and claim cursor, conditional on the counters
+// being as read (a concurrent write makes it report store.ErrConflict; try again later). It
+// reports whether it changed anything. A recount that ran between a record's write and its
+// counters' update would count that write twice (the update lands after the recount), so
+// it refuses (store.ErrConflict) while any record of the job moved less than RecountSettle
+// ago by its ready, start or finish time, which the orchestrator sets to the time of each
+// state change just before writing it. The sweep calls it for jobs whose counts have not
+// changed for a while.
 func (s *Store) RecountJob(ctx context.Context, jobID int64) (bool, error) {
 	fail := func(err error) (bool, error) { return false, fmt.Errorf("recount job %d: %w", jobID, err) }
 	m, err := s.meta(ctx, jobID)
@@ -386,16 +403,24 @@ func (s *Store) RecountJob(ctx context.Context, jobID int64) (bool, error) {
 	if ctr == nil {
 		return fail(store.ErrNotFound)
 	}
-	items, err := s.shardRecords(ctx, m, nil, PartitionKey, SortKey, attrSeq, attrState)
+	items, err := s.shardRecords(ctx, m, nil, PartitionKey, SortKey, attrSeq, attrState, attrReadyAt, attrStarted, attrFinished)
 	if err != nil {
 		return fail(err)
 	}
 	counts := jobs.StateCounts{}
 	cursor := int64(-1)
+	settled := s.now().Add(-RecountSettle)
 	for _, it := range items {
 		r := reader{it: it}
 		st := jobs.NodeState(r.s(attrState))
 		seq := r.n(attrSeq)
+		for _, t := range []*time.Time{r.timePtr(attrReadyAt), r.timePtr(attrStarted), r.timePtr(attrFinished)} {
+			if t != nil && t.After(settled) {
+				// A record that moved a moment ago may have its counters' update still in
+				// flight: counting it now could count it twice.
+				return fail(fmt.Errorf("%s moved at %s, less than %s ago: %w", str(it[SortKey]), t.Format(time.RFC3339), RecountSettle, store.ErrConflict))
+			}
+		}
 		if r.err != nil {
 			return fail(r.err)
 		}

@@ -218,6 +218,7 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		return fail(err)
 	}
 	s.metas.put(m)
+	s.unfinished.drop()
 	out := make([]jobs.Node, len(claimed))
 	for k, i := range claimed {
 		out[k] = recs[i]
@@ -314,6 +315,13 @@ func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event)
 	if err != nil {
 		return fail(err)
 	}
+	// The job's write and the counters update that follows it run to their end together,
+	// even if the caller gives up once the first is sent (see committing).
+	ctx, cancel, err := committing(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer cancel()
 	var e expr
 	cond := e.eq(attrVersion, avN(j.Version))
 	oldRes, newRes := [2]string{old.Owner.Login, old.IdempotencyKey}, [2]string{j.Owner.Login, j.IdempotencyKey}
@@ -351,6 +359,9 @@ func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event)
 	}
 
 	terminal, wasTerminal := j.State.Terminal(), old.State.Terminal()
+	if terminal != wasTerminal {
+		s.unfinished.drop()
+	}
 	if len(events) > 0 || terminal != wasTerminal || (j.Stop != "") != (old.Stop != "") {
 		var ce expr
 		sets := []string{ce.eq(attrTerminal, avBool(terminal)), ce.eq(attrStopped, avBool(j.Stop != ""))}

@@ -87,8 +87,11 @@
 // instances; a process that dies in between leaves the counts ahead (never behind: no cap is
 // exceeded), which RecountJob repairs. Claims are the one place where concurrency costs: 16
 // workers each claiming after every result (TestClaimsUnderContention) take about 15 write
-// units per node-run instead of 10; claiming in batches (a refill when 8 slots are free, not
-// after every result) keeps the turns few.
+// units per node-run instead of 10. A claim with store.Claim.Attempts 1 (the orchestrator's
+// refill after a result) makes one round: when another claim has the turn, that one takes
+// the free slots, and no result handler queues behind the job's counters item (with a
+// server-wide cap and refills after every result, queued claims took over 29 s each under
+// load: TestCapacity at N = 1,000 with the orchestrator's default cap of 250).
 //
 // UpdateJobNode (a result, a send, a sweep's update) needs no read: one UpdateItem of the
 // record (every attribute, conditional on the version the caller passes; ReturnValues
@@ -109,6 +112,24 @@
 // of its terminal state or stop request, updates the counters (a job that ends gives its quota
 // back to the ACTIVE semaphore).
 //
+// # Lost responses
+//
+// A write whose effect later writes depend on — a record's write (its counters follow), a
+// claim's counters update (its records follow), a job's write (its counters follow) — runs
+// under a context its caller cannot cancel (bounded by 30 s): a caller giving up (a Lambda's
+// deadline, API Gateway's 29 s) could otherwise cut the request after DynamoDB applied it
+// and before the response came, leaving the write done and its follow-ups not, which
+// showed as counts drifting from the records under load (a job that never ended, counts
+// below zero). What remains — a process that dies between two writes, an SDK retry of an
+// ADD whose first response was lost — the sweep repairs: a job whose counts stayed the
+// same for two minutes of sweeps is recounted once (orchestrator recountIfQuiet, RecountJob).
+// RecountJob refuses while a record moved less than RecountSettle (a minute) ago by its
+// ready, start or finish time, which the orchestrator sets to the time of each state
+// change: a recount that ran between a record's write and its counters' update would count
+// that write twice. TestCountersMatchRecountUnderConcurrency runs one job's records
+// through every transition from 16 goroutines (claims, sends racing results, duplicate
+// results, due-time moves, connect timeouts) and checks the counters against a recount.
+//
 // # Caps
 //
 // A job's Concurrency is checked by the claim's conditional counters update. The server-wide
@@ -126,13 +147,16 @@
 // # Reads
 //
 // GetJob, GetJobNode (after the meta, cached), JobCounts (the counters item) and the other
-// Get methods are one consistent GetItem; GetNode is one Query of NODE#<name> (the connection
-// item and the facts item). ListJobNodes queries the S shards in parallel and merges by
+// Get methods are one consistent GetItem; GetNode is one consistent BatchGetItem of the
+// connection item and the facts item; Connections (the AWS deployment's lookup before it
+// sends) one BatchGetItem of the connection items alone, 100 names a call. ListJobNodes queries the S shards in parallel and merges by
 // creation order: it serves the API's listing, never a result. ListJobNodesInState of queued
 // records reads the pages and records from the cursor (cost follows limit); of other states
 // it is a filtered query of the shards (stops and the sweep only). ListDueJobNodes queries the
 // 8 DUE partitions up to now (limit each), reads the first limit records and checks them.
-// ListJobNodesByName reads the unfinished jobs and BatchGets the node's record in each.
+// ListJobNodesByName (every agent's connect asks it) reads the unfinished jobs — at most
+// once a second per process, so that a reconnect storm does not read the UNFINISHED index
+// partition once per agent — and BatchGets the node's record in each.
 // FindJobNodeByTransaction is a query of the job's shards for an id that names its job (the
 // orchestrator uses GetJobNode with the node instead) and a GSI1 TXN# lookup otherwise.
 // ListJobs queries GSI3's JOBS partition, which TTL keeps to the retention period. NodeNames

@@ -155,7 +155,8 @@ type Store struct {
 	gapWait     time.Duration
 	now         func() time.Time
 
-	metas metaCache // what each job's records are keyed by (immutable per job)
+	metas      metaCache      // what each job's records are keyed by (immutable per job)
+	unfinished unfinishedList // ListJobNodesByName's list of unfinished jobs
 }
 
 // New returns a store on the table of cfg. It makes no call: the table must exist
@@ -660,6 +661,23 @@ func conditionFailed(err error) (*types.ConditionalCheckFailedException, bool) {
 	var ccf *types.ConditionalCheckFailedException
 	ok := errors.As(err, &ccf)
 	return ccf, ok
+}
+
+// writeGrace bounds a write that must not be cut by its caller's context (see committing).
+const writeGrace = 30 * time.Second
+
+// committing returns the context for a write whose effect later writes depend on (a
+// record's write, whose counters follow; a claim's counters, whose records follow): not
+// cancelled with ctx, so that a caller giving up (a Lambda's deadline, an integration
+// timeout) cannot cut the request after DynamoDB applied it but before its response
+// arrived — that would leave the write done and its follow-ups not — but bounded by
+// writeGrace. A ctx already done is refused before anything is written.
+func committing(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if err := ctx.Err(); err != nil {
+		return ctx, func() {}, err
+	}
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeGrace)
+	return c, cancel, nil
 }
 
 // backoff sleeps before attempt+1 of a contended operation: a random time up to

@@ -141,25 +141,19 @@ func (s *Store) putFacts(ctx context.Context, name string, facts []byte) error {
 	return err
 }
 
-// GetNode implements store.Store: one consistent query of the node's partition (its
-// connection item and its facts item).
+// GetNode implements store.Store: one consistent BatchGetItem of the node's connection item
+// and its facts item (a read unit each when small; a Query of the partition would bill one
+// for both, but costs the emulator a pass over the whole table, and the path that needs
+// only the connection reads it alone: Connections).
 func (s *Store) GetNode(ctx context.Context, name string) (inventory.Node, error) {
 	if name == "" {
 		return inventory.Node{}, fmt.Errorf("get node: %w", store.ErrNotFound)
 	}
-	items, err := s.queryPartition(ctx, pkNodePrefix+name)
+	got, err := s.batchGetRead(ctx, []item{invKey(name), factsKey(name)}, true)
 	if err != nil {
 		return inventory.Node{}, fmt.Errorf("get node %s: %w", name, err)
 	}
-	var conn, facts item
-	for _, it := range items {
-		switch str(it[SortKey]) {
-		case skNode:
-			conn = it
-		case skFacts:
-			facts = it
-		}
-	}
+	conn, facts := got[keyString(invKey(name))], got[keyString(factsKey(name))]
 	if conn == nil {
 		return inventory.Node{}, fmt.Errorf("get node %s: %w", name, store.ErrNotFound)
 	}

@@ -227,8 +227,9 @@ func decodeNodes(items []item) ([]jobs.Node, error) {
 }
 
 // ListJobNodesByName implements store.Store: the unfinished jobs (GSI1's UNFINISHED
-// partition and their job items), then one BatchGetItem of the node's record in each. Its
-// cost follows the number of unfinished jobs.
+// partition and their job items, read at most once per unfinishedTTL by this process), then
+// one BatchGetItem of the node's record in each. Its cost follows the number of unfinished
+// jobs.
 func (s *Store) ListJobNodesByName(ctx context.Context, name string, states ...jobs.NodeState) ([]jobs.Node, error) {
 	fail := func(err error) ([]jobs.Node, error) {
 		return nil, fmt.Errorf("list job nodes named %s: %w", name, err)
@@ -236,7 +237,7 @@ func (s *Store) ListJobNodesByName(ctx context.Context, name string, states ...j
 	if name == "" {
 		return nil, nil
 	}
-	unfinished, err := s.ListUnfinishedJobs(ctx)
+	unfinished, err := s.unfinishedCached(ctx)
 	if err != nil {
 		return fail(err)
 	}
@@ -505,7 +506,12 @@ func (s *Store) writeRecord(ctx context.Context, m jobMeta, n jobs.Node, events 
 	delete(it, attrSeq) // kept as created
 	var e expr
 	cond := e.eq(attrVersion, avN(n.Version))
-	old, err := s.writeNode(ctx, it, cond, &e)
+	wctx, cancel, err := committing(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	old, err := s.writeNode(wctx, it, cond, &e)
 	if ccf, ok := conditionFailed(err); ok {
 		return nil, s.versionMiss(ctx, m.nodeKey(n.Name), ccf)
 	}

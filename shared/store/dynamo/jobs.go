@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -350,6 +351,45 @@ func (s *Store) unfinishedJobs(ctx context.Context) ([]unfinishedRef, error) {
 		out = append(out, unfinishedRef{id: id, order: i})
 	}
 	return out, nil
+}
+
+// unfinishedTTL is how long ListJobNodesByName (every agent's connect asks it for the
+// node's pending work) uses a list of unfinished jobs this process read: a reconnect storm
+// of the whole fleet then reads the UNFINISHED partition a few times a second instead of
+// once per agent (100,000 reads of one index partition would exceed its 3,000 RCU/s). A
+// job created or ended in this process drops the list; one created elsewhere is missed
+// for at most unfinishedTTL, of the order of the index's own lag.
+const unfinishedTTL = time.Second
+
+// unfinishedList is the cached list of unfinished jobs.
+type unfinishedList struct {
+	mu   sync.Mutex
+	jobs []jobs.Job
+	at   time.Time
+	ok   bool
+}
+
+func (u *unfinishedList) drop() {
+	u.mu.Lock()
+	u.ok = false
+	u.mu.Unlock()
+}
+
+// unfinishedCached is ListUnfinishedJobs, read at most once per unfinishedTTL.
+func (s *Store) unfinishedCached(ctx context.Context) ([]jobs.Job, error) {
+	u := &s.unfinished
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	now := time.Now()
+	if u.ok && now.Sub(u.at) < unfinishedTTL && !now.Before(u.at) {
+		return u.jobs, nil
+	}
+	list, err := s.ListUnfinishedJobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u.jobs, u.at, u.ok = list, now, true
+	return list, nil
 }
 
 // ListUnfinishedJobs implements store.Store: the UNFINISHED partition of GSI1 (keys only)

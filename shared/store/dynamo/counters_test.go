@@ -1,0 +1,288 @@
+package dynamo_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/baton-run/baton/shared/inventory"
+	"github.com/baton-run/baton/shared/jobs"
+	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/store/dynamo"
+)
+
+// TestCountersMatchRecountUnderConcurrency runs one job's records through every transition
+// the orchestrator makes, from many goroutines at once, the way concurrent Lambda
+// invocations do: records claimed at creation (running, or ready for an agent that is not
+// connected), sends recorded in batches (UpdateJobNodes) racing the results of the same
+// records (a result that overtakes the send's record writes ready → finished with both
+// events), duplicate results of one transaction, due-time moves that change no state (the
+// sweep), refill claims after every result, and connect timeouts (ready → errored). At the
+// end the job's counters must equal a recount of its records, every record must be
+// terminal, the job must be seen done by its counts (no record left queued or active), and
+// the event ids must be unique and increasing.
+func TestCountersMatchRecountUnderConcurrency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs hundreds of node-runs through the emulator")
+	}
+	e := newEnv(t)
+	s := e.store(t)
+	ctx := t.Context()
+	now := time.Now()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var rngMu sync.Mutex
+	chance := func(p float64) bool {
+		rngMu.Lock()
+		defer rngMu.Unlock()
+		return rng.Float64() < p
+	}
+	// Apply: a third of the claims find the agent away (ready, due), the rest are recorded
+	// running at once with their node_running event, as claimedRecord does.
+	apply := func(n jobs.Node) (jobs.Node, []jobs.Event) {
+		n.TransactionID = jobs.TransactionID(n.JobID, "t-"+n.Name)
+		n, err := jobs.ApplyNode(n, jobs.NodeClaim, now)
+		if err != nil {
+			panic(err)
+		}
+		if chance(0.33) {
+			due := now.Add(time.Minute)
+			n.DueAt = &due
+			return n, nil
+		}
+		n, err = jobs.ApplyNode(n, jobs.NodeSend, now)
+		if err != nil {
+			panic(err)
+		}
+		return n, []jobs.Event{{Type: jobs.EventNodeRunning, Timestamp: now, Node: n.Name}}
+	}
+	const n = 500
+	in := newJob()
+	in.Concurrency = 0
+	j, claimed, err := s.CreateJobClaiming(ctx, in, nodes(n, jobs.NodeNew), nil, store.Claim{Limit: 120, Apply: apply})
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := make(chan jobs.Node, n)
+	for _, nd := range claimed {
+		work <- nd
+	}
+	var evMu sync.Mutex
+	events := len(claimed) - countState(claimed, jobs.NodeReady)
+
+	// end writes a result for record nd (read again on a conflict), as recordOutcome does.
+	end := func(nd jobs.Node, ev jobs.NodeEvent) error {
+		for attempt := 0; attempt < 50; attempt++ {
+			if nd.State.Terminal() {
+				return nil
+			}
+			var evs []jobs.Event
+			if nd.State == jobs.NodeReady {
+				var err error
+				if nd, err = jobs.ApplyNode(nd, jobs.NodeSend, now); err != nil {
+					return err
+				}
+				evs = append(evs, jobs.Event{Type: jobs.EventNodeRunning, Timestamp: now, Node: nd.Name})
+			}
+			done, err := jobs.ApplyNode(nd, ev, now)
+			if err != nil {
+				return err
+			}
+			done.DueAt = nil
+			evs = append(evs, jobs.Event{Type: jobs.NodeEventType(done.State), Timestamp: now, Node: nd.Name})
+			_, err = s.UpdateJobNode(ctx, done, evs...)
+			if err == nil {
+				evMu.Lock()
+				events += len(evs)
+				evMu.Unlock()
+				return nil
+			}
+			if !errors.Is(err, store.ErrConflict) {
+				return err
+			}
+			if nd, err = s.GetJobNode(ctx, nd.JobID, nd.Name); err != nil {
+				return err
+			}
+		}
+		return fmt.Errorf("%s: no end after 50 conflicts", nd.Name)
+	}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for {
+				var nd jobs.Node
+				select {
+				case nd = <-work:
+				case <-time.After(2 * time.Second):
+					return
+				}
+				var side sync.WaitGroup
+				if nd.State == jobs.NodeReady {
+					// The send's record (a batch of one or more), racing the result below.
+					side.Go(func() {
+						run, err := jobs.ApplyNode(nd, jobs.NodeSend, now)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						run.DueAt = nil
+						_, errs := s.UpdateJobNodes(ctx, []store.NodeUpdate{{Node: run, Events: []jobs.Event{{Type: jobs.EventNodeRunning, Timestamp: now, Node: nd.Name}}}})
+						if errs[0] == nil {
+							evMu.Lock()
+							events++
+							evMu.Unlock()
+						} else if !errors.Is(errs[0], store.ErrConflict) {
+							t.Errorf("send %s: %v", nd.Name, errs[0])
+						}
+					})
+				}
+				if chance(0.2) {
+					// The sweep moves the due time: no state change.
+					side.Go(func() {
+						later := now.Add(2 * time.Minute)
+						moved := nd
+						moved.DueAt = &later
+						if _, err := s.UpdateJobNode(ctx, moved); err != nil && !errors.Is(err, store.ErrConflict) {
+							t.Errorf("due %s: %v", nd.Name, err)
+						}
+					})
+				}
+				result := jobs.NodeSucceed
+				if nd.State == jobs.NodeReady && chance(0.1) {
+					result = jobs.NodeError // its connect timeout
+				}
+				if err := end(nd, result); err != nil {
+					t.Errorf("end %s: %v", nd.Name, err)
+				}
+				if chance(0.3) {
+					// The same result again (the agent resent it): nothing more changes.
+					cur, err := s.GetJobNode(ctx, nd.JobID, nd.Name)
+					if err != nil {
+						t.Errorf("read %s: %v", nd.Name, err)
+					} else if err := end(cur, result); err != nil {
+						t.Errorf("end %s again: %v", nd.Name, err)
+					}
+				}
+				side.Wait()
+				more, err := s.ClaimJobNodes(ctx, j.ID, store.Claim{Limit: 8, Apply: apply})
+				if err != nil {
+					t.Errorf("claim: %v", err)
+				}
+				for _, m := range more {
+					if m.State == jobs.NodeRunning {
+						evMu.Lock()
+						events++
+						evMu.Unlock()
+					}
+					work <- m
+				}
+			}
+		})
+	}
+	wg.Wait()
+	counts, err := s.JobCounts(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := s.ListJobNodes(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recount := jobs.Counts(ns)
+	for _, st := range jobs.AllNodeStates {
+		if counts[st] != recount[st] {
+			t.Errorf("counters %v, recount %v", counts, recount)
+			break
+		}
+	}
+	if counts.Unfinished() != 0 || recount.Unfinished() != 0 || recount[jobs.NodeFinished]+recount[jobs.NodeErrored] != n {
+		t.Errorf("the job is not done: counters %v, recount %v", counts, recount)
+	}
+	// A recount once the records have settled (a store whose clock is RecountSettle on)
+	// finds nothing to repair.
+	later := e.store(t, dynamo.WithGapWait(dynamo.DefaultGapWait, func() time.Time { return time.Now().Add(dynamo.RecountSettle + time.Second) }))
+	if changed, err := later.RecountJob(ctx, j.ID); err != nil || changed {
+		t.Errorf("recount changed the counters: %v, %v", changed, err)
+	}
+	evs, err := s.ListEvents(ctx, j.ID, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(evs); i++ {
+		if evs[i].ID <= evs[i-1].ID {
+			t.Fatalf("event ids not increasing: %d after %d", evs[i].ID, evs[i-1].ID)
+		}
+	}
+	if len(evs) != events {
+		t.Errorf("%d events listed, %d written", len(evs), events)
+	}
+}
+
+func countState(ns []jobs.Node, st jobs.NodeState) int {
+	c := 0
+	for _, n := range ns {
+		if n.State == st {
+			c++
+		}
+	}
+	return c
+}
+
+// TestRecountWaitsForRecordsToSettle: RecountJob refuses while a record of the job moved
+// less than RecountSettle ago (its counters' update may be in flight), and recounts once
+// every record has settled.
+func TestRecountWaitsForRecordsToSettle(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	clock := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	s := e.store(t, dynamo.WithGapWait(dynamo.DefaultGapWait, now))
+	ctx := t.Context()
+	j, err := s.CreateJob(ctx, newJob(), nodes(3, jobs.NodeNew), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ClaimJobNodes(ctx, j.ID, store.Claim{Limit: 1, Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) {
+		n, err := jobs.ApplyNode(n, jobs.NodeClaim, now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, nil
+	}})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claim: %v, %v", got, err)
+	}
+	if _, err := s.RecountJob(ctx, j.ID); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("recount right after a claim: %v, want a conflict", err)
+	}
+	mu.Lock()
+	clock = clock.Add(dynamo.RecountSettle)
+	mu.Unlock()
+	if changed, err := s.RecountJob(ctx, j.ID); err != nil || changed {
+		t.Fatalf("recount once settled: changed %v, %v; want unchanged", changed, err)
+	}
+}
+
+// TestConnections: the connection ids of connected nodes only, from their connection items.
+func TestConnections(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	ctx := t.Context()
+	for _, n := range []string{"a", "b", "c"} {
+		if _, err := s.CreateNode(ctx, inventory.Node{Name: n, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.MarkNodeConnected(ctx, "a", "pcp://x/server", "conn-a", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Connections(ctx, []string{"a", "b", "missing", "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got["a"] != "conn-a" {
+		t.Fatalf("connections %v, want only a: conn-a", got)
+	}
+}
