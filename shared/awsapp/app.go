@@ -20,6 +20,7 @@ import (
 	"github.com/baton-run/baton/shared/auth"
 	"github.com/baton-run/baton/shared/awsgw"
 	"github.com/baton-run/baton/shared/catalog/s3catalog"
+	"github.com/baton-run/baton/shared/console"
 	"github.com/baton-run/baton/shared/httpapi"
 	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/puppetdb"
@@ -233,7 +234,11 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 	if err != nil {
 		return nil, err
 	}
-	a.API = charged(httpapi.New(a.Orchestrator, cat, cat, a.Auth, logger, append(apiOpts, httpapi.WithLimits(limits))...))
+	api, err := console.WithAPI(httpapi.New(a.Orchestrator, cat, cat, a.Auth, logger, append(apiOpts, httpapi.WithLimits(limits))...)) // the web console at /, as on baton serve
+	if err != nil {
+		return nil, err
+	}
+	a.API = charged(api)
 	return a, nil
 }
 

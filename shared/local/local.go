@@ -23,6 +23,7 @@ import (
 
 	"github.com/baton-run/baton/shared/auth"
 	"github.com/baton-run/baton/shared/catalog"
+	"github.com/baton-run/baton/shared/console"
 	"github.com/baton-run/baton/shared/gateway"
 	"github.com/baton-run/baton/shared/httpapi"
 	"github.com/baton-run/baton/shared/orchestrator"
@@ -297,8 +298,8 @@ func Start(cfg Config) (*Server, error) {
 	urls := signedURLs{signer: signer, ttl: cfg.FileURLTTL}
 	s.orch = orchestrator.New(st, cat, urls, s.gateway, sealer,
 		orchestrator.WithLogger(cfg.Logger),
-		orchestrator.WithStreamAll(), // every task's live output (storing it costs nothing metered here)
 		pdb.orchestratorOption(),
+		orchestrator.WithStreamAll(), // every task's live output (storing it costs nothing metered here)
 		orchestrator.WithConfig(orchestrator.Config{ConnectTimeout: cfg.ConnectTimeout, TimeoutGrace: cfg.TimeoutGrace,
 			TaskConcurrency: cfg.TaskConcurrency, Broker: "pcp://" + ln.Addr().String() + "/server"}),
 		orchestrator.WithKick(func(id int64) {
@@ -324,7 +325,13 @@ func Start(cfg Config) (*Server, error) {
 	// read and write timeouts without help.
 	mux.Handle("/pcp", s.gateway.Handler(s.auth, s.orch))
 	mux.Handle("/files/", stream(catalog.FileHandler(cat, signer, cfg.Logger)))
-	mux.Handle("/", api)
+	withConsole, err := console.WithAPI(api) // the web console at /, the API's 404 for other paths
+	if err != nil {
+		cancel()
+		ln.Close()
+		return nil, err
+	}
+	mux.Handle("/", withConsole)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: headerTimeout, MaxHeaderBytes: 64 << 10,
 		ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout,
 		// TLS handshake failures (a client that does not trust the certificate) land here.
