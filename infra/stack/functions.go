@@ -144,7 +144,7 @@ func Specs() []Spec {
 			Access:      Access{Table: ddb("GetItem", "UpdateItem"), LeadingKeys: nodeKeys, SealKey: true}},
 		{Name: FunctionWSDefault, Timeout: 10 * time.Second, MemoryMB: 256, ReservedConcurrency: 200,
 			Description: "Baton agent WebSocket $default (PCP messages from agents)",
-			Access: Access{Table: ddb("BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"), Indexes: ddb("Query"),
+			Access: Access{Table: ddb("BatchGetItem", "BatchWriteItem", "GetItem", "PutItem", "Query", "UpdateItem"), Indexes: ddb("Query"),
 				Objects: sending, SealKey: true, Sends: true}},
 		{Name: FunctionDispatch, Timeout: 60 * time.Second, MemoryMB: 512, ReservedConcurrency: DispatchMaxConcurrency,
 			Description: "Baton job dispatch (messages of the dispatch queue)",
@@ -152,7 +152,7 @@ func Specs() []Spec {
 				Objects: sending, SealKey: true, Sends: true}},
 		{Name: FunctionSweep, Timeout: 60 * time.Second, MemoryMB: 512, ReservedConcurrency: 1,
 			Description: "Baton sweep: timeouts and undelivered work, every minute",
-			Access: Access{Table: ddb("BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"), Indexes: ddb("Query"),
+			Access: Access{Table: ddb("BatchGetItem", "BatchWriteItem", "GetItem", "PutItem", "Query", "UpdateItem"), Indexes: ddb("Query"),
 				Objects: sending, SealKey: true, Sends: true}},
 	}
 }

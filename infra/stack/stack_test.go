@@ -28,14 +28,15 @@ var resourceCounts = map[string]int{
 	"AWS::SQS::QueuePolicy":           2,
 	"AWS::Lambda::EventSourceMapping": 1,
 	"AWS::CloudWatch::Alarm":          1,
-	// 3 WebSocket routes + its authorizer, 3 HTTP routes + its authorizer, the sweep rule.
-	"AWS::Lambda::Permission":       10,
+	// 3 WebSocket routes + its authorizer, 3 HTTP routes + its authorizer, 4 public HTTP routes
+	// (enrolment, the console's page, assets and sign-in), the sweep rule.
+	"AWS::Lambda::Permission":       13,
 	"AWS::ApiGatewayV2::Api":        2,
 	"AWS::ApiGatewayV2::Stage":      2,
 	"AWS::ApiGatewayV2::Authorizer": 2,
 	// 3 WebSocket integrations, 1 shared by the HTTP routes.
 	"AWS::ApiGatewayV2::Integration": 4,
-	"AWS::ApiGatewayV2::Route":       7,
+	"AWS::ApiGatewayV2::Route":       10,
 	"AWS::Events::Rule":              1,
 }
 
