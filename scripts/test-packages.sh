@@ -32,17 +32,9 @@ PKG_DIR=${PKG_DIR:-dist/packages}
 PKG_ARCH=${PKG_ARCH:-$(dpkg --print-architecture)}
 NODE="pkgtest-$$"
 
-log() { printf 'test-packages: %s\n' "$*" >&2; }
-die() {
-	log "FAIL: $*"
-	exit 1
-}
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-alive() {
-	local st
-	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-	[[ $st != Z* ]]
-}
+LOG_PREFIX=test-packages
+# shellcheck source=scripts/lib-packages.sh
+source "$(dirname "$0")/lib-packages.sh"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (installs packages, writes /etc/baton)"
 
@@ -84,22 +76,6 @@ done
 work=$(mktemp -d /tmp/baton-test-packages.XXXXXX)
 server_pid="" agent_pid="" installed=0
 timings=()
-
-# stop PID NAME: SIGTERM, wait up to 30 s, then SIGKILL.
-stop() {
-	local pid=$1 deadline=$((SECONDS + 30))
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	while alive "$pid"; do
-		if ((SECONDS >= deadline)); then
-			log "$2 ($pid) still running 30 s after SIGTERM; SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-			break
-		fi
-		sleep 0.1
-	done
-	wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
 	local rc=$?
@@ -161,7 +137,7 @@ fi
 timings+=("tools $(since "$t0") s")
 
 # The maintainer scripts run under /bin/sh (dash on Debian), the tests under bash.
-shellcheck cmd/baton-agent/package/*.sh cmd/baton/package/*.sh scripts/test-packages.sh scripts/test-puppet-module.sh ||
+shellcheck -x cmd/baton-agent/package/*.sh cmd/baton/package/*.sh scripts/test-packages.sh scripts/test-puppet-module.sh scripts/lib-packages.sh ||
 	die "shellcheck found problems"
 log "ok: shellcheck of the maintainer scripts and the package tests"
 

@@ -34,17 +34,9 @@ PKG_ARCH=${PKG_ARCH:-$(dpkg --print-architecture)}
 NODE="puppettest-$$"
 BATON=$PWD/bin/baton
 
-log() { printf 'test-puppet-module: %s\n' "$*" >&2; }
-die() {
-	log "FAIL: $*"
-	exit 1
-}
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-alive() {
-	local st
-	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-	[[ $st != Z* ]]
-}
+LOG_PREFIX=test-puppet-module
+# shellcheck source=scripts/lib-packages.sh
+source "$(dirname "$0")/lib-packages.sh"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (installs the baton-agent package, writes /etc/baton)"
 
@@ -74,21 +66,6 @@ st=$(dpkg-query -W -f '${db:Status-Status}' baton-agent 2>/dev/null || true)
 work=$(mktemp -d /tmp/baton-test-puppet.XXXXXX)
 server_pid="" agent_pid=""
 timings=()
-
-stop() {
-	local pid=$1 deadline=$((SECONDS + 30))
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	while alive "$pid"; do
-		if ((SECONDS >= deadline)); then
-			log "$2 ($pid) still running 30 s after SIGTERM; SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-			break
-		fi
-		sleep 0.1
-	done
-	wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
 	local rc=$?
