@@ -261,31 +261,43 @@ var kindStatus = map[string]int{
 	orchestrator.KindUnknownGroup:       http.StatusNotFound,
 }
 
+// authenticate checks token (unless tokenErr already refused the request) and the principal's
+// rate limit. When it returns false it has answered: a failure spends the client address's
+// anonymous budget, and an unknown, revoked or expired token is a 401 saying unauthMsg.
+func (a *API) authenticate(w http.ResponseWriter, r *http.Request, token string, tokenErr error, unauthMsg string) (principal, bool) {
+	var p principal
+	err := tokenErr
+	if err == nil {
+		p, err = a.auth.AuthenticateToken(r.Context(), token)
+	}
+	if err != nil {
+		if !a.allowAnonymous(w, r) {
+			return p, false
+		}
+		if errors.Is(err, auth.ErrUnauthenticated) {
+			err = &apiError{status: http.StatusUnauthorized, body: errorBody{Kind: "puppetlabs.rbac/user-unauthenticated",
+				Msg: unauthMsg, Details: map[string]any{}}}
+		}
+		a.writeError(w, r, err)
+		return p, false
+	}
+	if l := a.limits.Principal; l != nil {
+		if ok, wait := l.Allow("user:" + p.Login); !ok {
+			ratelimit.WriteRateLimited(w, wait)
+			return p, false
+		}
+	}
+	return p, true
+}
+
 // handle registers h behind authentication, the permission check for action ("" when the
 // handler checks for itself) and the error mapping.
 func (a *API) handle(pattern, action string, h handlerFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		token, err := credential(r) // X-Authentication, ?token=, or the console's cookie with its CSRF header (session.go)
-		var p principal
-		if err == nil {
-			p, err = a.auth.AuthenticateToken(r.Context(), token)
-		}
-		if err != nil {
-			if !a.allowAnonymous(w, r) {
-				return
-			}
-			if errors.Is(err, auth.ErrUnauthenticated) {
-				err = &apiError{status: http.StatusUnauthorized, body: errorBody{Kind: "puppetlabs.rbac/user-unauthenticated",
-					Msg: "Authentication is required: send a valid token in the X-Authentication header", Details: map[string]any{}}}
-			}
-			a.writeError(w, r, err)
+		p, ok := a.authenticate(w, r, token, err, "Authentication is required: send a valid token in the X-Authentication header")
+		if !ok {
 			return
-		}
-		if l := a.limits.Principal; l != nil {
-			if ok, wait := l.Allow("user:" + p.Login); !ok {
-				ratelimit.WriteRateLimited(w, wait)
-				return
-			}
 		}
 		if action != "" && !p.Can(action) {
 			a.writeError(w, r, notPermitted("You are not permitted to do this: it needs the %s permission", action))

@@ -34,7 +34,6 @@ import (
 	"time"
 
 	"github.com/baton-run/baton/shared/auth"
-	"github.com/baton-run/baton/shared/ratelimit"
 )
 
 const (
@@ -132,24 +131,10 @@ func (a *API) signIn(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	p, err := a.auth.AuthenticateToken(r.Context(), body.Token)
-	if err != nil {
-		// Only failed sign-ins spend the address's anonymous budget.
-		if !a.allowAnonymous(w, r) {
-			return
-		}
-		if errors.Is(err, auth.ErrUnauthenticated) {
-			err = &apiError{status: http.StatusUnauthorized, body: errorBody{Kind: "puppetlabs.rbac/user-unauthenticated",
-				Msg: "The token is not valid (unknown, revoked or expired)", Details: map[string]any{}}}
-		}
-		a.writeError(w, r, err)
+	// Only failed sign-ins spend the address's anonymous budget.
+	p, ok := a.authenticate(w, r, body.Token, nil, "The token is not valid (unknown, revoked or expired)")
+	if !ok {
 		return
-	}
-	if l := a.limits.Principal; l != nil {
-		if ok, wait := l.Allow("user:" + p.Login); !ok {
-			ratelimit.WriteRateLimited(w, wait)
-			return
-		}
 	}
 	// SessionLifetime, or when the token signed in with expires sooner (or the server's maximum
 	// token lifetime is shorter), the default token lifetime cut to the token's expiry: the

@@ -500,7 +500,7 @@ func (s *Service) finishJob(ctx context.Context, jobID int64, counts jobs.StateC
 		if err != nil {
 			return fmt.Errorf("finish job %d: %w", jobID, err)
 		}
-		s.finished.done(jobID)
+		s.finished.wake(jobID)
 		s.log.Info("job ended", "job", ended, "node_states", counts)
 		return nil
 	}

@@ -281,7 +281,7 @@ func (s *Service) endWithJob(ctx context.Context, end jobs.Node, events []jobs.E
 	if _, _, err := s.store.UpdateJobNodeAndJob(ctx, end, events, ended, []jobs.Event{jobEvent}); err != nil {
 		return false
 	}
-	s.finished.done(job.ID)
+	s.finished.wake(job.ID)
 	s.log.Info("job ended", "job", ended, "node_states", jobs.StateCounts{end.State: 1})
 	return true
 }

@@ -27,8 +27,9 @@ type outputState struct {
 	all   bool
 	grace time.Duration
 
-	mu      sync.Mutex
-	waiters map[outputKey][]chan struct{}
+	waiters waiters[outputKey] // readers waiting for a node's next chunks
+
+	mu sync.Mutex
 	// owners caches the transactions whose sender this process checked: txn → record.
 	owners map[string]outputOwner
 }
@@ -72,7 +73,7 @@ func (s *Service) onOutput(ctx context.Context, node string, o protocol.Output) 
 	if err := s.store.PutOutput(ctx, jobID, node, chunks); err != nil {
 		return fmt.Errorf("output of %s: %w", o.TransactionID, err)
 	}
-	s.output.wake(outputKey{jobID, node})
+	s.output.waiters.wake(outputKey{jobID, node})
 	return nil
 }
 
@@ -174,7 +175,7 @@ func (s *Service) outputGrace() time.Duration {
 // (another process stored them) are seen within waitPoll.
 func (s *Service) WaitOutput(ctx context.Context, jobID int64, node string, after int64, limit int, d time.Duration) (OutputPage, error) {
 	d = min(d, MaxWait)
-	woke, forget := s.output.watch(outputKey{jobID, node})
+	woke, forget := s.output.waiters.add(outputKey{jobID, node})
 	defer forget()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
@@ -199,41 +200,5 @@ func (s *Service) WaitOutput(ctx context.Context, jobID int64, node string, afte
 
 func (s *Service) rewatch(jobID int64, node string, forget func()) (<-chan struct{}, func()) {
 	forget()
-	return s.output.watch(outputKey{jobID, node})
-}
-
-// watch returns a channel closed when chunks of k are next stored here.
-func (o *outputState) watch(k outputKey) (<-chan struct{}, func()) {
-	ch := make(chan struct{})
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.waiters == nil {
-		o.waiters = map[outputKey][]chan struct{}{}
-	}
-	o.waiters[k] = append(o.waiters[k], ch)
-	return ch, func() {
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		list := o.waiters[k]
-		for i, c := range list {
-			if c == ch {
-				list = append(list[:i], list[i+1:]...)
-				break
-			}
-		}
-		if len(list) == 0 {
-			delete(o.waiters, k)
-		} else {
-			o.waiters[k] = list
-		}
-	}
-}
-
-func (o *outputState) wake(k outputKey) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, ch := range o.waiters[k] {
-		close(ch)
-	}
-	delete(o.waiters, k)
+	return s.output.waiters.add(outputKey{jobID, node})
 }

@@ -152,8 +152,8 @@ type Service struct {
 	// queries, when set, resolves scope queries instead of the inventory (WithQueryResolver).
 	queries QueryResolver
 
-	finished finishers   // waiters of WaitJob
-	output   outputState // live task output (output.go)
+	finished waiters[int64] // waiters of WaitJob
+	output   outputState    // live task output (output.go)
 	// recounts is the sweep's watch of unfinished jobs' counts (recount.go).
 	recounts recountWatch
 }

@@ -15,24 +15,26 @@ const MaxWait = 25 * time.Second
 // Lambda instance) ends is seen this late at most; one this process ends is seen at once.
 const waitPoll = 250 * time.Millisecond
 
-// finishers wakes the waiters of jobs this process ends.
-type finishers struct {
-	mu      sync.Mutex
-	waiters map[int64][]chan struct{}
+// waiters wakes the goroutines waiting on a key (a job this process ends, a node's output
+// this process stores) when the key is signalled.
+type waiters[K comparable] struct {
+	mu sync.Mutex
+	m  map[K][]chan struct{}
 }
 
-func (f *finishers) add(id int64) (<-chan struct{}, func()) {
+// add returns a channel closed at the next wake of k, and a func that stops waiting.
+func (w *waiters[K]) add(k K) (<-chan struct{}, func()) {
 	ch := make(chan struct{})
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.waiters == nil {
-		f.waiters = map[int64][]chan struct{}{}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m = map[K][]chan struct{}{}
 	}
-	f.waiters[id] = append(f.waiters[id], ch)
+	w.m[k] = append(w.m[k], ch)
 	return ch, func() {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		list := f.waiters[id]
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		list := w.m[k]
 		for i, c := range list {
 			if c == ch {
 				list = append(list[:i], list[i+1:]...)
@@ -40,20 +42,21 @@ func (f *finishers) add(id int64) (<-chan struct{}, func()) {
 			}
 		}
 		if len(list) == 0 {
-			delete(f.waiters, id)
+			delete(w.m, k)
 		} else {
-			f.waiters[id] = list
+			w.m[k] = list
 		}
 	}
 }
 
-func (f *finishers) done(id int64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, ch := range f.waiters[id] {
+// wake closes the channels of everyone waiting on k.
+func (w *waiters[K]) wake(k K) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ch := range w.m[k] {
 		close(ch)
 	}
-	delete(f.waiters, id)
+	delete(w.m, k)
 }
 
 // WaitJob returns job id once it has ended, or as it is when d (at most MaxWait) has passed
