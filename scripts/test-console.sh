@@ -73,5 +73,16 @@ shots=$ROOT/docs/console
 [ "${BATON_SCREENSHOTS:-1}" = 0 ] && shots=
 echo "==> playwright test against $URL"
 BATON_URL=$URL BATON_ADMIN_TOKEN_FILE=$ADMIN_TOKEN_FILE BATON_ALICE_TOKEN_FILE=$WORK/alice.token \
-	BATON_SCREENSHOTS=$shots npx --no-install playwright test "$@" || {
-	echo "---- server log"; tail -n 40 "$WORK/server.log"; exit 1; }
+	BATON_SCREENSHOTS=$shots BATON_REPORT=$WORK/report.json npx --no-install playwright test "$@" || {
+	echo "---- server log"; tail -n 40 "$WORK/server.log"
+	for n in "${nodes[@]}"; do echo "---- agent $n"; tail -n 10 "$WORK/$n.log"; done
+	# The failures last, without colour codes, so that the tail of a CI log shows them.
+	echo "---- failures"
+	node -e '
+		const strip = (s) => String(s || "").replace(/\u001b\[[0-9;]*m/g, "");
+		const walk = (suite, out) => { for (const s of suite.suites || []) walk(s, out);
+			for (const sp of suite.specs || []) for (const t of sp.tests || []) for (const r of t.results || [])
+				if (r.status !== "passed" && r.status !== "skipped") out.push(`${sp.title} (${sp.file}:${sp.line}): ${r.status}\n` +
+					(r.errors || []).map((e) => strip(e.message).split("\n").slice(0, 25).join("\n")).join("\n")); return out; };
+		const rep = require(process.argv[1]); for (const f of walk(rep, [])) console.log(f + "\n");' "$WORK/report.json" || true
+	exit 1; }

@@ -9,7 +9,8 @@ module.exports = defineConfig({
   fullyParallel: false,
   timeout: 90_000,
   expect: { timeout: 20_000 },
-  reporter: [['list']],
+  // The JSON report lets scripts/test-console.sh print the failures last, where a CI log's tail shows them.
+  reporter: [['list'], ['json', { outputFile: process.env.BATON_REPORT || 'test-results/report.json' }]],
   use: {
     baseURL: process.env.BATON_URL,
     browserName: 'chromium',
