@@ -8,14 +8,12 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/baton-run/baton/agent/fleet"
 	"github.com/baton-run/baton/shared/awsapp"
 	"github.com/baton-run/baton/shared/client"
 )
@@ -144,33 +142,38 @@ func runCapacity(t *testing.T, n int) capacityRun {
 		proxy.ServeHTTP(w, r)
 	}))
 	t.Cleanup(front.Close)
-	f, err := fleet.New(t.Context(), fleet.Config{Count: n, Prefix: fmt.Sprintf("cap%d-", n), Server: c.ws.URL(), API: front.URL,
-		Token: c.token, KeysDir: filepath.Join(t.TempDir(), "keys"), MaxBackoff: 10 * time.Second, EnrollParallel: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
+	fdCtx, stopFD := context.WithCancel(context.Background())
+	defer stopFD()
+	peakFiles := fdWatch(fdCtx)
+	setup := time.Now()
+	f := startSimulator(t, n, fmt.Sprintf("cap%d-", n), c.ws.URL(), front.URL, c.token)
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("fleet: %v", err)
+		if err := f.Stop(); err != nil {
+			t.Errorf("simulator: %v\n%s", err, f.lastLines())
 		}
 	}()
-	eventually(t, fmt.Sprintf("%d agents connected", n), 10*time.Minute, func() bool { return f.Connected() == n })
+	eventually(t, fmt.Sprintf("%d agents connected", n), 10*time.Minute, func() bool {
+		if err := f.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return f.Connected() == n
+	})
+	connected := time.Since(setup)
 	// Connected, and facts in: each agent's facts bring its pending work on AWS, so a job
 	// started before they arrive would wait for them.
 	eventually(t, "every agent's facts", 5*time.Minute, func() bool {
 		runs, _ := f.NodeRuns()
 		return runs == 0 && c.ws.Stats().Invocations["$default"] >= n
 	})
+	ws := c.ws.Stats()
+	t.Logf("N=%d: agents enrolled and connected after %s, facts in after %s; %d open connections at the stand-in, %d upgrades refused; this process's open files at most %d so far",
+		n, connected.Round(time.Millisecond), time.Since(setup).Round(time.Millisecond), ws.OpenConnections, ws.Rejected, peakFiles())
 	notConnected := 0
 	for _, name := range f.Names() {
 		if node, err := c.probe.GetNode(t.Context(), name); err != nil || !node.Connected {
 			notConnected++
 			if notConnected < 3 {
-				t.Logf("%s: %+v %v", name, node, err)
+				t.Logf("%s: connected %v over %s since %s (%v)", name, node.Connected, node.Connection, node.ConnectedAt.Format(time.RFC3339Nano), err)
 			}
 		}
 	}
@@ -219,8 +222,8 @@ func runCapacity(t *testing.T, n int) capacityRun {
 	}
 	c.kicks.Wait()
 	elapsed := time.Since(start)
-	t.Logf("N=%d: job created (POST answered) after %s, every node ran by %s, job ended after %s; %d sweeps for a job that stopped moving for %s", n, created.Round(time.Millisecond),
-		ran.Round(time.Millisecond), elapsed.Round(time.Millisecond), sweeps, stallSweep)
+	t.Logf("N=%d: job created (POST answered) after %s, every node ran by %s, job ended after %s; %d sweeps for a job that stopped moving for %s; this process's open files at most %d (limit %d)",
+		n, created.Round(time.Millisecond), ran.Round(time.Millisecond), elapsed.Round(time.Millisecond), sweeps, stallSweep, peakFiles(), fileLimit())
 	job, err := c.api.Job(t.Context(), ref.Name)
 	if err != nil || job.State != "finished" || job.NodeStates["finished"] != n {
 		t.Fatalf("job %s: %s %v (%v), want %d finished", ref.Name, job.State, job.NodeStates, err, n)
