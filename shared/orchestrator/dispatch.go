@@ -331,6 +331,9 @@ func (s *Service) sendAll(ctx context.Context, sp *jobSpec, nodes []jobs.Node) {
 		}
 		ups = append(ups, store.NodeUpdate{Node: run, Events: []jobs.Event{ev}})
 	}
+	if len(ups) == 0 {
+		return // every node was recorded running when claimed, and delivered
+	}
 	out, errs := s.store.UpdateJobNodes(ctx, ups)
 	for i, err := range errs {
 		switch {

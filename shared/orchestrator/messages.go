@@ -222,7 +222,7 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 	}
 	// The job as created is enough here: whether it may still start nodes is the claim's to
 	// check (atomically, in the store); a stop's skipping is the stop's and the sweep's work.
-	return s.advance(ctx, sp.job, s.cfg.RefillBatch)
+	return s.refill(ctx, sp.job)
 }
 
 // recordOutcome writes the outcome of txn to its node record n (read just before), unless

@@ -153,6 +153,7 @@ type Service struct {
 	queries QueryResolver
 
 	finished waiters[int64] // waiters of WaitJob
+	refills  refills        // the refills results ask for, coalesced per job (refill.go)
 	output   outputState    // live task output (output.go)
 	// recounts is the sweep's watch of unfinished jobs' counts (recount.go).
 	recounts recountWatch
