@@ -218,6 +218,12 @@ func (g *Gateway) Handler(auth NodeAuthenticator, inbox Inbox) http.Handler {
 		seq := g.seq.Add(1)
 		node := r.Header.Get(HeaderNode)
 		if err := auth.AuthenticateNodeHeader(r.Context(), node, r.Header.Get(HeaderAuthorization)); err != nil {
+			if r.Context().Err() != nil {
+				// Not a refusal: the agent hung up (its dial timeout, under a reconnect storm)
+				// before its credential was checked. It connects again after its backoff.
+				g.log.Info("agent gave up before its connection was authenticated", "node", node, "remote", r.RemoteAddr, "err", err)
+				return
+			}
 			g.log.Warn("agent refused", "node", node, "remote", r.RemoteAddr, "err", err)
 			http.Error(w, `{"kind":"puppetlabs.orchestrator/not-authenticated","msg":"node credential refused","details":{}}`, http.StatusUnauthorized)
 			return

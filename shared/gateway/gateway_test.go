@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -291,4 +292,70 @@ func TestRefusalsSayWhetherToRetry(t *testing.T) {
 	if ed := next(); ed.ID == "" || !ed.Retry || ed.RetryAfterMS <= 0 || !strings.Contains(ed.Description, "Too many messages") {
 		t.Errorf("rate limit answered %+v: want retry after a wait, naming the message", ed)
 	}
+}
+
+// slowAuth refuses node "bad" at once and holds every other attempt until its request ends,
+// failing then as a store read cut short does.
+type slowAuth struct{ started chan struct{} }
+
+func (a slowAuth) AuthenticateNodeHeader(ctx context.Context, name, _ string) error {
+	if name == "bad" {
+		return errors.New("node credential refused")
+	}
+	a.started <- struct{}{}
+	<-ctx.Done()
+	return fmt.Errorf("look up node %s: %w", name, ctx.Err())
+}
+
+// TestAgentThatHangsUpIsNotCountedRefused: an agent that gives up while its connection is
+// being authenticated (its dial timeout, in a reconnect storm) is logged as having given up,
+// not as refused; a real refusal is still logged as one.
+func TestAgentThatHangsUpIsNotCountedRefused(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		buf strings.Builder
+	)
+	g := New(slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	auth := slowAuth{started: make(chan struct{}, 1)}
+	srv := httptest.NewServer(g.Handler(auth, newInbox()))
+	t.Cleanup(srv.Close)
+	t.Cleanup(g.Close)
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	logged := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.String()
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	dialed := make(chan error, 1)
+	go func() {
+		_, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: map[string][]string{HeaderNode: {"slow"}}})
+		dialed <- err
+	}()
+	<-auth.started
+	cancel()
+	if err := <-dialed; err == nil {
+		t.Fatal("a dial cancelled during authentication connected")
+	}
+	eventually(t, "the give-up to be logged", func() bool { return strings.Contains(logged(), "agent gave up") })
+	if strings.Contains(logged(), "agent refused") {
+		t.Fatalf("an agent that hung up was logged as refused:\n%s", logged())
+	}
+
+	if _, _, err := websocket.Dial(t.Context(), url, &websocket.DialOptions{HTTPHeader: map[string][]string{HeaderNode: {"bad"}}}); err == nil {
+		t.Fatal("a refused node connected")
+	}
+	eventually(t, "the refusal to be logged", func() bool { return strings.Contains(logged(), `msg="agent refused" component=gateway node=bad`) })
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
