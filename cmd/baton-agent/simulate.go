@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -67,7 +68,9 @@ func simulate(args []string) error {
 		cfg.Token = strings.TrimSpace(string(b))
 	}
 	raiseFileLimit(cfg.Count)
-	if addr := os.Getenv("BATON_PPROF"); addr != "" {
+	// BATON_SIM_PPROF, when set, is the simulator's own: a harness that starts baton serve and
+	// the simulator with one environment (baton-bench) can profile both.
+	if addr := cmp.Or(os.Getenv("BATON_SIM_PPROF"), os.Getenv("BATON_PPROF")); addr != "" {
 		go servePprof(addr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -154,7 +157,7 @@ func rssBytes() int64 {
 }
 
 // servePprof serves net/http/pprof on addr: profiling for performance work, only when asked
-// (BATON_PPROF).
+// (BATON_SIM_PPROF, else BATON_PPROF).
 func servePprof(addr string) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
