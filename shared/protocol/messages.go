@@ -4,15 +4,25 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
-	"sync"
 )
 
-// transactionIDRE keeps transaction ids filesystem-safe: agents use them as spool directory names.
-var transactionIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$`) }) // compiled when first used: agent processes (and task supervisors) start faster
+// ValidTransactionID reports whether id is acceptable as a PXP transaction id: 1-128
+// characters of [A-Za-z0-9_.-], the first a letter or digit. It keeps transaction ids
+// filesystem-safe: agents use them as spool directory names. (A loop, not a regular
+// expression: it runs for every message at fleet scale.)
+func ValidTransactionID(id string) bool {
+	if len(id) == 0 || len(id) > 128 || !alnum(id[0]) {
+		return false
+	}
+	for i := 1; i < len(id); i++ {
+		if c := id[i]; !alnum(c) && c != '_' && c != '.' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
-// ValidTransactionID reports whether id is acceptable as a PXP transaction id.
-func ValidTransactionID(id string) bool { return transactionIDRE().MatchString(id) }
+func alnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
 
 func checkTxn(id string) error {
 	if !ValidTransactionID(id) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -92,7 +91,18 @@ type Envelope struct {
 	Data        json.RawMessage `json:"data,omitempty"`
 }
 
-var messageTypeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[\w\-.:/]+$`) }) // compiled when first used: agent processes (and task supervisors) start faster
+// validMessageType reports whether t is made of the characters message types use: [\w\-.:/]+.
+func validMessageType(t string) bool {
+	if t == "" {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; !alnum(c) && c != '_' && c != '-' && c != '.' && c != ':' && c != '/' {
+			return false
+		}
+	}
+	return true
+}
 
 var knownTypes = map[string]bool{
 	TypeAssociateRequest: true, TypeAssociateResponse: true, TypeErrorMessage: true,
@@ -110,14 +120,11 @@ func KnownType(t string) bool { return knownTypes[t] }
 // that an error reply can name it in in_reply_to.
 func Decode(b []byte) (Envelope, error) {
 	var e Envelope
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil {
+	if end, err := unmarshal(b, &e); err != nil {
+		if end >= 0 {
+			return Envelope{ID: readableID(b[:end])}, fmt.Errorf("%w: trailing data after message", ErrInvalid)
+		}
 		return Envelope{ID: readableID(b)}, fmt.Errorf("%w: could not decode message: %v", ErrInvalid, err)
-	}
-	end := dec.InputOffset()
-	if trailing(b[end:]) {
-		return Envelope{ID: readableID(b[:end])}, fmt.Errorf("%w: trailing data after message", ErrInvalid)
 	}
 	if err := checkKeys(b, envelopeType); err != nil {
 		return Envelope{ID: readableID(b)}, fmt.Errorf("%w: could not decode message: %v", ErrInvalid, err)
@@ -128,7 +135,7 @@ func Decode(b []byte) (Envelope, error) {
 	if e.MessageType == "" {
 		return e, fmt.Errorf("%w: missing message_type", ErrInvalid)
 	}
-	if !messageTypeRE().MatchString(e.MessageType) || !KnownType(e.MessageType) {
+	if !validMessageType(e.MessageType) || !KnownType(e.MessageType) {
 		return e, fmt.Errorf("%w: unknown message_type %q", ErrInvalid, e.MessageType)
 	}
 	return e, nil
@@ -148,6 +155,25 @@ func readableID(b []byte) string {
 		return ""
 	}
 	return id
+}
+
+// unmarshal decodes the one JSON value b into v. When b holds more after that value, end is
+// where the value ends; otherwise end is -1. Unknown keys are not refused here: checkKeys
+// does that, exactly (encoding/json matches keys case-insensitively). json.Unmarshal, not a
+// json.Decoder: a Decoder copies the message into buffers of its own, for every message.
+func unmarshal(b []byte, v any) (end int, err error) {
+	err = json.Unmarshal(b, v)
+	var se *json.SyntaxError
+	if errors.As(err, &se) && strings.HasSuffix(se.Error(), "after top-level value") {
+		// Offset counts the offending character: the value ended before it, and before the
+		// whitespace after it.
+		end = int(se.Offset) - 1
+		for end > 0 && strings.ContainsRune(" \t\r\n", rune(b[end-1])) {
+			end--
+		}
+		return end, err
+	}
+	return -1, err
 }
 
 // trailing reports whether rest holds anything but JSON whitespace. (json.Decoder.More is not
@@ -293,6 +319,24 @@ func (s *keyScanner) str() (string, error) {
 	return "", errors.New("json: unexpected end of input")
 }
 
+// skipStr steps over the string at the current position without decoding it (encoding/json
+// has checked it already).
+func (s *keyScanner) skipStr() error {
+	if s.i >= len(s.b) || s.b[s.i] != '"' {
+		return errors.New("json: expected a string")
+	}
+	for s.i++; s.i < len(s.b); s.i++ {
+		switch s.b[s.i] {
+		case '\\':
+			s.i++
+		case '"':
+			s.i++
+			return nil
+		}
+	}
+	return errors.New("json: unexpected end of input")
+}
+
 // skip steps over one value of any kind.
 func (s *keyScanner) skip() error {
 	if s.i >= len(s.b) {
@@ -300,8 +344,7 @@ func (s *keyScanner) skip() error {
 	}
 	switch s.b[s.i] {
 	case '"':
-		_, err := s.str()
-		return err
+		return s.skipStr()
 	case '{', '[':
 		depth := 0
 		for ; s.i < len(s.b); s.i++ {
@@ -315,7 +358,7 @@ func (s *keyScanner) skip() error {
 					return nil
 				}
 			case '"':
-				if _, err := s.str(); err != nil {
+				if err := s.skipStr(); err != nil {
 					return err
 				}
 				s.i-- // the loop steps past the closing quote
@@ -418,13 +461,11 @@ func DecodeData(e Envelope, v any) error {
 	if len(e.Data) == 0 || string(e.Data) == "null" {
 		return fmt.Errorf("%w: %s has no data", ErrInvalid, e.MessageType)
 	}
-	dec := json.NewDecoder(bytes.NewReader(e.Data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if end, err := unmarshal(e.Data, v); err != nil {
+		if end >= 0 {
+			return fmt.Errorf("%w: %s data: trailing data", ErrInvalid, e.MessageType)
+		}
 		return fmt.Errorf("%w: %s data: %v", ErrInvalid, e.MessageType, err)
-	}
-	if trailing(e.Data[dec.InputOffset():]) {
-		return fmt.Errorf("%w: %s data: trailing data", ErrInvalid, e.MessageType)
 	}
 	if err := checkKeys(e.Data, reflect.TypeOf(v)); err != nil {
 		return fmt.Errorf("%w: %s data: %v", ErrInvalid, e.MessageType, err)
