@@ -169,20 +169,19 @@ func (s *Store) ClaimJobNodes(ctx context.Context, jobID int64, c store.Claim) (
 // claimRound is one round of ClaimJobNodes, for up to limit records; again says whether a
 // race lost it records (or its counters update) and another round may find more.
 func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit int) ([]jobs.Node, bool, error) {
-	ctr, err := s.get(ctx, jobCountersKey(m.id))
-	if err != nil {
-		return nil, false, err
-	}
-	if ctr == nil {
-		return nil, false, store.ErrNotFound
-	}
-	c0, err := decodeCountersItem(ctr)
+	c0, _, sh, err := s.jobCounters(ctx, m)
 	if err != nil {
 		return nil, false, err
 	}
 	if c0.terminal || c0.stopped {
 		return nil, false, nil
 	}
+	// The counters item's active count is the claims'; the counter shards hold what record
+	// updates changed since (mostly ends: a negative count). Their sum is the job's. A
+	// shard's count only falls but for records made active outside a claim (which take
+	// their slots unconditionally), so the conditions below, on the counters item's count
+	// with the shards' as read, hold the caps.
+	c0.active += sh.active
 	free := limit
 	if m.concurrency > 0 {
 		free = min(free, m.concurrency-int(c0.active))
@@ -247,7 +246,18 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 	}
 	k := int64(len(claims))
 	var e expr
-	adds := []string{e.name(attrActive) + " " + e.value(avN(k)), e.name(attrLastEvent) + " " + e.value(avN(int64(nev)))}
+	// The claimed records' earlier events (a record requeued with some) must come before
+	// the new ones: lift the clock past theirs when it is not.
+	var lift int64
+	if m.counters > 0 {
+		for _, cl := range claims {
+			if f := cl.q.node.LatestEventID / int64(m.seqs()); f > c0.clock && len(cl.events) > 0 {
+				lift = max(lift, f)
+			}
+		}
+	}
+	sets, adds := s.allocClauses(&e, m, int64(nev), lift)
+	adds = append(adds, e.name(attrActive)+" "+e.value(avN(k)))
 	for st, d := range delta {
 		if d != 0 {
 			adds = append(adds, e.name(attrStatePref+string(st))+" "+e.value(avN(d)))
@@ -259,13 +269,17 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 		}
 	}
 	slices.Sort(adds)
-	sets := []string{e.eq(attrCursor, avN(claims[len(claims)-1].q.seq+1))}
+	sets = append(sets, e.eq(attrCursor, avN(claims[len(claims)-1].q.seq+1)))
+	var conds []string
 	// The quota read must be the quota still (a tail return moves it), and the active
 	// count must leave room in it and in the job's concurrency.
 	// The cursor read must be the cursor still: claims of one job take turns on it, so that
 	// two never go for the same records (a claim that lost the turn reads again).
-	conds := []string{e.eq(attrCursor, avN(c0.cursor)), e.eq(attrTerminal, avBool(false)), e.eq(attrStopped, avBool(false)),
-		e.name(attrActive) + " <= " + e.value(avN(c0.totalQuota()+int64(len(grants))-k))}
+	if lift > 0 {
+		conds = append(conds, liftCond(&e, lift))
+	}
+	conds = append(conds, e.eq(attrCursor, avN(c0.cursor)), e.eq(attrTerminal, avBool(false)), e.eq(attrStopped, avBool(false)),
+		e.name(attrActive)+" <= "+e.value(avN(c0.totalQuota()+int64(len(grants))-k-sh.active)))
 	for sh, q := range c0.quota {
 		if q == 0 {
 			conds = append(conds, "("+e.notExists(quotaAttr(sh))+" OR "+e.eq(quotaAttr(sh), avN(0))+")")
@@ -274,7 +288,7 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 		}
 	}
 	if m.concurrency > 0 {
-		conds = append(conds, e.name(attrActive)+" <= "+e.value(avN(int64(m.concurrency)-k)))
+		conds = append(conds, e.name(attrActive)+" <= "+e.value(avN(int64(m.concurrency)-k-sh.active)))
 	}
 	// Once sent, the counters update runs to its end even if the caller gives up (a
 	// response cut after DynamoDB applied it would leave the counts ahead with no record
@@ -295,21 +309,18 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 		s.releaseSlots(ctx, grants)
 		return nil, false, err
 	}
-	ar := reader{it: after}
-	next := ar.n(attrLastEvent) - int64(nev) + 1
-	if ar.err != nil {
-		return nil, false, ar.err
+	ca, err := decodeCountersItem(after)
+	if err != nil {
+		return nil, false, err
 	}
+	all := allocated(m, 0, ca, int64(nev))
 
 	// The records, then the events of those written.
-	ids := make([][]int64, len(claims))
+	ids := make([][]alloc, len(claims))
 	for i := range claims {
-		for range claims[i].events {
-			ids[i] = append(ids[i], next)
-			next++
-		}
+		ids[i], all = all[:len(claims[i].events)], all[len(claims[i].events):]
 		if len(ids[i]) > 0 {
-			claims[i].n.LatestEventID = ids[i][len(ids[i])-1]
+			claims[i].n.LatestEventID = ids[i][len(ids[i])-1].id
 		}
 	}
 	won := make([]bool, len(claims))
@@ -339,8 +350,8 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 		if won[i] {
 			out = append(out, cl.n)
 			for j, ev := range cl.events {
-				ev.JobID, ev.ID = m.id, ids[i][j]
-				it, eerr := s.eventItem(ev, m)
+				ev.JobID, ev.ID = m.id, ids[i][j].id
+				it, eerr := s.eventItem(ev, ids[i][j].seq, m)
 				if eerr != nil {
 					err = errors.Join(err, eerr)
 					continue
@@ -352,8 +363,8 @@ func (s *Store) claimRound(ctx context.Context, m jobMeta, c store.Claim, limit 
 		back[jobs.NodeNew]++
 		back[cl.n.State]--
 		lostAct++
-		for _, id := range ids[i] {
-			evItems = append(evItems, s.voidItem(m, id))
+		for _, a := range ids[i] {
+			evItems = append(evItems, s.voidItem(m, a))
 			lostEv++
 		}
 	}
@@ -396,12 +407,9 @@ func (s *Store) RecountJob(ctx context.Context, jobID int64) (bool, error) {
 	if err != nil {
 		return fail(err)
 	}
-	ctr, err := s.get(ctx, jobCountersKey(jobID))
+	_, ctr, sh, err := s.jobCounters(ctx, m)
 	if err != nil {
 		return fail(err)
-	}
-	if ctr == nil {
-		return fail(store.ErrNotFound)
 	}
 	items, err := s.shardRecords(ctx, m, nil, PartitionKey, SortKey, attrSeq, attrState, attrReadyAt, attrStarted, attrFinished)
 	if err != nil {
@@ -438,20 +446,21 @@ func (s *Store) RecountJob(ctx context.Context, jobID int64) (bool, error) {
 	}
 	r := reader{it: ctr}
 	storedAct, storedCursor := r.optN(attrActive), r.optN(attrCursor)
-	same := storedAct == int64(counts.Active()) && storedCursor <= cursor
+	// With counter shards, the counters item takes what the shards (as read) do not count.
+	same := storedAct+sh.active == int64(counts.Active()) && storedCursor <= cursor
 	for _, st := range jobs.AllNodeStates {
-		same = same && stored[st] == counts[st]
+		same = same && stored[st]+sh.counts[st] == counts[st]
 	}
 	if same {
 		return false, nil
 	}
 	var e expr
 	var sets, conds []string
-	sets = append(sets, e.eq(attrActive, avN(int64(counts.Active()))), e.eq(attrCursor, avN(min(cursor, storedCursor))))
+	sets = append(sets, e.eq(attrActive, avN(int64(counts.Active())-sh.active)), e.eq(attrCursor, avN(min(cursor, storedCursor))))
 	conds = append(conds, e.eq(attrActive, avN(storedAct)), e.eq(attrCursor, avN(storedCursor)))
 	for _, st := range jobs.AllNodeStates {
 		a := attrStatePref + string(st)
-		sets = append(sets, e.eq(a, avN(int64(counts[st]))))
+		sets = append(sets, e.eq(a, avN(int64(counts[st]-sh.counts[st]))))
 		if _, ok := ctr[a]; ok {
 			conds = append(conds, e.eq(a, ctr[a]))
 		} else {

@@ -84,17 +84,20 @@ const (
 	attrCursor    = "cur"  // job counters: creation index before which no record is new
 	attrStatePref = "c_"   // job counters: + node state: records in that state
 
-	attrShards      = "ns" // job: node record shards
-	attrEventShards = "es" // job: event shards
-	attrPages       = "np" // job: pages of node names
-	attrUsageShards = "nu" // job: usage shards
-	attrNames       = "nm" // page: node names
-	attrQuotaPref   = "q"  // job counters: + slot shard: ACTIVE slots the job holds from it
-	attrVoid        = "vd" // event: an id given up (a claim that lost its record)
-	attrWritten     = "wt" // event: when it was written (Unix ms, the writer's clock)
-	attrFactsHash   = "fh" // inventory node: SHA-256 of its facts (hex), "" without
-	attrOwner       = "ow" // lease: owner
-	attrUntil       = "lu" // lease: end (timeLayout)
+	attrShards        = "ns"  // job: node record shards
+	attrEventShards   = "es"  // job: event shards
+	attrPages         = "np"  // job: pages of node names
+	attrUsageShards   = "nu"  // job: usage shards
+	attrCounterShards = "ncs" // job: counter shards (0: none, the counters item takes every update)
+	attrClock         = "clk" // job counters, counter shard: the sequencer's clock (event ids)
+	attrAllocAt       = "aat" // job counters, counter shard: when it last allocated event ids (Unix ms)
+	attrNames         = "nm"  // page: node names
+	attrQuotaPref     = "q"   // job counters: + slot shard: ACTIVE slots the job holds from it
+	attrVoid          = "vd"  // event: an id given up (a claim that lost its record)
+	attrWritten       = "wt"  // event: when it was written (Unix ms, the writer's clock)
+	attrFactsHash     = "fh"  // inventory node: SHA-256 of its facts (hex), "" without
+	attrOwner         = "ow"  // lease: owner
+	attrUntil         = "lu"  // lease: end (timeLayout)
 
 	// Job counters: the job's usage (store.Usage), absent until usage is first added.
 	attrUsageInvocations  = "uinv"
@@ -154,6 +157,11 @@ func key(pk, sk string) item {
 
 func jobKey(id int64) item         { return key(jobPK(id), skJob) }
 func jobCountersKey(id int64) item { return key(jobPK(id), skJobCounter) }
+
+// counterShardKey is counter shard k of job id (pk JOB#<id>#C<k>, sk COUNTERS).
+func counterShardKey(id int64, k int) item {
+	return key(jobPK(id)+"#C"+strconv.Itoa(k), skJobCounter)
+}
 func eventSK(id int64) string      { return skEventPref + padID(id) }
 func idemKey(login, k string) item { return key(pkIdemPrefix+login, k) }
 func invKey(name string) item      { return key(pkNodePrefix+name, skNode) }

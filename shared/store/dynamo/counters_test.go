@@ -1,6 +1,7 @@
 package dynamo_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -23,13 +24,25 @@ import (
 // sweep), refill claims after every result, and connect timeouts (ready → errored). At the
 // end the job's counters must equal a recount of its records, every record must be
 // terminal, the job must be seen done by its counts (no record left queued or active), and
-// the event ids must be unique and increasing.
+// the event ids must be unique and increasing. A follower polls the job's events all along
+// the way a PE client does (start = the last id it got + 1): it must get every event once,
+// in id order. It runs for a job without counter shards and for one with (every update
+// then adds to its record's shard, each shard its own event sequencer).
 func TestCountersMatchRecountUnderConcurrency(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs hundreds of node-runs through the emulator")
 	}
+	for _, tc := range []struct {
+		name string
+		from int
+	}{{"counters item", 0}, {"counter shards", 1}} {
+		t.Run(tc.name, func(t *testing.T) { countersMatchRecount(t, dynamo.WithCounterShardsFrom(tc.from)) })
+	}
+}
+
+func countersMatchRecount(t *testing.T, opt dynamo.Option) {
 	e := newEnv(t)
-	s := e.store(t)
+	s := e.store(t, opt)
 	ctx := t.Context()
 	now := time.Now()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -108,6 +121,10 @@ func TestCountersMatchRecountUnderConcurrency(t *testing.T) {
 		}
 		return fmt.Errorf("%s: no end after 50 conflicts", nd.Name)
 	}
+	follower := newFollower(s, j.ID)
+	stopFollowing := make(chan struct{})
+	followed := make(chan error, 1)
+	go func() { followed <- follower.follow(ctx, stopFollowing) }()
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Go(func() {
@@ -182,6 +199,10 @@ func TestCountersMatchRecountUnderConcurrency(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	close(stopFollowing)
+	if err := <-followed; err != nil {
+		t.Fatal(err)
+	}
 	counts, err := s.JobCounts(ctx, j.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -218,6 +239,90 @@ func TestCountersMatchRecountUnderConcurrency(t *testing.T) {
 	if len(evs) != events {
 		t.Errorf("%d events listed, %d written", len(evs), events)
 	}
+	// A node's events come in the order they were written: its end last (an id below its
+	// node_running's would show a node running after it ended).
+	last := map[string]jobs.Event{}
+	for _, ev := range evs {
+		last[ev.Node] = ev
+	}
+	for node, ev := range last {
+		if ev.Type != jobs.EventNodeFinished && ev.Type != jobs.EventNodeErrored {
+			t.Errorf("%s: last event %d is %s, want its end", node, ev.ID, ev.Type)
+		}
+	}
+	// The follower, polling until it has them all, got each once and in order.
+	if err := follower.catchUp(ctx, len(evs)); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(follower.ids) != fmt.Sprint(eventIDs(evs)) {
+		t.Errorf("the follower got %d events, the job has %d: %v\nwant %v", len(follower.ids), len(evs), follower.ids, eventIDs(evs))
+	}
+}
+
+// follower polls a job's events as a PE client does: start = the last id it got + 1.
+type follower struct {
+	s     store.Store
+	job   int64
+	ids   []int64
+	polls int
+}
+
+func newFollower(s store.Store, job int64) *follower { return &follower{s: s, job: job} }
+
+// poll asks for the events after the last one it got and checks that they come after it,
+// in order.
+func (f *follower) poll(ctx context.Context) error {
+	start := int64(1)
+	if len(f.ids) > 0 {
+		start = f.ids[len(f.ids)-1] + 1
+	}
+	evs, err := f.s.ListEvents(ctx, f.job, start, 7) // a small page: limits are part of it
+	if err != nil {
+		return err
+	}
+	f.polls++
+	for _, e := range evs {
+		if len(f.ids) > 0 && e.ID <= f.ids[len(f.ids)-1] {
+			return fmt.Errorf("poll %d from %d: event %d after %d", f.polls, start, e.ID, f.ids[len(f.ids)-1])
+		}
+		f.ids = append(f.ids, e.ID)
+	}
+	return nil
+}
+
+// follow polls until stop is closed.
+func (f *follower) follow(ctx context.Context, stop <-chan struct{}) error {
+	for {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		if err := f.poll(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// catchUp polls until it has want events (the writers are done), for a while at most.
+func (f *follower) catchUp(ctx context.Context, want int) error {
+	for deadline := time.Now().Add(time.Minute); len(f.ids) < want; {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the follower has %d of %d events after %d polls", len(f.ids), want, f.polls)
+		}
+		if err := f.poll(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func eventIDs(evs []jobs.Event) []int64 {
+	out := make([]int64, len(evs))
+	for i, e := range evs {
+		out[i] = e.ID
+	}
+	return out
 }
 
 func countState(ns []jobs.Node, st jobs.NodeState) int {

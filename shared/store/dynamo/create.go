@@ -62,7 +62,7 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		return jobs.Job{}, nil, fmt.Errorf("create job %d: %w", id, err)
 	}
 	j.ID, j.Version = id, 1
-	m := newMeta(id, len(nodes), j.Concurrency, s.now(), s.retention)
+	m := newMeta(id, len(nodes), j.Concurrency, s.now(), s.retention, s.counterFrom)
 	jobIt, err := jobItem(j, m)
 	if err != nil {
 		return fail(err)
@@ -77,9 +77,12 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		if recs[i].State.Active() {
 			active++
 		}
+		if recs[i].LatestEventID > 0 { // the index of the event, from 1
+			recs[i].LatestEventID = creationAlloc(m, int(recs[i].LatestEventID-1)).id
+		}
 	}
 	for i, e := range events {
-		e.JobID, e.ID = id, int64(i+1)
+		e.JobID, e.ID = id, creationAlloc(m, i).id
 		evs[i] = e
 	}
 
@@ -114,7 +117,7 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 			}
 			n.Version = 1
 			for _, e := range nevs {
-				e.JobID, e.ID = id, int64(len(evs)+1)
+				e.JobID, e.ID = id, creationAlloc(m, len(evs)).id
 				evs = append(evs, e)
 				n.LatestEventID = e.ID
 			}
@@ -151,7 +154,21 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 			cursor = i
 		}
 	}
-	body = append(body, countersItem(m, j, counts, int64(len(evs)), int64(cursor), quota))
+	// The creation's events go round the sequencers (creationAlloc); every sequencer's
+	// clock starts at the same value, so that none starts behind the others (ListEvents
+	// returns ids up to the least clock).
+	q := m.seqs()
+	clk := int64((len(evs) + q - 1) / q)
+	ctrs := countersItem(m, j, counts, int64((len(evs)+q-1)/q), int64(cursor), quota)
+	ctrs[attrClock] = avN(clk)
+	body = append(body, ctrs)
+	for k := range m.counters {
+		w := newWriter(counterShardKey(id, k))
+		w.n(attrLastEvent, int64((len(evs)-(k+1)+q-1)/q))
+		w.n(attrClock, clk)
+		w.n(TTLAttribute, m.expires)
+		body = append(body, w.it)
+	}
 	for p := 0; p < m.pages; p++ {
 		w := newWriter(pageKey(id, p))
 		names := make([]string, 0, pageSize)
@@ -175,8 +192,8 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		}
 		body = append(body, it)
 	}
-	for _, e := range evs {
-		it, err := s.eventItem(e, m)
+	for i, e := range evs {
+		it, err := s.eventItem(e, creationAlloc(m, i).seq, m)
 		if err != nil {
 			s.releaseSlots(ctx, grants)
 			return fail(err)
@@ -226,10 +243,19 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 	return j, out, nil
 }
 
+// creationAlloc is the id of the i-th event (from 0) written with job m's creation: the
+// events go round its sequencers (the counters item and its counter shards), so that no
+// event partition takes them all; their ids follow their order (i + seqs()).
+func creationAlloc(m jobMeta, i int) alloc {
+	q := m.seqs()
+	return alloc{seq: int64(i/q + 1), id: m.eventID(i%q, int64(i/q+1))}
+}
+
 // countersItem is a new job's counters item.
 func countersItem(m jobMeta, j jobs.Job, counts jobs.StateCounts, lastEvent, cursor int64, quota []int64) item {
 	w := newWriter(jobCountersKey(m.id))
 	w.n(attrLastEvent, lastEvent)
+	w.n(attrClock, lastEvent)
 	w.n(attrActive, int64(counts.Active()))
 	w.b(attrTerminal, j.State.Terminal())
 	w.b(attrStopped, j.Stop != "")
@@ -363,19 +389,40 @@ func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event)
 		s.unfinished.drop()
 	}
 	if len(events) > 0 || terminal != wasTerminal || (j.Stop != "") != (old.Stop != "") {
-		var ce expr
-		sets := []string{ce.eq(attrTerminal, avBool(terminal)), ce.eq(attrStopped, avBool(j.Stop != ""))}
-		if terminal && !wasTerminal {
-			// A terminal job holds no slot of the ACTIVE semaphore: its quota goes back.
-			for k := range slotShards {
-				sets = append(sets, ce.eq(quotaAttr(k), avN(0)))
+		// A job's events come after every event of its records: with counter shards, the
+		// counters item's clock is lifted past theirs (read first) when it is behind.
+		var lift int64
+		if m.counters > 0 && len(events) > 0 {
+			cm, _, sh, err := s.jobCounters(ctx, m)
+			if err != nil {
+				return fail(fmt.Errorf("the job is written; its counters: %w", err))
+			}
+			if sh.clock > cm.clock {
+				lift = sh.clock
 			}
 		}
-		var adds []string
-		if len(events) > 0 {
-			adds = append(adds, ce.name(attrLastEvent)+" "+ce.value(avN(int64(len(events)))))
+		n := int64(len(events))
+		write := func(lift int64) (item, error) {
+			var ce expr
+			sets := []string{ce.eq(attrTerminal, avBool(terminal)), ce.eq(attrStopped, avBool(j.Stop != ""))}
+			if terminal && !wasTerminal {
+				// A terminal job holds no slot of the ACTIVE semaphore: its quota goes back.
+				for k := range slotShards {
+					sets = append(sets, ce.eq(quotaAttr(k), avN(0)))
+				}
+			}
+			as, adds := s.allocClauses(&ce, m, n, lift)
+			cond := ""
+			if lift > 0 {
+				cond = liftCond(&ce, lift)
+			}
+			return s.update(ctx, jobCountersKey(j.ID), updateExpr(append(sets, as...), adds), cond, &ce, types.ReturnValueAllOld, nil)
 		}
-		before, err := s.update(ctx, jobCountersKey(j.ID), updateExpr(sets, adds), "", &ce, types.ReturnValueAllOld, nil)
+		before, err := write(lift)
+		if _, ok := conditionFailed(err); ok && lift > 0 {
+			lift = 0 // the clock passed it meanwhile
+			before, err = write(0)
+		}
 		if err != nil {
 			return fail(fmt.Errorf("the job is written; its counters: %w", err))
 		}
@@ -384,7 +431,11 @@ func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event)
 			return fail(err)
 		}
 		if len(events) > 0 {
-			if err := s.writeEvents(ctx, m, events, c.lastEvent+1); err != nil {
+			c.lastEvent += n // as the allocation left the sequencer
+			if c.clock += n; lift > 0 {
+				c.clock = lift + n
+			}
+			if err := s.writeEvents(ctx, m, events, allocated(m, 0, c, int64(len(events)))); err != nil {
 				return fail(fmt.Errorf("the job is written; its events: %w", err))
 			}
 		}
@@ -401,12 +452,12 @@ func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event)
 	return next, nil
 }
 
-// writeEvents writes events numbered from first on (BatchWriteItem; one PutItem for one).
-func (s *Store) writeEvents(ctx context.Context, m jobMeta, events []jobs.Event, first int64) error {
+// writeEvents writes events with the ids ids (BatchWriteItem; one PutItem for one).
+func (s *Store) writeEvents(ctx context.Context, m jobMeta, events []jobs.Event, ids []alloc) error {
 	items := make([]item, len(events))
 	for i, ev := range events {
-		ev.JobID, ev.ID = m.id, first+int64(i)
-		it, err := s.eventItem(ev, m)
+		ev.JobID, ev.ID = m.id, ids[i].id
+		it, err := s.eventItem(ev, ids[i].seq, m)
 		if err != nil {
 			return err
 		}

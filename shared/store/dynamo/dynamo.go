@@ -65,6 +65,7 @@ type options struct {
 	factCap     int
 	gapWait     time.Duration
 	now         func() time.Time
+	counterFrom int
 }
 
 // Option configures New.
@@ -142,6 +143,13 @@ func WithGapWait(d time.Duration, now func() time.Time) Option {
 	}
 }
 
+// WithCounterShardsFrom sets the size of job (in nodes) from which a job has counter shards
+// (default 500; doc.go, "Counter shards and event ids"); 0 or less: no job has any. Tests
+// set it low to run small jobs the way big ones run.
+func WithCounterShardsFrom(n int) Option {
+	return func(o *options) { o.counterFrom = n }
+}
+
 // Store is a store.Store on one DynamoDB table.
 type Store struct {
 	db          *dynamodb.Client
@@ -154,6 +162,7 @@ type Store struct {
 	factCap     int
 	gapWait     time.Duration
 	now         func() time.Time
+	counterFrom int
 
 	metas      metaCache      // what each job's records are keyed by (immutable per job)
 	unfinished unfinishedList // ListJobNodesByName's list of unfinished jobs
@@ -169,7 +178,8 @@ func New(client *dynamodb.Client, cfg Config, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("new dynamo store: %w", err)
 	}
 	o := options{logger: slog.New(slog.DiscardHandler), maxAttempts: 50, workers: 16,
-		retention: DefaultRetention, factCap: DefaultFactValuesCap, gapWait: DefaultGapWait, now: time.Now}
+		retention: DefaultRetention, factCap: DefaultFactValuesCap, gapWait: DefaultGapWait, now: time.Now,
+		counterFrom: counterShardsFrom}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -184,6 +194,7 @@ func New(client *dynamodb.Client, cfg Config, opts ...Option) (*Store, error) {
 		factCap:     o.factCap,
 		gapWait:     o.gapWait,
 		now:         o.now,
+		counterFrom: o.counterFrom,
 	}, nil
 }
 

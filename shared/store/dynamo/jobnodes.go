@@ -84,10 +84,15 @@ func decodeNode(it item) (jobs.Node, int64, error) {
 	return n, seq, nil
 }
 
-func (s *Store) eventItem(e jobs.Event, m jobMeta) (item, error) {
-	w := newWriter(m.eventKey(e.ID))
+// eventItem encodes event e, the seq-th its sequencer allocated (in a job with counter
+// shards: ListEvents checks that a sequencer's events are all there by their seq).
+func (s *Store) eventItem(e jobs.Event, seq int64, m jobMeta) (item, error) {
+	w := newWriter(m.eventKey(e.ID, seq))
 	w.n(attrJobID, e.JobID)
 	w.n(attrID, e.ID)
+	if m.counters > 0 {
+		w.n(attrSeq, seq)
+	}
 	w.s(attrType, e.Type)
 	w.time(attrTimestamp, e.Timestamp)
 	w.s(attrNode, e.Node)
@@ -104,12 +109,58 @@ func (s *Store) eventItem(e jobs.Event, m jobMeta) (item, error) {
 	return w.it, nil
 }
 
+// alloc is an event id a sequencer allocated, and its seq (the sequencer's count of the ids
+// it allocated, that one included).
+type alloc struct{ seq, id int64 }
+
+// allocClauses returns the update clauses that allocate n event ids on a sequencer item of
+// job m: ADD to its count of ids and to its clock and, in a job with counter shards, SET the
+// time (ListEvents' gap wait for an id whose writer died).
+//
+// With lift > 0 the clock is SET to lift+n instead: the caller makes the update
+// conditional on the clock being at or below lift (liftCond), so that the ids allocated
+// are above lift (their events come after events numbered up to clock lift).
+func (s *Store) allocClauses(e *expr, m jobMeta, n, lift int64) (sets, adds []string) {
+	if n <= 0 {
+		return nil, nil
+	}
+	adds = []string{e.name(attrLastEvent) + " " + e.value(avN(n))}
+	if lift > 0 {
+		sets = append(sets, e.eq(attrClock, avN(lift+n)))
+	} else {
+		adds = append(adds, e.name(attrClock)+" "+e.value(avN(n)))
+	}
+	if m.counters > 0 {
+		sets = append(sets, e.eq(attrAllocAt, avN(s.now().UnixMilli())))
+	}
+	return sets, adds
+}
+
+// liftCond is the condition of an allocation with lift (allocClauses).
+func liftCond(e *expr, lift int64) string {
+	return "(" + e.notExists(attrClock) + " OR " + e.name(attrClock) + " <= " + e.value(avN(lift)) + ")"
+}
+
+// allocated returns the last n ids sequencer j of job m allocated, oldest first, from c,
+// the sequencer item as the allocation left it.
+func allocated(m jobMeta, j int, c counters, n int64) []alloc {
+	out := make([]alloc, n)
+	for i := range out {
+		back := n - 1 - int64(i)
+		out[i] = alloc{seq: c.lastEvent - back, id: m.eventID(j, c.clock-back)}
+	}
+	return out
+}
+
 // voidItem stands for an event id that was allocated for nothing (a claim that lost its
 // record): ListEvents skips it.
-func (s *Store) voidItem(m jobMeta, id int64) item {
-	w := newWriter(m.eventKey(id))
+func (s *Store) voidItem(m jobMeta, a alloc) item {
+	w := newWriter(m.eventKey(a.id, a.seq))
 	w.n(attrJobID, m.id)
-	w.n(attrID, id)
+	w.n(attrID, a.id)
+	if m.counters > 0 {
+		w.n(attrSeq, a.seq)
+	}
 	w.b(attrVoid, true)
 	w.n(attrWritten, s.now().UnixMilli())
 	w.n(TTLAttribute, m.expires)
@@ -406,33 +457,52 @@ func (s *Store) UpdateJobNodes(ctx context.Context, ups []store.NodeUpdate) ([]j
 			errs[i] = fmt.Errorf("%d events in one update, at most %d", len(u.Events), maxEventsPerUpdate)
 		}
 	}
-	// Guess the event ids from the counters (an eventually consistent read, half a unit):
+	// Guess the event ids from the sequencers (an eventually consistent read, half a unit):
 	// when no other writer allocates ids meanwhile, the records are written with their
-	// LatestEventID right and need no second write.
-	base := map[int64]int64{}
+	// LatestEventID right and need no second write. Records are grouped by job and
+	// sequencer (the counters item, or the record's counter shard).
+	type group struct {
+		job int64
+		seq int
+	}
+	groupOf := func(i int) group { return group{ups[i].Node.JobID, metas[i].seqOf(ups[i].Node.Name)} }
+	base := map[group]int64{}
 	guess := make([]int64, len(ups))
 	for i, u := range ups {
 		if errs[i] != nil || len(u.Events) == 0 {
 			continue
 		}
-		id := u.Node.JobID
-		if _, ok := base[id]; !ok {
-			base[id] = -1
-			if it, err := s.getEventual(ctx, jobCountersKey(id)); err == nil && it != nil {
+		g := groupOf(i)
+		if _, ok := base[g]; !ok {
+			base[g] = -1
+			if it, err := s.getEventual(ctx, metas[i].seqKey(g.seq)); err == nil && it != nil {
 				if c, err := decodeCountersItem(it); err == nil {
-					base[id] = c.lastEvent
+					base[g] = c.clock
 				}
 			}
 		}
 	}
-	next := map[int64]int64{}
-	for id, b := range base {
-		next[id] = b
+	// A counter shard's events must come after the events of its records that other
+	// sequencers numbered (a record claimed by the counters item, say): its clock must pass
+	// theirs, the floor (see afterWrites).
+	floor := map[group]int64{}
+	for i, u := range ups {
+		if g := groupOf(i); errs[i] == nil && len(u.Events) > 0 && g.seq > 0 {
+			floor[g] = max(floor[g], u.Node.LatestEventID/int64(metas[i].seqs()))
+		}
+	}
+	next := map[group]int64{}
+	for g, b := range base {
+		next[g] = b
+		if f := floor[g]; f > b {
+			next[g] = f
+		}
 	}
 	for i, u := range ups {
-		if b := base[u.Node.JobID]; errs[i] == nil && len(u.Events) > 0 && b >= 0 {
-			next[u.Node.JobID] += int64(len(u.Events))
-			guess[i] = next[u.Node.JobID]
+		g := groupOf(i)
+		if b := next[g]; errs[i] == nil && len(u.Events) > 0 && b >= 0 {
+			next[g] += int64(len(u.Events))
+			guess[i] = metas[i].eventID(g.seq, next[g])
 		}
 	}
 	_ = s.parallel(ctx, len(ups), func(ctx context.Context, i int) error {
@@ -452,31 +522,31 @@ func (s *Store) UpdateJobNodes(ctx context.Context, ups []store.NodeUpdate) ([]j
 		}
 		return nil
 	})
-	var order []int64
-	byJob := map[int64][]int{}
+	var order []group
+	byGroup := map[group][]int{}
 	for i := range ups {
 		if errs[i] != nil {
 			continue
 		}
-		id := ups[i].Node.JobID
-		if _, ok := byJob[id]; !ok {
-			order = append(order, id)
+		g := groupOf(i)
+		if _, ok := byGroup[g]; !ok {
+			order = append(order, g)
 		}
-		byJob[id] = append(byJob[id], i)
+		byGroup[g] = append(byGroup[g], i)
 	}
-	for _, id := range order {
-		idx := byJob[id]
+	for _, g := range order {
+		idx := byGroup[g]
 		batch := make([]*written, len(idx))
 		for k, i := range idx {
 			batch[k] = ws[i]
 		}
-		b, ok := base[id]
+		b, ok := base[g]
 		if !ok {
 			b = -1
 		}
 		// The records are written: their counts, events and slots follow even if the
 		// caller gives up now (a cancelled context would leave the counts behind).
-		err := s.afterWrites(context.WithoutCancel(ctx), metas[idx[0]], batch, b)
+		err := s.afterWrites(context.WithoutCancel(ctx), metas[idx[0]], g.seq, batch, b, floor[g])
 		for _, i := range idx {
 			errs[i] = err
 			out[i] = ws[i].next
@@ -526,11 +596,15 @@ func (s *Store) writeRecord(ctx context.Context, m jobMeta, n jobs.Node, events 
 }
 
 // afterWrites does what follows the writes of records of job m (UpdateJobNode's steps 2 to
-// 5), for all of them together: one counters update, one batch of events, and the quota
-// moves. base, when >= 0, is the last event id the records' LatestEventIDs were guessed
-// from: the counters update is then conditional on it, and when it holds, no record needs
-// its LatestEventID set again.
-func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written, base int64) error {
+// 5), for all of them together: one update of sequencer j (the counters item, or for a job
+// with counter shards the records' shard), one batch of events, and the quota moves. base,
+// when >= 0, is the clock of the sequencer the records' LatestEventIDs were guessed from:
+// when the guess holds, no record needs its LatestEventID set again. floor is the clock the
+// ids a counter shard allocates must pass (the clock of the records' latest events, which
+// another sequencer may have numbered): when base says the shard's clock is not past it,
+// the update SETs the clock to floor plus the events instead of adding to it, on condition
+// that it is still at or below floor (else it adds: the clock passed floor meanwhile).
+func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written, base, floor int64) error {
 	delta := map[jobs.NodeState]int64{}
 	var act, nev int64
 	requeued := int64(-1)
@@ -552,8 +626,14 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written, base 
 		}
 		nev += int64(len(w.events))
 	}
+	sharded := j > 0
+	lift := sharded && nev > 0 && floor > base
 	build := func(e *expr) string {
-		var adds []string
+		l := int64(0)
+		if lift {
+			l = floor
+		}
+		sets, adds := s.allocClauses(e, m, nev, l)
 		for st, d := range delta {
 			if d != 0 {
 				adds = append(adds, e.name(attrStatePref+string(st))+" "+e.value(avN(d)))
@@ -562,16 +642,15 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written, base 
 		if act != 0 {
 			adds = append(adds, e.name(attrActive)+" "+e.value(avN(act)))
 		}
-		if nev > 0 {
-			adds = append(adds, e.name(attrLastEvent)+" "+e.value(avN(nev)))
-		}
-		for k, n := range took {
-			if n != 0 {
-				adds = append(adds, e.name(quotaAttr(k))+" "+e.value(avN(n)))
+		if !sharded { // the quota is the counters item's (a shard's update takes it below)
+			for k, n := range took {
+				if n != 0 {
+					adds = append(adds, e.name(quotaAttr(k))+" "+e.value(avN(n)))
+				}
 			}
 		}
 		slices.Sort(adds)
-		return updateExpr(nil, adds)
+		return updateExpr(sets, adds)
 	}
 	var e expr
 	upd := build(&e)
@@ -579,11 +658,20 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written, base 
 		return nil
 	}
 	// Unconditional: a condition on the guessed ids would be refused (a billed write of
-	// the hot item, then a second one) whenever another writer of the job got ids in
-	// between, which at scale is nearly always; a wrong guess costs a write of the record
-	// instead (its own key).
-	after, err := s.update(ctx, jobCountersKey(m.id), upd, "", &e, types.ReturnValueAllNew, nil)
-	guessed := err == nil && base >= 0 && nev > 0
+	// the sequencer, then a second one) whenever another writer got ids in between, which
+	// at scale is nearly always; a wrong guess costs a write of the record instead (its
+	// own key).
+	cond := ""
+	if lift {
+		cond = liftCond(&e, floor)
+	}
+	after, err := s.update(ctx, m.seqKey(j), upd, cond, &e, types.ReturnValueAllNew, nil)
+	if _, ok := conditionFailed(err); ok && lift {
+		lift = false // the clock is past floor: add to it
+		e = expr{}
+		after, err = s.update(ctx, m.seqKey(j), build(&e), "", &e, types.ReturnValueAllNew, nil)
+	}
+	guessed := err == nil && (base >= 0 || floor > 0) && nev > 0
 	if err != nil {
 		return fmt.Errorf("the record is written; its job's counters: %w", err)
 	}
@@ -591,7 +679,7 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written, base 
 	if err != nil {
 		return err
 	}
-	if requeued >= 0 && requeued < c.cursor {
+	if requeued >= 0 && (sharded || requeued < c.cursor) {
 		// Back in the queue behind the claim cursor: move the cursor back to it.
 		var ce expr
 		_, err := s.update(ctx, jobCountersKey(m.id), "SET "+ce.eq(attrCursor, avN(requeued)),
@@ -601,20 +689,18 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written, base 
 		}
 	}
 	if nev > 0 {
-		next := c.lastEvent - nev + 1
+		ids := allocated(m, j, c, nev)
 		var items []item
 		for _, w := range ws {
 			for _, ev := range w.events {
-				ev.JobID, ev.ID = m.id, next
-				next++
-				it, err := s.eventItem(ev, m)
+				ev.JobID, ev.ID = m.id, ids[0].id
+				it, err := s.eventItem(ev, ids[0].seq, m)
 				if err != nil {
 					return err
 				}
 				items = append(items, it)
-			}
-			if len(w.events) > 0 {
-				w.next.LatestEventID = next - 1
+				w.next.LatestEventID = ids[0].id
+				ids = ids[1:]
 			}
 		}
 		if len(items) == 1 {
@@ -643,7 +729,25 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written, base 
 		}
 	}
 	if sum(took) > 0 {
-		if c.terminal {
+		terminal := c.terminal
+		if sharded {
+			// The quota is the counters item's: take it there (a rare write: records are
+			// made active by claims, which take their quota themselves).
+			var qe expr
+			var adds []string
+			for k, n := range took {
+				if n != 0 {
+					adds = append(adds, qe.name(quotaAttr(k))+" "+qe.value(avN(n)))
+				}
+			}
+			cm, err := s.update(ctx, jobCountersKey(m.id), updateExpr(nil, adds), "", &qe, types.ReturnValueAllNew, nil)
+			if err != nil {
+				return fmt.Errorf("the record is written; its job's quota: %w", err)
+			}
+			r := reader{it: cm}
+			terminal = r.b(attrTerminal)
+		}
+		if terminal {
 			// A terminal job holds no quota: take back what this update added.
 			var qe expr
 			var adds []string
@@ -665,7 +769,75 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, ws []*written, base 
 			}
 		}
 	}
-	return s.returnSurplus(ctx, m, c)
+	if !sharded {
+		return s.returnSurplus(ctx, m, c, true)
+	}
+	if act >= 0 || (-c.active)%tailReturnChunk != 0 {
+		// One update in tailReturnChunk looks at the job's quota (the one whose end brought
+		// its shard's count of ends to a multiple of it): a look reads every counter.
+		return nil
+	}
+	cm, _, sh, err := s.jobCounters(ctx, m)
+	if err != nil {
+		return fmt.Errorf("the record is written; its job's quota: %w", err)
+	}
+	cm.active += sh.active
+	cm.queued += sh.queued
+	return s.returnSurplus(ctx, m, cm, false)
+}
+
+// shardSum is what a job's counter shards add to its counters item.
+type shardSum struct {
+	counts         jobs.StateCounts
+	active, queued int64
+	clock          int64 // the greatest clock of the shards
+}
+
+// jobCounters reads job m's counters item and, for a job with counter shards, its shards
+// too (one consistent BatchGetItem of them all), and returns the counters item, decoded and
+// as read, and the sum of the shards. The job's counts are the item's plus the shards'.
+func (s *Store) jobCounters(ctx context.Context, m jobMeta) (counters, item, shardSum, error) {
+	sh := shardSum{counts: jobs.StateCounts{}}
+	var ctr item
+	if m.counters == 0 {
+		it, err := s.get(ctx, jobCountersKey(m.id))
+		if err != nil {
+			return counters{}, nil, sh, err
+		}
+		ctr = it
+	} else {
+		keys := make([]item, m.seqs())
+		for j := range keys {
+			keys[j] = m.seqKey(j)
+		}
+		got, err := s.batchGet(ctx, keys)
+		if err != nil {
+			return counters{}, nil, sh, err
+		}
+		ctr = got[keyString(keys[0])]
+		for _, k := range keys[1:] {
+			it, ok := got[keyString(k)]
+			if !ok {
+				return counters{}, nil, sh, fmt.Errorf("job %d: counter shard %s is missing", m.id, str(k[PartitionKey]))
+			}
+			counts, err := decodeCounts(it)
+			if err != nil {
+				return counters{}, nil, sh, err
+			}
+			for st, n := range counts {
+				sh.counts[st] += n
+			}
+			r := reader{it: it}
+			sh.active += r.optN(attrActive)
+			sh.queued += r.optN(attrStatePref + string(jobs.NodeNew))
+			sh.clock = max(sh.clock, r.optN(attrClock))
+		}
+	}
+	if ctr == nil {
+		return counters{}, nil, sh, store.ErrNotFound
+	}
+	c, err := decodeCountersItem(ctr)
+	return c, ctr, sh, err
 }
 
 func sum(v []int64) int64 {
@@ -682,6 +854,7 @@ func quotaAttr(k int) string { return attrQuotaPref + strconv.Itoa(k) }
 // counters is a job's counters item, decoded.
 type counters struct {
 	lastEvent, active, cursor, queued int64
+	clock, allocAt                    int64 // the sequencer's clock and when it last allocated
 	terminal, stopped                 bool
 	quota                             [slotShards]int64
 }
@@ -693,6 +866,11 @@ func decodeCountersItem(it item) (counters, error) {
 		active:    r.optN(attrActive),
 		cursor:    r.optN(attrCursor),
 		queued:    r.optN(attrStatePref + string(jobs.NodeNew)),
+		allocAt:   r.optN(attrAllocAt),
+	}
+	c.clock = c.lastEvent
+	if _, ok := it[attrClock]; ok {
+		c.clock = r.optN(attrClock)
 	}
 	if _, ok := it[attrTerminal]; ok {
 		c.terminal = r.b(attrTerminal)
@@ -721,12 +899,12 @@ const tailReturnChunk = 16
 // the job has queued records (its claims use the quota again, with no write to the
 // semaphore); the rest goes back when the job ends (UpdateJob). A job in its tail so holds
 // fewer than tailReturnChunk slots it does not use.
-func (s *Store) returnSurplus(ctx context.Context, m jobMeta, c counters) error {
+func (s *Store) returnSurplus(ctx context.Context, m jobMeta, c counters, gate bool) error {
 	surplus := c.totalQuota() - c.active
 	if c.terminal || c.queued > 0 || surplus < tailReturnChunk {
 		return nil
 	}
-	if c.active%tailReturnChunk != 0 {
+	if gate && c.active%tailReturnChunk != 0 {
 		// One update in tailReturnChunk tries (the one whose end brought the active count
 		// to a multiple of it), not every one: concurrent tries of the same return would be
 		// refused, each a billed write of the job's counters item.
@@ -776,19 +954,27 @@ func (s *Store) UpdateJobNodeAndJob(ctx context.Context, n jobs.Node, nodeEvents
 	return out, updated, nil
 }
 
-// JobCounts implements store.Store: one consistent GetItem of the job's counters item.
+// JobCounts implements store.Store: one consistent GetItem of the job's counters item, or
+// for a job with counter shards one consistent BatchGetItem of it and its shards, summed.
 func (s *Store) JobCounts(ctx context.Context, jobID int64) (jobs.StateCounts, error) {
-	it, err := s.get(ctx, jobCountersKey(jobID))
+	m, err := s.meta(ctx, jobID) // created, not only staged
 	if err != nil {
 		return nil, fmt.Errorf("count job %d nodes: %w", jobID, err)
 	}
-	if it == nil {
-		return nil, fmt.Errorf("count job %d nodes: %w", jobID, store.ErrNotFound)
-	}
-	if _, err := s.meta(ctx, jobID); err != nil { // created, not only staged
+	_, ctr, sh, err := s.jobCounters(ctx, m)
+	if err != nil {
 		return nil, fmt.Errorf("count job %d nodes: %w", jobID, err)
 	}
-	return decodeCounts(it)
+	out, err := decodeCounts(ctr)
+	if err != nil {
+		return nil, fmt.Errorf("count job %d nodes: %w", jobID, err)
+	}
+	for st, n := range sh.counts {
+		if out[st] += n; out[st] == 0 {
+			delete(out, st)
+		}
+	}
+	return out, nil
 }
 
 func decodeCounts(it item) (jobs.StateCounts, error) {
@@ -819,22 +1005,45 @@ func (s *Store) CountActiveNodes(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("count active job nodes: %w", err)
 	}
-	keys := make([]item, len(refs))
-	for i, r := range refs {
-		keys[i] = jobCountersKey(r.id)
+	keys := make([]item, 0, len(refs))
+	shards := map[int64][]item{} // the counter shards of the jobs that have some
+	for _, r := range refs {
+		keys = append(keys, jobCountersKey(r.id))
+		m, err := s.meta(ctx, r.id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // not created (yet), or gone
+		}
+		if err != nil {
+			return 0, fmt.Errorf("count active job nodes: %w", err)
+		}
+		for j := 1; j < m.seqs(); j++ {
+			shards[r.id] = append(shards[r.id], m.seqKey(j))
+			keys = append(keys, m.seqKey(j))
+		}
 	}
 	got, err := s.batchGet(ctx, keys)
 	if err != nil {
 		return 0, fmt.Errorf("count active job nodes: %w", err)
 	}
 	total := 0
-	for _, it := range got {
+	for _, r := range refs {
+		it, ok := got[keyString(jobCountersKey(r.id))]
+		if !ok {
+			continue
+		}
 		c, err := decodeCountersItem(it)
 		if err != nil {
 			return 0, fmt.Errorf("count active job nodes: %w", err)
 		}
-		if !c.terminal {
-			total += int(c.active)
+		if c.terminal {
+			continue
+		}
+		total += int(c.active)
+		for _, k := range shards[r.id] {
+			if it, ok := got[keyString(k)]; ok {
+				rd := reader{it: it}
+				total += int(rd.optN(attrActive))
+			}
 		}
 	}
 	return total, nil
@@ -1117,6 +1326,13 @@ func (s *Store) ListEvents(ctx context.Context, jobID int64, start int64, limit 
 		return fail(err)
 	}
 	start = max(start, 1)
+	if m.counters > 0 {
+		out, err := s.listEventsSharded(ctx, m, start, limit)
+		if err != nil {
+			return fail(err)
+		}
+		return out, nil
+	}
 	parts := make([][]item, m.eventShards)
 	err = s.parallel(ctx, m.eventShards, func(ctx context.Context, k int) error {
 		var e expr

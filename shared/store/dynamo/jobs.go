@@ -24,6 +24,9 @@ func jobItem(j jobs.Job, m jobMeta) (item, error) {
 	w.n(attrEventShards, int64(m.eventShards))
 	w.n(attrPages, int64(m.pages))
 	w.n(attrUsageShards, int64(m.usage))
+	if m.counters > 0 {
+		w.n(attrCounterShards, int64(m.counters))
+	}
 	w.n(TTLAttribute, m.expires)
 	w.n(attrID, j.ID)
 	w.s(attrType, string(j.Type))

@@ -270,7 +270,7 @@ func TestEventsFollowerWaitsForAGap(t *testing.T) {
 			dynamo.PartitionKey: &types.AttributeValueMemberS{Value: fmt.Sprintf("JOB#%d", j.ID)},
 			dynamo.SortKey:      &types.AttributeValueMemberS{Value: "COUNTERS"},
 		},
-		UpdateExpression:          aws.String("ADD ev :one"),
+		UpdateExpression:          aws.String("ADD ev :one, clk :one"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":one": &types.AttributeValueMemberN{Value: "1"}},
 	})
 	if err != nil {

@@ -20,6 +20,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Jobs", func(t *testing.T) { runJobs(t, newStore) })
 	t.Run("JobNodes", func(t *testing.T) { runJobNodes(t, newStore) })
 	t.Run("Events", func(t *testing.T) { runEvents(t, newStore) })
+	t.Run("Following", func(t *testing.T) { runFollowing(t, newStore) })
 	t.Run("Idempotency", func(t *testing.T) { runIdempotency(t, newStore) })
 	t.Run("Inventory", func(t *testing.T) { runInventory(t, newStore) })
 	t.Run("Groups", func(t *testing.T) { runGroups(t, newStore) })
