@@ -135,8 +135,14 @@ func (c *wsConn) dispatch(data []byte) {
 		c.gatewayMessage("Forbidden", ev.RequestContext.RequestID)
 		return
 	}
+	release, ok := a.reserve("$default")
+	if !ok {
+		a.log.Info("$default throttled: reserved concurrency reached", "connection_id", c.id)
+		c.gatewayMessage("Internal server error", ev.RequestContext.RequestID)
+		return
+	}
 	a.m.invocation("$default")
-	_, err := invoke(context.Background(), a.cfg.integrationTimeout, &a.t.wg, a.h.Default, ev)
+	_, err := invoke(context.Background(), a.cfg.integrationTimeout, &a.t.wg, holding(a.h.Default, release), ev)
 	switch {
 	case errors.Is(err, errIntegrationTimeout):
 		a.log.Warn("$default timed out", "connection_id", c.id, "timeout", a.cfg.integrationTimeout)
@@ -177,8 +183,13 @@ func (c *wsConn) disconnect() {
 	}
 	ev.RequestContext.DisconnectStatusCode = int64(code)
 	ev.RequestContext.DisconnectReason = &reason
+	release, ok := a.reserve("$disconnect")
+	if !ok {
+		a.log.Info("$disconnect throttled (lost): reserved concurrency reached", "connection_id", c.id)
+		return
+	}
 	a.m.invocation("$disconnect")
-	if _, err := invoke(context.Background(), a.cfg.integrationTimeout, &a.t.wg, a.h.Disconnect, ev); err != nil {
+	if _, err := invoke(context.Background(), a.cfg.integrationTimeout, &a.t.wg, holding(a.h.Disconnect, release), ev); err != nil {
 		a.log.Warn("$disconnect failed", "connection_id", c.id, "err", err)
 	}
 }

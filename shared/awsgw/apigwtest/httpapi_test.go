@@ -313,6 +313,8 @@ func TestInvalidOptions(t *testing.T) {
 		{name: "stage with a slash", opts: []Option{WithStage("a/b")}},
 		{name: "zero idle timeout", opts: []Option{WithIdleTimeout(0)}},
 		{name: "malformed route key", opts: []Option{WithRouteKey("/jobs")}},
+		{name: "reserved concurrency of an unknown function", opts: []Option{WithReservedConcurrency("api", 5)}},
+		{name: "reserved concurrency of zero", opts: []Option{WithReservedConcurrency("$default", 0)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

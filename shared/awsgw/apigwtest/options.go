@@ -39,6 +39,7 @@ type config struct {
 	routeKey           string
 	logger             *slog.Logger
 	throttle           func(body []byte) bool
+	reserved           map[string]int // WebSocket route or "authorizer" → concurrent invocations
 }
 
 func newConfig(defaultIdentity string, opts []Option) config {
@@ -100,6 +101,24 @@ func WithThrottle(throttle func(body []byte) bool) Option {
 	return func(c *config) { c.throttle = throttle }
 }
 
+// WithReservedConcurrency caps the concurrent invocations of one of a WebSocket API's Lambda
+// functions, as its reserved concurrency does on AWS: fn is "authorizer", "$connect",
+// "$disconnect" or "$default". Lambda throttles a synchronous invocation beyond the cap at once
+// (it does not queue it) and API Gateway turns the throttle into an integration failure: an
+// upgrade is refused with 500 {"message":"Internal server error"} (authorizer or $connect), a
+// message gets the client API Gateway's "Internal server error" message ($default), and a
+// $disconnect is lost. An invocation holds its place until its handler returns, even past the
+// integration timeout. Stats.LambdaThrottles counts the throttled invocations by function.
+// Ignored by an HTTPAPI.
+func WithReservedConcurrency(fn string, n int) Option {
+	return func(c *config) {
+		if c.reserved == nil {
+			c.reserved = map[string]int{}
+		}
+		c.reserved[fn] = n
+	}
+}
+
 // WithLogger sets the logger for integration failures and limit violations (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
@@ -116,6 +135,16 @@ func (c config) validate() ([]identitySource, error) {
 	if c.idleTimeout <= 0 || c.maxConnDuration <= 0 || c.integrationTimeout <= 0 {
 		return nil, fmt.Errorf("timeouts must be positive (idle %v, max duration %v, integration %v)",
 			c.idleTimeout, c.maxConnDuration, c.integrationTimeout)
+	}
+	for fn, n := range c.reserved {
+		switch fn {
+		case "authorizer", "$connect", "$disconnect", "$default":
+		default:
+			return nil, fmt.Errorf("reserved concurrency of %q: want authorizer, $connect, $disconnect or $default", fn)
+		}
+		if n < 1 {
+			return nil, fmt.Errorf("reserved concurrency of %s: %d, want at least 1", fn, n)
+		}
 	}
 	if c.routeKey != "$default" && len(strings.Fields(c.routeKey)) != 2 {
 		return nil, fmt.Errorf("invalid route key %q: want $default or \"METHOD /path\"", c.routeKey)

@@ -21,6 +21,9 @@ type Stats struct {
 	BillingUnitsIn, BillingUnitsOut int
 	// Throttled counts client messages refused by the throttle (WithThrottle).
 	Throttled int
+	// LambdaThrottles counts invocations refused by a function's reserved concurrency
+	// (WithReservedConcurrency), by function as in Invocations; they are not in Invocations.
+	LambdaThrottles map[string]int
 	// FramesIn counts client data frames; LargestFrameIn is the largest payload among them.
 	FramesIn       int
 	LargestFrameIn int64
@@ -45,7 +48,7 @@ type meter struct {
 }
 
 func newMeter() *meter {
-	return &meter{s: Stats{Invocations: map[string]int{}, ManagementCalls: map[string]int{}}}
+	return &meter{s: Stats{Invocations: map[string]int{}, ManagementCalls: map[string]int{}, LambdaThrottles: map[string]int{}}}
 }
 
 func (m *meter) update(f func(*Stats)) {
@@ -57,6 +60,8 @@ func (m *meter) update(f func(*Stats)) {
 func (m *meter) throttled() { m.update(func(s *Stats) { s.Throttled++ }) }
 
 func (m *meter) invocation(route string) { m.update(func(s *Stats) { s.Invocations[route]++ }) }
+
+func (m *meter) lambdaThrottled(fn string) { m.update(func(s *Stats) { s.LambdaThrottles[fn]++ }) }
 
 func (m *meter) message(in bool, size int) {
 	units := billingUnits(size)
@@ -93,6 +98,7 @@ func (m *meter) snapshot(open []time.Time, now time.Time) Stats {
 	s := m.s
 	s.Invocations = maps.Clone(m.s.Invocations)
 	s.ManagementCalls = maps.Clone(m.s.ManagementCalls)
+	s.LambdaThrottles = maps.Clone(m.s.LambdaThrottles)
 	m.mu.Unlock()
 	for _, t := range open {
 		d := now.Sub(t)

@@ -68,6 +68,9 @@ type WebSocketAPI struct {
 	log    *slog.Logger
 	t      tracker
 	m      *meter
+	// slots holds a token per running invocation of each function with a reserved
+	// concurrency (WithReservedConcurrency).
+	slots map[string]chan struct{}
 
 	mu    sync.Mutex
 	conns map[string]*wsConn   // open: reachable through @connections
@@ -80,7 +83,12 @@ type WebSocketAPI struct {
 func NewWebSocketAPI(h WebSocketHandlers, opts ...Option) *WebSocketAPI {
 	cfg := newConfig("route.request.header.Authorization", opts)
 	ids, err := cfg.validate()
+	slots := map[string]chan struct{}{}
+	for fn, n := range cfg.reserved {
+		slots[fn] = make(chan struct{}, max(n, 1))
+	}
 	return &WebSocketAPI{
+		slots:  slots,
 		h:      h,
 		cfg:    cfg,
 		ids:    ids,
@@ -275,8 +283,14 @@ func (a *WebSocketAPI) upgrade(w http.ResponseWriter, r *http.Request) {
 			MultiValueQueryStringParameters: multiQuery,
 			RequestContext:                  c.requestContext("$connect", "CONNECT", now),
 		}
+		release, ok := a.reserve("$connect")
+		if !ok {
+			log.Info("$connect throttled: reserved concurrency reached")
+			reject(http.StatusInternalServerError, `{"message":"Internal server error"}`)
+			return
+		}
 		a.m.invocation("$connect")
-		resp, err := invoke(r.Context(), a.cfg.integrationTimeout, &a.t.wg, a.h.Connect, ev)
+		resp, err := invoke(r.Context(), a.cfg.integrationTimeout, &a.t.wg, holding(a.h.Connect, release), ev)
 		switch {
 		case errors.Is(err, errIntegrationTimeout):
 			log.Warn("$connect timed out", "timeout", a.cfg.integrationTimeout)
@@ -355,8 +369,13 @@ func (a *WebSocketAPI) authorize(r *http.Request, log *slog.Logger, c *wsConn) (
 			Identity:  events.APIGatewayCustomAuthorizerRequestTypeRequestIdentity{SourceIP: c.sourceIP},
 		},
 	}
+	release, ok := a.reserve("authorizer")
+	if !ok {
+		log.Info("authorizer throttled: reserved concurrency reached")
+		return nil, http.StatusInternalServerError, internal
+	}
 	a.m.invocation("authorizer")
-	resp, err := invoke(r.Context(), a.cfg.integrationTimeout, &a.t.wg, a.h.Authorizer, ev)
+	resp, err := invoke(r.Context(), a.cfg.integrationTimeout, &a.t.wg, holding(a.h.Authorizer, release), ev)
 	switch {
 	case errors.Is(err, errIntegrationTimeout):
 		log.Warn("authorizer timed out", "timeout", a.cfg.integrationTimeout)
@@ -389,6 +408,30 @@ func (a *WebSocketAPI) authorize(r *http.Request, log *slog.Logger, c *wsConn) (
 	}
 	authz["principalId"] = resp.PrincipalID
 	return authz, 0, ""
+}
+
+// reserve takes one of fn's concurrent executions, to be released when its handler returns.
+// It reports false, counting a throttle, when fn is at its reserved concurrency.
+func (a *WebSocketAPI) reserve(fn string) (release func(), ok bool) {
+	slots := a.slots[fn]
+	if slots == nil {
+		return func() {}, true
+	}
+	select {
+	case slots <- struct{}{}:
+		return func() { <-slots }, true
+	default:
+		a.m.lambdaThrottled(fn)
+		return nil, false
+	}
+}
+
+// holding wraps a handler so that it releases its function's execution when it returns.
+func holding[Req, Resp any](fn func(context.Context, Req) (Resp, error), release func()) func(context.Context, Req) (Resp, error) {
+	return func(ctx context.Context, req Req) (Resp, error) {
+		defer release()
+		return fn(ctx, req)
+	}
 }
 
 // register makes an upgraded connection open, unless the API is closing.
