@@ -4,9 +4,10 @@
 // double and serialize on hot items). It passes the store/storetest suite against an
 // in-process DynamoDB-API emulator. It does not create its table when it starts: CreateTable
 // does (tests, local runs), or the CDK app, which declares the same keys and indexes from
-// TableSchema. The design targets 100,000 agents, 10,000-node jobs and 400 node-runs per
-// second for one job (1,000 and more overall) with no partition key over DynamoDB's 1,000 WCU
-// or 3,000 RCU per second. Data written by earlier designs of this package is not migrated
+// TableSchema. The design targets 100,000 agents, 10,000-node jobs and 1,000 node-runs
+// per second for one job whose records are claimed when it is created (400 for a job whose
+// records are claimed by refills one at a time), and more overall, with no partition key
+// over DynamoDB's 1,000 WCU or 3,000 RCU per second. Data written by earlier designs of this package is not migrated
 // (there was no production deployment): a table from before must be emptied.
 //
 // # Items
@@ -18,10 +19,13 @@
 //	job                  JOB#<id>           JOB             GSI3: JOBS / <id20>
 //	                                                        GSI1: UNFINISHED / <created>#<id20>, while not terminal
 //	job counters         JOB#<id>           COUNTERS        -
+//	counter shard        JOB#<id>#C<k>      COUNTERS        -   (jobs of 500 nodes or more)
 //	page of node names   JOB#<id>#P         P#<page>        -
 //	node record          JOB#<id>#<shard>   NODE#<name>     GSI2: DUE#<k> / <due>#<id20>#<name>, while it has a DueAt
 //	                                                        GSI1: TXN#<txn> / <id20>, only for an id that names no job
-//	job event            JOB#<id>#E<id%E>   EV#<event id20> -
+//	job event            JOB#<id>#E<id%E>   EV#<event id20> -   (a job without counter shards)
+//	                     JOB#<id>#E<j>      EV#<event id20> -   (with: sequencer j > 0's events)
+//	                     JOB#<id>#E0.<x>    EV#<event id20> -   (with: the counters item's, x = seq mod K)
 //	usage shard          JOB#<id>#U<k>      USAGE           -
 //	idempotency key      IDEMPOTENCY#<login> <key>          -
 //	job id counter       COUNTERS           JOB_ID          -
@@ -36,8 +40,8 @@
 //	connect nonce        NONCE#<nonce>      NONCE           -
 //
 // A job's meta — its node shards S (one per 250 nodes, 1 to 16), event shards E (one per 250
-// nodes, 1 to 8), pages (400 names each) and TTL — is fixed at creation and kept on the job
-// item; processes cache it (it never changes), so finding a record costs no read of the job.
+// nodes, 1 to 8), counter shards K (none below 500 nodes; one per 2,500 nodes, 2 to 4),
+// pages (400 names each) and TTL — is fixed at creation and kept on the job item; processes cache it (it never changes), so finding a record costs no read of the job.
 // A node record's shard is FNV-1a(name) mod S. The job counters item holds the job's last
 // event id (its event sequencer), how many records are in each state (c_<state>), how many
 // are active, the claim cursor (a creation index before which no record is queued), whether
@@ -99,9 +103,10 @@
 // UpdateItem ADD of the job's counters, then the events (a PutItem each). The counters move
 // only after the record's conditional write succeeded, so a refused or repeated result never
 // counts twice; a process that dies between the two leaves the counts behind until RecountJob.
-// Event ids must be dense and increasing per job (the store contract and its suite), so the
-// counters item is the job's event sequencer: ids are allocated by the ADD, after the record
-// is written, so that a refused update takes none. To spare a second write of the record
+// In a job without counter shards, the counters item is the job's event sequencer and ids
+// are dense: they are allocated by the ADD, after the record is written, so that a refused
+// update takes none. (A job with counter shards adds to the record's shard instead, which
+// numbers the events: see Counter shards and event ids.) To spare a second write of the record
 // (its LatestEventID), the store guesses the ids from an eventually consistent read of the
 // counters (half a read unit); the ADD itself is unconditional: a condition on the guess
 // was refused whenever another writer of the job got ids in between — nearly always at
@@ -147,8 +152,9 @@
 //
 // # Reads
 //
-// GetJob, GetJobNode (after the meta, cached), JobCounts (the counters item) and the other
-// Get methods are one consistent GetItem; GetNode is one consistent BatchGetItem of the
+// GetJob, GetJobNode (after the meta, cached), JobCounts (the counters item; with counter
+// shards, a consistent BatchGetItem of it and its K shards, summed) and the other Get
+// methods are one consistent GetItem; GetNode is one consistent BatchGetItem of the
 // connection item and the facts item; Connections (the AWS deployment's lookup before it
 // sends) one BatchGetItem of the connection items alone, 100 names a call. ListJobNodes queries the S shards in parallel and merges by
 // creation order: it serves the API's listing, never a result. ListJobNodesInState of queued
@@ -164,13 +170,61 @@
 // queries the 16 INV partitions; ListNodes then BatchGets every node's two items.
 // EnrolledNodes BatchGets the connection items of the names asked.
 //
-// ListEvents queries the job's E event shards from start (limit each) and merges by id. It
-// returns the run of ids from start with none missing: an id allocated but not written yet
+// ListEvents (a job without counter shards) queries the job's E event shards from start
+// (limit each) and merges by id. It returns the run of ids from start with none missing: an id allocated but not written yet
 // (its writer is between the counters update and the event's PutItem) ends the run, so a
 // follower polling with start = last id + 1 sees every event once, in id order. An id stays
 // missing only if its writer died; ListEvents reads past it once an event after it is older
 // than the gap wait (WithGapWait, 30 s). Void ids (claims that lost their record) are passed
 // over. Ids are unique, increasing and, but for those two cases, without gaps.
+//
+// # Counter shards and event ids
+//
+// One job at 1,000 node-runs per second writes its counters item 1,000 times a second if
+// every result adds to it: DynamoDB's limit for one key (TestCapacity at N = 1,000 measured
+// 1.08 WCU per node-run on it before this design). A job of 500 nodes or more
+// (WithCounterShardsFrom) so has K counter shards (K = nodes/2,500, 2 to 4): UpdateJobNode
+// and UpdateJobNodes add a record's changes (state counts, active count) to its shard
+// (FNV-1a(name) mod K), not to the counters item, which claims, UpdateJob and recounts keep
+// writing. The job's counts are the item's plus the shards': JobCounts, claims (the active
+// count against the job's Concurrency and quota: the conditions are on the item's count
+// with the shards' as read, which only falls but for records made active outside a claim),
+// CountActiveNodes, RecountJob (which writes the item so that the sum is the recount) and
+// the surplus quota's return (looked at by one shard update in 16) read them all. A job's
+// completion is seen as before: the orchestrator reads JobCounts (consistent reads of every
+// item) after each result, so the result whose update came last sees no record unfinished;
+// finishing the job is a conditional write of the job item, so it happens once.
+//
+// Each of the Q = K+1 items (the counters item is sequencer 0, shard k sequencer k+1)
+// numbers the events of the updates it counts: an allocation of n ids ADDs n to its count
+// (seq) and to its clock clk, and the ids are clk*Q+j — unique (j differs), increasing per
+// sequencer, not dense. The creation's events go round the sequencers (ids Q, Q+1, ...: in
+// their order), and every clock starts equal. A sequencer's ids must come after the events
+// they follow: a result's clock is lifted past the clock of its record's latest event (a
+// node_running event the counters item numbered when a refill claimed it), a claim's past
+// its records', and a job's event (UpdateJob) past every shard's, by SETting the clock
+// instead of adding to it, on condition that it is not past the floor yet (else it adds).
+// Events of sequencer j live in their own partition (the counters item's, which claims by
+// refills write one per node-run, in K partitions by seq), each event with its seq.
+//
+// ListEvents of such a job returns only ids below a bound B such that every id below B it
+// does not return will never exist, which is what a follower polling with start = last id
+// + 1 needs to see every event once (the storetest suite's Following case, which the SQLite
+// store passes with its dense ids; TestCountersMatchRecountUnderConcurrency with a follower
+// polling throughout). It reads each sequencer (consistent), then its events from start
+// and the one before start (consistent queries). Per sequencer, walking its events by seq:
+// a missing seq (allocated, being written) bounds it at the missing event's least possible
+// id, (clock of the event before + 1)*Q+j; so does an id counted but not seen after the
+// last one; a query cut by limit bounds it after its last event; when every id counted was
+// seen, its next id is above its clock: (clk+1)*Q+j. B is the least bound. A sequencer that
+// allocates less than the others (at a job's end, a shard whose nodes are done) would hold
+// B down: when events seen are held back by one with nothing in flight, the reader moves
+// its clock to the greatest clock seen, conditional on its count being as read (no id
+// allocated meanwhile) — a write only when a reader is held back, at most one per sequencer
+// per call. An id whose writer died is read past after the gap wait, as in a job without
+// shards. Cost: two queries of each of its 2K event partitions (from start, and the one
+// before start) and one BatchGetItem of the K+1 sequencers per call; a job under 500 nodes
+// keeps dense ids and the cheaper read.
 //
 // # Inventory
 //
@@ -204,48 +258,70 @@
 // at 2,000 nodes: no work per node-run grows with the job. Records with a DueAt (claimed
 // ready, waiting for their agent; running under a timeout or a status check) add index
 // writes: 1 when the entry is created, 2 each time the due time moves, 1 when it is cleared.
-// Events are 2 of the 5 write units: the dense per-job event ids of the store contract need
-// a write of their own per event. What would bring a node-run to 2-3 write units: event ids
-// that are unique and increasing but not dense (time-ordered ids with a visibility delay, so
-// that events can live in the node record: no event item, no sequencer), and no node_running
-// event when the record says as much (its StartedAt).
+// Events are 2 of the 5 write units, an item each. The store contract no longer asks for
+// dense ids (jobs with counter shards have none), but an event kept inside its node record
+// would still need an index by id for ListEvents (an index entry is a write too, two when
+// its key changes); what would cut a unit: no node_running event when the record says as
+// much (its StartedAt). With counter shards the measures are the same in writes and 2 to
+// 4 RCU more (JobCounts reads every counter: TestCostPerNodeRun's sharded budgets).
 //
 // # Measured at fleet scale
 //
 // TestCapacity (make capacity; BATON_CAPACITY_SIZES=1000 go test -run TestCapacity -v
 // ./shared/awsapp) runs simulated agents through the AWS stand-in, one bench::noop job on
 // all of them, every node claimed at creation (no server-wide cap: the AWS default). At
-// N = 1,000 (2026-12-05, a shared 2-core machine): the job ends 6.8 s after its POST;
-// per node-run 7.13 WCU and 6.52 RCU, $8.64 per million node-runs with Lambda and
-// WebSocket messages; the hottest key is the job's (JOB#<id>: its counters item) at 1.08
-// WCU and 1.65 RCU per node-run — 1,080 WCU/s at 1,000 node-runs/s of one job, just over
-// the 1,000 WCU/s of a partition: one job tops out near 900 node-runs/s, and TestCapacity
-// at N = 10,000 fails on that key until its result updates are sharded (what remains to
-// do: result ADDs spread over counter shards, with the event sequencer moved off the
-// counters item — event ids that are unique and increasing but not dense). Node record
-// shards take 0.75 WCU each per node-run over 4 shards, event shards 0.5 over 4, usage
-// shards 0.25–0.29 over 4; the inventory 4 RCU per node-run (connection lookups and node
-// reads on the message path), each node on its own key.
+// N = 1,000 (2026-12-05, a shared 2-core machine, with counter shards): the job ends 8.0 s
+// after its POST; per node-run 7.12 WCU and 5.83 RCU, $8.55 per million node-runs with
+// Lambda and WebSocket messages. No key takes more than 0.84 WCU per node-run (840 WCU/s at
+// 1,000 node-runs/s of one job): the event partitions of the two counter shards
+// (JOB#<id>#E1, E2: a third of the creation's events and half the results' each), then the
+// node record shards (0.75 each over 4), the counter shards (0.50 each over 2: every
+// result), the usage shards (0.25 over 4); the job's counters item is out of the 12
+// busiest. Before counter shards the job's counters item took 1.08 WCU per node-run
+// (1,080 WCU/s at the target rate: over a key's limit). The inventory takes 4 RCU per
+// node-run (connection lookups and node reads on the message path), each node on its own
+// key; the counter shards 0.35 RCU each (JobCounts after each result). At N = 10,000 (K = 4
+// counter shards, 16 node shards) the same writes spread over twice the keys: 0.45 WCU per
+// node-run on an event partition, 0.25 on a counter shard, 0.19 on a node shard.
+//
+// Where a node-run's 7.1 write units go: its record 3 (created claimed, its result, and
+// its LatestEventID set again when the id guessed from the shard before the result's write
+// was taken by another writer meanwhile — nearly always under load), its events 2
+// (node_running, node_finished), its counter shard 1, the job's usage 1 (one per
+// invocation, shared/usage). What the $5 target still needs, none of it done: messages
+// ($3.00 of the $8.55: the request, the result and its acknowledgement), the
+// acknowledgement folded into the next message; no LatestEventID write after the record's
+// (the record written after the ids are known, which needs the record's previous state
+// before its write: a read, and counts that a dying process leaves ahead, which could end a
+// job early); usage charged with the counter update; and the inventory's 4 RCU per
+// node-run (the connection looked up by every send and result).
 //
 // # Ceilings
 //
-// Per job, the counters item takes one write per result and one per claim round (1.06 WCU per
-// node-run claimed at creation, 2.0 with one-at-a-time refills) and about 2.5 read units per
-// node-run (counts, guess, claims): at 400 node-runs per second it stays under 800 WCU/s and
-// 1,000 RCU/s. One job tops out near 500 node-runs per second (refills one at a time) to 900
-// (claimed in batches). Node records (3 writes per node-run over S shards), events (2 over E
-// shards) and usage (adds over 4 shards) stay far below that. Overall, jobs share no item on
-// the node-run path: the SLOTS#<k> semaphore takes a write only when a job needs quota, the
-// DUE#<k> index partitions take about 2-3 writes per due node-run over 8 partitions (2,500 and
-// more due node-runs per second), the JOB_ID counter and the UNFINISHED and JOBS index
-// partitions a few writes per job (about 250 jobs per second). Connects, disconnects and
-// facts write one item of the node's own: no partition limit applies; 100,000 agents
-// reconnecting take 100,000 write units (plus the authorizer's read of the node) — 25 s at the
-// 4,000 WCU/s a new on-demand table serves at first, under 3 s once the table has served
-// 40,000. Quotas and settings: the table's on-demand maximum throughput (40,000 read and write
-// request units per second per table by default, raisable); set the table's warm throughput
-// (or run a load once) to at least the reconnect storm's rate before the fleet's first storm;
-// the account's per-table quota if the fleet grows past 400,000 agents.
+// Per job with counter shards (500 nodes or more), a result writes its counter shard (1/K
+// of them each), an event partition (one per sequencer) and a node shard (1/S), and reads
+// every counter (JobCounts: K+1 items): at 1,000 node-runs per second of a 10,000-node job
+// that is 250 WCU/s and 1,000 RCU/s on each counter shard and the counters item, about 450
+// WCU/s on each event partition, under 200 WCU/s on each node shard. Claims take turns on
+// the counters item (its cursor): one write per claim round, so a job whose records are
+// claimed by refills one at a time (a job Concurrency or a server-wide cap) writes it once
+// per node-run and tops out near 1,000 node-runs per second, 400 with margin
+// (TestCostPerNodeRun's refill regime); a job claimed in batches (CreateJobClaiming, refills
+// of 8) goes past that. A job under 500 nodes keeps one counters item: at most about 900
+// node-runs per second, which such a job never sustains for a second. Overall, jobs share
+// no item on the node-run path: the SLOTS#<k> semaphore takes a write only when a job needs
+// quota, the DUE#<k> index partitions take about 2-3 writes per due node-run over 8
+// partitions (2,500 and more due node-runs per second), the JOB_ID counter and the
+// UNFINISHED and JOBS index partitions a few writes per job (about 250 jobs per second).
+// Connects, disconnects and facts write one item of the node's own: no partition limit
+// applies; 100,000 agents reconnecting take 100,000 write units (plus the authorizer's read
+// of the node) — 25 s at the 4,000 WCU/s a new on-demand table serves at first, under 3 s
+// once the table has served 40,000. Quotas and settings: the table's on-demand maximum
+// throughput (40,000 read and write request units per second per table by default,
+// raisable: 1,000 node-runs per second take about 7,000 WCU/s and 6,000 RCU/s); set the
+// table's warm throughput (or run a load once) to at least the reconnect storm's rate
+// before the fleet's first storm; the account's per-table quota if the fleet grows past
+// 400,000 agents.
 //
 // # TTL
 //
