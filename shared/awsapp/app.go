@@ -171,11 +171,14 @@ func (c connections) Connection(ctx context.Context, node string) (string, bool,
 	if id, ok := knownConnection(ctx, node); ok {
 		return id, true, nil // looked up when the job was created (DispatchMessage.Conns)
 	}
-	n, err := c.st.GetNode(ctx, node)
+	// The connection item alone (a read unit; GetNode reads the facts too): every send and
+	// every acknowledgement looks it up.
+	got, err := c.st.Connections(ctx, []string{node})
 	if err != nil {
 		return "", false, err
 	}
-	return n.Connection, n.Connected, nil
+	id, ok := got[node]
+	return id, ok, nil
 }
 
 // New wires an App.
