@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -80,12 +81,23 @@ var (
 // puppet executable to use ("" to look for AIOPuppet, then puppet on PATH). The result is
 // computed once per process and puppetBin (it runs `puppet --version`); callers get a copy.
 func DetectPlatform(ctx context.Context, puppetBin string) Platform {
+	return detectPlatform(ctx, puppetBin, "")
+}
+
+// detectPlatform is DetectPlatform with what `puppet --version` printed kept in cacheDir
+// ("" for none) for the next agent process (see cachedPuppetVersion).
+func detectPlatform(ctx context.Context, puppetBin, cacheDir string) Platform {
 	platformMu.Lock()
 	defer platformMu.Unlock()
-	p, ok := platformCache[puppetBin]
+	key := puppetBin + "\x00" + cacheDir
+	p, ok := platformCache[key]
 	if !ok {
-		p = systemProbe().detect(ctx, puppetBin)
-		platformCache[puppetBin] = p
+		pr := systemProbe()
+		if cacheDir != "" {
+			pr.version = cachedPuppetVersion(cacheDir, pr.version)
+		}
+		p = pr.detect(ctx, puppetBin)
+		platformCache[key] = p
 	}
 	p.Features = slices.Clone(p.Features)
 	interps := make(map[string]string, len(p.Interpreters))
@@ -253,6 +265,63 @@ func puppetVersion(ctx context.Context, puppet string) (string, error) {
 	return v, nil
 }
 
+// puppetVersionFile keeps, in the agent's cache directory, what `puppet --version` printed,
+// with the executable it came from: starting Ruby costs seconds of CPU, and a restarted agent
+// whose puppet has not changed need not pay them again.
+const puppetVersionFile = "puppet-version.json"
+
+// puppetVersionRecord is puppetVersionFile's content: the version and the executable it was
+// read from — its path with symbolic links resolved, size and modification time (a package
+// upgrade replaces the file, which changes them).
+type puppetVersionRecord struct {
+	Path    string    `json:"path"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mtime"`
+	Version string    `json:"version"`
+}
+
+// puppetIdentity returns the record of puppet (without the version).
+func puppetIdentity(puppet string) (puppetVersionRecord, error) {
+	real, err := filepath.EvalSymlinks(puppet)
+	if err != nil {
+		return puppetVersionRecord{}, err
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return puppetVersionRecord{}, err
+	}
+	return puppetVersionRecord{Path: real, Size: fi.Size(), ModTime: fi.ModTime().UTC()}, nil
+}
+
+// cachedPuppetVersion wraps version: it answers from dir's puppetVersionFile when that was
+// recorded for the same executable (path, size, modification time), else runs version and
+// records what it printed. A failure is never recorded: the next start tries again.
+func cachedPuppetVersion(dir string, version func(ctx context.Context, puppet string) (string, error)) func(ctx context.Context, puppet string) (string, error) {
+	return func(ctx context.Context, puppet string) (string, error) {
+		id, err := puppetIdentity(puppet)
+		if err != nil {
+			return version(ctx, puppet)
+		}
+		path := filepath.Join(dir, puppetVersionFile)
+		if b, err := os.ReadFile(path); err == nil {
+			var rec puppetVersionRecord
+			if json.Unmarshal(b, &rec) == nil && looksLikeVersion(rec.Version) &&
+				rec.Path == id.Path && rec.Size == id.Size && rec.ModTime.Equal(id.ModTime) {
+				return rec.Version, nil
+			}
+		}
+		v, err := version(ctx, puppet)
+		if err != nil {
+			return v, err
+		}
+		id.Version = v
+		if err := os.MkdirAll(dir, 0o700); err == nil {
+			_ = writeJSONAtomic(path, id, false) // a cache: lost in a crash, it is read again
+		}
+		return v, nil
+	}
+}
+
 // resolved is what the agent runs tasks with: its features, interpreters and Puppet version.
 type resolved struct {
 	features      []string
@@ -301,7 +370,11 @@ func newLazyPlatform(c Config) *lazyPlatform {
 		finish(Platform{}, false)
 		return lp
 	}
-	go finish(DetectPlatform(context.Background(), c.PuppetBin), true)
+	cacheDir := c.CacheDir
+	if c.MemorySpool {
+		cacheDir = "" // shared by many virtual agents
+	}
+	go finish(detectPlatform(context.Background(), c.PuppetBin, cacheDir), true)
 	return lp
 }
 

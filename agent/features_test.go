@@ -2,12 +2,15 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 // fakeMachine is a probe over a made-up machine: the executables present (by path), what is
@@ -155,5 +158,135 @@ func TestDetectPlatformOnThisMachine(t *testing.T) {
 	p.Features[0] = "changed"
 	if q := DetectPlatform(context.Background(), ""); q.Interpreters[".rb"] != rb || q.Features[0] == "changed" {
 		t.Errorf("DetectPlatform returned shared state: %+v", q)
+	}
+}
+
+// TestCachedPuppetVersion: what `puppet --version` printed is kept in the cache directory and
+// reused by the next agent process while the executable stays the same (path, size, mtime);
+// a changed executable is asked again, and a failure is never kept.
+func TestCachedPuppetVersion(t *testing.T) {
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	puppet := filepath.Join(dir, "puppet")
+	if err := os.WriteFile(puppet, []byte("#!/bin/sh\necho 7.23.0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "puppet-link")
+	if err := os.Symlink(puppet, link); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	answer, fail := "7.23.0", false
+	version := func(context.Context, string) (string, error) {
+		calls++
+		if fail {
+			return "", errors.New("exit status 1")
+		}
+		return answer, nil
+	}
+	ask := func(path string) string {
+		t.Helper()
+		// A new wrapper each time: as a new agent process would.
+		v, err := cachedPuppetVersion(cache, version)(t.Context(), path)
+		if err != nil && !fail {
+			t.Fatalf("version: %v", err)
+		}
+		return v
+	}
+	if v := ask(puppet); v != "7.23.0" || calls != 1 {
+		t.Fatalf("first start: %q after %d runs, want 7.23.0 after 1", v, calls)
+	}
+	if fi, err := os.Stat(filepath.Join(cache, puppetVersionFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("recorded version: %v %v", fi, err)
+	}
+	if v := ask(puppet); v != "7.23.0" || calls != 1 {
+		t.Fatalf("restart: %q after %d runs, want the recorded 7.23.0 without a run", v, calls)
+	}
+	if v := ask(link); v != "7.23.0" || calls != 1 {
+		t.Fatalf("through a symlink: %q after %d runs, want the recorded 7.23.0", v, calls)
+	}
+	// An upgrade replaces the executable: a new modification time.
+	answer = "8.10.0"
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(puppet, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if v := ask(puppet); v != "8.10.0" || calls != 2 {
+		t.Fatalf("after an upgrade (mtime): %q after %d runs, want 8.10.0 after 2", v, calls)
+	}
+	if v := ask(puppet); v != "8.10.0" || calls != 2 {
+		t.Fatalf("restart after the upgrade: %q after %d runs", v, calls)
+	}
+	// Same mtime, another size.
+	answer = "8.11.0"
+	if err := os.WriteFile(puppet, []byte("#!/bin/sh\necho 8.11.0 # longer\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(puppet, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if v := ask(puppet); v != "8.11.0" || calls != 3 {
+		t.Fatalf("after a change of size: %q after %d runs, want 8.11.0 after 3", v, calls)
+	}
+	// A failure is not kept, and does not erase what was recorded for another executable.
+	other := filepath.Join(dir, "puppet2")
+	if err := os.WriteFile(other, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fail = true
+	if v := ask(other); v != "" || calls != 4 {
+		t.Fatalf("failing puppet: %q after %d runs", v, calls)
+	}
+	fail = false
+	answer = "6.0.0"
+	if v := ask(other); v != "6.0.0" || calls != 5 {
+		t.Fatalf("after a failure: %q after %d runs, want a new run (5)", v, calls)
+	}
+	// A damaged record is ignored.
+	if err := os.WriteFile(filepath.Join(cache, puppetVersionFile), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if v := ask(other); v != "6.0.0" || calls != 6 {
+		t.Fatalf("damaged record: %q after %d runs, want a new run (6)", v, calls)
+	}
+}
+
+// TestPlatformDetectionCachedAcrossStarts: an agent's detection (Config with CacheDir) records
+// the real puppet's version in the cache directory, and a later detection with the same
+// directory answers from it.
+func TestPlatformDetectionCachedAcrossStarts(t *testing.T) {
+	puppet, err := exec.LookPath("puppet")
+	if err != nil {
+		if os.Getenv("BATON_REQUIRE_PUPPET") != "" {
+			t.Fatal("puppet is not on PATH (BATON_REQUIRE_PUPPET is set)")
+		}
+		t.Skip("puppet is not on PATH")
+	}
+	cache := t.TempDir()
+	p := detectPlatform(t.Context(), puppet, cache)
+	if !slices.Contains(p.Features, FeaturePuppetAgent) {
+		t.Fatalf("features %v: want puppet-agent (%v)", p.Features, p.PuppetErr)
+	}
+	b, err := os.ReadFile(filepath.Join(cache, puppetVersionFile))
+	if err != nil {
+		t.Fatalf("no version recorded: %v", err)
+	}
+	var rec puppetVersionRecord
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Version != p.PuppetVersion {
+		t.Fatalf("recorded %s, want version %s", b, p.PuppetVersion)
+	}
+	// What a restarted agent sees: the record, not a run (a version no puppet prints proves it).
+	rec.Version = "99.1.2"
+	b, _ = json.Marshal(rec)
+	if err := os.WriteFile(filepath.Join(cache, puppetVersionFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pr := systemProbe()
+	pr.version = cachedPuppetVersion(cache, func(context.Context, string) (string, error) {
+		t.Error("puppet --version ran although its version was recorded")
+		return "", errors.New("not expected")
+	})
+	if q := pr.detect(t.Context(), puppet); q.PuppetVersion != "99.1.2" || !slices.Contains(q.Features, FeaturePuppetAgent) {
+		t.Fatalf("restart: version %q features %v, want the recorded 99.1.2 with puppet-agent", q.PuppetVersion, q.Features)
 	}
 }

@@ -26,8 +26,9 @@ import (
 //
 //	<spool>/<txn>/started      written just before the task's process is started
 //	<spool>/<txn>/pid          {"pid", "start"}: the supervisor's PID and /proc start time
-//	<spool>/<txn>/stdout       the task's stdout, capped at MaxOutputBytes
-//	<spool>/<txn>/stderr       the task's stderr, capped at MaxOutputBytes
+//	<spool>/<txn>/stdout       the task's stdout, capped at MaxOutputBytes (emptied once the
+//	                           outcome is recorded)
+//	<spool>/<txn>/stderr       the task's stderr, likewise
 //	<spool>/<txn>/exitcode     {"exitcode", ...}, written last, once the task ended
 //
 // so that an agent restarted while a task ran can find the process again, wait for it, and
@@ -258,8 +259,10 @@ func (s *spool) finish(txn string, results json.RawMessage, desc string, end tim
 		return st, fmt.Errorf("finish transaction %s: %w", txn, err)
 	}
 	// The outcome holds the output now: the supervisor's copies of it are not kept twice.
+	// They are emptied, not removed: a removal would make each new file of the next tasks
+	// cost more to create (ext4 passes over the inodes freed in the last minute).
 	for _, f := range []string{stdoutFile, stderrFile} {
-		_ = os.Remove(filepath.Join(dir, f))
+		_ = os.Truncate(filepath.Join(dir, f), 0)
 	}
 	return st, nil
 }
@@ -278,11 +281,19 @@ func (s *spool) ack(txn string) error {
 		return nil
 	}
 	s.hit(FaultSpoolAck)
-	ts := []byte(time.Now().UTC().Format(time.RFC3339Nano) + "\n")
-	// A marker written directly and not synced: losing an acknowledgement in a crash only
-	// sends the outcome again, which the server recognises.
-	if err := os.WriteFile(filepath.Join(s.txnDir(txn), ackedFile), ts, 0o600); err != nil {
-		return fmt.Errorf("acknowledge transaction %s: %w", txn, err)
+	// A marker, not synced: losing an acknowledgement in a crash only sends the outcome again,
+	// which the server recognises. Only its existence counts, so it is a second name of the
+	// outcome file (a hard link: a directory entry, no new file), or an empty file where links
+	// cannot be made.
+	dir := s.txnDir(txn)
+	outcome := resultFile
+	if st.errDesc != "" {
+		outcome = errorFile
+	}
+	if err := os.Link(filepath.Join(dir, outcome), filepath.Join(dir, ackedFile)); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := os.WriteFile(filepath.Join(dir, ackedFile), nil, 0o600); err != nil {
+			return fmt.Errorf("acknowledge transaction %s: %w", txn, err)
+		}
 	}
 	return nil
 }
@@ -494,6 +505,28 @@ func writeFileAtomic(path string, b []byte, sync bool) error {
 	if werr != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, werr)
+	}
+	return nil
+}
+
+// writeStarted writes dir's "started" marker and syncs it: on disk before the task's process
+// is started, so that after any crash an agent never reports as not run a task that may have
+// run. Only its existence counts (see recoverOne), so it is written in place — a marker cut
+// short by a crash still says "started" — without a temporary file and a rename.
+func writeStarted(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, startedFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("record task start: %w", err)
+	}
+	_, werr := f.WriteString(time.Now().UTC().Format(time.RFC3339Nano) + "\n")
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("record task start: %w", werr)
 	}
 	return nil
 }

@@ -53,6 +53,7 @@ type tail struct {
 	f      *os.File
 	off    int64 // bytes of the file streamed
 	capped bool
+	buf    []byte // read buffer, reused
 }
 
 // startStream starts streaming the output of the task running in dir (the transaction's
@@ -158,8 +159,22 @@ func (t *tail) next(room int, last bool) (string, error) {
 		t.capped = true // where the supervisor stops writing: streaming stops, the task does not
 		return "", nil
 	}
+	// Only what the file gained is read, into a buffer kept from one read to the next: most
+	// reads find little or nothing new, and a buffer of the message's whole budget for each
+	// (64 KiB, twice per tick) was most of what an agent allocated per task.
+	fi, err := t.f.Stat()
+	if err != nil {
+		return "", err
+	}
 	// Every byte encodes to at least one: room bytes of the file are enough.
-	buf := make([]byte, min(int64(room), MaxOutputBytes-t.off))
+	want := min(int64(room), min(fi.Size(), MaxOutputBytes)-t.off)
+	if want <= 0 {
+		return "", nil
+	}
+	if int64(cap(t.buf)) < want {
+		t.buf = make([]byte, want)
+	}
+	buf := t.buf[:want]
 	n, err := t.f.ReadAt(buf, t.off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", err

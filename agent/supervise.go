@@ -102,8 +102,8 @@ func (a *Agent) runSupervised(ctx context.Context, dir string, c Command) (proto
 	if ctx.Err() != nil {
 		return endedEarly(ctx, protocol.TaskResults{}), nil
 	}
-	if err := writeFileAtomic(filepath.Join(dir, startedFile), []byte(time.Now().UTC().Format(time.RFC3339Nano)+"\n"), true); err != nil {
-		return protocol.TaskResults{}, fmt.Errorf("record task start: %w", err)
+	if err := writeStarted(dir); err != nil {
+		return protocol.TaskResults{}, err
 	}
 	complaints, err := os.OpenFile(filepath.Join(dir, supervisorFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {

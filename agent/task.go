@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/baton-run/baton/shared/protocol"
 	"github.com/baton-run/baton/shared/tasks"
@@ -183,8 +182,8 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 		return nil, fmt.Errorf("create task work dir: %w", err)
 	}
 	defer func() {
-		if err := os.RemoveAll(workDir); err != nil {
-			a.log.Warn("remove task work dir", "transaction_id", req.TransactionID, "error", err)
+		if err := emptyDir(workDir); err != nil {
+			a.log.Warn("empty task work dir", "transaction_id", req.TransactionID, "error", err)
 		}
 	}()
 	// With an interpreter for the file's extension (Config.Interpreters) the task starts as
@@ -212,8 +211,8 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 	case req.Dir != "":
 		// The task is the agent's own child: after a restart of the agent it can still be
 		// found (and waited for) by its PID, though its outcome is then unknown.
-		if err := writeFileAtomic(filepath.Join(req.Dir, startedFile), []byte(time.Now().UTC().Format(time.RFC3339Nano)+"\n"), true); err != nil {
-			return nil, fmt.Errorf("record task start: %w", err)
+		if err := writeStarted(req.Dir); err != nil {
+			return nil, err
 		}
 		cmd.OnStart = func(pid int) {
 			start, _, _ := procStart(pid)
@@ -363,4 +362,22 @@ func compactJSON(v json.RawMessage) []byte {
 		return v
 	}
 	return b.Bytes()
+}
+
+// emptyDir removes what dir holds and keeps dir itself (the spool's purge removes it with its
+// transaction): most tasks leave their work directory empty, and then nothing is removed — a
+// removal would make each new file of the next tasks cost more to create (ext4 passes over
+// the inodes freed in the last minute).
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

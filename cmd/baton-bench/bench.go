@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -49,6 +50,9 @@ func startServer(o options, dir string) (*server, error) {
 		env: []string{"XDG_CONFIG_HOME=" + filepath.Join(dir, "config")}}
 	s.args = []string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data", s.data,
 		"--modules", o.modules, "--log-level", "warn"}
+	if o.serverPprof != "" {
+		s.env = append(s.env, "BATON_PPROF="+o.serverPprof)
+	}
 	if o.taskConcurrency != 0 {
 		s.args = append(s.args, "--task-concurrency", strconv.Itoa(o.taskConcurrency))
 	}
@@ -370,17 +374,218 @@ func submitters(ctx context.Context, api *client.Client, node string, k int, d t
 // realResult is what a fleet of real agent processes measured.
 type realResult struct {
 	n              int
+	start          string // how the fleet's agents found their platform (options.realStart)
 	connect        time.Duration
 	fanOut         []time.Duration
 	agentRSS       int64 // median idle RSS of one agent
 	agentPSS       int64
 	cpuPer1000     float64
+	agentCPU1000   float64 // the agents' CPU with their supervisors and tasks
 	serverIdleRSS  int64
 	agentsTotalRSS int64
+	// startup is the full start-up (facter, puppet --version) of a sample of agents started
+	// together, then their restart (the same cache and spool directories).
+	startup, restart startupResult
+}
+
+// startupResult is what starting k agents at once cost until each had reported its facts and
+// task features.
+type startupResult struct {
+	k     int
+	ready time.Duration // first start: until all had reported facts and features; restart: until a task had run on all
+	quiet time.Duration // until none had a child process left (facter, puppet) as well
+	cpu   time.Duration // CPU per agent, with its children (facter, puppet)
+}
+
+// Agents' platforms: "light" gives the fleet's agents a PATH with sh only (no facter, no
+// puppet: built-in facts, the shell feature, nothing to run at start), as nodes without Puppet
+// have; "full" their ordinary PATH (facter and `puppet --version` in every agent at start).
+const (
+	startLight = "light"
+	startFull  = "full"
+)
+
+// lightPath makes a directory with sh alone in it, for the PATH of light agents.
+func lightPath(dir string) (string, error) {
+	d := filepath.Join(dir, "light-path")
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return "", err
+	}
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Symlink(sh, filepath.Join(d, "sh")); err != nil && !os.IsExist(err) {
+		return "", err
+	}
+	return d, nil
+}
+
+// startAgents enrols names and starts a baton-agent for each, with env added to theirs, its
+// directories under dir/agents/NAME (kept across calls: a second call restarts the same nodes).
+func startAgents(ctx context.Context, o options, srv *server, dir string, names []string, env []string, enrol bool) ([]*proc, error) {
+	creds := map[string]auth.Credential{}
+	if enrol {
+		list, err := srv.api.EnrollNodes(ctx, names, "1h")
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range list {
+			creds[e.Name] = auth.Credential{Name: e.Name, EnrollmentToken: e.EnrollmentToken,
+				Server: srv.agentURL(), Fingerprint: srv.fingerprint}
+		}
+	}
+	var agents []*proc
+	for _, name := range names {
+		adir := filepath.Join(dir, "agents", name)
+		if err := os.MkdirAll(adir, 0o700); err != nil {
+			return agents, err
+		}
+		cred := filepath.Join(adir, "credential.json")
+		if c, ok := creds[name]; ok {
+			if err := auth.WriteCredential(cred, c); err != nil {
+				return agents, err
+			}
+		}
+		a, err := start("baton-agent "+name, filepath.Join(adir, fmt.Sprintf("agent-%d.log", time.Now().UnixNano())), append(slices.Clone(o.agentEnv), env...),
+			filepath.Join(o.bin, "baton-agent"),
+			"--credential", cred, "--cache-dir", filepath.Join(adir, "cache"), "--spool-dir", filepath.Join(adir, "spool"),
+			"--log-level", "warn")
+		if err != nil {
+			return agents, err
+		}
+		agents = append(agents, a)
+	}
+	return agents, nil
+}
+
+// agentsCPU is the CPU the agents used, with their children waited for (supervisors, tasks).
+func agentsCPU(agents []*proc) time.Duration {
+	var sum time.Duration
+	for _, a := range agents {
+		if u, err := readUsage(a.pid()); err == nil {
+			sum += u.cpu + u.childCPU
+		}
+	}
+	return sum
+}
+
+func stopAll(agents []*proc) {
+	var wg sync.WaitGroup
+	for _, a := range agents {
+		wg.Go(a.stop)
+	}
+	wg.Wait()
+}
+
+// benchStartup starts k agents with their ordinary PATH (facter, puppet --version) at once
+// and waits until each has reported its facts with its task features and has no child
+// process left; then it restarts them on the same directories and times a task on all of
+// them: a node's start-up work, measured apart from the fleet.
+func benchStartup(ctx context.Context, o options, srv *server, dir string, k int) (first, again startupResult, err error) {
+	var names []string
+	for i := 1; i <= k; i++ {
+		names = append(names, fmt.Sprintf("p%d", i))
+	}
+	for round, res := range []*startupResult{&first, &again} {
+		began := time.Now()
+		agents, err := startAgents(ctx, o, srv, dir, names, nil, round == 0)
+		if err != nil {
+			stopAll(agents)
+			return first, again, err
+		}
+		if round == 0 {
+			err = waitReady(ctx, srv.api, names, 10*time.Minute)
+		} else {
+			// The server keeps the facts of the first start: a task on every node shows that
+			// the restarted agents are ready (the first task waits for feature detection).
+			if err = waitConnectedSince(ctx, srv.api, names, began, 10*time.Minute); err == nil {
+				_, err = fanOut(ctx, srv.api, names)
+			}
+		}
+		res.k, res.ready = k, time.Since(began)
+		if err == nil {
+			err = waitQuiet(agents, 10*time.Minute)
+		}
+		res.quiet = time.Since(began)
+		for _, a := range agents {
+			if u, err := readUsage(a.pid()); err == nil {
+				res.cpu += u.cpu + u.childCPU
+			}
+		}
+		res.cpu /= time.Duration(k)
+		stopAll(agents)
+		if err != nil {
+			return first, again, err
+		}
+		fmt.Fprintf(os.Stderr, "   %d agents with facter and puppet, round %d: ready in %s, quiet in %s, %s CPU each\n",
+			k, round+1, res.ready.Round(time.Millisecond), res.quiet.Round(time.Millisecond), res.cpu.Round(time.Millisecond))
+	}
+	return first, again, nil
+}
+
+// waitQuiet waits until none of the agents has a child process (facter, puppet --version,
+// a task).
+func waitQuiet(agents []*proc, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		busy := 0
+		for _, a := range agents {
+			if hasChildren(a.pid()) {
+				busy++
+			}
+		}
+		if busy == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d agents still had child processes after %s", busy, len(agents), timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// hasChildren reports whether pid has a child process (/proc/PID/task/*/children).
+func hasChildren(pid int) bool {
+	tasks, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "children"))
+	for _, t := range tasks {
+		if b, err := os.ReadFile(t); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// waitConnectedSince waits until every node of names has connected at or after since.
+func waitConnectedSince(ctx context.Context, api *client.Client, names []string, since time.Time, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	for {
+		nodes, err := api.Inventory(ctx)
+		if err != nil {
+			return err
+		}
+		c := 0
+		for _, node := range nodes {
+			if want[node.Name] && node.Connected && node.Timestamp != nil && !node.Timestamp.Before(since.Add(-time.Second)) {
+				c++
+			}
+		}
+		if c >= len(names) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d agents connected after %s", c, len(names), timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func benchReal(ctx context.Context, o options, n int) (realResult, error) {
-	r := realResult{n: n}
+	r := realResult{n: n, start: o.realStart}
 	dir := filepath.Join(o.work, fmt.Sprintf("real-%d", n))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return r, err
@@ -390,46 +595,35 @@ func benchReal(ctx context.Context, o options, n int) (realResult, error) {
 		return r, err
 	}
 	defer srv.stop()
+	if o.startSample > 0 {
+		if r.startup, r.restart, err = benchStartup(ctx, o, srv, dir, o.startSample); err != nil {
+			return r, fmt.Errorf("start-up sample: %w", err)
+		}
+	}
+	var env []string
+	if o.realStart == startLight {
+		p, err := lightPath(dir)
+		if err != nil {
+			return r, err
+		}
+		env = []string{"PATH=" + p}
+	}
 	var names []string
 	for i := 1; i <= n; i++ {
 		names = append(names, fmt.Sprintf("r%d", i))
 	}
 	began := time.Now()
-	list, err := srv.api.EnrollNodes(ctx, names, "1h")
+	agents, err := startAgents(ctx, o, srv, dir, names, env, true)
+	defer func() { stopAll(agents) }()
 	if err != nil {
 		return r, err
 	}
-	var agents []*proc
-	defer func() {
-		var wg sync.WaitGroup
-		for _, a := range agents {
-			wg.Go(a.stop)
-		}
-		wg.Wait()
-	}()
-	for _, e := range list {
-		adir := filepath.Join(dir, "agents", e.Name)
-		if err := os.MkdirAll(adir, 0o700); err != nil {
-			return r, err
-		}
-		cred := filepath.Join(adir, "credential.json")
-		if err := auth.WriteCredential(cred, auth.Credential{Name: e.Name, EnrollmentToken: e.EnrollmentToken,
-			Server: srv.agentURL(), Fingerprint: srv.fingerprint}); err != nil {
-			return r, err
-		}
-		a, err := start("baton-agent "+e.Name, filepath.Join(adir, "agent.log"), nil, filepath.Join(o.bin, "baton-agent"),
-			"--credential", cred, "--cache-dir", filepath.Join(adir, "cache"), "--spool-dir", filepath.Join(adir, "spool"),
-			"--log-level", "warn")
-		if err != nil {
-			return r, err
-		}
-		agents = append(agents, a)
-	}
-	if err := waitConnected(ctx, srv.api, n, 10*time.Minute); err != nil {
+	if err := waitReady(ctx, srv.api, names, 15*time.Minute); err != nil {
 		return r, err
 	}
 	r.connect = time.Since(began)
-	fmt.Fprintf(os.Stderr, "   %d real agents enrolled, connected and sent their facts in %s\n", n, r.connect.Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "   %d real agents (%s start) enrolled, connected and reported their facts and features in %s\n",
+		n, o.realStart, r.connect.Round(time.Millisecond))
 	if u, err := readUsage(srv.p.pid()); err == nil {
 		r.serverIdleRSS = u.rss
 	}
@@ -440,6 +634,7 @@ func benchReal(ctx context.Context, o options, n int) (realResult, error) {
 	if err != nil {
 		return r, err
 	}
+	agentsBefore := agentsCPU(agents)
 	for range o.runs {
 		d, err := fanOut(ctx, srv.api, names)
 		if err != nil {
@@ -451,7 +646,12 @@ func benchReal(ctx context.Context, o options, n int) (realResult, error) {
 	if err != nil {
 		return r, err
 	}
+	if err := waitQuiet(agents, time.Minute); err != nil { // every supervisor waited for
+		return r, err
+	}
 	r.cpuPer1000 = (after.cpu - before.cpu).Seconds() / (float64(o.runs*n) / 1000)
+	r.agentCPU1000 = (agentsCPU(agents) - agentsBefore).Seconds() / (float64(o.runs*n) / 1000)
+	fmt.Fprintf(os.Stderr, "   CPU-seconds per 1,000 node-runs: server %.3f, agents with their tasks %.3f\n", r.cpuPer1000, r.agentCPU1000)
 	fmt.Fprintf(os.Stderr, "   fan-out %v (median %s)\n", r.fanOut, median(r.fanOut))
 	// Idle memory: agents let go of code they no longer run some 10-15 s after their last job.
 	time.Sleep(20 * time.Second)
@@ -470,10 +670,15 @@ func benchReal(ctx context.Context, o options, n int) (realResult, error) {
 	return r, nil
 }
 
-// waitConnected polls the inventory until n nodes are connected and have sent their facts
-// (gathering them runs facter on each: the fan-outs must not compete with that).
-func waitConnected(ctx context.Context, api *client.Client, n int, timeout time.Duration) error {
+// waitReady polls the inventory until every node of names is connected and has reported
+// facts that carry its task features (agent.AgentFact), which an agent sends once its
+// start-up work (facter, feature detection) is done: the fan-outs do not compete with it.
+func waitReady(ctx context.Context, api *client.Client, names []string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
 	for {
 		nodes, err := api.Inventory(ctx)
 		if err != nil {
@@ -481,38 +686,46 @@ func waitConnected(ctx context.Context, api *client.Client, n int, timeout time.
 		}
 		c := 0
 		for _, node := range nodes {
-			if node.Connected {
+			if want[node.Name] && node.Connected {
 				c++
 			}
 		}
-		if c >= n {
+		if c >= len(names) {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d agents connected after %s", c, n, timeout)
+			return fmt.Errorf("%d of %d agents connected after %s", c, len(names), timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	nodes, err := api.Inventory(ctx)
-	if err != nil {
-		return err
-	}
-	for _, node := range nodes { // the listing leaves facts out: one look-up per node
+	for _, name := range names { // the listing leaves facts out: one look-up per node
 		for {
-			got, err := api.InventoryNode(ctx, node.Name)
+			got, err := api.InventoryNode(ctx, name)
 			if err != nil {
 				return err
 			}
-			if len(got.Facts) > 2 {
+			if hasFeatures(got.Facts) {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s sent no facts within %s", node.Name, timeout)
+				return fmt.Errorf("%s reported no facts with its task features within %s", name, timeout)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	return nil
+}
+
+// hasFeatures reports whether facts carry the agent's task features (agent.AgentFact).
+func hasFeatures(facts json.RawMessage) bool {
+	var f map[string]json.RawMessage
+	var self struct {
+		Features []string `json:"features"`
+	}
+	if json.Unmarshal(facts, &f) != nil || json.Unmarshal(f[agent.AgentFact], &self) != nil {
+		return false
+	}
+	return self.Features != nil
 }
 
 func median(ds []time.Duration) time.Duration { return percentile(ds, 50) }

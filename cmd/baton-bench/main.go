@@ -24,6 +24,10 @@ type options struct {
 	rttJobs                 int
 	taskConcurrency         int
 	quick                   bool
+	realStart               string
+	startSample             int
+	serverPprof             string
+	agentEnv                []string
 }
 
 func main() {
@@ -49,6 +53,10 @@ func run(args []string) error {
 	fs.DurationVar(&o.submitFor, "submit-for", 5*time.Second, "how long the 10 concurrent submitters run")
 	fs.IntVar(&o.rttJobs, "rtt-jobs", 300, "single-node jobs run one after another for the round trip")
 	fs.IntVar(&o.taskConcurrency, "task-concurrency", 0, "baton serve --task-concurrency (0: the server's default)")
+	fs.StringVar(&o.realStart, "real-start", startLight, "real agents' platform: light (PATH with sh only: built-in facts, no puppet, nothing to detect) or full (facter and puppet --version in every agent at start)")
+	fs.IntVar(&o.startSample, "start-sample", 10, "agents started with facter and puppet (and restarted) apart from the fleet, to measure a node's start-up work (0 to skip)")
+	fs.StringVar(&o.serverPprof, "server-pprof", "", "BATON_PPROF address for baton serve (e.g. 127.0.0.1:6060)")
+	agentEnv := fs.String("agent-env", "", "comma-separated NAME=VALUE settings added to the real agents' environment (e.g. GOMAXPROCS=1), for experiments")
 	fs.BoolVar(&o.quick, "quick", false, "CI size: 200 simulated agents, 20 real ones, fewer repetitions")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -57,6 +65,18 @@ func run(args []string) error {
 	if o.quick {
 		*sizes, *realSizes = "200", "20"
 		o.runs, o.submitFor, o.rttJobs = 3, 2*time.Second, 100
+		o.startSample = min(o.startSample, 3)
+	}
+	if o.realStart != startLight && o.realStart != startFull {
+		return fmt.Errorf("-real-start %q: want light or full", o.realStart)
+	}
+	for _, kv := range strings.Split(*agentEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			if !strings.Contains(kv, "=") {
+				return fmt.Errorf("-agent-env %q: want NAME=VALUE", kv)
+			}
+			o.agentEnv = append(o.agentEnv, kv)
+		}
 	}
 	if o.sizes, err = parseSizes(*sizes); err != nil {
 		return err

@@ -166,8 +166,10 @@ func (p *proc) pid() int { return p.cmd.Process.Pid }
 // usage is a process's resource use read from /proc.
 type usage struct {
 	cpu time.Duration // user + system
-	rss int64         // bytes
-	pss int64         // bytes (0 where smaps_rollup is missing)
+	// childCPU is the user + system time of its children that have been waited for.
+	childCPU time.Duration
+	rss      int64 // bytes
+	pss      int64 // bytes (0 where smaps_rollup is missing)
 }
 
 var clockTicks = 100.0 // sysconf(_SC_CLK_TCK) on Linux
@@ -186,6 +188,9 @@ func readUsage(pid int) (usage, error) {
 	ut, _ := strconv.ParseFloat(fields[11], 64)
 	st, _ := strconv.ParseFloat(fields[12], 64)
 	u.cpu = time.Duration((ut + st) / clockTicks * float64(time.Second))
+	cut, _ := strconv.ParseFloat(fields[13], 64)
+	cst, _ := strconv.ParseFloat(fields[14], 64)
+	u.childCPU = time.Duration((cut + cst) / clockTicks * float64(time.Second))
 	if status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status")); err == nil {
 		u.rss = kbField(string(status), "VmRSS:")
 	}

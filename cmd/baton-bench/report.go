@@ -108,7 +108,8 @@ func (r *report) markdown() string {
 		b.WriteString("\n")
 	}
 	if len(r.real) > 0 {
-		b.WriteString("Real agents (one `baton-agent` process per node, each run a `sh` process):\n\n")
+		b.WriteString("Real agents (one `baton-agent` process per node, each run a `sh` process; the fleet's start: " +
+			r.real[0].start + ", see cmd/baton-bench -real-start):\n\n")
 		b.WriteString("| measure |")
 		for _, s := range r.real {
 			fmt.Fprintf(&b, " N = %d |", s.n)
@@ -129,10 +130,23 @@ func (r *report) markdown() string {
 		row("fan-out, API: fastest / slowest run", func(s realResult) string {
 			return ms(percentile(s.fanOut, 0)) + " / " + ms(percentile(s.fanOut, 100))
 		})
-		row("start, enrol, connect N agent processes (and their facts, from facter)", func(s realResult) string { return ms(s.connect) })
+		row("start, enrol, connect N agent processes until each reported its facts and features", func(s realResult) string { return ms(s.connect) })
+		row("a node's start-up with facter and puppet: k agents at once, ready / no child left / CPU-s each", func(s realResult) string {
+			if s.startup.k == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("k = %d: %s / %s / %.2f", s.startup.k, ms(s.startup.ready), ms(s.startup.quiet), s.startup.cpu.Seconds())
+		})
+		row("the same k restarted: a task ran on all / no child left / CPU-s each", func(s realResult) string {
+			if s.restart.k == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%s / %s / %.2f", ms(s.restart.ready), ms(s.restart.quiet), s.restart.cpu.Seconds())
+		})
 		row("idle RSS of one agent (median) / PSS", func(s realResult) string { return mb(s.agentRSS) + " / " + mb(s.agentPSS) })
 		row("server RSS, idle with N agents", func(s realResult) string { return mb(s.serverIdleRSS) })
 		row("server CPU-seconds per 1,000 node-runs", func(s realResult) string { return fmt.Sprintf("%.3f", s.cpuPer1000) })
+		row("agents' CPU-seconds per 1,000 node-runs (with their supervisors and tasks)", func(s realResult) string { return fmt.Sprintf("%.3f", s.agentCPU1000) })
 		b.WriteString("\n")
 	}
 	return b.String()
