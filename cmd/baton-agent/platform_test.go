@@ -2,6 +2,7 @@ package main
 
 import (
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -55,5 +56,23 @@ func TestPlatformSettings(t *testing.T) {
 				t.Errorf("features %#v, want %#v", p.Features, tt.wantFeatures)
 			}
 		})
+	}
+}
+
+// TestOneProcessor: a real agent runs its Go code on one processor unless GOMAXPROCS is set.
+func TestOneProcessor(t *testing.T) {
+	prev := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	t.Setenv("GOMAXPROCS", "")
+	runtime.GOMAXPROCS(2)
+	oneProcessor()
+	if n := runtime.GOMAXPROCS(0); n != 1 {
+		t.Errorf("GOMAXPROCS unset: %d processors, want 1", n)
+	}
+	t.Setenv("GOMAXPROCS", "2")
+	runtime.GOMAXPROCS(2)
+	oneProcessor()
+	if n := runtime.GOMAXPROCS(0); n != 2 {
+		t.Errorf("GOMAXPROCS=2 set: %d processors, want 2 (the setting kept)", n)
 	}
 }
