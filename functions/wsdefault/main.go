@@ -18,5 +18,5 @@ func main() {
 		logger.Error("start", "err", err)
 		os.Exit(1)
 	}
-	lambda.Start(app.WebSocket.Default)
+	lambda.Start(app.Default)
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -179,6 +180,32 @@ func (c connections) Connection(ctx context.Context, node string) (string, bool,
 	}
 	id, ok := got[node]
 	return id, ok, nil
+}
+
+// Default is the $default route (awsgw.WebSocket.Default) knowing the connection the
+// message came in on: what this invocation sends to the same node — the acknowledgement of
+// a result, above all — goes over it with no read of the inventory. Should the agent have
+// reconnected meanwhile, the send finds the connection gone (410), which changes nothing
+// recorded for the node's newer connection, and the agent sends its unacknowledged result
+// again.
+func (a *App) Default(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	if node := authorizedNode(req.RequestContext.Authorizer); node != "" && req.RequestContext.ConnectionID != "" {
+		ctx = withKnownConnections(ctx, map[string]string{node: req.RequestContext.ConnectionID})
+	}
+	return a.WebSocket.Default(ctx, req)
+}
+
+// authorizedNode reads the node name the $connect authorizer put in the request's context
+// (a map[string]any decoded from the Lambda event, a map[string]string built in Go).
+func authorizedNode(a any) string {
+	switch m := a.(type) {
+	case map[string]any:
+		s, _ := m[awsgw.ContextNode].(string)
+		return s
+	case map[string]string:
+		return m[awsgw.ContextNode]
+	}
+	return ""
 }
 
 // New wires an App.

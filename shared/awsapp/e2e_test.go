@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -86,6 +88,13 @@ type cloud struct {
 	paused atomic.Bool
 }
 
+// sdkHTTP is the SDK clients' HTTP client: AWS's defaults, but at most 256 connections per
+// emulator, all kept open. Both ends of each are in this process; unbounded, a storm of
+// concurrent handlers (TestCapacity) would open thousands and run out of file descriptors.
+var sdkHTTP = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+	tr.MaxConnsPerHost, tr.MaxIdleConnsPerHost = 256, 256
+})
+
 func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	t.Helper()
 	ctx := t.Context()
@@ -93,7 +102,7 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 
 	ddbSrv := kumo.NewServer()
 	t.Cleanup(ddbSrv.Close)
-	ddb := dynamodb.New(dynamodb.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(ddbSrv.URL),
+	ddb := dynamodb.New(dynamodb.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(ddbSrv.URL), HTTPClient: sdkHTTP,
 		DisableValidateResponseChecksum: true, APIOptions: []func(*middleware.Stack) error{recorder.APIOption}})
 	// kumo's state is one per process: a table and a queue of its own keep each cloud apart.
 	table := fmt.Sprintf("%s-%d", e2eTable, clouds.Add(1))
@@ -127,7 +136,7 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 			return c.app.WebSocket.Disconnect(awsapp.WithFunction(ctx, "wsdisconnect"), r)
 		},
 		Default: func(ctx context.Context, r wsEvent) (wsResponse, error) {
-			return c.app.WebSocket.Default(awsapp.WithFunction(ctx, "wsdefault"), r)
+			return c.app.Default(awsapp.WithFunction(ctx, "wsdefault"), r)
 		},
 	}, append([]apigwtest.Option{apigwtest.WithIdentitySource("route.request.header.X-Baton-Node", "route.request.header.Authorization"),
 		apigwtest.WithLogger(logger())}, wsOpts...)...)
@@ -136,7 +145,7 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	}
 	t.Cleanup(func() { c.ws.Close() })
 
-	mgmt := apigatewaymanagementapi.New(apigatewaymanagementapi.Options{Region: "us-east-1", Credentials: creds,
+	mgmt := apigatewaymanagementapi.New(apigatewaymanagementapi.Options{Region: "us-east-1", Credentials: creds, HTTPClient: sdkHTTP,
 		BaseEndpoint: aws.String(c.ws.ManagementURL()), APIOptions: []func(*middleware.Stack) error{recorder.APIOption}})
 	key := make([]byte, 32)
 	cfg := awsapp.Config{Table: table, Bucket: "baton-bucket", WebSocketEndpoint: c.ws.ManagementURL(), SealKey: key, ConnectTimeout: 5 * time.Second,
@@ -144,7 +153,7 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	if _, err := hex.DecodeString(hex.EncodeToString(key)); err != nil {
 		t.Fatal(err)
 	}
-	sqsc := sqs.New(sqs.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(ddbSrv.URL),
+	sqsc := sqs.New(sqs.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(ddbSrv.URL), HTTPClient: sdkHTTP,
 		APIOptions: []func(*middleware.Stack) error{recorder.APIOption}})
 	q, err := sqsc.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(table + "-dispatch")})
 	if err != nil {
