@@ -8,12 +8,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/baton-run/baton/shared/awsgw/apigwtest"
 )
 
 // simFleet is `baton-agent simulate` run as a child process: n virtual agents (agent/fleet:
@@ -28,8 +31,9 @@ type simFleet struct {
 	exited                  chan struct{} // closed when the process has ended
 	waitErr                 error         // set before exited is closed
 
-	mu   sync.Mutex
-	tail []string // its last lines of output, for failure messages
+	mu    sync.Mutex
+	tail  []string // its last lines of output, for failure messages
+	ready string   // its line saying the agents are enrolled
 
 	stopOnce sync.Once
 	stopErr  error
@@ -61,6 +65,9 @@ func startSimulator(t *testing.T, n int, prefix, server, api, token string) *sim
 		"--server", server, "--api", api, "--token-file", tokenFile, "--keys-dir", filepath.Join(dir, "keys"),
 		"--max-backoff", "10s", "--status-interval", "100ms", "--log-level", "error")
 	s.cmd.Stdout = io.Discard
+	// Killed with this process, should it die without stopping the simulator (a test
+	// timeout, a signal), rather than left dialling a stand-in that is gone.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -95,12 +102,22 @@ func (s *simFleet) read(r io.Reader) {
 			s.failed.Store(failed)
 		}
 		s.mu.Lock()
+		if strings.Contains(line, "agents ready") {
+			s.ready = line
+		}
 		s.tail = append(s.tail, line)
 		if len(s.tail) > 20 {
 			s.tail = s.tail[1:]
 		}
 		s.mu.Unlock()
 	}
+}
+
+// readyLine is the simulator's line about its agents being enrolled and ready.
+func (s *simFleet) readyLine() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
 }
 
 func (s *simFleet) lastLines() string {
@@ -191,4 +208,91 @@ func fileLimit() uint64 {
 		return 0
 	}
 	return lim.Cur
+}
+
+// capacityLimits are the stand-in's limits in the capacity test: the reserved concurrency
+// infra/stack.Specs gives the functions of a connect (wsauthorizer, $connect, $disconnect:
+// 50 each), so that a storm of 10,000 agents connecting at once is refused in part (500) and
+// retried by the agents with backoff, as on AWS, instead of running 10,000 handlers at once.
+// $default (200 on AWS) is left unbounded: a throttled result is sent again only after the
+// agent's 30 s acknowledgement timeout, and the test's handlers, sharing two cores, take far
+// longer than a Lambda's ~50 ms, so a cap sized for AWS would throttle here and only slow
+// the run; the SDK clients' connection bound (sdkHTTP) keeps their file descriptors in check.
+func capacityLimits() []apigwtest.Option {
+	return []apigwtest.Option{
+		apigwtest.WithReservedConcurrency("authorizer", 50),
+		apigwtest.WithReservedConcurrency("$connect", 50),
+		apigwtest.WithReservedConcurrency("$disconnect", 50),
+	}
+}
+
+// socketCensus sorts this process's sockets by TCP state and by the port of the server end
+// (for a socket whose local port is one of ports, that port; else its remote port): where the
+// open files go. Sockets missing from /proc/net/tcp{,6} are counted as "unlisted".
+func socketCensus(ports map[string]string) string {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err.Error()
+	}
+	inodes := map[string]bool{}
+	for _, e := range ents {
+		l, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	states := map[string]string{"01": "ESTAB", "02": "SYN-SENT", "03": "SYN-RECV", "04": "FIN-WAIT-1", "05": "FIN-WAIT-2",
+		"06": "TIME-WAIT", "07": "CLOSE", "08": "CLOSE-WAIT", "09": "LAST-ACK", "0A": "LISTEN", "0B": "CLOSING"}
+	type sock struct{ state, local, remote string }
+	var socks []sock
+	listening := map[string]bool{}
+	for _, f := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fl := strings.Fields(line)
+			if len(fl) < 10 || !inodes[fl[9]] {
+				continue
+			}
+			port := func(addr string) string {
+				var p int
+				_, _ = fmt.Sscanf(addr[strings.LastIndex(addr, ":")+1:], "%X", &p)
+				return fmt.Sprint(p)
+			}
+			sk := sock{states[fl[3]], port(fl[1]), port(fl[2])}
+			if sk.state == "LISTEN" {
+				listening[sk.local] = true
+			}
+			socks = append(socks, sk)
+		}
+	}
+	name := func(port string) string {
+		if n, ok := ports[port]; ok {
+			return n
+		}
+		return ":" + port
+	}
+	count := map[string]int{}
+	for _, sk := range socks {
+		switch {
+		case sk.state == "LISTEN":
+			count["LISTEN "+name(sk.local)]++
+		case listening[sk.local]:
+			count[sk.state+" server "+name(sk.local)]++
+		case listening[sk.remote]:
+			count[sk.state+" client of "+name(sk.remote)]++
+		default:
+			count[sk.state+" to another process"]++
+		}
+	}
+	seen := len(socks)
+	count["unlisted"] = len(inodes) - seen
+	var out []string
+	for k, v := range count {
+		out = append(out, fmt.Sprintf("%s %d", k, v))
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
 }

@@ -126,7 +126,7 @@ func indexName(index string) string {
 // them, and returns what the job cost.
 func runCapacity(t *testing.T, n int) capacityRun {
 	t.Helper()
-	c := newCloud(t)
+	c := newCloud(t, capacityLimits()...)
 	// The enrolment route has no authorizer (infra/stack.EnrollRoute): straight to the api
 	// function; every other request through the HTTP API stand-in.
 	httpAPI, err := url.Parse(c.http.URL())
@@ -152,13 +152,32 @@ func runCapacity(t *testing.T, n int) capacityRun {
 			t.Errorf("simulator: %v\n%s", err, f.lastLines())
 		}
 	}()
-	eventually(t, fmt.Sprintf("%d agents connected", n), 10*time.Minute, func() bool {
+	ports := map[string]string{}
+	for name, u := range map[string]string{"websocket": c.ws.URL(), "http": c.http.URL(), "front": front.URL} {
+		if pu, err := url.Parse(u); err == nil {
+			ports[pu.Port()] = name
+		}
+	}
+	report := time.Now()
+	for deadline := time.Now().Add(10 * time.Minute); f.Connected() < n; {
 		if err := f.Err(); err != nil {
 			t.Fatal(err)
 		}
-		return f.Connected() == n
-	})
+		if time.Since(report) > 20*time.Second {
+			report = time.Now()
+			ws := c.ws.Stats()
+			t.Logf("N=%d: %s: %d agents connected; the stand-in: %d open, %d refused, throttles %v; open files %d: %s",
+				n, time.Since(setup).Round(time.Second), f.Connected(), ws.OpenConnections, ws.Rejected, ws.LambdaThrottles, openFiles(), socketCensus(ports))
+		}
+		if time.Now().After(deadline) {
+			ws := c.ws.Stats()
+			t.Fatalf("N=%d: %d agents connected after %s; the stand-in: %d open connections, %d upgrades refused, throttles %v; the simulator:\n%s",
+				n, f.Connected(), time.Since(setup).Round(time.Second), ws.OpenConnections, ws.Rejected, ws.LambdaThrottles, f.lastLines())
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
 	connected := time.Since(setup)
+	t.Logf("N=%d: the simulator: %s", n, f.readyLine())
 	// Connected, and facts in: each agent's facts bring its pending work on AWS, so a job
 	// started before they arrive would wait for them.
 	eventually(t, "every agent's facts", 5*time.Minute, func() bool {
@@ -166,8 +185,8 @@ func runCapacity(t *testing.T, n int) capacityRun {
 		return runs == 0 && c.ws.Stats().Invocations["$default"] >= n
 	})
 	ws := c.ws.Stats()
-	t.Logf("N=%d: agents enrolled and connected after %s, facts in after %s; %d open connections at the stand-in, %d upgrades refused; this process's open files at most %d so far",
-		n, connected.Round(time.Millisecond), time.Since(setup).Round(time.Millisecond), ws.OpenConnections, ws.Rejected, peakFiles())
+	t.Logf("N=%d: agents enrolled and connected after %s, facts in after %s; %d open connections at the stand-in, %d upgrades refused (throttled invocations %v); this process's open files at most %d so far",
+		n, connected.Round(time.Millisecond), time.Since(setup).Round(time.Millisecond), ws.OpenConnections, ws.Rejected, ws.LambdaThrottles, peakFiles())
 	notConnected := 0
 	for _, name := range f.Names() {
 		if node, err := c.probe.GetNode(t.Context(), name); err != nil || !node.Connected {
