@@ -67,7 +67,13 @@ type Config struct {
 	Facts func(i int, name string) map[string]any
 	// MaxBackoff caps the agents' wait between connection attempts (agent's default: 30s).
 	MaxBackoff time.Duration
-	Logger     *slog.Logger
+	// DialParallel bounds the connection attempts (WebSocket handshakes) in flight across the
+	// fleet, 0 for no bound: a server whose connects are slow then sees a steady stream of
+	// them rather than every agent at once and their retries. Waiting for a turn counts
+	// against the agent's dial timeout, so an agent that waits too long backs off and tries
+	// again, as it would after a refused connect.
+	DialParallel int
+	Logger       *slog.Logger
 }
 
 func (c *Config) validate() error {
@@ -168,6 +174,9 @@ func New(ctx context.Context, cfg Config) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.DialParallel > 0 {
+		hc = &http.Client{Transport: &turns{next: hc.Transport, sem: make(chan struct{}, cfg.DialParallel)}}
+	}
 	for i, name := range f.names {
 		a, err := f.newAgent(i, name, keys[i], hc)
 		if err != nil {
@@ -184,6 +193,22 @@ func sharedTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 64
 	return t
+}
+
+// turns is a transport that lets at most cap(sem) requests wait for their response at once.
+type turns struct {
+	next http.RoundTripper
+	sem  chan struct{}
+}
+
+func (t *turns) RoundTrip(r *http.Request) (*http.Response, error) {
+	select {
+	case t.sem <- struct{}{}:
+	case <-r.Context().Done():
+		return nil, context.Cause(r.Context())
+	}
+	defer func() { <-t.sem }()
+	return t.next.RoundTrip(r)
 }
 
 func (f *Fleet) keyFile(name string) string { return filepath.Join(f.cfg.KeysDir, name+".key") }

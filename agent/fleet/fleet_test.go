@@ -2,10 +2,16 @@ package fleet_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,5 +119,51 @@ func TestFleetRunsJobsAndReconnectsWithItsKeys(t *testing.T) {
 		KeysDir: filepath.Join(t.TempDir(), "other")})
 	if err == nil || !strings.Contains(err.Error(), "already enrolled") || !strings.Contains(err.Error(), "revoke") {
 		t.Fatalf("error = %v", err)
+	}
+}
+
+// TestDialParallelBoundsHandshakesInFlight: with DialParallel 2, no more than two of the
+// fleet's connection attempts reach the server at once, however many agents are dialling.
+func TestDialParallelBoundsHandshakesInFlight(t *testing.T) {
+	var inFlight, most, seen atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		seen.Add(1)
+		select { // a slow connect, then refused: every agent keeps trying
+		case <-time.After(50 * time.Millisecond):
+		case <-r.Context().Done():
+		}
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	keys := t.TempDir()
+	const n = 8
+	for i := 1; i <= n; i++ {
+		_, priv, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(keys, fmt.Sprintf("d%d.key", i)), []byte(base64.StdEncoding.EncodeToString(priv)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := fleet.New(t.Context(), fleet.Config{Count: n, Prefix: "d", Server: "ws" + strings.TrimPrefix(srv.URL, "http") + "/pcp",
+		KeysDir: keys, MaxBackoff: 20 * time.Millisecond, DialParallel: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	eventually(t, "several rounds of connection attempts", func() bool { return seen.Load() >= 4*n })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("fleet run: %v", err)
+	}
+	if m := most.Load(); m != 2 {
+		t.Errorf("at most %d connection attempts were in flight at once, want 2", m)
 	}
 }

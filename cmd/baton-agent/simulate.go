@@ -43,6 +43,7 @@ func simulate(args []string) error {
 	fs.Float64Var(&cfg.FailRate, "fail-rate", 0, "fraction (0 to 1) of no-op runs that fail with exit code 1")
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "directory for the agents' spools and caches (the task executor)")
 	fs.DurationVar(&cfg.MaxBackoff, "max-backoff", 0, "cap on the wait between connection attempts (default 30s)")
+	fs.IntVar(&cfg.DialParallel, "dial-parallel", 0, "connection attempts in flight across the fleet at most (default: no bound)")
 	status := fs.Duration("status-interval", time.Second, "how often to print the fleet's status (when it changed)")
 	duration := fs.Duration("duration", 0, "stop after this long (default: until interrupted)")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error (the agents' logs)")
