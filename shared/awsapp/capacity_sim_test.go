@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,8 +33,9 @@ type simFleet struct {
 	waitErr                 error         // set before exited is closed
 
 	mu    sync.Mutex
-	tail  []string // its last lines of output, for failure messages
-	ready string   // its line saying the agents are enrolled
+	tail  []string       // its last lines of output, for failure messages
+	ready string         // its line saying the agents are enrolled
+	warns map[string]int // the agents' warnings by message
 
 	stopOnce sync.Once
 	stopErr  error
@@ -57,13 +59,13 @@ func startSimulator(t *testing.T, n int, prefix, server, api, token string) *sim
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &simFleet{exited: make(chan struct{})}
+	s := &simFleet{exited: make(chan struct{}), warns: map[string]int{}}
 	for i := 1; i <= n; i++ {
 		s.names = append(s.names, fmt.Sprintf("%s%d", prefix, i))
 	}
 	s.cmd = exec.Command(simulatorBinary(), "simulate", "--count", fmt.Sprint(n), "--prefix", prefix,
 		"--server", server, "--api", api, "--token-file", tokenFile, "--keys-dir", filepath.Join(dir, "keys"),
-		"--max-backoff", "10s", "--status-interval", "100ms", "--log-level", "error")
+		"--max-backoff", "10s", "--dial-parallel", fmt.Sprint(simDialParallel), "--status-interval", "100ms", "--log-level", "warn")
 	s.cmd.Stdout = io.Discard
 	// Killed with this process, should it die without stopping the simulator (a test
 	// timeout, a signal), rather than left dialling a stand-in that is gone.
@@ -102,6 +104,11 @@ func (s *simFleet) read(r io.Reader) {
 			s.failed.Store(failed)
 		}
 		s.mu.Lock()
+		if msg, ok := logMessage(line); ok {
+			s.warns[msg]++
+			s.mu.Unlock()
+			continue
+		}
 		if strings.Contains(line, "agents ready") {
 			s.ready = line
 		}
@@ -111,6 +118,30 @@ func (s *simFleet) read(r io.Reader) {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// logMessage returns the message of a log line of the agents (slog's text format).
+func logMessage(line string) (string, bool) {
+	_, rest, ok := strings.Cut(line, " msg=")
+	if !ok {
+		return "", false
+	}
+	if strings.HasPrefix(rest, `"`) {
+		end := strings.Index(rest[1:], `"`)
+		if end < 0 {
+			return rest, true
+		}
+		return rest[1 : end+1], true
+	}
+	msg, _, _ := strings.Cut(rest, " ")
+	return msg, true
+}
+
+// Warnings returns how many times the agents logged each warning or error message.
+func (s *simFleet) Warnings() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.warns)
 }
 
 // readyLine is the simulator's line about its agents being enrolled and ready.
@@ -209,6 +240,12 @@ func fileLimit() uint64 {
 	}
 	return lim.Cur
 }
+
+// simDialParallel bounds the simulated agents' connection attempts in flight: below the
+// connect functions' reserved concurrency (capacityLimits), so that the agents connect at the
+// pace the stand-in's handlers can take instead of all at once, every refused attempt a
+// connection of its own to accept and close.
+const simDialParallel = 32
 
 // capacityLimits are the stand-in's limits in the capacity test: the reserved concurrency
 // infra/stack.Specs gives the functions of a connect (wsauthorizer, $connect, $disconnect:
