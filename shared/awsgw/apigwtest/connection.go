@@ -78,6 +78,10 @@ func (c *wsConn) readLoop() {
 		typ, data, err := c.ws.Read(context.Background())
 		if err != nil {
 			c.ended(err)
+			// The websocket library closes the socket after a close handshake, not after a
+			// read error (the client dropped the connection, or reset it): without this the
+			// socket would stay open until the garbage collector finds the Conn.
+			_ = c.ws.CloseNow()
 			return
 		}
 		if !c.isOpen() {

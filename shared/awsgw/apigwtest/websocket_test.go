@@ -1,10 +1,14 @@
 package apigwtest
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -441,5 +445,43 @@ func TestMessagesResetIdleTimeout(t *testing.T) {
 	}
 	if disc := disconnects.next(t); disc.RequestContext.DisconnectStatusCode != int64(websocket.StatusGoingAway) {
 		t.Errorf("$disconnect status %d, want 1001", disc.RequestContext.DisconnectStatusCode)
+	}
+}
+
+// TestDroppedConnectionReleasesItsSocket: a client that goes away without a close handshake
+// (its half of the TCP connection shut) gets its $disconnect, and the stand-in closes its end
+// of the socket too, rather than holding the file descriptor until garbage collection.
+func TestDroppedConnectionReleasesItsSocket(t *testing.T) {
+	disconnects := newCalls[wsEvent]()
+	api := startWS(t, WebSocketHandlers{Connect: recordWS(newCalls[wsEvent]()), Disconnect: recordWS(disconnects)})
+	u, err := url.Parse(api.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, waitLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(waitLimit))
+	req := "GET " + u.Path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer node-token\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil { // gone, without a close frame
+		t.Fatal(err)
+	}
+	if ev := disconnects.next(t); ev.RequestContext.DisconnectStatusCode != int64(websocket.StatusAbnormalClosure) {
+		t.Errorf("$disconnect status %d, want %d", ev.RequestContext.DisconnectStatusCode, websocket.StatusAbnormalClosure)
+	}
+	// The stand-in's end is closed: reading ours ends, with nothing sent (no close frame).
+	if b, err := io.ReadAll(br); err != nil || len(b) != 0 {
+		t.Errorf("after dropping the connection read %q, %v: want the server to close its end", b, err)
 	}
 }
