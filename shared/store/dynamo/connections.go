@@ -12,16 +12,7 @@ import (
 // several read units when the facts are large) — and what the AWS deployment looks up
 // before it sends.
 func (s *Store) Connections(ctx context.Context, names []string) (map[string]string, error) {
-	keys := make([]item, 0, len(names))
-	seen := make(map[string]bool, len(names))
-	for _, n := range names {
-		if n == "" || seen[n] {
-			continue
-		}
-		seen[n] = true
-		keys = append(keys, invKey(n))
-	}
-	got, err := s.batchGetRead(ctx, keys, true)
+	got, err := s.connItems(ctx, names)
 	if err != nil {
 		return nil, fmt.Errorf("look up connections: %w", err)
 	}

@@ -269,22 +269,13 @@ func (s *Store) DeleteNode(ctx context.Context, name string) error {
 
 // EnrolledNodes implements store.Store: BatchGetItem of the names' connection items.
 func (s *Store) EnrolledNodes(ctx context.Context, names []string) (map[string]bool, error) {
-	keys := make([]item, 0, len(names))
-	seen := make(map[string]bool, len(names))
-	for _, n := range names {
-		if n == "" || seen[n] {
-			continue
-		}
-		seen[n] = true
-		keys = append(keys, invKey(n))
-	}
-	got, err := s.batchGet(ctx, keys)
+	got, err := s.connItems(ctx, names)
 	if err != nil {
 		return nil, fmt.Errorf("look up nodes: %w", err)
 	}
 	out := make(map[string]bool, len(got))
-	for _, it := range got {
-		out[str(it[attrName])] = true
+	for n := range got {
+		out[n] = true
 	}
 	return out, nil
 }
