@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -120,21 +121,39 @@ func (s *simFleet) read(r io.Reader) {
 	}
 }
 
-// logMessage returns the message of a log line of the agents (slog's text format).
+// logMessage returns the message of a log line of the agents (slog's text format), with the
+// gist of its error if it has one (digits dropped, so that ports and timings fold together).
 func logMessage(line string) (string, bool) {
 	_, rest, ok := strings.Cut(line, " msg=")
 	if !ok {
 		return "", false
 	}
-	if strings.HasPrefix(rest, `"`) {
-		end := strings.Index(rest[1:], `"`)
-		if end < 0 {
-			return rest, true
+	msg := quoted(rest)
+	if _, e, ok := strings.Cut(rest, " error="); ok {
+		gist := strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return -1
+			}
+			return r
+		}, quoted(e))
+		if i := strings.LastIndex(gist, ": "); i >= 0 {
+			gist = gist[i+2:]
 		}
-		return rest[1 : end+1], true
+		msg += ": " + gist
 	}
-	msg, _, _ := strings.Cut(rest, " ")
 	return msg, true
+}
+
+// quoted returns the value at the start of s: a quoted string (slog quotes with
+// strconv.Quote), or up to the next space.
+func quoted(s string) string {
+	if q, err := strconv.QuotedPrefix(s); err == nil {
+		if v, err := strconv.Unquote(q); err == nil {
+			return v
+		}
+	}
+	v, _, _ := strings.Cut(s, " ")
+	return v
 }
 
 // Warnings returns how many times the agents logged each warning or error message.
