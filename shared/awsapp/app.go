@@ -276,10 +276,12 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 func (a *App) Logger() *slog.Logger { return a.log }
 
 // charged counts the api function's invocation into the request's usage tally, so that a
-// command request's cost is charged to the job it creates.
+// command request's cost is charged to the job it creates. Each request also gets a read
+// cache of connection items (dynamo.WithReadCache): creating a job checks that its nodes
+// are enrolled and then looks up their connections, from one read of each.
 func charged(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, tally := usage.Start(r.Context())
+		ctx, tally := usage.Start(dynamo.WithReadCache(r.Context()))
 		tally.Add(store.Usage{Invocations: 1})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
