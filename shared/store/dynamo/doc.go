@@ -270,18 +270,18 @@
 // TestCapacity (make capacity; BATON_CAPACITY_SIZES=1000 go test -run TestCapacity -v
 // ./shared/awsapp) runs simulated agents through the AWS stand-in, one bench::noop job on
 // all of them, every node claimed at creation (no server-wide cap: the AWS default). At
-// N = 1,000 (2026-12-05, a shared 2-core machine at a load of 40, with counter shards): the
-// job ends 8.0 to 17 s after its POST; per node-run 7.10 WCU and 3.82 RCU, $8.28 per million
-// node-runs with Lambda and WebSocket messages. No key takes more than 0.84 WCU per node-run (840 WCU/s at
+// N = 1,000 (2026-12-05, a shared 2-core machine, with counter shards): the job ends 8.9 s
+// after its POST; per node-run 7.09 WCU and 2.91 RCU, $8.16 per million node-runs with
+// Lambda and WebSocket messages. No key takes more than 0.84 WCU per node-run (840 WCU/s at
 // 1,000 node-runs/s of one job): the event partitions of the two counter shards
 // (JOB#<id>#E1, E2: a third of the creation's events and half the results' each), then the
 // node record shards (0.75 each over 4), the counter shards (0.50 each over 2: every
 // result), the usage shards (0.25 over 4); the job's counters item is out of the 12
 // busiest. Before counter shards the job's counters item took 1.08 WCU per node-run
-// (1,080 WCU/s at the target rate: over a key's limit). The inventory takes 2 RCU per
-// node-run (the job's creation checks the nodes are enrolled, then looks up their
-// connections; the acknowledgement of a result goes over the connection it came in on),
-// each node on its own key; the counter shards 0.35 RCU each (JobCounts after each result). At N = 10,000 (K = 4
+// (1,080 WCU/s at the target rate: over a key's limit). The inventory takes 1 RCU per
+// node-run (the job's creation reads each node's connection item once, WithReadCache; the
+// acknowledgement of a result goes over the connection it came in on), each node on its
+// own key; the counter shards 0.35 RCU each (JobCounts after each result). At N = 10,000 (K = 4
 // counter shards, 16 node shards) the same writes spread over twice the keys: 0.45 WCU per
 // node-run on an event partition, 0.25 on a counter shard, 0.19 on a node shard.
 //
@@ -290,13 +290,12 @@
 // was taken by another writer meanwhile — nearly always under load), its events 2
 // (node_running, node_finished), its counter shard 1, the job's usage 1 (one per
 // invocation, shared/usage). What the $5 target still needs, none of it done: messages
-// ($3.00 of the $8.28: the request, the result and its acknowledgement), the
+// ($3.00 of the $8.16: the request, the result and its acknowledgement), the
 // acknowledgement folded into the next message; no LatestEventID write after the record's
 // (the record written after the ids are known, which needs the record's previous state
 // before its write: a read, and counts that a dying process leaves ahead, which could end a
 // job early); usage charged with the counter update (its tally is only complete when the
-// invocation ends, after that update); and the inventory's 2 RCU per node-run (one read of
-// the connection items would serve both the enrolment check and the lookup).
+// invocation ends, after that update).
 //
 // # Ceilings
 //
