@@ -558,7 +558,14 @@ func hasChildren(pid int) bool {
 
 // waitConnectedSince waits until every node of names has connected at or after since.
 func waitConnectedSince(ctx context.Context, api *client.Client, names []string, since time.Time, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+	return waitNodes(ctx, api, names, time.Now().Add(timeout), timeout, func(node client.InventoryNode) bool {
+		return node.Connected && node.Timestamp != nil && !node.Timestamp.Before(since.Add(-time.Second))
+	})
+}
+
+// waitNodes polls the inventory until ok holds for every node of names, or deadline; timeout
+// (what deadline came from) is for the error.
+func waitNodes(ctx context.Context, api *client.Client, names []string, deadline time.Time, timeout time.Duration, ok func(client.InventoryNode) bool) error {
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true
@@ -570,7 +577,7 @@ func waitConnectedSince(ctx context.Context, api *client.Client, names []string,
 		}
 		c := 0
 		for _, node := range nodes {
-			if want[node.Name] && node.Connected && node.Timestamp != nil && !node.Timestamp.Before(since.Add(-time.Second)) {
+			if want[node.Name] && ok(node) {
 				c++
 			}
 		}
@@ -675,28 +682,8 @@ func benchReal(ctx context.Context, o options, n int) (realResult, error) {
 // start-up work (facter, feature detection) is done: the fan-outs do not compete with it.
 func waitReady(ctx context.Context, api *client.Client, names []string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	for {
-		nodes, err := api.Inventory(ctx)
-		if err != nil {
-			return err
-		}
-		c := 0
-		for _, node := range nodes {
-			if want[node.Name] && node.Connected {
-				c++
-			}
-		}
-		if c >= len(names) {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d agents connected after %s", c, len(names), timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := waitNodes(ctx, api, names, deadline, timeout, func(node client.InventoryNode) bool { return node.Connected }); err != nil {
+		return err
 	}
 	for _, name := range names { // the listing leaves facts out: one look-up per node
 		for {

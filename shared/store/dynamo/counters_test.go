@@ -13,6 +13,7 @@ import (
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/store"
 	"github.com/baton-run/baton/shared/store/dynamo"
+	"github.com/baton-run/baton/shared/store/storetest"
 )
 
 // TestCountersMatchRecountUnderConcurrency runs one job's records through every transition
@@ -123,10 +124,10 @@ func countersMatchRecount(t *testing.T, opt dynamo.Option) {
 		}
 		return fmt.Errorf("%s: no end after 50 conflicts", nd.Name)
 	}
-	follower := newFollower(s, j.ID)
+	follower := storetest.NewEventFollower(s, j.ID)
 	stopFollowing := make(chan struct{})
 	followed := make(chan error, 1)
-	go func() { followed <- follower.follow(ctx, stopFollowing) }()
+	go func() { followed <- follower.Follow(ctx, stopFollowing) }()
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Go(func() {
@@ -253,70 +254,12 @@ func countersMatchRecount(t *testing.T, opt dynamo.Option) {
 		}
 	}
 	// The follower, polling until it has them all, got each once and in order.
-	if err := follower.catchUp(ctx, len(evs)); err != nil {
+	if err := follower.CatchUp(ctx, len(evs)); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(follower.ids) != fmt.Sprint(eventIDs(evs)) {
-		t.Errorf("the follower got %d events, the job has %d: %v\nwant %v", len(follower.ids), len(evs), follower.ids, eventIDs(evs))
+	if fmt.Sprint(follower.IDs) != fmt.Sprint(eventIDs(evs)) {
+		t.Errorf("the follower got %d events, the job has %d: %v\nwant %v", len(follower.IDs), len(evs), follower.IDs, eventIDs(evs))
 	}
-}
-
-// follower polls a job's events as a PE client does: start = the last id it got + 1.
-type follower struct {
-	s     store.Store
-	job   int64
-	ids   []int64
-	polls int
-}
-
-func newFollower(s store.Store, job int64) *follower { return &follower{s: s, job: job} }
-
-// poll asks for the events after the last one it got and checks that they come after it,
-// in order.
-func (f *follower) poll(ctx context.Context) error {
-	start := int64(1)
-	if len(f.ids) > 0 {
-		start = f.ids[len(f.ids)-1] + 1
-	}
-	evs, err := f.s.ListEvents(ctx, f.job, start, 7) // a small page: limits are part of it
-	if err != nil {
-		return err
-	}
-	f.polls++
-	for _, e := range evs {
-		if len(f.ids) > 0 && e.ID <= f.ids[len(f.ids)-1] {
-			return fmt.Errorf("poll %d from %d: event %d after %d", f.polls, start, e.ID, f.ids[len(f.ids)-1])
-		}
-		f.ids = append(f.ids, e.ID)
-	}
-	return nil
-}
-
-// follow polls until stop is closed.
-func (f *follower) follow(ctx context.Context, stop <-chan struct{}) error {
-	for {
-		select {
-		case <-stop:
-			return nil
-		default:
-		}
-		if err := f.poll(ctx); err != nil {
-			return err
-		}
-	}
-}
-
-// catchUp polls until it has want events (the writers are done), for a while at most.
-func (f *follower) catchUp(ctx context.Context, want int) error {
-	for deadline := time.Now().Add(time.Minute); len(f.ids) < want; {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the follower has %d of %d events after %d polls", len(f.ids), want, f.polls)
-		}
-		if err := f.poll(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func eventIDs(evs []jobs.Event) []int64 {

@@ -38,10 +38,10 @@ func runFollowing(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if len(claimed) != followNodes {
 			t.Fatalf("claimed %d records, want %d", len(claimed), followNodes)
 		}
-		f := &eventFollower{s: s, job: j.ID}
+		f := NewEventFollower(s, j.ID)
 		stop := make(chan struct{})
 		followed := make(chan error, 1)
-		go func() { followed <- f.follow(ctx, stop) }()
+		go func() { followed <- f.Follow(ctx, stop) }()
 		var wg sync.WaitGroup
 		for w := range racers {
 			wg.Go(func() {
@@ -74,10 +74,10 @@ func runFollowing(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if !slices.IsSorted(ids) || len(slices.Compact(slices.Clone(ids))) != len(ids) {
 			t.Fatalf("event ids not unique and increasing: %v", ids)
 		}
-		if err := f.catchUp(ctx, len(all)); err != nil {
+		if err := f.CatchUp(ctx, len(all)); err != nil {
 			t.Fatal(err)
 		}
-		equalIDs(t, "the follower's events", f.ids, ids)
+		equalIDs(t, "the follower's events", f.IDs, ids)
 		if last := all[len(all)-1]; last.Type != jobs.EventJobFinished {
 			t.Fatalf("last event %s, want %s", last.Type, jobs.EventJobFinished)
 		}
@@ -95,20 +95,27 @@ func runFollowing(t *testing.T, newStore func(t *testing.T) store.Store) {
 	})
 }
 
-// eventFollower polls a job's events as a PE client does: start = the last id it got + 1.
-type eventFollower struct {
+// EventFollower polls a job's events as a PE client does: start = the last id it got + 1.
+// IDs are the event ids it got, in the order it got them. The DynamoDB store's own
+// concurrency tests use it too.
+type EventFollower struct {
 	s     store.Store
 	job   int64
-	ids   []int64
+	IDs   []int64
 	polls int
 }
 
-// poll asks for the events after the last one it got (a small page: limits are part of the
+// NewEventFollower returns a follower of job's events in s, starting at the first.
+func NewEventFollower(s store.Store, job int64) *EventFollower {
+	return &EventFollower{s: s, job: job}
+}
+
+// Poll asks for the events after the last one it got (a small page: limits are part of the
 // contract) and checks that they come after it, in order.
-func (f *eventFollower) poll(ctx context.Context) error {
+func (f *EventFollower) Poll(ctx context.Context) error {
 	start := int64(1)
-	if len(f.ids) > 0 {
-		start = f.ids[len(f.ids)-1] + 1
+	if len(f.IDs) > 0 {
+		start = f.IDs[len(f.IDs)-1] + 1
 	}
 	evs, err := f.s.ListEvents(ctx, f.job, start, 7)
 	if err != nil {
@@ -116,35 +123,35 @@ func (f *eventFollower) poll(ctx context.Context) error {
 	}
 	f.polls++
 	for _, e := range evs {
-		if len(f.ids) > 0 && e.ID <= f.ids[len(f.ids)-1] {
-			return fmt.Errorf("poll %d from %d: event %d after %d", f.polls, start, e.ID, f.ids[len(f.ids)-1])
+		if len(f.IDs) > 0 && e.ID <= f.IDs[len(f.IDs)-1] {
+			return fmt.Errorf("poll %d from %d: event %d after %d", f.polls, start, e.ID, f.IDs[len(f.IDs)-1])
 		}
-		f.ids = append(f.ids, e.ID)
+		f.IDs = append(f.IDs, e.ID)
 	}
 	return nil
 }
 
-// follow polls until stop is closed.
-func (f *eventFollower) follow(ctx context.Context, stop <-chan struct{}) error {
+// Follow polls until stop is closed.
+func (f *EventFollower) Follow(ctx context.Context, stop <-chan struct{}) error {
 	for {
 		select {
 		case <-stop:
 			return nil
 		default:
 		}
-		if err := f.poll(ctx); err != nil {
+		if err := f.Poll(ctx); err != nil {
 			return err
 		}
 	}
 }
 
-// catchUp polls until it has want events (the writers are done), for a minute at most.
-func (f *eventFollower) catchUp(ctx context.Context, want int) error {
-	for deadline := time.Now().Add(time.Minute); len(f.ids) < want; {
+// CatchUp polls until it has want events (the writers are done), for a minute at most.
+func (f *EventFollower) CatchUp(ctx context.Context, want int) error {
+	for deadline := time.Now().Add(time.Minute); len(f.IDs) < want; {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the follower has %d of %d events after %d polls", len(f.ids), want, f.polls)
+			return fmt.Errorf("the follower has %d of %d events after %d polls", len(f.IDs), want, f.polls)
 		}
-		if err := f.poll(ctx); err != nil {
+		if err := f.Poll(ctx); err != nil {
 			return err
 		}
 	}
