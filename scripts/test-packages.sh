@@ -33,8 +33,8 @@ PKG_ARCH=${PKG_ARCH:-$(dpkg --print-architecture)}
 NODE="pkgtest-$$"
 
 LOG_PREFIX=test-packages
-# shellcheck source=scripts/lib-packages.sh
-source "$(dirname "$0")/lib-packages.sh"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (installs packages, writes /etc/baton)"
 
@@ -137,7 +137,7 @@ fi
 timings+=("tools $(since "$t0") s")
 
 # The maintainer scripts run under /bin/sh (dash on Debian), the tests under bash.
-shellcheck -x cmd/baton-agent/package/*.sh cmd/baton/package/*.sh scripts/test-packages.sh scripts/test-puppet-module.sh scripts/lib-packages.sh ||
+shellcheck -x cmd/baton-agent/package/*.sh cmd/baton/package/*.sh scripts/test-packages.sh scripts/test-puppet-module.sh scripts/lib.sh ||
 	die "shellcheck found problems"
 log "ok: shellcheck of the maintainer scripts and the package tests"
 

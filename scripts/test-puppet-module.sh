@@ -35,8 +35,8 @@ NODE="puppettest-$$"
 BATON=$PWD/bin/baton
 
 LOG_PREFIX=test-puppet-module
-# shellcheck source=scripts/lib-packages.sh
-source "$(dirname "$0")/lib-packages.sh"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (installs the baton-agent package, writes /etc/baton)"
 

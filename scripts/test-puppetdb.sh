@@ -34,19 +34,9 @@ readonly START_TIMEOUT=420 # seconds for PuppetDB to report running (~25 s on tw
 readonly STOP_TIMEOUT=60   # seconds for a daemon to exit after SIGTERM
 readonly CONF=/etc/puppetdb/conf.d
 
-log() { printf 'test-puppetdb: %s\n' "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-# since T0: seconds elapsed since EPOCHREALTIME T0, one decimal.
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-# alive PID: the process exists and is not a zombie.
-alive() {
-	local st
-	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-	[[ $st != Z* ]]
-}
+LOG_PREFIX=test-puppetdb
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (installs packages, rewrites $CONF, runs PuppetDB as user puppetdb)"
 
@@ -84,21 +74,6 @@ restore() {
 	done
 	backed_up=()
 	return "$rc"
-}
-
-# stop PID NAME: SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL (by PID).
-stop() {
-	local pid=$1 name=$2 deadline=$((SECONDS + STOP_TIMEOUT))
-	kill -TERM "$pid" 2>/dev/null || true
-	while alive "$pid"; do
-		if ((SECONDS >= deadline)); then
-			log "$name ($pid) still running ${STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-			break
-		fi
-		sleep 0.2
-	done
-	wait "$pid" 2>/dev/null || true
 }
 
 stop_all() {

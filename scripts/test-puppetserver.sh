@@ -22,19 +22,9 @@ readonly STOP_TIMEOUT=60   # seconds for java to exit after SIGTERM
 readonly CONTENT="managed by baton through puppetserver"
 readonly SITE_PP=/etc/puppet/code/environments/production/manifests/site.pp
 
-log() { printf 'test-puppetserver: %s\n' "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-# since T0: seconds elapsed since EPOCHREALTIME T0, one decimal.
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-# alive PID: the process exists and is not a zombie.
-alive() {
-	local st
-	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-	[[ $st != Z* ]]
-}
+LOG_PREFIX=test-puppetserver
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (installs packages, rewrites /etc/puppet, runs the server as user puppet)"
 
