@@ -132,6 +132,8 @@ func TestReservedConcurrencyThrottlesMessagesAndDisconnects(t *testing.T) {
 		t.Fatalf("throttled $default: got %s (%v), want API Gateway's Internal server error message", data, err)
 	}
 	def.release()
+	// The execution is free once the handler has returned, not when the gate opens.
+	waitUntil(t, "the first $default execution released", func() bool { return api.Stats().Running["$default"] == 0 })
 	if err := b.Write(ctx, websocket.MessageText, []byte("c")); err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,9 @@ type Stats struct {
 	// LambdaThrottles counts invocations refused by a function's reserved concurrency
 	// (WithReservedConcurrency), by function as in Invocations; they are not in Invocations.
 	LambdaThrottles map[string]int
+	// Running counts the executions in use now, by function with a reserved concurrency: a
+	// handler's execution is released only after it returns.
+	Running map[string]int
 	// FramesIn counts client data frames; LargestFrameIn is the largest payload among them.
 	FramesIn       int
 	LargestFrameIn int64

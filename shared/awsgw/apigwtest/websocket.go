@@ -167,7 +167,12 @@ func (a *WebSocketAPI) Stats() Stats {
 		open = append(open, c.connectedAt)
 	}
 	a.mu.Unlock()
-	return a.m.snapshot(open, time.Now())
+	s := a.m.snapshot(open, time.Now())
+	s.Running = make(map[string]int, len(a.slots))
+	for fn, slots := range a.slots {
+		s.Running[fn] = len(slots)
+	}
+	return s
 }
 
 // Kill drops an open connection abruptly, without the close handshake and without invoking
