@@ -211,6 +211,15 @@ func (c *wsConn) supervise() {
 		case <-c.activity:
 			idle.Reset(a.cfg.idleTimeout)
 		case <-idle.C:
+			// A message may have come in while the timer fired (both cases ready, or this
+			// goroutine late): the timeout counts from the last activity, not from the reset.
+			c.mu.Lock()
+			left := a.cfg.idleTimeout - time.Since(c.lastActive)
+			c.mu.Unlock()
+			if left > 0 {
+				idle.Reset(left)
+				continue
+			}
 			a.log.Info("idle timeout", "connection_id", c.id, "timeout", a.cfg.idleTimeout)
 			c.shutdown(websocket.StatusGoingAway, "Going away")
 			return

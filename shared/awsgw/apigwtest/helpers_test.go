@@ -14,7 +14,10 @@ import (
 	"github.com/coder/websocket"
 )
 
-const waitLimit = 5 * time.Second
+// waitLimit bounds every wait for something that must happen (an event, a close, a read):
+// generous, because a loaded 2-core runner under the race detector can stall for seconds, and
+// no test waits it out to show that something did not happen.
+const waitLimit = 20 * time.Second
 
 // calls records the events a handler receives.
 type calls[T any] struct{ ch chan T }
