@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -254,9 +255,17 @@ func TestScopes(t *testing.T) {
 		h.startAgentWith(name, facts)
 	}
 	h.waitConnected("web1", "web2", "db1")
-	h.eventually("facts", 5*time.Second, func() bool {
-		n, err := h.api.InventoryNode(context.Background(), "db1")
-		return err == nil && strings.Contains(string(n.Facts), `"db"`)
+	// Every agent sends its facts in the background after connecting: the queries below read
+	// all three nodes' facts, so wait for each of them, not only for one.
+	h.eventually("facts of every node", 30*time.Second, func() bool {
+		for name, facts := range fleet {
+			n, err := h.api.InventoryNode(context.Background(), name)
+			var got map[string]any
+			if err != nil || json.Unmarshal(n.Facts, &got) != nil || got["role"] != facts["role"] {
+				return false
+			}
+		}
+		return true
 	})
 	targets := func(ref client.JobRef) string {
 		_, nodes := h.waitJob(ref.Name, 20*time.Second)
