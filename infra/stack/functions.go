@@ -138,7 +138,9 @@ func Specs() []Spec {
 			Access: Access{Table: ddb("BatchGetItem", "PutItem"), LeadingKeys: append([]string{"NONCE#*"}, nodeKeys...)}},
 		{Name: FunctionWSConnect, Timeout: 10 * time.Second, MemoryMB: 128, ReservedConcurrency: 50,
 			Description: "Baton agent WebSocket $connect",
-			Access:      Access{Table: ddb("UpdateItem"), LeadingKeys: nodeKeys, SealKey: true}},
+			// A connect older than the one recorded is refused by its condition; a read of the
+			// node's item then tells that from an unknown node.
+			Access: Access{Table: ddb("GetItem", "UpdateItem"), LeadingKeys: nodeKeys, SealKey: true}},
 		{Name: FunctionWSDisconnect, Timeout: 10 * time.Second, MemoryMB: 128, ReservedConcurrency: 50,
 			Description: "Baton agent WebSocket $disconnect",
 			Access:      Access{Table: ddb("GetItem", "UpdateItem"), LeadingKeys: nodeKeys, SealKey: true}},

@@ -163,6 +163,7 @@ type connEvent struct{ node, conn string }
 type inbox struct {
 	mu           sync.Mutex
 	connected    []connEvent
+	connectedAt  []time.Time // the connection times NodeConnected was given
 	disconnected []connEvent
 	messages     map[string][]protocol.Envelope // node → messages
 	connectErr   error
@@ -180,10 +181,11 @@ func (in *inbox) HandleAgentMessage(_ context.Context, node string, e protocol.E
 	return in.handleErr
 }
 
-func (in *inbox) NodeConnected(_ context.Context, node, conn string) error {
+func (in *inbox) NodeConnected(_ context.Context, node, conn string, at time.Time) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.connected = append(in.connected, connEvent{node, conn})
+	in.connectedAt = append(in.connectedAt, at)
 	return in.connectErr
 }
 

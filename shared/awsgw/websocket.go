@@ -6,11 +6,12 @@ import (
 
 	"context"
 	"errors"
+	"log/slog"
+	"net/http"
+
 	"github.com/baton-run/baton/shared/ratelimit"
 	"github.com/baton-run/baton/shared/store"
 	"github.com/baton-run/baton/shared/usage"
-	"log/slog"
-	"net/http"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -21,7 +22,7 @@ import (
 // Inbox is what the WebSocket handlers need from the control plane (orchestrator.Service).
 type Inbox interface {
 	HandleAgentMessage(ctx context.Context, node string, e protocol.Envelope) error
-	NodeConnected(ctx context.Context, node, conn string) error
+	NodeConnected(ctx context.Context, node, conn string, at time.Time) error
 	NodeDisconnected(ctx context.Context, node, conn string) error
 }
 
@@ -70,7 +71,13 @@ func (w *WebSocket) Connect(ctx context.Context, req events.APIGatewayWebsocketP
 		log.Error("connect without an authorized node or a connection id: is the authorizer attached to $connect?")
 		return status(http.StatusForbidden), nil
 	}
-	if err := w.inbox.NodeConnected(ctx, node, conn); err != nil {
+	// API Gateway's time of the connection orders the connects of a node, which Lambda may
+	// handle out of order.
+	var at time.Time
+	if ms := req.RequestContext.ConnectedAt; ms > 0 {
+		at = time.UnixMilli(ms)
+	}
+	if err := w.inbox.NodeConnected(ctx, node, conn, at); err != nil {
 		log.Error("record node connected", "node", node, "err", err)
 		return status(http.StatusInternalServerError), nil
 	}

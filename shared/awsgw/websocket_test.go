@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -104,6 +105,13 @@ func TestConnect(t *testing.T) {
 			}
 			if fmt.Sprint(h.inbox.connected) != fmt.Sprint(tt.want) {
 				t.Errorf("NodeConnected calls = %v, want %v", h.inbox.connected, tt.want)
+			}
+			// The connection's time is API Gateway's (requestContext.connectedAt), which orders
+			// a node's connects however late Lambda handles them.
+			for _, at := range h.inbox.connectedAt {
+				if !at.Equal(time.UnixMilli(1794651667000)) {
+					t.Errorf("NodeConnected at %v, want the event's connectedAt", at)
+				}
 			}
 			if p := h.api.received(); len(p) != 0 {
 				t.Errorf("$connect posted to the connection: %v", p)

@@ -25,7 +25,7 @@ import (
 // Inbox is what the gateway needs from the control plane.
 type Inbox interface {
 	HandleAgentMessage(ctx context.Context, node string, e protocol.Envelope) error
-	NodeConnected(ctx context.Context, node, conn string) error
+	NodeConnected(ctx context.Context, node, conn string, at time.Time) error
 	NodeDisconnected(ctx context.Context, node, conn string) error
 	// DeliverPending sends a newly connected agent the work waiting for it.
 	DeliverPending(ctx context.Context, node string) error
@@ -290,7 +290,7 @@ func (g *Gateway) serve(ctx context.Context, c *conn, inbox Inbox) {
 	defer handlers.Wait()
 	log.Info("agent connected")
 	go func() {
-		if err := inbox.NodeConnected(ctx, c.node, c.id); err != nil {
+		if err := inbox.NodeConnected(ctx, c.node, c.id, time.Time{}); err != nil {
 			log.Error("node connected", "err", err)
 			return
 		}

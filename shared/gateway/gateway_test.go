@@ -54,7 +54,7 @@ func (b *inbox) handled() []protocol.Envelope {
 	return append([]protocol.Envelope(nil), b.got...)
 }
 
-func (b *inbox) NodeConnected(_ context.Context, node, _ string) error {
+func (b *inbox) NodeConnected(_ context.Context, node, _ string, _ time.Time) error {
 	b.connects <- node
 	return nil
 }

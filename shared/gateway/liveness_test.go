@@ -32,7 +32,9 @@ func TestDeadConnectionsAreClosed(t *testing.T) {
 	ib := &disconnects{inbox: newInbox()}
 	ib.connects = make(chan string, 2)
 	g := New(nil)
-	g.SetLiveness(200*time.Millisecond, 200*time.Millisecond)
+	// Pinged after 200 ms of silence, but 3 s for the pong: the reading agent's answer can be
+	// that late on a loaded runner, and the frozen one never answers however long it is given.
+	g.SetLiveness(200*time.Millisecond, 3*time.Second)
 	srv := httptest.NewServer(g.Handler(acceptAll{}, ib))
 	t.Cleanup(srv.Close)
 	t.Cleanup(g.Close)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/baton-run/baton/shared/protocol"
 )
@@ -46,7 +47,7 @@ func TestPrivateTasksAreNotListed(t *testing.T) {
 func TestInventoryShowsReportedFeatures(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	s.enroll("web1", "web2")
-	if err := s.orch.NodeConnected(context.Background(), "web1", "conn-1"); err != nil {
+	if err := s.orch.NodeConnected(context.Background(), "web1", "conn-1", time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	s.agentSays("web1", protocol.TypeFacts, protocol.Facts{Facts: map[string]any{

@@ -340,7 +340,7 @@ func TestInventoryShapes(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	s.enroll("web1", "web2")
 	ctx := context.Background()
-	if err := s.orch.NodeConnected(ctx, "web1", "conn-1"); err != nil {
+	if err := s.orch.NodeConnected(ctx, "web1", "conn-1", time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	s.agentSays("web1", protocol.TypeFacts, protocol.Facts{Facts: map[string]any{"os": map[string]any{"family": "Debian"}}})

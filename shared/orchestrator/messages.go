@@ -347,11 +347,16 @@ func (s *Service) ack(ctx context.Context, node, txn string) error {
 	return nil // an ack that cannot be delivered now is sent again when the agent repeats its result
 }
 
-// NodeConnected records that node's agent has connected over connection conn. Nothing is
-// sent yet (API Gateway refuses messages to a connection until its $connect has returned):
-// the agent's first message, its facts, is what brings it its pending work.
-func (s *Service) NodeConnected(ctx context.Context, node, conn string) error {
-	if err := s.store.MarkNodeConnected(ctx, node, s.cfg.Broker, conn, s.clock()); err != nil {
+// NodeConnected records that node's agent has connected over connection conn at time at (the
+// zero time: now, by the service's clock). A connection made before the one recorded changes
+// nothing, so a late $connect cannot point the inventory at a connection that was replaced.
+// Nothing is sent yet (API Gateway refuses messages to a connection until its $connect has
+// returned): the agent's first message, its facts, is what brings it its pending work.
+func (s *Service) NodeConnected(ctx context.Context, node, conn string, at time.Time) error {
+	if at.IsZero() {
+		at = s.clock()
+	}
+	if err := s.store.MarkNodeConnected(ctx, node, s.cfg.Broker, conn, at); err != nil {
 		return fmt.Errorf("inventory %s: %w", node, err)
 	}
 	return nil

@@ -226,7 +226,9 @@ type Store interface {
 	// repeated calls do not decode every node's facts.
 	FactValues(ctx context.Context, path []string) (map[string]any, error)
 	// MarkNodeConnected records that node name's agent is connected over connection conn
-	// through broker since at, and increments the Version. Unknown name: ErrNotFound.
+	// through broker since at, and increments the Version. A connection made before the one
+	// recorded (at earlier than its connected-at: a late $connect on AWS, where connects are
+	// handled concurrently) changes nothing and is not an error. Unknown name: ErrNotFound.
 	MarkNodeConnected(ctx context.Context, name, broker, conn string, at time.Time) error
 	// MarkNodeDisconnected records node name offline when conn is its current connection, or
 	// whatever its connection when conn is "" (then incrementing the Version); a connection a

@@ -372,9 +372,24 @@ func (s *Store) MarkNodeConnected(ctx context.Context, name, broker, conn string
 	upd := "SET " + e.eq(attrConnected, avBool(true)) + ", " + e.eq(attrBroker, avS(broker)) + ", " +
 		e.eq(attrConnection, avS(conn)) + ", " + e.eq(attrConnectedAt, avS(t)) +
 		" ADD " + e.name(attrVersion) + " " + e.value(avN(1))
-	_, err = s.update(ctx, invKey(name), upd, e.exists(PartitionKey), &e, types.ReturnValueNone, nil)
-	if _, ok := conditionFailed(err); ok {
-		return fail(store.ErrNotFound)
+	// A connection made before the recorded one changes nothing (a late $connect): the time
+	// layout is fixed-width, so the strings compare as the times do.
+	cond := e.exists(PartitionKey) + " AND (" + e.notExists(attrConnectedAt) + " OR " +
+		e.name(attrConnectedAt) + " <= " + e.value(avS(t)) + ")"
+	_, err = s.update(ctx, invKey(name), upd, cond, &e, types.ReturnValueNone, nil)
+	if ccf, ok := conditionFailed(err); ok {
+		if ccf != nil && len(ccf.Item) > 0 {
+			return nil // a newer connection is recorded
+		}
+		// Without the item in the answer (DynamoDB Local leaves it out), a read tells.
+		it, err := s.get(ctx, invKey(name))
+		if err != nil {
+			return fail(err)
+		}
+		if it == nil {
+			return fail(store.ErrNotFound)
+		}
+		return nil
 	}
 	if err != nil {
 		return fail(err)

@@ -433,18 +433,25 @@ func (s *Store) MarkNodeConnected(ctx context.Context, name, broker, conn string
 		return fmt.Errorf("mark node %s connected: %w", name, enc.err)
 	}
 	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
+		// A connection made before the recorded one changes nothing (a late connect): the
+		// time layout is fixed-width, so the strings compare as the times do.
 		res, err := tx.ExecContext(ctx, `UPDATE nodes SET connected = 1, broker = ?, connection = ?, connected_at = ?,
-			version = version + 1 WHERE name = ?`, broker, conn, ts, name)
+			version = version + 1 WHERE name = ? AND (connected_at IS NULL OR connected_at <= ?)`, broker, conn, ts, name, ts)
 		if err != nil {
 			return err
 		}
-		if n, err := affected(res); err != nil || n == 0 {
-			if err == nil {
-				err = store.ErrNotFound
+		n, err := affected(res)
+		if err != nil || n > 0 {
+			return err
+		}
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM nodes WHERE name = ?`, name).Scan(&one); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return store.ErrNotFound
 			}
 			return err
 		}
-		return nil
+		return nil // a newer connection is recorded
 	})
 	if err != nil {
 		return fmt.Errorf("mark node %s connected: %w", name, err)

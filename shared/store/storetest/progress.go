@@ -667,6 +667,11 @@ func runNodeState(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Fatalf("after connect: %+v", n)
 		}
 		must(t, "reconnect a", s.MarkNodeConnected(t.Context(), "a", "pcp://x/server", "c2", at(6)))
+		// A connect recorded late, for a connection made before c2, changes nothing.
+		must(t, "late connect of an older connection", s.MarkNodeConnected(t.Context(), "a", "pcp://x/server", "c0", at(5)))
+		if n, _ := s.GetNode(t.Context(), "a"); n.Connection != "c2" || !normTime(*n.ConnectedAt).Equal(normTime(at(6))) || n.Version != 3 {
+			t.Fatalf("a late connect of an older connection replaced the newer one: %+v", n)
+		}
 		must(t, "disconnect of the old connection", s.MarkNodeDisconnected(t.Context(), "a", "c1"))
 		if n, _ := s.GetNode(t.Context(), "a"); !n.Connected || n.Connection != "c2" {
 			t.Fatalf("the old connection's close disconnected the node: %+v", n)
