@@ -86,6 +86,10 @@ type cloud struct {
 	// paused stops the scheduled sweep, so that a cost measurement holds only what the job
 	// itself caused (the sweep is a fixed cost per minute, not per node-run).
 	paused atomic.Bool
+	// agents are the agent processes started, by node name: their logs go into the test's
+	// output when waiting for them fails.
+	agentsMu sync.Mutex
+	agents   map[string]*agentProc
 }
 
 // sdkHTTP is the SDK clients' HTTP client: AWS's defaults, but at most 256 connections per
@@ -305,8 +309,15 @@ func (c *cloud) startAgent(name, dir string, extra ...string) *agentProc {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { p.stop() })
+	c.agentsMu.Lock()
+	if c.agents == nil {
+		c.agents = map[string]*agentProc{}
+	}
+	c.agents[name] = p
+	c.agentsMu.Unlock()
 	return p
 }
+
 
 func (p *agentProc) stop() {
 	if p.cmd.ProcessState != nil {
@@ -345,17 +356,37 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() bo
 	}
 }
 
+// waitConnected waits until every named node is connected and has reported its facts. An
+// agent gathers them with facter when Puppet is installed, which takes seconds per agent on
+// a busy machine: the wait is generous, and on failure the agents' logs are shown.
 func (c *cloud) waitConnected(names ...string) {
 	c.t.Helper()
-	eventually(c.t, "agents connected", 20*time.Second, func() bool {
+	const timeout = 90 * time.Second
+	deadline := time.Now().Add(timeout)
+	for {
+		var missing []string
 		for _, n := range names {
 			node, err := c.app.Store.GetNode(c.t.Context(), n)
 			if err != nil || !node.Connected || string(node.Facts) == "{}" {
-				return false
+				missing = append(missing, n)
 			}
 		}
-		return true
-	})
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.agentsMu.Lock()
+			for _, n := range missing {
+				if p := c.agents[n]; p != nil {
+					out := p.output()
+					c.t.Logf("agent %s's log (last 4 KiB):\n%s", n, out[max(0, len(out)-4096):])
+				}
+			}
+			c.agentsMu.Unlock()
+			c.t.Fatalf("timed out after %s waiting for agents %v to connect and report their facts", timeout, missing)
+		}
+		time.Sleep(25 * time.Millisecond) // polling interval
+	}
 }
 
 func (c *cloud) waitJob(name string) (client.Job, []client.Node) {

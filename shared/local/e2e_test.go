@@ -107,7 +107,7 @@ func TestTaskOnThreeAgents(t *testing.T) {
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 func TestTaskOutcomes(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t, func(c *Config) { c.ConnectTimeout = 3 * time.Second })
 	h.enroll("n1", "n2", "offline")
 	h.startAgent("n1")
 	h.startAgent("n2")

@@ -56,8 +56,10 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	t.Helper()
 	// Plain HTTP: shared/client, which the harness drives the API with, takes no TLS settings;
 	// tls_test.go covers TLS.
+	// A generous connect timeout: tests start agents after creating jobs for them, and an
+	// agent's start can take seconds on a loaded machine. The test of the timeout sets its own.
 	cfg := Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(t.TempDir(), "data"), Modules: copyModules(t), PlainHTTP: true,
-		ConnectTimeout: 3 * time.Second, TimeoutGrace: 2 * time.Second, SweepInterval: 50 * time.Millisecond, Logger: testLogger(t)}
+		ConnectTimeout: 60 * time.Second, TimeoutGrace: 2 * time.Second, SweepInterval: 50 * time.Millisecond, Logger: testLogger(t)}
 	for _, m := range mutate {
 		m(&cfg)
 	}
