@@ -318,7 +318,6 @@ func (c *cloud) startAgent(name, dir string, extra ...string) *agentProc {
 	return p
 }
 
-
 func (p *agentProc) stop() {
 	if p.cmd.ProcessState != nil {
 		return
