@@ -230,7 +230,9 @@
 //
 // A node's connection item (name, credential hash, connection, broker, times, version, the
 // SHA-256 of its facts) is about 250 bytes: MarkNodeConnected and MarkNodeDisconnected are one
-// UpdateItem of it (one write unit), conditional on it existing (and, to disconnect, on the
+// UpdateItem of it (one write unit), conditional on it existing (to connect, also on the
+// recorded connection being no newer — API Gateway's connectedAt orders a node's connects,
+// which concurrent $connect invocations may record out of order; to disconnect, on the
 // connection being the one closing). Facts live in their own item, written only when their
 // hash changes (SetNodeFacts reads the connection item, compares, and writes nothing for the
 // same facts). FactValues reads the facts of every enrolled node in batches of 100, keeping
