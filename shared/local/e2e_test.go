@@ -231,7 +231,10 @@ func TestSensitiveParamsAreNotStored(t *testing.T) {
 }
 
 func TestSHA256Checks(t *testing.T) {
-	h := newHarness(t)
+	// n2's agent starts after its job was made, and must connect within the connect timeout
+	// for the download to be tried at all: the harness's 3 s are too short for an agent's
+	// start on a loaded runner (the node errored "did not connect within 3s").
+	h := newHarness(t, func(c *Config) { c.ConnectTimeout = time.Minute })
 	h.enroll("n1", "n2")
 	h.startAgent("n1")
 	h.waitConnected("n1")
@@ -266,7 +269,7 @@ func TestSHA256Checks(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.startAgent("n2")
-		_, nodes := h.waitJob(ref.Name, 20*time.Second)
+		_, nodes := h.waitJob(ref.Name, 90*time.Second)
 		if nodes[0].State != "errored" || !strings.Contains(nodes[0].Details["message"].(string), "SHA that differs") {
 			t.Errorf("node %s: %v %s", nodes[0].State, nodes[0].Details, nodes[0].Result)
 		}

@@ -77,10 +77,21 @@ func TestSlowAndIdleClientsAreCut(t *testing.T) {
 // connections; a task that runs longer than them is answered over the connection it was
 // sent on.
 func TestAgentConnectionOutlivesTimeouts(t *testing.T) {
-	h := newHarness(t, func(c *Config) {
-		c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
-	})
+	// Enrolled and connected first, then the server restarted with the short timeouts: an
+	// enrolment whose response the write timeout cut (a handler slower than 200 ms on a loaded
+	// runner) could not be asked again. From then on the API calls, which the timeouts do
+	// apply to, are retried on a fresh connection; the task run carries an idempotency key.
+	h := newHarness(t)
 	h.fleet([]string{"web1"})
+	h.cfg.ReadTimeout, h.cfg.WriteTimeout, h.cfg.IdleTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+	h.restart()
+	token, err := os.ReadFile(h.srv.AdminTokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.api = client.NewWithHTTP(h.srv.URL(), strings.TrimSpace(string(token)), &http.Client{Timeout: time.Minute,
+		Transport: retryTransport{&http.Transport{DisableKeepAlives: true}}})
+	h.waitConnected("web1")
 	conn := func() string {
 		n, err := h.srv.store.GetNode(context.Background(), "web1")
 		if err != nil {
@@ -89,13 +100,37 @@ func TestAgentConnectionOutlivesTimeouts(t *testing.T) {
 		return n.Connection
 	}
 	before := conn()
-	ref := h.run(client.TaskRequest{Task: "demo::sleep", Params: map[string]any{"seconds": 1}, Scope: client.Scope{Nodes: []string{"web1"}}})
+	ref := h.run(client.TaskRequest{Task: "demo::sleep", Params: map[string]any{"seconds": 1}, Scope: client.Scope{Nodes: []string{"web1"}},
+		IdempotencyKey: "outlives-timeouts"})
 	job, nodes := h.waitJob(ref.Name, 20*time.Second)
 	if job.State != "finished" || len(nodes) != 1 || nodes[0].State != "finished" {
 		t.Fatalf("job %s, nodes %+v", job.State, nodes)
 	}
 	if after := conn(); after != before {
 		t.Errorf("the agent reconnected during the task (connection %s, then %s): the timeouts cut its WebSocket", before, after)
+	}
+}
+
+// retryTransport sends a request again, on a new connection, when the transport failed (a
+// server whose short read or write timeout cut the exchange); the request must be safe to
+// repeat.
+type retryTransport struct{ base http.RoundTripper }
+
+func (r retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	for attempt := 1; ; attempt++ {
+		resp, err := r.base.RoundTrip(req)
+		if err == nil || attempt == 20 || req.Context().Err() != nil || (req.Body != nil && req.GetBody == nil) {
+			return resp, err
+		}
+		retry := req.Clone(req.Context())
+		if req.GetBody != nil {
+			body, berr := req.GetBody()
+			if berr != nil {
+				return nil, err
+			}
+			retry.Body = body
+		}
+		req = retry
 	}
 }
 
