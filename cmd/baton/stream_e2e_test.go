@@ -195,36 +195,110 @@ func TestStreamEndToEnd(t *testing.T) {
 		if os.Getenv("BATON_TEST_LONG") == "" {
 			t.Skip("set BATON_TEST_LONG=1 to run demo::ticker's default 35 s (the issue's \"prints over 30 s\")")
 		}
+		// Both CLI paths at once, each over demo::ticker's default 35 lines at 1 s: baton task
+		// run --stream on s1 and baton job output --follow on s2. Each must print line 30 while
+		// its node still runs (so the lines come live, across the server's 25 s SSE cut and any
+		// reconnect) and, at the end, every line exactly once and in order.
+		lines := make(chan line, 1000)
+		stream := startLines(t, c, lines, "task", "run", "demo::ticker", "--nodes", "s1", "--stream")
 		var ref struct {
 			Name string `json:"name"`
 		}
 		decodeJSON(t, "task run --no-wait", c.batonOK(t, "task", "run", "demo::ticker", "--nodes", "s2", "--no-wait", "--format", "json").stdout, &ref)
-		cmd := exec.Command(filepath.Join(c.bin, "baton"), "job", "output", ref.Name, "s2", "--follow")
-		cmd.Env = c.env
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill() })
-		sc := bufio.NewScanner(stdout)
-		n := 0
-		for sc.Scan() {
-			if !strings.HasPrefix(sc.Text(), "tick ") {
-				continue
-			}
-			n++
-			if n == 30 {
-				// Thirty lines in: the task still runs (it prints 35, one a second).
-				if _, st := jobState(t, c, ref.Name, "s2"); st != "running" {
-					t.Fatalf("30 lines streamed and s2 is %s", st)
+		follow := startLines(t, c, lines, "job", "output", ref.Name, "s2", "--follow")
+		jobIDs := map[*lineCmd]func() string{
+			stream: func() string {
+				m := regexp.MustCompile(`Started job (\d+)`).FindStringSubmatch(stream.stderr.String())
+				if m == nil {
+					t.Fatalf("task run --stream printed no job id before its lines:\n%s", stream.stderr.String())
 				}
+				return m[1]
+			},
+			follow: func() string { return ref.Name },
+		}
+		readers := []struct {
+			cmd    *lineCmd
+			node   string
+			prefix string
+		}{{stream, "s1", "[s1] "}, {follow, "s2", ""}}
+		ticks := map[*lineCmd][]string{}
+		deadline := time.After(3 * time.Minute)
+		for open := len(readers); open > 0; {
+			select {
+			case l := <-lines:
+				if l.eof {
+					open--
+					continue
+				}
+				for _, r := range readers {
+					if r.cmd != l.from || !strings.HasPrefix(l.text, r.prefix+"tick ") {
+						continue
+					}
+					ticks[r.cmd] = append(ticks[r.cmd], l.text)
+					if len(ticks[r.cmd]) == 30 {
+						// Thirty lines in: the task still runs (it prints 35, one a second).
+						if jobSt, st := jobState(t, c, jobIDs[r.cmd](), r.node); jobSt != "running" || st != "running" {
+							t.Fatalf("baton %s: 30 lines printed and the job is %s, %s is %s", r.cmd.what, jobSt, r.node, st)
+						}
+					}
+				}
+			case <-deadline:
+				t.Fatalf("not ended after 3 minutes; lines so far: %q and %q", ticks[stream], ticks[follow])
 			}
 		}
-		if err := cmd.Wait(); err != nil || n != 35 {
-			t.Fatalf("job output --follow: %v, %d tick lines, want 35", err, n)
+		for _, r := range readers {
+			if err := r.cmd.cmd.Wait(); err != nil {
+				t.Errorf("baton %s: %v\nstderr:\n%s", r.cmd.what, err, r.cmd.stderr.String())
+			}
+			var want []string
+			for i := 1; i <= 35; i++ {
+				want = append(want, fmt.Sprintf("%stick %d of 35", r.prefix, i))
+			}
+			if got := strings.Join(ticks[r.cmd], "\n"); got != strings.Join(want, "\n") {
+				t.Errorf("baton %s printed:\n%s\nwant each of the 35 lines once, in order", r.cmd.what, got)
+			}
+		}
+		if n := strings.Count(stream.stderr.String(), "[s1] tick 35: a fifth line, on stderr"); n != 1 {
+			t.Errorf("task run --stream: the last stderr line printed %d times, want once:\n%s", n, stream.stderr.String())
 		}
 	})
+}
+
+// lineCmd is a CLI command whose stdout lines the test reads as they are printed.
+type lineCmd struct {
+	what   string
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+}
+
+// line is one stdout line of a lineCmd, or (eof) the end of its output.
+type line struct {
+	from *lineCmd
+	text string
+	eof  bool
+}
+
+// startLines starts the baton CLI with args and sends its stdout lines to lines as they are
+// printed, then an eof line.
+func startLines(t *testing.T, c *cluster, lines chan<- line, args ...string) *lineCmd {
+	t.Helper()
+	lc := &lineCmd{what: strings.Join(args, " "), cmd: exec.Command(filepath.Join(c.bin, "baton"), args...), stderr: &syncBuffer{}}
+	lc.cmd.Env = c.env
+	lc.cmd.Stderr = lc.stderr
+	stdout, err := lc.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lc.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lc.cmd.Process.Kill() })
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- line{from: lc, text: sc.Text()}
+		}
+		lines <- line{from: lc, eof: true}
+	}()
+	return lc
 }

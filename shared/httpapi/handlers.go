@@ -344,38 +344,6 @@ func (a *API) getJob(r *http.Request, _ principal) (any, int, error) {
 	return v, http.StatusOK, nil
 }
 
-func (a *API) jobNodes(r *http.Request, _ principal) (any, int, error) {
-	id, err := jobID(r)
-	if err != nil {
-		return nil, 0, err
-	}
-	nodes, err := a.orch.JobNodes(r.Context(), id)
-	if err != nil {
-		return nil, 0, err
-	}
-	state := r.URL.Query().Get("state")
-	if state != "" && !slices.Contains(jobs.AllNodeStates, jobs.NodeState(state)) {
-		return nil, 0, validation("unknown node state %q", state)
-	}
-	// Events after the newest one about a node are job-level (job_stopping, job_finished, ...):
-	// reading from there finds the next event id without reading the whole history.
-	from := int64(1)
-	for _, n := range nodes {
-		from = max(from, n.LatestEventID)
-	}
-	evs, err := a.orch.Events(r.Context(), id, from, 0)
-	if err != nil {
-		return nil, 0, err
-	}
-	items := []nodeView{}
-	for _, n := range nodes {
-		if state == "" || string(n.State) == state {
-			items = append(items, newNodeView(n, a.clock()))
-		}
-	}
-	return map[string]any{"next-events": nextEvents(baseURL(r), id, evs, from), "items": items}, http.StatusOK, nil
-}
-
 func (a *API) jobReport(r *http.Request, _ principal) (any, int, error) {
 	id, err := jobID(r)
 	if err != nil {
