@@ -235,13 +235,16 @@ func (s *Service) claimAndSend(ctx context.Context, job jobs.Job, maxClaims int)
 		if maxClaims >= 0 {
 			limit = min(limit, maxClaims-claimed)
 		}
-		now := s.clock()
 		attempts := 0
 		if maxClaims >= 0 {
 			attempts = 1 // a refill: when another claim has the turn, it takes the free slots
 		}
+		// The time is read when the store applies the claim, after it counted the free
+		// slots: a time read before the call could precede the end of the node whose slot
+		// the claim takes (a busy store), and the records would show more nodes running at
+		// once than the caps allow.
 		nodes, err := s.store.ClaimJobNodes(ctx, job.ID, store.Claim{Limit: limit, GlobalCap: global, Attempts: attempts,
-			Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) { return s.claimedRecord(sp, s.presence, n, now) }})
+			Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) { return s.claimedRecord(sp, s.presence, n, s.clock()) }})
 		if err != nil {
 			return fmt.Errorf("claim nodes of job %d: %w", job.ID, err)
 		}
