@@ -14,5 +14,5 @@ test-stream: ## Live task output: protocol, agent, stores, orchestrator, API (SS
 	$(GO) test -race -count=1 -timeout 15m -run 'TestStreamEndToEnd|TestLineStreamer' ./cmd/baton/
 	$(GO) test -count=1 -timeout 15m -run 'TestAWSStreamedOutput' -v ./shared/awsapp/
 
-test-stream-long: ## Live output of a task that prints for 35 s (demo::ticker) through baton job output --follow
+test-stream-long: ## Live output of a task that prints for 35 s (demo::ticker) through baton task run --stream and baton job output --follow at once (~2 min)
 	BATON_TEST_LONG=1 $(GO) test -race -count=1 -timeout 15m -run 'TestStreamEndToEnd' -v ./cmd/baton/

@@ -3,7 +3,9 @@
 # (TLS, its self-signed certificate) on a temporary directory with four real agents, creates a
 # restricted user and its token through the CLI, and runs the Playwright tests in
 # shared/console/e2e against it with Debian's chromium (installed here when missing).
-# Screenshots of the main pages go to docs/console/ (BATON_SCREENSHOTS=0: none).
+# Screenshots of the main pages go to each test's directory under shared/console/e2e/test-results/
+# (not tracked); BATON_UPDATE_SCREENSHOTS=1 writes them into docs/console/ instead. A skipped
+# test fails the run: the report must list none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -69,8 +71,8 @@ cd shared/console/e2e
 if [ ! -d node_modules/@playwright/test ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
 	npm ci --no-audit --no-fund >/dev/null
 fi
-shots=$ROOT/docs/console
-[ "${BATON_SCREENSHOTS:-1}" = 0 ] && shots=
+shots=
+[ "${BATON_UPDATE_SCREENSHOTS:-}" = 1 ] && shots=$ROOT/docs/console
 echo "==> playwright test against $URL"
 BATON_URL=$URL BATON_ADMIN_TOKEN_FILE=$ADMIN_TOKEN_FILE BATON_ALICE_TOKEN_FILE=$WORK/alice.token \
 	BATON_SCREENSHOTS=$shots BATON_REPORT=$WORK/report.json npx --no-install playwright test "$@" || {
@@ -86,3 +88,16 @@ BATON_URL=$URL BATON_ADMIN_TOKEN_FILE=$ADMIN_TOKEN_FILE BATON_ALICE_TOKEN_FILE=$
 					(r.errors || []).map((e) => strip(e.message).split("\n").slice(0, 25).join("\n")).join("\n")); return out; };
 		const rep = require(process.argv[1]); for (const f of walk(rep, [])) console.log(f + "\n");' "$WORK/report.json" || true
 	exit 1; }
+# Every test ran: a skipped one (test.skip, test.fixme, a skip annotation) is a failure here.
+node -e '
+	const walk = (suite, out) => { for (const s of suite.suites || []) walk(s, out);
+		for (const sp of suite.specs || []) for (const t of sp.tests || [])
+			if (t.status === "skipped" || (t.results || []).some((r) => r.status === "skipped")) out.push(`${sp.title} (${sp.file}:${sp.line})`);
+		return out; };
+	const rep = require(process.argv[1]);
+	const skipped = walk(rep, []);
+	if (skipped.length || (rep.stats && rep.stats.skipped)) {
+		console.log(`---- ${Math.max(skipped.length, rep.stats.skipped || 0)} skipped test(s); every test must run:\n` + skipped.join("\n"));
+		process.exit(1);
+	}
+	console.log(`==> ${rep.stats.expected} tests passed, none skipped`);' "$WORK/report.json"

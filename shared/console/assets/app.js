@@ -326,15 +326,32 @@ async function jobsPage(main, query) {
       more ? pageLink(page + 1, 'Next page') : null));
 }
 
-// The job page keeps every node's row in memory, renders one page of them, and applies the
-// job's events (GET /jobs/{id}/events?start=N) as they come: no reload of the node list.
+// The job page reads one page of the node table at a time (GET /jobs/{id}/nodes?limit=&offset=,
+// with state= when filtered), and applies the job's events (GET /jobs/{id}/events?start=N) to
+// the rows shown as they come; the counts come from the job. The page is read again when it
+// changes, when the job ends (for the results), when the selected node ends (for its result)
+// and, with a state filter, at most once a poll when events moved nodes: never per change.
 async function jobPage(main, id) {
-  const [job, nodeList] = await Promise.all([api('GET', `${API}/jobs/${id}`), api('GET', `${API}/jobs/${id}/nodes`)]);
-  const nodes = new Map(nodeList.items.map((n) => [n.name, n]));
-  const order = nodeList.items.map((n) => n.name);
+  const view = { page: 1, filter: '', selected: null, total: 0 };
+  const nodes = new Map(); // the rows of the page shown, and the selected node's
+  let order = []; // the names on the page shown, in the job's order
+  async function loadNodes() {
+    const q = new URLSearchParams({ limit: NODE_PAGE, offset: (view.page - 1) * NODE_PAGE });
+    if (view.filter) q.set('state', view.filter);
+    const r = await api('GET', `${API}/jobs/${id}/nodes?${q}`);
+    view.total = r.pagination.total;
+    const pages = Math.max(1, Math.ceil(view.total / NODE_PAGE));
+    if (view.page > pages) { view.page = pages; return loadNodes(); } // fewer nodes match now
+    const selected = view.selected && nodes.get(view.selected);
+    nodes.clear();
+    if (selected) nodes.set(selected.name, selected);
+    for (const n of r.items) nodes.set(n.name, n);
+    order = r.items.map((n) => n.name);
+    return r;
+  }
+  const [job] = await Promise.all([api('GET', `${API}/jobs/${id}`), loadNodes()]);
   let next = 1;
   let current = job;
-  const view = { page: 1, filter: '', selected: null };
   const allEvents = [];
 
   const summary = h('div', { id: 'job-summary' });
@@ -343,7 +360,11 @@ async function jobPage(main, id) {
   const nodeTable = h('div', { id: 'nodes' });
   const detail = h('div', { id: 'node-detail' });
   const eventsBox = h('div', { class: 'events', tabindex: '0', role: 'region', 'aria-label': 'Events' });
-  const filter = h('select', { id: 'node-state-filter', onchange: () => { view.filter = filter.value; view.page = 1; renderNodes(); } },
+  const showPage = async () => {
+    try { await loadNodes(); } catch (e) { say(`Update failed: ${e.message}`); return; }
+    renderNodes();
+  };
+  const filter = h('select', { id: 'node-state-filter', onchange: () => { view.filter = filter.value; view.page = 1; showPage(); } },
     h('option', { value: '' }, 'Any'), NODE_STATES.map((s) => h('option', { value: s }, s)));
 
   main.append(h('h1', {}, `Job ${id}: ${jobTitle(job)}`), summary, counts, actions,
@@ -380,14 +401,9 @@ async function jobPage(main, id) {
     }
   }
 
-  function visible() { return order.filter((n) => !view.filter || nodes.get(n).state === view.filter); }
-
   function renderNodes() {
-    const list = visible();
-    const pages = Math.max(1, Math.ceil(list.length / NODE_PAGE));
-    view.page = Math.min(view.page, pages);
-    const slice = list.slice((view.page - 1) * NODE_PAGE, view.page * NODE_PAGE);
-    const rows = slice.map((name) => {
+    const pages = Math.max(1, Math.ceil(view.total / NODE_PAGE));
+    const rows = order.map((name) => {
       const n = nodes.get(name);
       const result = n.result ? JSON.stringify(n.result) : ((n.details && n.details.message) || '');
       return h('tr', { 'data-node': name, class: view.selected === name ? 'selected' : undefined },
@@ -398,12 +414,12 @@ async function jobPage(main, id) {
     });
     put(nodeTable, 
       h('table', { id: 'nodes-table' },
-        h('caption', {}, `${list.length} nodes${view.filter ? ` in state ${view.filter}` : ''}; page ${view.page} of ${pages}`),
+        h('caption', {}, `${view.total} nodes${view.filter ? ` in state ${view.filter}` : ''}; page ${view.page} of ${pages}`),
         h('thead', {}, h('tr', {}, ['Node', 'State', 'Duration', 'Result or message'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, rows)),
       pages > 1 ? h('nav', { class: 'pager', 'aria-label': 'Pages of nodes' },
-        h('button', { type: 'button', class: 'secondary', disabled: view.page <= 1, onclick: () => { view.page -= 1; renderNodes(); } }, 'Previous nodes'),
-        h('button', { type: 'button', class: 'secondary', disabled: view.page >= pages, onclick: () => { view.page += 1; renderNodes(); } }, 'Next nodes')) : null);
+        h('button', { type: 'button', class: 'secondary', disabled: view.page <= 1, onclick: () => { view.page -= 1; showPage(); } }, 'Previous nodes'),
+        h('button', { type: 'button', class: 'secondary', disabled: view.page >= pages, onclick: () => { view.page += 1; showPage(); } }, 'Next nodes')) : null);
   }
 
   function renderEvents(evs) {
@@ -443,10 +459,11 @@ async function jobPage(main, id) {
     if (!box || view.selected !== name) return;
     let n = nodes.get(name);
     if (TERMINAL_NODE.includes(n.state) && n.result === undefined) {
-      // A node that ended after the page was loaded: read its result (the nodes in its state only).
-      const r = await api('GET', `${API}/jobs/${id}/nodes?state=${encodeURIComponent(n.state)}`);
-      const fresh = r.items.find((x) => x.name === name);
-      if (fresh) { nodes.set(name, fresh); n = fresh; renderNodes(); }
+      // A node that ended after its row was read: read the page shown again, which has its result.
+      await loadNodes();
+      renderNodes();
+      n = nodes.get(name);
+      if (view.selected !== name) return;
     }
     put(box, h('dl', { class: 'summary' },
       h('dt', {}, 'State'), h('dd', {}, stateBadge(n.state)),
@@ -490,6 +507,8 @@ async function jobPage(main, id) {
     const r = await api('GET', `${API}/jobs/${id}/events?start=${next}`);
     next = parseInt(r['next-events'].event, 10) || next;
     const touched = applyEvents(r.items);
+    // Filtered by state: nodes moved in or out of it, so the page is read again (once a poll).
+    if (view.filter && r.items.some((e) => EVENT_STATE[e.type] && e.details && e.details.node)) await loadNodes();
     if (r.items.length) {
       allEvents.push(...r.items);
       renderEvents(r.items);
@@ -501,9 +520,8 @@ async function jobPage(main, id) {
       current = await api('GET', `${API}/jobs/${id}`);
       renderSummary();
       if (TERMINAL_JOB.includes(current.state) && !TERMINAL_JOB.includes(was)) {
-        // The job has ended: one read of the node list brings every node's result.
-        const all = await api('GET', `${API}/jobs/${id}/nodes`);
-        for (const n of all.items) nodes.set(n.name, n);
+        // The job has ended: one read of the page shown brings its nodes' results.
+        await loadNodes();
         renderNodes();
         if (view.selected) renderResult(view.selected);
       }
@@ -517,7 +535,8 @@ async function jobPage(main, id) {
 }
 
 // followOutput shows a node's output as it is written: server-sent events read with fetch (an
-// EventSource cannot send the CSRF header), or polling ?after= where the server does not stream.
+// EventSource cannot send the CSRF header) until the server ends the stream (after 25 s), then
+// polling ?after= from the last chunk shown; a chunk already shown is dropped by its seq.
 function followOutput(jobId, node, pre, note) {
   const url = `/baton/v1/jobs/${encodeURIComponent(jobId)}/nodes/${encodeURIComponent(node)}/output`;
   const ctrl = new AbortController();
@@ -546,16 +565,7 @@ function followOutput(jobId, node, pre, note) {
   async function viaStream() {
     const resp = await fetch(`${url}?after=${last}`, { headers: { ...headers(), Accept: 'text/event-stream' }, credentials: 'same-origin', cache: 'no-store', signal: ctrl.signal });
     const type = resp.headers.get('Content-Type') || '';
-    if (!resp.ok || !type.startsWith('text/event-stream') || !resp.body) {
-      if (resp.status === 404) {
-        const body = await resp.json().catch(() => ({}));
-        if (body.kind === 'puppetlabs.orchestrator/not-found' && /No such endpoint/.test(body.msg || '')) {
-          note.textContent = 'This server does not serve live output.';
-          return true;
-        }
-      }
-      return false; // fall back to polling
-    }
+    if (!resp.ok || !type.startsWith('text/event-stream') || !resp.body) return false; // read by polling, which reports an error
     const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = '';
     for (;;) {

@@ -11,6 +11,8 @@ const path = require('node:path');
 const ORIGIN = process.env.BATON_URL;
 const adminToken = () => fs.readFileSync(process.env.BATON_ADMIN_TOKEN_FILE, 'utf8').trim();
 const aliceToken = () => fs.readFileSync(process.env.BATON_ALICE_TOKEN_FILE, 'utf8').trim();
+// Screenshots go to each test's output directory (test-results/, not tracked); with
+// BATON_UPDATE_SCREENSHOTS=1, scripts/test-console.sh sets BATON_SCREENSHOTS to docs/console.
 const SHOTS = process.env.BATON_SCREENSHOTS || '';
 
 test.describe.configure({ mode: 'serial' });
@@ -44,9 +46,8 @@ test.afterEach(async () => {
 });
 
 async function shot(page, name) {
-  if (!SHOTS) return;
-  fs.mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+  if (SHOTS) fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: SHOTS ? path.join(SHOTS, `${name}.png`) : test.info().outputPath(`${name}.png`) });
 }
 
 async function signIn(page, token) {
@@ -157,11 +158,13 @@ test('run a task from its form: a validation error at the field, then nodes fini
   await expect(page.locator('#events-table')).toContainText('node_finished');
   await shot(page, 'job');
 
-  // Incremental: eight node changes, yet the node list was read only when the page opened and
-  // once when the job ended (for the results); the changes came from the events after the first.
+  // Incremental: eight node changes, yet the node table's page was read only when the page
+  // opened and once when the job ended (for the results), a page of 50 each time; the changes
+  // came from the events after the first.
   await expect(page.locator('#nodes-table tbody tr').first()).toContainText('"slept":2');
-  const nodeLists = requests.filter((u) => new RegExp(`/jobs/${id}/nodes(\\?|$)`).test(u) && !/state=/.test(u));
-  expect(nodeLists.length).toBeLessThanOrEqual(2);
+  const nodeLists = requests.filter((u) => new RegExp(`/jobs/${id}/nodes(\\?|$)`).test(u));
+  expect(nodeLists.length, nodeLists.join('\n')).toBeLessThanOrEqual(2);
+  for (const u of nodeLists) expect(new URL(u).searchParams.get('limit'), u).toBe('50');
   const later = requests.filter((u) => new RegExp(`/jobs/${id}/events\\?start=([2-9]|\\d\\d+)`).test(u));
   expect(later.length).toBeGreaterThan(0);
 
@@ -170,54 +173,67 @@ test('run a task from its form: a validation error at the field, then nodes fini
   await expect(page.locator('#node-result-json')).toContainText('"slept": 2');
 });
 
-test('a node\'s output, streamed while the task runs', async ({ page }) => {
+// demo::ticker's default run, 35 lines a second apart: longer than the server's 25 s cut of one
+// server-sent-events response, after which the page goes on by polling from the last chunk.
+// Line 30 is on the page while the node still runs, and at the end every line is there once.
+test('a node\'s output, streamed while a 35 s task runs', async ({ page, request }) => {
+  test.setTimeout(120_000);
   await signIn(page, adminToken());
-  const probe = await page.evaluate(async () => {
-    const r = await fetch('/baton/v1/jobs/1/nodes/web1/output?after=0', { headers: { 'X-Baton-CSRF': session.csrf } });
-    return { status: r.status, body: await r.text() };
-  });
-  test.skip(probe.status === 404 && probe.body.includes('No such endpoint'), 'this server has no live-output API yet');
-
-  await page.goto('/#/run/task');
-  await expect(page.locator('#task-select')).toBeVisible(); // made with its options, once the task list has loaded
-  const tasks = await page.locator('#task-select option').allTextContents();
-  if (tasks.includes('demo::ticker')) {
-    // A line every 400 ms: the first lines are on the page while the task still runs.
-    await chooseTask(page, 'demo::ticker');
-    await page.getByLabel('lines').fill('10');
-    await page.getByLabel('interval_ms').fill('400');
-  } else {
-    await chooseTask(page, 'demo::bigoutput');
-    await page.getByLabel('kib').fill('2');
-  }
-  const ticker = tasks.includes('demo::ticker');
+  await chooseTask(page, 'demo::ticker');
+  await page.getByLabel('lines').fill('35');
+  await page.getByLabel('interval_ms').fill('1000');
   await targetNodes(page, 'web2');
   await page.getByLabel('Stream the output live').check();
   await page.getByRole('button', { name: 'Run', exact: true }).click();
   await expect(page).toHaveURL(/#\/jobs\/\d+$/);
+  const id = jobIdFrom(page);
   await page.getByRole('button', { name: 'Show node web2' }).click();
   const out = page.locator('#node-output');
-  if (ticker) {
-    await expect(out).toContainText('tick 2 of 10');
-    await expect(page.locator('#node-result dd .state')).toHaveText('running'); // seen while it runs
-    await expect(out).toContainText('tick 10 of 10', { timeout: 45_000 });
-    await expect(out.locator('.stderr').first()).toContainText('tick 5: a fifth line, on stderr');
-  } else {
-    await expect(out).toContainText('END-OF-OUTPUT', { timeout: 45_000 });
-  }
-  await expect(page.locator('#output-note')).toHaveText('Output complete.', { timeout: 45_000 });
+  await expect(out).toContainText('tick 2 of 35');
+  await expect(out).toContainText('tick 30 of 35', { timeout: 60_000 });
+  // Seen while it runs: the page shows the node running, and the API agrees.
+  await expect(page.locator('#node-result dd .state')).toHaveText('running');
+  const nodes = await request.get(`/orchestrator/v1/jobs/${id}/nodes`, { headers: { 'X-Authentication': adminToken() } });
+  expect(nodes.status()).toBe(200);
+  expect((await nodes.json()).items.find((n) => n.name === 'web2').state).toBe('running');
+
+  await expect(out).toContainText('tick 35 of 35', { timeout: 30_000 });
+  await expect(page.locator('#output-note')).toHaveText('Output complete.', { timeout: 30_000 });
+  await expect(out.locator('.stderr').first()).toContainText('tick 5: a fifth line, on stderr');
+  // Every line exactly once and in order, none lost or doubled across the end of the first
+  // stream and the polling after it: 35 ticks, 7 stderr lines, the JSON summary.
   const lines = (await out.textContent()).split('\n').filter(Boolean);
-  if (ticker) {
-    // Every line once and in order, none lost or doubled: ten ticks, two stderr lines, the summary.
-    expect(lines.filter((l) => /^tick \d+ of 10$/.test(l))).toEqual(Array.from({ length: 10 }, (_, i) => `tick ${i + 1} of 10`));
-    expect(lines.filter((l) => /on stderr$/.test(l)).length).toBe(2);
-  } else {
-    expect(lines.length).toBe(2 * 16 + 1);
-  }
+  expect(lines.filter((l) => /^tick \d+ of 35$/.test(l))).toEqual(Array.from({ length: 35 }, (_, i) => `tick ${i + 1} of 35`));
+  expect(lines.filter((l) => /on stderr$/.test(l))).toEqual(Array.from({ length: 7 }, (_, i) => `tick ${5 * (i + 1)}: a fifth line, on stderr`));
+  expect(lines.filter((l) => l === '{"ticks":35,"interval_ms":1000}')).toHaveLength(1);
+  expect(lines).toHaveLength(35 + 7 + 1);
+  // The 25 s cut was crossed: the output was read again after the first stream, from a chunk
+  // already shown (after=N, N > 0), not from the start.
+  const outputReads = requests.filter((u) => new RegExp(`/jobs/${id}/nodes/web2/output\\?`).test(u));
+  expect(outputReads.length, outputReads.join('\n')).toBeGreaterThanOrEqual(2);
+  expect(outputReads.slice(1).every((u) => /after=[1-9]\d*/.test(u)), outputReads.join('\n')).toBe(true);
+
   await expect(page.locator('#node-result-json')).toBeVisible();
   await page.locator('#node-detail-title').scrollIntoViewIfNeeded();
   await page.evaluate(() => window.scrollBy(0, document.querySelector('#node-detail-title').getBoundingClientRect().top - 10));
   await shot(page, 'output');
+});
+
+// Output larger than one message (demo::bigoutput: 16 KiB in 64-byte lines): all of it, once.
+test('a node\'s large output, whole and in order', async ({ page }) => {
+  await signIn(page, adminToken());
+  await chooseTask(page, 'demo::bigoutput');
+  await page.getByLabel('kib').fill('16');
+  await targetNodes(page, 'web3');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await expect(page).toHaveURL(/#\/jobs\/\d+$/);
+  await page.getByRole('button', { name: 'Show node web3' }).click();
+  const out = page.locator('#node-output');
+  await expect(page.locator('#output-note')).toHaveText('Output complete.', { timeout: 45_000 });
+  const lines = (await out.textContent()).split('\n').filter(Boolean);
+  expect(lines.length).toBe(16 * 16 + 1);
+  expect(lines.filter((l) => l === '0'.repeat(63))).toHaveLength(16 * 16);
+  expect(lines[lines.length - 1]).toBe('END-OF-OUTPUT');
 });
 
 test('stop a job', async ({ page }) => {
@@ -428,13 +444,25 @@ test('a large job stays fast: 2,000 nodes, paginated, updated from the events', 
   const caption = await page.locator('#events-table caption').textContent();
   const total = Number((caption.match(/^The latest 200 of (\d+) events$/) || [])[1]);
   expect(total, caption).toBeGreaterThanOrEqual(N); // one event per node and the job's own
+  const beforeNext = requests.filter((u) => new RegExp(`/jobs/${id}/nodes(\\?|$)`).test(u)).length;
   await page.getByRole('button', { name: 'Next nodes' }).click();
   await expect(page.locator('#nodes-table caption')).toHaveText(`${N} nodes; page 2 of ${N / 50}`);
   await expect(page.locator('#nodes-table tbody tr').first()).toContainText('big00050');
+  await expect(page.locator('#nodes-table tbody tr').last()).toContainText('big00099');
+  // A state filter is applied by the server, one page at a time.
+  await page.getByLabel('Show nodes in state').selectOption('errored');
+  await expect(page.locator('#nodes-table caption')).toHaveText(`${N} nodes in state errored; page 1 of ${N / 50}`);
+  await page.getByLabel('Show nodes in state').selectOption('finished');
+  await expect(page.locator('#nodes-table caption')).toHaveText('0 nodes in state finished; page 1 of 1');
+  await expect(page.locator('#nodes-table tbody tr')).toHaveCount(0);
 
+  // The node table was read a page at a time (limit=50), never whole: once when the page
+  // opened, once when the job ended (for the results), then once per page or filter change.
   const nodeLists = requests.filter((u) => new RegExp(`/jobs/${id}/nodes(\\?|$)`).test(u));
   const eventPolls = requests.filter((u) => new RegExp(`/jobs/${id}/events\\?start=`).test(u));
-  expect(nodeLists.length).toBeLessThanOrEqual(2);
+  expect(beforeNext, nodeLists.join('\n')).toBeLessThanOrEqual(2);
+  expect(nodeLists.length, nodeLists.join('\n')).toBe(beforeNext + 3);
+  for (const u of nodeLists) expect(new URL(u).searchParams.get('limit'), u).toBe('50');
   // The page's own work per update stays small: time spent in long tasks (over 50 ms).
   const longTasks = await page.evaluate(() => new Promise((resolve) => {
     let total = 0;
@@ -443,5 +471,6 @@ test('a large job stays fast: 2,000 nodes, paginated, updated from the events', 
   }));
   console.log(`large job: ${N} nodes; first page of rows shown ${firstPaint} ms after opening; ` +
     `${nodeLists.length} node-list reads, ${eventPolls.length} event polls; ${Math.round(longTasks)} ms in long tasks`);
-  expect(await page.locator('#nodes-table tbody tr').count()).toBe(50);
+  await page.getByLabel('Show nodes in state').selectOption('');
+  await expect(page.locator('#nodes-table tbody tr')).toHaveCount(50);
 });
