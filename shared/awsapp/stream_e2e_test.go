@@ -3,6 +3,8 @@ package awsapp_test
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,6 +105,67 @@ func TestAWSStreamedOutput(t *testing.T) {
 
 	plainJob, plain := run(false)
 	streamedJob, streamed := run(true)
+
+	// The same streamed job with a reader following each node's output live (long polls with
+	// wait=10s, as `baton job output --follow` does on AWS): what reading costs on top. Each
+	// request is an HTTP API invocation and its authorizer's (counted here, as run counts the
+	// POST's), and it holds its Lambda while it waits: that time past the meter's 50 ms per
+	// invocation is added at the Lambda price.
+	var requests atomic.Int64
+	var held atomic.Int64 // nanoseconds of Lambda time past 50 ms per request
+	follow := func(job, node string) {
+		var after int64
+		for {
+			start := time.Now()
+			o, err := c.api.JobOutput(ctx, job, node, after, 10*time.Second)
+			requests.Add(1)
+			held.Add(int64(max(0, time.Since(start)-time.Duration(awsapp.USEast1.LambdaSecondsPerInvocation*float64(time.Second)))))
+			if err != nil {
+				t.Errorf("follow %s %s: %v", job, node, err)
+				return
+			}
+			if len(o.Chunks) > 0 {
+				after = o.Chunks[len(o.Chunks)-1].Seq
+			}
+			if o.Done {
+				return
+			}
+		}
+	}
+	followedJob, followed := func() (string, awsapp.Usage) {
+		c.paused.Store(true)
+		defer c.paused.Store(false)
+		before := c.usage()
+		ref, err := c.api.RunTask(ctx, client.TaskRequest{Task: "demo::ticker", Params: params, Scope: client.Scope{Nodes: names}, Stream: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for _, n := range names {
+			wg.Add(1)
+			go func() { defer wg.Done(); follow(ref.Name, n) }()
+		}
+		wg.Wait()
+		c.waitQuiet(ref.Name)
+		u := c.usage().Sub(before)
+		u.Invocations["http $default"], u.Invocations["http authorizer"] = 1+int(requests.Load()), 1+int(requests.Load())
+		return ref.Name, u
+	}()
+	if job, _ := c.waitJob(followedJob); job.State != "finished" {
+		t.Fatalf("followed job %s %s", followedJob, job.State)
+	}
+	if requests.Load() < int64(len(names)) {
+		t.Fatalf("%d output requests for %d followed nodes", requests.Load(), len(names))
+	}
+	heldCost := time.Duration(held.Load()).Seconds() * awsapp.USEast1.LambdaMemoryGB * awsapp.USEast1.LambdaGBSecond
+	reading := (followed.Cost(awsapp.USEast1) + heldCost - streamed.Cost(awsapp.USEast1)) / float64(len(names))
+	// What a request reads (measured once by partition key): the token, user and roles twice
+	// (the stand-in's authorizer, which API Gateway would cache, and the api function), the
+	// node's record and its output query once per wake. Every function runs in this process,
+	// so a stored chunk wakes the waiting request at once; on AWS the request finds it by its
+	// next read (OutputPoll).
+	t.Logf("COST following the output live adds $%.2f per million node-runs followed (%d requests of wait=10s for %d nodes, %.1f more RCU per node-run, %.1f s of Lambda held in all)",
+		reading*1e6, requests.Load(), len(names), (followed.DynamoRCU-streamed.DynamoRCU)/float64(len(names)), time.Duration(held.Load()).Seconds())
 
 	for _, n := range names {
 		if out, chunks := readAll(plainJob, n); chunks != 0 || out != "" {

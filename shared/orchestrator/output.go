@@ -26,6 +26,7 @@ type outputState struct {
 	// all makes every task stream (baton serve); otherwise only jobs that asked.
 	all   bool
 	grace time.Duration
+	poll  time.Duration // how often WaitOutput reads again (0: waitPoll)
 
 	waiters waiters[outputKey] // readers waiting for a node's next chunks
 
@@ -54,6 +55,11 @@ func WithStreamAll() Option { return func(s *Service) { s.output.all = true } }
 // WithOutputGrace sets how long after a node finished its output is still not done
 // (DefaultOutputGrace).
 func WithOutputGrace(d time.Duration) Option { return func(s *Service) { s.output.grace = d } }
+
+// WithOutputPoll sets how often WaitOutput reads a node's output again while it waits (250 ms
+// by default): chunks another process stores are seen this late at most. Each read is a store
+// query (DynamoDB bills it), so the AWS deployment reads less often than baton serve.
+func WithOutputPoll(d time.Duration) Option { return func(s *Service) { s.output.poll = d } }
 
 // streams reports whether the requests of a job with payload p ask for live output.
 func (s *Service) streams(p payload) bool { return p.Stream || s.output.all }
@@ -172,14 +178,18 @@ func (s *Service) outputGrace() time.Duration {
 
 // WaitOutput is Output that waits, up to d (at most MaxWait), for at least one chunk after
 // after or for the output to be done. Chunks this process stores wake it at once; others
-// (another process stored them) are seen within waitPoll.
+// (another process stored them) are seen within the output poll interval (WithOutputPoll).
 func (s *Service) WaitOutput(ctx context.Context, jobID int64, node string, after int64, limit int, d time.Duration) (OutputPage, error) {
 	d = min(d, MaxWait)
 	woke, forget := s.output.waiters.add(outputKey{jobID, node})
 	defer forget()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
-	poll := time.NewTicker(waitPoll)
+	every := waitPoll
+	if s.output.poll > 0 {
+		every = s.output.poll
+	}
+	poll := time.NewTicker(every)
 	defer poll.Stop()
 	for {
 		page, err := s.Output(ctx, jobID, node, after, limit)
