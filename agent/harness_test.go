@@ -55,6 +55,7 @@ type testServer struct {
 	downloads map[string]int
 	rejected  int
 	blocked   bool
+	upgrades  []time.Time // when each accepted connection's upgrade request came in, in order
 }
 
 // setBlocked makes the /pcp endpoint refuse (503) or accept new connections.
@@ -113,12 +114,14 @@ func (ts *testServer) handlePCP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
+	upgrade := time.Now() // before the agent's dial returns: a lower bound on its connect time
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return
 	}
 	c.SetReadLimit(-1)
 	ts.mu.Lock()
+	ts.upgrades = append(ts.upgrades, upgrade)
 	if ts.conn != nil {
 		ts.conn.CloseNow()
 	}

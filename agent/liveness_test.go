@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -59,7 +60,10 @@ func TestDeadConnectionIsNoticedAndRemade(t *testing.T) {
 	cfg := testConfig(t, ts)
 	px := newFreezingProxy(t, strings.TrimPrefix(ts.srv.URL, "http://"))
 	cfg.Server = "ws://" + px.addr() + "/pcp"
-	cfg.PingInterval, cfg.PongTimeout = 100*time.Millisecond, 100*time.Millisecond
+	// A ping after 100 ms of silence, but 2 s for its pong: on a loaded runner the live
+	// connection's pong can take longer than 100 ms, and a spurious reconnect before the
+	// freeze would leave the ping below on a closed connection. The frozen one never answers.
+	cfg.PingInterval, cfg.PongTimeout = 100*time.Millisecond, 2*time.Second
 	ta := startAgent(t, cfg)
 	ts.waitFrame(t, 0, "facts", onConn(1, isType(protocol.TypeFacts)))
 
@@ -88,28 +92,51 @@ func TestDeadConnectionIsNoticedAndRemade(t *testing.T) {
 
 // TestKeepaliveOnlyWhenIdle checks that a keepalive goes out only after the agent has sent
 // nothing for KeepaliveInterval: while idle, one per interval; while it answers requests,
-// none.
+// none. The bounds use only times that precede the agent's sends (its upgrade request, the
+// server's requests) and times that follow them (the server's reads), so a loaded runner's
+// delays cannot break them: the gap between two frames as the server read them can.
 func TestKeepaliveOnlyWhenIdle(t *testing.T) {
 	const interval = 300 * time.Millisecond
 	ts := newTestServer(t)
 	cfg := testConfig(t, ts)
 	cfg.KeepaliveInterval = interval
 	startAgent(t, cfg)
-	ts.waitFrame(t, 0, "two keepalives while idle", func(frame) bool { return ts.countLocked(isType(protocol.TypeKeepalive)) >= 2 })
+	// Idle: the n-th keepalive goes out no sooner than n intervals after the agent connected
+	// (after its upgrade request came in), and the server reads it later still. Three of them,
+	// so that an agent sending twice as often fails the bound.
+	const idle = 3
+	ts.waitFrame(t, 0, "keepalives while idle", func(frame) bool { return ts.countLocked(isType(protocol.TypeKeepalive)) >= idle })
+	// Busy: each answer goes out after its request was sent, so a keepalive that follows an
+	// answer is read at least an interval after that request was sent.
+	var requested []time.Time // when each status query was sent, in order
 	for deadline := time.Now().Add(4 * interval); time.Now().Before(deadline); {
+		requested = append(requested, time.Now())
 		ts.statusQuery(t, "txn-none") // the agent answers: it is not idle
 	}
 	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	for i := 1; i < len(ts.frames); i++ {
-		f := ts.frames[i]
-		if f.env.MessageType != protocol.TypeKeepalive {
-			continue
+	frames, connected := slices.Clone(ts.frames), ts.upgrades[0]
+	ts.mu.Unlock()
+	keepalives, answers := 0, 0
+	for i, f := range frames {
+		if f.conn != 1 {
+			t.Fatalf("the agent reconnected (frame %d on connection %d): %s", i, f.conn, ts.dump())
 		}
-		// Read times of the server stand for send times; half an interval allows for delays.
-		if gap := f.at.Sub(ts.frames[i-1].at); gap < interval/2 {
-			t.Errorf("a keepalive %v after the agent's previous message, want about %v of silence before it", gap, interval)
+		switch f.env.MessageType {
+		case protocol.TypeBlockingResponse:
+			answers++
+		case protocol.TypeKeepalive:
+			keepalives++
+			if i > 0 && frames[i-1].env.MessageType == protocol.TypeBlockingResponse { // the agent's message before it
+				if after := f.at.Sub(requested[answers-1]); after < interval {
+					t.Errorf("a keepalive read %v after the request the agent had just answered was sent, want at least %v", after, interval)
+				}
+			} else if after := f.at.Sub(connected); after < time.Duration(keepalives)*interval {
+				t.Errorf("keepalive %d while idle read %v after the agent connected, want at least %v", keepalives, after, time.Duration(keepalives)*interval)
+			}
 		}
+	}
+	if answers != len(requested) {
+		t.Fatalf("%d answers to %d status queries", answers, len(requested))
 	}
 }
 
