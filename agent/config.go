@@ -76,18 +76,19 @@ type Config struct {
 	// sh is present, "powershell" on Windows or with pwsh, "puppet-agent" when puppet is
 	// found and answers `puppet --version`. A non-nil list is used exactly as given.
 	Features []string
-	// Interpreters maps a task file's extension (".rb") to the interpreter that runs it:
-	// the file is started as `interpreter file` (never through a shell) instead of by its
-	// shebang (Bolt's `interpreters`). Default (nil): the detected defaults (see
+	// Interpreters maps a task file's extension (".rb") to the interpreter that runs it,
+	// its path and arguments (Bolt's `interpreters`, whose values are a path or an array):
+	// the file is started as `path args... file` (never through a shell) instead of by its
+	// shebang. Default (nil): the detected defaults (see
 	// DetectPlatform): ".rb" → /opt/puppetlabs/puppet/bin/ruby when present, else the Ruby
 	// that puppet runs on, else ruby on PATH; ".py" → python3; ".ps1" → pwsh. A non-nil map
 	// is used exactly as given (InterpreterOverrides change the defaults instead); keys may
 	// be given with or without the dot.
-	Interpreters map[string]string
+	Interpreters map[string][]string
 	// InterpreterOverrides are merged over Interpreters (the detected defaults when that is
 	// nil): each entry replaces its extension's interpreter, and an empty one removes it.
 	// Keys may be given with or without the dot.
-	InterpreterOverrides map[string]string
+	InterpreterOverrides map[string][]string
 	// PuppetBin is the puppet executable looked for by feature detection; default
 	// /opt/puppetlabs/bin/puppet when present, else puppet on PATH.
 	PuppetBin string
@@ -208,7 +209,7 @@ func (c Config) Validate() error {
 		c.KeepaliveInterval < 0 || c.MaxConnectionAge < 0 || c.AckTimeout < 0 || c.MaxAckTimeout < 0 || c.MaxDownloadBytes < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
-	for _, m := range []map[string]string{c.Interpreters, c.InterpreterOverrides} {
+	for _, m := range []map[string][]string{c.Interpreters, c.InterpreterOverrides} {
 		if _, err := NormalizeInterpreters(m); err != nil {
 			errs = append(errs, err)
 		}

@@ -422,7 +422,7 @@ func (a *Agent) withAgentFacts(ctx context.Context, facts map[string]any) map[st
 	for k, v := range facts {
 		out[k] = v
 	}
-	self := map[string]any{"features": plat.features, "interpreters": plat.interpreters}
+	self := map[string]any{"features": plat.features, "interpreters": interpreterFacts(plat.interpreters)}
 	if plat.puppetVersion != "" {
 		self["puppet_version"] = plat.puppetVersion
 		if _, ok := out["puppetversion"]; !ok {

@@ -47,7 +47,7 @@ type Platform struct {
 	// PuppetErr says why a puppet that was found is not advertised (its --version failed).
 	PuppetErr error
 	// Interpreters are the default interpreters (see DefaultInterpreters).
-	Interpreters map[string]string
+	Interpreters map[string][]string
 }
 
 // probe is how detection looks at the machine; tests replace it.
@@ -100,9 +100,9 @@ func detectPlatform(ctx context.Context, puppetBin, cacheDir string) Platform {
 		platformCache[key] = p
 	}
 	p.Features = slices.Clone(p.Features)
-	interps := make(map[string]string, len(p.Interpreters))
+	interps := make(map[string][]string, len(p.Interpreters))
 	for k, v := range p.Interpreters {
-		interps[k] = v
+		interps[k] = slices.Clone(v)
 	}
 	p.Interpreters = interps
 	return p
@@ -159,23 +159,23 @@ func (pr probe) findPuppet(puppetBin string) string {
 // names (Debian's /usr/bin/puppet starts with #!/usr/bin/ruby), else ruby on PATH; ".py" →
 // python3 on PATH; ".ps1" → pwsh where present. Extensions with no interpreter found are left
 // out (their tasks start directly, by shebang).
-func (pr probe) defaultInterpreters(puppet, pwsh string) map[string]string {
-	m := map[string]string{}
+func (pr probe) defaultInterpreters(puppet, pwsh string) map[string][]string {
+	m := map[string][]string{}
 	switch {
 	case pr.goos != "windows" && pr.isExec(AIORuby):
-		m[".rb"] = AIORuby
+		m[".rb"] = []string{AIORuby}
 	default:
 		if r := pr.shebangRuby(puppet); r != "" {
-			m[".rb"] = r
+			m[".rb"] = []string{r}
 		} else if r, _ := pr.lookPath("ruby"); r != "" {
-			m[".rb"] = r
+			m[".rb"] = []string{r}
 		}
 	}
 	if py, _ := pr.lookPath("python3"); py != "" {
-		m[".py"] = py
+		m[".py"] = []string{py}
 	}
 	if pwsh != "" {
-		m[".ps1"] = pwsh
+		m[".ps1"] = []string{pwsh}
 	}
 	return m
 }
@@ -325,7 +325,7 @@ func cachedPuppetVersion(dir string, version func(ctx context.Context, puppet st
 // resolved is what the agent runs tasks with: its features, interpreters and Puppet version.
 type resolved struct {
 	features      []string
-	interpreters  map[string]string
+	interpreters  map[string][]string
 	puppetVersion string
 }
 

@@ -67,27 +67,27 @@ func TestDetectPlatform(t *testing.T) {
 		wantFeatures []string
 		wantPuppet   string
 		wantVersion  string
-		wantInterps  map[string]string
+		wantInterps  map[string][]string
 	}{
 		{"Debian puppet-agent package: Ruby from puppet's shebang", debian, "",
 			[]string{"shell", "puppet-agent"}, "/usr/bin/puppet", "7.23.0",
-			map[string]string{".rb": "/usr/bin/ruby", ".py": "/usr/bin/python3"}},
+			map[string][]string{".rb": []string{"/usr/bin/ruby"}, ".py": []string{"/usr/bin/python3"}}},
 		{"AIO puppet-agent with pwsh", aio, "",
 			[]string{"shell", "powershell", "puppet-agent"}, AIOPuppet, "8.10.0",
-			map[string]string{".rb": AIORuby, ".ps1": "/usr/bin/pwsh"}},
+			map[string][]string{".rb": []string{AIORuby}, ".ps1": []string{"/usr/bin/pwsh"}}},
 		{"puppet with #!/usr/bin/env ruby", envShebang, "",
 			[]string{"shell", "puppet-agent"}, "/usr/local/bin/puppet", "8.1.0",
-			map[string]string{".rb": "/home/u/.rbenv/shims/ruby"}},
+			map[string][]string{".rb": []string{"/home/u/.rbenv/shims/ruby"}}},
 		{"puppet that does not answer --version is not advertised", brokenPuppet, "",
 			[]string{"shell"}, "/usr/bin/puppet", "",
-			map[string]string{".rb": "/usr/bin/ruby", ".py": "/usr/bin/python3"}},
-		{"no puppet, no ruby", bare, "", []string{"shell"}, "", "", map[string]string{}},
+			map[string][]string{".rb": []string{"/usr/bin/ruby"}, ".py": []string{"/usr/bin/python3"}}},
+		{"no puppet, no ruby", bare, "", []string{"shell"}, "", "", map[string][]string{}},
 		{"explicit puppet bin that is missing", debian, "/opt/other/puppet",
 			[]string{"shell"}, "", "",
-			map[string]string{".rb": "/usr/bin/ruby3.1", ".py": "/usr/bin/python3"}},
+			map[string][]string{".rb": []string{"/usr/bin/ruby3.1"}, ".py": []string{"/usr/bin/python3"}}},
 		{"Windows: powershell without sh", windows, "",
 			[]string{"powershell", "puppet-agent"}, `C:\puppet\bin\puppet.bat`, "8.10.0",
-			map[string]string{".rb": `C:\ruby\ruby.exe`}},
+			map[string][]string{".rb": []string{`C:\ruby\ruby.exe`}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,7 +98,7 @@ func TestDetectPlatform(t *testing.T) {
 			if p.PuppetBin != tt.wantPuppet || p.PuppetVersion != tt.wantVersion {
 				t.Errorf("puppet %q %q, want %q %q", p.PuppetBin, p.PuppetVersion, tt.wantPuppet, tt.wantVersion)
 			}
-			if !maps.Equal(p.Interpreters, tt.wantInterps) {
+			if !maps.EqualFunc(p.Interpreters, tt.wantInterps, slices.Equal) {
 				t.Errorf("interpreters %v, want %v", p.Interpreters, tt.wantInterps)
 			}
 		})
@@ -149,14 +149,14 @@ func TestDetectPlatformOnThisMachine(t *testing.T) {
 	if !slices.Contains(p.Features, FeaturePuppetAgent) || !slices.Contains(p.Features, FeatureShell) {
 		t.Errorf("features %v, want shell and puppet-agent", p.Features)
 	}
-	rb := p.Interpreters[".rb"]
+	rb := p.Interpreters[".rb"][0]
 	if fi, err := os.Stat(rb); err != nil || fi.Mode()&0o111 == 0 {
 		t.Errorf(".rb interpreter %q is not an executable: %v", rb, err)
 	}
 	// A copy each time: changing it does not change the next caller's.
-	p.Interpreters[".rb"] = "changed"
+	p.Interpreters[".rb"][0] = "changed"
 	p.Features[0] = "changed"
-	if q := DetectPlatform(context.Background(), ""); q.Interpreters[".rb"] != rb || q.Features[0] == "changed" {
+	if q := DetectPlatform(context.Background(), ""); q.Interpreters[".rb"][0] != rb || q.Features[0] == "changed" {
 		t.Errorf("DetectPlatform returned shared state: %+v", q)
 	}
 }

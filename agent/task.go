@@ -187,7 +187,7 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 		}
 	}()
 	// With an interpreter for the file's extension (Config.Interpreters) the task starts as
-	// `interpreter file`, else directly (shebang); never through a shell.
+	// `interpreter args... file`, else directly (shebang); never through a shell.
 	prog, args := taskCommand(exe, plat.interpreters)
 	cmd := Command{Path: prog, Args: args, Dir: workDir}
 	switch plan.impl.InputMethod {

@@ -321,7 +321,7 @@ func (f *Fleet) newAgent(i int, name string, key ed25519.PrivateKey, hc *http.Cl
 		MaxBackoff: f.cfg.MaxBackoff,
 		// Virtual agents do not detect this machine's Puppet and interpreters (agent.DetectPlatform
 		// runs puppet --version): they run shell tasks only.
-		Features: []string{"shell"}, Interpreters: map[string]string{},
+		Features: []string{"shell"}, Interpreters: map[string][]string{},
 	}
 	var opts []agent.Option
 	if f.cfg.Executor == ExecutorTask {

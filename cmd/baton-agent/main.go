@@ -47,10 +47,10 @@ type fileConfig struct {
 	TLSFingerprint string `json:"tls_fingerprint"`
 	CAFile         string `json:"ca_file"`
 	Insecure       bool   `json:"insecure"`
-	// Interpreters (Bolt's setting: extension → interpreter) and Features are agent.Config's;
-	// see platformSettings.
-	Interpreters map[string]string `json:"interpreters"`
-	Features     []string          `json:"features"`
+	// Interpreters (Bolt's setting: extension → interpreter path or [path, args...]) and
+	// Features are agent.Config's; see platformSettings.
+	Interpreters agent.InterpreterMap `json:"interpreters"`
+	Features     []string             `json:"features"`
 	Puppet       struct {
 		Bin        string   `json:"bin"`
 		Mode       string   `json:"mode"`
@@ -110,7 +110,7 @@ func run(args []string) error {
 	puppetModulePath := fs.String("puppet-modulepath", "", "modulepath for apply mode (env BATON_AGENT_PUPPET_MODULEPATH)")
 	puppetArgs := fs.String("puppet-args", "", "comma-separated extra puppet settings for every run, e.g. --confdir,/etc/x (env BATON_AGENT_PUPPET_ARGS)")
 	var interpreters listFlag
-	fs.Var(&interpreters, "interpreters", "task interpreters by file extension, e.g. .rb=/usr/bin/ruby,.py=/usr/bin/python3 (repeatable; EXT= removes a default; env BATON_AGENT_INTERPRETERS; default detected: .rb the Ruby Puppet runs on, .py python3, .ps1 pwsh)")
+	fs.Var(&interpreters, "interpreters", "task interpreters by file extension, e.g. .rb=/usr/bin/ruby,.py=/usr/bin/python3, or with arguments a JSON object as in the config file, e.g. '{\".rb\": [\"/usr/bin/ruby\", \"-r\", \"puppet\"]}' (repeatable; EXT= or \"\" removes a default; env BATON_AGENT_INTERPRETERS; default detected: .rb the Ruby Puppet runs on, .py python3, .ps1 pwsh)")
 	features := fs.String("features", "", "comma-separated task features instead of the detected ones (shell, powershell, puppet-agent) (env BATON_AGENT_FEATURES)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -47,6 +47,9 @@ func TestRunRefusesBadSettings(t *testing.T) {
 	notJSON := write("bad.cred", `name=web1`, 0o600)
 	unknownField := write("unknown.json", `{"credential":"`+good+`","colour":"blue"}`, 0o600)
 	noCredInConfig := write("nocred.json", `{"name":"web1"}`, 0o600)
+	emptyArray := write("emptyarray.json", `{"credential":"`+good+`","interpreters":{"rb":[]}}`, 0o600)
+	emptyPath := write("emptypath.json", `{"credential":"`+good+`","interpreters":{".rb":["","-r","puppet"]}}`, 0o600)
+	notAPath := write("notapath.json", `{"credential":"`+good+`","interpreters":{"py":3}}`, 0o600)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -69,6 +72,10 @@ func TestRunRefusesBadSettings(t *testing.T) {
 		{"unknown flag", []string{"--bogus"}, nil, "flag provided but not defined"},
 		{"interpreter without an extension", []string{"--credential", good, "--interpreters", "/usr/bin/ruby"}, nil, "want EXT=INTERPRETER"},
 		{"interpreters from the environment are checked too", []string{"--credential", good}, map[string]string{"BATON_AGENT_INTERPRETERS": "tar.gz=/bin/x"}, "BATON_AGENT_INTERPRETERS"},
+		{"config interpreter: empty array", []string{"--config", emptyArray}, nil, `interpreters: "rb": empty array`},
+		{"config interpreter: empty path", []string{"--config", emptyPath}, nil, `interpreters: ".rb": empty interpreter path`},
+		{"config interpreter: not a path or an array", []string{"--config", notAPath}, nil, `interpreters: "py": want an interpreter path or an array`},
+		{"interpreters flag: JSON with an empty array", []string{"--credential", good, "--interpreters", `{"rb":[]}`}, nil, "--interpreters: interpreters: \"rb\": empty array"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

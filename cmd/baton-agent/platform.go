@@ -8,8 +8,8 @@ import (
 	"github.com/baton-run/baton/agent"
 )
 
-// listFlag is a repeatable flag whose values are joined with "," (--interpreters .rb=X
-// --interpreters .py=Y is --interpreters .rb=X,.py=Y).
+// listFlag is a repeatable flag (--interpreters .rb=X --interpreters .py=Y is
+// --interpreters .rb=X,.py=Y); each value is parsed on its own.
 type listFlag []string
 
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
@@ -27,8 +27,8 @@ type platform struct {
 	Features []string
 	// Interpreters override the detected defaults: the config file's "interpreters", then
 	// BATON_AGENT_INTERPRETERS, then --interpreters, each replacing the extensions it names
-	// ("ext=" removes one).
-	Interpreters map[string]string
+	// (an empty mapping, "ext=" or "", removes one). Each is a path and its arguments.
+	Interpreters map[string][]string
 }
 
 func platformSettings(flagInterps []string, flagFeatures string, fc fileConfig) (platform, error) {
@@ -36,20 +36,22 @@ func platformSettings(flagInterps []string, flagFeatures string, fc fileConfig) 
 	if err != nil {
 		return platform{}, fmt.Errorf("config: %w", err)
 	}
-	p := platform{Interpreters: map[string]string{}}
+	p := platform{Interpreters: map[string][]string{}}
 	for k, v := range fromFile {
 		p.Interpreters[k] = v
 	}
-	for _, src := range []struct{ what, val string }{
-		{"BATON_AGENT_INTERPRETERS", os.Getenv("BATON_AGENT_INTERPRETERS")},
-		{"--interpreters", strings.Join(flagInterps, ",")},
-	} {
+	type source struct{ what, val string }
+	srcs := []source{{"BATON_AGENT_INTERPRETERS", os.Getenv("BATON_AGENT_INTERPRETERS")}}
+	for _, v := range flagInterps {
+		srcs = append(srcs, source{"--interpreters", v}) // each alone: a JSON object may hold ","
+	}
+	for _, src := range srcs {
 		m, err := agent.ParseInterpreters(src.val)
 		if err != nil {
 			return platform{}, fmt.Errorf("%s: %w", src.what, err)
 		}
 		for k, v := range m {
-			p.Interpreters[k] = v // "" stays: it removes a detected default
+			p.Interpreters[k] = v // an empty mapping stays: it removes a detected default
 		}
 	}
 	switch {
