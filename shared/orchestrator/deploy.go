@@ -24,6 +24,8 @@ type deployOptions struct {
 	Transport   string `json:"transport"`
 	Concurrency *int   `json:"concurrency"`
 	Timeout     *int   `json:"timeout"`
+	// Unenrolled: what the scope's query matched in PuppetDB that the job leaves out.
+	Unenrolled *UnenrolledMatches `json:"unenrolled_matches,omitempty"`
 }
 
 // SubmitDeploy validates a Puppet run request, records the job and its nodes, and kicks
@@ -48,7 +50,7 @@ func (s *Service) SubmitDeploy(ctx context.Context, req DeployRequest, owner job
 	if err != nil {
 		return jobs.Job{}, err
 	}
-	names, err := s.resolveScope(ctx, req.Scope)
+	names, unenrolled, err := s.resolveTargets(ctx, req.Scope)
 	if err != nil {
 		return jobs.Job{}, err
 	}
@@ -63,7 +65,7 @@ func (s *Service) SubmitDeploy(ctx context.Context, req DeployRequest, owner job
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("seal payload: %w", err)
 	}
-	public := deployOptions{DeployOptions: opts, Description: req.Description, Scope: req.Scope, Transport: "pxp"}
+	public := deployOptions{DeployOptions: opts, Description: req.Description, Scope: req.Scope, Transport: "pxp", Unenrolled: unenrolled}
 	if req.Concurrency > 0 {
 		public.Concurrency = &req.Concurrency
 	}

@@ -63,7 +63,7 @@ const (
 	allDebian   = `facts[certname] { name = "os" and value ~ "Debian" }`
 )
 
-func newResolverService(t *testing.T) (*orchestrator.Service, *pdbStandIn) {
+func newResolverService(t *testing.T, opts ...orchestrator.Option) (*orchestrator.Service, *pdbStandIn) {
 	t.Helper()
 	pdb := &pdbStandIn{answers: map[string][2]string{
 		nginxQuery:  {"200", `[{"certname":"web2"},{"certname":"web1"},{"certname":"ghost.example.test"}]`},
@@ -95,8 +95,8 @@ func newResolverService(t *testing.T) (*orchestrator.Service, *pdbStandIn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	orch := orchestrator.New(st, oneTask{}, noURLs{}, nil, sealer, orchestrator.WithKick(func(int64) {}),
-		orchestrator.WithQueryResolver(client))
+	orch := orchestrator.New(st, oneTask{}, noURLs{}, nil, sealer, append([]orchestrator.Option{orchestrator.WithKick(func(int64) {}),
+		orchestrator.WithQueryResolver(client)}, opts...)...)
 	return orch, pdb
 }
 

@@ -80,9 +80,12 @@ func (s *Service) resolveExternalQuery(ctx context.Context, q string) ([]string,
 		return nil, scopeTooLarge(len(found), "resolves to")
 	}
 	valid := make([]string, 0, len(found))
+	var invalid []string
 	for _, n := range found {
 		if auth.ValidNodeName(n) {
 			valid = append(valid, n)
+		} else {
+			invalid = append(invalid, n)
 		}
 	}
 	enrolled, err := s.store.EnrolledNodes(ctx, valid)
@@ -90,19 +93,58 @@ func (s *Service) resolveExternalQuery(ctx context.Context, q string) ([]string,
 		return nil, fmt.Errorf("look up nodes: %w", err)
 	}
 	names := make([]string, 0, len(enrolled))
+	dropped := invalid
 	for _, n := range valid {
 		if enrolled[n] {
 			names = append(names, n)
+		} else {
+			dropped = append(dropped, n)
 		}
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
+	slices.Sort(dropped)
+	dropped = slices.Compact(dropped)
+	if len(dropped) > 0 {
+		um := UnenrolledMatches{Count: len(dropped), Sample: slices.Clone(dropped[:min(len(dropped), unenrolledSample)])}
+		// Info, not debug: a PQL query that selects nodes Baton does not hold is most often a
+		// fleet not (yet) enrolled, which the operator should see.
+		s.log.Info("query matched nodes that are not enrolled here: the job leaves them out", "query", q,
+			"matched", len(found), "enrolled", len(names), "not_enrolled", um.Count, "sample", um.Sample)
+		if c, ok := ctx.Value(unenrolledKey{}).(*UnenrolledMatches); ok {
+			*c = um
+		}
+	}
 	if len(names) == 0 {
 		return nil, newError(KindEmptyTarget, map[string]any{"query": q, "matched": len(found)},
 			"The query matches %d nodes, none of them enrolled with this orchestrator", len(found))
 	}
-	if len(names) < len(found) {
-		s.log.Debug("query matched nodes that are not enrolled", "query", q, "matched", len(found), "enrolled", len(names))
-	}
 	return names, nil
+}
+
+// UnenrolledMatches is what a scope query sent to the QueryResolver (PuppetDB) matched that
+// a job cannot target: certnames not enrolled here (or not valid node names). A job records it
+// in its options as "unenrolled_matches" (a Baton extension PE clients ignore) and the service
+// logs it at info.
+type UnenrolledMatches struct {
+	// Count is the number of distinct certnames left out.
+	Count int `json:"count"`
+	// Sample names the first few of them, sorted.
+	Sample []string `json:"sample"`
+}
+
+// unenrolledSample is how many left-out certnames UnenrolledMatches names.
+const unenrolledSample = 10
+
+type unenrolledKey struct{}
+
+// resolveTargets is resolveScope for a new job: it also returns what the scope's query
+// matched outside the enrolled nodes (nil when nothing was left out, or for a list of nodes).
+func (s *Service) resolveTargets(ctx context.Context, sc Scope) ([]string, *UnenrolledMatches, error) {
+	var um UnenrolledMatches
+	names, err := s.resolveScope(context.WithValue(ctx, unenrolledKey{}, &um), sc)
+	if err != nil || um.Count == 0 {
+		return names, nil, err
+	}
+	return names, &um, nil
 }

@@ -111,6 +111,8 @@ type taskOptions struct {
 	Transport   string         `json:"transport"`
 	Concurrency *int           `json:"concurrency"`
 	Timeout     *int           `json:"timeout"`
+	// Unenrolled: what the scope's query matched in PuppetDB that the job leaves out.
+	Unenrolled *UnenrolledMatches `json:"unenrolled_matches,omitempty"`
 }
 
 // SubmitTask validates a task request, records the job and its nodes, and kicks dispatch.
@@ -131,7 +133,7 @@ func (s *Service) SubmitTask(ctx context.Context, req TaskRequest, owner jobs.Ow
 	if err := req.Common.validate(); err != nil {
 		return jobs.Job{}, err
 	}
-	names, err := s.resolveScope(ctx, req.Scope)
+	names, unenrolled, err := s.resolveTargets(ctx, req.Scope)
 	if err != nil {
 		return jobs.Job{}, err
 	}
@@ -189,7 +191,7 @@ func (s *Service) SubmitTask(ctx context.Context, req TaskRequest, owner jobs.Ow
 		return jobs.Job{}, fmt.Errorf("seal payload: %w", err)
 	}
 	opts := taskOptions{Description: req.Description, Environment: req.Environment, Noop: req.Noop, Scope: req.Scope,
-		Task: task.Name, Params: tasks.Redact(task.Metadata, params), Sensitive: tasks.SensitiveNames(task.Metadata), Transport: "pxp"}
+		Task: task.Name, Params: tasks.Redact(task.Metadata, params), Sensitive: tasks.SensitiveNames(task.Metadata), Transport: "pxp", Unenrolled: unenrolled}
 	if opts.Sensitive == nil {
 		opts.Sensitive = []string{}
 	}
