@@ -4,7 +4,8 @@
 #  1. `puppet parser validate` of its manifests, `ruby -c` of its function, puppet-lint
 #     (--fail-on-warnings; Debian's puppet-lint is installed when missing, and the check is
 #     skipped, saying so, only when it cannot be installed), metadata.json is JSON.
-#  2. The class refuses contradictory parameters (no token nor credential; both).
+#  2. The class refuses contradictory parameters (no token nor credential; both) and empty
+#     interpreters (an empty array, an empty path).
 #  3. `baton serve` (bin/baton) runs on loopback; `baton node add` gives the node its one-time
 #     enrolment token. `puppet apply` of baton::agent with that token, the server's URL and
 #     TLS pin, interpreters, Puppet mode `apply`, the built .deb as package source and
@@ -140,11 +141,13 @@ timings+=("static $(since "$t0") s")
 t0=$EPOCHREALTIME
 for bad in "class { 'baton::agent': server => 'wss://127.0.0.1:1/pcp' }|exactly one of enrollment_token and credential" \
 	"class { 'baton::agent': server => 'wss://127.0.0.1:1/pcp', enrollment_token => 'a', credential => 'b' }|exactly one of enrollment_token and credential" \
-	"class { 'baton::agent': server => 'wss://127.0.0.1:1/pcp', enrollment_token => 'a', puppet_mode => 'apply' }|needs puppet_manifest"; do
+	"class { 'baton::agent': server => 'wss://127.0.0.1:1/pcp', enrollment_token => 'a', puppet_mode => 'apply' }|needs puppet_manifest" \
+	"class { 'baton::agent': server => 'wss://127.0.0.1:1/pcp', enrollment_token => 'a', interpreters => { 'rb' => [] } }|entry 'rb' variant 1 expects size to be at least 1" \
+	"class { 'baton::agent': server => 'wss://127.0.0.1:1/pcp', enrollment_token => 'a', interpreters => { 'rb' => ['', '-w'] } }|entry 'rb' variant 1 index 0 expects a String"; do
 	puppet_apply 1 "$work/bad.log" --noop -e "${bad%%|*}"
 	grep -q "${bad#*|}" "$work/bad.log" || die "puppet apply -e \"${bad%%|*}\" failed without saying '${bad#*|}'"
 done
-log "ok: the class refuses contradictory parameters"
+log "ok: the class refuses contradictory parameters and empty interpreters"
 timings+=("refusals $(since "$t0") s")
 
 # --- 3. first apply ---------------------------------------------------------------------------
@@ -177,7 +180,7 @@ class { 'baton::agent':
   enrollment_token  => Sensitive('$token'),
   api               => '$api',
   tls_fingerprint   => '$fingerprint',
-  interpreters      => { '.rb' => '/usr/bin/ruby', 'py' => '/usr/bin/python3' },
+  interpreters      => { '.rb' => '/usr/bin/ruby', 'py' => ['/usr/bin/python3', '-u'] },
   puppet_mode       => 'apply',
   puppet_manifest   => '/etc/puppet/code/environments/production/manifests/site.pp',
   puppet_modulepath => '/etc/puppet/code/modules',
@@ -202,7 +205,7 @@ want = {
     "server": server, "credential": "/etc/baton/agent.cred", "tls_fingerprint": fp,
     "cache_dir": "/var/cache/baton-agent/tasks", "spool_dir": "/var/lib/baton-agent/spool",
     "log_level": "info",
-    "interpreters": {".rb": "/usr/bin/ruby", "py": "/usr/bin/python3"},
+    "interpreters": {".rb": "/usr/bin/ruby", "py": ["/usr/bin/python3", "-u"]},
     "puppet": {"mode": "apply", "manifest": "/etc/puppet/code/environments/production/manifests/site.pp",
                "modulepath": "/etc/puppet/code/modules"},
 }
@@ -257,7 +260,7 @@ done
 python3 -c '
 import json, sys
 i = json.loads(sys.argv[1])
-assert i.get(".rb") == "/usr/bin/ruby" and i.get(".py") == "/usr/bin/python3", i' "$interp" ||
+assert i.get(".rb") == "/usr/bin/ruby" and i.get(".py") == "/usr/bin/python3 -u", i' "$interp" ||
 	die "the agent does not use the class's interpreters: it reports $interp"
 log "ok: the agent enrolled and reports the class's interpreters ($interp) ($(since "$t0") s)"
 timings+=("facts $(since "$t0") s")

@@ -5,6 +5,6 @@ class { 'baton::agent':
   server           => 'wss://baton.example.com:8143/pcp',
   enrollment_token => Sensitive('one-time-token-from-baton'),
   tls_fingerprint  => '0000000000000000000000000000000000000000000000000000000000000000',
-  interpreters     => { '.rb' => '/usr/bin/ruby' },
+  interpreters     => { '.rb' => ['/usr/bin/ruby', '-r', 'puppet'], 'py' => '/usr/bin/python3' },
   puppet_mode      => 'agent',
 }

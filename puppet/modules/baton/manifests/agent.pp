@@ -15,7 +15,7 @@
 #     server           => 'wss://baton.example.com:8143/pcp',
 #     enrollment_token => Sensitive(lookup('baton::token')),
 #     tls_fingerprint  => '3f2a...64 hex digits',
-#     interpreters     => { '.rb' => '/usr/bin/ruby' },
+#     interpreters     => { '.rb' => ['/usr/bin/ruby', '-r', 'puppet'], 'py' => '/usr/bin/python3' },
 #   }
 #
 # @param server
@@ -37,8 +37,11 @@
 # @param insecure
 #   Allow a ws:// (unencrypted) server URL on a host that is not loopback.
 # @param interpreters
-#   Task interpreters by file extension (Bolt's `interpreters`), e.g.
-#   `{ '.rb' => '/usr/bin/ruby' }`; empty: the agent's detected defaults.
+#   Task interpreters by file extension (Bolt's `interpreters`): keys with or without the
+#   dot, values an interpreter path or an array of the path and its arguments, e.g.
+#   `{ '.rb' => ['/usr/bin/ruby', '-r', 'puppet'], 'py' => '/usr/bin/python3' }` (a task
+#   file `x.rb` then starts as `/usr/bin/ruby -r puppet x.rb`, never through a shell).
+#   Each replaces the detected default for its extension; empty: the detected defaults.
 # @param features
 #   Task features to advertise instead of the detected ones (shell, powershell, puppet-agent).
 # @param puppet_mode
@@ -82,7 +85,7 @@ class baton::agent (
   Optional[Pattern[/\A(?:[0-9A-Fa-f]{2}:?){32}\z/]] $tls_fingerprint = undef,
   Optional[Pattern[/\A\//]] $ca_file = undef,
   Boolean $insecure = false,
-  Hash[Pattern[/\A\.?[^.\/\\ =,]+\z/], String[1]] $interpreters = {},
+  Hash[Pattern[/\A\.?[a-zA-Z0-9]+\z/], Variant[String[1], Array[String[1], 1]]] $interpreters = {},
   Optional[Array[Enum['shell', 'powershell', 'puppet-agent']]] $features = undef,
   Optional[Enum['agent', 'apply']] $puppet_mode = undef,
   Optional[String[1]] $puppet_manifest = undef,
