@@ -2,7 +2,7 @@
 # through the real agent on Debian's puppet-agent package: interpreters, detected features,
 # implementation selection, private tasks, noop. BATON_REQUIRE_PUPPET=1 makes a missing puppet
 # or ruby a failure instead of a skip.
-FORGE_TESTS_AGENT = TestDetectPlatform|TestLooksLikeVersion|TestParseInterpreters|TestNormalizeAndMergeInterpreters|TestTaskCommand|TestConfigInterpretersAndFeatures|TestAIOShebangRubyTaskRunsThroughInterpreter|TestFactsReportFeatures|TestTaskRunNoMatchingImplementation
+FORGE_TESTS_AGENT = TestDetectPlatform|TestLooksLikeVersion|TestParseInterpreters|TestNormalizeAndMergeInterpreters|TestTaskCommand|TestConfigInterpretersAndFeatures|TestAIOShebangRubyTaskRunsThroughInterpreter|TestFactsReportFeatures|TestTaskRunNoMatchingImplementation|TestInterpreterMapJSON|TestInterpreterWithArguments
 
 .PHONY: test-forge
 
