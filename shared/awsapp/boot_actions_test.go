@@ -27,7 +27,10 @@ func TestAWSBootActions(t *testing.T) {
 	sm := secretsmanager.New(secretsmanager.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(srv.URL)})
 	key := make([]byte, 32)
 	rand.Read(key)
-	secret, err := sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{Name: aws.String("baton-seal-key"), SecretString: aws.String(hex.EncodeToString(key))})
+	// A name of its own per run: the emulator's state outlives its server within the test
+	// process, so a second run (-count, -cpu) found "baton-seal-key" already there.
+	name := "baton-seal-key-" + hex.EncodeToString(key[:4])
+	secret, err := sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(hex.EncodeToString(key))})
 	if err != nil {
 		t.Fatal(err)
 	}
