@@ -464,9 +464,20 @@ func TestAWSEndToEnd(t *testing.T) {
 				t.Errorf("%s: %s", n.Name, n.Result)
 			}
 		}
-		// The job shows what it cost (GET /jobs/{id}, Baton's baton_usage extension).
+		// The job shows what it cost (GET /jobs/{id}, Baton's baton_usage extension). Each
+		// invocation charges the job when it ends, so the last result's invocation (which ended
+		// the job, then acknowledged the result) is charged just after the job ended: wait for it.
 		u := job.Usage
-		if u == nil || u.Invocations < 3 || u.MessagesIn < 3 || u.MessagesOut < 6 || u.WriteUnits <= 0 || u.ReadUnits <= 0 || u.EstimatedCost <= 0 {
+		settled := func(u *client.Usage) bool {
+			return u != nil && u.Invocations >= 3 && u.MessagesIn >= 3 && u.MessagesOut >= 6 && u.WriteUnits > 0 && u.ReadUnits > 0 && u.EstimatedCost > 0
+		}
+		for deadline := time.Now().Add(30 * time.Second); !settled(u) && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond) // polling interval
+			if j, err := c.api.Job(t.Context(), ref.Name); err == nil {
+				u = j.Usage
+			}
+		}
+		if !settled(u) {
 			t.Errorf("job usage %+v", u)
 		} else {
 			t.Logf("GET /jobs/%s baton_usage: %+v ($%.2f per million node-runs)", ref.Name, *u, u.CostPerNodeRun*1e6)
