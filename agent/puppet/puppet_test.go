@@ -457,7 +457,14 @@ func TestStop(t *testing.T) {
 			defer cancel(nil)
 			done := make(chan Result, 1)
 			start := time.Now()
-			go func() { done <- Run(ctx, sb.cfg, Input{Flags: []string{}, Timeout: c.timeout}) }()
+			var running sync.WaitGroup
+			running.Add(1)
+			go func() {
+				defer running.Done()
+				done <- Run(ctx, sb.cfg, Input{Flags: []string{}, Timeout: c.timeout})
+			}()
+			// However the test ends, the run ends first: it logs through t.
+			t.Cleanup(func() { cancel(errors.New("test ended")); running.Wait() })
 			var execPID int
 			if c.stop != nil {
 				execPID = waitForPIDFile(t, pidFile, done)
@@ -466,7 +473,7 @@ func TestStop(t *testing.T) {
 			var r Result
 			select {
 			case r = <-done:
-			case <-time.After(30 * time.Second):
+			case <-time.After(2 * time.Minute):
 				t.Fatal("Run did not return after its context ended")
 			}
 			t.Logf("stopped after %s: %+v", time.Since(start).Round(time.Millisecond), r)
@@ -483,7 +490,9 @@ func TestStop(t *testing.T) {
 // waitForPIDFile polls until the exec resource has written its PID.
 func waitForPIDFile(t *testing.T, path string, done <-chan Result) int {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	// Generous: puppet apply starts Ruby and compiles a catalog, and these tests run in
+	// parallel with each other on a machine that may be busy.
+	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		select {
 		case r := <-done:
@@ -504,7 +513,7 @@ func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 		if err != nil {
