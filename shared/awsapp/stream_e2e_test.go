@@ -25,16 +25,7 @@ func TestAWSStreamedOutput(t *testing.T) {
 		c.startAgent(n, dir)
 	}
 	ctx := t.Context()
-	// As waitConnected, with room for facter on a busy machine (it takes seconds per agent).
-	eventually(t, "agents connected with their facts", 90*time.Second, func() bool {
-		for _, n := range names {
-			node, err := c.app.Store.GetNode(ctx, n)
-			if err != nil || !node.Connected || string(node.Facts) == "{}" {
-				return false
-			}
-		}
-		return true
-	})
+	c.waitConnected(names...)
 
 	// Every line of output demo::ticker prints for these parameters.
 	const lines, intervalMS = 8, 250

@@ -378,18 +378,7 @@ func (s *Store) MarkNodeConnected(ctx context.Context, name, broker, conn string
 		e.name(attrConnectedAt) + " <= " + e.value(avS(t)) + ")"
 	_, err = s.update(ctx, invKey(name), upd, cond, &e, types.ReturnValueNone, nil)
 	if ccf, ok := conditionFailed(err); ok {
-		if ccf != nil && len(ccf.Item) > 0 {
-			return nil // a newer connection is recorded
-		}
-		// Without the item in the answer (DynamoDB Local leaves it out), a read tells.
-		it, err := s.get(ctx, invKey(name))
-		if err != nil {
-			return fail(err)
-		}
-		if it == nil {
-			return fail(store.ErrNotFound)
-		}
-		return nil
+		err = s.refusedInventoryUpdate(ctx, name, ccf) // nil: a newer connection is recorded
 	}
 	if err != nil {
 		return fail(err)
@@ -413,20 +402,28 @@ func (s *Store) MarkNodeDisconnected(ctx context.Context, name, conn string) err
 	}
 	_, err := s.update(ctx, invKey(name), upd, cond, &e, types.ReturnValueNone, nil)
 	if ccf, ok := conditionFailed(err); ok {
-		if ccf != nil && len(ccf.Item) > 0 {
-			return nil
-		}
-		it, err := s.get(ctx, invKey(name))
-		if err != nil {
-			return fail(err)
-		}
-		if it == nil {
-			return fail(store.ErrNotFound)
-		}
-		return nil
+		err = s.refusedInventoryUpdate(ctx, name, ccf) // nil: not connected over conn
 	}
 	if err != nil {
 		return fail(err)
+	}
+	return nil
+}
+
+// refusedInventoryUpdate tells why a conditional update of node name's connection item was
+// refused: store.ErrNotFound when there is no such item, nil when it exists (its state made
+// the update unnecessary). The item in the refusal answers; without it (DynamoDB Local
+// leaves it out), a read does.
+func (s *Store) refusedInventoryUpdate(ctx context.Context, name string, ccf *types.ConditionalCheckFailedException) error {
+	if ccf != nil && len(ccf.Item) > 0 {
+		return nil
+	}
+	it, err := s.get(ctx, invKey(name))
+	if err != nil {
+		return err
+	}
+	if it == nil {
+		return store.ErrNotFound
 	}
 	return nil
 }
