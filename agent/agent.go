@@ -45,6 +45,8 @@ type Agent struct {
 	modules map[moduleKey]module
 	spool   txnSpool
 	cache   *fileCache
+	// sv is the task supervisor process (Config.SupervisorDaemon), nil without one.
+	sv *supervisor
 
 	active atomic.Bool
 
@@ -112,6 +114,9 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		},
 		running: map[string]*transaction{},
 	}
+	if len(cfg.SupervisorDaemon) > 0 {
+		a.sv = newSupervisor(cfg.SupervisorDaemon, supervisorIdle)
+	}
 	a.modules[moduleKey{protocol.ModuleTask, protocol.ActionRun}] = module{
 		handler: a.runTask, validate: validateTaskParams,
 	}
@@ -147,6 +152,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.stopping = false
 	a.mu.Unlock()
 	defer a.stopTransactions()
+	if a.sv != nil {
+		defer a.sv.Close() // after the transactions: it exits once their tasks are gone
+	}
 
 	minBackoff := min(500*time.Millisecond, a.cfg.MaxBackoff)
 	backoff := minBackoff

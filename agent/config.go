@@ -152,6 +152,13 @@ type Config struct {
 	// outcome. Without a supervisor the task is the agent's own child: after an agent restart
 	// the agent still waits for it to end, but reports its outcome as unknown.
 	Supervisor []string
+	// SupervisorDaemon, when set, is the command that starts the agent's task supervisor
+	// process (`baton-agent supervise`, RunSupervisor): one process, started at the first task
+	// and kept while tasks come, that starts every task, records its PID, output and exit code
+	// in the files Supervisor's script writes, and outlives the agent, so a task still finishes
+	// and is reported after an agent restart. It is preferred to Supervisor, which remains the
+	// fallback when the process cannot be started.
+	SupervisorDaemon []string
 	// FaultHook, when set, is called at named points of the spool and task lifecycle (see
 	// FaultPoints); a chaos test makes it kill the process there. Production leaves it nil.
 	FaultHook func(point string)

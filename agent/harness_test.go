@@ -419,8 +419,9 @@ func testConfig(t *testing.T, ts *testServer) Config {
 		PingInterval:    200 * time.Millisecond,
 		MaxBackoff:      50 * time.Millisecond,
 		DownloadBackoff: []time.Duration{time.Millisecond, 2 * time.Millisecond},
-		// Tasks run as baton-agent runs them: under the supervisor (this test binary).
-		Supervisor: testSupervisor(t),
+		// Tasks run as baton-agent runs them: under its supervisor process (this test binary),
+		// with the script as the fallback.
+		Supervisor: testSupervisor(t), SupervisorDaemon: testSupervisorDaemon(t),
 	}
 }
 

@@ -27,15 +27,45 @@ const helperEnv = "BATON_AGENT_TEST_HELPER"
 type helperConfig struct {
 	Server, SpoolDir, CacheDir string
 	Supervisor                 []string
+	SupervisorDaemon           []string
 	// Fault, when set, is the fault point at which the helper kills itself with SIGKILL.
 	Fault string
 }
 
 func TestMain(m *testing.M) {
+	if len(os.Args) == 2 && os.Args[1] == SupervisorCommand {
+		os.Exit(RunSupervisor()) // the test binary as the agent's supervisor process
+	}
 	if v := os.Getenv(helperEnv); v != "" {
 		os.Exit(helperAgent(v))
 	}
 	os.Exit(m.Run())
+}
+
+// supervisorKind is a way baton-agent supervises tasks.
+type supervisorKind struct {
+	name           string
+	script, daemon []string
+}
+
+// supervisorKinds: the supervisor process (the default, with the script as its fallback) and
+// the per-task script alone (where the process cannot be started).
+func supervisorKinds(t *testing.T) []supervisorKind {
+	return []supervisorKind{
+		{"process", testSupervisor(t), testSupervisorDaemon(t)},
+		{"script", testSupervisor(t), nil},
+	}
+}
+
+// testSupervisorDaemon is Config.SupervisorDaemon for tests: the test binary, which runs
+// RunSupervisor when given SupervisorCommand (TestMain), as baton-agent does.
+func testSupervisorDaemon(t *testing.T) []string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{exe, SupervisorCommand}
 }
 
 // testSupervisor is Config.Supervisor for tests: baton-agent's own (DefaultSupervisor).
@@ -60,7 +90,7 @@ func helperAgent(raw string) int {
 		PingInterval: time.Second, MaxBackoff: 50 * time.Millisecond, DownloadBackoff: []time.Duration{},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
-	cfg.Supervisor = hc.Supervisor
+	cfg.Supervisor, cfg.SupervisorDaemon = hc.Supervisor, hc.SupervisorDaemon
 	if hc.Fault != "" {
 		cfg.FaultHook = func(point string) {
 			if point == hc.Fault {
@@ -165,60 +195,63 @@ func TestAgentKilledDuringTaskReportsTheRealOutcome(t *testing.T) {
 		{"task ends after the restart", false},
 		{"task ends while the agent is down", true},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ts := newTestServer(t)
-			dir := t.TempDir()
-			hc := helperConfig{Server: ts.url(), SpoolDir: filepath.Join(dir, "spool"), CacheDir: filepath.Join(dir, "cache"), Supervisor: testSupervisor(t)}
-			first := startAgentProcess(t, hc)
-			marker, release := filepath.Join(dir, "runs"), filepath.Join(dir, "release")
-			t.Cleanup(func() { _ = os.WriteFile(release, nil, 0o600) }) // no task outlives the test
-			file := ts.addFile("slow.sh", script(releaseScript))
-			const txn = "txn-survives"
-			p := protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file},
-				Input: mustJSON(t, map[string]string{"marker": marker, "release": release, "code": "3"})}
-			ts.waitFrame(t, 0, "the agent to connect", isType(protocol.TypeFacts))
-			ts.runRequest(t, txn, p)
-			waitUntil(t, "the task to start", func() bool { return lines(t, marker) == 1 })
-			pr, err := readPIDRecord(filepath.Join(hc.SpoolDir, txn))
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, sk := range supervisorKinds(t) {
+			t.Run(sk.name+"/"+tc.name, func(t *testing.T) {
+				ts := newTestServer(t)
+				dir := t.TempDir()
+				hc := helperConfig{Server: ts.url(), SpoolDir: filepath.Join(dir, "spool"), CacheDir: filepath.Join(dir, "cache"),
+					Supervisor: sk.script, SupervisorDaemon: sk.daemon}
+				first := startAgentProcess(t, hc)
+				marker, release := filepath.Join(dir, "runs"), filepath.Join(dir, "release")
+				t.Cleanup(func() { _ = os.WriteFile(release, nil, 0o600) }) // no task outlives the test
+				file := ts.addFile("slow.sh", script(releaseScript))
+				const txn = "txn-survives"
+				p := protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file},
+					Input: mustJSON(t, map[string]string{"marker": marker, "release": release, "code": "3"})}
+				ts.waitFrame(t, 0, "the agent to connect", isType(protocol.TypeFacts))
+				ts.runRequest(t, txn, p)
+				waitUntil(t, "the task to start", func() bool { return lines(t, marker) == 1 })
+				pr, err := readPIDRecord(filepath.Join(hc.SpoolDir, txn))
+				if err != nil {
+					t.Fatal(err)
+				}
 
-			first.kill(t)
-			if !processAlive(pr.PID, pr.Start) {
-				t.Fatal("the task's process died with the agent")
-			}
-			if tc.endWhileDown {
-				if err := os.WriteFile(release, nil, 0o600); err != nil {
-					t.Fatal(err)
+				first.kill(t)
+				if !processAlive(pr.PID, pr.Start) {
+					t.Fatal("the task's process died with the agent")
 				}
-				waitUntil(t, "the task to end", func() bool { return !processAlive(pr.PID, pr.Start) })
-			}
-			startAgentProcess(t, hc)
-			ts.waitFrame(t, 0, "the restarted agent", onConn(2, isType(protocol.TypeFacts)))
-			if !tc.endWhileDown {
-				if st := ts.statusQuery(t, txn); st.Status != StatusRunning {
-					t.Errorf("status of a task that still runs: %+v, want running", st)
+				if tc.endWhileDown {
+					if err := os.WriteFile(release, nil, 0o600); err != nil {
+						t.Fatal(err)
+					}
+					waitUntil(t, "the task to end", func() bool { return !processAlive(pr.PID, pr.Start) })
 				}
-				from := ts.frameCount()
-				ts.runRequest(t, txn, p) // the server asks again: not run again
-				ts.waitFrame(t, from, "provisional response", isTxn(protocol.TypeProvisionalResponse, txn))
-				if err := os.WriteFile(release, nil, 0o600); err != nil {
-					t.Fatal(err)
+				startAgentProcess(t, hc)
+				ts.waitFrame(t, 0, "the restarted agent", onConn(2, isType(protocol.TypeFacts)))
+				if !tc.endWhileDown {
+					if st := ts.statusQuery(t, txn); st.Status != StatusRunning {
+						t.Errorf("status of a task that still runs: %+v, want running", st)
+					}
+					from := ts.frameCount()
+					ts.runRequest(t, txn, p) // the server asks again: not run again
+					ts.waitFrame(t, from, "provisional response", isTxn(protocol.TypeProvisionalResponse, txn))
+					if err := os.WriteFile(release, nil, 0o600); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			f, _ := ts.waitFrame(t, 0, "the real outcome", isOutcome(txn))
-			res := taskResults(t, f)
-			if res.Exitcode != 3 || res.Stdout != "finished 3\n" || res.Stderr != "to stderr\n" || res.OutcomeUnknown {
-				t.Errorf("results %+v, want the task's own: exit code 3, its stdout and stderr", res)
-			}
-			if n := lines(t, marker); n != 1 {
-				t.Errorf("task ran %d times, want 1", n)
-			}
-			if st := ts.statusQuery(t, txn); st.Status != StatusFailure || st.Exitcode == nil || *st.Exitcode != 3 {
-				t.Errorf("status %+v, want failure with exit code 3", st)
-			}
-		})
+				f, _ := ts.waitFrame(t, 0, "the real outcome", isOutcome(txn))
+				res := taskResults(t, f)
+				if res.Exitcode != 3 || res.Stdout != "finished 3\n" || res.Stderr != "to stderr\n" || res.OutcomeUnknown {
+					t.Errorf("results %+v, want the task's own: exit code 3, its stdout and stderr", res)
+				}
+				if n := lines(t, marker); n != 1 {
+					t.Errorf("task ran %d times, want 1", n)
+				}
+				if st := ts.statusQuery(t, txn); st.Status != StatusFailure || st.Exitcode == nil || *st.Exitcode != 3 {
+					t.Errorf("status %+v, want failure with exit code 3", st)
+				}
+			})
+		}
 	}
 }
 
@@ -275,57 +308,59 @@ func TestAgentKilledDuringUnsupervisedTask(t *testing.T) {
 // answer.
 func TestAgentKilledAtEveryFaultPoint(t *testing.T) {
 	for _, point := range FaultPoints {
-		t.Run(point, func(t *testing.T) {
-			ts := newTestServer(t)
-			dir := t.TempDir()
-			hc := helperConfig{Server: ts.url(), SpoolDir: filepath.Join(dir, "spool"), CacheDir: filepath.Join(dir, "cache"),
-				Supervisor: testSupervisor(t), Fault: point}
-			first := startAgentProcess(t, hc)
-			marker := filepath.Join(dir, "runs")
-			file := ts.addFile("quick.sh", script(`echo run >> "$PT_marker"; echo done`))
-			const txn = "txn-fault"
-			p := protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}, Input: mustJSON(t, map[string]string{"marker": marker})}
-			ts.waitFrame(t, 0, "the agent to connect", isType(protocol.TypeFacts))
-			ts.runRequest(t, txn, p)
-			if point == FaultSpoolAck {
-				f, _ := ts.waitFrame(t, 0, "the outcome", isOutcome(txn))
-				if res := taskResults(t, f); res.Stdout != "done\n" {
-					t.Fatalf("results %+v", res)
+		for _, sk := range supervisorKinds(t) {
+			t.Run(sk.name+"/"+point, func(t *testing.T) {
+				ts := newTestServer(t)
+				dir := t.TempDir()
+				hc := helperConfig{Server: ts.url(), SpoolDir: filepath.Join(dir, "spool"), CacheDir: filepath.Join(dir, "cache"),
+					Supervisor: sk.script, SupervisorDaemon: sk.daemon, Fault: point}
+				first := startAgentProcess(t, hc)
+				marker := filepath.Join(dir, "runs")
+				file := ts.addFile("quick.sh", script(`echo run >> "$PT_marker"; echo done`))
+				const txn = "txn-fault"
+				p := protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}, Input: mustJSON(t, map[string]string{"marker": marker})}
+				ts.waitFrame(t, 0, "the agent to connect", isType(protocol.TypeFacts))
+				ts.runRequest(t, txn, p)
+				if point == FaultSpoolAck {
+					f, _ := ts.waitFrame(t, 0, "the outcome", isOutcome(txn))
+					if res := taskResults(t, f); res.Stdout != "done\n" {
+						t.Fatalf("results %+v", res)
+					}
+					ts.send(t, protocol.TypeResultAck, protocol.ResultAck{TransactionID: txn})
 				}
-				ts.send(t, protocol.TypeResultAck, protocol.ResultAck{TransactionID: txn})
-			}
-			waitUntil(t, "the agent to die at "+point, first.exited)
+				waitUntil(t, "the agent to die at "+point, first.exited)
 
-			hc.Fault = ""
-			startAgentProcess(t, hc)
-			ts.waitFrame(t, 0, "the restarted agent", onConn(2, isType(protocol.TypeFacts)))
-			from := ts.frameCount()
-			ts.runRequest(t, txn, p) // the server sends its running nodes' requests again
-			ts.waitFrame(t, from, "an answer to the repeated request", func(f frame) bool {
-				return txnOf(f) == txn && (f.env.MessageType == protocol.TypeProvisionalResponse || isOutcome(txn)(f))
-			})
-			if point == FaultSpoolAck {
-				if runs := lines(t, marker); runs != 1 {
+				hc.Fault = ""
+				startAgentProcess(t, hc)
+				ts.waitFrame(t, 0, "the restarted agent", onConn(2, isType(protocol.TypeFacts)))
+				from := ts.frameCount()
+				ts.runRequest(t, txn, p) // the server sends its running nodes' requests again
+				ts.waitFrame(t, from, "an answer to the repeated request", func(f frame) bool {
+					return txnOf(f) == txn && (f.env.MessageType == protocol.TypeProvisionalResponse || isOutcome(txn)(f))
+				})
+				if point == FaultSpoolAck {
+					if runs := lines(t, marker); runs != 1 {
+						t.Fatalf("task ran %d times", runs)
+					}
+					return // acknowledged by the server: nothing more is owed
+				}
+				f, _ := ts.waitFrame(t, 0, "the outcome", func(f frame) bool { return f.conn >= 2 && isOutcome(txn)(f) })
+				runs := lines(t, marker) // the outcome comes once the task ended, if it ran
+				if runs > 1 {
 					t.Fatalf("task ran %d times", runs)
 				}
-				return // acknowledged by the server: nothing more is owed
-			}
-			f, _ := ts.waitFrame(t, 0, "the outcome", func(f frame) bool { return f.conn >= 2 && isOutcome(txn)(f) })
-			runs := lines(t, marker) // the outcome comes once the task ended, if it ran
-			if runs > 1 {
-				t.Fatalf("task ran %d times", runs)
-			}
-			switch {
-			case runs == 1:
-				if res := taskResults(t, f); res.Stdout != "done\n" || res.Exitcode != 0 {
-					t.Errorf("the task ran; results %+v, want its own", res)
+				switch {
+				case runs == 1:
+					if res := taskResults(t, f); res.Stdout != "done\n" || res.Exitcode != 0 {
+						t.Errorf("the task ran; results %+v, want its own", res)
+					}
+				default:
+					if e := rpcError(t, f); !strings.Contains(e.Description, notStartedError) {
+						t.Errorf("the task did not run; outcome %+v, want %q", e, notStartedError)
+					}
 				}
-			default:
-				if e := rpcError(t, f); !strings.Contains(e.Description, notStartedError) {
-					t.Errorf("the task did not run; outcome %+v, want %q", e, notStartedError)
-				}
-			}
-		})
+			})
+		}
 	}
 }
 

@@ -22,10 +22,12 @@ import (
 //	<spool>/<txn>/error.json   {"description": ...}, when the transaction failed before/instead
 //	<spool>/<txn>/acked        present once the server acknowledged the outcome
 //
-// A task run under a supervisor (Config.Supervisor) adds, in this order:
+// A task run under a supervisor (Config.SupervisorDaemon or Config.Supervisor) adds, in this
+// order:
 //
 //	<spool>/<txn>/started      written just before the task's process is started
-//	<spool>/<txn>/pid          {"pid", "start"}: the supervisor's PID and /proc start time
+//	<spool>/<txn>/pid          {"pid", "start"}: the PID and /proc start time of the task (under
+//	                           the supervisor process) or of its supervisor script
 //	<spool>/<txn>/stdout       the task's stdout, capped at MaxOutputBytes (emptied once the
 //	                           outcome is recorded)
 //	<spool>/<txn>/stderr       the task's stderr, likewise

@@ -181,7 +181,8 @@ func TestFailingSupervisorIsReportedHonestly(t *testing.T) {
 			ts := newTestServer(t)
 			cfg := testConfig(t, ts)
 			// A stand-in for a supervisor that fails: $1 is the transaction's directory.
-			cfg.Supervisor = []string{"/bin/sh", "-c", tc.supervisor, "supervisor"}
+			// The script alone (the supervisor process's failures: supervisord_test.go).
+			cfg.Supervisor, cfg.SupervisorDaemon = []string{"/bin/sh", "-c", tc.supervisor, "supervisor"}, nil
 			startAgent(t, cfg)
 			marker := filepath.Join(t.TempDir(), "ran")
 			file := ts.addFile("t.sh", script(`echo ran > "$PT_marker"`))

@@ -61,7 +61,7 @@ type tail struct {
 // (always non-nil) sends what the task wrote since the last message and returns once it is
 // sent or given up: call it after the task ended and before its result is sent.
 func (a *Agent) startStream(ctx context.Context, req Request, p protocol.TaskParams) (stop func()) {
-	if !p.Stream || req.Dir == "" || len(a.cfg.Supervisor) == 0 {
+	if !p.Stream || req.Dir == "" || !a.supervised() {
 		return func() {}
 	}
 	s := &streamer{a: a, txn: req.TransactionID, budget: func() int { return protocol.MaxOutputData }}

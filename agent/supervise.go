@@ -48,7 +48,8 @@ const pidGrace = 2 * time.Second
 // (not its child: it cannot wait for it) still runs.
 const reattachPoll = 100 * time.Millisecond
 
-// SupervisorScript is the task supervisor, a POSIX shell script run as `sh -c
+// SupervisorScript is the fallback task supervisor (where the supervisor process,
+// RunSupervisor, cannot be started), a POSIX shell script run as `sh -c
 // SupervisorScript baton-run-task DIR EXECUTABLE [ARGS...]` (DefaultSupervisor). It records
 // its PID and start time in DIR/pid, runs EXECUTABLE with its own stdin, environment and
 // working directory, its stdout and stderr going to DIR/stdout and DIR/stderr, and, once the
@@ -56,7 +57,8 @@ const reattachPoll = 100 * time.Millisecond
 // shells report it). It outlives the agent that started it, so an agent restarted meanwhile
 // still reports the task's real outcome. It is a shell, not a Go program, because it is one
 // process per task: 200 tasks started at once cost about 3.5 ms of CPU each in sh against
-// about 13 ms in a Go supervisor on the 2-core machine of BENCHMARKS.md.
+// about 13 ms in a Go supervisor on the 2-core machine of BENCHMARKS.md (the supervisor
+// process, one per agent, costs neither).
 //
 // What it does not do, and who does instead:
 //   - cap the output files: the agent reads at most MaxOutputBytes of each (collectTask) and
@@ -93,6 +95,26 @@ func DefaultSupervisor() []string {
 		return nil
 	}
 	return []string{"/bin/sh", "-c", SupervisorScript, "baton-run-task"}
+}
+
+// supervised reports whether tasks run under a supervisor (process or script), so that they
+// outlive a restart of the agent and their output is in files.
+func (a *Agent) supervised() bool { return a.sv != nil || len(a.cfg.Supervisor) > 0 }
+
+// runUnderSupervisor runs c under the supervisor process, or the per-task script where there
+// is none (or it cannot be started).
+func (a *Agent) runUnderSupervisor(ctx context.Context, dir string, c Command) (protocol.TaskResults, error) {
+	if a.sv != nil {
+		res, err := a.runDaemon(ctx, dir, c)
+		if !errors.Is(err, errNoSupervisor) {
+			return res, err
+		}
+		if len(a.cfg.Supervisor) == 0 {
+			return protocol.TaskResults{}, fmt.Errorf("%w: %w", err, errTaskNotStarted)
+		}
+		a.log.Warn("the task supervisor process is not available; the task runs under the supervisor script", "error", err)
+	}
+	return a.runSupervised(ctx, dir, c)
 }
 
 // runSupervised runs c through Config.Supervisor, its output and exit code going to files in
@@ -181,6 +203,19 @@ func collectTask(dir string) (res protocol.TaskResults, ok bool) {
 	return res, true
 }
 
+// collectTaskWithin is collectTask for a task whose process has ended, waiting up to grace for
+// its exit code: a supervisor process records it just after the task is gone.
+func collectTaskWithin(dir string, grace time.Duration) (protocol.TaskResults, bool) {
+	deadline := time.Now().Add(grace)
+	for {
+		res, ok := collectTask(dir)
+		if ok || time.Now().After(deadline) {
+			return res, ok
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // readCapped returns the first max bytes of the file at path ("" when it cannot be read),
 // followed by a note of how many more bytes it has, as cappedBuffer notes for piped output.
 func readCapped(path string, max int64) string {
@@ -252,10 +287,9 @@ func (a *Agent) recoverOne(st txnState, now time.Time) {
 		log.Info("a task started by a previous agent still runs; following it", "pid", pr.PID)
 		a.reattach(st, dir, &pr)
 	case perr == nil:
-		log.Warn("a task started by a previous agent ended without recording its exit code", "pid", pr.PID)
-		res, _ := collectTask(dir)
-		a.concludeUnknown(context.Background(), st, res, "its process ended without recording an exit code")
-	case started && len(a.cfg.Supervisor) > 0:
+		// Ended: its supervisor process may be recording its exit code right now.
+		a.reattach(st, dir, &pr)
+	case started && a.supervised():
 		a.reattach(st, dir, nil) // the supervisor may be about to record its PID
 	case m.Module == protocol.ModuleTask && !started:
 		log.Warn("a task accepted by a previous agent never started; reporting that it was not run")
@@ -310,7 +344,7 @@ func (a *Agent) reattach(st txnState, dir string, pr *pidRecord) {
 			case <-tick.C:
 			}
 		}
-		res, ok := collectTask(dir)
+		res, ok := collectTaskWithin(dir, pidGrace)
 		if runCtx.Err() != nil {
 			if errors.Is(context.Cause(runCtx), ErrAgentStopped) {
 				a.conclude(ctx, st, nil, fmt.Sprintf("Failed to execute the task for the %s. Error: %v",

@@ -204,8 +204,8 @@ func (a *Agent) runTask(ctx context.Context, req Request) (json.RawMessage, erro
 	stopStream := a.startStream(ctx, req, p) // live output, when asked for (stream.go)
 	var res protocol.TaskResults
 	switch {
-	case req.Dir != "" && len(a.cfg.Supervisor) > 0:
-		if res, err = a.runSupervised(ctx, req.Dir, cmd); errors.Is(err, errTaskNotStarted) {
+	case req.Dir != "" && a.supervised():
+		if res, err = a.runUnderSupervisor(ctx, req.Dir, cmd); errors.Is(err, errTaskNotStarted) {
 			return nil, err
 		}
 	case req.Dir != "":

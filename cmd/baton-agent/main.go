@@ -64,6 +64,9 @@ func main() {
 	if len(os.Args) < 2 || os.Args[1] != "simulate" {
 		oneProcessor()
 	}
+	if len(os.Args) == 2 && os.Args[1] == agent.SupervisorCommand {
+		os.Exit(agent.RunSupervisor()) // started by the agent itself (agent.Config.SupervisorDaemon)
+	}
 	if err := run(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -199,9 +202,13 @@ func run(args []string) error {
 	// What is not given is detected by the agent in the background (puppet --version takes
 	// seconds): enrolling and connecting do not wait for it.
 	cfg.Features, cfg.InterpreterOverrides, cfg.PuppetBin = plat.Features, plat.Interpreters, pcfg.PuppetBin
-	// Tasks run under a supervisor (a shell script) so that they outlive a restart of the agent
-	// and their real outcome is still reported.
-	if cfg.Supervisor = agent.DefaultSupervisor(); cfg.Supervisor == nil {
+	// Tasks run under a supervisor so that they outlive a restart of the agent and their real
+	// outcome is still reported: this binary as a process of its own (`baton-agent supervise`),
+	// else a shell script per task.
+	if exe, err := os.Executable(); err == nil {
+		cfg.SupervisorDaemon = []string{exe, agent.SupervisorCommand}
+	}
+	if cfg.Supervisor = agent.DefaultSupervisor(); cfg.Supervisor == nil && cfg.SupervisorDaemon == nil {
 		cfg.Logger.Warn("no /bin/sh: tasks run without a supervisor, and their outcome is unknown after an agent restart")
 	}
 	if cfg.FaultHook, err = faultHook(os.Getenv("BATON_AGENT_FAULT"), cfg.Logger); err != nil {

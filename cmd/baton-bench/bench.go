@@ -459,12 +459,20 @@ func startAgents(ctx context.Context, o options, srv *server, dir string, names 
 	return agents, nil
 }
 
-// agentsCPU is the CPU the agents used, with their children waited for (supervisors, tasks).
+// agentsCPU is the CPU the agents used, with their children: those waited for (tasks, a
+// supervisor process that has exited) and those still running (an agent's supervisor
+// process, with the tasks it has waited for).
 func agentsCPU(agents []*proc) time.Duration {
 	var sum time.Duration
+	kids := childrenByParent()
 	for _, a := range agents {
 		if u, err := readUsage(a.pid()); err == nil {
 			sum += u.cpu + u.childCPU
+		}
+		for _, k := range kids[a.pid()] {
+			if u, err := readUsage(k); err == nil {
+				sum += u.cpu + u.childCPU
+			}
 		}
 	}
 	return sum

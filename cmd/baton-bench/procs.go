@@ -174,6 +174,36 @@ type usage struct {
 
 var clockTicks = 100.0 // sysconf(_SC_CLK_TCK) on Linux
 
+// childrenByParent maps each running process's parent PID to its PIDs (from /proc).
+func childrenByParent() map[int][]int {
+	out := map[int][]int{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || i+2 > len(s) {
+			continue
+		}
+		if f := strings.Fields(s[i+2:]); len(f) > 1 {
+			if ppid, err := strconv.Atoi(f[1]); err == nil {
+				out[ppid] = append(out[ppid], pid)
+			}
+		}
+	}
+	return out
+}
+
 func readUsage(pid int) (usage, error) {
 	var u usage
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
