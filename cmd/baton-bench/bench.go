@@ -553,12 +553,25 @@ func waitQuiet(agents []*proc, timeout time.Duration) error {
 	}
 }
 
-// hasChildren reports whether pid has a child process (/proc/PID/task/*/children).
+// hasChildren reports whether pid has a child process (/proc/PID/task/*/children) other than
+// an idle task supervisor process (`baton-agent supervise`, which an agent keeps for 30 s
+// after its last task): a supervisor's own children count.
 func hasChildren(pid int) bool {
 	tasks, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "children"))
 	for _, t := range tasks {
-		if b, err := os.ReadFile(t); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-			return true
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			child, err := strconv.Atoi(f)
+			if err != nil {
+				continue
+			}
+			cmdline, _ := os.ReadFile(filepath.Join("/proc", f, "cmdline"))
+			if !strings.HasSuffix(string(cmdline), "\x00"+agent.SupervisorCommand+"\x00") || hasChildren(child) {
+				return true
+			}
 		}
 	}
 	return false
