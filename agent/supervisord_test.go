@@ -64,11 +64,17 @@ func TestSupervisorProcessRunsTasks(t *testing.T) {
 		{"input on stdin", Command{Path: "/bin/sh", Args: []string{"-c", "cat"}, Stdin: []byte("the input")}, 0, "the input", ""},
 		{"environment and directory", Command{Path: "/bin/sh", Args: []string{"-c", `echo "$PT_x $(pwd)"`}, Env: []string{"PT_x=1"}, Dir: work}, 0, "1 " + work + "\n", ""},
 		{"no descriptors leaked", Command{Path: "/bin/sh", Args: []string{"-c", `for fd in 3 4 5 6 7 8 9; do { true >&$fd; } 2>/dev/null && echo "fd $fd is open"; done; echo checked`}}, 0, "checked\n", ""},
+		{"input left unread by a process it left behind", Command{Path: "/bin/sh", Args: []string{"-c", "sleep 600 & echo left"}, Stdin: make([]byte, 1<<20)}, 0, "left\n", ""},
 		{"killed by a signal", Command{Path: "/bin/sh", Args: []string{"-c", "kill -KILL $$"}}, 128 + 9, "", ""},
 		{"cannot be run", Command{Path: filepath.Join(work, "missing")}, 127, "", "Executable '" + filepath.Join(work, "missing") + "' failed to run: fork/exec " + filepath.Join(work, "missing") + ": no such file or directory\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
+			t.Cleanup(func() { // whatever the task left behind
+				if pr, err := readPIDRecord(dir); err == nil {
+					_ = killProcessGroup(pr.PID)
+				}
+			})
 			res, err := a.runDaemon(context.Background(), dir, tc.cmd)
 			if err != nil {
 				t.Fatal(err)
