@@ -151,10 +151,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.stopping = false
 	a.mu.Unlock()
-	defer a.stopTransactions()
 	if a.sv != nil {
-		defer a.sv.Close() // after the transactions: it exits once their tasks are gone
+		// Deferred first, so run last: once the transactions are stopped, their tasks killed
+		// and reported, the supervisor process is let go.
+		defer a.sv.Close()
 	}
+	defer a.stopTransactions()
 
 	minBackoff := min(500*time.Millisecond, a.cfg.MaxBackoff)
 	backoff := minBackoff

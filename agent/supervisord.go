@@ -420,13 +420,13 @@ func (a *Agent) runDaemon(ctx context.Context, dir string, c Command) (protocol.
 // outcome if any, else an unknown one.
 func (a *Agent) followOrphan(ctx context.Context, dir string, pid int, start uint64) protocol.TaskResults {
 	a.log.Warn("the task supervisor went away while a task ran; following the task by its PID", "pid", pid)
-	if pid == 0 {
+	tick := time.NewTicker(reattachPoll)
+	defer tick.Stop()
+	for deadline := time.Now().Add(pidGrace); pid == 0 && time.Now().Before(deadline); <-tick.C {
 		if pr, err := readPIDRecord(dir); err == nil {
 			pid, start = pr.PID, pr.Start
 		}
 	}
-	tick := time.NewTicker(reattachPoll)
-	defer tick.Stop()
 	for done := ctx.Done(); pid > 0 && processAlive(pid, start); {
 		select {
 		case <-done:
