@@ -211,10 +211,14 @@ func TestAgentKilledDuringTaskReportsTheRealOutcome(t *testing.T) {
 				ts.waitFrame(t, 0, "the agent to connect", isType(protocol.TypeFacts))
 				ts.runRequest(t, txn, p)
 				waitUntil(t, "the task to start", func() bool { return lines(t, marker) == 1 })
-				pr, err := readPIDRecord(filepath.Join(hc.SpoolDir, txn))
-				if err != nil {
-					t.Fatal(err)
-				}
+				// The supervisor process records the PID just after the task starts (the script,
+				// just before).
+				var pr pidRecord
+				waitUntil(t, "the task's PID to be recorded", func() bool {
+					var err error
+					pr, err = readPIDRecord(filepath.Join(hc.SpoolDir, txn))
+					return err == nil
+				})
 
 				first.kill(t)
 				if !processAlive(pr.PID, pr.Start) {
