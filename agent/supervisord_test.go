@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -247,4 +248,32 @@ func TestSupervisorProcessKilledMidTask(t *testing.T) {
 	waitUntil(t, "the task's process group to be gone", func() bool {
 		return syscall.Kill(-pr.PID, 0) == syscall.ESRCH
 	})
+}
+
+// TestSupervisorRunByHand: `baton-agent supervise` without the agent's socket on descriptor 3
+// (run by hand, or given a file there) refuses clearly and runs nothing.
+func TestSupervisorRunByHand(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "not-a-socket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, tc := range []struct {
+		name  string
+		extra []*os.File
+	}{
+		{"nothing on descriptor 3", nil},
+		{"a file on descriptor 3", []*os.File{f}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			argv := testSupervisorDaemon(t)
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.ExtraFiles = tc.extra
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "descriptor 3 is not a socket") {
+				t.Errorf("exit %v, output %q: want exit status 2 saying descriptor 3 is not a socket", err, out)
+			}
+		})
+	}
 }
