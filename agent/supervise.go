@@ -192,8 +192,7 @@ func (a *Agent) runSupervised(ctx context.Context, dir string, c Command) (proto
 // exit code (the output read so far is returned all the same). Of each output file it keeps
 // the first MaxOutputBytes and notes how much more there was.
 func collectTask(dir string) (res protocol.TaskResults, ok bool) {
-	res.Stdout = readCapped(filepath.Join(dir, stdoutFile), MaxOutputBytes)
-	res.Stderr = readCapped(filepath.Join(dir, stderrFile), MaxOutputBytes)
+	res = collectOutput(dir)
 	var rec exitRecord
 	b, err := os.ReadFile(filepath.Join(dir, exitcodeFile))
 	if err != nil || json.Unmarshal(b, &rec) != nil {
@@ -201,6 +200,13 @@ func collectTask(dir string) (res protocol.TaskResults, ok bool) {
 	}
 	res.Exitcode = rec.Exitcode
 	return res, true
+}
+
+// collectOutput reads a supervised task's stdout and stderr from dir, capped as collectTask does.
+func collectOutput(dir string) (res protocol.TaskResults) {
+	res.Stdout = readCapped(filepath.Join(dir, stdoutFile), MaxOutputBytes)
+	res.Stderr = readCapped(filepath.Join(dir, stderrFile), MaxOutputBytes)
+	return res
 }
 
 // collectTaskWithin is collectTask for a task whose process has ended, waiting up to grace for

@@ -151,7 +151,7 @@ func superviseTask(req svRequest, reply func(svReply)) {
 	}
 	pid := cmd.Process.Pid
 	start, _, _ := procStart(pid)
-	if err := writeFileAtomic(filepath.Join(req.Dir, pidFile), fmt.Appendf(nil, `{"pid":%d,"start":%d}`+"\n", pid, start), false); err != nil {
+	if err := writeJSONAtomic(filepath.Join(req.Dir, pidFile), pidRecord{PID: pid, Start: start}, false); err != nil {
 		// It runs, and a restarted agent could not find it: stop it, and say that what it did
 		// is unknown (it may have begun).
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
@@ -179,7 +179,7 @@ func superviseTask(req svRequest, reply func(svReply)) {
 // ended records code as req's task's exit code and returns the reply that says so.
 func ended(req svRequest, code int) svReply {
 	r := svReply{ID: req.ID, Ended: true, Exitcode: code}
-	if err := writeFileAtomic(filepath.Join(req.Dir, exitcodeFile), fmt.Appendf(nil, `{"exitcode":%d}`+"\n", code), false); err != nil {
+	if err := writeJSONAtomic(filepath.Join(req.Dir, exitcodeFile), exitRecord{Exitcode: code}, false); err != nil {
 		r.Unrecorded = err.Error()
 	}
 	return r
@@ -384,10 +384,10 @@ func (a *Agent) runDaemon(ctx context.Context, dir string, c Command) (protocol.
 			}
 			switch {
 			case r.Ended:
-				res, recorded := collectTask(dir)
-				if !recorded {
-					res.Exitcode = r.Exitcode // known all the same: it is spooled with the result
-				}
+				// The exit code comes with the reply (recorded or not: it is spooled with the
+				// result); only the output is read.
+				res := collectOutput(dir)
+				res.Exitcode = r.Exitcode
 				if ctx.Err() != nil {
 					return endedEarly(ctx, res), nil
 				}
