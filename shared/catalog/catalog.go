@@ -86,6 +86,7 @@ type Local struct {
 	envs   map[string]string // environment -> absolute modules directory
 	logger *slog.Logger
 	sums   *sumCache
+	tasks  *taskCache
 }
 
 // NewLocal returns a catalog for envs, a map of environment name to modules directory (a
@@ -98,6 +99,7 @@ func NewLocal(envs map[string]string, opts ...Option) (*Local, error) {
 		envs:   make(map[string]string, len(envs)),
 		logger: slog.New(slog.DiscardHandler),
 		sums:   newSumCache(),
+		tasks:  newTaskCache(),
 	}
 	for _, o := range opts {
 		o(c)
@@ -171,22 +173,37 @@ func (c *Local) Task(ctx context.Context, env, name string) (Task, error) {
 	if err != nil {
 		return Task{}, fmt.Errorf("load task %s: %w", name, err)
 	}
+	if t, ok := c.tasks.get(env, name); ok {
+		return t, nil
+	}
+	// What the task is resolved from, looked at before and after: a change in between
+	// (a file being edited) leaves nothing cached.
+	paths, cache := taskPaths(dir, name)
+	var before []pathCheck
+	if cache {
+		before = look(paths)
+	}
 	rs := newRootSet(dir)
 	defer rs.close()
 	t, refs, err := resolveTask(rs, env, name)
 	if err != nil {
 		return Task{}, fmt.Errorf("load task %s in %s: %w", name, env, err)
 	}
+	checks := before
 	for _, ref := range refs {
 		if err := ctx.Err(); err != nil {
 			return Task{}, fmt.Errorf("load task %s in %s: %w", name, env, err)
 		}
-		f, file, err := c.openRef(rs, ref)
+		f, file, fi, err := c.openRefInfo(rs, ref)
 		if err != nil {
 			return Task{}, fmt.Errorf("load task %s in %s: %w", t.Name, env, err)
 		}
 		f.Close()
 		t.Files = append(t.Files, file)
+		checks = append(checks, pathCheck{path: file.Path, fi: fi}) // the file that was hashed
+	}
+	if cache && cacheable(t) && unchanged(before) {
+		c.tasks.put(env, name, t, slices.Clip(checks))
 	}
 	return t, nil
 }

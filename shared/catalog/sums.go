@@ -48,32 +48,38 @@ func (c *sumCache) sum(path string, fi fs.FileInfo, r io.Reader) (string, error)
 // openRef opens a task file through its module's root and describes it. The file is
 // positioned at 0; the caller closes it.
 func (c *Local) openRef(rs *rootSet, ref fileRef) (*os.File, File, error) {
+	f, file, _, err := c.openRefInfo(rs, ref)
+	return f, file, err
+}
+
+// openRefInfo is openRef that also returns the opened file's FileInfo.
+func (c *Local) openRefInfo(rs *rootSet, ref fileRef) (*os.File, File, fs.FileInfo, error) {
 	root, err := rs.get(ref.module)
 	if err != nil {
-		return nil, File{}, fmt.Errorf("open %s: %w", ref.filename, err)
+		return nil, File{}, nil, fmt.Errorf("open %s: %w", ref.filename, err)
 	}
 	f, err := root.Open(ref.rel)
 	if err != nil {
-		return nil, File{}, fmt.Errorf("open %s: %w", ref.filename, err)
+		return nil, File{}, nil, fmt.Errorf("open %s: %w", ref.filename, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, File{}, fmt.Errorf("stat %s: %w", ref.filename, err)
+		return nil, File{}, nil, fmt.Errorf("stat %s: %w", ref.filename, err)
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, File{}, fmt.Errorf("open %s: not a regular file", ref.filename)
+		return nil, File{}, nil, fmt.Errorf("open %s: not a regular file", ref.filename)
 	}
 	p := rs.path(ref)
 	sum, err := c.sums.sum(p, fi, f)
 	if err != nil {
 		f.Close()
-		return nil, File{}, err
+		return nil, File{}, nil, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		f.Close()
-		return nil, File{}, fmt.Errorf("seek %s: %w", ref.filename, err)
+		return nil, File{}, nil, fmt.Errorf("seek %s: %w", ref.filename, err)
 	}
-	return f, File{Filename: ref.filename, Path: p, SHA256: sum, SizeBytes: fi.Size()}, nil
+	return f, File{Filename: ref.filename, Path: p, SHA256: sum, SizeBytes: fi.Size()}, fi, nil
 }

@@ -314,3 +314,56 @@ func TestWorkPerNodeRunDoesNotGrowWithTheJob(t *testing.T) {
 		})
 	}
 }
+
+func (c *countingStore) JobUsage(ctx context.Context, id int64) (store.Usage, error) {
+	c.count("JobUsage", 1)
+	return c.Store.JobUsage(ctx, id)
+}
+
+// TestJobUsageIsReadOnlyWhenMetered checks that a deployment that meters nothing (baton
+// serve) answers a job's usage without reading the store — a read less on every GET of a
+// job — and that a metered one (AWS) reads what was charged to the job.
+func TestJobUsageIsReadOnlyWhenMetered(t *testing.T) {
+	for _, metered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("metered %v", metered), func(t *testing.T) {
+			ctx := t.Context()
+			base, err := sqlite.Open(filepath.Join(t.TempDir(), "baton.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { base.Close() })
+			if _, err := base.CreateNode(ctx, inventory.Node{Name: "node1", Facts: json.RawMessage(`{}`), CreatedAt: time.Unix(0, 0)}); err != nil {
+				t.Fatal(err)
+			}
+			sealer, err := seal.New(make([]byte, 32))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := newCountingStore(base)
+			orch := orchestrator.New(st, oneTask{}, noURLs{}, &instantAgents{}, sealer,
+				orchestrator.WithConfig(orchestrator.Config{Metered: metered}), orchestrator.WithKick(func(int64) {}))
+			job, err := orch.SubmitTask(ctx, orchestrator.TaskRequest{Task: "demo::noop",
+				Common: orchestrator.Common{Scope: orchestrator.Scope{Nodes: []string{"node1"}}}}, jobs.Owner{Login: "admin"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			charged := store.Usage{Invocations: 2, MessagesOut: 3, MessageUnits: 3, WriteUnits: 4.5}
+			if err := base.AddJobUsage(ctx, job.ID, charged); err != nil {
+				t.Fatal(err)
+			}
+			st.reset()
+			u, err := orch.JobUsage(ctx, job.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, by := st.totals()
+			want, reads := store.Usage{}, 0
+			if metered {
+				want, reads = charged, 1
+			}
+			if u != want || by["JobUsage"] != reads {
+				t.Errorf("usage %+v after %d store reads; want %+v after %d", u, by["JobUsage"], want, reads)
+			}
+		})
+	}
+}

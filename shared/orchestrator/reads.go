@@ -70,8 +70,12 @@ func (s *Service) Node(ctx context.Context, name string) (inventory.Node, error)
 	return n, err
 }
 
-// JobUsage returns what a job caused in a metered deployment (zeros elsewhere).
+// JobUsage returns what a job caused in a metered deployment (Config.Metered; zeros elsewhere,
+// without a read).
 func (s *Service) JobUsage(ctx context.Context, id int64) (store.Usage, error) {
+	if !s.cfg.Metered {
+		return store.Usage{}, nil
+	}
 	u, err := s.store.JobUsage(ctx, id)
 	if err != nil {
 		return u, unknownJob(id, err)

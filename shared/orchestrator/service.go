@@ -86,6 +86,11 @@ type Config struct {
 	// times (about log₂ of its run time in intervals), each query costing two messages (AWS).
 	StatusScan  bool
 	SweepPeriod time.Duration
+	// Metered says that the deployment meters what each job causes (AWS: Lambda invocations,
+	// messages, capacity units), so that JobUsage reads the job's usage from the store. Off
+	// (baton serve), nothing is metered and JobUsage answers zero without a read: a read less
+	// on every GET of a job.
+	Metered bool
 }
 
 func (c Config) withDefaults() Config {

@@ -40,3 +40,8 @@ func listRows[T any](ctx context.Context, db queryer, query string, scan func(sc
 	}
 	return collect(rows, scan)
 }
+
+// scanFunc is a scanner made of a function.
+type scanFunc func(dest ...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }

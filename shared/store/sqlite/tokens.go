@@ -104,3 +104,57 @@ func (s *Store) RevokeToken(ctx context.Context, hash string) error {
 	}
 	return nil
 }
+
+// tokenGrantsSQL reads a token with the permissions of its user's roles in one statement: one
+// row per role the user names, in the user's order (a role that does not exist gives NULL
+// permissions), or one row with NULL permissions when the user has no record or no roles.
+const tokenGrantsSQL = `SELECT t.hash, t.login, t.label, t.created_at, t.expires_at, t.revoked, r.permissions
+	FROM tokens t
+	LEFT JOIN users u ON u.login = t.login
+	LEFT JOIN json_each(u.roles) j
+	LEFT JOIN roles r ON r.name = j.value
+	WHERE t.hash = ?
+	ORDER BY j.key`
+
+// TokenGrants returns the token whose hash is hash and the permissions its user's roles
+// grant — what GetToken, GetUser and a GetRole per role return, read in one statement (a
+// request's authentication is on the path of every API call). A user without a record, and
+// roles that do not exist, grant nothing; store.ErrNotFound when there is no such token.
+func (s *Store) TokenGrants(ctx context.Context, hash string) (store.Token, []store.Permission, error) {
+	var (
+		t     store.Token
+		perms []store.Permission
+		found bool
+	)
+	err := func() error {
+		rows, err := s.rq.QueryContext(ctx, tokenGrantsSQL, hash)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var p sql.NullString
+			tok, err := scanToken(scanFunc(func(dest ...any) error { return rows.Scan(append(dest, &p)...) }))
+			if err != nil {
+				return err
+			}
+			t, found = tok, true
+			if !p.Valid {
+				continue
+			}
+			more, err := decodeList[store.Permission](p.String)
+			if err != nil {
+				return fmt.Errorf("decode permissions: %w", err)
+			}
+			perms = append(perms, more...)
+		}
+		return rows.Err()
+	}()
+	if err != nil {
+		return store.Token{}, nil, fmt.Errorf("token grants: %w", err)
+	}
+	if !found {
+		return store.Token{}, nil, fmt.Errorf("token grants: %w", store.ErrNotFound)
+	}
+	return t, perms, nil
+}
