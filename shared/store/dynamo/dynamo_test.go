@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -37,14 +38,36 @@ type targets struct {
 	base http.RoundTripper
 	mu   sync.Mutex
 	ops  map[string]int
+	// hold, when set, is asked about every request (its operation and body): a request it
+	// returns a channel for waits until that channel is closed (to make an interleaving).
+	hold func(op string, body []byte) <-chan struct{}
 }
 
 func (tr *targets) RoundTrip(r *http.Request) (*http.Response, error) {
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "DynamoDB_20120810.")
 	tr.mu.Lock()
 	tr.ops[op]++
+	hold := tr.hold
 	tr.mu.Unlock()
+	if hold != nil && r.Body != nil {
+		body, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if wait := hold(op, body); wait != nil {
+			<-wait
+		}
+	}
 	return tr.base.RoundTrip(r)
+}
+
+// setHold sets targets.hold.
+func (tr *targets) setHold(h func(op string, body []byte) <-chan struct{}) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.hold = h
 }
 
 func (tr *targets) total() int {

@@ -419,9 +419,12 @@ func (s *Store) writeNode(ctx context.Context, it item, cond string, e *expr) (i
 //  2. when the state changed or there are events, one UpdateItem of the job's counters item
 //     (ADD to the old and new states' counts, the active count and the last event id; it
 //     returns the new last event id, which numbers the events);
-//  3. the events (a PutItem for one; BatchWriteItem for several);
-//  4. when there are events, one UpdateItem of the record that sets its LatestEventID
-//     (conditional on the version just written);
+//  3. when there are events and their ids were not the ones guessed, one UpdateItem of the
+//     record that sets its LatestEventID (conditional on the version just written; refused
+//     when a later write of the record came in between, whose events may be numbered before
+//     these: these are then written void, so that a node's events never list a change
+//     after a later one);
+//  4. the events (a PutItem for one; BatchWriteItem for several);
 //  5. when the record became active or stopped being active, one UpdateItem of its slot of
 //     the ACTIVE count (SLOTS#<k>: ADD 1 or -1; none for a job that is terminal).
 //
@@ -690,27 +693,24 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 	}
 	if nev > 0 {
 		ids := allocated(m, j, c, nev)
-		var items []item
-		for _, w := range ws {
-			for _, ev := range w.events {
-				ev.JobID, ev.ID = m.id, ids[0].id
-				it, err := s.eventItem(ev, ids[0].seq, m)
-				if err != nil {
-					return err
-				}
-				items = append(items, it)
-				w.next.LatestEventID = ids[0].id
-				ids = ids[1:]
+		allocs := make([][]alloc, len(ws))
+		for i, w := range ws {
+			allocs[i], ids = ids[:len(w.events)], ids[len(w.events):]
+			if len(w.events) > 0 {
+				w.next.LatestEventID = allocs[i][len(allocs[i])-1].id
 			}
 		}
-		if len(items) == 1 {
-			_, err = s.put(ctx, items[0], "", nil)
-		} else {
-			err = s.writeAll(ctx, items)
-		}
-		if err != nil {
-			return fmt.Errorf("the record is written; its events: %w", err)
-		}
+		// A record whose guessed LatestEventID was wrong gets it set, conditional on the
+		// version written, before its events are written. A refusal means that a later
+		// write of the record came in between, and that one may have numbered its own
+		// events before these (its counters update came first: which is what made the guess
+		// wrong): these events would then be listed after the record's later ones — a
+		// node_running after the node's end. They are written void (ListEvents skips them):
+		// the later write's events say where the record is. This happens only to a send's
+		// record of a node claimed ready (its agent was not connected) that its result
+		// overtook. A guess that held means no other write of the job numbered events
+		// between this one's read and its update: nothing came in between.
+		superseded := make([]bool, len(ws))
 		err = s.parallel(ctx, len(ws), func(ctx context.Context, i int) error {
 			w := ws[i]
 			if len(w.events) == 0 || (guessed && w.guess == w.next.LatestEventID) {
@@ -720,12 +720,37 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 			_, err := s.update(ctx, m.nodeKey(w.next.Name), "SET "+le.eq(attrLatestEv, avN(w.next.LatestEventID)),
 				le.eq(attrVersion, avN(w.next.Version)), &le, types.ReturnValueNone, nil)
 			if _, ok := conditionFailed(err); ok {
-				return nil // written over since: the later write holds its own
+				superseded[i] = true
+				return nil
 			}
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("the record is written; its latest event id: %w", err)
+		}
+		var items []item
+		for i, w := range ws {
+			for k, ev := range w.events {
+				a := allocs[i][k]
+				if superseded[i] {
+					items = append(items, s.voidItem(m, a))
+					continue
+				}
+				ev.JobID, ev.ID = m.id, a.id
+				it, err := s.eventItem(ev, a.seq, m)
+				if err != nil {
+					return err
+				}
+				items = append(items, it)
+			}
+		}
+		if len(items) == 1 {
+			_, err = s.put(ctx, items[0], "", nil)
+		} else {
+			err = s.writeAll(ctx, items)
+		}
+		if err != nil {
+			return fmt.Errorf("the record is written; its events: %w", err)
 		}
 	}
 	if sum(took) > 0 {
