@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/baton-run/baton/shared/tasks"
 )
@@ -202,7 +203,7 @@ func (c *Local) Task(ctx context.Context, env, name string) (Task, error) {
 		t.Files = append(t.Files, file)
 		checks = append(checks, pathCheck{path: file.Path, fi: fi}) // the file that was hashed
 	}
-	if cache && cacheable(t) && unchanged(before) {
+	if cache && cacheable(t) && unchanged(before) && !racy(checks, time.Now()) {
 		c.tasks.put(env, name, t, slices.Clip(checks))
 	}
 	return t, nil

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/baton-run/baton/shared/tasks"
 )
@@ -20,7 +21,8 @@ import (
 // the module's directory, its tasks directory (adding or removing a file there changes its
 // modification time), the metadata file (or its absence), and each task file. Tasks whose
 // metadata names files of their own ("files", implementation "files") are resolved every
-// time: their directory entries would need every directory below them checked.
+// time: their directory entries would need every directory below them checked. Nor is a task
+// kept while one of its paths was modified in the last racyWindow.
 type taskCache struct {
 	mu sync.Mutex
 	m  map[string]cachedTask // environment + "\x00" + task name
@@ -40,11 +42,28 @@ type pathCheck struct {
 
 const maxCachedTasks = 1024
 
+// racyWindow: a path modified less than this before it was looked at may change again within
+// the same timestamp tick (file systems and kernels with coarse timestamps), unseen by the
+// checks, as git's "racily clean" entries; a task resolved from such a path is not kept.
+const racyWindow = 2 * time.Second
+
+// racy reports whether any path in checks was modified within racyWindow of now (or after).
+func racy(checks []pathCheck, now time.Time) bool {
+	for _, c := range checks {
+		if c.fi != nil && c.fi.ModTime().After(now.Add(-racyWindow)) {
+			return true
+		}
+	}
+	return false
+}
+
 func newTaskCache() *taskCache { return &taskCache{m: map[string]cachedTask{}} }
 
 func taskKey(env, name string) string { return env + "\x00" + name }
 
 // get returns the cached task for (env, name) if every path it was resolved from is unchanged.
+// The task is shared with the cache apart from Files: callers must not modify its Metadata or
+// RawMetadata (none does: they read them).
 func (c *taskCache) get(env, name string) (Task, bool) {
 	c.mu.Lock()
 	e, ok := c.m[taskKey(env, name)]

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,16 +25,7 @@ func TestTaskCache(t *testing.T) {
 		"outside/secret.sh":          "#!/bin/sh\necho secret\n",
 	})
 	ctx := t.Context()
-	tick := time.Now()
-	// later gives path a modification time of its own, after every one before: on a file
-	// system with coarse timestamps, two changes within one tick look the same.
-	later := func(path string) {
-		t.Helper()
-		tick = tick.Add(time.Second)
-		if err := os.Chtimes(path, tick, tick); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Files written just now are "racy" (modified within racyWindow): not kept.
 	cached := func(name string) bool {
 		_, ok := c.tasks.get("production", name)
 		return ok
@@ -45,6 +37,29 @@ func TestTaskCache(t *testing.T) {
 			t.Fatal(err)
 		}
 		return got
+	}
+	task("mymod::t")
+	if cached("mymod::t") {
+		t.Fatal("a task whose files were modified a moment ago was kept")
+	}
+	// Every path an hour old from here on; later gives a path a modification time of its
+	// own, after every one before and still long past (on a file system with coarse
+	// timestamps, two changes within one tick look the same).
+	tick := time.Now().Add(-time.Hour)
+	if err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chtimes(p, tick, tick)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	later := func(path string) {
+		t.Helper()
+		tick = tick.Add(time.Second)
+		if err := os.Chtimes(path, tick, tick); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	first := task("mymod::t")

@@ -88,10 +88,15 @@ func countersMatchRecount(t *testing.T, opt dynamo.Option) {
 	}
 	var evMu sync.Mutex
 	events := len(claimed) - countState(claimed, jobs.NodeReady)
-	// sendEvents counts the node_running events of sends that raced a result: a send's
-	// write that the result's overtook between its write and its events is written void
-	// (its node_running would be listed after the node's end).
-	sendEvents := 0
+	// Per node, the events that must be listed (kept) and the sends' node_running events,
+	// which may be written void: a send's write that the node's result overtook between
+	// its write and its events (its node_running would be listed after the node's end).
+	kept, sent := map[string]int{}, map[string]int{}
+	for _, nd := range claimed {
+		if nd.State == jobs.NodeRunning {
+			kept[nd.Name]++
+		}
+	}
 
 	// end writes a result for record nd (read again on a conflict), as recordOutcome does.
 	end := func(nd jobs.Node, ev jobs.NodeEvent) error {
@@ -117,6 +122,7 @@ func countersMatchRecount(t *testing.T, opt dynamo.Option) {
 			if err == nil {
 				evMu.Lock()
 				events += len(evs)
+				kept[nd.Name] += len(evs)
 				evMu.Unlock()
 				return nil
 			}
@@ -157,7 +163,7 @@ func countersMatchRecount(t *testing.T, opt dynamo.Option) {
 						if errs[0] == nil {
 							evMu.Lock()
 							events++
-							sendEvents++
+							sent[nd.Name]++
 							evMu.Unlock()
 						} else if !errors.Is(errs[0], store.ErrConflict) {
 							t.Errorf("send %s: %v", nd.Name, errs[0])
@@ -200,6 +206,7 @@ func countersMatchRecount(t *testing.T, opt dynamo.Option) {
 					if m.State == jobs.NodeRunning {
 						evMu.Lock()
 						events++
+						kept[m.Name]++
 						evMu.Unlock()
 					}
 					work <- m
@@ -246,17 +253,26 @@ func countersMatchRecount(t *testing.T, opt dynamo.Option) {
 		}
 	}
 	// Every event written is listed but for sends' node_running events voided because the
-	// node's result overtook them; every node's end is listed.
-	ends := 0
+	// node's result overtook them: per node, at least the events kept, at most those and
+	// the sends'; every node's end once.
+	listed, ends := map[string]int{}, map[string]int{}
 	for _, ev := range evs {
+		listed[ev.Node]++
 		if ev.Type == jobs.EventNodeFinished || ev.Type == jobs.EventNodeErrored {
-			ends++
+			ends[ev.Node]++
 		}
 	}
-	if len(evs) > events || len(evs) < events-sendEvents || ends != n {
-		t.Errorf("%d events listed (%d ends), %d written (%d by sends racing results); want every end of the %d nodes and every other event but sends' overtaken ones",
-			len(evs), ends, events, sendEvents, n)
+	if len(listed) != n {
+		t.Errorf("events of %d nodes listed, want %d", len(listed), n)
 	}
+	voided := 0
+	for node, got := range listed {
+		if got < kept[node] || got > kept[node]+sent[node] || ends[node] != 1 {
+			t.Errorf("%s: %d events listed (%d ends); written: %d kept, %d by sends", node, got, ends[node], kept[node], sent[node])
+		}
+		voided += kept[node] + sent[node] - got
+	}
+	t.Logf("%d events written, %d listed: %d sends' node_running overtaken and voided", events, len(evs), voided)
 	// A node's events come in the order they were written: its end last (an id below its
 	// node_running's would show a node running after it ended).
 	last := map[string]jobs.Event{}
@@ -422,19 +438,7 @@ func TestOvertakenSendLeavesNoRunningAfterTheEnd(t *testing.T) {
 			}
 			nd := claimed[0]
 			// The next counters update (the send's: its record is written by then) waits.
-			var armed sync.Mutex
-			gate, release := make(chan struct{}), make(chan struct{})
-			held := false
-			e.ops.setHold(func(op string, body []byte) <-chan struct{} {
-				armed.Lock()
-				defer armed.Unlock()
-				if held || op != "UpdateItem" || !strings.Contains(string(body), `"COUNTERS"`) {
-					return nil
-				}
-				held = true
-				close(gate)
-				return release
-			})
+			gate, release := holdNextCounters(e)
 			send := make(chan error, 1)
 			go func() {
 				run, err := jobs.ApplyNode(nd, jobs.NodeSend, now)
@@ -478,6 +482,109 @@ func TestOvertakenSendLeavesNoRunningAfterTheEnd(t *testing.T) {
 			counts, err := s.JobCounts(ctx, j.ID)
 			if err != nil || counts[jobs.NodeFinished] != 1 || counts[jobs.NodeReady] != 2 || counts[jobs.NodeRunning] != 0 {
 				t.Errorf("counts %v, %v: want 1 finished and 2 ready", counts, err)
+			}
+		})
+	}
+}
+
+// holdNextCounters makes the next counters update of any job wait: gate closes when it
+// is held, and closing the returned release lets it go.
+func holdNextCounters(e *env) (gate <-chan struct{}, release chan struct{}) {
+	var mu sync.Mutex
+	g, r := make(chan struct{}), make(chan struct{})
+	held := false
+	e.ops.setHold(func(op string, body []byte) <-chan struct{} {
+		mu.Lock()
+		defer mu.Unlock()
+		if held || op != "UpdateItem" || !strings.Contains(string(body), `"COUNTERS"`) {
+			return nil
+		}
+		held = true
+		close(g)
+		return r
+	})
+	return g, r
+}
+
+// TestLaterWriteKeepsAStopsEvent checks the other side of the voiding above: a forced stop's
+// write (running → stopped, with node_stopped) whose counters update waits while other
+// nodes' results number events and the stopped record is written again without events (the
+// agent confirming the kill) keeps its node_stopped: an end is never voided, nor are events
+// overtaken by a write that changed no state.
+func TestLaterWriteKeepsAStopsEvent(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		from int
+	}{{"counters item", 0}, {"counter shards", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			s := e.store(t, dynamo.WithCounterShardsFrom(tc.from))
+			ctx := t.Context()
+			now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+			apply := func(n jobs.Node) (jobs.Node, []jobs.Event) {
+				n, err := jobs.ApplyNode(n, jobs.NodeClaim, now)
+				if err != nil {
+					panic(err)
+				}
+				if n, err = jobs.ApplyNode(n, jobs.NodeSend, now); err != nil {
+					panic(err)
+				}
+				return n, []jobs.Event{{Type: jobs.EventNodeRunning, Timestamp: now, Node: n.Name}}
+			}
+			in := newJob()
+			in.Concurrency = 0
+			j, claimed, err := s.CreateJobClaiming(ctx, in, nodes(3, jobs.NodeNew), nil, store.Claim{Limit: 3, Apply: apply})
+			if err != nil || len(claimed) != 3 {
+				t.Fatalf("claimed %d: %v", len(claimed), err)
+			}
+			gate, release := holdNextCounters(e)
+			stopped := make(chan error, 1)
+			victim := claimed[0]
+			go func() {
+				st, err := jobs.ApplyNode(victim, jobs.NodeKill, now)
+				if err != nil {
+					stopped <- err
+					return
+				}
+				_, errs := s.UpdateJobNodes(ctx, []store.NodeUpdate{{Node: st, Events: []jobs.Event{{Type: jobs.EventNodeStopped, Timestamp: now, Node: victim.Name}}}})
+				stopped <- errs[0]
+			}()
+			<-gate
+			// Other nodes' results number events meanwhile: the stop's guess is now wrong.
+			for _, nd := range claimed[1:] {
+				done, err := jobs.ApplyNode(nd, jobs.NodeSucceed, now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.UpdateJobNode(ctx, done, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: nd.Name}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The kill confirmed: the stopped record written again, no events.
+			cur, err := s.GetJobNode(ctx, j.ID, victim.Name)
+			if err != nil || cur.State != jobs.NodeStopped {
+				t.Fatalf("the stop's record: %+v, %v", cur, err)
+			}
+			cur.Result = []byte(`{"_error":{"kind":"puppetlabs.orchestrator/job-stopped","msg":"confirmed"}}`)
+			if _, err := s.UpdateJobNode(ctx, cur); err != nil {
+				t.Fatal(err)
+			}
+			close(release)
+			if err := <-stopped; err != nil {
+				t.Fatalf("the stop: %v", err)
+			}
+			evs, err := s.ListEvents(ctx, j.ID, 1, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var types []string
+			for _, ev := range evs {
+				if ev.Node == victim.Name {
+					types = append(types, ev.Type)
+				}
+			}
+			if fmt.Sprint(types) != "[node_running node_stopped]" {
+				t.Errorf("%s's events %v, want [node_running node_stopped]", victim.Name, types)
 			}
 		})
 	}

@@ -113,10 +113,13 @@
 // scale — a billed write of the hot item and then a second one (3 WCU per node-run on the
 // counters key at N = 1,000). When the guess was wrong, the record's LatestEventID is set by
 // one more UpdateItem, a write of the record's own key, before the events are written
-// and conditional on the version written: refused, it means a later write of the record
-// came in between and may have numbered its events first (a send's record of a node claimed
-// ready, overtaken by the node's result), and the events are written void rather than be
-// listed after the later ones (TestOvertakenSendLeavesNoRunningAfterTheEnd). UpdateJobNodes does this for many records together: one counters update
+// and conditional on the version written. Refused, it means a later write of the record
+// came in between; when that one changed the record's state and its LatestEventID is not
+// past these events (it may have numbered its own first: a send's record of a node claimed
+// ready, overtaken by the node's result), these events are written void rather than be
+// listed after the later ones (TestOvertakenSendLeavesNoRunningAfterTheEnd). An end is
+// never voided, nor are events overtaken by a write that kept the state
+// (TestLaterWriteKeepsAStopsEvent). UpdateJobNodes does this for many records together: one counters update
 // and one BatchWriteItem of events per job. UpdateJob reads the job, writes it (PutItem on its
 // version; a transaction only when the idempotency key changes) and, for events or a change
 // of its terminal state or stop request, updates the counters (a job that ends gives its quota

@@ -421,9 +421,9 @@ func (s *Store) writeNode(ctx context.Context, it item, cond string, e *expr) (i
 //     returns the new last event id, which numbers the events);
 //  3. when there are events and their ids were not the ones guessed, one UpdateItem of the
 //     record that sets its LatestEventID (conditional on the version just written; refused
-//     when a later write of the record came in between, whose events may be numbered before
-//     these: these are then written void, so that a node's events never list a change
-//     after a later one);
+//     when a later write of the record came in between: when that one changed the state
+//     and its events may be numbered before these, these are written void, so that a
+//     node's events never list a change after a later one; see overtaken);
 //  4. the events (a PutItem for one; BatchWriteItem for several);
 //  5. when the record became active or stopped being active, one UpdateItem of its slot of
 //     the ACTIVE count (SLOTS#<k>: ADD 1 or -1; none for a job that is terminal).
@@ -702,16 +702,16 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 		}
 		// A record whose guessed LatestEventID was wrong gets it set, conditional on the
 		// version written, before its events are written. A refusal means that a later
-		// write of the record came in between, and that one may have numbered its own
-		// events before these (its counters update came first: which is what made the guess
-		// wrong): these events would then be listed after the record's later ones — a
-		// node_running after the node's end. They are written void (ListEvents skips them):
-		// the later write's events say where the record is. This happens only to a send's
-		// record of a node claimed ready (its agent was not connected) that its result
-		// overtook. A guess that held means no other write of the job numbered events
-		// between this one's read and its update: nothing came in between.
+		// write of the record came in between; if that one changed the record's state and
+		// numbered events of its own before these (its counters update came first, which is
+		// what made this guess wrong), these events would be listed after the record's later
+		// ones — a node_running after the node's end. They are then written void (ListEvents
+		// skips them): the later write's events say where the record is (overtaken). A
+		// guess that held means no other write of the job numbered events between this
+		// one's read and its update: nothing came in between.
 		superseded := make([]bool, len(ws))
-		err = s.parallel(ctx, len(ws), func(ctx context.Context, i int) error {
+		failed := make([]error, len(ws))
+		_ = s.parallel(ctx, len(ws), func(ctx context.Context, i int) error {
 			w := ws[i]
 			if len(w.events) == 0 || (guessed && w.guess == w.next.LatestEventID) {
 				return nil
@@ -719,15 +719,20 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 			var le expr
 			_, err := s.update(ctx, m.nodeKey(w.next.Name), "SET "+le.eq(attrLatestEv, avN(w.next.LatestEventID)),
 				le.eq(attrVersion, avN(w.next.Version)), &le, types.ReturnValueNone, nil)
-			if _, ok := conditionFailed(err); ok {
-				superseded[i] = true
+			if ccf, ok := conditionFailed(err); ok {
+				cur := ccf.Item // DynamoDB returns the record as it is; without it, read it
+				if len(cur) == 0 {
+					if cur, err = s.get(ctx, m.nodeKey(w.next.Name)); err != nil {
+						failed[i] = err
+						return nil
+					}
+				}
+				superseded[i] = overtaken(w, cur, allocs[i][0].id)
 				return nil
 			}
-			return err
+			failed[i] = err // its events are written all the same
+			return nil
 		})
-		if err != nil {
-			return fmt.Errorf("the record is written; its latest event id: %w", err)
-		}
 		var items []item
 		for i, w := range ws {
 			for k, ev := range w.events {
@@ -751,6 +756,9 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 		}
 		if err != nil {
 			return fmt.Errorf("the record is written; its events: %w", err)
+		}
+		if err := errors.Join(failed...); err != nil {
+			return fmt.Errorf("the record is written; its latest event id: %w", err)
 		}
 	}
 	if sum(took) > 0 {
@@ -809,6 +817,26 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 	cm.active += sh.active
 	cm.queued += sh.queued
 	return s.returnSurplus(ctx, m, cm, false)
+}
+
+// overtaken reports whether the events of write w (the first numbered first) must be written
+// void because cur, the record as a later write left it, may have events numbered before
+// them that say the record moved on: the later write changed the record's state and its
+// LatestEventID is not past w's events (it is that write's own event id, or its guess,
+// which is never above it). An end (a terminal record) is never voided: no later write
+// changes a terminal record's state (a kill confirmation keeps it stopped). A later write
+// whose events were numbered after w's but whose guess was low and not yet set right makes
+// this void w's events needlessly: a node_running of a node claimed ready whose result
+// raced its send, in the rare case of that race, is then not listed (its end is).
+func overtaken(w *written, cur item, first int64) bool {
+	if w.next.State.Terminal() || cur == nil {
+		return false
+	}
+	later, _, err := decodeNode(cur)
+	if err != nil {
+		return false // keep the events: a node listed twice running beats one never seen
+	}
+	return later.State != w.next.State && later.LatestEventID < first
 }
 
 // shardSum is what a job's counter shards add to its counters item.
