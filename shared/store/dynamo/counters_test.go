@@ -412,79 +412,57 @@ func TestReadCacheReadsConnectionItemsOnce(t *testing.T) {
 // be listed after the node's end, which a PE client following the events would show as the
 // node running again: it is written void, for a job without counter shards and for one with.
 func TestOvertakenSendLeavesNoRunningAfterTheEnd(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		from int
-	}{{"counters item", 0}, {"counter shards", 1}} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t)
-			s := e.store(t, dynamo.WithCounterShardsFrom(tc.from))
-			ctx := t.Context()
-			now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-			apply := func(n jobs.Node) (jobs.Node, []jobs.Event) {
-				n, err := jobs.ApplyNode(n, jobs.NodeClaim, now)
-				if err != nil {
-					panic(err)
-				}
-				due := now.Add(time.Minute)
-				n.DueAt = &due
-				return n, nil
-			}
-			in := newJob()
-			in.Concurrency = 0
-			j, claimed, err := s.CreateJobClaiming(ctx, in, nodes(3, jobs.NodeNew), nil, store.Claim{Limit: 3, Apply: apply})
-			if err != nil || len(claimed) != 3 {
-				t.Fatalf("claimed %d: %v", len(claimed), err)
-			}
-			nd := claimed[0]
-			// The next counters update (the send's: its record is written by then) waits.
-			gate, release := holdNextCounters(e)
-			send := make(chan error, 1)
-			go func() {
-				run, err := jobs.ApplyNode(nd, jobs.NodeSend, now)
-				if err != nil {
-					send <- err
-					return
-				}
-				run.DueAt = nil
-				_, errs := s.UpdateJobNodes(ctx, []store.NodeUpdate{{Node: run, Events: []jobs.Event{{Type: jobs.EventNodeRunning, Timestamp: now, Node: nd.Name}}}})
-				send <- errs[0]
-			}()
-			<-gate
-			cur, err := s.GetJobNode(ctx, j.ID, nd.Name)
-			if err != nil || cur.State != jobs.NodeRunning {
-				t.Fatalf("the send's record: %+v, %v; want running", cur, err)
-			}
-			done, err := jobs.ApplyNode(cur, jobs.NodeSucceed, now)
+	inCounterLayouts(t, func(t *testing.T, e *env, s *dynamo.Store) {
+		ctx, now := t.Context(), testNow
+		j, claimed := claimThree(t, s, false)
+		nd := claimed[0]
+		// The next counters update (the send's: its record is written by then) waits.
+		gate, release := holdNextCounters(e)
+		send := make(chan error, 1)
+		go func() {
+			run, err := jobs.ApplyNode(nd, jobs.NodeSend, now)
 			if err != nil {
-				t.Fatal(err)
+				send <- err
+				return
 			}
-			if _, err := s.UpdateJobNode(ctx, done, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: nd.Name}); err != nil {
-				t.Fatalf("the result: %v", err)
+			run.DueAt = nil
+			_, errs := s.UpdateJobNodes(ctx, []store.NodeUpdate{{Node: run, Events: []jobs.Event{{Type: jobs.EventNodeRunning, Timestamp: now, Node: nd.Name}}}})
+			send <- errs[0]
+		}()
+		<-gate
+		cur, err := s.GetJobNode(ctx, j.ID, nd.Name)
+		if err != nil || cur.State != jobs.NodeRunning {
+			t.Fatalf("the send's record: %+v, %v; want running", cur, err)
+		}
+		done, err := jobs.ApplyNode(cur, jobs.NodeSucceed, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.UpdateJobNode(ctx, done, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: nd.Name}); err != nil {
+			t.Fatalf("the result: %v", err)
+		}
+		close(release)
+		if err := <-send; err != nil {
+			t.Fatalf("the send: %v", err)
+		}
+		evs, err := s.ListEvents(ctx, j.ID, 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mine []jobs.Event
+		for _, ev := range evs {
+			if ev.Node == nd.Name {
+				mine = append(mine, ev)
 			}
-			close(release)
-			if err := <-send; err != nil {
-				t.Fatalf("the send: %v", err)
-			}
-			evs, err := s.ListEvents(ctx, j.ID, 1, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var mine []jobs.Event
-			for _, ev := range evs {
-				if ev.Node == nd.Name {
-					mine = append(mine, ev)
-				}
-			}
-			if len(mine) == 0 || mine[len(mine)-1].Type != jobs.EventNodeFinished {
-				t.Fatalf("%s's events %+v: want its end last", nd.Name, mine)
-			}
-			counts, err := s.JobCounts(ctx, j.ID)
-			if err != nil || counts[jobs.NodeFinished] != 1 || counts[jobs.NodeReady] != 2 || counts[jobs.NodeRunning] != 0 {
-				t.Errorf("counts %v, %v: want 1 finished and 2 ready", counts, err)
-			}
-		})
-	}
+		}
+		if len(mine) == 0 || mine[len(mine)-1].Type != jobs.EventNodeFinished {
+			t.Fatalf("%s's events %+v: want its end last", nd.Name, mine)
+		}
+		counts, err := s.JobCounts(ctx, j.ID)
+		if err != nil || counts[jobs.NodeFinished] != 1 || counts[jobs.NodeReady] != 2 || counts[jobs.NodeRunning] != 0 {
+			t.Errorf("counts %v, %v: want 1 finished and 2 ready", counts, err)
+		}
+	})
 }
 
 // holdNextCounters makes the next counters update of any job wait: gate closes when it
@@ -512,80 +490,101 @@ func holdNextCounters(e *env) (gate <-chan struct{}, release chan struct{}) {
 // agent confirming the kill) keeps its node_stopped: an end is never voided, nor are events
 // overtaken by a write that changed no state.
 func TestLaterWriteKeepsAStopsEvent(t *testing.T) {
+	inCounterLayouts(t, func(t *testing.T, e *env, s *dynamo.Store) {
+		ctx, now := t.Context(), testNow
+		j, claimed := claimThree(t, s, true)
+		gate, release := holdNextCounters(e)
+		stopped := make(chan error, 1)
+		victim := claimed[0]
+		go func() {
+			st, err := jobs.ApplyNode(victim, jobs.NodeKill, now)
+			if err != nil {
+				stopped <- err
+				return
+			}
+			_, errs := s.UpdateJobNodes(ctx, []store.NodeUpdate{{Node: st, Events: []jobs.Event{{Type: jobs.EventNodeStopped, Timestamp: now, Node: victim.Name}}}})
+			stopped <- errs[0]
+		}()
+		<-gate
+		// Other nodes' results number events meanwhile: the stop's guess is now wrong.
+		for _, nd := range claimed[1:] {
+			done, err := jobs.ApplyNode(nd, jobs.NodeSucceed, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.UpdateJobNode(ctx, done, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: nd.Name}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The kill confirmed: the stopped record written again, no events.
+		cur, err := s.GetJobNode(ctx, j.ID, victim.Name)
+		if err != nil || cur.State != jobs.NodeStopped {
+			t.Fatalf("the stop's record: %+v, %v", cur, err)
+		}
+		cur.Result = []byte(`{"_error":{"kind":"puppetlabs.orchestrator/job-stopped","msg":"confirmed"}}`)
+		if _, err := s.UpdateJobNode(ctx, cur); err != nil {
+			t.Fatal(err)
+		}
+		close(release)
+		if err := <-stopped; err != nil {
+			t.Fatalf("the stop: %v", err)
+		}
+		evs, err := s.ListEvents(ctx, j.ID, 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var types []string
+		for _, ev := range evs {
+			if ev.Node == victim.Name {
+				types = append(types, ev.Type)
+			}
+		}
+		if fmt.Sprint(types) != "[node_running node_stopped]" {
+			t.Errorf("%s's events %v, want [node_running node_stopped]", victim.Name, types)
+		}
+	})
+}
+
+// testNow is the clock of the step-by-step tests.
+var testNow = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+
+// inCounterLayouts runs f on a fresh store for a job without counter shards and for one with.
+func inCounterLayouts(t *testing.T, f func(t *testing.T, e *env, s *dynamo.Store)) {
 	for _, tc := range []struct {
 		name string
 		from int
 	}{{"counters item", 0}, {"counter shards", 1}} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			s := e.store(t, dynamo.WithCounterShardsFrom(tc.from))
-			ctx := t.Context()
-			now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-			apply := func(n jobs.Node) (jobs.Node, []jobs.Event) {
-				n, err := jobs.ApplyNode(n, jobs.NodeClaim, now)
-				if err != nil {
-					panic(err)
-				}
-				if n, err = jobs.ApplyNode(n, jobs.NodeSend, now); err != nil {
-					panic(err)
-				}
-				return n, []jobs.Event{{Type: jobs.EventNodeRunning, Timestamp: now, Node: n.Name}}
-			}
-			in := newJob()
-			in.Concurrency = 0
-			j, claimed, err := s.CreateJobClaiming(ctx, in, nodes(3, jobs.NodeNew), nil, store.Claim{Limit: 3, Apply: apply})
-			if err != nil || len(claimed) != 3 {
-				t.Fatalf("claimed %d: %v", len(claimed), err)
-			}
-			gate, release := holdNextCounters(e)
-			stopped := make(chan error, 1)
-			victim := claimed[0]
-			go func() {
-				st, err := jobs.ApplyNode(victim, jobs.NodeKill, now)
-				if err != nil {
-					stopped <- err
-					return
-				}
-				_, errs := s.UpdateJobNodes(ctx, []store.NodeUpdate{{Node: st, Events: []jobs.Event{{Type: jobs.EventNodeStopped, Timestamp: now, Node: victim.Name}}}})
-				stopped <- errs[0]
-			}()
-			<-gate
-			// Other nodes' results number events meanwhile: the stop's guess is now wrong.
-			for _, nd := range claimed[1:] {
-				done, err := jobs.ApplyNode(nd, jobs.NodeSucceed, now)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := s.UpdateJobNode(ctx, done, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: nd.Name}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			// The kill confirmed: the stopped record written again, no events.
-			cur, err := s.GetJobNode(ctx, j.ID, victim.Name)
-			if err != nil || cur.State != jobs.NodeStopped {
-				t.Fatalf("the stop's record: %+v, %v", cur, err)
-			}
-			cur.Result = []byte(`{"_error":{"kind":"puppetlabs.orchestrator/job-stopped","msg":"confirmed"}}`)
-			if _, err := s.UpdateJobNode(ctx, cur); err != nil {
-				t.Fatal(err)
-			}
-			close(release)
-			if err := <-stopped; err != nil {
-				t.Fatalf("the stop: %v", err)
-			}
-			evs, err := s.ListEvents(ctx, j.ID, 1, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var types []string
-			for _, ev := range evs {
-				if ev.Node == victim.Name {
-					types = append(types, ev.Type)
-				}
-			}
-			if fmt.Sprint(types) != "[node_running node_stopped]" {
-				t.Errorf("%s's events %v, want [node_running node_stopped]", victim.Name, types)
-			}
+			f(t, e, e.store(t, dynamo.WithCounterShardsFrom(tc.from)))
 		})
 	}
+}
+
+// claimThree creates a job of three nodes, all claimed at creation: recorded running with
+// their node_running events, or (running false) ready and due, as for agents away.
+func claimThree(t *testing.T, s *dynamo.Store, running bool) (jobs.Job, []jobs.Node) {
+	t.Helper()
+	apply := func(n jobs.Node) (jobs.Node, []jobs.Event) {
+		n, err := jobs.ApplyNode(n, jobs.NodeClaim, testNow)
+		if err != nil {
+			panic(err)
+		}
+		if !running {
+			due := testNow.Add(time.Minute)
+			n.DueAt = &due
+			return n, nil
+		}
+		if n, err = jobs.ApplyNode(n, jobs.NodeSend, testNow); err != nil {
+			panic(err)
+		}
+		return n, []jobs.Event{{Type: jobs.EventNodeRunning, Timestamp: testNow, Node: n.Name}}
+	}
+	in := newJob()
+	in.Concurrency = 0
+	j, claimed, err := s.CreateJobClaiming(t.Context(), in, nodes(3, jobs.NodeNew), nil, store.Claim{Limit: 3, Apply: apply})
+	if err != nil || len(claimed) != 3 {
+		t.Fatalf("claimed %d: %v", len(claimed), err)
+	}
+	return j, claimed
 }

@@ -746,13 +746,20 @@ func checkSize(what string, it item) error {
 	return nil
 }
 
-// versionMiss explains a failed version condition on the item at k: store.ErrNotFound if it
-// is gone, else store.ErrConflict. ccf, when it carries the stored item, saves the read.
-func (s *Store) versionMiss(ctx context.Context, k item, ccf *types.ConditionalCheckFailedException) error {
+// refusedItem is the item at k as a refused conditional write found it: the one the refusal
+// carries (ReturnValuesOnConditionCheckFailure), or, when it carries none (DynamoDB Local and
+// the emulator leave it out), a consistent read; nil when there is no item.
+func (s *Store) refusedItem(ctx context.Context, k item, ccf *types.ConditionalCheckFailedException) (item, error) {
 	if ccf != nil && len(ccf.Item) > 0 {
-		return store.ErrConflict
+		return ccf.Item, nil
 	}
-	it, err := s.get(ctx, k)
+	return s.get(ctx, k)
+}
+
+// versionMiss explains a failed version condition on the item at k: store.ErrNotFound if it
+// is gone, else store.ErrConflict.
+func (s *Store) versionMiss(ctx context.Context, k item, ccf *types.ConditionalCheckFailedException) error {
+	it, err := s.refusedItem(ctx, k, ccf)
 	if err != nil {
 		return err
 	}

@@ -415,10 +415,7 @@ func (s *Store) MarkNodeDisconnected(ctx context.Context, name, conn string) err
 // the update unnecessary). The item in the refusal answers; without it (DynamoDB Local
 // leaves it out), a read does.
 func (s *Store) refusedInventoryUpdate(ctx context.Context, name string, ccf *types.ConditionalCheckFailedException) error {
-	if ccf != nil && len(ccf.Item) > 0 {
-		return nil
-	}
-	it, err := s.get(ctx, invKey(name))
+	it, err := s.refusedItem(ctx, invKey(name), ccf)
 	if err != nil {
 		return err
 	}

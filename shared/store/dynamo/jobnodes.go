@@ -720,14 +720,8 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 			_, err := s.update(ctx, m.nodeKey(w.next.Name), "SET "+le.eq(attrLatestEv, avN(w.next.LatestEventID)),
 				le.eq(attrVersion, avN(w.next.Version)), &le, types.ReturnValueNone, nil)
 			if ccf, ok := conditionFailed(err); ok {
-				cur := ccf.Item // DynamoDB returns the record as it is; without it, read it
-				if len(cur) == 0 {
-					if cur, err = s.get(ctx, m.nodeKey(w.next.Name)); err != nil {
-						failed[i] = err
-						return nil
-					}
-				}
-				superseded[i] = overtaken(w, cur, allocs[i][0].id)
+				cur, err := s.refusedItem(ctx, m.nodeKey(w.next.Name), ccf)
+				superseded[i], failed[i] = err == nil && overtaken(w, cur, allocs[i][0].id), err
 				return nil
 			}
 			failed[i] = err // its events are written all the same
