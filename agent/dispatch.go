@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -215,7 +216,8 @@ func (a *Agent) handleNonBlocking(ctx context.Context, env protocol.Envelope, r 
 		a.replyRPCError(ctx, r.TransactionID, env.ID, "unknown module: "+r.Module)
 		return
 	}
-	if err := checkParamsObject(r.Params); err != nil {
+	timeout, err := readParams(r.Params)
+	if err != nil {
 		a.replyRPCError(ctx, r.TransactionID, env.ID, fmt.Sprintf("invalid input for %s: %v", lbl, err))
 		return
 	}
@@ -227,7 +229,7 @@ func (a *Agent) handleNonBlocking(ctx context.Context, env protocol.Envelope, r 
 	}
 	req := Request{
 		TransactionID: r.TransactionID, RequestID: env.ID, Module: r.Module, Action: r.Action,
-		Params: r.Params, Timeout: paramsTimeout(r.Params), Dir: a.spool.txnDir(r.TransactionID),
+		Params: r.Params, Timeout: timeout, Dir: a.spool.txnDir(r.TransactionID),
 	}
 
 	a.mu.Lock()
@@ -349,36 +351,38 @@ func (a *Agent) execute(ctx context.Context, cancel context.CancelCauseFunc, h M
 		TransactionID: req.TransactionID, RequestID: req.RequestID, NotifyOutcome: notify}}, results, desc)
 }
 
-func checkParamsObject(p json.RawMessage) error {
+// readParams checks that params, when given, is a JSON object (or null), and reads its
+// optional positive integer "timeout" (seconds; anything else: no timeout). One decode: it
+// runs for every request.
+func readParams(p json.RawMessage) (time.Duration, error) {
 	if len(p) == 0 {
-		return nil
+		return 0, nil
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(p, &obj); err != nil {
-		return errors.New("params must be a JSON object")
+	var t struct {
+		Timeout json.RawMessage `json:"timeout"`
 	}
-	return nil
+	if err := json.Unmarshal(p, &t); err != nil {
+		return 0, errors.New("params must be a JSON object")
+	}
+	if len(t.Timeout) == 0 {
+		return 0, nil
+	}
+	var n json.Number
+	if json.Unmarshal(t.Timeout, &n) != nil {
+		return 0, nil
+	}
+	secs, err := n.Int64()
+	if err != nil || secs <= 0 {
+		return 0, nil
+	}
+	return time.Duration(secs) * time.Second, nil
 }
 
+// checkResults checks that a module's results are a JSON object: valid JSON that starts
+// with '{', checked in one pass without decoding.
 func checkResults(r json.RawMessage) error {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(r, &obj); err != nil || obj == nil {
+	if !json.Valid(r) || !bytes.HasPrefix(bytes.TrimLeft(r, " \t\r\n"), []byte("{")) {
 		return errors.New("the module returned results that are not a JSON object")
 	}
 	return nil
-}
-
-// paramsTimeout reads an optional positive integer "timeout" (seconds) from params.
-func paramsTimeout(p json.RawMessage) time.Duration {
-	var t struct {
-		Timeout json.Number `json:"timeout"`
-	}
-	if json.Unmarshal(p, &t) != nil {
-		return 0
-	}
-	n, err := t.Timeout.Int64()
-	if err != nil || n <= 0 {
-		return 0
-	}
-	return time.Duration(n) * time.Second
 }

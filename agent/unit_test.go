@@ -385,3 +385,57 @@ func TestReadCapped(t *testing.T) {
 		t.Errorf("readCapped of a missing file = %q, want empty", got)
 	}
 }
+
+// TestReadParams checks the one decode of a request's params: an object (or null) passes
+// and its "timeout" is read when it is a positive whole number of seconds; anything else
+// is refused, and a timeout of another kind is no timeout.
+func TestReadParams(t *testing.T) {
+	for _, tc := range []struct {
+		params  string
+		timeout time.Duration
+		bad     bool
+	}{
+		{"", 0, false},
+		{"null", 0, false},
+		{"{}", 0, false},
+		{` { "message": "hi" } `, 0, false},
+		{`{"timeout": 30}`, 30 * time.Second, false},
+		{`{"timeout": "45"}`, 45 * time.Second, false},
+		{`{"timeout": 0}`, 0, false},
+		{`{"timeout": -3}`, 0, false},
+		{`{"timeout": 1.5}`, 0, false},
+		{`{"timeout": "soon"}`, 0, false},
+		{`{"timeout": {"s": 1}}`, 0, false},
+		{`[1, 2]`, 0, true},
+		{`"params"`, 0, true},
+		{`7`, 0, true},
+		{`true`, 0, true},
+	} {
+		got, err := readParams(json.RawMessage(tc.params))
+		if (err != nil) != tc.bad || got != tc.timeout {
+			t.Errorf("readParams(%s) = %v, %v; want %v, error %v", tc.params, got, err, tc.timeout, tc.bad)
+		}
+	}
+}
+
+func TestCheckResults(t *testing.T) {
+	for _, tc := range []struct {
+		results string
+		ok      bool
+	}{
+		{`{}`, true},
+		{` {"exitcode": 0, "stdout": "{\"x\": [1]}"}`, true},
+		{"\n\t{\"a\":null}\n", true},
+		{``, false},
+		{`null`, false},
+		{`[{}]`, false},
+		{`"{}"`, false},
+		{`{"a": 1`, false},
+		{`{"a": 1} {}`, false},
+		{`{"a": 1}}`, false},
+	} {
+		if err := checkResults(json.RawMessage(tc.results)); (err == nil) != tc.ok {
+			t.Errorf("checkResults(%q) = %v, want ok %v", tc.results, err, tc.ok)
+		}
+	}
+}

@@ -98,6 +98,12 @@ func TestFleetRunsJobsAndReconnectsWithItsKeys(t *testing.T) {
 			if err := json.Unmarshal(nodes[0].Result, &out); err != nil || out["node"] != nodes[0].Name {
 				t.Fatalf("result %s does not come from %s", nodes[0].Result, nodes[0].Name)
 			}
+			if txn, _ := out["transaction_id"].(string); txn == "" {
+				t.Fatalf("result %s has no transaction_id", nodes[0].Result)
+			}
+			if run, _ := out["run"].(float64); run < 1 || run > n {
+				t.Fatalf("result %s: run %v, want 1 to %d", nodes[0].Result, out["run"], n)
+			}
 		}
 	}
 

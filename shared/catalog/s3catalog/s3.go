@@ -3,9 +3,10 @@ package s3catalog
 import (
 	"context"
 	"errors"
+	"net/http"
+
 	"github.com/baton-run/baton/shared/store"
 	"github.com/baton-run/baton/shared/usage"
-	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/middleware"

@@ -91,20 +91,46 @@ func insertJobNodes(ctx context.Context, tx dbtx, jobID int64, nodes []jobs.Node
 	return nil
 }
 
-// appendEvents appends events to job jobID, numbering them from the job's counter, and
-// returns the id of the last one (0 when there are none). It does not touch the job's version.
+// appendEvents appends events to job jobID's, numbered on from its last event id, and
+// returns the last one's id (0 when there are none). It does not touch the job's version.
 func appendEvents(ctx context.Context, tx dbtx, jobID int64, events []jobs.Event) (int64, error) {
 	if len(events) == 0 {
 		return 0, nil
 	}
+	last, err := lastEventID(ctx, tx, jobID)
+	if err != nil {
+		return 0, err
+	}
+	return writeEvents(ctx, tx, jobID, last, events)
+}
+
+// lastEventID reads job jobID's last event id, after which its next events are numbered.
+// It only reads: a write that fails after it has nothing to undo.
+func lastEventID(ctx context.Context, tx dbtx, jobID int64) (int64, error) {
 	var last int64
-	err := tx.QueryRowContext(ctx, `UPDATE job_event_ids SET last = last + ? WHERE job_id = ?
-		RETURNING last`, len(events), jobID).Scan(&last)
+	err := tx.QueryRowContext(ctx, `SELECT last FROM job_event_ids WHERE job_id = ?`, jobID).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("append events to job %d: %w", jobID, store.ErrNotFound)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("append events to job %d: %w", jobID, err)
+	}
+	return last, nil
+}
+
+// writeEvents inserts events numbered after last (read by lastEventID in this transaction)
+// and moves the job's last event id past them, which it returns.
+func writeEvents(ctx context.Context, tx dbtx, jobID, last int64, events []jobs.Event) (int64, error) {
+	if len(events) == 0 {
+		return last, nil
+	}
+	next := last + int64(len(events))
+	res, err := tx.ExecContext(ctx, `UPDATE job_event_ids SET last = ? WHERE job_id = ? AND last = ?`, next, jobID, last)
+	if err != nil {
+		return 0, fmt.Errorf("append events to job %d: %w", jobID, err)
+	}
+	if rows, err := affected(res); err != nil || rows != 1 {
+		return 0, fmt.Errorf("append events to job %d: its last event id moved from %d (%d rows, %v)", jobID, last, rows, err)
 	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO events (job_id, id, type, timestamp, node, detail, message)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`)
@@ -112,18 +138,17 @@ func appendEvents(ctx context.Context, tx dbtx, jobID int64, events []jobs.Event
 		return 0, fmt.Errorf("append events to job %d: %w", jobID, err)
 	}
 	defer stmt.Close()
-	first := last - int64(len(events)) + 1
 	for i, e := range events {
 		var enc encoder
 		ts := enc.time(e.Timestamp)
 		if enc.err != nil {
 			return 0, fmt.Errorf("append events to job %d: %w", jobID, enc.err)
 		}
-		if _, err := stmt.ExecContext(ctx, jobID, first+int64(i), e.Type, ts, e.Node, blob(e.Detail), e.Message); err != nil {
-			return 0, fmt.Errorf("append event %d to job %d: %w", first+int64(i), jobID, err)
+		if _, err := stmt.ExecContext(ctx, jobID, last+1+int64(i), e.Type, ts, e.Node, blob(e.Detail), e.Message); err != nil {
+			return 0, fmt.Errorf("append event %d to job %d: %w", last+1+int64(i), jobID, err)
 		}
 	}
-	return last, nil
+	return next, nil
 }
 
 // GetJobNode implements store.Store.
@@ -190,12 +215,15 @@ const updateJobNodeSQL = `UPDATE job_nodes SET state = ?, transaction_id = ?, re
 // updateJobNode writes n over the record at n.Version, appending events first, and returns
 // the record as stored.
 func updateJobNode(ctx context.Context, tx dbtx, n jobs.Node, events []jobs.Event) (jobs.Node, error) {
+	// The record is written before its events, numbered from the id read first: a stale
+	// version fails the write having changed nothing (see Store.runGroup).
+	var last int64
 	if len(events) > 0 {
-		last, err := appendEvents(ctx, tx, n.JobID, events)
-		if err != nil {
+		var err error
+		if last, err = lastEventID(ctx, tx, n.JobID); err != nil {
 			return n, err
 		}
-		n.LatestEventID = last
+		n.LatestEventID = last + int64(len(events))
 	}
 	vals, err := jobNodeValues(n)
 	if err != nil {
@@ -211,6 +239,9 @@ func updateJobNode(ctx context.Context, tx dbtx, n jobs.Node, events []jobs.Even
 	}
 	if rows == 0 {
 		return n, versionMiss(ctx, tx, `SELECT 1 FROM job_nodes WHERE job_id = ? AND name = ?`, n.JobID, n.Name)
+	}
+	if _, err := writeEvents(ctx, tx, n.JobID, last, events); err != nil {
+		return n, err
 	}
 	n.Version++
 	return n, nil
@@ -230,7 +261,8 @@ func (s *Store) UpdateJobNode(ctx context.Context, n jobs.Node, events ...jobs.E
 	return out, nil
 }
 
-// UpdateJobNodes implements store.Store: one write, each update in its own savepoint.
+// UpdateJobNodes implements store.Store: one write, each update an item of its own (see
+// inSavepoint).
 func (s *Store) UpdateJobNodes(ctx context.Context, ups []store.NodeUpdate) ([]jobs.Node, []error) {
 	out := make([]jobs.Node, len(ups))
 	errs := make([]error, len(ups))
@@ -259,9 +291,21 @@ func (s *Store) UpdateJobNodes(ctx context.Context, ups []store.NodeUpdate) ([]j
 	return out, errs
 }
 
-// inSavepoint runs fn in a nested savepoint: when fn fails, its changes are undone and the
-// enclosing transaction goes on.
+// inSavepoint runs fn as an item of a write that goes on when fn fails: fn's changes are
+// undone and the enclosing operation goes on. In a careful transaction fn runs in a nested
+// savepoint; otherwise a failure that changed nothing needs nothing undone, and one that
+// did fails the whole operation (txn.undo), for the group to run again carefully.
 func inSavepoint(ctx context.Context, tx dbtx, fn func() error) error {
+	if t, ok := tx.(*txn); ok && !t.careful {
+		before := t.changed
+		t.changed = false
+		err := fn()
+		if err != nil && t.changed && t.undo == nil {
+			t.undo = err
+		}
+		t.changed = t.changed || before
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT item`); err != nil {
 		return err
 	}

@@ -23,8 +23,8 @@ var _ store.Store = (*Store)(nil)
 
 // Store is a store.Store on one SQLite file. Writes go through a single connection, so
 // writers in this process never contend for the database lock, and they are committed in
-// groups: one goroutine runs every write waiting at the time in one transaction, each in its
-// own savepoint, and commits them together — one fsync for many writes, each caller still
+// groups: one goroutine runs every write waiting at the time in one transaction (see
+// runGroup), and commits them together — one fsync for many writes, each caller still
 // told of its own outcome once it is durable. Reads use a separate pool of read-only
 // connections, which WAL mode lets run alongside the writer.
 type Store struct {
@@ -49,6 +49,7 @@ type Store struct {
 type WriteStats struct {
 	Writes  int64 // write operations run
 	Commits int64 // transactions committed (each one fsync of the WAL)
+	Reruns  int64 // groups rolled back and run again in savepoints (see runGroup)
 }
 
 // Stats returns the write counters since Open.
@@ -206,8 +207,8 @@ type writeOp struct {
 }
 
 // write runs fn in a write transaction and returns once what it wrote is committed (or, when
-// fn fails, undone). fn runs on the committer's goroutine, inside a savepoint of a
-// transaction shared with other writes; it gets a context that carries ctx's values but is
+// fn fails, undone). fn runs on the committer's goroutine, in a transaction shared with
+// other writes, and may run twice (see runGroup): it must set its outputs afresh each time; it gets a context that carries ctx's values but is
 // never cancelled, so that a caller going away cannot interrupt a statement of the shared
 // connection midway. A ctx that ends before fn starts fails the write.
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx dbtx) error) error {
@@ -259,6 +260,13 @@ func (s *Store) commitLoop() {
 }
 
 // runGroup runs ops in one transaction and tells each its outcome after the commit.
+//
+// The operations run one after another without savepoints: an operation that fails having
+// changed nothing (a version miss, a refused claim: nearly every failure) needs nothing
+// undone, and a savepoint costs a copy of every page an operation touches. When one fails
+// after changing something, the transaction is rolled back and the whole group run again
+// carefully, each operation in a savepoint of its own that undoes its changes alone.
+// Operations may therefore run twice; each assigns its outputs afresh when it runs.
 func (s *Store) runGroup(ops []*writeOp) {
 	results := make([]error, len(ops))
 	defer func() {
@@ -266,13 +274,31 @@ func (s *Store) runGroup(ops []*writeOp) {
 			op.done <- results[i]
 		}
 	}()
+	if s.runTxn(ops, results, false) {
+		return
+	}
+	s.statsMu.Lock()
+	s.stats.Reruns++
+	s.statsMu.Unlock()
+	s.runTxn(ops, results, true)
+}
+
+// errUndo is the failure of an operation that changed the database before it failed.
+type errUndo struct{ err error }
+
+func (e errUndo) Error() string { return e.err.Error() }
+
+// runTxn runs ops in one transaction, each in a savepoint when careful, and commits what
+// succeeded. Without care it gives up at the first operation that fails after changing
+// something, rolls back and returns false.
+func (s *Store) runTxn(ops []*writeOp, results []error, careful bool) bool {
 	ctx := context.Background()
-	tx := &txn{s: s}
+	tx := &txn{s: s, careful: careful}
 	if _, err := tx.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		for i := range results {
 			results[i] = fmt.Errorf("begin write: %w", err)
 		}
-		return
+		return true
 	}
 	ok := 0
 	for i, op := range ops {
@@ -280,7 +306,18 @@ func (s *Store) runGroup(ops []*writeOp) {
 			results[i] = fmt.Errorf("begin write: %w", err)
 			continue
 		}
-		if results[i] = runOne(tx, op); results[i] == nil {
+		results[i] = runOne(tx, op)
+		if u, dirty := results[i].(errUndo); dirty {
+			if careful { // cannot happen: a careful operation's savepoint undid it
+				results[i] = u.err
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `ROLLBACK`); err != nil {
+				s.log.Warn("roll back a group to run it again", "err", err)
+			}
+			return false
+		}
+		if results[i] == nil {
 			ok++
 		}
 	}
@@ -288,7 +325,7 @@ func (s *Store) runGroup(ops []*writeOp) {
 		if _, err := tx.ExecContext(ctx, `ROLLBACK`); err != nil {
 			s.log.Warn("roll back a group of failed writes", "err", err)
 		}
-		return
+		return true
 	}
 	if _, err := tx.ExecContext(ctx, `COMMIT`); err != nil {
 		if _, rbErr := tx.ExecContext(ctx, `ROLLBACK`); rbErr != nil {
@@ -299,18 +336,35 @@ func (s *Store) runGroup(ops []*writeOp) {
 				results[i] = fmt.Errorf("commit: %w", err)
 			}
 		}
-		return
+		return true
 	}
 	s.statsMu.Lock()
 	s.stats.Writes += int64(ok)
 	s.stats.Commits++
 	s.statsMu.Unlock()
+	return true
 }
 
-// runOne runs one write in a savepoint of the group's transaction, so that its failure
-// undoes its own changes only. A panic in fn becomes its error.
+// runOne runs one write: when careful, in a savepoint of the group's transaction, so that
+// its failure undoes its own changes only; otherwise as is, its failure an errUndo when it
+// may have changed something. A panic in fn becomes its error.
 func runOne(tx *txn, op *writeOp) (err error) {
 	ctx := context.WithoutCancel(op.ctx)
+	if !tx.careful {
+		tx.changed, tx.undo = false, nil
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("write panicked: %v", p)
+			}
+			switch {
+			case tx.undo != nil:
+				err = errUndo{tx.undo}
+			case err != nil && tx.changed:
+				err = errUndo{err}
+			}
+		}()
+		return op.fn(ctx, tx)
+	}
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
 		return fmt.Errorf("begin write: %w", err)
 	}

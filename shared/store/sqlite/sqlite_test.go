@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -480,16 +481,7 @@ func TestWritesCommitInGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release, busy := make(chan struct{}), make(chan struct{})
-	blocker := make(chan error, 1)
-	go func() {
-		blocker <- s.write(ctx, func(context.Context, dbtx) error {
-			close(busy)
-			<-release
-			return nil
-		})
-	}()
-	<-busy
+	release := holdCommitter(t, s)
 	before := s.Stats()
 	errs := make([]error, n+1)
 	var wg sync.WaitGroup
@@ -505,18 +497,9 @@ func TestWritesCommitInGroups(t *testing.T) {
 	wg.Go(func() {
 		errs[n] = s.write(ctx, func(context.Context, dbtx) error { panic("boom") })
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for len(s.ops) < n+1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d writes queued, want %d", len(s.ops), n+1)
-		}
-		runtime.Gosched()
-	}
-	close(release)
+	waitQueued(t, s, n+1)
+	release()
 	wg.Wait()
-	if err := <-blocker; err != nil {
-		t.Fatal(err)
-	}
 	for i, err := range errs {
 		switch {
 		case i == 7:
@@ -535,6 +518,9 @@ func TestWritesCommitInGroups(t *testing.T) {
 	if commits, writes := after.Commits-before.Commits, after.Writes-before.Writes; commits != 2 || writes != n {
 		t.Fatalf("%d commits for %d writes, want 2 (the blocker's, then one for the %d queued) for %d", commits, writes, n-1, n)
 	}
+	if reruns := after.Reruns - before.Reruns; reruns != 0 {
+		t.Fatalf("%d groups run again: the failures changed nothing, so nothing needed undoing", reruns)
+	}
 	counts, err := s.JobCounts(ctx, j.ID)
 	if err != nil || counts[jobs.NodeReady] != n-1 || counts[jobs.NodeNew] != 1 {
 		t.Fatalf("counts %v, %v: want %d ready and the stale one new", counts, err, n-1)
@@ -542,6 +528,220 @@ func TestWritesCommitInGroups(t *testing.T) {
 	evs, err := s.ListEvents(ctx, j.ID, 1, 0)
 	if err != nil || len(evs) != n-1 {
 		t.Fatalf("%d events, %v; want %d (none from the refused update)", len(evs), err, n-1)
+	}
+}
+
+// holdCommitter blocks the committer with a write of its own until release is called, so
+// that writes queued meanwhile run as one group.
+func holdCommitter(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	hold, busy := make(chan struct{}), make(chan struct{})
+	blocker := make(chan error, 1)
+	go func() {
+		blocker <- s.write(t.Context(), func(context.Context, dbtx) error {
+			close(busy)
+			<-hold
+			return nil
+		})
+	}()
+	<-busy
+	return func() {
+		close(hold)
+		if err := <-blocker; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitQueued waits until n writes are queued for the committer.
+func waitQueued(t *testing.T, s *Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.ops) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes queued, want %d", len(s.ops), n)
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestFailureAfterAChangeIsUndoneAlone checks the group's careful run: operations run
+// without savepoints, and one that fails after changing something — as a whole operation,
+// or as one item of an operation (inSavepoint) — makes the store roll the group back and
+// run it again with a savepoint per operation and item. Only the failed part is undone;
+// the rest commits, and each operation's outputs are those of the run that committed. A
+// failure that changed nothing (a statement refused on a constraint) needs no second run.
+func TestFailureAfterAChangeIsUndoneAlone(t *testing.T) {
+	insert := func(ctx context.Context, tx dbtx, nonce string) error {
+		_, err := tx.ExecContext(ctx, insertNonceSQL, nonce, "2031-05-04T08:00:00Z")
+		return err
+	}
+	boom := errors.New("boom")
+	tests := []struct {
+		name       string
+		ops        []func(ctx context.Context, tx dbtx) error
+		wantErrs   []bool
+		wantNonces []string
+		reruns     int64
+		runs       []int // times each operation ran: up to the failure, twice when run again
+	}{{
+		name: "an operation fails after an insert",
+		ops: []func(ctx context.Context, tx dbtx) error{
+			func(ctx context.Context, tx dbtx) error { return insert(ctx, tx, "a") },
+			func(ctx context.Context, tx dbtx) error {
+				if err := insert(ctx, tx, "b"); err != nil {
+					return err
+				}
+				return boom
+			},
+			func(ctx context.Context, tx dbtx) error { return insert(ctx, tx, "c") },
+		},
+		wantErrs:   []bool{false, true, false},
+		wantNonces: []string{"a", "c"},
+		reruns:     1,
+		runs:       []int{2, 2, 1},
+	}, {
+		name: "an item fails after an insert, its operation goes on",
+		ops: []func(ctx context.Context, tx dbtx) error{
+			func(ctx context.Context, tx dbtx) error {
+				if err := insert(ctx, tx, "a"); err != nil {
+					return err
+				}
+				failed := inSavepoint(ctx, tx, func() error {
+					if err := insert(ctx, tx, "b"); err != nil {
+						return err
+					}
+					return boom
+				})
+				if !errors.Is(failed, boom) {
+					return fmt.Errorf("item: %v, want boom", failed)
+				}
+				return inSavepoint(ctx, tx, func() error { return insert(ctx, tx, "c") })
+			},
+			func(ctx context.Context, tx dbtx) error { return insert(ctx, tx, "d") },
+		},
+		wantErrs:   []bool{false, false},
+		wantNonces: []string{"a", "c", "d"},
+		reruns:     1,
+		runs:       []int{2, 1},
+	}, {
+		name: "a refused insert changes nothing",
+		ops: []func(ctx context.Context, tx dbtx) error{
+			func(ctx context.Context, tx dbtx) error { return insert(ctx, tx, "a") },
+			func(ctx context.Context, tx dbtx) error { return insert(ctx, tx, "a") }, // the primary key is taken
+			func(ctx context.Context, tx dbtx) error {
+				return inSavepoint(ctx, tx, func() error { return insert(ctx, tx, "a") })
+			},
+			func(ctx context.Context, tx dbtx) error { return insert(ctx, tx, "b") },
+		},
+		wantErrs:   []bool{false, true, true, false},
+		wantNonces: []string{"a", "b"},
+		reruns:     0,
+		runs:       []int{1, 1, 1, 1},
+	}, {
+		name: "a failure after a read changes nothing",
+		ops: []func(ctx context.Context, tx dbtx) error{
+			func(ctx context.Context, tx dbtx) error { return insert(ctx, tx, "a") },
+			func(ctx context.Context, tx dbtx) error {
+				var n int
+				if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM nonces`).Scan(&n); err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `DELETE FROM nonces WHERE nonce = 'none'`); err != nil {
+					return err
+				}
+				return boom
+			},
+		},
+		wantErrs:   []bool{false, true},
+		wantNonces: []string{"a"},
+		reruns:     0,
+		runs:       []int{1, 1},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := openTemp(t)
+			ctx := t.Context()
+			release := holdCommitter(t, s)
+			before := s.Stats()
+			errs := make([]error, len(tc.ops))
+			runs := make([]int, len(tc.ops))
+			var wg sync.WaitGroup
+			for i, op := range tc.ops {
+				wg.Go(func() {
+					errs[i] = s.write(ctx, func(ctx context.Context, tx dbtx) error {
+						runs[i]++
+						return op(ctx, tx)
+					})
+				})
+				waitQueued(t, s, i+1) // queued in order
+			}
+			release()
+			wg.Wait()
+			for i, err := range errs {
+				if (err != nil) != tc.wantErrs[i] {
+					t.Errorf("write %d: %v, want an error: %v", i, err, tc.wantErrs[i])
+				}
+				if _, undo := err.(errUndo); undo {
+					t.Errorf("write %d: the careful run's error is the operation's own, got %T", i, err)
+				}
+			}
+			var got []string
+			rows, err := s.r.QueryContext(ctx, `SELECT nonce FROM nonces ORDER BY nonce`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var n string
+				if err := rows.Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, n)
+			}
+			rows.Close()
+			if strings.Join(got, ",") != strings.Join(tc.wantNonces, ",") {
+				t.Errorf("nonces %v, want %v", got, tc.wantNonces)
+			}
+			after := s.Stats()
+			if reruns := after.Reruns - before.Reruns; reruns != tc.reruns {
+				t.Errorf("%d groups run again, want %d", reruns, tc.reruns)
+			}
+			if commits := after.Commits - before.Commits; commits != 2 {
+				t.Errorf("%d commits, want 2: the blocker's and the group's", commits)
+			}
+			if fmt.Sprint(runs) != fmt.Sprint(tc.runs) {
+				t.Errorf("writes ran %v times, want %v", runs, tc.runs)
+			}
+		})
+	}
+}
+
+func TestStatementKinds(t *testing.T) {
+	for _, tc := range []struct {
+		query          string
+		changes, reads bool
+	}{
+		{"SELECT 1", false, true},
+		{"\n\t  select name FROM nodes", false, true},
+		{"(SELECT 1)", false, true},
+		{"INSERT INTO nonces VALUES (?, ?)", true, false},
+		{"  update job_nodes SET x = 1", true, false},
+		{"DELETE FROM nonces", true, false},
+		{"REPLACE INTO t VALUES (1)", true, false},
+		{"WITH x AS (SELECT 1) UPDATE t SET a = 1", true, false},
+		{"INSERT INTO t VALUES (1) RETURNING id", true, false},
+		{"PRAGMA user_version = 3", false, false},
+		{"SAVEPOINT op", false, false},
+		{"CREATE TABLE t (a)", false, false},
+		{"SELECTED", false, false},
+		{"", false, false},
+	} {
+		if got := changesRows(tc.query); got != tc.changes {
+			t.Errorf("changesRows(%q) = %v, want %v", tc.query, got, tc.changes)
+		}
+		if got := readsOnly(tc.query); got != tc.reads {
+			t.Errorf("readsOnly(%q) = %v, want %v", tc.query, got, tc.reads)
+		}
 	}
 }
 
@@ -572,4 +772,73 @@ func TestCancelledWriteIsNotRun(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) || ran {
 		t.Fatalf("cancelled write: %v, ran %v; want context.Canceled, not run", err, ran)
 	}
+}
+
+// BenchmarkNodeRuns is a fan-out's store work: a job of 500 nodes claimed in batches of 100,
+// then each node marked running and finished, with an event each, by 50 concurrent writers
+// whose writes the store groups into shared commits. It reports CPU-bound time per node-run.
+func BenchmarkNodeRuns(b *testing.B) {
+	s, _ := openTemp(b)
+	ctx := context.Background()
+	const size, writers = 500, 50
+	nodes := make([]jobs.Node, size)
+	for i := range nodes {
+		nodes[i] = jobs.Node{Name: fmt.Sprintf("node%04d.example.com", i), State: jobs.NodeNew}
+	}
+	claim := store.Claim{Limit: 100, Apply: func(n jobs.Node) (jobs.Node, []jobs.Event) {
+		n.State = jobs.NodeReady
+		return n, nil
+	}}
+	detail := json.RawMessage(`{"transaction_id":"0f8e7d6c-5b4a-4938-8271-605f4e3d2c1b"}`)
+	cpu0 := processCPU(b)
+	for b.Loop() {
+		j, err := s.CreateJob(ctx, testJob(), nodes, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var claimed []jobs.Node
+		for len(claimed) < size {
+			got, err := s.ClaimJobNodes(ctx, j.ID, claim)
+			if err != nil {
+				b.Fatal(err)
+			}
+			claimed = append(claimed, got...)
+		}
+		work := make(chan jobs.Node, size)
+		for _, n := range claimed {
+			work <- n
+		}
+		close(work)
+		var wg sync.WaitGroup
+		for range writers {
+			wg.Go(func() {
+				for n := range work {
+					n.State = jobs.NodeRunning
+					n, err := s.UpdateJobNode(ctx, n, jobs.Event{Type: jobs.EventNodeRunning, Timestamp: t0, Node: n.Name, Detail: detail})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					n.State = jobs.NodeFinished
+					n.Result = json.RawMessage(`{"ok":true}`)
+					if _, err := s.UpdateJobNode(ctx, n, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: t0, Node: n.Name, Detail: detail}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/node-run")
+	b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N*size), "cpu-ns/node-run")
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -4,7 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"sync"
+	"unicode"
+
+	sqlitedrv "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // SQLite spends most of a small statement's time parsing it: the store prepares each query
@@ -34,8 +39,60 @@ type errRow struct{ err error }
 
 func (r errRow) Scan(...any) error { return r.err }
 
-// txn is the committer's transaction: statements on its connection, prepared once.
-type txn struct{ s *Store }
+// txn is the committer's transaction: statements on its connection, prepared once. It
+// notes whether the running operation may have changed the database (changed): an
+// operation that fails without changing anything needs nothing undone, so operations run
+// without savepoints unless careful (see Store.runGroup).
+type txn struct {
+	s       *Store
+	careful bool  // each operation (and each inSavepoint item) runs in a savepoint
+	changed bool  // a statement of the running operation may have changed the database
+	undo    error // an item of the running operation failed after changing something
+}
+
+// noteExec records what an executed statement may have changed. A data-changing statement
+// (INSERT, UPDATE, DELETE, REPLACE, or one of these after WITH) changed rows when it says
+// so; one that failed on a constraint was backed out whole by SQLite (its conflict
+// resolution is ABORT). Any other statement, and any other failure, counts as a change.
+func (t *txn) noteExec(query string, res sql.Result, err error) {
+	if !changesRows(query) {
+		t.changed = true
+		return
+	}
+	if err != nil {
+		var e *sqlitedrv.Error
+		if !errors.As(err, &e) || e.Code()&0xff != sqlite3.SQLITE_CONSTRAINT {
+			t.changed = true
+		}
+		return
+	}
+	if n, err := res.RowsAffected(); err != nil || n > 0 {
+		t.changed = true
+	}
+}
+
+// changesRows reports whether query's first keyword is one of a data-changing statement,
+// whose changed rows sql.Result counts.
+func changesRows(query string) bool {
+	switch firstKeyword(query) {
+	case "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH":
+		return true
+	}
+	return false
+}
+
+// readsOnly reports whether query is a SELECT, which changes nothing.
+func readsOnly(query string) bool { return firstKeyword(query) == "SELECT" }
+
+// firstKeyword is query's first word, upper-cased.
+func firstKeyword(query string) string {
+	query = strings.TrimLeft(query, " \t\r\n(")
+	end := strings.IndexFunc(query, func(r rune) bool { return !unicode.IsLetter(r) })
+	if end < 0 {
+		end = len(query)
+	}
+	return strings.ToUpper(query[:end])
+}
 
 func (t *txn) stmt(ctx context.Context, query string) (*sql.Stmt, bool, error) {
 	if st, ok := t.s.wstmts[query]; ok {
@@ -60,10 +117,15 @@ func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 	if !cached {
 		defer st.Close()
 	}
-	return st.ExecContext(ctx, args...)
+	res, err := st.ExecContext(ctx, args...)
+	t.noteExec(query, res, err)
+	return res, err
 }
 
 func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if !readsOnly(query) {
+		t.changed = true // RETURNING: its rows changed are not counted
+	}
 	st, cached, err := t.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -77,6 +139,9 @@ func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql
 }
 
 func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) scanner {
+	if !readsOnly(query) {
+		t.changed = true
+	}
 	st, cached, err := t.stmt(ctx, query)
 	if err != nil {
 		return errRow{err}
@@ -94,15 +159,32 @@ func (t *txn) PrepareContext(ctx context.Context, query string) (preparedStmt, e
 		return nil, err
 	}
 	if !cached {
-		return st, nil
+		return notedStmt{st, t, query, true}, nil
 	}
-	return keptStmt{st}, nil
+	return notedStmt{st, t, query, false}, nil
 }
 
-// keptStmt is a cached statement whose Close keeps it.
-type keptStmt struct{ *sql.Stmt }
+// notedStmt is a statement prepared on the committer's connection whose executions the
+// transaction notes; a cached one's Close keeps it.
+type notedStmt struct {
+	*sql.Stmt
+	t     *txn
+	query string
+	owned bool // not cached: Close closes it
+}
 
-func (keptStmt) Close() error { return nil }
+func (n notedStmt) ExecContext(ctx context.Context, args ...any) (sql.Result, error) {
+	res, err := n.Stmt.ExecContext(ctx, args...)
+	n.t.noteExec(n.query, res, err)
+	return res, err
+}
+
+func (n notedStmt) Close() error {
+	if n.owned {
+		return n.Stmt.Close()
+	}
+	return nil
+}
 
 // closeWriteStmts closes the committer's statements (after the committer stopped).
 func (s *Store) closeWriteStmts() error {
