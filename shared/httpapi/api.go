@@ -30,8 +30,9 @@ type Orchestrator interface {
 	SubmitTask(ctx context.Context, req orchestrator.TaskRequest, owner jobs.Owner) (jobs.Job, error)
 	SubmitDeploy(ctx context.Context, req orchestrator.DeployRequest, owner jobs.Owner) (jobs.Job, error)
 	Job(ctx context.Context, id int64) (jobs.Job, error)
-	// WaitJob returns the job once it has ended, or when d has passed (Baton's ?wait=).
-	WaitJob(ctx context.Context, id int64, d time.Duration) (jobs.Job, error)
+	// WaitJob returns the job once it has ended, or when d has passed (Baton's ?wait=),
+	// with its node counts when it knows them without a read (nil otherwise).
+	WaitJob(ctx context.Context, id int64, d time.Duration) (jobs.Job, jobs.StateCounts, error)
 	Jobs(ctx context.Context, q store.JobQuery) ([]jobs.Job, int, error)
 	JobNodes(ctx context.Context, id int64) ([]jobs.Node, error)
 	JobCounts(ctx context.Context, id int64) (jobs.StateCounts, error)

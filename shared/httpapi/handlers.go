@@ -313,22 +313,26 @@ func (a *API) getJob(r *http.Request, _ principal) (any, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	var j jobs.Job
+	var (
+		j      jobs.Job
+		counts jobs.StateCounts
+	)
 	if w := r.URL.Query().Get("wait"); w != "" {
 		d, err := time.ParseDuration(w)
 		if err != nil || d < 0 {
 			return nil, 0, validation("wait must be a duration like 10s (at most %s), got %q", orchestrator.MaxWait, w)
 		}
-		j, err = a.orch.WaitJob(r.Context(), id, d)
+		j, counts, err = a.orch.WaitJob(r.Context(), id, d)
 		if err != nil {
 			return nil, 0, err
 		}
 	} else if j, err = a.orch.Job(r.Context(), id); err != nil {
 		return nil, 0, err
 	}
-	counts, err := a.orch.JobCounts(r.Context(), id)
-	if err != nil {
-		return nil, 0, err
+	if counts == nil {
+		if counts, err = a.orch.JobCounts(r.Context(), id); err != nil {
+			return nil, 0, err
+		}
 	}
 	v := newJobView(baseURL(r), j, counts)
 	u, err := a.orch.JobUsage(r.Context(), id)

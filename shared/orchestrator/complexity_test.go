@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -363,6 +364,89 @@ func TestJobUsageIsReadOnlyWhenMetered(t *testing.T) {
 			}
 			if u != want || by["JobUsage"] != reads {
 				t.Errorf("usage %+v after %d store reads; want %+v after %d", u, by["JobUsage"], want, reads)
+			}
+		})
+	}
+}
+
+// TestWaitJobGetsTheEndItWaitsFor checks that a waiter of a job this process ends gets the
+// job as written and its node counts with the wake, without reading them back (counts come
+// only that way), and that they are what the store holds: for a one-node job (its end and
+// the job's in one write) and for a job of three nodes (the job ended on its own).
+func TestWaitJobGetsTheEndItWaitsFor(t *testing.T) {
+	for _, size := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d nodes", size), func(t *testing.T) {
+			ctx := t.Context()
+			base, err := sqlite.Open(filepath.Join(t.TempDir(), "baton.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { base.Close() })
+			names := make([]string, size)
+			for i := range names {
+				names[i] = fmt.Sprintf("node%d", i+1)
+				if _, err := base.CreateNode(ctx, inventory.Node{Name: names[i], Facts: json.RawMessage(`{}`), CreatedAt: time.Unix(0, 0)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sealer, err := seal.New(make([]byte, 32))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := newCountingStore(base)
+			agents := &instantAgents{reqs: make(chan protocol.Envelope, size)}
+			kicks := make(chan int64, 1)
+			orch := orchestrator.New(st, oneTask{}, noURLs{}, agents, sealer, orchestrator.WithKick(func(id int64) { kicks <- id }))
+			agents.orch = orch
+			job, err := orch.SubmitTask(ctx, orchestrator.TaskRequest{Task: "demo::noop",
+				Common: orchestrator.Common{Scope: orchestrator.Scope{Nodes: names}}}, jobs.Owner{Login: "admin"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The job is dispatched once the waiter waits.
+			st.reset()
+			type waited struct {
+				job    jobs.Job
+				counts jobs.StateCounts
+				err    error
+			}
+			got := make(chan waited, 1)
+			go func() {
+				j, c, err := orch.WaitJob(ctx, job.ID, 20*time.Second)
+				got <- waited{j, c, err}
+			}()
+			deadline := time.Now().Add(10 * time.Second)
+			for _, _, by := st.totals(); by["GetJob"] == 0; _, _, by = st.totals() {
+				if time.Now().After(deadline) {
+					t.Fatal("the waiter did not read the job")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			go agents.run(ctx, t)
+			defer close(agents.reqs)
+			if err := orch.Dispatch(ctx, <-kicks); err != nil {
+				t.Fatal(err)
+			}
+			w := <-got
+			if w.err != nil {
+				t.Fatal(w.err)
+			}
+			if w.counts == nil {
+				t.Fatal("the waiter read the job back: no counts came with the wake")
+			}
+			stored, err := base.GetJob(ctx, job.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(w.job, stored) {
+				t.Errorf("woken with %+v, the store holds %+v", w.job, stored)
+			}
+			counts, err := base.JobCounts(ctx, job.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(w.counts, counts) || w.counts[jobs.NodeFinished] != size {
+				t.Errorf("woken with counts %v, the store holds %v", w.counts, counts)
 			}
 		})
 	}

@@ -499,14 +499,14 @@ func (s *Service) finishJob(ctx context.Context, jobID int64, counts jobs.StateC
 		if err != nil {
 			return err
 		}
-		_, err = s.store.UpdateJob(ctx, ended, e)
+		written, err := s.store.UpdateJob(ctx, ended, e)
 		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("finish job %d: %w", jobID, err)
 		}
-		s.finished.wake(jobID)
+		s.finished.wake(jobID, endedJob{written, counts})
 		s.log.Info("job ended", "job", ended, "node_states", counts)
 		return nil
 	}

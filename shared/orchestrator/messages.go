@@ -278,10 +278,11 @@ func (s *Service) endWithJob(ctx context.Context, end jobs.Node, events []jobs.E
 	if err != nil {
 		return false
 	}
-	if _, _, err := s.store.UpdateJobNodeAndJob(ctx, end, events, ended, []jobs.Event{jobEvent}); err != nil {
+	_, written, err := s.store.UpdateJobNodeAndJob(ctx, end, events, ended, []jobs.Event{jobEvent})
+	if err != nil {
 		return false
 	}
-	s.finished.wake(job.ID)
+	s.finished.wake(job.ID, endedJob{written, jobs.StateCounts{end.State: 1}})
 	s.log.Info("job ended", "job", ended, "node_states", jobs.StateCounts{end.State: 1})
 	return true
 }

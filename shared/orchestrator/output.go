@@ -28,7 +28,7 @@ type outputState struct {
 	grace time.Duration
 	poll  time.Duration // how often WaitOutput reads again (0: waitPoll)
 
-	waiters waiters[outputKey] // readers waiting for a node's next chunks
+	waiters waiters[outputKey, struct{}] // readers waiting for a node's next chunks
 
 	mu sync.Mutex
 	// owners caches the transactions whose sender this process checked: txn → record.
@@ -79,7 +79,7 @@ func (s *Service) onOutput(ctx context.Context, node string, o protocol.Output) 
 	if err := s.store.PutOutput(ctx, jobID, node, chunks); err != nil {
 		return fmt.Errorf("output of %s: %w", o.TransactionID, err)
 	}
-	s.output.waiters.wake(outputKey{jobID, node})
+	s.output.waiters.wake(outputKey{jobID, node}, struct{}{})
 	return nil
 }
 

@@ -157,7 +157,7 @@ type Service struct {
 	// queries, when set, resolves scope queries instead of the inventory (WithQueryResolver).
 	queries QueryResolver
 
-	finished waiters[int64] // waiters of WaitJob
+	finished waiters[int64, endedJob] // waiters of WaitJob
 	refills  refills        // the refills results ask for, coalesced per job (refill.go)
 	output   outputState    // live task output (output.go)
 	// recounts is the sweep's watch of unfinished jobs' counts (recount.go).

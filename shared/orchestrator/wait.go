@@ -16,19 +16,20 @@ const MaxWait = 25 * time.Second
 const waitPoll = 250 * time.Millisecond
 
 // waiters wakes the goroutines waiting on a key (a job this process ends, a node's output
-// this process stores) when the key is signalled.
-type waiters[K comparable] struct {
+// this process stores) when the key is signalled, handing each the value the wake carries.
+type waiters[K comparable, V any] struct {
 	mu sync.Mutex
-	m  map[K][]chan struct{}
+	m  map[K][]chan V
 }
 
-// add returns a channel closed at the next wake of k, and a func that stops waiting.
-func (w *waiters[K]) add(k K) (<-chan struct{}, func()) {
-	ch := make(chan struct{})
+// add returns a channel that receives the next wake's value for k, and a func that stops
+// waiting.
+func (w *waiters[K, V]) add(k K) (<-chan V, func()) {
+	ch := make(chan V, 1) // a wake never blocks: each channel gets one value, then is dropped
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.m == nil {
-		w.m = map[K][]chan struct{}{}
+		w.m = map[K][]chan V{}
 	}
 	w.m[k] = append(w.m[k], ch)
 	return ch, func() {
@@ -49,19 +50,28 @@ func (w *waiters[K]) add(k K) (<-chan struct{}, func()) {
 	}
 }
 
-// wake closes the channels of everyone waiting on k.
-func (w *waiters[K]) wake(k K) {
+// wake gives v to everyone waiting on k.
+func (w *waiters[K, V]) wake(k K, v V) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, ch := range w.m[k] {
-		close(ch)
+		ch <- v
 	}
 	delete(w.m, k)
 }
 
+// endedJob is a job as this process wrote its end, with its nodes' counts then: what a
+// waiter would read back.
+type endedJob struct {
+	job    jobs.Job
+	counts jobs.StateCounts
+}
+
 // WaitJob returns job id once it has ended, or as it is when d (at most MaxWait) has passed
-// or ctx ends. An unknown id is an *Error of kind unknown-job.
-func (s *Service) WaitJob(ctx context.Context, id int64, d time.Duration) (jobs.Job, error) {
+// or ctx ends. An unknown id is an *Error of kind unknown-job. When this process ended the
+// job, the job comes as written, with its node counts (nil otherwise: the caller reads
+// them), without a read.
+func (s *Service) WaitJob(ctx context.Context, id int64, d time.Duration) (jobs.Job, jobs.StateCounts, error) {
 	d = min(d, MaxWait)
 	ended, forget := s.finished.add(id)
 	defer forget()
@@ -72,15 +82,17 @@ func (s *Service) WaitJob(ctx context.Context, id int64, d time.Duration) (jobs.
 	for {
 		job, err := s.Job(ctx, id)
 		if err != nil || job.State.Terminal() || d <= 0 {
-			return job, err
+			return job, nil, err
 		}
 		select {
-		case <-ended:
+		case e := <-ended:
+			return e.job, e.counts, nil
 		case <-poll.C:
 		case <-timer.C:
-			return s.Job(ctx, id)
+			job, err := s.Job(ctx, id)
+			return job, nil, err
 		case <-ctx.Done():
-			return job, nil
+			return job, nil, nil
 		}
 	}
 }
