@@ -158,8 +158,8 @@ type Service struct {
 	queries QueryResolver
 
 	finished waiters[int64, endedJob] // waiters of WaitJob
-	refills  refills        // the refills results ask for, coalesced per job (refill.go)
-	output   outputState    // live task output (output.go)
+	refills  refills                  // the refills results ask for, coalesced per job (refill.go)
+	output   outputState              // live task output (output.go)
 	// recounts is the sweep's watch of unfinished jobs' counts (recount.go).
 	recounts recountWatch
 }
