@@ -286,6 +286,13 @@ func (s *Service) sendAll(ctx context.Context, sp *jobSpec, nodes []jobs.Node) {
 	if len(nodes) == 0 {
 		return
 	}
+	// A node recorded running when claimed is held as started before its request goes out:
+	// its result can come back before the other requests are sent, and then needs no read.
+	for _, n := range nodes {
+		if n.State == jobs.NodeRunning {
+			s.started.add(n)
+		}
+	}
 	delivered := make([]bool, len(nodes))
 	send := func(i int) { delivered[i] = s.deliver(ctx, sp, nodes[i]) }
 	if workers := min(s.cfg.SendWorkers, len(nodes)); workers == 1 {
@@ -312,12 +319,11 @@ func (s *Service) sendAll(ctx context.Context, sp *jobSpec, nodes []jobs.Node) {
 	ups := make([]store.NodeUpdate, 0, len(nodes))
 	for i, n := range nodes {
 		if n.State == jobs.NodeRunning {
-			if delivered[i] {
-				s.started.add(n)
-			} else {
+			if !delivered[i] {
 				// Recorded running when claimed, but the request did not go out: it is
 				// undelivered (no start time) and offered again, its connect timeout
 				// counting from the claim.
+				s.started.remove(n.TransactionID)
 				due := now.Add(s.cfg.ConnectRetry)
 				n.DueAt, n.StartedAt = &due, nil
 				ups = append(ups, store.NodeUpdate{Node: n})

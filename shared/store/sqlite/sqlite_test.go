@@ -426,17 +426,21 @@ func BenchmarkUpdateJobNode(b *testing.B) {
 	}
 }
 
-func BenchmarkCreateJob100Nodes(b *testing.B) {
-	s, _ := openTemp(b)
-	ctx := context.Background()
-	nodes := make([]jobs.Node, 100)
-	for i := range nodes {
-		nodes[i] = jobs.Node{Name: fmt.Sprintf("node%03d.example.com", i), State: jobs.NodeNew}
-	}
-	for b.Loop() {
-		if _, err := s.CreateJob(ctx, testJob(), nodes, nil); err != nil {
-			b.Fatal(err)
-		}
+func BenchmarkCreateJob(b *testing.B) {
+	for _, size := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("%d nodes", size), func(b *testing.B) {
+			s, _ := openTemp(b)
+			ctx := context.Background()
+			nodes := make([]jobs.Node, size)
+			for i := range nodes {
+				nodes[i] = jobs.Node{Name: fmt.Sprintf("node%05d.example.com", i), State: jobs.NodeNew}
+			}
+			for b.Loop() {
+				if _, err := s.CreateJob(ctx, testJob(), nodes, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
