@@ -102,7 +102,8 @@ type Claim struct {
 	GlobalCap int
 	// Apply returns the claimed record, in an active state, from the queued one (whose JobID
 	// is set, also when the job is being created), and the events to append with it. It must
-	// not change the record's job or name.
+	// not change the record's job or name. It may be called more than once for a record (a
+	// store may run a claim again): only what the committed claim returns counts.
 	Apply func(jobs.Node) (jobs.Node, []jobs.Event)
 	// Attempts bounds the rounds of a claim whose records another claim of the job took
 	// first (stores whose claims take turns, DynamoDB); 0 or less: the store's own bound. A

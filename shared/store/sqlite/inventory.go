@@ -352,6 +352,7 @@ func (s *Store) FactValues(ctx context.Context, path []string) (map[string]any, 
 func (s *Store) indexFactPath(ctx context.Context, key string, path []string) (bool, error) {
 	indexed := false
 	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
+		indexed = false // set afresh: a write may run twice
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM fact_paths`).Scan(&n); err != nil {
 			return err

@@ -212,8 +212,8 @@ const updateJobNodeSQL = `UPDATE job_nodes SET state = ?, transaction_id = ?, re
 	started_at = ?, finished_at = ?, result = ?, message = ?, latest_event_id = ?, due_at = ?,
 	version = version + 1 WHERE job_id = ? AND name = ? AND version = ?`
 
-// updateJobNode writes n over the record at n.Version, appending events first, and returns
-// the record as stored.
+// updateJobNode writes n over the record at n.Version, then appends events, and returns the
+// record as stored.
 func updateJobNode(ctx context.Context, tx dbtx, n jobs.Node, events []jobs.Event) (jobs.Node, error) {
 	// The record is written before its events, numbered from the id read first: a stale
 	// version fails the write having changed nothing (see Store.runGroup).
@@ -299,11 +299,11 @@ func inSavepoint(ctx context.Context, tx dbtx, fn func() error) error {
 	if t, ok := tx.(*txn); ok && !t.careful {
 		before := t.changed
 		t.changed = false
+		defer func() { t.changed = t.changed || before }() // also when fn panics
 		err := fn()
-		if err != nil && t.changed && t.undo == nil {
+		if err != nil && (t.changed || sqliteFailure(err)) && t.undo == nil {
 			t.undo = err
 		}
-		t.changed = t.changed || before
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT item`); err != nil {

@@ -347,19 +347,22 @@ func (s *Store) runTxn(ops []*writeOp, results []error, careful bool) bool {
 
 // runOne runs one write: when careful, in a savepoint of the group's transaction, so that
 // its failure undoes its own changes only; otherwise as is, its failure an errUndo when it
-// may have changed something. A panic in fn becomes its error.
+// may have changed something, when it panicked (what it changed before is not known), or
+// when SQLite failed it for another reason than a constraint (an I/O error, a full disk:
+// SQLite may have rolled back the whole transaction). A panic in fn becomes its error.
 func runOne(tx *txn, op *writeOp) (err error) {
 	ctx := context.WithoutCancel(op.ctx)
 	if !tx.careful {
 		tx.changed, tx.undo = false, nil
 		defer func() {
+			panicked := false
 			if p := recover(); p != nil {
-				err = fmt.Errorf("write panicked: %v", p)
+				err, panicked = fmt.Errorf("write panicked: %v", p), true
 			}
 			switch {
 			case tx.undo != nil:
 				err = errUndo{tx.undo}
-			case err != nil && tx.changed:
+			case err != nil && (tx.changed || panicked || sqliteFailure(err)):
 				err = errUndo{err}
 			}
 		}()
@@ -392,6 +395,13 @@ func (s *Store) read(ctx context.Context, fn func(tx dbtx) error) error {
 	}
 	defer func() { _ = tx.Rollback() }() // read-only: nothing to undo
 	return fn(rtx{tx})
+}
+
+// sqliteFailure reports whether err holds an SQLite error other than a constraint's (which
+// backs out its statement alone).
+func sqliteFailure(err error) bool {
+	var e *sqlitedrv.Error
+	return errors.As(err, &e) && e.Code()&0xff != sqlite3.SQLITE_CONSTRAINT
 }
 
 // isUnique reports whether err is a primary-key or unique constraint violation.

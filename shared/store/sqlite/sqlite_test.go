@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -522,8 +523,8 @@ func TestWritesCommitInGroups(t *testing.T) {
 	if commits, writes := after.Commits-before.Commits, after.Writes-before.Writes; commits != 2 || writes != n {
 		t.Fatalf("%d commits for %d writes, want 2 (the blocker's, then one for the %d queued) for %d", commits, writes, n-1, n)
 	}
-	if reruns := after.Reruns - before.Reruns; reruns != 0 {
-		t.Fatalf("%d groups run again: the failures changed nothing, so nothing needed undoing", reruns)
+	if reruns := after.Reruns - before.Reruns; reruns != 1 {
+		t.Fatalf("%d groups run again, want 1: for the panic (what a panicking write changed is not known)", reruns)
 	}
 	counts, err := s.JobCounts(ctx, j.ID)
 	if err != nil || counts[jobs.NodeReady] != n-1 || counts[jobs.NodeNew] != 1 {
@@ -532,6 +533,30 @@ func TestWritesCommitInGroups(t *testing.T) {
 	evs, err := s.ListEvents(ctx, j.ID, 1, 0)
 	if err != nil || len(evs) != n-1 {
 		t.Fatalf("%d events, %v; want %d (none from the refused update)", len(evs), err, n-1)
+	}
+
+	// A stale version alone fails having changed nothing: the group needs no second run.
+	release = holdCommitter(t, s)
+	before = s.Stats()
+	for i := range 10 {
+		wg.Go(func() {
+			node := jobs.Node{JobID: j.ID, Name: list[10+i].Name, State: jobs.NodeRunning, Version: 2}
+			if i == 3 {
+				node.Version = 1 // stale
+			}
+			_, errs[i] = s.UpdateJobNode(ctx, node, jobs.Event{Type: jobs.EventNodeRunning, Timestamp: t0, Node: node.Name})
+		})
+	}
+	waitQueued(t, s, 10)
+	release()
+	wg.Wait()
+	for i, err := range errs[:10] {
+		if (i == 3) != errors.Is(err, store.ErrConflict) {
+			t.Errorf("update %d: %v", i, err)
+		}
+	}
+	if reruns := s.Stats().Reruns - before.Reruns; reruns != 0 {
+		t.Fatalf("%d groups run again: a stale version changed nothing, so nothing needed undoing", reruns)
 	}
 }
 
@@ -629,6 +654,40 @@ func TestFailureAfterAChangeIsUndoneAlone(t *testing.T) {
 		reruns:     1,
 		runs:       []int{2, 1},
 	}, {
+		name: "an item panics after an insert",
+		ops: []func(ctx context.Context, tx dbtx) error{
+			func(ctx context.Context, tx dbtx) error {
+				if err := insert(ctx, tx, "a"); err != nil {
+					return err
+				}
+				return inSavepoint(ctx, tx, func() error {
+					if err := insert(ctx, tx, "x"); err != nil {
+						return err
+					}
+					panic("boom")
+				})
+			},
+			func(ctx context.Context, tx dbtx) error { return insert(ctx, tx, "b") },
+		},
+		wantErrs:   []bool{true, false},
+		wantNonces: []string{"b"},
+		reruns:     1,
+		runs:       []int{2, 1},
+	}, {
+		name: "SQLite fails a statement for another reason than a constraint",
+		ops: []func(ctx context.Context, tx dbtx) error{
+			func(ctx context.Context, tx dbtx) error { return insert(ctx, tx, "a") },
+			func(ctx context.Context, tx dbtx) error {
+				_, err := tx.ExecContext(ctx, `DELETE FROM no_such_table`)
+				return err
+			},
+			func(ctx context.Context, tx dbtx) error { return insert(ctx, tx, "b") },
+		},
+		wantErrs:   []bool{false, true, false},
+		wantNonces: []string{"a", "b"},
+		reruns:     1, // it may have rolled back the transaction: the group runs again
+		runs:       []int{2, 2, 1},
+	}, {
 		name: "a refused insert changes nothing",
 		ops: []func(ctx context.Context, tx dbtx) error{
 			func(ctx context.Context, tx dbtx) error { return insert(ctx, tx, "a") },
@@ -717,6 +776,40 @@ func TestFailureAfterAChangeIsUndoneAlone(t *testing.T) {
 				t.Errorf("writes ran %v times, want %v", runs, tc.runs)
 			}
 		})
+	}
+}
+
+// TestNoConflictResolutionThatKeepsChanges guards what runGroup relies on: a statement
+// refused on a constraint changed nothing (SQLite's default resolution, ABORT, backs it out).
+// FAIL or ROLLBACK resolution, in a statement or a column's constraint, and RAISE in a
+// trigger would keep rows already changed or end the transaction.
+func TestNoConflictResolutionThatKeepsChanges(t *testing.T) {
+	var texts []string
+	for _, m := range migrations {
+		texts = append(texts, m.stmts...)
+	}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, string(b))
+	}
+	space := regexp.MustCompile(`\s+`)
+	for _, text := range texts {
+		norm := strings.ToUpper(space.ReplaceAllString(text, " "))
+		for _, bad := range []string{"OR FAIL", "OR ROLLBACK", "ON CONFLICT FAIL", "ON CONFLICT ROLLBACK", "RAISE("} {
+			if strings.Contains(norm, bad) {
+				t.Errorf("%q in the store's SQL: a statement refused on a constraint would keep changes (see txn.noteExec)", bad)
+			}
+		}
 	}
 }
 

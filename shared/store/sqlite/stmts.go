@@ -66,6 +66,9 @@ func (t *txn) noteExec(query string, res sql.Result, err error) {
 		}
 		return
 	}
+	// (That holds for the schema's constraints and statements: none resolves conflicts by
+	// FAIL or by ROLLBACK, and no trigger raises an error, any of which would keep or drop
+	// rows already changed. TestNoConflictResolutionThatKeepsChanges guards it.)
 	if n, err := res.RowsAffected(); err != nil || n > 0 {
 		t.changed = true
 	}
