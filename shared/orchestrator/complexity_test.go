@@ -327,6 +327,26 @@ func (c *countingStore) JobUsage(ctx context.Context, id int64) (store.Usage, er
 	return c.Store.JobUsage(ctx, id)
 }
 
+// storeWithNodes opens a store in a temporary directory with names enrolled, and a sealer.
+func storeWithNodes(t *testing.T, names ...string) (*sqlite.Store, *seal.Sealer) {
+	t.Helper()
+	base, err := sqlite.Open(filepath.Join(t.TempDir(), "baton.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { base.Close() })
+	for _, name := range names {
+		if _, err := base.CreateNode(t.Context(), inventory.Node{Name: name, Facts: json.RawMessage(`{}`), CreatedAt: time.Unix(0, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sealer, err := seal.New(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base, sealer
+}
+
 // TestJobUsageIsReadOnlyWhenMetered checks that a deployment that meters nothing (baton
 // serve) answers a job's usage without reading the store — a read less on every GET of a
 // job — and that a metered one (AWS) reads what was charged to the job.
@@ -334,18 +354,7 @@ func TestJobUsageIsReadOnlyWhenMetered(t *testing.T) {
 	for _, metered := range []bool{false, true} {
 		t.Run(fmt.Sprintf("metered %v", metered), func(t *testing.T) {
 			ctx := t.Context()
-			base, err := sqlite.Open(filepath.Join(t.TempDir(), "baton.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { base.Close() })
-			if _, err := base.CreateNode(ctx, inventory.Node{Name: "node1", Facts: json.RawMessage(`{}`), CreatedAt: time.Unix(0, 0)}); err != nil {
-				t.Fatal(err)
-			}
-			sealer, err := seal.New(make([]byte, 32))
-			if err != nil {
-				t.Fatal(err)
-			}
+			base, sealer := storeWithNodes(t, "node1")
 			st := newCountingStore(base)
 			orch := orchestrator.New(st, oneTask{}, noURLs{}, &instantAgents{}, sealer,
 				orchestrator.WithConfig(orchestrator.Config{Metered: metered}), orchestrator.WithKick(func(int64) {}))
@@ -383,22 +392,11 @@ func TestWaitJobGetsTheEndItWaitsFor(t *testing.T) {
 	for _, size := range []int{1, 3} {
 		t.Run(fmt.Sprintf("%d nodes", size), func(t *testing.T) {
 			ctx := t.Context()
-			base, err := sqlite.Open(filepath.Join(t.TempDir(), "baton.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { base.Close() })
 			names := make([]string, size)
 			for i := range names {
 				names[i] = fmt.Sprintf("node%d", i+1)
-				if _, err := base.CreateNode(ctx, inventory.Node{Name: names[i], Facts: json.RawMessage(`{}`), CreatedAt: time.Unix(0, 0)}); err != nil {
-					t.Fatal(err)
-				}
 			}
-			sealer, err := seal.New(make([]byte, 32))
-			if err != nil {
-				t.Fatal(err)
-			}
+			base, sealer := storeWithNodes(t, names...)
 			st := newCountingStore(base)
 			agents := &instantAgents{reqs: make(chan protocol.Envelope, size)}
 			kicks := make(chan int64, 1)

@@ -445,16 +445,7 @@ func TestOvertakenSendLeavesNoRunningAfterTheEnd(t *testing.T) {
 		if err := <-send; err != nil {
 			t.Fatalf("the send: %v", err)
 		}
-		evs, err := s.ListEvents(ctx, j.ID, 1, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var mine []jobs.Event
-		for _, ev := range evs {
-			if ev.Node == nd.Name {
-				mine = append(mine, ev)
-			}
-		}
+		mine := nodeEvents(t, s, j.ID, nd.Name)
 		if len(mine) == 0 || mine[len(mine)-1].Type != jobs.EventNodeFinished {
 			t.Fatalf("%s's events %+v: want its end last", nd.Name, mine)
 		}
@@ -529,20 +520,30 @@ func TestLaterWriteKeepsAStopsEvent(t *testing.T) {
 		if err := <-stopped; err != nil {
 			t.Fatalf("the stop: %v", err)
 		}
-		evs, err := s.ListEvents(ctx, j.ID, 1, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var types []string
-		for _, ev := range evs {
-			if ev.Node == victim.Name {
-				types = append(types, ev.Type)
-			}
+		for _, ev := range nodeEvents(t, s, j.ID, victim.Name) {
+			types = append(types, ev.Type)
 		}
 		if fmt.Sprint(types) != "[node_running node_stopped]" {
 			t.Errorf("%s's events %v, want [node_running node_stopped]", victim.Name, types)
 		}
 	})
+}
+
+// nodeEvents lists job jobID's events of node, in order.
+func nodeEvents(t *testing.T, s *dynamo.Store, jobID int64, node string) []jobs.Event {
+	t.Helper()
+	evs, err := s.ListEvents(t.Context(), jobID, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine []jobs.Event
+	for _, ev := range evs {
+		if ev.Node == node {
+			mine = append(mine, ev)
+		}
+	}
+	return mine
 }
 
 // testNow is the clock of the step-by-step tests.

@@ -307,11 +307,7 @@ func (s *Store) runTxn(ops []*writeOp, results []error, careful bool) bool {
 			continue
 		}
 		results[i] = runOne(tx, op)
-		if u, dirty := results[i].(errUndo); dirty {
-			if careful { // cannot happen: a careful operation's savepoint undid it
-				results[i] = u.err
-				continue
-			}
+		if _, dirty := results[i].(errUndo); dirty { // only without care: a savepoint undoes
 			if _, err := tx.ExecContext(ctx, `ROLLBACK`); err != nil {
 				s.log.Warn("roll back a group to run it again", "err", err)
 			}
@@ -401,7 +397,13 @@ func (s *Store) read(ctx context.Context, fn func(tx dbtx) error) error {
 // backs out its statement alone).
 func sqliteFailure(err error) bool {
 	var e *sqlitedrv.Error
-	return errors.As(err, &e) && e.Code()&0xff != sqlite3.SQLITE_CONSTRAINT
+	return errors.As(err, &e) && !isConstraint(err)
+}
+
+// isConstraint reports whether err is SQLite refusing a statement on a constraint.
+func isConstraint(err error) bool {
+	var e *sqlitedrv.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
 }
 
 // isUnique reports whether err is a primary-key or unique constraint violation.

@@ -7,9 +7,6 @@ import (
 	"strings"
 	"sync"
 	"unicode"
-
-	sqlitedrv "modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // SQLite spends most of a small statement's time parsing it: the store prepares each query
@@ -60,8 +57,7 @@ func (t *txn) noteExec(query string, res sql.Result, err error) {
 		return
 	}
 	if err != nil {
-		var e *sqlitedrv.Error
-		if !errors.As(err, &e) || e.Code()&0xff != sqlite3.SQLITE_CONSTRAINT {
+		if !isConstraint(err) {
 			t.changed = true
 		}
 		return
