@@ -174,31 +174,75 @@ func (s *Store) ListJobNodes(ctx context.Context, jobID int64) ([]jobs.Node, err
 }
 
 // ListJobNodesByName implements store.Store. With no states given, every state matches.
+// Asked only for active states (ready, running: a connecting node's pending work), it reads the
+// partial index of active records by name, which holds each node's few active records however
+// many jobs the store has kept; asked for other states, it looks the name up in each
+// unfinished job (by primary key), so its work grows with the unfinished jobs, not with the
+// history.
 func (s *Store) ListJobNodesByName(ctx context.Context, name string, states ...jobs.NodeState) ([]jobs.Node, error) {
-	query := `SELECT ` + jobNodeColumns("n.") + ` FROM job_nodes n JOIN jobs j ON j.id = n.job_id
-		WHERE n.name = ? AND j.state NOT IN (` + placeholders(len(terminalStates)) + `)`
-	args := append([]any{name}, terminalStates...)
-	if len(states) > 0 {
-		query += ` AND n.state IN (` + placeholders(len(states)) + `)`
-		for _, st := range states {
-			args = append(args, string(st))
-		}
-	}
-	out, err := listRows(ctx, s.rq, query+` ORDER BY j.created_at, j.id`, scanJobNode, args...)
+	query, args := jobNodesByNameQuery(name, states)
+	out, err := listRows(ctx, s.rq, query, scanJobNode, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list job nodes named %s: %w", name, err)
 	}
 	return out, nil
 }
 
-// FindJobNodeByTransaction implements store.Store. The empty transaction id matches nothing.
+// jobNodesByNameQuery returns ListJobNodesByName's query and its arguments.
+func jobNodesByNameQuery(name string, states []jobs.NodeState) (string, []any) {
+	var query string
+	if len(states) > 0 && onlyActive(states) {
+		// The index's own predicate, repeated, lets SQLite use it.
+		query = `SELECT ` + jobNodeColumns("n.") + ` FROM job_nodes n JOIN jobs j ON j.id = n.job_id
+			WHERE n.name = ? AND n.state IN ('ready', 'running') AND j.state IN (` + placeholders(len(unfinishedStates)) + `)`
+	} else {
+		query = `SELECT ` + jobNodeColumns("n.") + ` FROM jobs j CROSS JOIN job_nodes n ON n.job_id = j.id AND n.name = ?
+			WHERE j.state IN (` + placeholders(len(unfinishedStates)) + `)`
+	}
+	args := append([]any{name}, unfinishedStates...)
+	if len(states) > 0 {
+		query += ` AND n.state IN (` + placeholders(len(states)) + `)`
+		for _, st := range states {
+			args = append(args, string(st))
+		}
+	}
+	return query + ` ORDER BY j.created_at, j.id`, args
+}
+
+// onlyActive reports whether every state of states is active (ready or running), the
+// records of the partial index job_nodes_active_name.
+func onlyActive(states []jobs.NodeState) bool {
+	for _, st := range states {
+		if !st.Active() {
+			return false
+		}
+	}
+	return true
+}
+
+// foreignTransactionSQL is the predicate of the partial index job_nodes_foreign_transaction:
+// a transaction id that does not name its record's job (jobs.TransactionID).
+const foreignTransactionSQL = `transaction_id <> '' AND substr(transaction_id, 1, length(job_id) + 1) <> job_id || '_'`
+
+// findByTransactionSQL finds a transaction id among the records whose ids do not name their
+// job (through the partial index, whose predicate it repeats) and among the records of the job
+// the id names (?2; 0 for an id that names none): every record holding the id is in one of the
+// two.
+var findByTransactionSQL = `SELECT ` + jobNodeColumns("") + ` FROM (
+	SELECT ` + jobNodeColumns("") + ` FROM job_nodes WHERE transaction_id = ?1 AND ` + foreignTransactionSQL + `
+	UNION ALL
+	SELECT ` + jobNodeColumns("") + ` FROM job_nodes WHERE job_id = ?2 AND transaction_id = ?1
+) ORDER BY job_id LIMIT 1`
+
+// FindJobNodeByTransaction implements store.Store. The empty transaction id matches nothing. An
+// id that names its job (jobs.TransactionID) is looked for among that job's records, a scan of
+// one job: callers that know the node read its record (GetJobNode) instead.
 func (s *Store) FindJobNodeByTransaction(ctx context.Context, txn string) (jobs.Node, error) {
 	if txn == "" {
 		return jobs.Node{}, fmt.Errorf("find job node by empty transaction: %w", store.ErrNotFound)
 	}
-	// The repeated "transaction_id <> ''" lets SQLite use the partial index.
-	n, err := scanJobNode(s.rq.QueryRowContext(ctx, `SELECT `+jobNodeColumns("")+` FROM job_nodes
-		WHERE transaction_id = ? AND transaction_id <> '' ORDER BY job_id LIMIT 1`, txn))
+	jobID, _ := jobs.TransactionJob(txn)
+	n, err := scanJobNode(s.rq.QueryRowContext(ctx, findByTransactionSQL, txn, jobID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return jobs.Node{}, fmt.Errorf("find job node by transaction %s: %w", txn, store.ErrNotFound)
 	}

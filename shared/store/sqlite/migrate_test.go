@@ -34,7 +34,7 @@ func frozenSchema(t *testing.T, v int) string {
 }
 
 // latestVersion is the schema version the migration tests expect Open to leave.
-const latestVersion = 8
+const latestVersion = 9
 
 func TestReleasedSchemaUnchanged(t *testing.T) {
 	// Each released version's file is the whole schema of that version: every migration up to it.
@@ -254,6 +254,12 @@ func TestActiveIndexMatchesNodeStates(t *testing.T) {
 	}
 	if !strings.HasSuffix(index, "WHERE "+cond) {
 		t.Errorf("index %q is not on %s", index, cond)
+	}
+	if q, _ := jobNodesByNameQuery("a", []jobs.NodeState{jobs.NodeRunning}); !strings.Contains(q, "n."+cond) {
+		t.Errorf("the query of a node's running records %q does not repeat the index condition %s", q, cond)
+	}
+	if byName := migrations[8].stmts[1]; !strings.HasSuffix(byName, "WHERE "+cond) {
+		t.Errorf("index %q is not on %s", byName, cond)
 	}
 }
 
@@ -601,5 +607,86 @@ func TestMigrateFromV5(t *testing.T) {
 	}
 	if n, err := s.GetNode(ctx, "a"); err != nil || n.Connected {
 		t.Fatalf("node after MarkAllNodesDisconnected: %+v, %v", n, err)
+	}
+}
+
+func TestMigrateFromV8(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "v8.db")
+	job := func(id int, state string) string {
+		return fmt.Sprintf(`INSERT INTO jobs (id, type, state, environment, description, owner_id, owner_login, options,
+			payload, concurrency, timeout, node_count, created_at, updated_at, status, stop, version, task, task_fold,
+			finished_at, idempotency_key, max_errors)
+			VALUES (%d, 'task', '%s', 'production', 'job', '42', 'alice', NULL, NULL, 0, 0, 3,
+			'2024-03-01T12:00:0%d.000000000Z', '2024-03-01T12:01:00.000000000Z', '[]', '', 3, 'Facts', 'facts', NULL, '', 0)`,
+			id, state, id)
+	}
+	node := func(jobID, seq int, name, state, txn string) string {
+		return fmt.Sprintf(`INSERT INTO job_nodes (job_id, seq, name, state, transaction_id, message, latest_event_id, version)
+			VALUES (%d, %d, '%s', '%s', '%s', '', 0, 1)`, jobID, seq, name, state, txn)
+	}
+	createVersion(t, 8, path,
+		job(3, "running"), job(4, "finished"), job(5, "running"),
+		node(3, 0, "a", "running", "3_abc"), // an id that names its job
+		node(3, 1, "b", "ready", "txn-b"),   // an id made before ids named their job
+		node(3, 2, "c", "finished", "9_x"),  // an id naming another job
+		node(4, 0, "a", "running", "4_old"), // a stale record of a finished job
+		node(5, 0, "a", "ready", "5_def"),
+		node(5, 1, "c", "new", ""),
+	)
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("open v8 file: %v", err)
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	var version, old int
+	rawQuery(t, path, `PRAGMA user_version`, &version)
+	rawQuery(t, path, `SELECT COUNT(*) FROM sqlite_schema WHERE name IN ('job_nodes_name', 'job_nodes_transaction')`, &old)
+	if version != latestVersion || old != 0 {
+		t.Fatalf("after migration: user_version %d, %d of the old indexes left; want %d and none", version, old, latestVersion)
+	}
+	for _, tt := range []struct{ txn, want string }{
+		{"3_abc", "3/a"}, {"txn-b", "3/b"}, {"9_x", "3/c"}, {"4_old", "4/a"}, {"5_def", "5/a"},
+		{"3_zzz", "none"}, {"txn-z", "none"}, {"", "none"},
+	} {
+		got := "none"
+		n, err := s.FindJobNodeByTransaction(ctx, tt.txn)
+		if err == nil {
+			got = fmt.Sprintf("%d/%s", n.JobID, n.Name)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("find %q: %v", tt.txn, err)
+		}
+		if got != tt.want {
+			t.Errorf("FindJobNodeByTransaction(%q) = %s, want %s", tt.txn, got, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		name   string
+		states []jobs.NodeState
+		want   string
+	}{
+		{"a", []jobs.NodeState{jobs.NodeReady, jobs.NodeRunning}, "3/a 5/a"},
+		{"a", []jobs.NodeState{jobs.NodeRunning}, "3/a"},
+		{"a", nil, "3/a 5/a"},
+		{"c", nil, "3/c 5/c"},
+		{"c", []jobs.NodeState{jobs.NodeFinished, jobs.NodeNew}, "3/c 5/c"},
+		{"c", []jobs.NodeState{jobs.NodeReady, jobs.NodeRunning}, ""},
+		{"z", nil, ""},
+	} {
+		got, err := s.ListJobNodesByName(ctx, tt.name, tt.states...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, n := range got {
+			ids = append(ids, fmt.Sprintf("%d/%s", n.JobID, n.Name))
+		}
+		if strings.Join(ids, " ") != tt.want {
+			t.Errorf("ListJobNodesByName(%s, %v) = %v, want %s", tt.name, tt.states, ids, tt.want)
+		}
 	}
 }

@@ -244,6 +244,21 @@ var migrations = []migration{
 			PRIMARY KEY (job_id, node, seq)
 		) WITHOUT ROWID`,
 	}},
+	// Version 9: no index of job records whose size grows with the store's history on the
+	// node-run path. job_nodes_name held every record ever written, keyed by node name, and
+	// job_nodes_transaction every transaction id: each claim and result moved an entry to a
+	// page of its own in a B-tree that grows with every job (thousands of pages dirtied per
+	// group commit at 10,000 nodes). A node's active records (ready or running: what a
+	// connecting node is sent) keep an index of their own, entered at the claim and left at
+	// the end; transaction ids get one only when they do not name their record's job
+	// (jobs.TransactionID ids name it, and are found among their job's records).
+	{stmts: []string{
+		`DROP INDEX job_nodes_name`,
+		`CREATE INDEX job_nodes_active_name ON job_nodes (name) WHERE state IN ('ready', 'running')`,
+		`DROP INDEX job_nodes_transaction`,
+		`CREATE INDEX job_nodes_foreign_transaction ON job_nodes (transaction_id)
+			WHERE transaction_id <> '' AND substr(transaction_id, 1, length(job_id) + 1) <> job_id || '_'`,
+	}},
 }
 
 // backfillFactsV6 records the hash of every node's facts.

@@ -355,14 +355,22 @@ func TestRejectsBadInput(t *testing.T) {
 
 func TestQueriesUseIndexes(t *testing.T) {
 	s, _ := openTemp(t)
+	pendingQ, pendingArgs := jobNodesByNameQuery("n", []jobs.NodeState{jobs.NodeReady, jobs.NodeRunning})
+	runningQ, runningArgs := jobNodesByNameQuery("n", []jobs.NodeState{jobs.NodeRunning})
+	finishedQ, finishedArgs := jobNodesByNameQuery("n", []jobs.NodeState{jobs.NodeFinished})
+	anyQ, anyArgs := jobNodesByNameQuery("n", nil)
 	tests := []struct {
 		name  string
 		query string
 		args  []any
 		index string
 	}{
-		{"by transaction", `SELECT job_id FROM job_nodes WHERE transaction_id = ? AND transaction_id <> ''`, []any{"t"}, "job_nodes_transaction"},
-		{"by name", `SELECT job_id FROM job_nodes WHERE name = ? AND state IN (?, ?)`, []any{"n", "new", "ready"}, "job_nodes_name"},
+		{"by transaction", findByTransactionSQL, []any{"t", int64(0)}, "job_nodes_foreign_transaction"},
+		{"by transaction in its job", findByTransactionSQL, []any{"7_t", int64(7)}, "(job_id=?)"},
+		{"pending work by name", pendingQ, pendingArgs, "job_nodes_active_name"},
+		{"running records by name", runningQ, runningArgs, "job_nodes_active_name"},
+		{"finished records by name: unfinished jobs first", finishedQ, finishedArgs, "jobs_state_created"},
+		{"any record by name: unfinished jobs first", anyQ, anyArgs, "jobs_state_created"},
 		{"by idempotency key", jobByIdempotencySQL, []any{"admin", "k"}, "jobs_idempotency"},
 		{"active nodes of unfinished jobs", activeSQL, unfinishedStates, "jobs_state_created"},
 		{"queued nodes of a job", mustInState(jobs.NodeNew), []any{int64(1), 10}, "job_nodes_queued"},
@@ -397,6 +405,9 @@ func TestQueriesUseIndexes(t *testing.T) {
 			}
 			if !strings.Contains(strings.Join(plan, "\n"), tt.index) {
 				t.Fatalf("plan %q does not use index %s", plan, tt.index)
+			}
+			if testing.Verbose() {
+				t.Logf("plan %q", plan)
 			}
 		})
 	}
