@@ -119,15 +119,12 @@ func KnownType(t string) bool { return knownTypes[t] }
 // are errors wrapping ErrInvalid. The returned envelope's ID is set whenever it could be read, so
 // that an error reply can name it in in_reply_to.
 func Decode(b []byte) (Envelope, error) {
-	var e Envelope
-	if end, err := unmarshal(b, &e); err != nil {
-		if end >= 0 {
-			return Envelope{ID: readableID(b[:end])}, fmt.Errorf("%w: trailing data after message", ErrInvalid)
+	e, ok := decodePlain(b)
+	if !ok {
+		var err error
+		if e, err = decodeAny(b); err != nil {
+			return e, err
 		}
-		return Envelope{ID: readableID(b)}, fmt.Errorf("%w: could not decode message: %v", ErrInvalid, err)
-	}
-	if err := checkKeys(b, envelopeType); err != nil {
-		return Envelope{ID: readableID(b)}, fmt.Errorf("%w: could not decode message: %v", ErrInvalid, err)
 	}
 	if e.ID == "" {
 		return e, fmt.Errorf("%w: missing id", ErrInvalid)
@@ -139,6 +136,151 @@ func Decode(b []byte) (Envelope, error) {
 		return e, fmt.Errorf("%w: unknown message_type %q", ErrInvalid, e.MessageType)
 	}
 	return e, nil
+}
+
+// decodeAny decodes any frame through encoding/json, then checks its keys.
+func decodeAny(b []byte) (Envelope, error) {
+	var e Envelope
+	if end, err := unmarshal(b, &e); err != nil {
+		if end >= 0 {
+			return Envelope{ID: readableID(b[:end])}, fmt.Errorf("%w: trailing data after message", ErrInvalid)
+		}
+		return Envelope{ID: readableID(b)}, fmt.Errorf("%w: could not decode message: %v", ErrInvalid, err)
+	}
+	if err := checkKeys(b, envelopeType); err != nil {
+		return Envelope{ID: readableID(b)}, fmt.Errorf("%w: could not decode message: %v", ErrInvalid, err)
+	}
+	return e, nil
+}
+
+// decodePlain decodes the frames peers send, in one check of the JSON and one pass over it,
+// without reflection: an object whose keys are distinct envelope field names and whose values
+// other than data are strings of printable ASCII without escapes. Anything else — escapes,
+// other bytes, a repeated or unknown key, a non-string value, a null data, trailing data,
+// invalid JSON — is not decoded here (ok false), for decodeAny to decode or refuse.
+// FuzzDecodePlain checks that it decodes what decodeAny would, wherever ok.
+func decodePlain(b []byte) (e Envelope, ok bool) {
+	if !json.Valid(b) {
+		return Envelope{}, false
+	}
+	s := keyScanner{b: b}
+	s.space()
+	if s.i >= len(b) || b[s.i] != '{' {
+		return Envelope{}, false
+	}
+	s.i++
+	s.space()
+	if s.i < len(b) && b[s.i] == '}' {
+		s.i++
+		return e, s.atEnd()
+	}
+	var seen [6]bool
+	for {
+		s.space()
+		key, ok := s.plainStr()
+		if !ok {
+			return Envelope{}, false
+		}
+		field := envelopeField(key)
+		if field < 0 || seen[field] {
+			return Envelope{}, false
+		}
+		seen[field] = true
+		s.space()
+		s.i++ // ':' (the JSON is valid)
+		s.space()
+		if field == fieldData {
+			start := s.i
+			if s.skip() != nil {
+				return Envelope{}, false
+			}
+			raw := b[start:s.i]
+			if string(raw) == "null" {
+				return Envelope{}, false
+			}
+			e.Data = append(json.RawMessage(nil), raw...)
+		} else {
+			v, ok := s.plainStr()
+			if !ok {
+				return Envelope{}, false
+			}
+			switch field {
+			case fieldID:
+				e.ID = v
+			case fieldMessageType:
+				e.MessageType = v
+			case fieldTarget:
+				e.Target = v
+			case fieldSender:
+				e.Sender = v
+			case fieldInReplyTo:
+				e.InReplyTo = v
+			}
+		}
+		s.space()
+		if s.i >= len(b) {
+			return Envelope{}, false
+		}
+		if b[s.i] == '}' {
+			s.i++
+			return e, s.atEnd()
+		}
+		s.i++ // ','
+	}
+}
+
+// The envelope's fields, as decodePlain numbers them.
+const (
+	fieldID = iota
+	fieldMessageType
+	fieldTarget
+	fieldSender
+	fieldInReplyTo
+	fieldData
+)
+
+// envelopeField returns the number of the Envelope field whose JSON name is key, or -1.
+func envelopeField(key string) int {
+	switch key {
+	case "id":
+		return fieldID
+	case "message_type":
+		return fieldMessageType
+	case "target":
+		return fieldTarget
+	case "sender":
+		return fieldSender
+	case "in_reply_to":
+		return fieldInReplyTo
+	case "data":
+		return fieldData
+	}
+	return -1
+}
+
+// plainStr reads a string at the current position whose bytes are printable ASCII other than
+// the backslash (its value is its bytes); ok is false for anything else.
+func (s *keyScanner) plainStr() (string, bool) {
+	if s.i >= len(s.b) || s.b[s.i] != '"' {
+		return "", false
+	}
+	start := s.i + 1
+	for s.i = start; s.i < len(s.b); s.i++ {
+		switch c := s.b[s.i]; {
+		case c == '"':
+			s.i++
+			return string(s.b[start : s.i-1]), true
+		case c == '\\' || c < 0x20 || c > 0x7e:
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// atEnd reports whether only JSON whitespace follows the current position.
+func (s *keyScanner) atEnd() bool {
+	s.space()
+	return s.i == len(s.b)
 }
 
 var envelopeType = reflect.TypeFor[Envelope]()
