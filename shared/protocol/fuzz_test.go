@@ -3,8 +3,6 @@ package protocol_test
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/baton-run/baton/shared/protocol"
@@ -14,15 +12,7 @@ import (
 // envelope Decode accepts re-encodes to a frame that decodes to an equal envelope (and encodes
 // to the same bytes again). DecodeData into every typed message must not panic either.
 func FuzzDecode(f *testing.F) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range protocol.GoldenFrames(f) {
 		f.Add(b)
 	}
 	for _, s := range []string{

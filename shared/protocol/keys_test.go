@@ -3,8 +3,6 @@ package protocol
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 )
@@ -82,15 +80,7 @@ func keysAgree(t *testing.T, b []byte) {
 }
 
 func TestCheckKeysAgreesWithDecoding(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, b := range goldenFrames(t) {
 		keysAgree(t, b)
 		var e Envelope
 		if json.Unmarshal(b, &e) == nil && len(e.Data) > 0 {

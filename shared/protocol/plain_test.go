@@ -1,8 +1,6 @@
 package protocol
 
 import (
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 )
@@ -11,15 +9,7 @@ import (
 // decodeAny accepts it and decodes the same envelope. (Where it does not, Decode falls back to
 // decodeAny, so a frame decodePlain declines changes nothing.)
 func FuzzDecodePlain(f *testing.F) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range goldenFrames(f) {
 		f.Add(b)
 	}
 	for _, s := range plainCases {

@@ -69,6 +69,27 @@ func createVersion(t *testing.T, v int, path string, inserts ...string) {
 	}
 }
 
+// openMigrated opens the version from file at path, which Open migrates, closes it when the
+// test ends and checks that it is at the latest version.
+func openMigrated(t *testing.T, path string, from int) *Store {
+	t.Helper()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("open v%d file: %v", from, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	var version int
+	rawQuery(t, path, `PRAGMA user_version`, &version)
+	if version != latestVersion || schemaVersion != latestVersion {
+		t.Fatalf("user_version = %d after migration, want %d (schemaVersion %d)", version, latestVersion, schemaVersion)
+	}
+	return s
+}
+
 // createV1 writes a version 1 database at path and runs inserts on it.
 func createV1(t *testing.T, path string, inserts ...string) {
 	t.Helper()
@@ -111,20 +132,7 @@ func TestMigrateFromV1(t *testing.T) {
 			VALUES ('tok', 'admin', 'ci', '2024-01-01T00:00:00.000000000Z', NULL, 0)`,
 	)
 
-	s, err := Open(path)
-	if err != nil {
-		t.Fatalf("open v1 file: %v", err)
-	}
-	defer func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}()
-	var version int
-	rawQuery(t, path, `PRAGMA user_version`, &version)
-	if version != latestVersion || schemaVersion != latestVersion {
-		t.Fatalf("user_version = %d after migration, want %d (schemaVersion %d)", version, latestVersion, schemaVersion)
-	}
+	s := openMigrated(t, path, 1)
 
 	tm := func(s string) *time.Time {
 		v, err := time.Parse(time.RFC3339Nano, s)
@@ -287,20 +295,7 @@ func TestMigrateFromV2(t *testing.T) {
 			('t3', 'alice', 'laptop', '2024-01-03T00:00:00.500000000Z', NULL, 1)`,
 	)
 
-	s, err := Open(path)
-	if err != nil {
-		t.Fatalf("open v2 file: %v", err)
-	}
-	defer func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}()
-	var version int
-	rawQuery(t, path, `PRAGMA user_version`, &version)
-	if version != latestVersion || schemaVersion != latestVersion {
-		t.Fatalf("user_version = %d after migration, want %d (schemaVersion %d)", version, latestVersion, schemaVersion)
-	}
+	s := openMigrated(t, path, 2)
 
 	// Version 2 data is kept as it was.
 	j, err := s.GetJob(ctx, 7)
@@ -396,20 +391,7 @@ func TestMigrateFromV3(t *testing.T) {
 			VALUES ('alice', '["operators"]', '2024-01-01T00:00:00.000000000Z', 2)`,
 	)
 
-	s, err := Open(path)
-	if err != nil {
-		t.Fatalf("open v3 file: %v", err)
-	}
-	defer func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}()
-	var version int
-	rawQuery(t, path, `PRAGMA user_version`, &version)
-	if version != latestVersion || schemaVersion != latestVersion {
-		t.Fatalf("user_version = %d after migration, want %d (schemaVersion %d)", version, latestVersion, schemaVersion)
-	}
+	s := openMigrated(t, path, 3)
 
 	// Version 3 data is kept as it was.
 	if j, err := s.GetJob(ctx, 9); err != nil || j.Version != 2 || j.Task != "Facts" || j.Owner.Login != "alice" {
@@ -469,20 +451,7 @@ func TestMigrateFromV4(t *testing.T) {
 		`INSERT INTO nonces (nonce, expires) VALUES ('n1', '9999-01-01T00:00:00.000000000Z')`,
 	)
 
-	s, err := Open(path)
-	if err != nil {
-		t.Fatalf("open v4 file: %v", err)
-	}
-	defer func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}()
-	var version int
-	rawQuery(t, path, `PRAGMA user_version`, &version)
-	if version != latestVersion || schemaVersion != latestVersion {
-		t.Fatalf("user_version = %d after migration, want %d (schemaVersion %d)", version, latestVersion, schemaVersion)
-	}
+	s := openMigrated(t, path, 4)
 
 	// Version 4 data is kept as it was.
 	if j, err := s.GetJob(ctx, 11); err != nil || j.Version != 3 || j.Task != "Facts" {
@@ -549,20 +518,7 @@ func TestMigrateFromV5(t *testing.T) {
 		`INSERT INTO nodes (name, credential_hash, facts, connected, broker, connection, created_at, version)
 			VALUES ('a', '', CAST('{"os":{"family":"Debian"}}' AS BLOB), 1, 'pcp://x/server', 'c1', '2024-03-01T12:00:00.000000000Z', 1)`,
 	)
-	s, err := Open(path)
-	if err != nil {
-		t.Fatalf("open v5 file: %v", err)
-	}
-	defer func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}()
-	var version int
-	rawQuery(t, path, `PRAGMA user_version`, &version)
-	if version != latestVersion {
-		t.Fatalf("user_version = %d after migration, want %d", version, latestVersion)
-	}
+	s := openMigrated(t, path, 5)
 	// The counts are backfilled from the records, and the triggers keep them from then on.
 	counts, err := s.JobCounts(ctx, 21)
 	if err != nil {
@@ -634,20 +590,11 @@ func TestMigrateFromV8(t *testing.T) {
 		node(5, 0, "a", "ready", "5_def"),
 		node(5, 1, "c", "new", ""),
 	)
-	s, err := Open(path)
-	if err != nil {
-		t.Fatalf("open v8 file: %v", err)
-	}
-	defer func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}()
-	var version, old int
-	rawQuery(t, path, `PRAGMA user_version`, &version)
+	s := openMigrated(t, path, 8)
+	var old int
 	rawQuery(t, path, `SELECT COUNT(*) FROM sqlite_schema WHERE name IN ('job_nodes_name', 'job_nodes_transaction')`, &old)
-	if version != latestVersion || old != 0 {
-		t.Fatalf("after migration: user_version %d, %d of the old indexes left; want %d and none", version, old, latestVersion)
+	if old != 0 {
+		t.Fatalf("after migration: %d of the old indexes left; want none", old)
 	}
 	for _, tt := range []struct{ txn, want string }{
 		{"3_abc", "3/a"}, {"txn-b", "3/b"}, {"9_x", "3/c"}, {"4_old", "4/a"}, {"5_def", "5/a"},
