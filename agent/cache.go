@@ -85,17 +85,11 @@ func (c *fileCache) get(ctx context.Context, f protocol.TaskFile, executable boo
 	ok, err := fileHasSHA256(p, f.SHA256)
 	switch {
 	case ok:
-		now := time.Now()
-		_ = os.Chtimes(filepath.Dir(p), now, now) // mark the entry as recently used
+		var fi os.FileInfo
 		if executable {
-			// Only ever add the exec bit: another transaction may be running this file.
-			if fi, err := os.Stat(p); err != nil || fi.Mode().Perm()&0o100 == 0 {
-				if err := os.Chmod(p, 0o700); err != nil {
-					return "", fmt.Errorf("cache %s: %w", f.Filename, err)
-				}
-			}
+			fi, _ = os.Stat(p)
 		}
-		return p, nil
+		return p, c.use(f, p, fi, executable)
 	case err == nil:
 		c.log.Warn("cached file does not match its SHA-256; removing it and downloading again",
 			"file", f.Filename, "sha256", f.SHA256)
@@ -109,6 +103,33 @@ func (c *fileCache) get(ctx context.Context, f protocol.TaskFile, executable boo
 		return "", err
 	}
 	return p, nil
+}
+
+// getUnchecked is get for a caller that checks the file's SHA-256 itself right before using
+// it (prepareFiles): a cached copy is returned without being read, and a mismatch is the
+// caller's to find (it evicts the entry and asks again). A missing copy is downloaded, and
+// checked, as get does.
+func (c *fileCache) getUnchecked(ctx context.Context, f protocol.TaskFile, executable bool) (string, error) {
+	p := c.path(f)
+	fi, err := os.Stat(p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return c.get(ctx, f, executable)
+	}
+	return p, c.use(f, p, fi, executable)
+}
+
+// use marks cache entry p (of f) as recently used and, for an executable, makes sure it has
+// the exec bit; fi is its FileInfo when known.
+func (c *fileCache) use(f protocol.TaskFile, p string, fi os.FileInfo, executable bool) error {
+	now := time.Now()
+	_ = os.Chtimes(filepath.Dir(p), now, now) // mark the entry as recently used
+	// Only ever add the exec bit: another transaction may be running this file.
+	if executable && (fi == nil || fi.Mode().Perm()&0o100 == 0) {
+		if err := os.Chmod(p, 0o700); err != nil {
+			return fmt.Errorf("cache %s: %w", f.Filename, err)
+		}
+	}
+	return nil
 }
 
 // purge removes cache entries (sha256 directories) not used since cutoff.
@@ -295,7 +316,7 @@ func fileURL(base *url.URL, uri protocol.FileURI) (*url.URL, error) {
 // fileHasSHA256 reports whether the file at p has the given SHA-256. The error wraps
 // fs.ErrNotExist when there is no such file.
 func fileHasSHA256(p, want string) (bool, error) {
-	f, err := os.Open(p)
+	f, err := openFile(p, os.O_RDONLY, 0)
 	if err != nil {
 		return false, err
 	}

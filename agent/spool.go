@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,9 +20,15 @@ import (
 
 // The spool keeps one directory per non-blocking transaction (reference §4.4):
 //
-//	<spool>/<txn>/metadata     JSON txnMetadata; request params are always redacted to "{}"
-//	<spool>/<txn>/result.json  the results object, once the handler returned
-//	<spool>/<txn>/error.json   {"description": ...}, when the transaction failed before/instead
+//	<spool>/<txn>/metadata     JSON txnMetadata as accepted (status running); request params
+//	                           are always redacted to "{}"
+//	<spool>/<txn>/result.json  the results object, once the handler returned; its
+//	                           modification time is the transaction's end
+//	<spool>/<txn>/error.json   {"description": ..., "end": ...}, when the transaction failed
+//	                           before/instead
+//
+// A finished transaction's status and end are its outcome file's: the metadata is written
+// once (agents before 2026-12-06 wrote it again with them, and load still reads those).
 //	<spool>/<txn>/acked        present once the server acknowledged the outcome
 //
 // A task run under a supervisor (Config.SupervisorDaemon or Config.Supervisor) adds, in this
@@ -150,6 +159,9 @@ func newSpool(cfg Config) txnSpool {
 type spool struct {
 	dir   string
 	fault func(point string)
+
+	mu      sync.Mutex
+	running map[string]txnMetadata // metadata of the transactions this process created, until finished
 }
 
 func (s *spool) hit(point string) {
@@ -189,6 +201,12 @@ func (s *spool) create(m txnMetadata) (created bool, err error) {
 		}
 		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
 	}
+	s.mu.Lock()
+	if s.running == nil {
+		s.running = map[string]txnMetadata{}
+	}
+	s.running[m.TransactionID] = m
+	s.mu.Unlock()
 	s.hit(FaultSpoolCreated)
 	return true, nil
 }
@@ -203,61 +221,101 @@ func (s *spool) load(txn string) (txnState, error) {
 		return txnState{}, fmt.Errorf("load transaction %s: %w", txn, err)
 	}
 	var st txnState
-	b, err := os.ReadFile(filepath.Join(dir, metadataFile))
+	b, err := readFile(filepath.Join(dir, metadataFile))
 	if err != nil {
 		return txnState{}, fmt.Errorf("load transaction %s metadata: %w", txn, err)
 	}
 	if err := json.Unmarshal(b, &st.meta); err != nil {
 		return txnState{}, fmt.Errorf("load transaction %s metadata: %w", txn, err)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, resultFile)); err == nil {
+	if b, err := readFile(filepath.Join(dir, resultFile)); err == nil {
 		st.results = b
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return txnState{}, fmt.Errorf("load transaction %s result: %w", txn, err)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, errorFile)); err == nil {
-		var e struct {
-			Description string `json:"description"`
-		}
+	var end *time.Time
+	if b, err := readFile(filepath.Join(dir, errorFile)); err == nil {
+		var e outcomeError
 		if err := json.Unmarshal(b, &e); err != nil {
 			return txnState{}, fmt.Errorf("load transaction %s error: %w", txn, err)
 		}
-		st.errDesc = e.Description
+		st.errDesc, end = e.Description, e.End
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return txnState{}, fmt.Errorf("load transaction %s error: %w", txn, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, ackedFile)); err == nil {
 		st.acked = true
 	}
+	if st.finished() && st.meta.End == nil {
+		// Finished by an agent that keeps the status and end in the outcome file: its end is
+		// the error's, or the result's modification time.
+		if end == nil {
+			if fi, err := os.Stat(filepath.Join(dir, resultFile)); err == nil {
+				t := fi.ModTime().UTC()
+				end = &t
+			}
+		}
+		st.meta.End = end
+		settle(&st)
+	}
 	return st, nil
+}
+
+// outcomeError is the content of error.json. End, when set, is when the transaction ended
+// (files written before it was kept there have none: their metadata has the end).
+type outcomeError struct {
+	Description string     `json:"description"`
+	End         *time.Time `json:"end,omitempty"`
+}
+
+// settle sets the metadata's status (and execution error) from a finished transaction's
+// outcome: a failure description, or results whose exit code says success or failure.
+func settle(st *txnState) {
+	switch {
+	case st.errDesc != "":
+		st.meta.Status, st.meta.ExecutionError = statusFailure, st.errDesc
+	case st.results != nil:
+		st.meta.Status = statusFailure
+		if code, _ := resultsExitcode(st.results); code == 0 {
+			st.meta.Status = statusSuccess
+		}
+	}
 }
 
 // finish records a transaction's outcome: results, or (when desc is set) a failure
 // description. The returned state is complete even when writing it failed.
 func (s *spool) finish(txn string, results json.RawMessage, desc string, end time.Time) (txnState, error) {
-	st, err := s.load(txn)
-	if err != nil {
-		return txnState{}, err
+	// A transaction this process created is not read back: its metadata is as created.
+	s.mu.Lock()
+	m, ok := s.running[txn]
+	delete(s.running, txn)
+	s.mu.Unlock()
+	st := txnState{meta: m}
+	if !ok {
+		var err error
+		if st, err = s.load(txn); err != nil {
+			return txnState{}, err
+		}
 	}
+	var err error
 	dir := s.txnDir(txn)
 	st.meta.End = &end
+	outcome := resultFile
 	if desc != "" {
+		outcome = errorFile
 		st.errDesc, st.results = desc, nil
-		st.meta.Status, st.meta.ExecutionError = statusFailure, desc
-		err = writeJSONAtomic(filepath.Join(dir, errorFile), map[string]string{"description": desc}, true)
+		err = writeJSONAtomic(filepath.Join(dir, errorFile), outcomeError{Description: desc, End: &end}, true)
 	} else {
 		st.results = results
-		st.meta.Status = statusFailure
-		if code, _ := resultsExitcode(results); code == 0 {
-			st.meta.Status = statusSuccess
-		}
 		err = writeFileAtomic(filepath.Join(dir, resultFile), results, true)
 	}
+	settle(&st)
 	if err != nil {
 		return st, fmt.Errorf("finish transaction %s: %w", txn, err)
 	}
-	// The metadata's status and end only repeat what the outcome file says: not synced.
-	if err := writeJSONAtomic(filepath.Join(dir, metadataFile), st.meta, false); err != nil {
+	// The metadata is not written again (a new file and a freed one per task): its status
+	// and end are the outcome file's (see load). The end is the file's modification time.
+	if err := os.Chtimes(filepath.Join(dir, outcome), end, end); err != nil {
 		return st, fmt.Errorf("finish transaction %s: %w", txn, err)
 	}
 	// The outcome holds the output now: the supervisor's copies of it are not kept twice.
@@ -272,28 +330,35 @@ func (s *spool) finish(txn string, results json.RawMessage, desc string, end tim
 // ack marks a finished transaction's outcome as recorded by the server. Its directory stays,
 // so that a repeated request is still recognised.
 func (s *spool) ack(txn string) error {
-	st, err := s.load(txn)
-	if err != nil {
-		return err
+	if !protocol.ValidTransactionID(txn) {
+		return fmt.Errorf("acknowledge transaction %q: %w", txn, fs.ErrNotExist)
 	}
-	if !st.finished() {
-		return fmt.Errorf("acknowledge transaction %s: it has no outcome yet", txn)
-	}
-	if st.acked {
+	dir := s.txnDir(txn)
+	acked := filepath.Join(dir, ackedFile)
+	if _, err := os.Lstat(acked); err == nil {
 		return nil
+	}
+	// The outcome file: a failure's, else the results (as load reads them).
+	outcome := ""
+	for _, f := range []string{errorFile, resultFile} {
+		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+			outcome = f
+			break
+		}
+	}
+	if outcome == "" {
+		if _, err := os.Lstat(filepath.Join(dir, metadataFile)); err != nil {
+			return fmt.Errorf("acknowledge transaction %s: %w", txn, err)
+		}
+		return fmt.Errorf("acknowledge transaction %s: it has no outcome yet", txn)
 	}
 	s.hit(FaultSpoolAck)
 	// A marker, not synced: losing an acknowledgement in a crash only sends the outcome again,
 	// which the server recognises. Only its existence counts, so it is a second name of the
 	// outcome file (a hard link: a directory entry, no new file), or an empty file where links
 	// cannot be made.
-	dir := s.txnDir(txn)
-	outcome := resultFile
-	if st.errDesc != "" {
-		outcome = errorFile
-	}
-	if err := os.Link(filepath.Join(dir, outcome), filepath.Join(dir, ackedFile)); err != nil && !errors.Is(err, fs.ErrExist) {
-		if err := os.WriteFile(filepath.Join(dir, ackedFile), nil, 0o600); err != nil {
+	if err := os.Link(filepath.Join(dir, outcome), acked); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := os.WriteFile(acked, nil, 0o600); err != nil {
 			return fmt.Errorf("acknowledge transaction %s: %w", txn, err)
 		}
 	}
@@ -489,24 +554,22 @@ func writeJSONAtomic(path string, v any, sync bool) error {
 // readers see either the old or the new content; with sync, the content is on disk before
 // the rename.
 func writeFileAtomic(path string, b []byte, sync bool) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	dir, base := filepath.Split(path)
+	var tmp string
+	for try := 0; ; try++ {
+		tmp = filepath.Join(dir, "."+base+".tmp"+strconv.FormatUint(uint64(rand.Uint32()), 10))
+		err := writeFileFlags(tmp, b, os.O_CREATE|os.O_EXCL, sync)
+		if err == nil {
+			break
+		}
+		_ = os.Remove(tmp) // a write that failed after the create
+		if !errors.Is(err, fs.ErrExist) || try == 100 {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
 	}
-	tmp := f.Name()
-	_, werr := f.Write(b) // CreateTemp made it 0600
-	if werr == nil && sync {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
+	if err := renameFile(tmp, path); err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, werr)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
@@ -516,19 +579,9 @@ func writeFileAtomic(path string, b []byte, sync bool) error {
 // run. Only its existence counts (see recoverOne), so it is written in place — a marker cut
 // short by a crash still says "started" — without a temporary file and a rename.
 func writeStarted(dir string) error {
-	f, err := os.OpenFile(filepath.Join(dir, startedFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	stamp := time.Now().UTC().Format(time.RFC3339Nano) + "\n"
+	if err := writeFileFlags(filepath.Join(dir, startedFile), []byte(stamp), os.O_CREATE|os.O_TRUNC, true); err != nil {
 		return fmt.Errorf("record task start: %w", err)
-	}
-	_, werr := f.WriteString(time.Now().UTC().Format(time.RFC3339Nano) + "\n")
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		return fmt.Errorf("record task start: %w", werr)
 	}
 	return nil
 }
@@ -539,16 +592,5 @@ func writeNew(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(b)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	return werr
+	return writeFileFlags(path, b, os.O_CREATE|os.O_EXCL, true)
 }

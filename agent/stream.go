@@ -149,7 +149,7 @@ func (t *tail) next(room int, last bool) (string, error) {
 		return "", nil
 	}
 	if t.f == nil {
-		f, err := os.Open(t.path)
+		f, err := openFile(t.path, os.O_RDONLY, 0)
 		if err != nil {
 			return "", nil // not created yet
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -194,7 +193,7 @@ func (a *Agent) runSupervised(ctx context.Context, dir string, c Command) (proto
 func collectTask(dir string) (res protocol.TaskResults, ok bool) {
 	res = collectOutput(dir)
 	var rec exitRecord
-	b, err := os.ReadFile(filepath.Join(dir, exitcodeFile))
+	b, err := readFile(filepath.Join(dir, exitcodeFile))
 	if err != nil || json.Unmarshal(b, &rec) != nil {
 		return res, false
 	}
@@ -225,24 +224,19 @@ func collectTaskWithin(dir string, grace time.Duration) (protocol.TaskResults, b
 // readCapped returns the first max bytes of the file at path ("" when it cannot be read),
 // followed by a note of how many more bytes it has, as cappedBuffer notes for piped output.
 func readCapped(path string, max int64) string {
-	f, err := os.Open(path)
+	b, size, err := readFileCapped(path, max)
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
-	var b bytes.Buffer
-	n, _ := io.Copy(&b, io.LimitReader(f, max))
-	if n == max {
-		if fi, err := f.Stat(); err == nil && fi.Size() > max {
-			fmt.Fprintf(&b, "\n[baton-agent: output truncated: %d more bytes were dropped]\n", fi.Size()-max)
-		}
+	if size > max {
+		b = fmt.Appendf(b, "\n[baton-agent: output truncated: %d more bytes were dropped]\n", size-max)
 	}
-	return b.String()
+	return string(b)
 }
 
 func readPIDRecord(dir string) (pidRecord, error) {
 	var pr pidRecord
-	b, err := os.ReadFile(filepath.Join(dir, pidFile))
+	b, err := readFile(filepath.Join(dir, pidFile))
 	if err != nil {
 		return pr, err
 	}

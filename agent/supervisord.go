@@ -121,13 +121,13 @@ func superviseTask(req svRequest, reply func(svReply)) {
 		fail(true, "transaction directory %q is not absolute", req.Dir)
 		return
 	}
-	stdout, err := os.OpenFile(filepath.Join(req.Dir, stdoutFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	stdout, err := openFile(filepath.Join(req.Dir, stdoutFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		fail(true, "open the task's output: %v", err)
 		return
 	}
 	defer stdout.Close()
-	stderr, err := os.OpenFile(filepath.Join(req.Dir, stderrFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	stderr, err := openFile(filepath.Join(req.Dir, stderrFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		fail(true, "open the task's output: %v", err)
 		return
@@ -140,6 +140,8 @@ func superviseTask(req svRequest, reply func(svReply)) {
 	}
 	if req.Stdin != nil {
 		cmd.Stdin = bytes.NewReader(req.Stdin)
+	} else if null := devNull(); null != nil {
+		cmd.Stdin = null // given as is: os/exec would open the null device for each task
 	}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -160,6 +162,7 @@ func superviseTask(req svRequest, reply func(svReply)) {
 		return
 	}
 	reply(svReply{ID: req.ID, PID: pid, Start: start})
+	awaitExit(pid)
 	err = cmd.Wait()
 	code := 0
 	var ee *exec.ExitError
@@ -175,6 +178,16 @@ func superviseTask(req svRequest, reply func(svReply)) {
 	}
 	reply(ended(req, code))
 }
+
+// devNull is the null device, opened once for reading (nil when it cannot be): the standard
+// input of the tasks that are given none.
+var devNull = sync.OnceValue(func() *os.File {
+	f, err := openFile(os.DevNull, os.O_RDONLY, 0)
+	if err != nil {
+		return nil
+	}
+	return f
+})
 
 // ended records code as req's task's exit code and returns the reply that says so.
 func ended(req svRequest, code int) svReply {

@@ -275,12 +275,13 @@ func (a *Agent) prepareFiles(ctx context.Context, plan taskPlan, txnDir string) 
 // stageFiles fetches the plan's files into the cache and, for a multi-file task, installs
 // them: extras at <installDir>/<filename>, the executable at <installDir>/<module>/tasks/<file>.
 func (a *Agent) stageFiles(ctx context.Context, plan taskPlan, installDir string) (string, error) {
-	exeCache, err := a.cache.get(ctx, plan.exe, installDir == "")
+	if installDir == "" {
+		// The file runs from the cache: verifyStaged checks it right after.
+		return a.cache.getUnchecked(ctx, plan.exe, true)
+	}
+	exeCache, err := a.cache.get(ctx, plan.exe, false)
 	if err != nil {
 		return "", err
-	}
-	if installDir == "" {
-		return exeCache, nil
 	}
 	if err := os.RemoveAll(installDir); err != nil {
 		return "", fmt.Errorf("reset install dir: %w", err)

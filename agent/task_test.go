@@ -221,8 +221,12 @@ func TestTaskInputIsNeverStoredOrLogged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, &meta); err != nil || meta.RequestParams != "{}" || meta.Status != statusSuccess {
+	if err := json.Unmarshal(b, &meta); err != nil || meta.RequestParams != "{}" || strings.Contains(string(b), secret) {
 		t.Errorf("metadata %s (%v)", b, err)
+	}
+	// As the spool reads it: finished (the status is the outcome file's).
+	if st, err := (&spool{dir: ta.cfg.SpoolDir}).load("txn-secret"); err != nil || st.meta.Status != statusSuccess || st.meta.RequestParams != "{}" {
+		t.Errorf("loaded %+v (%v)", st.meta, err)
 	}
 }
 
