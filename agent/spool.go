@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,10 +32,10 @@ import (
 // once (agents before 2026-12-06 wrote it again with them, and load still reads those).
 //	<spool>/<txn>/acked        present once the server acknowledged the outcome
 //
-// A task run under a supervisor (Config.SupervisorDaemon or Config.Supervisor) adds, in this
-// order:
+// A task's metadata gains a line "started <time>" just before its process is started (agents
+// before 2026-12-06 wrote a file <spool>/<txn>/started instead; both are read). A task run
+// under a supervisor (Config.SupervisorDaemon or Config.Supervisor) adds, in this order:
 //
-//	<spool>/<txn>/started      written just before the task's process is started
 //	<spool>/<txn>/pid          {"pid", "start"}: the PID and /proc start time of the task (under
 //	                           the supervisor process) or of its supervisor script
 //	<spool>/<txn>/stdout       the task's stdout, capped at MaxOutputBytes (emptied once the
@@ -115,6 +116,7 @@ type txnState struct {
 	results json.RawMessage
 	errDesc string
 	acked   bool
+	started bool // a task's start was recorded in its metadata (see writeStarted)
 }
 
 func (s txnState) finished() bool { return s.results != nil || s.errDesc != "" }
@@ -174,8 +176,11 @@ func (s *spool) txnDir(txn string) string { return filepath.Join(s.dir, txn) }
 
 // create makes the transaction's directory with its metadata; created is false when the
 // directory already existed (the transaction was seen before). The directory is made under a
-// temporary name and renamed into place once its metadata is written (and synced), so that a
+// temporary name and renamed into place once its metadata is written, so that a
 // transaction's directory never exists without its metadata, whenever the agent is killed.
+// The metadata is synced then, except a task's: its start (writeStarted) syncs it, so that a
+// task costs one sync before it runs. A task lost with the machine before it started leaves
+// no record, or an unreadable one (reported as an unknown outcome), never one of a run.
 func (s *spool) create(m txnMetadata) (created bool, err error) {
 	if !protocol.ValidTransactionID(m.TransactionID) {
 		return false, fmt.Errorf("spool transaction %q: invalid transaction id", m.TransactionID)
@@ -188,8 +193,8 @@ func (s *spool) create(m txnMetadata) (created bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
 	}
-	// The directory is not in place yet: its metadata is written directly, then synced.
-	if err := writeNew(filepath.Join(tmp, metadataFile), m); err != nil {
+	// The directory is not in place yet: its metadata is written directly.
+	if err := writeNew(filepath.Join(tmp, metadataFile), m, m.Module != protocol.ModuleTask); err != nil {
 		_ = os.RemoveAll(tmp)
 		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
 	}
@@ -225,7 +230,7 @@ func (s *spool) load(txn string) (txnState, error) {
 	if err != nil {
 		return txnState{}, fmt.Errorf("load transaction %s metadata: %w", txn, err)
 	}
-	if err := json.Unmarshal(b, &st.meta); err != nil {
+	if st.meta, st.started, err = parseMetadata(b); err != nil {
 		return txnState{}, fmt.Errorf("load transaction %s metadata: %w", txn, err)
 	}
 	if b, err := readFile(filepath.Join(dir, resultFile)); err == nil {
@@ -498,7 +503,13 @@ func (s *spool) repair(txn string, hint txnMetadata, now time.Time) (txnState, e
 	}
 	dir := s.txnDir(txn)
 	var st txnState
-	if b, err := os.ReadFile(filepath.Join(dir, metadataFile)); err != nil || json.Unmarshal(b, &st.meta) != nil || st.meta.TransactionID != txn {
+	var merr error
+	if b, err := readFile(filepath.Join(dir, metadataFile)); err != nil {
+		merr = err
+	} else {
+		st.meta, _, merr = parseMetadata(b)
+	}
+	if merr != nil || st.meta.TransactionID != txn {
 		st.meta = hint
 		st.meta.TransactionID, st.meta.RequestParams, st.meta.NotifyOutcome = txn, "{}", true
 		if st.meta.Start.IsZero() {
@@ -574,23 +585,49 @@ func writeFileAtomic(path string, b []byte, sync bool) error {
 	return nil
 }
 
-// writeStarted writes dir's "started" marker and syncs it: on disk before the task's process
-// is started, so that after any crash an agent never reports as not run a task that may have
-// run. Only its existence counts (see recoverOne), so it is written in place — a marker cut
-// short by a crash still says "started" — without a temporary file and a rename.
+// startedMark begins the line writeStarted appends to a task's metadata.
+const startedMark = "started "
+
+// writeStarted appends the line "started <time>" to the metadata in dir and syncs the file:
+// on disk, with the metadata, before the task's process is started, so that after any crash
+// an agent never reports as not run a task that may have run. Only its presence counts (see
+// parseMetadata), so a line cut short by a crash still says "started".
+// A directory without metadata (not the spool's) gets a "started" file instead.
 func writeStarted(dir string) error {
-	stamp := time.Now().UTC().Format(time.RFC3339Nano) + "\n"
-	if err := writeFileFlags(filepath.Join(dir, startedFile), []byte(stamp), os.O_CREATE|os.O_TRUNC, true); err != nil {
+	line := startedMark + time.Now().UTC().Format(time.RFC3339Nano) + "\n"
+	err := writeFileFlags(filepath.Join(dir, metadataFile), []byte(line), os.O_APPEND, true)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = writeFileFlags(filepath.Join(dir, startedFile), []byte(line), os.O_CREATE|os.O_TRUNC, true)
+	}
+	if err != nil {
 		return fmt.Errorf("record task start: %w", err)
 	}
 	return nil
 }
 
-// writeNew creates path (0600, failing if it exists) with v as JSON and syncs it.
-func writeNew(path string, v any) error {
+// parseMetadata reads a metadata file: its JSON object and whether a start was recorded after
+// it (a line beginning "started ", or any beginning of one). Anything else after the object
+// makes it unreadable.
+func parseMetadata(b []byte) (m txnMetadata, started bool, err error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&m); err != nil {
+		return txnMetadata{}, false, err
+	}
+	rest := bytes.TrimSpace(b[dec.InputOffset():])
+	switch {
+	case len(rest) == 0:
+		return m, false, nil
+	case bytes.HasPrefix(rest, []byte(startedMark)) || strings.HasPrefix(startedMark, string(rest)):
+		return m, true, nil
+	}
+	return txnMetadata{}, false, fmt.Errorf("unexpected data after the metadata: %.20q", rest)
+}
+
+// writeNew creates path (0600, failing if it exists) with v as JSON, and with sync syncs it.
+func writeNew(path string, v any, sync bool) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
 	}
-	return writeFileFlags(path, b, os.O_CREATE|os.O_EXCL, true)
+	return writeFileFlags(path, b, os.O_CREATE|os.O_EXCL, sync)
 }

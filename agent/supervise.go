@@ -16,7 +16,7 @@ import (
 
 // Files of a task run under a supervisor, in its transaction's directory (see spool.go).
 const (
-	startedFile    = "started"
+	startedFile    = "started" // the start marker of agents before 2026-12-06 (now a line of the metadata)
 	pidFile        = "pid"
 	stdoutFile     = "stdout"
 	stderrFile     = "stderr"
@@ -280,8 +280,8 @@ func (a *Agent) recoverOne(st txnState, now time.Time) {
 		return
 	}
 	pr, perr := readPIDRecord(dir)
-	_, serr := os.Stat(filepath.Join(dir, startedFile))
-	started := serr == nil
+	_, serr := os.Stat(filepath.Join(dir, startedFile)) // as agents before 2026-12-06 recorded it
+	started := st.started || serr == nil
 	switch {
 	case perr == nil && processAlive(pr.PID, pr.Start):
 		log.Info("a task started by a previous agent still runs; following it", "pid", pr.PID)

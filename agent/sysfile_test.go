@@ -249,3 +249,58 @@ func TestSpoolFinishAndAckWithoutReadingBack(t *testing.T) {
 		t.Error("an unfinished transaction was marked acknowledged")
 	}
 }
+
+// TestTaskStartIsALineOfTheMetadata checks that writeStarted records a task's start in its
+// metadata (the file stays readable, and says started), and how parseMetadata reads what a
+// crash may leave: a line cut short still says started; anything else after the object makes
+// the entry unreadable (repaired into an unknown outcome, never "not run").
+func TestTaskStartIsALineOfTheMetadata(t *testing.T) {
+	sp := &spool{dir: t.TempDir()}
+	m := txnMetadata{Module: "task", Action: "run", RequestParams: "{}", TransactionID: "t1", Status: statusRunning}
+	if _, err := sp.create(m); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := sp.load("t1"); err != nil || st.started {
+		t.Fatalf("before the start: %+v, %v", st, err)
+	}
+	if err := writeStarted(sp.txnDir("t1")); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := sp.load("t1"); err != nil || !st.started || st.meta.TransactionID != "t1" {
+		t.Fatalf("after the start: %+v, %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(sp.txnDir("t1"), startedFile)); err == nil {
+		t.Error("a started file was written besides the line")
+	}
+	// A directory without metadata (not the spool's) gets a file of its own.
+	bare := t.TempDir()
+	if err := writeStarted(bare); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(bare, startedFile)); err != nil {
+		t.Errorf("no started file in a directory without metadata: %v", err)
+	}
+	if err := writeStarted(filepath.Join(sp.dir, "missing")); err == nil {
+		t.Error("a start was recorded in a directory that does not exist")
+	}
+
+	obj := `{"module":"task","transaction_id":"t2"}`
+	for _, c := range []struct {
+		name, content string
+		started, bad  bool
+	}{
+		{"accepted", obj, false, false},
+		{"accepted, newline", obj + "\n", false, false},
+		{"started", obj + "started 2026-12-06T05:00:00Z\n", true, false},
+		{"start cut short", obj + "sta", true, false},
+		{"start cut after the mark", obj + "started 2026", true, false},
+		{"zeros after a crash", obj + "\x00\x00\x00", false, true},
+		{"other data", obj + `{"x":1}`, false, true},
+		{"damaged object", `{"module":"ta`, false, true},
+	} {
+		got, started, err := parseMetadata([]byte(c.content))
+		if (err != nil) != c.bad || started != c.started || (!c.bad && got.TransactionID != "t2") {
+			t.Errorf("%s: %+v started=%v err=%v; want started=%v bad=%v", c.name, got, started, err, c.started, c.bad)
+		}
+	}
+}

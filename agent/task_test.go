@@ -216,12 +216,12 @@ func TestTaskInputIsNeverStoredOrLogged(t *testing.T) {
 	if strings.Contains(ta.logs.String(), secret) {
 		t.Error("the logs contain the task input")
 	}
-	var meta txnMetadata
 	b, err := os.ReadFile(filepath.Join(ta.cfg.SpoolDir, "txn-secret", "metadata"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, &meta); err != nil || meta.RequestParams != "{}" || strings.Contains(string(b), secret) {
+	meta, started, err := parseMetadata(b)
+	if err != nil || !started || meta.RequestParams != "{}" || strings.Contains(string(b), secret) {
 		t.Errorf("metadata %s (%v)", b, err)
 	}
 	// As the spool reads it: finished (the status is the outcome file's).
