@@ -35,7 +35,7 @@ func awaitExit(pid int) {
 // exited reports whether the process behind pidfd has exited (true too when that cannot be
 // told: the caller's Wait decides), leaving it to be reaped.
 func exited(pidfd uintptr) bool {
-	var info [128]byte // siginfo_t
+	var info [16]uint64 // siginfo_t: 128 bytes, aligned
 	_, _, errno := syscall.RawSyscall6(syscall.SYS_WAITID, unix.P_PIDFD, pidfd, uintptr(unsafe.Pointer(&info)),
 		unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, 0, 0)
 	if errno != 0 {
@@ -43,9 +43,9 @@ func exited(pidfd uintptr) bool {
 	}
 	// si_pid follows si_signo, si_errno and si_code, aligned to a pointer; it stays 0 while
 	// the process runs.
-	off := 12
+	off := uintptr(12)
 	if unsafe.Sizeof(uintptr(0)) == 8 {
 		off = 16
 	}
-	return *(*int32)(unsafe.Pointer(&info[off])) != 0
+	return *(*int32)(unsafe.Add(unsafe.Pointer(&info), off)) != 0
 }

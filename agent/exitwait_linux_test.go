@@ -7,12 +7,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestAwaitExitReturnsOnceTheChildHasExited checks that awaitExit returns only after the child
 // has exited, leaving it for Wait to reap (a zombie until then), for a child that ends while
 // it waits and for one that ended before.
 func TestAwaitExitReturnsOnceTheChildHasExited(t *testing.T) {
+	if fd, err := unix.PidfdOpen(os.Getpid(), 0); err != nil {
+		t.Skipf("no pidfds here (%v): awaitExit returns at once by design", err)
+	} else {
+		unix.Close(fd)
+	}
 	for _, c := range []struct {
 		name   string
 		script string

@@ -163,7 +163,14 @@ type spool struct {
 	fault func(point string)
 
 	mu      sync.Mutex
-	running map[string]txnMetadata // metadata of the transactions this process created, until finished
+	running map[string]createdTxn // the transactions this process created, until finished
+}
+
+// createdTxn is a transaction as this process created it: its metadata, and the size of its
+// metadata file then (a task's start makes it longer; see writeStarted).
+type createdTxn struct {
+	meta txnMetadata
+	size int64
 }
 
 func (s *spool) hit(point string) {
@@ -194,7 +201,8 @@ func (s *spool) create(m txnMetadata) (created bool, err error) {
 		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
 	}
 	// The directory is not in place yet: its metadata is written directly.
-	if err := writeNew(filepath.Join(tmp, metadataFile), m, m.Module != protocol.ModuleTask); err != nil {
+	size, err := writeNew(filepath.Join(tmp, metadataFile), m, m.Module != protocol.ModuleTask)
+	if err != nil {
 		_ = os.RemoveAll(tmp)
 		return false, fmt.Errorf("spool transaction %s: %w", m.TransactionID, err)
 	}
@@ -208,9 +216,9 @@ func (s *spool) create(m txnMetadata) (created bool, err error) {
 	}
 	s.mu.Lock()
 	if s.running == nil {
-		s.running = map[string]txnMetadata{}
+		s.running = map[string]createdTxn{}
 	}
-	s.running[m.TransactionID] = m
+	s.running[m.TransactionID] = createdTxn{meta: m, size: size}
 	s.mu.Unlock()
 	s.hit(FaultSpoolCreated)
 	return true, nil
@@ -292,18 +300,25 @@ func settle(st *txnState) {
 func (s *spool) finish(txn string, results json.RawMessage, desc string, end time.Time) (txnState, error) {
 	// A transaction this process created is not read back: its metadata is as created.
 	s.mu.Lock()
-	m, ok := s.running[txn]
+	c, ok := s.running[txn]
 	delete(s.running, txn)
 	s.mu.Unlock()
-	st := txnState{meta: m}
+	st := txnState{meta: c.meta}
+	dir := s.txnDir(txn)
 	if !ok {
 		var err error
 		if st, err = s.load(txn); err != nil {
 			return txnState{}, err
 		}
+	} else if c.meta.Module == protocol.ModuleTask {
+		// A task's metadata is synced at its start: one that ended before it (a download
+		// that failed, a cancel) has it synced now, before its outcome, so that a crash
+		// cannot leave the outcome without the record it belongs to.
+		if err := syncIfUnchanged(filepath.Join(dir, metadataFile), c.size); err != nil {
+			return st, fmt.Errorf("finish transaction %s: %w", txn, err)
+		}
 	}
 	var err error
-	dir := s.txnDir(txn)
 	st.meta.End = &end
 	outcome := resultFile
 	if desc != "" {
@@ -517,11 +532,19 @@ func (s *spool) repair(txn string, hint txnMetadata, now time.Time) (txnState, e
 		}
 	}
 	st.meta.End = &now
+	var kept outcomeError
 	if b, err := os.ReadFile(filepath.Join(dir, resultFile)); err == nil && json.Valid(b) {
 		st.results = b
 		st.meta.Status = statusFailure
 		if code, _ := resultsExitcode(b); code == 0 {
 			st.meta.Status = statusSuccess
+		}
+	} else if b, err := os.ReadFile(filepath.Join(dir, errorFile)); err == nil && json.Unmarshal(b, &kept) == nil && kept.Description != "" {
+		// The failure recorded is kept (its metadata may be what a crash damaged).
+		st.errDesc = kept.Description
+		st.meta.Status, st.meta.ExecutionError = statusFailure, st.errDesc
+		if kept.End != nil {
+			st.meta.End = kept.End
 		}
 	} else {
 		st.errDesc = fmt.Sprintf("Failed to execute the task for the %s. Error: %s",
@@ -573,7 +596,9 @@ func writeFileAtomic(path string, b []byte, sync bool) error {
 		if err == nil {
 			break
 		}
-		_ = os.Remove(tmp) // a write that failed after the create
+		if !errors.Is(err, fs.ErrExist) {
+			_ = os.Remove(tmp) // a write that failed after the create
+		}
 		if !errors.Is(err, fs.ErrExist) || try == 100 {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
@@ -623,11 +648,24 @@ func parseMetadata(b []byte) (m txnMetadata, started bool, err error) {
 	return txnMetadata{}, false, fmt.Errorf("unexpected data after the metadata: %.20q", rest)
 }
 
-// writeNew creates path (0600, failing if it exists) with v as JSON, and with sync syncs it.
-func writeNew(path string, v any, sync bool) error {
+// writeNew creates path (0600, failing if it exists) with v as JSON, and with sync syncs it;
+// it returns the file's size.
+func writeNew(path string, v any, sync bool) (int64, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+		return 0, fmt.Errorf("encode %s: %w", filepath.Base(path), err)
 	}
-	return writeFileFlags(path, b, os.O_CREATE|os.O_EXCL, sync)
+	return int64(len(b)), writeFileFlags(path, b, os.O_CREATE|os.O_EXCL, sync)
+}
+
+// syncIfUnchanged syncs the file at path when it still has the given size.
+func syncIfUnchanged(path string, size int64) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Size() != size {
+		return nil
+	}
+	return syncFile(path)
 }

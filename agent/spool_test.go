@@ -208,3 +208,87 @@ func TestFailingSupervisorIsReportedHonestly(t *testing.T) {
 		})
 	}
 }
+
+// TestEarlierAgentsSpoolsAreRead checks that what agents before 2026-12-06 left in a spool is
+// still read right: a task started (a "started" file beside untouched metadata) whose process
+// is gone is reported with an unknown outcome, one accepted and never started as not run;
+// finished entries whose metadata carries the status and end (and an error file without an
+// end) load as finished, with that end.
+func TestEarlierAgentsSpoolsAreRead(t *testing.T) {
+	ts := newTestServer(t)
+	cfg := testConfig(t, ts)
+	start := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	end := start.Add(time.Minute)
+	write := func(txn, name string, v any) {
+		t.Helper()
+		dir := filepath.Join(cfg.SpoolDir, txn)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		b, ok := v.([]byte)
+		if !ok {
+			b = mustJSON(t, v)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta := func(txn, status string, end *time.Time, execErr string) txnMetadata {
+		return txnMetadata{Module: protocol.ModuleTask, Action: protocol.ActionRun, RequestParams: "{}", TransactionID: txn,
+			RequestID: "r-" + txn, NotifyOutcome: true, Start: start, Status: status, End: end, ExecutionError: execErr}
+	}
+	write("old-started", metadataFile, meta("old-started", statusRunning, nil, ""))
+	write("old-started", startedFile, []byte(start.Format(time.RFC3339Nano)+"\n"))
+	write("old-accepted", metadataFile, meta("old-accepted", statusRunning, nil, ""))
+	write("old-done", metadataFile, meta("old-done", statusSuccess, &end, ""))
+	write("old-done", resultFile, []byte(`{"exitcode":0,"stdout":"x"}`))
+	write("old-done", ackedFile, []byte{})
+	write("old-failed", metadataFile, meta("old-failed", statusFailure, &end, "it broke"))
+	write("old-failed", errorFile, map[string]string{"description": "it broke"})
+	write("old-failed", ackedFile, []byte{})
+
+	sp := &spool{dir: cfg.SpoolDir}
+	for txn, want := range map[string]string{"old-done": statusSuccess, "old-failed": statusFailure} {
+		st, err := sp.load(txn)
+		if err != nil || st.meta.Status != want || st.meta.End == nil || !st.meta.End.Equal(end) || !st.acked || st.started {
+			t.Errorf("%s: %+v (%v)", txn, st, err)
+		}
+	}
+	if st, err := sp.load("old-started"); err != nil || st.started || st.finished() {
+		t.Errorf("old-started before the agent: %+v (%v)", st, err) // the file is recoverOne's to read
+	}
+
+	startAgent(t, cfg)
+	f, _ := ts.waitFrame(t, 0, "the outcome of old-accepted", isOutcome("old-accepted"))
+	if e := rpcError(t, f); !strings.Contains(e.Description, notStartedError) {
+		t.Errorf("old-accepted: %+v, want %q", e, notStartedError)
+	}
+	f, _ = ts.waitFrame(t, 0, "the outcome of old-started", isOutcome("old-started"))
+	if res := taskResults(t, f); !res.OutcomeUnknown || !strings.Contains(res.Stdout, OutcomeUnknownKind) {
+		t.Errorf("old-started: %+v, want an unknown outcome (it may have run)", res)
+	}
+}
+
+// TestRepairKeepsARecordedFailure checks that an entry whose metadata is unreadable (a crash
+// after its failure was synced, before its metadata was) keeps the failure it recorded.
+func TestRepairKeepsARecordedFailure(t *testing.T) {
+	sp := &spool{dir: t.TempDir()}
+	end := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	dir := sp.txnDir("t1")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, metadataFile), nil, 0o600); err != nil { // empty after the crash
+		t.Fatal(err)
+	}
+	if err := writeJSONAtomic(filepath.Join(dir, errorFile), outcomeError{Description: "download failed", End: &end}, false); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sp.repair("t1", txnMetadata{}, end.Add(time.Hour))
+	if err != nil || st.errDesc != "download failed" || st.meta.End == nil || !st.meta.End.Equal(end) {
+		t.Fatalf("repaired %+v (%v)", st, err)
+	}
+	if st, err := sp.load("t1"); err != nil || st.errDesc != "download failed" || st.meta.Status != statusFailure {
+		t.Errorf("loaded after the repair %+v (%v)", st, err)
+	}
+}

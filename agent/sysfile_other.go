@@ -30,6 +30,15 @@ func writeFileFlags(path string, b []byte, flag int, sync bool) error {
 
 func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
 
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
 func readFileCapped(path string, max int64) ([]byte, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -213,6 +213,20 @@ func TestSpoolFinishAndAckWithoutReadingBack(t *testing.T) {
 		t.Error("finish of a damaged entry this process did not create succeeded")
 	}
 
+	// A task that ended before it started has its metadata synced by finish: a created task
+	// whose metadata went missing cannot be finished.
+	m4 := m
+	m4.TransactionID = "t4"
+	if _, err := sp.create(m4); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(sp.txnDir("t4"), metadataFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.finish("t4", nil, "download failed", end); err == nil {
+		t.Error("a task that never started was finished without its metadata")
+	}
+
 	// Acknowledgements: the outcome file is linked, whatever the metadata.
 	m3 := m
 	m3.TransactionID = "t3"

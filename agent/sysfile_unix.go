@@ -47,7 +47,7 @@ func writeFileFlags(path string, b []byte, flag int, sync bool) error {
 	}
 	werr := writeAll(fd, b)
 	if werr == nil && sync {
-		werr = ignoringEINTR(func() error { return syscall.Fsync(fd) })
+		werr = fsyncFD(fd)
 		if werr != nil {
 			werr = &os.PathError{Op: "sync", Path: path, Err: werr}
 		}
@@ -62,6 +62,20 @@ func writeFileFlags(path string, b []byte, flag int, sync bool) error {
 		}
 	}
 	return werr
+}
+
+// syncFile syncs the file at path to disk.
+func syncFile(path string) error {
+	fd, err := sysOpen(path, syscall.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = fsyncFD(fd)
+	syscall.Close(fd)
+	if err != nil {
+		return &os.PathError{Op: "sync", Path: path, Err: err}
+	}
+	return nil
 }
 
 func writeAll(fd int, b []byte) error {
