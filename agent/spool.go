@@ -27,10 +27,10 @@ import (
 //	                           modification time is the transaction's end
 //	<spool>/<txn>/error.json   {"description": ..., "end": ...}, when the transaction failed
 //	                           before/instead
+//	<spool>/<txn>/acked        present once the server acknowledged the outcome
 //
 // A finished transaction's status and end are its outcome file's: the metadata is written
 // once (agents before 2026-12-06 wrote it again with them, and load still reads those).
-//	<spool>/<txn>/acked        present once the server acknowledged the outcome
 //
 // A task's metadata gains a line "started <time>" just before its process is started (agents
 // before 2026-12-06 wrote a file <spool>/<txn>/started instead; both are read). A task run
@@ -535,21 +535,18 @@ func (s *spool) repair(txn string, hint txnMetadata, now time.Time) (txnState, e
 	var kept outcomeError
 	if b, err := os.ReadFile(filepath.Join(dir, resultFile)); err == nil && json.Valid(b) {
 		st.results = b
-		st.meta.Status = statusFailure
-		if code, _ := resultsExitcode(b); code == 0 {
-			st.meta.Status = statusSuccess
-		}
+		settle(&st)
 	} else if b, err := os.ReadFile(filepath.Join(dir, errorFile)); err == nil && json.Unmarshal(b, &kept) == nil && kept.Description != "" {
 		// The failure recorded is kept (its metadata may be what a crash damaged).
 		st.errDesc = kept.Description
-		st.meta.Status, st.meta.ExecutionError = statusFailure, st.errDesc
+		settle(&st)
 		if kept.End != nil {
 			st.meta.End = kept.End
 		}
 	} else {
 		st.errDesc = fmt.Sprintf("Failed to execute the task for the %s. Error: %s",
 			label(false, st.meta.Module, st.meta.Action, txn), unreadableError)
-		st.meta.Status, st.meta.ExecutionError = statusFailure, st.errDesc
+		settle(&st)
 		_ = os.Remove(filepath.Join(dir, resultFile))
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return st, fmt.Errorf("repair transaction %s: %w", txn, err)
@@ -563,6 +560,12 @@ func (s *spool) repair(txn string, hint txnMetadata, now time.Time) (txnState, e
 		return st, fmt.Errorf("repair transaction %s: %w", txn, err)
 	}
 	return st, nil
+}
+
+// fileExists reports whether path names something that can be stat'ed.
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // resultsExitcode reads an integer "exitcode" from a results object.

@@ -280,8 +280,7 @@ func (a *Agent) recoverOne(st txnState, now time.Time) {
 		return
 	}
 	pr, perr := readPIDRecord(dir)
-	_, serr := os.Stat(filepath.Join(dir, startedFile)) // as agents before 2026-12-06 recorded it
-	started := st.started || serr == nil
+	started := st.started || fileExists(filepath.Join(dir, startedFile)) // the file: agents before 2026-12-06
 	switch {
 	case perr == nil && processAlive(pr.PID, pr.Start):
 		log.Info("a task started by a previous agent still runs; following it", "pid", pr.PID)

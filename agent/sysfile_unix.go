@@ -3,7 +3,6 @@
 package agent
 
 import (
-	"errors"
 	"io"
 	"os"
 	"syscall"
@@ -45,23 +44,17 @@ func writeFileFlags(path string, b []byte, flag int, sync bool) error {
 	if err != nil {
 		return err
 	}
-	werr := writeAll(fd, b)
+	op, werr := "write", writeAll(fd, b)
 	if werr == nil && sync {
-		werr = fsyncFD(fd)
-		if werr != nil {
-			werr = &os.PathError{Op: "sync", Path: path, Err: werr}
-		}
+		op, werr = "sync", fsyncFD(fd)
 	}
 	if cerr := syscall.Close(fd); werr == nil && cerr != nil {
-		werr = &os.PathError{Op: "close", Path: path, Err: cerr}
+		op, werr = "close", cerr
 	}
 	if werr != nil {
-		var pe *os.PathError
-		if !errors.As(werr, &pe) {
-			werr = &os.PathError{Op: "write", Path: path, Err: werr}
-		}
+		return &os.PathError{Op: op, Path: path, Err: werr}
 	}
-	return werr
+	return nil
 }
 
 // syncFile syncs the file at path to disk.

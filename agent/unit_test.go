@@ -352,11 +352,6 @@ func TestOSNameFamily(t *testing.T) {
 	}
 }
 
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
-
 // TestReadCapped checks how a supervised task's output files are read: the first max bytes
 // are kept, and what more there is counted and noted, as cappedBuffer does for piped output.
 func TestReadCapped(t *testing.T) {
