@@ -78,6 +78,7 @@ type Service struct {
 	store       Store
 	now         func() time.Time
 	maxLifetime time.Duration
+	tokens      tokenCache // see AuthenticateToken
 }
 
 // New returns a Service; now is the clock.
@@ -110,7 +111,10 @@ func (s *Service) issue(ctx context.Context, login, label string, now time.Time,
 	return secret, nil
 }
 
-// AuthenticateToken returns the principal a token stands for, or ErrUnauthenticated.
+// AuthenticateToken returns the principal a token stands for, or ErrUnauthenticated. With a
+// store that keeps an auth generation (the sqlite store), what it reads about a token is
+// kept and used again while the generation stays the same, for up to TokenCacheTTL: the
+// revocation and expiry checks still run on every call.
 func (s *Service) AuthenticateToken(ctx context.Context, token string) (Principal, error) {
 	if token == "" {
 		return Principal{}, fmt.Errorf("%w: no token", ErrUnauthenticated)
@@ -120,22 +124,45 @@ func (s *Service) AuthenticateToken(ctx context.Context, token string) (Principa
 		perms []store.Permission
 		err   error
 	)
+	now := s.now()
+	hash := Hash(token)
 	gs, oneRead := s.store.(grantsStore)
-	if oneRead {
-		t, perms, err = gs.TokenGrants(ctx, Hash(token))
-	} else {
-		t, err = s.store.GetToken(ctx, Hash(token))
+	var (
+		gen       string
+		cacheable bool
+		cached    bool
+	)
+	if g, ok := s.store.(generationStore); ok && oneRead {
+		// The generation is read before the token: a change committed after this read
+		// changes it, so an entry read now is never used after that change.
+		gen, cacheable = g.AuthGeneration()
 	}
-	if errors.Is(err, store.ErrNotFound) {
-		return Principal{}, fmt.Errorf("%w: unknown token", ErrUnauthenticated)
+	if cacheable {
+		var e tokenEntry
+		if e, cached = s.tokens.get(hash, gen, now); cached {
+			t, perms = e.token, e.perms
+		}
 	}
-	if err != nil {
-		return Principal{}, fmt.Errorf("look up token: %w", err)
+	if !cached {
+		if oneRead {
+			t, perms, err = gs.TokenGrants(ctx, hash)
+		} else {
+			t, err = s.store.GetToken(ctx, hash)
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return Principal{}, fmt.Errorf("%w: unknown token", ErrUnauthenticated)
+		}
+		if err != nil {
+			return Principal{}, fmt.Errorf("look up token: %w", err)
+		}
+		if cacheable {
+			s.tokens.put(hash, tokenEntry{token: t, perms: perms, gen: gen, read: now})
+		}
 	}
 	if t.Revoked {
 		return Principal{}, fmt.Errorf("%w: token revoked", ErrUnauthenticated)
 	}
-	if t.ExpiresAt != nil && !s.now().Before(*t.ExpiresAt) {
+	if t.ExpiresAt != nil && !now.Before(*t.ExpiresAt) {
 		return Principal{}, fmt.Errorf("%w: token expired", ErrUnauthenticated)
 	}
 	if !oneRead {

@@ -109,6 +109,7 @@ func (s *Store) PutRole(ctx context.Context, r store.Role) (store.Role, error) {
 	if enc.err != nil {
 		return store.Role{}, fmt.Errorf("put role %s: %w", r.Name, enc.err)
 	}
+	defer s.authChanged()
 	err = s.putVersioned(ctx, "roles", "name", r.Name, r.Version,
 		[]string{"description", "permissions", "created_at"}, vals)
 	if err != nil {
@@ -141,6 +142,7 @@ func (s *Store) ListRoles(ctx context.Context) ([]store.Role, error) {
 
 // DeleteRole implements store.Store; an unknown name is ErrNotFound.
 func (s *Store) DeleteRole(ctx context.Context, name string) error {
+	defer s.authChanged()
 	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM roles WHERE name = ?`, name)
 		if err != nil {
@@ -193,6 +195,7 @@ func (s *Store) PutUser(ctx context.Context, u store.User) (store.User, error) {
 	if enc.err != nil {
 		return store.User{}, fmt.Errorf("put user %s: %w", u.Login, enc.err)
 	}
+	defer s.authChanged()
 	err = s.putVersioned(ctx, "users", "login", u.Login, u.Version, []string{"roles", "created_at"}, vals)
 	if err != nil {
 		return store.User{}, fmt.Errorf("put user %s at version %d: %w", u.Login, u.Version, err)

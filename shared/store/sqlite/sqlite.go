@@ -35,6 +35,9 @@ type Store struct {
 	r      *sql.DB              // read-only pool
 	rq     *readPool            // r with cached statements
 	log    *slog.Logger
+	// authStamp is the database's token change stamp (authstamp.go); nil when it cannot be
+	// opened.
+	authStamp *os.File
 
 	ops      chan *writeOp // writes waiting for the committer
 	quit     chan struct{}
@@ -183,6 +186,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 	s.r = r
 	s.rq = &readPool{db: r, stmts: map[string]*sql.Stmt{}}
+	s.openAuthStamp()
 	return s, nil
 }
 
@@ -190,7 +194,11 @@ func Open(path string, opts ...Option) (*Store, error) {
 func (s *Store) Close() error {
 	s.stopCommitter()
 	s.rq.close()
-	if err := errors.Join(s.r.Close(), s.closeWriteStmts(), s.wconn.Close(), s.w.Close()); err != nil {
+	var stamp error
+	if s.authStamp != nil {
+		stamp = s.authStamp.Close()
+	}
+	if err := errors.Join(s.r.Close(), s.closeWriteStmts(), s.wconn.Close(), s.w.Close(), stamp); err != nil {
 		return fmt.Errorf("close store %s: %w", s.path, err)
 	}
 	return nil
@@ -527,7 +535,7 @@ func privateFiles(path string) error {
 	case !errors.Is(err, os.ErrExist):
 		return fmt.Errorf("create database file: %w", err)
 	}
-	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + authStampSuffix} {
 		st, err := os.Stat(p)
 		if errors.Is(err, os.ErrNotExist) {
 			continue

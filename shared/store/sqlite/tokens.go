@@ -85,6 +85,7 @@ func (s *Store) ListTokens(ctx context.Context, login string) ([]store.Token, er
 
 // RevokeToken implements store.Store.
 func (s *Store) RevokeToken(ctx context.Context, hash string) error {
+	defer s.authChanged()
 	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		res, err := tx.ExecContext(ctx, revokeTokenSQL, hash)
 		if err != nil {
