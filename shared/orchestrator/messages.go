@@ -270,22 +270,52 @@ func (s *Service) recordOutcome(ctx context.Context, sp *jobSpec, n jobs.Node, t
 // which saves the job's own write (and its latency). false: nothing was written (the job moved
 // meanwhile, say a stop): the caller goes the usual way.
 func (s *Service) endWithJob(ctx context.Context, end jobs.Node, events []jobs.Event, now time.Time) bool {
-	job, err := s.store.GetJob(ctx, end.JobID)
-	if err != nil || job.State.Terminal() {
-		return false
+	counts := jobs.StateCounts{end.State: 1}
+	var (
+		written jobs.Job
+		err     error
+	)
+	if je, ok := s.store.(jobEnder); ok {
+		_, written, err = je.EndJobNodeAndJob(ctx, end, events, func(job jobs.Job) (jobs.Job, []jobs.Event, error) {
+			if job.State.Terminal() {
+				return job, nil, errJobEnded
+			}
+			ended, ev, err := s.endedJob(job, counts, now)
+			return ended, []jobs.Event{ev}, err
+		})
+	} else {
+		var job jobs.Job
+		if job, err = s.store.GetJob(ctx, end.JobID); err == nil && job.State.Terminal() {
+			err = errJobEnded
+		}
+		if err == nil {
+			var (
+				ended    jobs.Job
+				jobEvent jobs.Event
+			)
+			if ended, jobEvent, err = s.endedJob(job, counts, now); err == nil {
+				_, written, err = s.store.UpdateJobNodeAndJob(ctx, end, events, ended, []jobs.Event{jobEvent})
+			}
+		}
 	}
-	ended, jobEvent, err := s.endedJob(job, jobs.StateCounts{end.State: 1}, now)
 	if err != nil {
 		return false
 	}
-	_, written, err := s.store.UpdateJobNodeAndJob(ctx, end, events, ended, []jobs.Event{jobEvent})
-	if err != nil {
-		return false
-	}
-	s.finished.wake(job.ID, endedJob{written, jobs.StateCounts{end.State: 1}})
-	s.log.Info("job ended", "job", ended, "node_states", jobs.StateCounts{end.State: 1})
+	s.finished.wake(written.ID, endedJob{written, counts})
+	s.log.Info("job ended", "job", written, "node_states", counts)
 	return true
 }
+
+// jobEnder is a store that ends a one-node job's node and the job in one write, reading the
+// job within it (the sqlite store): no read of the job before the write, and the job cannot
+// change between the two. end gets the job as stored; its error is returned and nothing is
+// written.
+type jobEnder interface {
+	EndJobNodeAndJob(ctx context.Context, n jobs.Node, nodeEvents []jobs.Event, end func(jobs.Job) (jobs.Job, []jobs.Event, error)) (jobs.Node, jobs.Job, error)
+}
+
+// errJobEnded: the job of a node whose end is recorded had already ended.
+var errJobEnded = errors.New("the job has already ended")
 
 // taskOutcome turns a task's PXP results into the node's result (Bolt's rules).
 func (s *Service) taskOutcome(job jobs.Job, n jobs.Node, raw json.RawMessage) (jobs.NodeEvent, map[string]any, string, error) {

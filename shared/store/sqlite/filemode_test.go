@@ -22,7 +22,7 @@ func TestDatabaseFilesArePrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "baton.db")
-	files := []string{path, path + "-wal", path + "-shm"}
+	files := []string{path, path + "-wal", path + "-shm", path + authStampSuffix}
 	check := func(when string) {
 		t.Helper()
 		for _, f := range files {

@@ -430,6 +430,53 @@ func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event)
 	return j, nil
 }
 
+// EndJobNodeAndJob writes node record n (as UpdateJobNode, with nodeEvents) and the end of
+// its job in one write, reading the job in that write: end gets the job as stored and
+// returns it ended with the job's events, or an error, which is returned and leaves
+// everything as it was. It runs on the committer's goroutine and may run twice (see write),
+// so it must only compute. Ending a one-node job so takes no read transaction of its own
+// before the write (UpdateJobNodeAndJob needs the job read first), and the job cannot have
+// changed between its read and its write.
+func (s *Store) EndJobNodeAndJob(ctx context.Context, n jobs.Node, nodeEvents []jobs.Event, end func(jobs.Job) (jobs.Job, []jobs.Event, error)) (jobs.Node, jobs.Job, error) {
+	var (
+		outNode jobs.Node
+		outJob  jobs.Job
+	)
+	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
+		cur, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, n.JobID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		j, jobEvents, err := end(cur)
+		if err != nil {
+			return err
+		}
+		if j.ID != cur.ID || j.Version != cur.Version {
+			return fmt.Errorf("the job's end changed its id or version (%d at %d, read %d at %d): %w", j.ID, j.Version, cur.ID, cur.Version, store.ErrConflict)
+		}
+		vals, err := jobValues(j)
+		if err != nil {
+			return err
+		}
+		if outNode, err = updateJobNode(ctx, tx, n, nodeEvents); err != nil {
+			return err
+		}
+		if err := updateJob(ctx, tx, j, vals, jobEvents); err != nil {
+			return err
+		}
+		outJob = j
+		outJob.Version++
+		return nil
+	})
+	if err != nil {
+		return jobs.Node{}, jobs.Job{}, fmt.Errorf("end job %d with node %s: %w", n.JobID, n.Name, err)
+	}
+	return outNode, outJob, nil
+}
+
 // UpdateJobNodeAndJob implements store.Store in one write.
 func (s *Store) UpdateJobNodeAndJob(ctx context.Context, n jobs.Node, nodeEvents []jobs.Event, j jobs.Job, jobEvents []jobs.Event) (jobs.Node, jobs.Job, error) {
 	vals, err := jobValues(j)
