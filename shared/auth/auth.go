@@ -2,7 +2,8 @@
 // secret an agent presents when it connects). Secrets are random, shown once, and stored only as
 // SHA-256 hashes, so a leaked database does not let anyone impersonate a user or a node.
 // Who may do what is RBAC in PE's model (rbac.go): users hold roles, roles hold permissions,
-// and a token carries its user's permissions at the time of each request.
+// and a token carries its user's permissions at the time of each request (read again unless
+// nothing changed tokens, roles or users since, and at least every 10 s: tokencache.go).
 package auth
 
 import (

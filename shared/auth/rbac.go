@@ -152,6 +152,7 @@ func (s *Service) permissions(ctx context.Context, login string) ([]store.Permis
 
 // EnsureAdmin makes sure role admin exists with every permission and user login holds it.
 func (s *Service) EnsureAdmin(ctx context.Context, login string) error {
+	defer s.tokens.clear()
 	r, err := s.store.GetRole(ctx, AdminRole)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -9,10 +9,12 @@ import (
 
 // TokenCacheTTL is the longest AuthenticateToken uses what it read about a token without
 // reading it again. Within it, an entry is used only while the store's auth generation is
-// the one seen before the entry was read (generationStore), so a token revoked, or a role
-// or user changed, by any process that writes through the store is seen on the next
-// request; the lifetime bounds what a change made behind the store's back (or by a
-// process that died between its commit and its stamp) can leave cached.
+// the one seen before the entry was read (generationStore), and until this Service itself
+// changes tokens, roles or users. So a token revoked, or a role or user changed, by any
+// process that writes through the store is seen from the first request after that change
+// returned. The lifetime bounds what can stay cached after a change made otherwise: behind
+// the store's back (sqlite3), by an older binary that writes no stamp, by a process that
+// could not write the stamp (it logs so) or died between its commit and its stamp.
 const TokenCacheTTL = 10 * time.Second
 
 // tokenCacheMax bounds the entries kept: when full, the cache starts again empty.
@@ -59,4 +61,12 @@ func (c *tokenCache) put(hash string, e tokenEntry) {
 		c.entries = make(map[string]tokenEntry)
 	}
 	c.entries[hash] = e
+}
+
+// clear forgets every entry: this process changed tokens, roles or users (whether or not the
+// store's generation says so).
+func (c *tokenCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries = nil
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -18,6 +19,11 @@ type cachingStore struct {
 
 func (c cachingStore) AuthGeneration() (string, bool) { return c.gen.AuthGeneration() }
 
+// fixedGeneration is a generation source that never changes.
+type fixedGeneration struct{}
+
+func (fixedGeneration) AuthGeneration() (string, bool) { return "fixed", true }
+
 // noGeneration is a generation source that cannot tell.
 type noGeneration struct{}
 
@@ -25,7 +31,7 @@ func (noGeneration) AuthGeneration() (string, bool) { return "", false }
 
 // TestTokenCacheFollowsTheStoreGeneration checks that a token is read once and then served
 // from the cache, and that a change made through another Store on the same database (as
-// another process, `baton admin-token rotate`, makes it) is seen on the next request: a
+// another process, `baton token rotate-admin`, makes it) is seen on the next request: a
 // revocation, a user's roles, a role's permissions, a role removed. The cache's lifetime
 // and the token's own expiry still hold for cached entries, and a store that cannot tell
 // its generation is read on every request.
@@ -119,20 +125,54 @@ func TestTokenCacheFollowsTheStoreGeneration(t *testing.T) {
 	if p := mustAuth("after the role's permissions changed", opsTok, 5); canView(p) {
 		t.Fatalf("ops kept a permission its role lost: %+v", p.Permissions)
 	}
+	viewer.Permissions = []store.Permission{{Action: "view", Instance: "jobs"}}
+	viewer.Version++
+	if _, err := other.PutRole(ctx, viewer); err != nil {
+		t.Fatal(err)
+	}
+	if p := mustAuth("after the role's permissions came back", opsTok, 6); !canView(p) {
+		t.Fatalf("ops cannot view: %+v", p.Permissions)
+	}
 	if err := other.DeleteRole(ctx, "viewer"); err != nil {
 		t.Fatal(err)
 	}
-	mustAuth("after the role was removed", opsTok, 6)
-	mustAuth("a token read again since the changes", adminTok, 7)
-	mustAuth("and cached", adminTok, 7)
+	if p := mustAuth("after the role was removed", opsTok, 7); canView(p) {
+		t.Fatalf("ops kept the permission of a removed role: %+v", p.Permissions)
+	}
+	mustAuth("a token read again since the changes", adminTok, 8)
+	mustAuth("and cached", adminTok, 8)
+	gen, _ := server.AuthGeneration()
+	if _, err := admin.IssueToken(ctx, "ops", "", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := server.AuthGeneration(); now != gen {
+		t.Error("a new token changed the generation: nobody can have kept it before it existed")
+	}
 	if err := other.RevokeToken(ctx, Hash(adminTok)); err != nil {
 		t.Fatal(err)
 	}
 	mustRefuse("a token revoked by another process", adminTok)
 	mustRefuse("a revoked token, again", adminTok)
 
-	// The lifetime, and the token's own expiry within it.
+	// A stamp deleted while the server runs (a restore, a clean-up): the next change makes a
+	// new one, which the server reads, not the old copy it had open.
+	opsAgain, err := admin.IssueToken(ctx, "ops", "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	before := reads()
+	mustAuth("a token kept before the stamp goes", opsAgain, before+1)
+	mustAuth("and cached", opsAgain, before+1)
+	if err := os.Remove(path + "-auth"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.RevokeToken(ctx, Hash(opsAgain)); err != nil {
+		t.Fatal(err)
+	}
+	mustRefuse("a token revoked after the stamp was deleted", opsAgain)
+
+	// The lifetime, and the token's own expiry within it.
+	before = reads()
 	mustAuth("short-lived token", shortTok, before+1)
 	mustAuth("a token read before the revocation", opsTok, before+2)
 	now = now.Add(6 * time.Second)
@@ -143,6 +183,21 @@ func TestTokenCacheFollowsTheStoreGeneration(t *testing.T) {
 	mustAuth("within the cache's lifetime", opsTok, before+2)
 	now = now.Add(TokenCacheTTL)
 	mustAuth("after the cache's lifetime", opsTok, before+3)
+
+	// This Service's own changes are seen at once, whatever the generation says.
+	counted.reads = map[string]int{}
+	frozen := New(cachingStore{oneRead{counted}, fixedGeneration{}}, clock)
+	auth = func(tok string) (Principal, error) { return frozen.AuthenticateToken(ctx, tok) }
+	frozenTok, err := admin.IssueToken(ctx, "ops", "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAuth("a token kept under a generation that never changes", frozenTok, 1)
+	mustAuth("and cached", frozenTok, 1)
+	if err := frozen.RevokeTokenHash(ctx, Hash(frozenTok)); err != nil {
+		t.Fatal(err)
+	}
+	mustRefuse("a token this Service revoked", frozenTok)
 
 	// No generation, no cache.
 	counted.reads = map[string]int{}

@@ -116,6 +116,7 @@ func (s *Service) ListTokens(ctx context.Context, caller Principal) ([]TokenInfo
 // RevokeToken revokes the token with public id id: the caller's own, or any for a caller
 // who manages tokens. It takes effect on the next request made with it.
 func (s *Service) RevokeToken(ctx context.Context, caller Principal, id string) error {
+	defer s.tokens.clear()
 	login := caller.Login
 	if caller.Can(ActionTokensManage) {
 		login = ""
@@ -135,6 +136,7 @@ func (s *Service) RevokeToken(ctx context.Context, caller Principal, id string) 
 // RevokeTokenHash revokes the token whose hash is hash (for the server's own admin token;
 // callers of the API go through RevokeToken).
 func (s *Service) RevokeTokenHash(ctx context.Context, hash string) error {
+	defer s.tokens.clear()
 	if err := s.store.RevokeToken(ctx, hash); err != nil {
 		return fmt.Errorf("revoke token %s: %w", TokenID(hash), err)
 	}
@@ -166,6 +168,7 @@ func (s *Service) CreateRole(ctx context.Context, caller Principal, r store.Role
 		}
 	}
 	r.Version, r.CreatedAt = 0, s.now().UTC()
+	defer s.tokens.clear()
 	return s.store.PutRole(ctx, r)
 }
 
@@ -180,6 +183,7 @@ func (s *Service) DeleteRole(ctx context.Context, caller Principal, name string)
 	if name == AdminRole {
 		return fmt.Errorf("%w: the admin role cannot be deleted", ErrInvalid)
 	}
+	defer s.tokens.clear()
 	return s.store.DeleteRole(ctx, name)
 }
 
@@ -204,6 +208,7 @@ func (s *Service) SetUserRoles(ctx context.Context, caller Principal, login stri
 		return u, err
 	}
 	u.Roles = slices.Clone(roles)
+	defer s.tokens.clear()
 	return s.store.PutUser(ctx, u)
 }
 

@@ -245,7 +245,7 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := sqlite.Open(filepath.Join(cfg.DataDir, "baton.db"))
+	st, err := sqlite.Open(filepath.Join(cfg.DataDir, "baton.db"), sqlite.WithLogger(cfg.Logger.With("component", "store")))
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -526,7 +526,8 @@ func RotateAdminToken(ctx context.Context, dataDir string, lifetime time.Duratio
 	if _, err := os.Stat(db); err != nil {
 		return "", fmt.Errorf("no baton serve data in %s: %w", dataDir, err)
 	}
-	st, err := sqlite.Open(db)
+	// Warnings (a token change stamp that cannot be written) go to the operator's terminal.
+	st, err := sqlite.Open(db, sqlite.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))))
 	if err != nil {
 		return "", fmt.Errorf("open store: %w", err)
 	}
@@ -571,7 +572,7 @@ func privateDataDir(dir string, log *slog.Logger) error {
 	if err := private(dir, 0o700); err != nil {
 		return err
 	}
-	for _, f := range []string{AdminTokenFile, "seal.key", "url-signing.key", "tls.key", "baton.db", "baton.db-wal", "baton.db-shm"} {
+	for _, f := range []string{AdminTokenFile, "seal.key", "url-signing.key", "tls.key", "baton.db", "baton.db-wal", "baton.db-shm", "baton.db-auth"} {
 		if err := private(filepath.Join(dir, f), 0o600); err != nil {
 			return err
 		}

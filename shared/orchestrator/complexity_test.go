@@ -3,6 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -76,7 +77,17 @@ func (c *countingStore) CreateJobClaiming(ctx context.Context, j jobs.Job, nodes
 // orchestrator uses it when the store has it).
 func (c *countingStore) EndJobNodeAndJob(ctx context.Context, n jobs.Node, evs []jobs.Event, end func(jobs.Job) (jobs.Job, []jobs.Event, error)) (jobs.Node, jobs.Job, error) {
 	c.count("EndJobNodeAndJob", 1)
-	return c.Store.(*sqlite.Store).EndJobNodeAndJob(ctx, n, evs, end)
+	je, ok := c.Store.(interface {
+		EndJobNodeAndJob(context.Context, jobs.Node, []jobs.Event, func(jobs.Job) (jobs.Job, []jobs.Event, error)) (jobs.Node, jobs.Job, error)
+	})
+	if !ok {
+		return jobs.Node{}, jobs.Job{}, errors.New("the counted store cannot end a job in one write")
+	}
+	return je.EndJobNodeAndJob(ctx, n, evs, end)
+}
+func (c *countingStore) UpdateJobNodeAndJob(ctx context.Context, n jobs.Node, nevs []jobs.Event, j jobs.Job, jevs []jobs.Event) (jobs.Node, jobs.Job, error) {
+	c.count("UpdateJobNodeAndJob", 1)
+	return c.Store.UpdateJobNodeAndJob(ctx, n, nevs, j, jevs)
 }
 func (c *countingStore) GetJob(ctx context.Context, id int64) (jobs.Job, error) {
 	c.count("GetJob", 1)
@@ -445,9 +456,10 @@ func TestWaitJobGetsTheEndItWaitsFor(t *testing.T) {
 			if w.counts == nil {
 				t.Fatal("the waiter read the job back: no counts came with the wake")
 			}
-			if _, _, by := st.totals(); size == 1 && (by["GetJob"] != 1 || by["EndJobNodeAndJob"] != 1) {
-				// The waiter's read only: the job is read within the write that ends it.
-				t.Errorf("a one-node job's end: %d reads of the job, %d one-write ends; want 1 and 1 (%v)", by["GetJob"], by["EndJobNodeAndJob"], by)
+			if _, _, by := st.totals(); size == 1 && (by["EndJobNodeAndJob"] != 1 || by["UpdateJobNodeAndJob"] != 0) {
+				// The job is read within the write that ends it, not before (GetJob, then
+				// UpdateJobNodeAndJob, is the way of stores that cannot).
+				t.Errorf("a one-node job's end: %d one-write ends, %d writes after a read; want 1 and 0 (%v)", by["EndJobNodeAndJob"], by["UpdateJobNodeAndJob"], by)
 			}
 			stored, err := base.GetJob(ctx, job.ID)
 			if err != nil {

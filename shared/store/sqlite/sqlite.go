@@ -35,9 +35,11 @@ type Store struct {
 	r      *sql.DB              // read-only pool
 	rq     *readPool            // r with cached statements
 	log    *slog.Logger
-	// authStamp is the database's token change stamp (authstamp.go); nil when it cannot be
-	// opened.
-	authStamp *os.File
+	// authStamp is the database's token change stamp as last opened for reading
+	// (authstamp.go); nil until AuthGeneration opens it.
+	stampMu    sync.Mutex
+	authStamp  *os.File
+	stampOpens int
 
 	ops      chan *writeOp // writes waiting for the committer
 	quit     chan struct{}
@@ -186,7 +188,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 	s.r = r
 	s.rq = &readPool{db: r, stmts: map[string]*sql.Stmt{}}
-	s.openAuthStamp()
+	s.AuthGeneration() // creates the stamp beside the database if it is missing
 	return s, nil
 }
 
@@ -195,9 +197,12 @@ func (s *Store) Close() error {
 	s.stopCommitter()
 	s.rq.close()
 	var stamp error
+	s.stampMu.Lock()
 	if s.authStamp != nil {
 		stamp = s.authStamp.Close()
+		s.authStamp = nil
 	}
+	s.stampMu.Unlock()
 	if err := errors.Join(s.r.Close(), s.closeWriteStmts(), s.wconn.Close(), s.w.Close(), stamp); err != nil {
 		return fmt.Errorf("close store %s: %w", s.path, err)
 	}
