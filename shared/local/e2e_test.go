@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -373,5 +374,35 @@ func TestWaitForJob(t *testing.T) {
 		if resp.StatusCode != tc.code {
 			t.Errorf("GET %s: %d, want %d", tc.path, resp.StatusCode, tc.code)
 		}
+	}
+}
+
+// TestCloseWithAConnectionThatSendsNothing checks that a connection that has sent no request
+// yet (an agent caught reconnecting by the shutdown) does not make Close fail: net/http's
+// Shutdown counts such a connection busy for its first 5 s, longer than the grace, and Close
+// then closes what is left.
+func TestCloseWithAConnectionThatSendsNothing(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ShutdownGrace = 300 * time.Millisecond })
+	silent, err := net.Dial("tcp", h.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// A request on a connection of its own: connections are accepted in order, so by its
+	// answer the silent one has been accepted (and sits in net/http's StateNew).
+	tr := &http.Transport{DisableKeepAlives: true}
+	resp, err := (&http.Client{Transport: tr}).Get(h.srv.URL() + "/orchestrator/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := h.srv.Close(); err != nil {
+		t.Fatalf("close with a silent connection open: %v", err)
+	}
+	h.srv = nil
+	// The silent connection was closed: reading from it ends.
+	_ = silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := silent.Read(make([]byte, 1)); err == nil {
+		t.Error("the silent connection is still open after Close")
 	}
 }

@@ -86,6 +86,10 @@ type Config struct {
 	// TLSSANs are extra DNS names or IP addresses for the self-signed certificate, which
 	// always names localhost, 127.0.0.1, ::1 and the host name.
 	TLSSANs []string
+	// ShutdownGrace is how long Close lets requests in progress finish before it closes the
+	// connections left (default 5 s).
+	ShutdownGrace time.Duration
+
 	// PlainHTTP serves http:// and ws:// without TLS, on a loopback address only.
 	PlainHTTP bool
 	// Insecure serves plain HTTP on any address, loopback or not (it implies PlainHTTP).
@@ -117,6 +121,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FileURLTTL <= 0 {
 		c.FileURLTTL = 5 * time.Minute
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 5 * time.Second
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = time.Second
@@ -447,9 +454,16 @@ func (s *Server) Auth() *auth.Service { return s.auth }
 // Close stops serving — first taking no new connection, then closing the agents' — and
 // closes the store once nothing uses it.
 func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
 	err := s.http.Shutdown(ctx) // the listener first: closed agents must not come back here
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Still open after the grace: a long poll, or a connection whose request has not
+		// come yet (net/http counts a new connection busy for its first 5 s, so an agent
+		// reconnecting at the wrong moment made Close fail).
+		s.log.Warn("connections still open at the end of the shutdown grace: closing them", "grace", s.cfg.ShutdownGrace)
+		err = s.http.Close()
+	}
 	s.gateway.Close()
 	s.cancel()
 	s.wg.Wait()
