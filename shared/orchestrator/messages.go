@@ -271,39 +271,36 @@ func (s *Service) recordOutcome(ctx context.Context, sp *jobSpec, n jobs.Node, t
 // meanwhile, say a stop): the caller goes the usual way.
 func (s *Service) endWithJob(ctx context.Context, end jobs.Node, events []jobs.Event, now time.Time) bool {
 	counts := jobs.StateCounts{end.State: 1}
-	var (
-		written jobs.Job
-		err     error
-	)
-	if je, ok := s.store.(jobEnder); ok {
-		_, written, err = je.EndJobNodeAndJob(ctx, end, events, func(job jobs.Job) (jobs.Job, []jobs.Event, error) {
-			if job.State.Terminal() {
-				return job, nil, errJobEnded
-			}
-			ended, ev, err := s.endedJob(job, counts, now)
-			return ended, []jobs.Event{ev}, err
-		})
-	} else {
-		var job jobs.Job
-		if job, err = s.store.GetJob(ctx, end.JobID); err == nil && job.State.Terminal() {
-			err = errJobEnded
+	_, written, err := s.endJobNodeAndJob(ctx, end, events, func(job jobs.Job) (jobs.Job, []jobs.Event, error) {
+		if job.State.Terminal() {
+			return job, nil, errJobEnded
 		}
-		if err == nil {
-			var (
-				ended    jobs.Job
-				jobEvent jobs.Event
-			)
-			if ended, jobEvent, err = s.endedJob(job, counts, now); err == nil {
-				_, written, err = s.store.UpdateJobNodeAndJob(ctx, end, events, ended, []jobs.Event{jobEvent})
-			}
-		}
-	}
+		ended, ev, err := s.endedJob(job, counts, now)
+		return ended, []jobs.Event{ev}, err
+	})
 	if err != nil {
 		return false
 	}
 	s.finished.wake(written.ID, endedJob{written, counts})
 	s.log.Info("job ended", "job", written, "node_states", counts)
 	return true
+}
+
+// endJobNodeAndJob is the store's EndJobNodeAndJob (jobEnder), or for a store without it the
+// job read, then the node and the job written together.
+func (s *Service) endJobNodeAndJob(ctx context.Context, n jobs.Node, nodeEvents []jobs.Event, end func(jobs.Job) (jobs.Job, []jobs.Event, error)) (jobs.Node, jobs.Job, error) {
+	if je, ok := s.store.(jobEnder); ok {
+		return je.EndJobNodeAndJob(ctx, n, nodeEvents, end)
+	}
+	job, err := s.store.GetJob(ctx, n.JobID)
+	if err != nil {
+		return jobs.Node{}, jobs.Job{}, err
+	}
+	ended, jobEvents, err := end(job)
+	if err != nil {
+		return jobs.Node{}, jobs.Job{}, err
+	}
+	return s.store.UpdateJobNodeAndJob(ctx, n, nodeEvents, ended, jobEvents)
 }
 
 // jobEnder is a store that ends a one-node job's node and the job in one write, reading the

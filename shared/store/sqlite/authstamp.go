@@ -42,7 +42,8 @@ func (s *Store) openAuthStamp(flag int) (*os.File, error) {
 
 // AuthGeneration returns the stamp file's bytes, prefixed by how many times this Store has
 // opened it: they change whenever a process changes tokens, roles or users. ok is false
-// when they cannot be read now. The file is looked up by its name each time (one stat), so
+// when they cannot be read now. The file is looked up by its name each time (one stat,
+// compared with the one of the file open), so
 // one deleted or replaced meanwhile (a restore, a clean-up) is opened again, not its old copy
 // that nobody writes any more; the count makes what was kept under the old file unusable.
 func (s *Store) AuthGeneration() (gen string, ok bool) {
@@ -52,16 +53,20 @@ func (s *Store) AuthGeneration() (gen string, ok bool) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", false
 	}
-	if s.authStamp != nil {
-		if cur, cerr := s.authStamp.Stat(); err != nil || cerr != nil || !os.SameFile(cur, st) {
-			s.authStamp.Close()
-			s.authStamp = nil
-		}
+	if s.authStamp != nil && (err != nil || !os.SameFile(s.stampInfo, st)) {
+		s.authStamp.Close()
+		s.authStamp = nil
 	}
 	if s.authStamp == nil {
-		if s.authStamp, err = s.openAuthStamp(os.O_RDONLY); err != nil {
+		f, err := s.openAuthStamp(os.O_RDONLY)
+		if err != nil {
 			return "", false
 		}
+		if s.stampInfo, err = f.Stat(); err != nil {
+			f.Close()
+			return "", false
+		}
+		s.authStamp = f
 		s.stampOpens++
 	}
 	var b [16]byte

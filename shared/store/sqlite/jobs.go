@@ -252,7 +252,7 @@ func withInitialEventIDs(nodes []jobs.Node, events []jobs.Event) []jobs.Node {
 
 // GetJob implements store.Store.
 func (s *Store) GetJob(ctx context.Context, id int64) (jobs.Job, error) {
-	j, err := scanJob(s.rq.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
+	j, err := scanJob(s.rq.QueryRowContext(ctx, selectJobSQL, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return jobs.Job{}, fmt.Errorf("get job %d: %w", id, store.ErrNotFound)
 	}
@@ -430,6 +430,19 @@ func (s *Store) UpdateJob(ctx context.Context, j jobs.Job, events ...jobs.Event)
 	return j, nil
 }
 
+// selectJobSQL reads job ? (GetJob, and EndJobNodeAndJob in its write).
+const selectJobSQL = `SELECT ` + jobColumns + ` FROM jobs WHERE id = ?`
+
+// updateJobNodeAndJob writes node record n with nodeEvents and job j (vals: jobValues(j)) with
+// jobEvents, in transaction tx; it returns the node as written.
+func updateJobNodeAndJob(ctx context.Context, tx dbtx, n jobs.Node, nodeEvents []jobs.Event, j jobs.Job, vals []any, jobEvents []jobs.Event) (jobs.Node, error) {
+	out, err := updateJobNode(ctx, tx, n, nodeEvents)
+	if err != nil {
+		return jobs.Node{}, err
+	}
+	return out, updateJob(ctx, tx, j, vals, jobEvents)
+}
+
 // EndJobNodeAndJob writes node record n (as UpdateJobNode, with nodeEvents) and the end of
 // its job in one write, reading the job in that write: end gets the job as stored and
 // returns it ended with the job's events, or an error, which is returned and leaves
@@ -443,7 +456,7 @@ func (s *Store) EndJobNodeAndJob(ctx context.Context, n jobs.Node, nodeEvents []
 		outJob  jobs.Job
 	)
 	err := s.write(ctx, func(ctx context.Context, tx dbtx) error {
-		cur, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, n.JobID))
+		cur, err := scanJob(tx.QueryRowContext(ctx, selectJobSQL, n.JobID))
 		if errors.Is(err, sql.ErrNoRows) {
 			return store.ErrNotFound
 		}
@@ -461,10 +474,7 @@ func (s *Store) EndJobNodeAndJob(ctx context.Context, n jobs.Node, nodeEvents []
 		if err != nil {
 			return err
 		}
-		if outNode, err = updateJobNode(ctx, tx, n, nodeEvents); err != nil {
-			return err
-		}
-		if err := updateJob(ctx, tx, j, vals, jobEvents); err != nil {
+		if outNode, err = updateJobNodeAndJob(ctx, tx, n, nodeEvents, j, vals, jobEvents); err != nil {
 			return err
 		}
 		outJob = j
@@ -486,10 +496,8 @@ func (s *Store) UpdateJobNodeAndJob(ctx context.Context, n jobs.Node, nodeEvents
 	var out jobs.Node
 	err = s.write(ctx, func(ctx context.Context, tx dbtx) error {
 		var err error
-		if out, err = updateJobNode(ctx, tx, n, nodeEvents); err != nil {
-			return err
-		}
-		return updateJob(ctx, tx, j, vals, jobEvents)
+		out, err = updateJobNodeAndJob(ctx, tx, n, nodeEvents, j, vals, jobEvents)
+		return err
 	})
 	if err != nil {
 		return jobs.Node{}, jobs.Job{}, fmt.Errorf("update job %d node %s and the job: %w", n.JobID, n.Name, err)

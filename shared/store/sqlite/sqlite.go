@@ -39,6 +39,7 @@ type Store struct {
 	// (authstamp.go); nil until AuthGeneration opens it.
 	stampMu    sync.Mutex
 	authStamp  *os.File
+	stampInfo  os.FileInfo // authStamp's, when it was opened
 	stampOpens int
 
 	ops      chan *writeOp // writes waiting for the committer
