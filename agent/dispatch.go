@@ -25,8 +25,8 @@ type Request struct {
 	// cause ErrTimedOut when it elapses.
 	Timeout time.Duration
 	// Dir is the transaction's spool directory (0700), which the handler may use for its own
-	// files. The names metadata, result.json, error.json, acked, started, pid, stdout, stderr,
-	// exitcode and supervisor.err are the agent's.
+	// files. The names metadata, result.json, error.json, acked, sent, started, pid, stdout,
+	// stderr, exitcode and supervisor.err are the agent's.
 	Dir string
 }
 
@@ -73,6 +73,10 @@ func label(blocking bool, module, action, txn string) string {
 func (a *Agent) handleFrame(ctx context.Context, data []byte) {
 	env, err := protocol.Decode(data)
 	if err != nil {
+		if msg, ok := gatewayErrorFrame(data); ok {
+			a.gatewayError(msg) // not the server's: nothing to answer
+			return
+		}
 		a.log.Warn("undecodable message", "id", env.ID, "error", err)
 		a.reply(ctx, protocol.NewErrorMessage(env.ID, err.Error()))
 		return
@@ -247,7 +251,7 @@ func (a *Agent) handleNonBlocking(ctx context.Context, env protocol.Envelope, r 
 	meta := txnMetadata{
 		Module: r.Module, Action: r.Action, RequestParams: "{}", TransactionID: r.TransactionID,
 		RequestID: env.ID, NotifyOutcome: r.NotifyOutcome, Start: time.Now().UTC(), Status: statusRunning,
-		Timeout: int64(req.Timeout / time.Second),
+		Timeout: int64(req.Timeout / time.Second), NoAck: r.NoAck,
 	}
 	created, err := a.spool.create(meta)
 	if err != nil {
@@ -281,7 +285,7 @@ func (a *Agent) handleNonBlocking(ctx context.Context, env protocol.Envelope, r 
 	if a.cfg.ProvisionalDelay < 0 {
 		a.sendProvisional(ctx, r.TransactionID)
 	}
-	go a.execute(tctx, cancel, mod.handler, req, r.NotifyOutcome, lbl)
+	go a.execute(tctx, cancel, mod.handler, req, meta, lbl)
 }
 
 func (a *Agent) sendProvisional(ctx context.Context, txn string) {
@@ -326,7 +330,7 @@ func (a *Agent) answerRepeat(ctx context.Context, env protocol.Envelope, r proto
 }
 
 // execute runs the handler, spools its outcome and sends it.
-func (a *Agent) execute(ctx context.Context, cancel context.CancelCauseFunc, h ModuleHandler, req Request, notify bool, lbl string) {
+func (a *Agent) execute(ctx context.Context, cancel context.CancelCauseFunc, h ModuleHandler, req Request, meta txnMetadata, lbl string) {
 	defer a.tasks.Done()
 	defer cancel(nil)
 	runCtx := ctx
@@ -348,7 +352,7 @@ func (a *Agent) execute(ctx context.Context, cancel context.CancelCauseFunc, h M
 		a.cfg.FaultHook(FaultTaskEnded)
 	}
 	a.conclude(ctx, txnState{meta: txnMetadata{Module: req.Module, Action: req.Action,
-		TransactionID: req.TransactionID, RequestID: req.RequestID, NotifyOutcome: notify}}, results, desc)
+		TransactionID: req.TransactionID, RequestID: req.RequestID, NotifyOutcome: meta.NotifyOutcome, NoAck: meta.NoAck}}, results, desc)
 }
 
 // readParams checks that params, when given, is a JSON object (or null), and reads its
@@ -385,4 +389,20 @@ func checkResults(r json.RawMessage) error {
 		return errors.New("the module returned results that are not a JSON object")
 	}
 	return nil
+}
+
+// gatewayErrorFrame reports whether data is one of API Gateway's own error frames, sent to
+// a WebSocket client whose message was throttled or whose route failed:
+// {"message": "Too Many Requests", "connectionId": "…", "requestId": "…"}.
+func gatewayErrorFrame(data []byte) (string, bool) {
+	var f struct {
+		Message      string `json:"message"`
+		ConnectionID string `json:"connectionId"`
+		RequestID    string `json:"requestId"`
+		MessageType  string `json:"message_type"`
+	}
+	if json.Unmarshal(data, &f) != nil || f.Message == "" || f.MessageType != "" || (f.ConnectionID == "" && f.RequestID == "") {
+		return "", false
+	}
+	return f.Message, true
 }

@@ -80,12 +80,26 @@ func (m *memSpool) ack(txn string) error {
 	return nil
 }
 
+func (m *memSpool) markSent(txn string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ok := m.txns[txn]
+	if !ok {
+		return fmt.Errorf("load transaction %s: %w", txn, fs.ErrNotExist)
+	}
+	if !st.finished() {
+		return fmt.Errorf("mark as sent transaction %s: it has no outcome yet", txn)
+	}
+	st.sent = true
+	return nil
+}
+
 func (m *memSpool) pending() ([]txnState, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []txnState
 	for _, st := range m.txns {
-		if st.pending() {
+		if st.owed() {
 			out = append(out, *st)
 		}
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,6 +25,14 @@ type outbox struct {
 	byTxn map[string]*delivery
 	byMsg map[string]string // message id of the latest sending → transaction id
 	facts string            // message id of the latest facts
+	// noAck lists the no_ack outcomes sent on this connection, oldest first, for a while
+	// (Config.AckTimeout): what an API Gateway error frame may be about.
+	noAck []sentNoAck
+}
+
+type sentNoAck struct {
+	txn string
+	at  time.Time
 }
 
 type delivery struct {
@@ -60,14 +69,26 @@ func (a *Agent) outboxClose() {
 		d.timer.Stop()
 	}
 	o.gen++
-	o.ctx, o.byTxn, o.byMsg, o.facts = nil, map[string]*delivery{}, map[string]string{}, ""
+	o.ctx, o.byTxn, o.byMsg, o.facts, o.noAck = nil, map[string]*delivery{}, map[string]string{}, "", nil
 }
 
-// deliver sends a finished transaction's outcome and follows it until it is acknowledged.
+// deliver sends a finished transaction's outcome and follows it until it is acknowledged;
+// one the server will not acknowledge (no_ack) is marked sent once it went out.
 func (a *Agent) deliver(ctx context.Context, st txnState) error {
 	e, err := outcomeEnvelope(st)
 	if err != nil {
 		return err
+	}
+	if txn := st.meta.TransactionID; st.meta.NoAck {
+		if err := a.send(ctx, e); err != nil {
+			return err
+		}
+		a.sentNoAck(txn)
+		if err := a.spool.markSent(txn); err != nil {
+			// Not marked: the next connection sends it again, which the server recognises.
+			a.log.Warn("mark result as sent", "transaction_id", txn, "error", err)
+		}
+		return nil
 	}
 	// Followed before it is sent: the server's answer may come back at once.
 	a.sent(st.meta.TransactionID, e.ID)
@@ -96,6 +117,56 @@ func (a *Agent) sent(txn, msgID string) {
 	o.byMsg[msgID] = txn
 	d.timer.Reset(jitter(d.ackWait))
 	d.ackWait = min(2*d.ackWait, a.cfg.MaxAckTimeout)
+}
+
+// sentNoAck records that the no_ack outcome of txn went out on the current connection, and
+// forgets those sent longer than Config.AckTimeout ago.
+func (a *Agent) sentNoAck(txn string) {
+	o := &a.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ctx == nil {
+		return
+	}
+	now := time.Now()
+	keep := 0
+	for keep < len(o.noAck) && now.Sub(o.noAck[keep].at) > a.cfg.AckTimeout {
+		keep++
+	}
+	o.noAck = append(o.noAck[keep:], sentNoAck{txn: txn, at: now})
+}
+
+// gatewayError handles an API Gateway error frame ({"message": "Too Many Requests" |
+// "Internal server error" | …}): one of the messages sent lately did not reach the server, or
+// failed there, and the frame does not say which. Every no_ack outcome sent on this connection
+// in the last Config.AckTimeout is sent again (the server recognises one it has: a repeat);
+// outcomes the server acknowledges have their own timers.
+func (a *Agent) gatewayError(msg string) {
+	o := &a.out
+	o.mu.Lock()
+	ctx, now := o.ctx, time.Now()
+	var txns []string
+	for _, s := range o.noAck {
+		if now.Sub(s.at) <= a.cfg.AckTimeout && !slices.Contains(txns, s.txn) {
+			txns = append(txns, s.txn)
+		}
+	}
+	o.noAck = nil
+	o.mu.Unlock()
+	a.log.Warn("API Gateway refused a message", "message", msg, "results_sent_again", len(txns))
+	if ctx == nil {
+		return
+	}
+	for _, txn := range txns {
+		st, err := a.loadOutcome(txn)
+		if err != nil || !st.pending() {
+			continue
+		}
+		if err := a.deliver(ctx, st); err != nil {
+			a.log.Warn("resend result", "transaction_id", txn, "error", err)
+			return
+		}
+	}
 }
 
 // acknowledged stops following txn's outcome.

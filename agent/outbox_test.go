@@ -3,6 +3,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -78,4 +79,86 @@ func TestRefusedResultIsRetried(t *testing.T) {
 	// The next connection sends it again: the spool still holds it unacknowledged.
 	ts.dropConn()
 	ts.waitFrame(t, 0, "result on the next connection", onConn(2, isOutcome(txn)))
+}
+
+// TestNoAckResult checks an outcome whose request said no_ack: it goes out once, is not sent
+// again on a timer, on a new connection or by a new agent process on the same spool, and is
+// sent again when the server asks (a status query, a repeated request) and on an API Gateway
+// error frame, which the agent does not answer. An acknowledgement (the server's answer to a
+// repeat) ends even that.
+func TestNoAckResult(t *testing.T) {
+	ts := newTestServer(t)
+	cfg := testConfig(t, ts)
+	cfg.AckTimeout, cfg.MaxAckTimeout = 50*time.Millisecond, 200*time.Millisecond
+	ag := startAgent(t, cfg)
+	file := ts.addFile("r.sh", script("echo result"))
+	params, err := json.Marshal(protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noAck := func(txn string) {
+		ts.send(t, protocol.TypeNonBlockingRequest, protocol.NonBlockingRequest{
+			TransactionID: txn, NotifyOutcome: true, Module: protocol.ModuleTask, Action: protocol.ActionRun, Params: params, NoAck: true,
+		})
+	}
+	const txn = "txn-noack-1"
+	noAck(txn)
+	ts.waitFrame(t, 0, "the outcome", isOutcome(txn))
+	// Barrier: an outcome the server acknowledges, never acknowledged here, sent three times
+	// on its timer (50 + 100 + 200 ms): longer than txn's wait would have been.
+	ts.runTask(t, "txn-acked", protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}})
+	ts.waitFrame(t, 0, "txn-acked sent three times", func(frame) bool { return ts.countLocked(isOutcome("txn-acked")) >= 3 })
+	if n := ts.count(isOutcome(txn)); n != 1 {
+		t.Fatalf("the no_ack outcome was sent %d times on a timer; want once", n)
+	}
+
+	// A new connection sends what is owed, oldest first: txn-acked, and not txn.
+	ts.dropConn()
+	ts.waitFrame(t, 0, "txn-acked on the next connection", onConn(2, isOutcome("txn-acked")))
+	if n := ts.count(onConn(2, isOutcome(txn))); n != 0 {
+		t.Fatalf("the no_ack outcome was sent again on a new connection")
+	}
+	ts.send(t, protocol.TypeResultAck, protocol.ResultAck{TransactionID: "txn-acked"})
+
+	// The server asks: a status query and a repeated request each bring it again.
+	from := ts.frameCount()
+	if st := ts.statusQuery(t, txn); st.Status != "success" {
+		t.Fatalf("status %+v", st)
+	}
+	ts.waitFrame(t, from, "the outcome after a status query", isOutcome(txn))
+	from = ts.frameCount()
+	noAck(txn)
+	ts.waitFrame(t, from, "the outcome after a repeated request", isOutcome(txn))
+
+	// An API Gateway error frame: the outcomes sent lately go again, and the frame gets no answer.
+	from = ts.frameCount()
+	ts.sendRaw(t, []byte(`{"message": "Too Many Requests", "connectionId": "c1", "requestId": "r1"}`))
+	ts.waitFrame(t, from, "the outcome after a gateway error frame", isOutcome(txn))
+	ts.statusQuery(t, "txn-none") // a barrier: frames before its answer are in
+	if n := ts.count(func(f frame) bool { return f.env.MessageType == protocol.TypeErrorMessage }); n != 0 {
+		t.Fatalf("the agent answered %d messages with an error_message (the gateway's frame is not the server's)", n)
+	}
+
+	// A new agent process on the same spool does not send it either.
+	ag.stop()
+	ts.dropConn()
+	before := ts.count(isOutcome(txn))
+	startAgent(t, cfg)
+	ts.waitFrame(t, 0, "facts from the new process", onConn(3, isType(protocol.TypeFacts)))
+	ts.statusQuery(t, "txn-none")
+	if n := ts.count(isOutcome(txn)); n != before {
+		t.Fatalf("the new agent process sent the no_ack outcome again")
+	}
+
+	// Acknowledged (a repeat's answer): a status query no longer brings it.
+	ts.send(t, protocol.TypeResultAck, protocol.ResultAck{TransactionID: txn})
+	ts.statusQuery(t, "txn-none")
+	before = ts.count(isOutcome(txn))
+	if st := ts.statusQuery(t, txn); st.Status != "success" {
+		t.Fatalf("status %+v", st)
+	}
+	ts.statusQuery(t, "txn-none")
+	if n := ts.count(isOutcome(txn)); n != before {
+		t.Fatalf("an acknowledged outcome was sent again on a status query")
+	}
 }

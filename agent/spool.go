@@ -62,6 +62,9 @@ const (
 	resultFile   = "result.json"
 	errorFile    = "error.json"
 	ackedFile    = "acked"
+	// sentFile marks a no_ack outcome that went out on a connection: it is not sent again
+	// on the next one (the server asks when it lacks it).
+	sentFile = "sent"
 )
 
 // Outcomes of transactions a previous agent process left unfinished.
@@ -109,6 +112,8 @@ type txnMetadata struct {
 	// Timeout (seconds, 0 for none) is kept so that a task found running after an agent
 	// restart is still killed on time.
 	Timeout int64 `json:"timeout,omitempty"`
+	// NoAck: the server said it will not acknowledge the outcome (protocol.NonBlockingRequest).
+	NoAck bool `json:"no_ack,omitempty"`
 }
 
 type txnState struct {
@@ -116,13 +121,19 @@ type txnState struct {
 	results json.RawMessage
 	errDesc string
 	acked   bool
+	sent    bool // a no_ack outcome went out on a connection (see owed)
 	started bool // a task's start was recorded in its metadata (see writeStarted)
 }
 
 func (s txnState) finished() bool { return s.results != nil || s.errDesc != "" }
 
-// pending reports whether the outcome still has to reach the server.
+// pending reports whether the outcome may still have to reach the server: it is sent in
+// answer to a repeated request or a status query.
 func (s txnState) pending() bool { return s.finished() && s.meta.NotifyOutcome && !s.acked }
+
+// owed reports whether a new connection must send the outcome: pending, and not a no_ack
+// outcome that went out already (the server asks for one it lacks).
+func (s txnState) owed() bool { return s.pending() && !(s.meta.NoAck && s.sent) }
 
 // txnSpool keeps the agent's transactions: which were accepted (so that none runs twice),
 // their outcomes until the server acknowledges them, and their scratch directories. spool
@@ -138,7 +149,9 @@ type txnSpool interface {
 	finish(txn string, results json.RawMessage, desc string, end time.Time) (txnState, error)
 	// ack marks a finished transaction's outcome as recorded by the server.
 	ack(txn string) error
-	// pending returns the outcomes not yet acknowledged, oldest first.
+	// markSent records that a no_ack outcome went out on a connection.
+	markSent(txn string) error
+	// pending returns the outcomes a new connection sends (owed), oldest first.
 	pending() ([]txnState, error)
 	// purge deletes finished transactions that started before cutoff.
 	purge(cutoff time.Time) (int, error)
@@ -259,6 +272,11 @@ func (s *spool) load(txn string) (txnState, error) {
 	if _, err := os.Stat(filepath.Join(dir, ackedFile)); err == nil {
 		st.acked = true
 	}
+	if st.meta.NoAck {
+		if _, err := os.Stat(filepath.Join(dir, sentFile)); err == nil {
+			st.sent = true
+		}
+	}
 	if st.finished() && st.meta.End == nil {
 		// Finished by an agent that keeps the status and end in the outcome file: its end is
 		// the error's, or the result's modification time.
@@ -349,13 +367,19 @@ func (s *spool) finish(txn string, results json.RawMessage, desc string, end tim
 
 // ack marks a finished transaction's outcome as recorded by the server. Its directory stays,
 // so that a repeated request is still recognised.
-func (s *spool) ack(txn string) error {
+func (s *spool) ack(txn string) error { return s.mark(txn, ackedFile, "acknowledge", FaultSpoolAck) }
+
+// markSent records that a no_ack outcome went out on a connection.
+func (s *spool) markSent(txn string) error { return s.mark(txn, sentFile, "mark as sent", "") }
+
+// mark gives finished transaction txn the marker name.
+func (s *spool) mark(txn, name, what, fault string) error {
 	if !protocol.ValidTransactionID(txn) {
-		return fmt.Errorf("acknowledge transaction %q: %w", txn, fs.ErrNotExist)
+		return fmt.Errorf("%s transaction %q: %w", what, txn, fs.ErrNotExist)
 	}
 	dir := s.txnDir(txn)
-	acked := filepath.Join(dir, ackedFile)
-	if _, err := os.Lstat(acked); err == nil {
+	marker := filepath.Join(dir, name)
+	if _, err := os.Lstat(marker); err == nil {
 		return nil
 	}
 	// The outcome file: a failure's, else the results (as load reads them).
@@ -368,18 +392,20 @@ func (s *spool) ack(txn string) error {
 	}
 	if outcome == "" {
 		if _, err := os.Lstat(filepath.Join(dir, metadataFile)); err != nil {
-			return fmt.Errorf("acknowledge transaction %s: %w", txn, err)
+			return fmt.Errorf("%s transaction %s: %w", what, txn, err)
 		}
-		return fmt.Errorf("acknowledge transaction %s: it has no outcome yet", txn)
+		return fmt.Errorf("%s transaction %s: it has no outcome yet", what, txn)
 	}
-	s.hit(FaultSpoolAck)
+	if fault != "" {
+		s.hit(fault)
+	}
 	// A marker, not synced: losing an acknowledgement in a crash only sends the outcome again,
-	// which the server recognises. Only its existence counts, so it is a second name of the
-	// outcome file (a hard link: a directory entry, no new file), or an empty file where links
-	// cannot be made.
-	if err := os.Link(filepath.Join(dir, outcome), acked); err != nil && !errors.Is(err, fs.ErrExist) {
-		if err := os.WriteFile(acked, nil, 0o600); err != nil {
-			return fmt.Errorf("acknowledge transaction %s: %w", txn, err)
+	// which the server recognises (so does losing a sent mark). Only its existence counts, so
+	// it is a second name of the outcome file (a hard link: a directory entry, no new file),
+	// or an empty file where links cannot be made.
+	if err := os.Link(filepath.Join(dir, outcome), marker); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := os.WriteFile(marker, nil, 0o600); err != nil {
+			return fmt.Errorf("%s transaction %s: %w", what, txn, err)
 		}
 	}
 	return nil
@@ -413,7 +439,7 @@ func (s *spool) pending() ([]txnState, error) {
 	}
 	var out []txnState
 	for _, st := range states {
-		if st.pending() {
+		if st.owed() {
 			out = append(out, st)
 		}
 	}
@@ -556,6 +582,7 @@ func (s *spool) repair(txn string, hint txnMetadata, now time.Time) (txnState, e
 		}
 	}
 	_ = os.Remove(filepath.Join(dir, ackedFile)) // whatever was acknowledged, this outcome is not
+	_ = os.Remove(filepath.Join(dir, sentFile))  // nor sent
 	if err := writeJSONAtomic(filepath.Join(dir, metadataFile), st.meta, true); err != nil {
 		return st, fmt.Errorf("repair transaction %s: %w", txn, err)
 	}

@@ -42,7 +42,8 @@ func (a *Agent) heldOutcome(txn string) (txnState, bool) {
 	return st, true
 }
 
-// heldOutcomes returns every outcome held in memory (see heldOutcome).
+// heldOutcomes returns every outcome held in memory that a new connection sends (owed; see
+// heldOutcome).
 func (a *Agent) heldOutcomes() []txnState {
 	a.unspooledMu.Lock()
 	txns := make([]string, 0, len(a.unspooled))
@@ -52,7 +53,7 @@ func (a *Agent) heldOutcomes() []txnState {
 	a.unspooledMu.Unlock()
 	var out []txnState
 	for _, txn := range txns {
-		if st, ok := a.heldOutcome(txn); ok && st.pending() {
+		if st, ok := a.heldOutcome(txn); ok && st.owed() {
 			out = append(out, st)
 		}
 	}

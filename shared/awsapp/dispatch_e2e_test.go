@@ -75,15 +75,17 @@ func TestAWSConcurrentDispatchersSendOnce(t *testing.T) {
 }
 
 // TestAWSThrottledResultRedelivered: API Gateway throttles an agent's result (the agent
-// gets "Too Many Requests" and the server never sees it); the agent sends it again on the
-// same connection when no acknowledgement comes, and the job finishes without a reconnect.
+// gets "Too Many Requests" and the server never sees it); the agent, which the server told
+// not to wait for an acknowledgement (no_ack), sends the results it sent lately again on that
+// frame, on the same connection, and the job finishes without a reconnect. No
+// acknowledgement goes on the wire but for the repeat.
 func TestAWSThrottledResultRedelivered(t *testing.T) {
 	var throttled atomic.Int32
 	c := newCloud(t, apigwtest.WithThrottle(func(body []byte) bool {
 		return strings.Contains(string(body), "rpc_non_blocking_response") && throttled.Add(1) == 1
 	}))
 	dir := t.TempDir()
-	c.startAgent("web1", dir)
+	agent := c.startAgent("web1", dir)
 	c.waitConnected("web1")
 	connections := c.ws.Stats().Connections
 	ref, err := c.api.RunTask(t.Context(), client.TaskRequest{Task: "demo::hello", Params: map[string]any{"name": "again"}, Scope: client.Scope{Nodes: []string{"web1"}}})
@@ -104,5 +106,9 @@ func TestAWSThrottledResultRedelivered(t *testing.T) {
 	}
 	if st.Connections != connections {
 		t.Fatalf("%d connections after the job, %d before: the result came back by reconnecting", st.Connections, connections)
+	}
+	out := agent.output()
+	if !strings.Contains(out, "API Gateway refused a message") || strings.Contains(out, "no acknowledgement for a result") {
+		t.Fatalf("want the result sent again on the gateway's frame, not on an acknowledgement timer:\n%s", out)
 	}
 }

@@ -438,7 +438,7 @@ func (s *Service) request(ctx context.Context, sp *jobSpec, n jobs.Node) (protoc
 	if job.Type == jobs.TypeDeploy {
 		return protocol.New(protocol.TypeNonBlockingRequest, protocol.AgentURI(n.Name), protocol.NonBlockingRequest{
 			TransactionID: n.TransactionID, NotifyOutcome: true, Module: protocol.ModulePuppet, Action: protocol.ActionRun,
-			Params: mustJSON(puppetrun.Input{Flags: p.Flags, Job: job.Name(), Timeout: job.Timeout}),
+			Params: mustJSON(puppetrun.Input{Flags: p.Flags, Job: job.Name(), Timeout: job.Timeout}), NoAck: s.cfg.NoResultAck,
 		})
 	}
 	raw, err := s.taskParams(ctx, sp, n)
@@ -447,7 +447,7 @@ func (s *Service) request(ctx context.Context, sp *jobSpec, n jobs.Node) (protoc
 	}
 	return protocol.New(protocol.TypeNonBlockingRequest, protocol.AgentURI(n.Name), protocol.NonBlockingRequest{
 		TransactionID: n.TransactionID, NotifyOutcome: true, Module: protocol.ModuleTask, Action: protocol.ActionRun,
-		Params: raw,
+		Params: raw, NoAck: s.cfg.NoResultAck,
 	})
 }
 

@@ -180,8 +180,8 @@ func (s *Service) onProvisional(ctx context.Context, node, txn string) error {
 
 type outcomeFunc func(job jobs.Job, n jobs.Node) (jobs.NodeEvent, map[string]any, string, error)
 
-// onOutcome records a transaction's outcome exactly once, acknowledges it to the agent, and
-// moves the job on: its work does not depend on the job's size.
+// onOutcome records a transaction's outcome exactly once, acknowledges it to the agent (with
+// NoResultAck, only a repeat), and moves the job on: its work does not depend on the job's size.
 func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outcomeFunc) error {
 	n, held := s.started.get(txn)
 	if !held || n.Name != node {
@@ -214,8 +214,12 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 		}
 	}
 	s.started.remove(txn)
-	if err := s.ack(ctx, node, txn); err != nil {
-		return err
+	if !recorded || !s.cfg.NoResultAck {
+		// With NoResultAck only a repeat is acknowledged: its agent sent it again (it was
+		// asked, or it does not know no_ack) and stops on the acknowledgement.
+		if err := s.ack(ctx, node, txn); err != nil {
+			return err
+		}
 	}
 	if !recorded || jobEnded {
 		return nil // a repeat (the job moved on when it was first recorded), or the job's end

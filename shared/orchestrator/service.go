@@ -86,6 +86,12 @@ type Config struct {
 	// times (about log₂ of its run time in intervals), each query costing two messages (AWS).
 	StatusScan  bool
 	SweepPeriod time.Duration
+	// NoResultAck sends requests that say no acknowledgement will come
+	// (protocol.NonBlockingRequest.NoAck) and acknowledges only outcomes already recorded (a
+	// repeat): a message less per node-run where messages are paid for (AWS). An outcome
+	// lost on the way is then found by the status queries (StatusInterval), or sent again
+	// by the agent when API Gateway answers it with an error frame.
+	NoResultAck bool
 	// Metered says that the deployment meters what each job causes (AWS: Lambda invocations,
 	// messages, capacity units), so that JobUsage reads the job's usage from the store. Off
 	// (baton serve), nothing is metered and JobUsage answers zero without a read: a read less

@@ -471,3 +471,63 @@ func TestOutcomeUnknownEndsFailed(t *testing.T) {
 		t.Fatalf("node %s %q %s, want failed with kind baton/task-outcome-unknown and the agent's words", n.State, n.Message, n.Result)
 	}
 }
+
+// TestNoResultAck: with NoResultAck (AWS) the requests say no_ack and a recorded outcome
+// gets no acknowledgement on the wire; a repeat of it does (its agent sent it again and stops
+// on it); a lost outcome is found by the status scan, which sends the request again.
+func TestNoResultAck(t *testing.T) {
+	h := newStatusHarness(t, []string{"web1"}, orchestrator.WithConfig(orchestrator.Config{TaskConcurrency: -1,
+		StatusInterval: time.Minute, StatusScan: true, SweepPeriod: time.Minute, NoResultAck: true}))
+	result := json.RawMessage(`{"stdout":"{\"ok\":true}","stderr":"","exitcode":0}`)
+	run := func() (jobs.Job, protocol.NonBlockingRequest) {
+		job := h.submit("web1")
+		if err := h.orch.Dispatch(t.Context(), job.ID); err != nil {
+			t.Fatal(err)
+		}
+		var req protocol.NonBlockingRequest
+		h.one(protocol.TypeNonBlockingRequest, &req)
+		if !req.NoAck {
+			t.Fatalf("request %+v: want no_ack", req)
+		}
+		return job, req
+	}
+	job, req := run()
+	if err := h.answer("web1", protocol.TypeNonBlockingResponse, protocol.NonBlockingResponse{TransactionID: req.TransactionID, Results: result}); err != nil {
+		t.Fatal(err)
+	}
+	if sent := h.agents.take(); len(sent) != 0 {
+		t.Fatalf("sent %d messages after a recorded outcome, want none (no acknowledgement)", len(sent))
+	}
+	if j, err := h.st.GetJob(t.Context(), job.ID); err != nil || j.State != jobs.StateFinished {
+		t.Fatalf("job %v, %v: want finished", j.State, err)
+	}
+	if err := h.answer("web1", protocol.TypeNonBlockingResponse, protocol.NonBlockingResponse{TransactionID: req.TransactionID, Results: result}); err != nil {
+		t.Fatal(err)
+	}
+	var ack protocol.ResultAck
+	h.one(protocol.TypeResultAck, &ack)
+	if ack.TransactionID != req.TransactionID {
+		t.Fatalf("acknowledged %s, want the repeat's %s", ack.TransactionID, req.TransactionID)
+	}
+
+	// An outcome that never arrives: the scan asks after a minute, the agent says it finished,
+	// the request goes again (its agent answers a repeat with its outcome).
+	job, req = run()
+	h.clock.Add(time.Minute)
+	h.sweep()
+	h.statusAnswer("web1", req.TransactionID, "success")
+	var again protocol.NonBlockingRequest
+	h.one(protocol.TypeNonBlockingRequest, &again)
+	if again.TransactionID != req.TransactionID || !again.NoAck {
+		t.Fatalf("sent again %+v, want %s with no_ack", again, req.TransactionID)
+	}
+	if err := h.answer("web1", protocol.TypeNonBlockingResponse, protocol.NonBlockingResponse{TransactionID: req.TransactionID, Results: result}); err != nil {
+		t.Fatal(err)
+	}
+	if sent := h.agents.take(); len(sent) != 0 {
+		t.Fatalf("sent %d messages after the recorded outcome, want none", len(sent))
+	}
+	if j, err := h.st.GetJob(t.Context(), job.ID); err != nil || j.State != jobs.StateFinished {
+		t.Fatalf("job %v, %v: want finished", j.State, err)
+	}
+}
