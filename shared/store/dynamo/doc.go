@@ -281,7 +281,8 @@
 // all of them, every node claimed at creation (no server-wide cap: the AWS default). At
 // N = 1,000 (2026-12-05, a shared 2-core machine, with counter shards): the job ends 8.9 s
 // after its POST; per node-run 7.09 WCU and 2.91 RCU, $8.16 per million node-runs with
-// Lambda and WebSocket messages. No key takes more than 0.84 WCU per node-run (840 WCU/s at
+// Lambda and WebSocket messages (2026-12-06, with no acknowledgement on the wire: 7.12 WCU,
+// 1.84 RCU, two messages, $7.05; the same at N = 10,000). No key takes more than 0.84 WCU per node-run (840 WCU/s at
 // 1,000 node-runs/s of one job): the event partitions of the two counter shards
 // (JOB#<id>#E1, E2: a third of the creation's events and half the results' each), then the
 // node record shards (0.75 each over 4), the counter shards (0.50 each over 2: every
@@ -298,13 +299,13 @@
 // its LatestEventID set again when the id guessed from the shard before the result's write
 // was taken by another writer meanwhile — nearly always under load), its events 2
 // (node_running, node_finished), its counter shard 1, the job's usage 1 (one per
-// invocation, shared/usage). What the $5 target still needs, none of it done: messages
-// ($3.00 of the $8.16: the request, the result and its acknowledgement), the
-// acknowledgement folded into the next message; no LatestEventID write after the record's
+// invocation, shared/usage). The messages are $2.00 of the $7.05: the request and the
+// result (the acknowledgement is off the wire: protocol.NonBlockingRequest.NoAck). What the
+// $5 target still needs, none of it done: no LatestEventID write after the record's
 // (the record written after the ids are known, which needs the record's previous state
 // before its write: a read, and counts that a dying process leaves ahead, which could end a
 // job early); usage charged with the counter update (its tally is only complete when the
-// invocation ends, after that update).
+// invocation ends, after that update); the creation's node_running events several to an item.
 //
 // # Ceilings
 //
