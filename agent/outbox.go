@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"time"
 
@@ -25,14 +24,10 @@ type outbox struct {
 	byTxn map[string]*delivery
 	byMsg map[string]string // message id of the latest sending → transaction id
 	facts string            // message id of the latest facts
-	// noAck lists the no_ack outcomes sent on this connection, oldest first, for a while
-	// (Config.AckTimeout): what an API Gateway error frame may be about.
+	// noAck lists the no_ack outcomes sent on this connection within Config.AckTimeout,
+	// oldest first: what an API Gateway error frame or a refusal may be about (noack.go).
 	noAck []sentNoAck
-}
-
-type sentNoAck struct {
-	txn string
-	at  time.Time
+	gw    gatewayRetry
 }
 
 type delivery struct {
@@ -69,7 +64,11 @@ func (a *Agent) outboxClose() {
 		d.timer.Stop()
 	}
 	o.gen++
+	if o.gw.timer != nil {
+		o.gw.timer.Stop()
+	}
 	o.ctx, o.byTxn, o.byMsg, o.facts, o.noAck = nil, map[string]*delivery{}, map[string]string{}, "", nil
+	o.gw = gatewayRetry{backoff: o.gw.backoff, last: o.gw.last}
 }
 
 // deliver sends a finished transaction's outcome and follows it until it is acknowledged;
@@ -80,10 +79,11 @@ func (a *Agent) deliver(ctx context.Context, st txnState) error {
 		return err
 	}
 	if txn := st.meta.TransactionID; st.meta.NoAck {
+		// Followed before it is sent: a refusal or a gateway frame may come back at once.
+		a.sentNoAck(txn, e.ID)
 		if err := a.send(ctx, e); err != nil {
 			return err
 		}
-		a.sentNoAck(txn)
 		if err := a.spool.markSent(txn); err != nil {
 			// Not marked: the next connection sends it again, which the server recognises.
 			a.log.Warn("mark result as sent", "transaction_id", txn, "error", err)
@@ -119,56 +119,6 @@ func (a *Agent) sent(txn, msgID string) {
 	d.ackWait = min(2*d.ackWait, a.cfg.MaxAckTimeout)
 }
 
-// sentNoAck records that the no_ack outcome of txn went out on the current connection, and
-// forgets those sent longer than Config.AckTimeout ago.
-func (a *Agent) sentNoAck(txn string) {
-	o := &a.out
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.ctx == nil {
-		return
-	}
-	now := time.Now()
-	keep := 0
-	for keep < len(o.noAck) && now.Sub(o.noAck[keep].at) > a.cfg.AckTimeout {
-		keep++
-	}
-	o.noAck = append(o.noAck[keep:], sentNoAck{txn: txn, at: now})
-}
-
-// gatewayError handles an API Gateway error frame ({"message": "Too Many Requests" |
-// "Internal server error" | …}): one of the messages sent lately did not reach the server, or
-// failed there, and the frame does not say which. Every no_ack outcome sent on this connection
-// in the last Config.AckTimeout is sent again (the server recognises one it has: a repeat);
-// outcomes the server acknowledges have their own timers.
-func (a *Agent) gatewayError(msg string) {
-	o := &a.out
-	o.mu.Lock()
-	ctx, now := o.ctx, time.Now()
-	var txns []string
-	for _, s := range o.noAck {
-		if now.Sub(s.at) <= a.cfg.AckTimeout && !slices.Contains(txns, s.txn) {
-			txns = append(txns, s.txn)
-		}
-	}
-	o.noAck = nil
-	o.mu.Unlock()
-	a.log.Warn("API Gateway refused a message", "message", msg, "results_sent_again", len(txns))
-	if ctx == nil {
-		return
-	}
-	for _, txn := range txns {
-		st, err := a.loadOutcome(txn)
-		if err != nil || !st.pending() {
-			continue
-		}
-		if err := a.deliver(ctx, st); err != nil {
-			a.log.Warn("resend result", "transaction_id", txn, "error", err)
-			return
-		}
-	}
-}
-
 // acknowledged stops following txn's outcome.
 func (a *Agent) acknowledged(txn string) {
 	o := &a.out
@@ -202,7 +152,7 @@ func (a *Agent) refused(ed protocol.ErrorData) bool {
 	}
 	txn, ok := o.byMsg[ed.ID]
 	if !ok {
-		return false
+		return a.refusedNoAck(ed, wait)
 	}
 	d := o.byTxn[txn]
 	if !ed.Retry {

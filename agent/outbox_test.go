@@ -130,24 +130,35 @@ func TestNoAckResult(t *testing.T) {
 	noAck(txn)
 	ts.waitFrame(t, from, "the outcome after a repeated request", isOutcome(txn))
 
-	// An API Gateway error frame: the outcomes sent lately go again, and the frame gets no answer.
-	from = ts.frameCount()
-	ts.sendRaw(t, []byte(`{"message": "Too Many Requests", "connectionId": "c1", "requestId": "r1"}`))
-	ts.waitFrame(t, from, "the outcome after a gateway error frame", isOutcome(txn))
-	ts.statusQuery(t, "txn-none") // a barrier: frames before its answer are in
-	if n := ts.count(func(f frame) bool { return f.env.MessageType == protocol.TypeErrorMessage }); n != 0 {
-		t.Fatalf("the agent answered %d messages with an error_message (the gateway's frame is not the server's)", n)
-	}
-
 	// A new agent process on the same spool does not send it either.
 	ag.stop()
 	ts.dropConn()
 	before := ts.count(isOutcome(txn))
+	cfg.AckTimeout, cfg.MaxAckTimeout = time.Minute, time.Minute // the window of the steps below
 	startAgent(t, cfg)
 	ts.waitFrame(t, 0, "facts from the new process", onConn(3, isType(protocol.TypeFacts)))
 	ts.statusQuery(t, "txn-none")
 	if n := ts.count(isOutcome(txn)); n != before {
 		t.Fatalf("the new agent process sent the no_ack outcome again")
+	}
+
+	// A retryable refusal of it: sent again after the wait the server names.
+	from = ts.frameCount()
+	noAck(txn)
+	sent, i := ts.waitFrame(t, from, "the outcome after a repeated request", isOutcome(txn))
+	ts.sendEnvelope(t, protocol.NewRetryableError(sent.env.ID, "Too many messages; retry after 20ms", 20*time.Millisecond))
+	ts.waitFrame(t, i+1, "the outcome after a retryable refusal", isOutcome(txn))
+
+	// API Gateway error frames: the outcomes sent lately go again (after a backoff), and the
+	// frames get no answer.
+	from = ts.frameCount()
+	gwFrame := []byte(`{"message": "Too Many Requests", "connectionId": "c1", "requestId": "r1"}`)
+	ts.sendRaw(t, gwFrame)
+	ts.sendRaw(t, gwFrame)
+	ts.waitFrame(t, from, "the outcome after a gateway error frame", isOutcome(txn))
+	ts.statusQuery(t, "txn-none") // a barrier: frames before its answer are in
+	if n := ts.count(func(f frame) bool { return f.env.MessageType == protocol.TypeErrorMessage }); n != 0 {
+		t.Fatalf("the agent answered %d messages with an error_message (the gateway's frame is not the server's)", n)
 	}
 
 	// Acknowledged (a repeat's answer): a status query no longer brings it.
