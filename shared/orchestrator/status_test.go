@@ -531,3 +531,61 @@ func TestNoResultAck(t *testing.T) {
 		t.Fatalf("job %v, %v: want finished", j.State, err)
 	}
 }
+
+// TestNoResultAckAsksBeforeTheTimeout: with NoResultAck a result may be lost without a word,
+// so a node that reaches its job's timeout (plus grace) is asked about once before it ends
+// failed: an answer brings its result; silence ends it StatusInterval later.
+func TestNoResultAckAsksBeforeTheTimeout(t *testing.T) {
+	for _, answered := range []bool{true, false} {
+		t.Run(fmt.Sprintf("answered=%v", answered), func(t *testing.T) {
+			h := newStatusHarness(t, []string{"web1"}, orchestrator.WithConfig(orchestrator.Config{TaskConcurrency: -1,
+				StatusInterval: time.Minute, StatusScan: true, SweepPeriod: time.Minute, NoResultAck: true, TimeoutGrace: 30 * time.Second}))
+			job, err := h.orch.SubmitTask(t.Context(), orchestrator.TaskRequest{Task: "demo::noop",
+				Common: orchestrator.Common{Scope: orchestrator.Scope{Nodes: []string{"web1"}}, Timeout: 10}}, jobs.Owner{Login: "admin"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := h.orch.Dispatch(t.Context(), job.ID); err != nil {
+				t.Fatal(err)
+			}
+			var req protocol.NonBlockingRequest
+			h.one(protocol.TypeNonBlockingRequest, &req)
+			h.clock.Add(40 * time.Second) // the timeout and its grace
+			h.sweep()
+			if n := h.node(job.ID, "web1"); n.State != jobs.NodeRunning {
+				t.Fatalf("at the deadline the node is %s, want running and asked about", n.State)
+			}
+			if !answered {
+				h.statusAnswerNone(req.TransactionID)
+				h.clock.Add(time.Minute)
+				h.sweep()
+				if n := h.node(job.ID, "web1"); n.State != jobs.NodeFailed || !strings.Contains(n.Message, "within the 10 second timeout") {
+					t.Fatalf("a minute after the query the node is %s (%q), want failed on its timeout", n.State, n.Message)
+				}
+				return
+			}
+			h.statusAnswer("web1", req.TransactionID, "failure") // the agent's own timeout report was lost
+			var again protocol.NonBlockingRequest
+			h.one(protocol.TypeNonBlockingRequest, &again)
+			err = h.answer("web1", protocol.TypeNonBlockingResponse, protocol.NonBlockingResponse{TransactionID: req.TransactionID,
+				Results: json.RawMessage(`{"stdout":"","stderr":"timed out","exitcode":124}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := h.node(job.ID, "web1"); n.State != jobs.NodeFailed || !strings.Contains(string(n.Result), "timed out") {
+				t.Fatalf("node %s %s, want failed with the agent's result", n.State, n.Result)
+			}
+		})
+	}
+}
+
+// statusAnswerNone takes the status query sent for txn and leaves it unanswered.
+func (h *statusHarness) statusAnswerNone(txn string) {
+	h.t.Helper()
+	var q protocol.BlockingRequest
+	h.one(protocol.TypeBlockingRequest, &q)
+	var p protocol.StatusQueryParams
+	if json.Unmarshal(q.Params, &p) != nil || p.TransactionID != txn {
+		h.t.Fatalf("status query %+v, want one for %s", q, txn)
+	}
+}

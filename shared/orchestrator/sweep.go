@@ -84,6 +84,12 @@ func (s *Service) sweepNode(ctx context.Context, n jobs.Node, now time.Time) err
 			return ignoreConflict(s.endNode(ctx, n, jobs.NodeError, res, msg))
 		}
 		return s.offerAgain(ctx, n, now, n.ReadyAt)
+	case deadline != nil && !now.Before(*deadline) && s.cfg.NoResultAck && s.cfg.StatusInterval > 0 &&
+		now.Before(deadline.Add(s.cfg.StatusInterval)):
+		// No acknowledgement on the wire: the agent's result (its own timeout report, say) may
+		// have been lost without a word. Ask once, and end the node StatusInterval later.
+		last := deadline.Add(s.cfg.StatusInterval)
+		return s.checkStatus(ctx, n, now, &last)
 	case deadline != nil && !now.Before(*deadline):
 		msg := fmt.Sprintf("No result from %s within the %d second timeout", n.Name, sp.job.Timeout)
 		res := errorResult("puppetlabs.tasks/task-timeout", msg, map[string]any{"timeout": sp.job.Timeout, "node": n.Name})
