@@ -268,7 +268,9 @@ func (a *Agent) handleNonBlocking(ctx context.Context, env protocol.Envelope, r 
 	t := &transaction{cancel: cancel}
 	a.running[r.TransactionID] = t
 	a.tasks.Add(1)
-	if d := a.cfg.ProvisionalDelay; d > 0 {
+	// A no_ack server pays per message and has recorded the node running when it sent the
+	// request: it gets a provisional response only when it asks (a repeated request).
+	if d := a.cfg.ProvisionalDelay; d > 0 && !r.NoAck {
 		txn := r.TransactionID
 		t.provisional = time.AfterFunc(d, func() {
 			a.mu.Lock()
@@ -282,7 +284,7 @@ func (a *Agent) handleNonBlocking(ctx context.Context, env protocol.Envelope, r 
 	a.mu.Unlock()
 
 	a.log.Info("transaction started", "transaction_id", r.TransactionID, "module", r.Module, "action", r.Action)
-	if a.cfg.ProvisionalDelay < 0 {
+	if a.cfg.ProvisionalDelay < 0 && !r.NoAck {
 		a.sendProvisional(ctx, r.TransactionID)
 	}
 	go a.execute(tctx, cancel, mod.handler, req, meta, lbl)

@@ -573,17 +573,23 @@ func TestTaskEnv(t *testing.T) {
 
 // TestProvisionalResponseOnlyForSlowTransactions checks that a task that ends within
 // ProvisionalDelay sends only its result, a slower one its provisional response after the
-// delay, and that a negative delay sends it at once, as pxp-agent does.
+// delay, and that a negative delay sends it at once, as pxp-agent does. A no_ack request
+// gets none of its own accord, only in answer to a repeat of it while it runs.
 func TestProvisionalResponseOnlyForSlowTransactions(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		delay time.Duration
-		sleep string
-		want  int
+		name   string
+		delay  time.Duration
+		sleep  string
+		noAck  bool
+		repeat bool // the request is sent again while the task runs
+		want   int
 	}{
-		{"quick task", 5 * time.Second, "0", 0},
-		{"slow task", 50 * time.Millisecond, "0.5", 1},
-		{"at once", -1, "0", 1},
+		{"quick task", 5 * time.Second, "0", false, false, 0},
+		{"slow task", 50 * time.Millisecond, "0.5", false, false, 1},
+		{"at once", -1, "0", false, false, 1},
+		{"slow task no_ack", 50 * time.Millisecond, "0.5", true, false, 0},
+		{"at once no_ack", -1, "0", true, false, 0},
+		{"slow task no_ack repeated", 50 * time.Millisecond, "0.5", true, true, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := newTestServer(t)
@@ -592,7 +598,18 @@ func TestProvisionalResponseOnlyForSlowTransactions(t *testing.T) {
 			startAgent(t, cfg)
 			file := ts.addFile("s.sh", script(`sleep `+tc.sleep+`; echo done`))
 			txn := "txn-" + strings.ReplaceAll(tc.name, " ", "-")
-			ts.runTask(t, txn, protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}})
+			params, err := json.Marshal(protocol.TaskParams{Task: "demo", Files: []protocol.TaskFile{file}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := protocol.NonBlockingRequest{TransactionID: txn, NotifyOutcome: true, Module: protocol.ModuleTask,
+				Action: protocol.ActionRun, Params: params, NoAck: tc.noAck}
+			from := ts.frameCount()
+			ts.send(t, protocol.TypeNonBlockingRequest, req)
+			if tc.repeat {
+				ts.send(t, protocol.TypeNonBlockingRequest, req)
+			}
+			ts.waitFrame(t, from, "outcome of "+txn, isOutcome(txn))
 			ts.statusQuery(t, txn) // answered after anything sent before it
 			if n := ts.count(isTxn(protocol.TypeProvisionalResponse, txn)); n != tc.want {
 				t.Fatalf("%d provisional responses, want %d", n, tc.want)

@@ -261,7 +261,7 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 		conns := newConnCache()
 		opts = append(opts, orchestrator.WithHandoff(queueHandoff(c.SQS, cfg.DispatchQueue, conns), connectedLookup(st, conns)))
 	}
-	a.Orchestrator = orchestrator.New(st, cat, cat, sender, sealer, opts...)
+	a.Orchestrator = orchestrator.New(usageCharged{st}, cat, cat, sender, sealer, opts...)
 	inbox.orch = a.Orchestrator
 	a.WebSocket = awsgw.NewWebSocket(a.Orchestrator, sender, logger)
 	// Per-user limits are per Lambda instance here; the API Gateway stage's throttling is the
@@ -294,4 +294,17 @@ func charged(next http.Handler) http.Handler {
 		tally.Add(store.Usage{Invocations: 1})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// usageCharged is the store with AddJobUsage charging the job for the write that records its
+// usage too (without it a job's baton_usage missed a write unit per invocation).
+type usageCharged struct{ *dynamo.Store }
+
+// usageWriteUnits is what AddJobUsage's own write costs: a usage shard is a few numbers, far
+// under the 1 KB of one write unit.
+const usageWriteUnits = 1
+
+func (s usageCharged) AddJobUsage(ctx context.Context, jobID int64, u store.Usage) error {
+	u.WriteUnits += usageWriteUnits
+	return s.Store.AddJobUsage(ctx, jobID, u)
 }

@@ -725,6 +725,11 @@ func TestAWSPuppetRun(t *testing.T) {
 	if b, _ := os.ReadFile(target); string(b) != "from AWS\n" {
 		t.Errorf("target %q", b)
 	}
+	// A Puppet run takes longer than the agent's provisional delay, but a no_ack request gets
+	// no provisional response: the agent sends its result and nothing else.
+	if u.MessagesIn != 1 || u.MessagesOut != 1 {
+		t.Errorf("the run took %d messages in and %d out, want 1 and 1 (the request and the result)", u.MessagesIn, u.MessagesOut)
+	}
 	u.Invocations["http $default"], u.Invocations["http authorizer"] = 1, 1
 	reportCost(t, "puppet run", u, 1)
 }

@@ -66,12 +66,14 @@ type NonBlockingRequest struct {
 	Module        string          `json:"module"`
 	Action        string          `json:"action"`
 	Params        json.RawMessage `json:"params,omitempty"`
-	// NoAck (a Baton extension) says that the server will not acknowledge the outcome
-	// (TypeResultAck): the agent takes a sent outcome as delivered, does not send it again on
-	// a timer or a new connection, and sends it again only when the server asks (a status
-	// query or a repeated request) or when API Gateway answers with an error frame. A server
-	// that pays per message (AWS) saves the acknowledgement; a lost outcome is found by its
-	// status queries. Absent: every outcome is acknowledged, as before.
+	// NoAck (a Baton extension) says that the server pays per message (AWS) and will not
+	// acknowledge the outcome (TypeResultAck): the agent takes a sent outcome as delivered,
+	// does not send it again on a timer or a new connection, and sends it again only when the
+	// server asks (a status query or a repeated request), refuses it with a retryable
+	// error_message, or when API Gateway answers with an error frame; a lost outcome is found
+	// by the server's status queries. Nor does the agent send a provisional response of its
+	// own accord (the server recorded the node running when it sent the request): only in
+	// answer to a repeated request. Absent: every outcome is acknowledged, as before.
 	NoAck bool `json:"no_ack,omitempty"`
 }
 
