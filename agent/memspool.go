@@ -67,20 +67,15 @@ func (m *memSpool) finish(txn string, results json.RawMessage, desc string, end 
 }
 
 func (m *memSpool) ack(txn string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	st, ok := m.txns[txn]
-	if !ok {
-		return fmt.Errorf("load transaction %s: %w", txn, fs.ErrNotExist)
-	}
-	if !st.finished() {
-		return fmt.Errorf("acknowledge transaction %s: it has no outcome yet", txn)
-	}
-	st.acked = true
-	return nil
+	return m.mark(txn, "acknowledge", func(st *txnState) { st.acked = true })
 }
 
 func (m *memSpool) markSent(txn string) error {
+	return m.mark(txn, "mark as sent", func(st *txnState) { st.sent = true })
+}
+
+// mark applies set to finished transaction txn.
+func (m *memSpool) mark(txn, what string, set func(*txnState)) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st, ok := m.txns[txn]
@@ -88,9 +83,9 @@ func (m *memSpool) markSent(txn string) error {
 		return fmt.Errorf("load transaction %s: %w", txn, fs.ErrNotExist)
 	}
 	if !st.finished() {
-		return fmt.Errorf("mark as sent transaction %s: it has no outcome yet", txn)
+		return fmt.Errorf("%s transaction %s: it has no outcome yet", what, txn)
 	}
-	st.sent = true
+	set(st)
 	return nil
 }
 

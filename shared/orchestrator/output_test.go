@@ -17,16 +17,8 @@ import (
 // job and the task request's transaction and params.
 func startStreamed(t *testing.T, h *statusHarness, stream bool) (jobs.Job, string, protocol.TaskParams) {
 	t.Helper()
-	job, err := h.orch.SubmitTask(t.Context(), orchestrator.TaskRequest{Task: "demo::noop", Stream: stream,
-		Common: orchestrator.Common{Scope: orchestrator.Scope{Nodes: []string{"web1"}}}}, jobs.Owner{Login: "admin"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.orch.Dispatch(t.Context(), job.ID); err != nil {
-		t.Fatal(err)
-	}
-	var req protocol.NonBlockingRequest
-	h.one(protocol.TypeNonBlockingRequest, &req)
+	job, req := h.start(orchestrator.TaskRequest{Task: "demo::noop", Stream: stream,
+		Common: orchestrator.Common{Scope: orchestrator.Scope{Nodes: []string{"web1"}}}})
 	var p protocol.TaskParams
 	if err := json.Unmarshal(req.Params, &p); err != nil {
 		t.Fatal(err)

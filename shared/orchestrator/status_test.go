@@ -115,6 +115,21 @@ func (h *statusHarness) submit(nodes ...string) jobs.Job {
 	return job
 }
 
+// start submits r as admin, dispatches the job and returns it with the one request sent.
+func (h *statusHarness) start(r orchestrator.TaskRequest) (jobs.Job, protocol.NonBlockingRequest) {
+	h.t.Helper()
+	job, err := h.orch.SubmitTask(h.t.Context(), r, jobs.Owner{Login: "admin"})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.orch.Dispatch(h.t.Context(), job.ID); err != nil {
+		h.t.Fatal(err)
+	}
+	var req protocol.NonBlockingRequest
+	h.one(protocol.TypeNonBlockingRequest, &req)
+	return job, req
+}
+
 // one returns the only message sent, of type want, decoding its data into data.
 func (h *statusHarness) one(want string, data any) protocol.Envelope {
 	h.t.Helper()
@@ -480,12 +495,8 @@ func TestNoResultAck(t *testing.T) {
 		StatusInterval: time.Minute, StatusScan: true, SweepPeriod: time.Minute, NoResultAck: true}))
 	result := json.RawMessage(`{"stdout":"{\"ok\":true}","stderr":"","exitcode":0}`)
 	run := func() (jobs.Job, protocol.NonBlockingRequest) {
-		job := h.submit("web1")
-		if err := h.orch.Dispatch(t.Context(), job.ID); err != nil {
-			t.Fatal(err)
-		}
-		var req protocol.NonBlockingRequest
-		h.one(protocol.TypeNonBlockingRequest, &req)
+		job, req := h.start(orchestrator.TaskRequest{Task: "demo::noop",
+			Common: orchestrator.Common{Scope: orchestrator.Scope{Nodes: []string{"web1"}}}})
 		if !req.NoAck {
 			t.Fatalf("request %+v: want no_ack", req)
 		}
@@ -540,16 +551,8 @@ func TestNoResultAckAsksBeforeTheTimeout(t *testing.T) {
 		t.Run(fmt.Sprintf("answered=%v", answered), func(t *testing.T) {
 			h := newStatusHarness(t, []string{"web1"}, orchestrator.WithConfig(orchestrator.Config{TaskConcurrency: -1,
 				StatusInterval: time.Minute, StatusScan: true, SweepPeriod: time.Minute, NoResultAck: true, TimeoutGrace: 30 * time.Second}))
-			job, err := h.orch.SubmitTask(t.Context(), orchestrator.TaskRequest{Task: "demo::noop",
-				Common: orchestrator.Common{Scope: orchestrator.Scope{Nodes: []string{"web1"}}, Timeout: 10}}, jobs.Owner{Login: "admin"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := h.orch.Dispatch(t.Context(), job.ID); err != nil {
-				t.Fatal(err)
-			}
-			var req protocol.NonBlockingRequest
-			h.one(protocol.TypeNonBlockingRequest, &req)
+			job, req := h.start(orchestrator.TaskRequest{Task: "demo::noop",
+				Common: orchestrator.Common{Scope: orchestrator.Scope{Nodes: []string{"web1"}}, Timeout: 10}})
 			h.clock.Add(40 * time.Second) // the timeout and its grace
 			h.sweep()
 			if n := h.node(job.ID, "web1"); n.State != jobs.NodeRunning {
@@ -567,7 +570,7 @@ func TestNoResultAckAsksBeforeTheTimeout(t *testing.T) {
 			h.statusAnswer("web1", req.TransactionID, "failure") // the agent's own timeout report was lost
 			var again protocol.NonBlockingRequest
 			h.one(protocol.TypeNonBlockingRequest, &again)
-			err = h.answer("web1", protocol.TypeNonBlockingResponse, protocol.NonBlockingResponse{TransactionID: req.TransactionID,
+			err := h.answer("web1", protocol.TypeNonBlockingResponse, protocol.NonBlockingResponse{TransactionID: req.TransactionID,
 				Results: json.RawMessage(`{"stdout":"","stderr":"timed out","exitcode":124}`)})
 			if err != nil {
 				t.Fatal(err)
