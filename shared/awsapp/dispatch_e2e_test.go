@@ -114,3 +114,40 @@ func TestAWSThrottledResultRedelivered(t *testing.T) {
 		t.Fatalf("want the result sent again on the gateway's frame, not on an acknowledgement timer:\n%s", out)
 	}
 }
+
+// TestAWSSilentlyLostResultFound: API Gateway loses an agent's result without a word (no
+// frame). The agent, told not to wait for an acknowledgement, does not send it again by
+// itself; the sweep's status query (every 2 s of running here) asks, the agent answers with
+// the result, and the job finishes on the same connection.
+func TestAWSSilentlyLostResultFound(t *testing.T) {
+	var results atomic.Int32
+	c := newCloudWith(t, func(cfg *awsapp.Config) { cfg.StatusInterval = 2 * time.Second }, apigwtest.WithDrop(func(body []byte) bool {
+		return strings.Contains(string(body), "rpc_non_blocking_response") && results.Add(1) == 1
+	}))
+	dir := t.TempDir()
+	agent := c.startAgent("web1", dir)
+	c.waitConnected("web1")
+	connections := c.ws.Stats().Connections
+	ref, err := c.api.RunTask(t.Context(), client.TaskRequest{Task: "demo::hello", Params: map[string]any{"name": "found"}, Scope: client.Scope{Nodes: []string{"web1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the lost result found", 60*time.Second, func() bool {
+		j, err := c.api.Job(t.Context(), ref.Name)
+		return err == nil && j.Done()
+	})
+	job, nodes := c.waitJob(ref.Name)
+	if job.State != "finished" || len(nodes) != 1 || !strings.Contains(string(nodes[0].Result), "hello found") {
+		t.Fatalf("job %s, nodes %+v", job.State, nodes)
+	}
+	st := c.ws.Stats()
+	if st.Dropped != 1 || results.Load() < 2 {
+		t.Fatalf("dropped %d messages, saw %d results; want the first of at least two dropped", st.Dropped, results.Load())
+	}
+	if st.Connections != connections {
+		t.Fatalf("%d connections after the job, %d before: the result came back by reconnecting", st.Connections, connections)
+	}
+	if out := agent.output(); strings.Contains(out, "no acknowledgement for a result") || strings.Contains(out, "API Gateway's error frame") {
+		t.Fatalf("the result must come back on the server's status query, not on a timer or a frame:\n%s", out)
+	}
+}

@@ -101,6 +101,12 @@ var sdkHTTP = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Tr
 
 func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	t.Helper()
+	return newCloudWith(t, nil, wsOpts...)
+}
+
+// newCloudWith is newCloud with configure applied to the functions' configuration.
+func newCloudWith(t *testing.T, configure func(*awsapp.Config), wsOpts ...apigwtest.Option) *cloud {
+	t.Helper()
 	ctx := t.Context()
 	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
 
@@ -154,6 +160,9 @@ func newCloud(t *testing.T, wsOpts ...apigwtest.Option) *cloud {
 	key := make([]byte, 32)
 	cfg := awsapp.Config{Table: table, Bucket: "baton-bucket", WebSocketEndpoint: c.ws.ManagementURL(), SealKey: key, ConnectTimeout: 5 * time.Second,
 		TaskConcurrency: -1} // as ConfigFromEnv leaves it unset: no server-wide cap on AWS
+	if configure != nil {
+		configure(&cfg)
+	}
 	if _, err := hex.DecodeString(hex.EncodeToString(key)); err != nil {
 		t.Fatal(err)
 	}

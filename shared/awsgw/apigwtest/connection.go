@@ -130,6 +130,10 @@ func (c *wsConn) dispatch(data []byte) {
 		Body:           string(data),
 	}
 	ev.RequestContext.MessageID = newOpaqueID()
+	if a.cfg.drop != nil && a.cfg.drop(data) {
+		a.m.dropped()
+		return
+	}
 	if a.cfg.throttle != nil && a.cfg.throttle(data) {
 		a.m.throttled()
 		c.gatewayMessage("Too Many Requests", ev.RequestContext.RequestID)

@@ -39,6 +39,7 @@ type config struct {
 	routeKey           string
 	logger             *slog.Logger
 	throttle           func(body []byte) bool
+	drop               func(body []byte) bool
 	reserved           map[string]int // WebSocket route or "authorizer" → concurrent invocations
 }
 
@@ -99,6 +100,13 @@ func WithRouteKey(key string) Option { return func(c *config) { c.routeKey = key
 // API Gateway's {"message": "Too Many Requests", ...} frame instead.
 func WithThrottle(throttle func(body []byte) bool) Option {
 	return func(c *config) { c.throttle = throttle }
+}
+
+// WithDrop makes the WebSocket API lose the messages for which drop returns true without a
+// word: the message reaches no route and the client gets nothing (API Gateway only "may"
+// answer a throttled message, and a message can be lost on its way). Stats.Dropped counts them.
+func WithDrop(drop func(body []byte) bool) Option {
+	return func(c *config) { c.drop = drop }
 }
 
 // WithReservedConcurrency caps the concurrent invocations of one of a WebSocket API's Lambda

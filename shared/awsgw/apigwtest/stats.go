@@ -21,6 +21,8 @@ type Stats struct {
 	BillingUnitsIn, BillingUnitsOut int
 	// Throttled counts client messages refused by the throttle (WithThrottle).
 	Throttled int
+	// Dropped counts client messages lost without a word (WithDrop).
+	Dropped int
 	// LambdaThrottles counts invocations refused by a function's reserved concurrency
 	// (WithReservedConcurrency), by function as in Invocations; they are not in Invocations.
 	LambdaThrottles map[string]int
@@ -61,6 +63,8 @@ func (m *meter) update(f func(*Stats)) {
 }
 
 func (m *meter) throttled() { m.update(func(s *Stats) { s.Throttled++ }) }
+
+func (m *meter) dropped() { m.update(func(s *Stats) { s.Dropped++ }) }
 
 func (m *meter) invocation(route string) { m.update(func(s *Stats) { s.Invocations[route]++ }) }
 

@@ -498,3 +498,35 @@ func TestDroppedConnectionReleasesItsSocket(t *testing.T) {
 		t.Errorf("after dropping the connection read %q, %v: want the server to close its end", b, err)
 	}
 }
+
+// TestThrottleAndDrop: a throttled message reaches no route and the client gets API
+// Gateway's "Too Many Requests" frame; a dropped one reaches no route and the client gets
+// nothing; the next message is delivered as usual.
+func TestThrottleAndDrop(t *testing.T) {
+	msgs := newCalls[wsEvent]()
+	api := startWS(t, WebSocketHandlers{Default: recordWS(msgs)},
+		WithThrottle(func(b []byte) bool { return string(b) == "throttle me" }),
+		WithDrop(func(b []byte) bool { return string(b) == "drop me" }))
+	c := dial(t, api)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	for _, m := range []string{"drop me", "throttle me", "deliver me"} {
+		if err := c.Write(ctx, websocket.MessageText, []byte(m)); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	_, data, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	var got struct{ Message string }
+	if err := json.Unmarshal(data, &got); err != nil || got.Message != "Too Many Requests" {
+		t.Fatalf("the first frame back is %s, want the throttle's (nothing for the dropped message)", data)
+	}
+	if ev := msgs.next(t); ev.Body != "deliver me" {
+		t.Fatalf("the route got %q, want only the delivered message", ev.Body)
+	}
+	if st := api.Stats(); st.Dropped != 1 || st.Throttled != 1 || st.Invocations["$default"] != 1 {
+		t.Fatalf("stats: dropped %d, throttled %d, $default invocations %d; want 1, 1, 1", st.Dropped, st.Throttled, st.Invocations["$default"])
+	}
+}
