@@ -297,7 +297,9 @@ func charged(next http.Handler) http.Handler {
 }
 
 // usageCharged is the store with AddJobUsage charging the job for the write that records its
-// usage too (without it a job's baton_usage missed a write unit per invocation).
+// usage too (without it a job's baton_usage missed a write unit per invocation). The write
+// itself runs without the tally, which would otherwise count it again in the next charge of
+// the same invocation.
 type usageCharged struct{ *dynamo.Store }
 
 // usageWriteUnits is what AddJobUsage's own write costs: a usage shard is a few numbers, far
@@ -306,5 +308,5 @@ const usageWriteUnits = 1
 
 func (s usageCharged) AddJobUsage(ctx context.Context, jobID int64, u store.Usage) error {
 	u.WriteUnits += usageWriteUnits
-	return s.Store.AddJobUsage(ctx, jobID, u)
+	return s.Store.AddJobUsage(usage.Detach(ctx), jobID, u)
 }

@@ -478,7 +478,7 @@ func TestAWSEndToEnd(t *testing.T) {
 		// the job) is charged just after the job ended: wait for it.
 		u := job.Usage
 		settled := func(u *client.Usage) bool {
-			return u != nil && u.Invocations >= 3 && u.MessagesIn >= 3 && u.MessagesOut >= 3 && u.WriteUnits > 0 && u.ReadUnits > 0 && u.EstimatedCost > 0
+			return u != nil && u.Invocations >= 3 && u.MessagesIn >= 3 && u.MessagesOut >= 3 && u.WriteUnits >= perRun.DynamoWCU && u.ReadUnits > 0 && u.EstimatedCost > 0
 		}
 		for deadline := time.Now().Add(30 * time.Second); !settled(u) && time.Now().Before(deadline); {
 			time.Sleep(50 * time.Millisecond) // polling interval
@@ -488,6 +488,9 @@ func TestAWSEndToEnd(t *testing.T) {
 		}
 		if !settled(u) {
 			t.Errorf("job usage %+v", u)
+		} else if u.WriteUnits != perRun.DynamoWCU {
+			// Every write the job caused is charged to it once, the writes of its usage too.
+			t.Errorf("the job's usage says %.1f write units, the meter %.1f", u.WriteUnits, perRun.DynamoWCU)
 		} else if u.MessagesOut != 3 {
 			// One request per node and nothing else: the results are not acknowledged (no_ack).
 			t.Errorf("the job sent %d messages to its 3 agents, want 3 (the requests; no acknowledgements)", u.MessagesOut)

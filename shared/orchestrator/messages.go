@@ -420,20 +420,26 @@ func (s *Service) deliverPending(ctx context.Context, node string) error {
 
 // resend sends active record n's request again, and records it running if it was only ready.
 func (s *Service) resend(ctx context.Context, n jobs.Node) error {
+	_, err := s.resendDelivered(ctx, n)
+	return err
+}
+
+// resendDelivered is resend, reporting whether the request went out.
+func (s *Service) resendDelivered(ctx context.Context, n jobs.Node) (bool, error) {
 	defer s.charge(ctx, n.JobID)
 	job, err := s.store.GetJob(ctx, n.JobID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if job.State.Terminal() || !n.State.Active() || job.Stop == jobs.StopForce {
-		return nil
+		return false, nil
 	}
 	sp, err := s.spec(job)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !s.deliver(ctx, sp, n) {
-		return nil
+		return false, nil
 	}
 	now := s.clock()
 	var (
@@ -444,19 +450,19 @@ func (s *Service) resend(ctx context.Context, n jobs.Node) error {
 	case n.State == jobs.NodeReady:
 		r, ev, err := s.runningRecord(sp, n, now)
 		if err != nil {
-			return err
+			return true, err
 		}
 		run, evs = r, []jobs.Event{ev}
 	case n.StartedAt == nil: // recorded running when claimed, delivered only now
 		run = n
 		run.StartedAt, run.DueAt = &now, s.runningDue(sp, now)
 	default:
-		return nil
+		return true, nil
 	}
 	if _, err := s.store.UpdateJobNode(ctx, run, evs...); err != nil && !errors.Is(err, store.ErrConflict) {
-		return fmt.Errorf("mark %s running: %w", n.Name, err)
+		return true, fmt.Errorf("mark %s running: %w", n.Name, err)
 	}
-	return nil
+	return true, nil
 }
 
 // onStatus acts on an agent's answer to a status query (checkStatus). "running": nothing to
@@ -475,6 +481,18 @@ func (s *Service) onStatus(ctx context.Context, node string, st protocol.StatusR
 	}
 	if n.State != jobs.NodeRunning || st.Status == "running" {
 		return nil
+	}
+	if st.Status == "unknown" && n.StartedAt != nil {
+		// A request that never arrived is not started past its job's timeout: the sweep
+		// ends the node failed instead.
+		sp, err := s.specByID(ctx, n.JobID)
+		if err != nil {
+			return err
+		}
+		if t := sp.job.Timeout; t > 0 && !s.clock().Before(n.StartedAt.Add(time.Duration(t)*time.Second+s.cfg.TimeoutGrace)) {
+			s.log.Info("status query: the request never arrived and its timeout has passed", "node", n)
+			return nil
+		}
 	}
 	s.log.Info("status query: sending the request again", "node", n, "status", st.Status)
 	return s.resend(ctx, n)

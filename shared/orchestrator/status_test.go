@@ -547,19 +547,32 @@ func TestNoResultAck(t *testing.T) {
 // so a node that reaches its job's timeout (plus grace) is asked about once before it ends
 // failed: an answer brings its result; silence ends it StatusInterval later.
 func TestNoResultAckAsksBeforeTheTimeout(t *testing.T) {
-	for _, answered := range []bool{true, false} {
-		t.Run(fmt.Sprintf("answered=%v", answered), func(t *testing.T) {
+	for _, tc := range []struct {
+		answered bool
+		unknown  bool          // the answer is "unknown": the request never arrived
+		late     time.Duration // how long after the deadline the sweep comes
+	}{{true, false, 0}, {false, false, 0}, {false, false, 3 * time.Minute}, {false, true, 0}} {
+		answered := tc.answered
+		t.Run(fmt.Sprintf("answered=%v,unknown=%v,late=%s", answered, tc.unknown, tc.late), func(t *testing.T) {
 			h := newStatusHarness(t, []string{"web1"}, orchestrator.WithConfig(orchestrator.Config{TaskConcurrency: -1,
 				StatusInterval: time.Minute, StatusScan: true, SweepPeriod: time.Minute, NoResultAck: true, TimeoutGrace: 30 * time.Second}))
 			job, req := h.start(orchestrator.TaskRequest{Task: "demo::noop",
 				Common: orchestrator.Common{Scope: orchestrator.Scope{Nodes: []string{"web1"}}, Timeout: 10}})
-			h.clock.Add(40 * time.Second) // the timeout and its grace
+			h.clock.Add(40*time.Second + tc.late) // the timeout and its grace
 			h.sweep()
 			if n := h.node(job.ID, "web1"); n.State != jobs.NodeRunning {
 				t.Fatalf("at the deadline the node is %s, want running and asked about", n.State)
 			}
 			if !answered {
-				h.statusAnswerNone(req.TransactionID)
+				if tc.unknown {
+					// Not sent again: a task is not started past its timeout.
+					h.statusAnswer("web1", req.TransactionID, "unknown")
+					if sent := h.agents.take(); len(sent) != 0 {
+						t.Fatalf("sent %d messages after an unknown past the timeout, want none", len(sent))
+					}
+				} else {
+					h.statusAnswerNone(req.TransactionID)
+				}
 				h.clock.Add(time.Minute)
 				h.sweep()
 				if n := h.node(job.ID, "web1"); n.State != jobs.NodeFailed || !strings.Contains(n.Message, "within the 10 second timeout") {
@@ -590,5 +603,46 @@ func (h *statusHarness) statusAnswerNone(txn string) {
 	var p protocol.StatusQueryParams
 	if json.Unmarshal(q.Params, &p) != nil || p.TransactionID != txn {
 		h.t.Fatalf("status query %+v, want one for %s", q, txn)
+	}
+}
+
+// TestNoResultAckOffersOnceMoreAtTheConnectDeadline: with NoResultAck no provisional response
+// records a delivered node running when the server's own write of it was lost, so a node
+// still ready at its connect deadline whose agent is connected is offered once more (the
+// resend records it running) instead of ending "did not connect"; one whose agent is away
+// ends as before.
+func TestNoResultAckOffersOnceMoreAtTheConnectDeadline(t *testing.T) {
+	for _, connected := range []bool{true, false} {
+		t.Run(fmt.Sprintf("connected=%v", connected), func(t *testing.T) {
+			h := newStatusHarness(t, []string{"web1"}, orchestrator.WithConfig(orchestrator.Config{TaskConcurrency: -1,
+				StatusInterval: time.Minute, StatusScan: true, SweepPeriod: time.Minute, NoResultAck: true,
+				ConnectTimeout: 10 * time.Second, ConnectRetry: 2 * time.Second}))
+			job, req := h.start(orchestrator.TaskRequest{Task: "demo::noop",
+				Common: orchestrator.Common{Scope: orchestrator.Scope{Nodes: []string{"web1"}}}})
+			// The request went out, but the write that recorded the node running was lost.
+			n := h.node(job.ID, "web1")
+			readyAt := h.clock.Now()
+			n.State, n.StartedAt, n.ReadyAt, n.DueAt = jobs.NodeReady, nil, &readyAt, &readyAt
+			if _, err := h.st.UpdateJobNode(t.Context(), n); err != nil {
+				t.Fatal(err)
+			}
+			h.agents.mu.Lock()
+			h.agents.connected["web1"] = connected
+			h.agents.mu.Unlock()
+			h.clock.Add(10 * time.Second) // the connect deadline
+			h.sweep()
+			got := h.node(job.ID, "web1")
+			if !connected {
+				if sent := h.agents.take(); len(sent) != 0 || got.State != jobs.NodeErrored {
+					t.Fatalf("agent away: sent %d messages, node %s; want none and errored", len(sent), got.State)
+				}
+				return
+			}
+			var again protocol.NonBlockingRequest
+			h.one(protocol.TypeNonBlockingRequest, &again)
+			if again.TransactionID != req.TransactionID || got.State != jobs.NodeRunning || got.StartedAt == nil {
+				t.Fatalf("offered %s, node %s (started %v); want %s offered again and recorded running", again.TransactionID, got.State, got.StartedAt, req.TransactionID)
+			}
+		})
 	}
 }

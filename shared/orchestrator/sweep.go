@@ -78,17 +78,25 @@ func (s *Service) sweepNode(ctx context.Context, n jobs.Node, now time.Time) err
 	switch {
 	case n.State == jobs.NodeReady, n.State == jobs.NodeRunning && n.StartedAt == nil:
 		// Holding a slot, its request not delivered yet.
-		if n.ReadyAt != nil && !now.Before(n.ReadyAt.Add(s.cfg.ConnectTimeout)) {
-			msg := fmt.Sprintf("Node %s did not connect within %s", n.Name, s.cfg.ConnectTimeout)
-			res := errorResult("puppetlabs.orchestrator/node-unavailable", msg, map[string]any{"node": n.Name})
-			return ignoreConflict(s.endNode(ctx, n, jobs.NodeError, res, msg))
+		if limit := n.ReadyAt; limit != nil && !now.Before(limit.Add(s.cfg.ConnectTimeout)) {
+			if s.cfg.NoResultAck && (n.DueAt == nil || !n.DueAt.After(limit.Add(s.cfg.ConnectTimeout))) &&
+				(s.presence == nil || s.presence.Connected(n.Name)) {
+				// The request may have reached the agent with the write that records it
+				// running lost, and with no_ack no provisional response comes to record it:
+				// offer it once more (a repeat is answered with a provisional response, a
+				// request never had is run), and end the node ConnectRetry later if it has
+				// not moved by then.
+				return s.offerOnceMore(ctx, n, now)
+			}
+			return s.notConnected(ctx, n)
 		}
 		return s.offerAgain(ctx, n, now, n.ReadyAt)
 	case deadline != nil && !now.Before(*deadline) && s.cfg.NoResultAck && s.cfg.StatusInterval > 0 &&
-		now.Before(deadline.Add(s.cfg.StatusInterval)):
+		(n.DueAt == nil || !n.DueAt.After(*deadline)):
 		// No acknowledgement on the wire: the agent's result (its own timeout report, say) may
-		// have been lost without a word. Ask once, and end the node StatusInterval later.
-		last := deadline.Add(s.cfg.StatusInterval)
+		// have been lost without a word. Ask once, however late this sweep is, and end the
+		// node StatusInterval later (a due time past the deadline says it was asked).
+		last := now.Add(s.cfg.StatusInterval)
 		return s.checkStatus(ctx, n, now, &last)
 	case deadline != nil && !now.Before(*deadline):
 		msg := fmt.Sprintf("No result from %s within the %d second timeout", n.Name, sp.job.Timeout)
@@ -187,6 +195,34 @@ func (s *Service) offerAgain(ctx context.Context, n jobs.Node, now time.Time, si
 		return err // sent (or moved on by someone else)
 	}
 	return s.offerLater(ctx, cur, now, since)
+}
+
+// notConnected ends ready node n errored: its agent did not connect within ConnectTimeout.
+func (s *Service) notConnected(ctx context.Context, n jobs.Node) error {
+	msg := fmt.Sprintf("Node %s did not connect within %s", n.Name, s.cfg.ConnectTimeout)
+	res := errorResult("puppetlabs.orchestrator/node-unavailable", msg, map[string]any{"node": n.Name})
+	return ignoreConflict(s.endNode(ctx, n, jobs.NodeError, res, msg))
+}
+
+// offerOnceMore sends a ready node's request again past its connect deadline and, when that
+// did not move it on, makes it due ConnectRetry later: a due time past the deadline says it
+// was offered once more, and the next sweep ends it. A request that cannot be sent (no
+// connection) ends the node at once.
+func (s *Service) offerOnceMore(ctx context.Context, n jobs.Node, now time.Time) error {
+	sent, err := s.resendDelivered(ctx, n)
+	if err != nil {
+		return err
+	}
+	if !sent {
+		return s.notConnected(ctx, n) // its agent is not connected: what the connect timeout is for
+	}
+	cur, err := s.store.GetJobNode(ctx, n.JobID, n.Name)
+	if err != nil || cur.State != n.State || cur.Version != n.Version {
+		return err // sent (or moved on by someone else)
+	}
+	next := now.Add(s.cfg.ConnectRetry)
+	cur.DueAt = &next
+	return ignoreConflict(s.store.UpdateJobNode(ctx, cur))
 }
 
 // offerLater makes n due again after ConnectRetry, capped at since plus ConnectTimeout.

@@ -28,6 +28,15 @@ func Start(ctx context.Context) (context.Context, *Tally) {
 	return context.WithValue(ctx, key{}, t), t
 }
 
+// Detach returns ctx without its Tally: what is done under it is charged to no job (the write
+// that records a job's usage, which its caller charges itself).
+func Detach(ctx context.Context) context.Context {
+	if From(ctx) == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, key{}, (*Tally)(nil))
+}
+
 // From returns ctx's Tally, or nil.
 func From(ctx context.Context) *Tally {
 	t, _ := ctx.Value(key{}).(*Tally)

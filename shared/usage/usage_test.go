@@ -39,3 +39,19 @@ func TestTally(t *testing.T) {
 		t.Fatal("Take did not reset")
 	}
 }
+
+func TestDetach(t *testing.T) {
+	bare := context.Background()
+	if Detach(bare) != bare {
+		t.Fatal("Detach of a context without a tally made a new context")
+	}
+	ctx, tally := Start(bare)
+	d := Detach(ctx)
+	From(d).Add(store.Usage{WriteUnits: 1}) // charged to nothing
+	if From(d) != nil || !Zero(tally.Take()) {
+		t.Fatal("a detached context still reaches the tally")
+	}
+	if _, fresh := Start(d); fresh == nil || fresh == tally {
+		t.Fatal("Start on a detached context did not start a tally of its own")
+	}
+}
