@@ -75,13 +75,7 @@ func (a *Agent) refusedNoAck(ed protocol.ErrorData, wait time.Duration) bool {
 		a.log.Warn("the server refused a result", "transaction_id", s.txn, "description", ed.Description)
 		return true
 	}
-	if wait <= 0 {
-		wait = s.retryWait
-		s.retryWait = min(2*s.retryWait, a.cfg.MaxAckTimeout)
-	}
-	wait = jitter(max(wait, minRetryWait))
-	a.log.Info("the server could not take a result now; sending it again", "transaction_id", s.txn,
-		"wait", wait, "description", ed.Description)
+	wait = a.retryAfter(ed, wait, &s.retryWait, s.txn)
 	gen, txn := o.gen, s.txn
 	time.AfterFunc(wait, func() { a.resendNoAck(gen, []string{txn}, "sent again after the server's refusal") })
 	return true

@@ -163,15 +163,23 @@ func (a *Agent) refused(ed protocol.ErrorData) bool {
 		delete(o.byTxn, txn)
 		return true
 	}
+	wait = a.retryAfter(ed, wait, &d.retryWait, txn)
+	d.timer.Reset(wait)
+	return true
+}
+
+// retryAfter is the wait before a result the server refused with a retryable error goes again:
+// the wait it named, or the result's own backoff (doubled for next time, up to
+// MaxAckTimeout), jittered.
+func (a *Agent) retryAfter(ed protocol.ErrorData, wait time.Duration, backoff *time.Duration, txn string) time.Duration {
 	if wait <= 0 {
-		wait = d.retryWait
-		d.retryWait = min(2*d.retryWait, a.cfg.MaxAckTimeout)
+		wait = *backoff
+		*backoff = min(2**backoff, a.cfg.MaxAckTimeout)
 	}
 	wait = jitter(max(wait, minRetryWait))
 	a.log.Info("the server could not take a result now; sending it again", "transaction_id", txn,
 		"wait", wait, "description", ed.Description)
-	d.timer.Reset(wait)
-	return true
+	return wait
 }
 
 // factsSent records the message id of the facts just sent.

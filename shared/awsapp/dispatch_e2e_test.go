@@ -84,34 +84,14 @@ func TestAWSThrottledResultRedelivered(t *testing.T) {
 	c := newCloud(t, apigwtest.WithThrottle(func(body []byte) bool {
 		return strings.Contains(string(body), "rpc_non_blocking_response") && throttled.Add(1) == 1
 	}))
-	dir := t.TempDir()
-	agent := c.startAgent("web1", dir)
-	c.waitConnected("web1")
-	connections := c.ws.Stats().Connections
-	ref, err := c.api.RunTask(t.Context(), client.TaskRequest{Task: "demo::hello", Params: map[string]any{"name": "again"}, Scope: client.Scope{Nodes: []string{"web1"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Within 45 s: the status scan, which would also find the result, asks only after a
 	// node has run for a minute.
-	eventually(t, "the throttled result sent again", 45*time.Second, func() bool {
-		j, err := c.api.Job(t.Context(), ref.Name)
-		return err == nil && j.Done()
-	})
-	job, nodes := c.waitJob(ref.Name)
-	if job.State != "finished" || len(nodes) != 1 || !strings.Contains(string(nodes[0].Result), "hello again") {
-		t.Fatalf("job %s, nodes %+v", job.State, nodes)
-	}
-	st := c.ws.Stats()
+	agentLog, st := c.lostResultComesBack(t, "again", 45*time.Second)
 	if st.Throttled != 1 || throttled.Load() < 2 {
 		t.Fatalf("throttled %d messages, saw %d results; want the first of at least two throttled", st.Throttled, throttled.Load())
 	}
-	if st.Connections != connections {
-		t.Fatalf("%d connections after the job, %d before: the result came back by reconnecting", st.Connections, connections)
-	}
-	out := agent.output()
-	if !strings.Contains(out, "result sent again after API Gateway's error frame") || strings.Contains(out, "no acknowledgement for a result") {
-		t.Fatalf("want the result sent again on the gateway's frame, not on an acknowledgement timer:\n%s", out)
+	if !strings.Contains(agentLog, "result sent again after API Gateway's error frame") || strings.Contains(agentLog, "no acknowledgement for a result") {
+		t.Fatalf("want the result sent again on the gateway's frame, not on an acknowledgement timer:\n%s", agentLog)
 	}
 }
 
@@ -124,30 +104,38 @@ func TestAWSSilentlyLostResultFound(t *testing.T) {
 	c := newCloudWith(t, func(cfg *awsapp.Config) { cfg.StatusInterval = 2 * time.Second }, apigwtest.WithDrop(func(body []byte) bool {
 		return strings.Contains(string(body), "rpc_non_blocking_response") && results.Add(1) == 1
 	}))
-	dir := t.TempDir()
-	agent := c.startAgent("web1", dir)
+	agentLog, st := c.lostResultComesBack(t, "found", 60*time.Second)
+	if st.Dropped != 1 || results.Load() < 2 {
+		t.Fatalf("dropped %d messages, saw %d results; want the first of at least two dropped", st.Dropped, results.Load())
+	}
+	if strings.Contains(agentLog, "no acknowledgement for a result") || strings.Contains(agentLog, "API Gateway's error frame") {
+		t.Fatalf("the result must come back on the server's status query, not on a timer or a frame:\n%s", agentLog)
+	}
+}
+
+// lostResultComesBack runs demo::hello (name) on a new agent web1 whose first result the
+// cloud loses, waits up to within for the job to end, checks that it finished with the
+// result on the connection it started on, and returns the agent's log and the gateway's stats.
+func (c *cloud) lostResultComesBack(t *testing.T, name string, within time.Duration) (string, apigwtest.Stats) {
+	t.Helper()
+	agent := c.startAgent("web1", t.TempDir())
 	c.waitConnected("web1")
 	connections := c.ws.Stats().Connections
-	ref, err := c.api.RunTask(t.Context(), client.TaskRequest{Task: "demo::hello", Params: map[string]any{"name": "found"}, Scope: client.Scope{Nodes: []string{"web1"}}})
+	ref, err := c.api.RunTask(t.Context(), client.TaskRequest{Task: "demo::hello", Params: map[string]any{"name": name}, Scope: client.Scope{Nodes: []string{"web1"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the lost result found", 60*time.Second, func() bool {
+	eventually(t, "the lost result back", within, func() bool {
 		j, err := c.api.Job(t.Context(), ref.Name)
 		return err == nil && j.Done()
 	})
 	job, nodes := c.waitJob(ref.Name)
-	if job.State != "finished" || len(nodes) != 1 || !strings.Contains(string(nodes[0].Result), "hello found") {
+	if job.State != "finished" || len(nodes) != 1 || !strings.Contains(string(nodes[0].Result), "hello "+name) {
 		t.Fatalf("job %s, nodes %+v", job.State, nodes)
 	}
 	st := c.ws.Stats()
-	if st.Dropped != 1 || results.Load() < 2 {
-		t.Fatalf("dropped %d messages, saw %d results; want the first of at least two dropped", st.Dropped, results.Load())
-	}
 	if st.Connections != connections {
 		t.Fatalf("%d connections after the job, %d before: the result came back by reconnecting", st.Connections, connections)
 	}
-	if out := agent.output(); strings.Contains(out, "no acknowledgement for a result") || strings.Contains(out, "API Gateway's error frame") {
-		t.Fatalf("the result must come back on the server's status query, not on a timer or a frame:\n%s", out)
-	}
+	return agent.output(), st
 }

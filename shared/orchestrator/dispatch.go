@@ -386,14 +386,20 @@ func (s *Service) runningRecord(sp *jobSpec, n jobs.Node, now time.Time) (jobs.N
 	return n, ev, nil
 }
 
+// timeoutDeadline is when a node of sp that started running at started is past its job's
+// timeout plus TimeoutGrace (the server ends it failed); nil for a job without a timeout.
+func (s *Service) timeoutDeadline(sp *jobSpec, started time.Time) *time.Time {
+	if sp.job.Timeout <= 0 {
+		return nil
+	}
+	t := started.Add(time.Duration(sp.job.Timeout)*time.Second + s.cfg.TimeoutGrace)
+	return &t
+}
+
 // runningDue is when a node that started running at now is next due: its first status
 // check, or its job's timeout (plus grace) when that comes first; nil when neither applies.
 func (s *Service) runningDue(sp *jobSpec, now time.Time) *time.Time {
-	var due *time.Time
-	if sp.job.Timeout > 0 {
-		t := now.Add(time.Duration(sp.job.Timeout)*time.Second + s.cfg.TimeoutGrace)
-		due = &t
-	}
+	due := s.timeoutDeadline(sp, now)
 	if s.cfg.StatusInterval > 0 && !s.cfg.StatusScan {
 		if t := now.Add(s.cfg.StatusInterval); due == nil || t.Before(*due) {
 			due = &t

@@ -489,7 +489,7 @@ func (s *Service) onStatus(ctx context.Context, node string, st protocol.StatusR
 		if err != nil {
 			return err
 		}
-		if t := sp.job.Timeout; t > 0 && !s.clock().Before(n.StartedAt.Add(time.Duration(t)*time.Second+s.cfg.TimeoutGrace)) {
+		if d := s.timeoutDeadline(sp, *n.StartedAt); d != nil && !s.clock().Before(*d) {
 			s.log.Info("status query: the request never arrived and its timeout has passed", "node", n)
 			return nil
 		}

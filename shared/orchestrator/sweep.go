@@ -71,9 +71,8 @@ func (s *Service) sweepNode(ctx context.Context, n jobs.Node, now time.Time) err
 		return err
 	}
 	var deadline *time.Time // when a running node's job timeout (plus grace) has passed
-	if n.State == jobs.NodeRunning && sp.job.Timeout > 0 && n.StartedAt != nil {
-		t := n.StartedAt.Add(time.Duration(sp.job.Timeout)*time.Second + s.cfg.TimeoutGrace)
-		deadline = &t
+	if n.State == jobs.NodeRunning && n.StartedAt != nil {
+		deadline = s.timeoutDeadline(sp, *n.StartedAt)
 	}
 	switch {
 	case n.State == jobs.NodeReady, n.State == jobs.NodeRunning && n.StartedAt == nil:
