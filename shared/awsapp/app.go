@@ -239,7 +239,7 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 		orchestrator.WithConfig(orchestrator.Config{ConnectTimeout: cfg.ConnectTimeout, TaskConcurrency: cfg.TaskConcurrency,
 			StatusInterval: cmp.Or(cfg.StatusInterval, time.Minute), StatusScan: true, SweepPeriod: time.Minute, Metered: true,
 			// No acknowledgement on the wire: a message ($1 per million) less per node-run.
-			NoResultAck: true, Broker: "pcp://" + cfg.WebSocketEndpoint + "/server"}),
+			NoResultAck: true, UsageCarry: UsageCarry, Broker: "pcp://" + cfg.WebSocketEndpoint + "/server"}),
 		orchestrator.WithResultUploads(cat),
 		// A reader following a node's output (GET .../output?wait=) reads it again once a
 		// second, not four times: each read is a DynamoDB query, and at 250 ms a follower cost
@@ -280,6 +280,11 @@ func New(cfg Config, c Clients, meter *Meter, logger *slog.Logger) (*App, error)
 
 // Logger is the App's logger.
 func (a *App) Logger() *slog.Logger { return a.log }
+
+// UsageCarry is how long a result's invocation leaves the usage it caused after its counter
+// update for the job's next result in the same instance to carry, before it is written
+// (orchestrator.Config.UsageCarry): a write unit less per node-run.
+const UsageCarry = 5 * time.Second
 
 // OutputPoll is how often a waiting output request reads the node's output again on AWS.
 const OutputPoll = time.Second

@@ -102,6 +102,18 @@ func TestCapacity(t *testing.T) {
 		for k, v := range byPrefix {
 			t.Logf("N=%d: keys %s: %.3f WCU + %.3f RCU per node-run", n, k, v[0], v[1])
 		}
+		// The usage of result invocations rides on their counter updates (and what is left
+		// over on the next result's): the usage shards take a few writes per job, not one
+		// per node-run.
+		usageWCU := 0.0
+		for _, p := range r.partitions {
+			if p.Index == "" && strings.Contains(p.PK, "#U") {
+				usageWCU += p.WCU
+			}
+		}
+		if usageWCU > 0.05*float64(n) {
+			t.Errorf("N=%d: the usage shards took %.3f WCU per node-run, want at most 0.05", n, usageWCU/float64(n))
+		}
 		for _, p := range r.partitions {
 			if n < minModelJob {
 				break // a job this small cannot run at the target rate for long: logged only
@@ -235,7 +247,7 @@ func runCapacity(t *testing.T, n int) capacityRun {
 		} else if time.Since(lastMove) > stallSweep {
 			sweeps++
 			c.meter.AddInvocation("sweep")
-			if err := c.app.Orchestrator.Sweep(awsapp.WithFunction(t.Context(), "sweep")); err != nil {
+			if err := c.fn["sweep"].Orchestrator.Sweep(awsapp.WithFunction(t.Context(), "sweep")); err != nil {
 				t.Logf("sweep: %v", err)
 			}
 			lastMove = time.Now()
@@ -257,6 +269,22 @@ func runCapacity(t *testing.T, n int) capacityRun {
 	job, err := c.api.Job(t.Context(), ref.Name)
 	if err != nil || job.State != "finished" || job.NodeStates["finished"] != n {
 		t.Fatalf("job %s: %s %v (%v), want %d finished", ref.Name, job.State, job.NodeStates, err, n)
+	}
+	// The job's own account (baton_usage) must come to the meter's write units: usage that
+	// result invocations left to be carried (awsapp.UsageCarry) is written within that time
+	// once no result comes to carry it.
+	jobWCU := func() float64 {
+		u, err := c.probe.JobUsage(t.Context(), id) // unmetered: the test's reads cost the job nothing
+		if err != nil {
+			return -1
+		}
+		return u.WriteUnits
+	}
+	for deadline := time.Now().Add(awsapp.UsageCarry + 20*time.Second); jobWCU() != c.usage().Sub(before).DynamoWCU; {
+		if time.Now().After(deadline) {
+			t.Fatalf("N=%d: the job's baton_usage says %.1f write units, the meter %.1f", n, jobWCU(), c.usage().Sub(before).DynamoWCU)
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
 	}
 	r := capacityRun{n: n, connect: settled, elapsed: elapsed, usage: c.usage().Sub(before), partitions: c.meter.Partitions()}
 	r.wcuPerRun, r.rcuPerRun = r.usage.DynamoWCU/float64(n), r.usage.DynamoRCU/float64(n)

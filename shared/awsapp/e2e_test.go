@@ -72,8 +72,13 @@ func logger() *slog.Logger {
 // cloud is the AWS deployment on one machine: DynamoDB and S3 emulators, API Gateway
 // stand-ins, and the exact handlers the Lambda mains wire.
 type cloud struct {
-	t     *testing.T
+	t *testing.T
+	// app is the api function's (and the test's own calls'); fn has one App per function,
+	// each with its own caches, as each Lambda function is its own process on AWS: what
+	// one function holds in memory (a node it recorded started, a job's meta) the others
+	// must read.
 	app   *awsapp.App
+	fn    map[string]*awsapp.App
 	ws    *apigwtest.WebSocketAPI
 	http  *apigwtest.HTTPAPI
 	api   *client.Client
@@ -137,16 +142,16 @@ func newCloudWith(t *testing.T, configure func(*awsapp.Config), wsOpts ...apigwt
 	c := &cloud{t: t, meter: awsapp.NewMeter()}
 	c.ws = apigwtest.NewWebSocketAPI(apigwtest.WebSocketHandlers{
 		Authorizer: func(ctx context.Context, r awsgwAuthorizerRequest) (awsgwAuthorizerResponse, error) {
-			return awsgw.NodeAuthorizer(c.app.Auth, logger())(awsapp.WithFunction(ctx, "wsauthorizer"), r)
+			return awsgw.NodeAuthorizer(c.fn["wsauthorizer"].Auth, logger())(awsapp.WithFunction(ctx, "wsauthorizer"), r)
 		},
 		Connect: func(ctx context.Context, r wsEvent) (wsResponse, error) {
-			return c.app.WebSocket.Connect(awsapp.WithFunction(ctx, "wsconnect"), r)
+			return c.fn["wsconnect"].WebSocket.Connect(awsapp.WithFunction(ctx, "wsconnect"), r)
 		},
 		Disconnect: func(ctx context.Context, r wsEvent) (wsResponse, error) {
-			return c.app.WebSocket.Disconnect(awsapp.WithFunction(ctx, "wsdisconnect"), r)
+			return c.fn["wsdisconnect"].WebSocket.Disconnect(awsapp.WithFunction(ctx, "wsdisconnect"), r)
 		},
 		Default: func(ctx context.Context, r wsEvent) (wsResponse, error) {
-			return c.app.Default(awsapp.WithFunction(ctx, "wsdefault"), r)
+			return c.fn["wsdefault"].Default(awsapp.WithFunction(ctx, "wsdefault"), r)
 		},
 	}, append([]apigwtest.Option{apigwtest.WithIdentitySource("route.request.header.X-Baton-Node", "route.request.header.Authorization"),
 		apigwtest.WithLogger(logger())}, wsOpts...)...)
@@ -175,10 +180,15 @@ func newCloudWith(t *testing.T, configure func(*awsapp.Config), wsOpts ...apigwt
 	cfg.DispatchQueue = aws.ToString(q.QueueUrl)
 	recorder.Name(cfg.DispatchQueue, "queue")
 	c.queue = &countingQueue{QueueSender: sqsc}
-	app, err := awsapp.New(cfg, awsapp.Clients{DynamoDB: ddb, S3: s3c, Management: mgmt, SQS: c.queue}, c.meter, logger())
-	if err != nil {
-		t.Fatal(err)
+	c.fn = map[string]*awsapp.App{}
+	for _, f := range []string{"api", "wsauthorizer", "wsconnect", "wsdisconnect", "wsdefault", "dispatch", "sweep"} {
+		app, err := awsapp.New(cfg, awsapp.Clients{DynamoDB: ddb, S3: s3c, Management: mgmt, SQS: c.queue}, c.meter, logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.fn[f] = app
 	}
+	app := c.fn["api"]
 	c.app = app
 	if c.probe, err = dynamo.New(ddb, dynamo.Config{Table: table}); err != nil {
 		t.Fatal(err)
@@ -221,7 +231,7 @@ func newCloudWith(t *testing.T, configure func(*awsapp.Config), wsOpts ...apigwt
 					continue
 				}
 				c.meter.AddInvocation("sweep")
-				_ = app.Orchestrator.Sweep(awsapp.WithFunction(sweepCtx, "sweep"))
+				_ = c.fn["sweep"].Orchestrator.Sweep(awsapp.WithFunction(sweepCtx, "sweep"))
 			}
 		}
 	}()
@@ -269,7 +279,7 @@ func (c *cloud) pollDispatch(ctx context.Context, q *sqs.Client, url string) {
 				ev.Records = append(ev.Records, events.SQSMessage{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle), Body: aws.ToString(m.Body)})
 			}
 			c.meter.AddInvocation("dispatch")
-			resp, err := c.app.DispatchMessages(awsapp.WithFunction(context.Background(), "dispatch"), ev)
+			resp, err := c.fn["dispatch"].DispatchMessages(awsapp.WithFunction(context.Background(), "dispatch"), ev)
 			if err != nil {
 				c.t.Logf("dispatch: %v", err)
 				return

@@ -518,6 +518,7 @@ func (s *Service) finishJob(ctx context.Context, jobID int64, counts jobs.StateC
 		if err != nil {
 			return fmt.Errorf("finish job %d: %w", jobID, err)
 		}
+		s.jobEndedHere(jobID)
 		s.finished.wake(jobID, endedJob{written, counts})
 		s.log.Info("job ended", "job", ended, "node_states", counts)
 		return nil

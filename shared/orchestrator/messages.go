@@ -195,7 +195,8 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 			return err
 		}
 	}
-	defer s.charge(ctx, n.JobID)
+	s.takeCarried(ctx, n.JobID)
+	defer s.chargeResult(ctx, n.JobID)
 	sp, err := s.specByID(ctx, n.JobID)
 	if err != nil {
 		return fmt.Errorf("record %s: %w", txn, err)
@@ -285,6 +286,7 @@ func (s *Service) endWithJob(ctx context.Context, end jobs.Node, events []jobs.E
 	if err != nil {
 		return false
 	}
+	s.jobEndedHere(written.ID)
 	s.finished.wake(written.ID, endedJob{written, counts})
 	s.log.Info("job ended", "job", written, "node_states", counts)
 	return true

@@ -97,6 +97,12 @@ type Config struct {
 	// (baton serve), nothing is metered and JobUsage answers zero without a read: a read less
 	// on every GET of a job.
 	Metered bool
+	// UsageCarry, when positive, lets a result's invocation leave the usage it caused after
+	// its counter update (which carries the usage before it: see the dynamo store) for the
+	// next result of the same job in this process to carry, instead of a write of its own:
+	// a write unit less per node-run. What is left over is written when this process ends
+	// the job, and otherwise UsageCarry after it was left (see carry.go).
+	UsageCarry time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -165,6 +171,7 @@ type Service struct {
 
 	finished waiters[int64, endedJob] // waiters of WaitJob
 	refills  refills                  // the refills results ask for, coalesced per job (refill.go)
+	carried  carried                  // usage left for the next result to carry (carry.go)
 	output   outputState              // live task output (output.go)
 	// recounts is the sweep's watch of unfinished jobs' counts (recount.go).
 	recounts recountWatch

@@ -631,6 +631,7 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 	}
 	sharded := j > 0
 	lift := sharded && nev > 0 && floor > base
+	var ride usageRider
 	build := func(e *expr) string {
 		l := int64(0)
 		if lift {
@@ -652,12 +653,17 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 				}
 			}
 		}
+		if len(adds)+len(sets) > 0 {
+			adds = append(adds, usageAdds(e, ride.u)...) // never a write for the usage alone
+		}
 		slices.Sort(adds)
 		return updateExpr(sets, adds)
 	}
+	ride = takeRider(ctx)
 	var e expr
 	upd := build(&e)
 	if upd == "" {
+		ride.giveBack()
 		return nil
 	}
 	// Unconditional: a condition on the guessed ids would be refused (a billed write of
@@ -676,6 +682,7 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 	}
 	guessed := err == nil && (base >= 0 || floor > 0) && nev > 0
 	if err != nil {
+		ride.giveBack()
 		return fmt.Errorf("the record is written; its job's counters: %w", err)
 	}
 	c, err := decodeCountersItem(after)

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/usage"
 )
 
 // errNonFiniteUsage refuses capacity units that are NaN or infinite, which DynamoDB numbers
@@ -21,28 +22,16 @@ var errNonFiniteUsage = errors.New("usage capacity units must be finite")
 // beyond) that ADDs every counter of u (the capacity units as decimal numbers), conditional
 // on the shard existing (else store.ErrNotFound). ADD is atomic, so concurrent adds all
 // count; the shards spread the adds of a busy job over partition keys. Each call is a write
-// unit: callers should add a job's usage once per invocation, not once per message.
+// unit: callers should add a job's usage once per invocation, not once per message. (Usage
+// also rides on the counter updates of UpdateJobNode: see usageRider.)
 func (s *Store) AddJobUsage(ctx context.Context, jobID int64, u store.Usage) error {
-	if math.IsNaN(u.ReadUnits) || math.IsInf(u.ReadUnits, 0) || math.IsNaN(u.WriteUnits) || math.IsInf(u.WriteUnits, 0) {
+	if !finiteUsage(u) {
 		return fmt.Errorf("add usage of job %d: %w", jobID, errNonFiniteUsage)
 	}
 	var e expr
-	adds := []struct {
-		attr string
-		v    types.AttributeValue
-	}{
-		{attrUsageInvocations, avN(u.Invocations)},
-		{attrUsageMessagesIn, avN(u.MessagesIn)},
-		{attrUsageMessagesOut, avN(u.MessagesOut)},
-		{attrUsageMessageUnits, avN(u.MessageUnits)},
-		{attrUsageReadUnits, avF(u.ReadUnits)},
-		{attrUsageWriteUnits, avF(u.WriteUnits)},
-		{attrUsageS3Writes, avN(u.S3Writes)},
-		{attrUsageS3Reads, avN(u.S3Reads)},
-	}
-	clauses := make([]string, len(adds))
-	for i, a := range adds {
-		clauses[i] = e.name(a.attr) + " " + e.value(a.v)
+	clauses := usageAdds(&e, u)
+	if len(clauses) == 0 {
+		return nil
 	}
 	m, err := s.meta(ctx, jobID)
 	if err != nil {
@@ -58,16 +47,72 @@ func (s *Store) AddJobUsage(ctx context.Context, jobID int64, u store.Usage) err
 	return nil
 }
 
-// JobUsage implements store.Store: one BatchGetItem of the job's usage shards, summed;
-// store.ErrNotFound when there are none (the job does not exist).
+func finiteUsage(u store.Usage) bool {
+	return !math.IsNaN(u.ReadUnits) && !math.IsInf(u.ReadUnits, 0) && !math.IsNaN(u.WriteUnits) && !math.IsInf(u.WriteUnits, 0)
+}
+
+// usageAdds are the ADD clauses of u's counters that are not zero.
+func usageAdds(e *expr, u store.Usage) []string {
+	adds := []struct {
+		attr string
+		v    types.AttributeValue
+		zero bool
+	}{
+		{attrUsageInvocations, avN(u.Invocations), u.Invocations == 0},
+		{attrUsageMessagesIn, avN(u.MessagesIn), u.MessagesIn == 0},
+		{attrUsageMessagesOut, avN(u.MessagesOut), u.MessagesOut == 0},
+		{attrUsageMessageUnits, avN(u.MessageUnits), u.MessageUnits == 0},
+		{attrUsageReadUnits, avF(u.ReadUnits), u.ReadUnits == 0},
+		{attrUsageWriteUnits, avF(u.WriteUnits), u.WriteUnits == 0},
+		{attrUsageS3Writes, avN(u.S3Writes), u.S3Writes == 0},
+		{attrUsageS3Reads, avN(u.S3Reads), u.S3Reads == 0},
+	}
+	var clauses []string
+	for _, a := range adds {
+		if !a.zero {
+			clauses = append(clauses, e.name(a.attr)+" "+e.value(a.v))
+		}
+	}
+	return clauses
+}
+
+// usageRider is the usage an update of a job's counters carries: what the caller's usage
+// tally (shared/usage) holds when UpdateJobNode or UpdateJobNodes moves the counters, taken
+// from the tally and ADDed in the same UpdateItem (no write of its own). An invocation that
+// records a result so pays for its usage with the write it makes anyway; what it does after
+// that update (its events, its read of the counts, that update itself) stays in the tally
+// for its caller to charge. Given back to the tally when the update fails.
+type usageRider struct {
+	t *usage.Tally
+	u store.Usage
+}
+
+func takeRider(ctx context.Context) usageRider {
+	t := usage.From(ctx)
+	u := t.Take()
+	if !finiteUsage(u) { // AddJobUsage refuses it with a clear error
+		t.Add(u)
+		u = store.Usage{}
+	}
+	return usageRider{t: t, u: u}
+}
+
+func (r usageRider) giveBack() { r.t.Add(r.u) }
+
+// JobUsage implements store.Store: one BatchGetItem of the job's usage shards and its
+// counters items (the counters item and the counter shards, which carry usage that rode on
+// their updates), summed; store.ErrNotFound when there are none (the job does not exist).
 func (s *Store) JobUsage(ctx context.Context, jobID int64) (store.Usage, error) {
 	m, err := s.meta(ctx, jobID)
 	if err != nil {
 		return store.Usage{}, fmt.Errorf("job usage %d: %w", jobID, err)
 	}
-	keys := make([]item, m.usage)
-	for k := range keys {
-		keys[k] = usageKey(jobID, k)
+	keys := make([]item, 0, m.usage+m.seqs())
+	for k := range m.usage {
+		keys = append(keys, usageKey(jobID, k))
+	}
+	for j := range m.seqs() {
+		keys = append(keys, m.seqKey(j))
 	}
 	got, err := s.batchGet(ctx, keys)
 	if err != nil {
