@@ -76,8 +76,7 @@ var notDriven = map[string]map[string]string{
 		"dynamodb:GetItem": "the read after a $connect refused by its condition (a late $connect of a connection older than the one recorded, or an unknown node); the end-to-end tests' agents are enrolled and their connects are handled in order",
 	},
 	FunctionWSDefault: {
-		"dynamodb:BatchWriteItem":  "the events of a claim that refills free slots under a server-wide cap (BATON_TASK_CONCURRENCY); the end-to-end tests run without one, as AWS does by default",
-		"dynamodb:Query" + onTable: "queries of a job's node shards when a result makes a job reach its error limit (the skipping of its ready records) or a result names a transaction id that does not name its job; the end-to-end tests' jobs have no error limit, and the orchestrator's ids name their jobs",
+		"dynamodb:BatchWriteItem": "the events of a claim that refills free slots under a server-wide cap (BATON_TASK_CONCURRENCY); the end-to-end tests run without one, as AWS does by default",
 	},
 }
 

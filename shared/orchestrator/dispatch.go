@@ -499,6 +499,20 @@ func (s *Service) taskParams(ctx context.Context, sp *jobSpec, n jobs.Node) (jso
 
 // finishJob ends job jobID, whose nodes are all done (counts), unless it has ended already.
 func (s *Service) finishJob(ctx context.Context, jobID int64, counts jobs.StateCounts) error {
+	if dc, ok := s.store.(doneChecker); ok {
+		done, err := dc.JobNodesDone(ctx, jobID)
+		if err != nil {
+			return fmt.Errorf("finish job %d: %w", jobID, err)
+		}
+		if !done {
+			// The counts ran ahead of the records: a process died between its counters'
+			// update and its record's write (priorUpdater), or a write of the record is on
+			// its way. The sweep recounts a job whose counts stay still (recountIfQuiet),
+			// and asks its running nodes about their results.
+			s.log.Warn("the job's counts say it is done, but a node is not: not ended", "job_id", jobID, "node_states", counts)
+			return nil
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		job, err := s.store.GetJob(ctx, jobID)
 		if err != nil {
@@ -523,6 +537,13 @@ func (s *Service) finishJob(ctx context.Context, jobID int64, counts jobs.StateC
 		s.log.Info("job ended", "job", ended, "node_states", counts)
 		return nil
 	}
+}
+
+// doneChecker is a store whose job counts can run ahead of its records (see priorUpdater): it
+// tells whether every node record of a job is done, which finishJob asks before it ends the
+// job on its counts.
+type doneChecker interface {
+	JobNodesDone(ctx context.Context, jobID int64) (bool, error)
 }
 
 // endedJob is job ended at now, every node done (counts), and the event saying so.

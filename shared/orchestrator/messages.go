@@ -238,6 +238,7 @@ func (s *Service) recordOutcome(ctx context.Context, sp *jobSpec, n jobs.Node, t
 			return false, false, nil // a duplicate, or an answer to a superseded request
 		}
 		now := s.clock()
+		read := n // the record as stored, which the write replaces
 		var events []jobs.Event
 		if n.State == jobs.NodeReady { // the result overtook our own record of the send
 			var ev jobs.Event
@@ -257,7 +258,7 @@ func (s *Service) recordOutcome(ctx context.Context, sp *jobSpec, n jobs.Node, t
 		if sp.job.NodeCount == 1 && s.endWithJob(ctx, end, append(events, ev), now) {
 			return true, true, nil
 		}
-		_, err = s.store.UpdateJobNode(ctx, end, append(events, ev)...)
+		_, err = s.updateFrom(ctx, read, end, append(events, ev)...)
 		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
 			if n, err = s.store.GetJobNode(ctx, n.JobID, n.Name); err != nil {
 				return false, false, fmt.Errorf("record %s: %w", txn, err)
@@ -269,6 +270,22 @@ func (s *Service) recordOutcome(ctx context.Context, sp *jobSpec, n jobs.Node, t
 		}
 		return true, false, nil
 	}
+}
+
+// priorUpdater is a store that writes a record update cheaper when told the record it
+// replaces, as read at the update's version (the dynamo store: the counters first, then the
+// record once with its latest event id). Such a store can leave a job's counts ahead of its
+// records when a process dies between the two: it is a doneChecker too.
+type priorUpdater interface {
+	UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (jobs.Node, error)
+}
+
+// updateFrom writes n, which replaces prev (read at n.Version), with events.
+func (s *Service) updateFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (jobs.Node, error) {
+	if pu, ok := s.store.(priorUpdater); ok {
+		return pu.UpdateJobNodeFrom(ctx, prev, n, events...)
+	}
+	return s.store.UpdateJobNode(ctx, n, events...)
 }
 
 // endWithJob writes the end of a one-node job's node and the end of the job in one write,

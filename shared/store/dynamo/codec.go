@@ -95,6 +95,7 @@ const (
 	attrQuotaPref     = "q"   // job counters: + slot shard: ACTIVE slots the job holds from it
 	attrVoid          = "vd"  // event: an id given up (a claim that lost its record)
 	attrWritten       = "wt"  // event: when it was written (Unix ms, the writer's clock)
+	attrPack          = "evp" // event pack: its events (JSON, gzip-compressed when that is smaller)
 	attrFactsHash     = "fh"  // inventory node: SHA-256 of its facts (hex), "" without
 	attrOwner         = "ow"  // lease: owner
 	attrUntil         = "lu"  // lease: end (timeLayout)

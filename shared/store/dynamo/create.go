@@ -192,14 +192,12 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 		}
 		body = append(body, it)
 	}
-	for i, e := range evs {
-		it, err := s.eventItem(e, creationAlloc(m, i).seq, m)
-		if err != nil {
-			s.releaseSlots(ctx, grants)
-			return fail(err)
-		}
-		body = append(body, it)
+	evItems, err := s.creationEventItems(m, evs) // packs in a job with counter shards (packs.go)
+	if err != nil {
+		s.releaseSlots(ctx, grants)
+		return fail(err)
 	}
+	body = append(body, evItems...)
 
 	undo := func(reserved bool) {
 		s.releaseSlots(ctx, grants)

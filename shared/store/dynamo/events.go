@@ -96,6 +96,25 @@ func (s *Store) listEventsSharded(ctx context.Context, m jobMeta, start int64, l
 		if err != nil {
 			return err
 		}
+		raw := items
+		// A pack (the creation's events) found from start may hold events before it: the
+		// last of those is the event before start.
+		if items, err = expandPacks(items); err != nil {
+			return err
+		}
+		var before item
+		from := items[:0:0]
+		for _, it := range items {
+			r := reader{it: it}
+			if r.n(attrID) < start {
+				if before == nil || seqOfEvent(it) > seqOfEvent(before) {
+					before = it
+				}
+				continue
+			}
+			from = append(from, it)
+		}
+		items = from
 		var pe expr
 		prev, err := s.query(ctx, &dynamodb.QueryInput{
 			KeyConditionExpression: aws.String(pe.eq(PartitionKey, pk) + " AND " + pe.name(SortKey) +
@@ -112,12 +131,17 @@ func (s *Store) listEventsSharded(ctx context.Context, m jobMeta, start int64, l
 		defer mu.Unlock()
 		p := &parts[j]
 		p.items = append(p.items, items...)
-		if limit > 0 && len(items) >= limit {
-			r := reader{it: items[len(items)-1]}
+		if limit > 0 && len(raw) >= limit {
+			r := reader{it: raw[len(raw)-1]}
 			p.cut = min(p.cut, (r.n(attrID)/Q+1)*Q+int64(j)) // the next event here is above
 		}
-		if len(prev) > 0 && (p.prev == nil || seqOfEvent(prev[0]) > seqOfEvent(p.prev)) {
-			p.prev = prev[0]
+		if before != nil {
+			prev = append(prev, before)
+		}
+		for _, it := range prev {
+			if p.prev == nil || seqOfEvent(it) > seqOfEvent(p.prev) {
+				p.prev = it
+			}
 		}
 		return nil
 	})

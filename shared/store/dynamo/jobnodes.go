@@ -608,6 +608,28 @@ func (s *Store) writeRecord(ctx context.Context, m jobMeta, n jobs.Node, events 
 // the update SETs the clock to floor plus the events instead of adding to it, on condition
 // that it is still at or below floor (else it adds: the clock passed floor meanwhile).
 func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written, base, floor int64) error {
+	mv, err := s.moveCounters(ctx, m, j, ws, base, floor)
+	if errors.Is(err, errNothingMoved) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("the record is written; %w", err)
+	}
+	return s.finishWrites(ctx, m, j, ws, mv, true)
+}
+
+// moved is what moveCounters did: the counters as they are after its update, whether the
+// records' guessed ids held, and the quota taken by records made active outside a claim.
+type moved struct {
+	c       counters
+	guessed bool
+	took    []int64
+	act     int64
+}
+
+// moveCounters is the first part of afterWrites: the update of sequencer j (counts, active
+// count, event ids) for records ws, and the claim cursor moved back for requeued records.
+func (s *Store) moveCounters(ctx context.Context, m jobMeta, j int, ws []*written, base, floor int64) (moved, error) {
 	delta := map[jobs.NodeState]int64{}
 	var act, nev int64
 	requeued := int64(-1)
@@ -664,7 +686,7 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 	upd := build(&e)
 	if upd == "" {
 		ride.giveBack()
-		return nil
+		return moved{}, errNothingMoved
 	}
 	// Unconditional: a condition on the guessed ids would be refused (a billed write of
 	// the sequencer, then a second one) whenever another writer got ids in between, which
@@ -683,11 +705,11 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 	guessed := err == nil && (base >= 0 || floor > 0) && nev > 0
 	if err != nil {
 		ride.giveBack()
-		return fmt.Errorf("the record is written; its job's counters: %w", err)
+		return moved{}, fmt.Errorf("its job's counters: %w", err)
 	}
 	c, err := decodeCountersItem(after)
 	if err != nil {
-		return err
+		return moved{}, err
 	}
 	if requeued >= 0 && (sharded || requeued < c.cursor) {
 		// Back in the queue behind the claim cursor: move the cursor back to it.
@@ -695,9 +717,26 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 		_, err := s.update(ctx, jobCountersKey(m.id), "SET "+ce.eq(attrCursor, avN(requeued)),
 			ce.name(attrCursor)+" > "+ce.value(avN(requeued)), &ce, types.ReturnValueNone, nil)
 		if _, ok := conditionFailed(err); !ok && err != nil {
-			return fmt.Errorf("the record is written; the claim cursor: %w", err)
+			return moved{}, fmt.Errorf("the claim cursor: %w", err)
 		}
 	}
+	return moved{c: c, guessed: guessed, took: took, act: act}, nil
+}
+
+// errNothingMoved: moveCounters had nothing to update (no state changed, no events).
+var errNothingMoved = errors.New("no counter moved")
+
+// finishWrites is the second part of afterWrites, after moveCounters (mv): the records' event
+// ids, their LatestEventIDs set right where the guess was wrong (fixup), the events, the
+// quota moves and the surplus quota's return.
+func (s *Store) finishWrites(ctx context.Context, m jobMeta, j int, ws []*written, mv moved, fixup bool) error {
+	c, guessed, took, act := mv.c, mv.guessed, mv.took, mv.act
+	sharded := j > 0
+	var nev int64
+	for _, w := range ws {
+		nev += int64(len(w.events))
+	}
+	var err error
 	if nev > 0 {
 		ids := allocated(m, j, c, nev)
 		allocs := make([][]alloc, len(ws))
@@ -720,7 +759,7 @@ func (s *Store) afterWrites(ctx context.Context, m jobMeta, j int, ws []*written
 		failed := make([]error, len(ws))
 		_ = s.parallel(ctx, len(ws), func(ctx context.Context, i int) error {
 			w := ws[i]
-			if len(w.events) == 0 || (guessed && w.guess == w.next.LatestEventID) {
+			if len(w.events) == 0 || !fixup || (guessed && w.guess == w.next.LatestEventID) {
 				return nil
 			}
 			var le expr

@@ -1,0 +1,232 @@
+package dynamo
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/baton-run/baton/shared/jobs"
+)
+
+// UpdateJobNodeFrom is UpdateJobNode for a caller that read the record just before (prev, at
+// n.Version) and has events to write with it — a result. Knowing what it replaces, the store
+// moves the counters first and writes the record once, its LatestEventID already right:
+//
+//  1. one UpdateItem of the record's sequencer (the counters item, or its counter shard): the
+//     counts of prev's and n's states, the active count, and the events' ids;
+//  2. one UpdateItem of the record (every attribute, conditional on n.Version), with the
+//     LatestEventID of its last event;
+//  3. the events, and what else UpdateJobNode does after its counters' update.
+//
+// Three writes, where UpdateJobNode takes four at scale (its guess of the ids, read before
+// the record's write, is nearly always overtaken by another writer of the job, and the
+// record is written again with the right id) and half a read unit more. When the record's
+// write is refused (its version moved: store.ErrConflict), the counts are moved back and the
+// ids written void: nothing is counted or listed. A process that dies between 1 and 2
+// leaves the counts ahead of the records (UpdateJobNode's order leaves them behind): a job
+// so counted done is not ended while a record is unfinished (JobNodesDone, which the
+// orchestrator asks before it ends a job), and the sweep's recount repairs the counts.
+//
+// Other calls (no events, a caller that did not read the record) are UpdateJobNode's.
+func (s *Store) UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (jobs.Node, error) {
+	if len(events) == 0 || len(events) > maxEventsPerUpdate || prev.JobID != n.JobID || prev.Name != n.Name || prev.Version != n.Version {
+		return s.UpdateJobNode(ctx, n, events...)
+	}
+	fail := func(err error) (jobs.Node, error) {
+		return jobs.Node{}, fmt.Errorf("update job %d node %s at version %d: %w", n.JobID, n.Name, n.Version, err)
+	}
+	m, err := s.meta(ctx, n.JobID)
+	if err != nil {
+		return fail(err)
+	}
+	next := n
+	next.Version++
+	w := &written{prev: prev, next: next, events: events}
+	j := m.seqOf(n.Name)
+	var floor int64
+	if j > 0 {
+		floor = n.LatestEventID / int64(m.seqs())
+	}
+	// What follows the counters' update must happen whatever the caller does meanwhile.
+	wctx, cancel, err := committing(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer cancel()
+	mv, err := s.moveCounters(wctx, m, j, []*written{w}, floor, floor)
+	if err != nil {
+		return fail(err)
+	}
+	nev := int64(len(events))
+	ids := allocated(m, j, mv.c, nev)
+	if j > 0 && ids[0].id/int64(m.seqs()) <= floor {
+		// The shard's clock is behind the record's latest event, which another sequencer
+		// numbered (a claim's node_running): these ids would list the new events before it.
+		// They are written void and ids past it taken (rare: a shard lags the counters
+		// item only when refills claim faster than its records end).
+		c, err := s.allocPast(wctx, m, j, nev, floor)
+		if err == nil {
+			err = s.writeVoid(wctx, m, ids)
+		}
+		if err != nil {
+			s.uncount(wctx, m, j, w)
+			return fail(err)
+		}
+		mv.c = c
+		ids = allocated(m, j, c, nev)
+	}
+	w.next.LatestEventID = ids[len(ids)-1].id
+	it, err := nodeItem(w.next, 0, m)
+	if err != nil {
+		s.undo(wctx, m, j, w, ids)
+		return fail(err)
+	}
+	delete(it, attrSeq) // kept as created
+	var e expr
+	_, err = s.writeNode(wctx, it, e.eq(attrVersion, avN(n.Version)), &e)
+	if ccf, ok := conditionFailed(err); ok {
+		s.undo(wctx, m, j, w, ids)
+		return fail(s.versionMiss(ctx, m.nodeKey(n.Name), ccf))
+	}
+	if err != nil {
+		// The write may have been applied all the same (a response lost): look.
+		cur, gerr := s.get(wctx, m.nodeKey(n.Name))
+		if gerr != nil || cur == nil {
+			s.undo(wctx, m, j, w, ids)
+			return fail(err)
+		}
+		if got, _, derr := decodeNode(cur); derr != nil || got.Version != w.next.Version || got.LatestEventID != w.next.LatestEventID {
+			s.undo(wctx, m, j, w, ids)
+			return fail(err)
+		}
+	}
+	if err := s.finishWrites(wctx, m, j, []*written{w}, mv, false); err != nil {
+		return fail(fmt.Errorf("the record is written; %w", err))
+	}
+	return w.next, nil
+}
+
+// allocPast allocates n ids of sequencer j past clock floor (see afterWrites' lift), and
+// returns the sequencer as updated.
+func (s *Store) allocPast(ctx context.Context, m jobMeta, j int, n, floor int64) (counters, error) {
+	var e expr
+	sets, adds := s.allocClauses(&e, m, n, floor)
+	after, err := s.update(ctx, m.seqKey(j), updateExpr(sets, adds), liftCond(&e, floor), &e, types.ReturnValueAllNew, nil)
+	if _, ok := conditionFailed(err); ok { // the clock passed floor meanwhile: add to it
+		e = expr{}
+		sets, adds = s.allocClauses(&e, m, n, 0)
+		after, err = s.update(ctx, m.seqKey(j), updateExpr(sets, adds), "", &e, types.ReturnValueAllNew, nil)
+	}
+	if err != nil {
+		return counters{}, fmt.Errorf("event ids: %w", err)
+	}
+	return decodeCountersItem(after)
+}
+
+// undo takes back what moveCounters counted for w, whose record was not written, and writes
+// its ids void. Its failures are logged: the counts stay ahead until the sweep's recount,
+// and an id never written is read past after the gap wait.
+func (s *Store) undo(ctx context.Context, m jobMeta, j int, w *written, ids []alloc) {
+	s.uncount(ctx, m, j, w)
+	if err := s.writeVoid(ctx, m, ids); err != nil {
+		s.log.Warn("write void event ids", "job", m.id, "node", w.next.Name, "err", err)
+	}
+}
+
+// uncount ADDs back the counts moveCounters moved for w (not its ids, not its usage).
+func (s *Store) uncount(ctx context.Context, m jobMeta, j int, w *written) {
+	if w.prev.State == w.next.State {
+		return
+	}
+	var e expr
+	adds := []string{
+		e.name(attrStatePref+string(w.prev.State)) + " " + e.value(avN(1)),
+		e.name(attrStatePref+string(w.next.State)) + " " + e.value(avN(-1)),
+	}
+	switch {
+	case w.next.State.Active() && !w.prev.State.Active():
+		adds = append(adds, e.name(attrActive)+" "+e.value(avN(-1)))
+	case !w.next.State.Active() && w.prev.State.Active():
+		adds = append(adds, e.name(attrActive)+" "+e.value(avN(1)))
+	}
+	slices.Sort(adds)
+	if _, err := s.update(ctx, m.seqKey(j), updateExpr(nil, adds), "", &e, types.ReturnValueNone, nil); err != nil {
+		s.log.Warn("take back the counts of a record not written", "job", m.id, "node", w.next.Name, "err", err)
+	}
+}
+
+// writeVoid writes ids void (ListEvents passes over them).
+func (s *Store) writeVoid(ctx context.Context, m jobMeta, ids []alloc) error {
+	items := make([]item, len(ids))
+	for i, a := range ids {
+		items[i] = s.voidItem(m, a)
+	}
+	if len(items) == 1 {
+		_, err := s.put(ctx, items[0], "", nil)
+		return err
+	}
+	return s.writeAll(ctx, items)
+}
+
+// JobNodesDone reports whether every node record of job jobID is done (in a terminal state):
+// a consistent query of each of its node shards (in parallel), a page at a time, which stops
+// at the first unfinished record. Its cost follows the job's size (about a read unit per 7
+// records of a bench::noop job, which is what DynamoDB bills for the records read whether a
+// filter drops them or not: so none is used, and the meter's estimate is exact); the
+// orchestrator asks it once, when a job's counts say it is done.
+func (s *Store) JobNodesDone(ctx context.Context, jobID int64) (bool, error) {
+	m, err := s.meta(ctx, jobID)
+	if err != nil {
+		return false, fmt.Errorf("job %d nodes done: %w", jobID, err)
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var unfinished atomic.Bool
+	err = s.parallel(ctx, m.shards, func(ctx context.Context, k int) error {
+		var e expr
+		in := &dynamodb.QueryInput{
+			TableName: s.table,
+			KeyConditionExpression: aws.String(e.eq(PartitionKey, avS(m.shardPK(k))) +
+				" AND begins_with(" + e.name(SortKey) + ", " + e.value(avS(skNodePrefix)) + ")"),
+			ConsistentRead:         aws.Bool(true),
+			ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
+		}
+		in.ExpressionAttributeNames, in.ExpressionAttributeValues = e.attrNames(), e.attrValues()
+		for !unfinished.Load() {
+			page, err := s.db.Query(ctx, in)
+			if err != nil {
+				if unfinished.Load() {
+					return nil // another shard answered: this one was cancelled
+				}
+				return err
+			}
+			size := 0
+			for _, it := range page.Items {
+				size += itemSize(it)
+				r := reader{it: it}
+				if st := jobs.NodeState(r.optS(attrState)); !st.Terminal() {
+					unfinished.Store(true)
+					stop()
+				}
+			}
+			s.record(ctx, "Query", one(page.ConsumedCapacity), []use{{pk: m.shardPK(k), rcu: readUnits(size, true)}})
+			if len(page.LastEvaluatedKey) == 0 {
+				return nil
+			}
+			in.ExclusiveStartKey = page.LastEvaluatedKey
+		}
+		return nil
+	})
+	if unfinished.Load() {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("job %d nodes done: %w", jobID, err)
+	}
+	return true, nil
+}

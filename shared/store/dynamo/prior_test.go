@@ -1,0 +1,197 @@
+package dynamo_test
+
+import (
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/baton-run/baton/shared/jobs"
+	"github.com/baton-run/baton/shared/store"
+	"github.com/baton-run/baton/shared/store/dynamo"
+)
+
+// runAll moves every record of job jobID to running with a node_running event, one
+// UpdateJobNode each, and returns them as written.
+func runAll(t *testing.T, s *dynamo.Store, jobID int64, now time.Time) []jobs.Node {
+	t.Helper()
+	ns, err := s.ListJobNodes(t.Context(), jobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]jobs.Node, len(ns))
+	for i, nd := range ns {
+		nd.State, nd.TransactionID, nd.StartedAt = jobs.NodeRunning, jobs.TransactionID(jobID, "t-"+nd.Name), &now
+		if out[i], err = s.UpdateJobNode(t.Context(), nd, jobs.Event{Type: jobs.EventNodeRunning, Timestamp: now, Node: nd.Name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// eventsOf returns the events of job jobID by node, and the ids of all of them.
+func eventsOf(t *testing.T, s *dynamo.Store, jobID int64) map[string][]jobs.Event {
+	t.Helper()
+	evs, err := s.ListEvents(t.Context(), jobID, 0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string][]jobs.Event{}
+	for _, ev := range evs {
+		by[ev.Node] = append(by[ev.Node], ev)
+	}
+	return by
+}
+
+// TestUpdateJobNodeFrom: a result written by UpdateJobNodeFrom takes three writes (the
+// counters, the record with its latest event id, the event) and no read, for a job with one
+// counters item and one with counter shards; the record's LatestEventID names its event,
+// listed after its node_running; the counts follow. A write refused for its version counts
+// nothing and lists nothing; JobNodesDone says whether every record is done.
+func TestUpdateJobNodeFrom(t *testing.T) {
+	for _, size := range []int{3, 600} { // 600: counter shards
+		t.Run(strconv.Itoa(size)+" nodes", func(t *testing.T) {
+			e := newEnv(t)
+			s := e.store(t)
+			ctx := t.Context()
+			now := time.Now()
+			j, err := s.CreateJob(ctx, newJob(), nodes(size, jobs.NodeNew), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			running := runAll(t, s, j.ID, now)
+			if done, err := s.JobNodesDone(ctx, j.ID); err != nil || done {
+				t.Fatalf("JobNodesDone = %v, %v with every node running", done, err)
+			}
+			gets, updates, puts := e.ops.count("GetItem")+e.ops.count("BatchGetItem"), e.ops.count("UpdateItem"), e.ops.count("PutItem")
+			for i, prev := range running {
+				if i == len(running)-1 {
+					break // the last one is refused below
+				}
+				end := prev
+				end.State, end.FinishedAt = jobs.NodeFinished, &now
+				got, err := s.UpdateJobNodeFrom(ctx, prev, end, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: prev.Name})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Version != prev.Version+1 || got.LatestEventID <= prev.LatestEventID {
+					t.Fatalf("written %+v, from %+v", got, prev)
+				}
+				running[i] = got
+			}
+			results := len(running) - 1
+			// A job with counter shards looks at its quota once in 16 ends (a read of its
+			// counters, and a return of the surplus): the same as UpdateJobNode.
+			looks := 0
+			if size >= 500 {
+				looks = results/16 + 1
+			}
+			if n := e.ops.count("GetItem") + e.ops.count("BatchGetItem") - gets; n > looks {
+				t.Errorf("%d results read %d times, want at most %d", results, n, looks)
+			}
+			if n := e.ops.count("UpdateItem") - updates; n < 2*results || n > 2*results+2*looks {
+				t.Errorf("%d results sent %d UpdateItem requests, want %d (counters and record each) and at most %d for the quota", results, n, 2*results, 2*looks)
+			}
+			if n := e.ops.count("PutItem") - puts; n != results {
+				t.Errorf("%d results sent %d PutItem requests, want %d (an event each)", results, n, results)
+			}
+			by := eventsOf(t, s, j.ID)
+			for _, nd := range running[:results] {
+				stored, err := s.GetJobNode(ctx, j.ID, nd.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				evs := by[nd.Name]
+				if len(evs) != 2 || evs[0].Type != jobs.EventNodeRunning || evs[1].Type != jobs.EventNodeFinished || evs[1].ID <= evs[0].ID {
+					t.Fatalf("%s's events: %+v, want node_running then node_finished", nd.Name, evs)
+				}
+				if stored.LatestEventID != evs[1].ID || stored.State != jobs.NodeFinished {
+					t.Fatalf("%s: stored %s with latest event %d, its last event is %d", nd.Name, stored.State, stored.LatestEventID, evs[1].ID)
+				}
+			}
+
+			// A stale version: refused, nothing counted, nothing listed.
+			last := running[results]
+			stale := last
+			stale.Version--
+			stale.State, stale.FinishedAt = jobs.NodeFailed, &now
+			before, err := s.JobCounts(ctx, j.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prevStale := last
+			prevStale.Version--
+			if _, err := s.UpdateJobNodeFrom(ctx, prevStale, stale, jobs.Event{Type: jobs.EventNodeFailed, Timestamp: now, Node: last.Name}); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("a stale write: %v, want ErrConflict", err)
+			}
+			after, err := s.JobCounts(ctx, j.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after[jobs.NodeFailed] != before[jobs.NodeFailed] || after[jobs.NodeRunning] != before[jobs.NodeRunning] || after[jobs.NodeRunning] != 1 {
+				t.Fatalf("counts %v after a refused write, %v before", after, before)
+			}
+			if evs := eventsOf(t, s, j.ID)[last.Name]; len(evs) != 1 {
+				t.Fatalf("a refused write listed events: %+v", evs)
+			}
+			if done, err := s.JobNodesDone(ctx, j.ID); err != nil || done {
+				t.Fatalf("JobNodesDone = %v, %v with a node running", done, err)
+			}
+			end := last
+			end.State, end.FinishedAt = jobs.NodeFinished, &now
+			if _, err := s.UpdateJobNodeFrom(ctx, last, end, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: last.Name}); err != nil {
+				t.Fatal(err)
+			}
+			counts, err := s.JobCounts(ctx, j.ID)
+			if err != nil || counts[jobs.NodeFinished] != size || counts.Unfinished() != 0 {
+				t.Fatalf("counts %v (%v), want %d finished", counts, err, size)
+			}
+			if done, err := s.JobNodesDone(ctx, j.ID); err != nil || !done {
+				t.Fatalf("JobNodesDone = %v, %v with every node finished", done, err)
+			}
+		})
+	}
+}
+
+// TestUpdateJobNodeFromPastTheFloor: in a job with counter shards, a record whose latest
+// event another sequencer numbered past its shard's clock gets ids after it (the ids first
+// taken are written void).
+func TestUpdateJobNodeFromPastTheFloor(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	ctx := t.Context()
+	now := time.Now()
+	j, err := s.CreateJob(ctx, newJob(), nodes(600, jobs.NodeNew), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := runAll(t, s, j.ID, now)
+	prev := running[0]
+	// As if a sequencer far ahead of this record's shard had numbered its latest event.
+	const q = 3 // the counters item and two counter shards at 600 nodes
+	high := prev
+	high.LatestEventID = 100000*q + 0
+	if prev, err = s.UpdateJobNode(ctx, high); err != nil {
+		t.Fatal(err)
+	}
+	if prev.LatestEventID != high.LatestEventID {
+		t.Fatalf("latest event %d, want %d", prev.LatestEventID, high.LatestEventID)
+	}
+	end := prev
+	end.State, end.FinishedAt = jobs.NodeFinished, &now
+	got, err := s.UpdateJobNodeFrom(ctx, prev, end, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: prev.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.LatestEventID <= high.LatestEventID {
+		t.Fatalf("the result's event id %d is not after the record's latest %d", got.LatestEventID, high.LatestEventID)
+	}
+	stored, err := s.GetJobNode(ctx, j.ID, prev.Name)
+	if err != nil || stored.LatestEventID != got.LatestEventID {
+		t.Fatalf("stored latest event %d (%v), want %d", stored.LatestEventID, err, got.LatestEventID)
+	}
+	counts, err := s.JobCounts(ctx, j.ID)
+	if err != nil || counts[jobs.NodeFinished] != 1 {
+		t.Fatalf("counts %v (%v), want 1 finished", counts, err)
+	}
+}
