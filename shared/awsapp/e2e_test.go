@@ -73,12 +73,12 @@ func logger() *slog.Logger {
 // stand-ins, and the exact handlers the Lambda mains wire.
 type cloud struct {
 	t *testing.T
-	// app is the api function's (and the test's own calls'); fn has one App per function,
-	// each with its own caches, as each Lambda function is its own process on AWS: what
-	// one function holds in memory (a node it recorded started, a job's meta) the others
-	// must read.
+	// app is the test's own (its direct calls). fn has a pool of instances per function
+	// (lambdaPool): as on AWS, each invocation runs alone in an instance of its function,
+	// with that instance's caches, so that what one invocation holds in memory (a node it
+	// recorded started, a refill running, usage left over) others must read or write.
 	app   *awsapp.App
-	fn    map[string]*awsapp.App
+	fn    map[string]*lambdaPool
 	ws    *apigwtest.WebSocketAPI
 	http  *apigwtest.HTTPAPI
 	api   *client.Client
@@ -142,16 +142,32 @@ func newCloudWith(t *testing.T, configure func(*awsapp.Config), wsOpts ...apigwt
 	c := &cloud{t: t, meter: awsapp.NewMeter()}
 	c.ws = apigwtest.NewWebSocketAPI(apigwtest.WebSocketHandlers{
 		Authorizer: func(ctx context.Context, r awsgwAuthorizerRequest) (awsgwAuthorizerResponse, error) {
-			return awsgw.NodeAuthorizer(c.fn["wsauthorizer"].Auth, logger())(awsapp.WithFunction(ctx, "wsauthorizer"), r)
+			var out awsgwAuthorizerResponse
+			var err error
+			c.fn["wsauthorizer"].invoke(func(app *awsapp.App) {
+				out, err = awsgw.NodeAuthorizer(app.Auth, logger())(awsapp.WithFunction(ctx, "wsauthorizer"), r)
+			})
+			return out, err
 		},
 		Connect: func(ctx context.Context, r wsEvent) (wsResponse, error) {
-			return c.fn["wsconnect"].WebSocket.Connect(awsapp.WithFunction(ctx, "wsconnect"), r)
+			var out wsResponse
+			var err error
+			c.fn["wsconnect"].invoke(func(app *awsapp.App) { out, err = app.WebSocket.Connect(awsapp.WithFunction(ctx, "wsconnect"), r) })
+			return out, err
 		},
 		Disconnect: func(ctx context.Context, r wsEvent) (wsResponse, error) {
-			return c.fn["wsdisconnect"].WebSocket.Disconnect(awsapp.WithFunction(ctx, "wsdisconnect"), r)
+			var out wsResponse
+			var err error
+			c.fn["wsdisconnect"].invoke(func(app *awsapp.App) {
+				out, err = app.WebSocket.Disconnect(awsapp.WithFunction(ctx, "wsdisconnect"), r)
+			})
+			return out, err
 		},
 		Default: func(ctx context.Context, r wsEvent) (wsResponse, error) {
-			return c.fn["wsdefault"].Default(awsapp.WithFunction(ctx, "wsdefault"), r)
+			var out wsResponse
+			var err error
+			c.fn["wsdefault"].invoke(func(app *awsapp.App) { out, err = app.Default(awsapp.WithFunction(ctx, "wsdefault"), r) })
+			return out, err
 		},
 	}, append([]apigwtest.Option{apigwtest.WithIdentitySource("route.request.header.X-Baton-Node", "route.request.header.Authorization"),
 		apigwtest.WithLogger(logger())}, wsOpts...)...)
@@ -180,16 +196,25 @@ func newCloudWith(t *testing.T, configure func(*awsapp.Config), wsOpts ...apigwt
 	cfg.DispatchQueue = aws.ToString(q.QueueUrl)
 	recorder.Name(cfg.DispatchQueue, "queue")
 	c.queue = &countingQueue{QueueSender: sqsc}
-	c.fn = map[string]*awsapp.App{}
-	for _, f := range []string{"api", "wsauthorizer", "wsconnect", "wsdisconnect", "wsdefault", "dispatch", "sweep"} {
+	newApp := func() *awsapp.App {
 		app, err := awsapp.New(cfg, awsapp.Clients{DynamoDB: ddb, S3: s3c, Management: mgmt, SQS: c.queue}, c.meter, logger())
 		if err != nil {
-			t.Fatal(err)
+			panic(err) // the same configuration made the test's own App below
 		}
-		c.fn[f] = app
+		return app
 	}
-	app := c.fn["api"]
+	app, err := awsapp.New(cfg, awsapp.Clients{DynamoDB: ddb, S3: s3c, Management: mgmt, SQS: c.queue}, c.meter, logger())
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.app = app
+	c.fn = map[string]*lambdaPool{}
+	for _, f := range []string{"api", "wsauthorizer", "wsconnect", "wsdisconnect", "wsdefault", "dispatch", "sweep"} {
+		c.fn[f] = &lambdaPool{new: newApp}
+	}
+	apiHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.fn["api"].invoke(func(app *awsapp.App) { app.API.ServeHTTP(w, r) })
+	})
 	if c.probe, err = dynamo.New(ddb, dynamo.Config{Table: table}); err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +225,7 @@ func newCloudWith(t *testing.T, configure func(*awsapp.Config), wsOpts ...apigwt
 
 	c.http = apigwtest.NewHTTPAPI(apigwtest.HTTPHandlers{
 		Authorizer: tagged("authorizer", awsgw.TokenAuthorizer(app.Auth, logger())),
-		Handler:    tagged("api", httpadapter.NewV2(app.API).ProxyWithContext),
+		Handler:    tagged("api", httpadapter.NewV2(apiHandler).ProxyWithContext),
 	}, apigwtest.WithIdentitySource()) // none, as in infra/stack/httpapi.go: a ?token= reaches the authorizer
 	if err := c.http.Start(); err != nil {
 		t.Fatal(err)
@@ -231,12 +256,50 @@ func newCloudWith(t *testing.T, configure func(*awsapp.Config), wsOpts ...apigwt
 					continue
 				}
 				c.meter.AddInvocation("sweep")
-				_ = c.fn["sweep"].Orchestrator.Sweep(awsapp.WithFunction(sweepCtx, "sweep"))
+				c.fn["sweep"].invoke(func(app *awsapp.App) { _ = app.Orchestrator.Sweep(awsapp.WithFunction(sweepCtx, "sweep")) })
 			}
 		}
 	}()
 	t.Cleanup(func() { stop(); <-done })
 	return c
+}
+
+// lambdaPool stands in for the instances of one Lambda function: an invocation takes an idle
+// instance (an App of its own, with its own caches and timers) or starts one, runs alone in
+// it, and leaves it idle for the next. The instances are never shut down here (AWS stops
+// idle ones after a while).
+type lambdaPool struct {
+	new func() *awsapp.App
+
+	mu        sync.Mutex
+	idle      []*awsapp.App
+	instances int
+}
+
+func (p *lambdaPool) invoke(f func(*awsapp.App)) {
+	p.mu.Lock()
+	var app *awsapp.App
+	if n := len(p.idle); n > 0 {
+		app, p.idle = p.idle[n-1], p.idle[:n-1]
+		p.mu.Unlock()
+	} else {
+		p.instances++
+		p.mu.Unlock()
+		app = p.new()
+	}
+	defer func() {
+		p.mu.Lock()
+		p.idle = append(p.idle, app)
+		p.mu.Unlock()
+	}()
+	f(app)
+}
+
+// size is how many instances the pool started.
+func (p *lambdaPool) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.instances
 }
 
 // countingQueue counts the dispatch messages sent and not yet handled, so that a test can
@@ -279,7 +342,11 @@ func (c *cloud) pollDispatch(ctx context.Context, q *sqs.Client, url string) {
 				ev.Records = append(ev.Records, events.SQSMessage{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle), Body: aws.ToString(m.Body)})
 			}
 			c.meter.AddInvocation("dispatch")
-			resp, err := c.fn["dispatch"].DispatchMessages(awsapp.WithFunction(context.Background(), "dispatch"), ev)
+			var resp events.SQSEventResponse
+			var err error
+			c.fn["dispatch"].invoke(func(app *awsapp.App) {
+				resp, err = app.DispatchMessages(awsapp.WithFunction(context.Background(), "dispatch"), ev)
+			})
 			if err != nil {
 				c.t.Logf("dispatch: %v", err)
 				return

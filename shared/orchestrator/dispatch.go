@@ -499,17 +499,18 @@ func (s *Service) taskParams(ctx context.Context, sp *jobSpec, n jobs.Node) (jso
 
 // finishJob ends job jobID, whose nodes are all done (counts), unless it has ended already.
 func (s *Service) finishJob(ctx context.Context, jobID int64, counts jobs.StateCounts) error {
-	if dc, ok := s.store.(doneChecker); ok {
-		done, err := dc.JobNodesDone(ctx, jobID)
+	if dc, ok := s.store.(endChecker); ok {
+		may, err := dc.MayEndJob(ctx, jobID)
 		if err != nil {
 			return fmt.Errorf("finish job %d: %w", jobID, err)
 		}
-		if !done {
-			// The counts ran ahead of the records: a process died between its counters'
-			// update and its record's write (priorUpdater), or a write of the record is on
-			// its way. The sweep recounts a job whose counts stay still (recountIfQuiet),
-			// and asks its running nodes about their results.
-			s.log.Warn("the job's counts say it is done, but a node is not: not ended", "job_id", jobID, "node_states", counts)
+		if !may {
+			// Another caller is checking, or the counts ran ahead of the records: a write
+			// of a record is on its way (its result's handler checks again once it is
+			// written), or a process died between its counters' update and its record's
+			// write (priorUpdater): the sweep recounts a job whose counts stay still
+			// (recountIfQuiet) and asks its running nodes about their results.
+			s.log.Debug("the job's counts say it is done; not ended here", "job_id", jobID, "node_states", counts)
 			return nil
 		}
 	}
@@ -539,11 +540,11 @@ func (s *Service) finishJob(ctx context.Context, jobID int64, counts jobs.StateC
 	}
 }
 
-// doneChecker is a store whose job counts can run ahead of its records (see priorUpdater): it
-// tells whether every node record of a job is done, which finishJob asks before it ends the
-// job on its counts.
-type doneChecker interface {
-	JobNodesDone(ctx context.Context, jobID int64) (bool, error)
+// endChecker is a store whose job counts can run ahead of its records (see priorUpdater):
+// finishJob asks it before it ends a job on its counts, and ends it only when told that every
+// node record of the job is done and that this caller is the one to end it.
+type endChecker interface {
+	MayEndJob(ctx context.Context, jobID int64) (bool, error)
 }
 
 // endedJob is job ended at now, every node done (counts), and the event saying so.

@@ -18,22 +18,23 @@ import (
 
 // aheadStore is a store whose counts can run ahead of its records (as the dynamo store's
 // when a process dies between its counters' update and its record's write): it writes
-// results with UpdateJobNodeFrom and answers JobNodesDone as told.
+// results with UpdateJobNodeFrom and answers MayEndJob as told.
 type aheadStore struct {
 	*sqlite.Store
 	notDone atomic.Bool
 	from    atomic.Int64 // UpdateJobNodeFrom calls with the record as stored
-	asked   atomic.Int64 // JobNodesDone calls
+	asked   atomic.Int64 // MayEndJob calls
 }
 
-func (s *aheadStore) UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (jobs.Node, error) {
+func (s *aheadStore) UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (jobs.Node, bool, error) {
 	if cur, err := s.GetJobNode(ctx, n.JobID, n.Name); err == nil && cur.Version == prev.Version && cur.State == prev.State {
 		s.from.Add(1)
 	}
-	return s.UpdateJobNode(ctx, n, events...)
+	written, err := s.UpdateJobNode(ctx, n, events...)
+	return written, false, err
 }
 
-func (s *aheadStore) JobNodesDone(ctx context.Context, jobID int64) (bool, error) {
+func (s *aheadStore) MayEndJob(ctx context.Context, jobID int64) (bool, error) {
 	s.asked.Add(1)
 	return !s.notDone.Load(), nil
 }

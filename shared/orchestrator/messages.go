@@ -201,7 +201,7 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 	if err != nil {
 		return fmt.Errorf("record %s: %w", txn, err)
 	}
-	recorded, jobEnded, err := s.recordOutcome(ctx, sp, n, txn, outcome)
+	recorded, jobEnded, open, err := s.recordOutcome(ctx, sp, n, txn, outcome)
 	if err != nil {
 		return err
 	}
@@ -225,6 +225,12 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 	if !recorded || jobEnded {
 		return nil // a repeat (the job moved on when it was first recorded), or the job's end
 	}
+	if open && sp.job.MaxErrors == 0 {
+		// The store knows without a read that the job has a node unfinished, and none is
+		// queued (open is only said of a job whose records were all claimed when it was
+		// created): nothing to refill, no end to see, no error limit to count to.
+		return nil
+	}
 	// The job as created is enough here: whether it may still start nodes is the claim's to
 	// check (atomically, in the store); a stop's skipping is the stop's and the sweep's work.
 	return s.refill(ctx, sp.job)
@@ -232,10 +238,10 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 
 // recordOutcome writes the outcome of txn to its node record n (read just before), unless
 // it is recorded already; recorded says whether this call wrote it.
-func (s *Service) recordOutcome(ctx context.Context, sp *jobSpec, n jobs.Node, txn string, outcome outcomeFunc) (recorded, jobEnded bool, err error) {
+func (s *Service) recordOutcome(ctx context.Context, sp *jobSpec, n jobs.Node, txn string, outcome outcomeFunc) (recorded, jobEnded, open bool, err error) {
 	for attempt := 0; ; attempt++ {
 		if n.TransactionID != txn || n.State.Terminal() {
-			return false, false, nil // a duplicate, or an answer to a superseded request
+			return false, false, false, nil // a duplicate, or an answer to a superseded request
 		}
 		now := s.clock()
 		read := n // the record as stored, which the write replaces
@@ -243,49 +249,52 @@ func (s *Service) recordOutcome(ctx context.Context, sp *jobSpec, n jobs.Node, t
 		if n.State == jobs.NodeReady { // the result overtook our own record of the send
 			var ev jobs.Event
 			if n, ev, err = s.runningRecord(sp, n, now); err != nil {
-				return false, false, err
+				return false, false, false, err
 			}
 			events = append(events, ev)
 		}
 		nodeEv, result, msg, err := outcome(sp.job, n)
 		if err != nil {
-			return false, false, err
+			return false, false, false, err
 		}
 		end, ev, err := endedRecord(n, nodeEv, result, msg, now)
 		if err != nil {
-			return false, false, err
+			return false, false, false, err
 		}
 		if sp.job.NodeCount == 1 && s.endWithJob(ctx, end, append(events, ev), now) {
-			return true, true, nil
+			return true, true, false, nil
 		}
-		_, err = s.updateFrom(ctx, read, end, append(events, ev)...)
+		_, open, err := s.updateFrom(ctx, read, end, append(events, ev)...)
 		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
 			if n, err = s.store.GetJobNode(ctx, n.JobID, n.Name); err != nil {
-				return false, false, fmt.Errorf("record %s: %w", txn, err)
+				return false, false, false, fmt.Errorf("record %s: %w", txn, err)
 			}
 			continue
 		}
 		if err != nil {
-			return false, false, fmt.Errorf("record %s: %w", txn, err)
+			return false, false, false, fmt.Errorf("record %s: %w", txn, err)
 		}
-		return true, false, nil
+		return true, false, open, nil
 	}
 }
 
 // priorUpdater is a store that writes a record update cheaper when told the record it
 // replaces, as read at the update's version (the dynamo store: the counters first, then the
 // record once with its latest event id). Such a store can leave a job's counts ahead of its
-// records when a process dies between the two: it is a doneChecker too.
+// records when a process dies between the two: it is an endChecker too.
+// It also says when the job is surely not done (open), known without reading its counts.
 type priorUpdater interface {
-	UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (jobs.Node, error)
+	UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (written jobs.Node, open bool, err error)
 }
 
-// updateFrom writes n, which replaces prev (read at n.Version), with events.
-func (s *Service) updateFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (jobs.Node, error) {
+// updateFrom writes n, which replaces prev (read at n.Version), with events; open: the job
+// has a node unfinished, known without a read (priorUpdater).
+func (s *Service) updateFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (jobs.Node, bool, error) {
 	if pu, ok := s.store.(priorUpdater); ok {
 		return pu.UpdateJobNodeFrom(ctx, prev, n, events...)
 	}
-	return s.store.UpdateJobNode(ctx, n, events...)
+	written, err := s.store.UpdateJobNode(ctx, n, events...)
+	return written, false, err
 }
 
 // endWithJob writes the end of a one-node job's node and the end of the job in one write,

@@ -95,6 +95,8 @@ const (
 	attrQuotaPref     = "q"   // job counters: + slot shard: ACTIVE slots the job holds from it
 	attrVoid          = "vd"  // event: an id given up (a claim that lost its record)
 	attrWritten       = "wt"  // event: when it was written (Unix ms, the writer's clock)
+	attrOwnCounts     = "own" // counter shard: counts its records from the job's creation (create.go)
+	attrChecking      = "chk" // job counters: until when (Unix ms) a caller checks whether every record is done
 	attrPack          = "evp" // event pack: its events (JSON, gzip-compressed when that is smaller)
 	attrFactsHash     = "fh"  // inventory node: SHA-256 of its facts (hex), "" without
 	attrOwner         = "ow"  // lease: owner
@@ -398,6 +400,12 @@ func (r *reader) optF(name string) float64 {
 		r.fail("attribute %s: %w", name, err)
 	}
 	return f
+}
+
+// optB returns an optional boolean attribute (false when absent).
+func (r *reader) optB(name string) bool {
+	v, ok := r.it[name].(*types.AttributeValueMemberBOOL)
+	return ok && v.Value
 }
 
 func (r *reader) b(name string) bool {

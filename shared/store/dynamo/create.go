@@ -159,13 +159,37 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 	// returns ids up to the least clock).
 	q := m.seqs()
 	clk := int64((len(evs) + q - 1) / q)
-	ctrs := countersItem(m, j, counts, int64((len(evs)+q-1)/q), int64(cursor), quota)
+	// A job with counter shards and no queued record (every record claimed at creation: the
+	// AWS default) keeps each record's count on its own shard from the start: no claim ever
+	// moves a count to the counters item, so a shard that still counts an unfinished record
+	// after a result's update says that the job is not done without a read of the others
+	// (UpdateJobNodeFrom's open).
+	own := m.counters > 0 && counts[jobs.NodeNew] == 0
+	itemCounts := counts
+	shardCounts := make([]jobs.StateCounts, m.counters)
+	if own {
+		itemCounts = jobs.StateCounts{}
+		for k := range shardCounts {
+			shardCounts[k] = jobs.StateCounts{}
+		}
+		for _, n := range recs {
+			shardCounts[m.seqOf(n.Name)-1][n.State]++
+		}
+	}
+	ctrs := countersItem(m, j, itemCounts, int64((len(evs)+q-1)/q), int64(cursor), quota)
 	ctrs[attrClock] = avN(clk)
 	body = append(body, ctrs)
 	for k := range m.counters {
 		w := newWriter(counterShardKey(id, k))
 		w.n(attrLastEvent, int64((len(evs)-(k+1)+q-1)/q))
 		w.n(attrClock, clk)
+		if own {
+			w.b(attrOwnCounts, true)
+			for st, n := range shardCounts[k] {
+				w.n(attrStatePref+string(st), int64(n))
+			}
+			w.n(attrActive, int64(shardCounts[k].Active()))
+		}
 		w.n(TTLAttribute, m.expires)
 		body = append(body, w.it)
 	}

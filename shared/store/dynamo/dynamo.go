@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -166,6 +167,9 @@ type Store struct {
 
 	metas      metaCache      // what each job's records are keyed by (immutable per job)
 	unfinished unfinishedList // ListJobNodesByName's list of unfinished jobs
+	// checks holds, per job id, the end of a MayEndJob check as this process last read it
+	// with the job's counters (int64 Unix ms).
+	checks sync.Map
 }
 
 // New returns a store on the table of cfg. It makes no call: the table must exist

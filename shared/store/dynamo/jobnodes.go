@@ -625,6 +625,9 @@ type moved struct {
 	guessed bool
 	took    []int64
 	act     int64
+	// open: the sequencer is a counter shard that counts its own records (create.go) and
+	// still counts one unfinished: the job is not done.
+	open bool
 }
 
 // moveCounters is the first part of afterWrites: the update of sequencer j (counts, active
@@ -720,7 +723,15 @@ func (s *Store) moveCounters(ctx context.Context, m jobMeta, j int, ws []*writte
 			return moved{}, fmt.Errorf("the claim cursor: %w", err)
 		}
 	}
-	return moved{c: c, guessed: guessed, took: took, act: act}, nil
+	mv := moved{c: c, guessed: guessed, took: took, act: act}
+	if r := (reader{it: after}); sharded && r.optB(attrOwnCounts) {
+		for _, st := range []jobs.NodeState{jobs.NodeNew, jobs.NodeReady, jobs.NodeRunning} {
+			if r.optN(attrStatePref+string(st)) > 0 {
+				mv.open = true
+			}
+		}
+	}
+	return mv, nil
 }
 
 // errNothingMoved: moveCounters had nothing to update (no state changed, no events).
@@ -928,6 +939,11 @@ func (s *Store) jobCounters(ctx context.Context, m jobMeta) (counters, item, sha
 	}
 	if ctr == nil {
 		return counters{}, nil, sh, store.ErrNotFound
+	}
+	if r := (reader{it: ctr}); r.optN(attrChecking) > 0 {
+		s.checks.Store(m.id, r.optN(attrChecking))
+	} else {
+		s.checks.Delete(m.id)
 	}
 	c, err := decodeCountersItem(ctr)
 	return c, ctr, sh, err

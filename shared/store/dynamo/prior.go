@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -29,16 +30,22 @@ import (
 // write is refused (its version moved: store.ErrConflict), the counts are moved back and the
 // ids written void: nothing is counted or listed. A process that dies between 1 and 2
 // leaves the counts ahead of the records (UpdateJobNode's order leaves them behind): a job
-// so counted done is not ended while a record is unfinished (JobNodesDone, which the
+// so counted done is not ended while a record is unfinished (MayEndJob, which the
 // orchestrator asks before it ends a job), and the sweep's recount repairs the counts.
 //
+// open reports that the job is not done, known without a read: the record's counter shard
+// counts its own records (a job whose records were all claimed at its creation, create.go)
+// and still counts one unfinished after this update. The caller can then skip reading the
+// job's counts (K+1 read units) to see whether the job is done.
+//
 // Other calls (no events, a caller that did not read the record) are UpdateJobNode's.
-func (s *Store) UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (jobs.Node, error) {
+func (s *Store) UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (_ jobs.Node, open bool, _ error) {
 	if len(events) == 0 || len(events) > maxEventsPerUpdate || prev.JobID != n.JobID || prev.Name != n.Name || prev.Version != n.Version {
-		return s.UpdateJobNode(ctx, n, events...)
+		out, err := s.UpdateJobNode(ctx, n, events...)
+		return out, false, err
 	}
-	fail := func(err error) (jobs.Node, error) {
-		return jobs.Node{}, fmt.Errorf("update job %d node %s at version %d: %w", n.JobID, n.Name, n.Version, err)
+	fail := func(err error) (jobs.Node, bool, error) {
+		return jobs.Node{}, false, fmt.Errorf("update job %d node %s at version %d: %w", n.JobID, n.Name, n.Version, err)
 	}
 	m, err := s.meta(ctx, n.JobID)
 	if err != nil {
@@ -108,7 +115,7 @@ func (s *Store) UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events
 	if err := s.finishWrites(wctx, m, j, []*written{w}, mv, false); err != nil {
 		return fail(fmt.Errorf("the record is written; %w", err))
 	}
-	return w.next, nil
+	return w.next, mv.open, nil
 }
 
 // allocPast allocates n ids of sequencer j past clock floor (see afterWrites' lift), and
@@ -173,17 +180,73 @@ func (s *Store) writeVoid(ctx context.Context, m jobMeta, ids []alloc) error {
 	return s.writeAll(ctx, items)
 }
 
-// JobNodesDone reports whether every node record of job jobID is done (in a terminal state):
-// a consistent query of each of its node shards (in parallel), a page at a time, which stops
-// at the first unfinished record. Its cost follows the job's size (about a read unit per 7
-// records of a bench::noop job, which is what DynamoDB bills for the records read whether a
-// filter drops them or not: so none is used, and the meter's estimate is exact); the
-// orchestrator asks it once, when a job's counts say it is done.
-func (s *Store) JobNodesDone(ctx context.Context, jobID int64) (bool, error) {
+// MayEndJob reports whether job jobID may be ended now by its caller: every node record of
+// the job is done (in a terminal state), and no other caller is checking the same. Many
+// result handlers see a job's counts say done at once (each counted before its record's
+// write, UpdateJobNodeFrom); one check at a time per job keeps it to about one read of the
+// records per job:
+//
+//  1. one conditional UpdateItem of the job's counters item: SET the check's end
+//     (doneCheckHold from now) unless another check's end is still ahead (false, without a
+//     write, when this process's last read of the counters said so);
+//  2. a consistent query of each of its node shards (in parallel), a page at a time, which
+//     stops at the first unfinished record, again after 25, 50 and 100 ms while one is (a
+//     record whose write is on its way);
+//  3. when still unfinished, the check's end cleared, so that the result whose record comes
+//     last checks again.
+//
+// Its cost follows the job's size (about a read unit per 7 records of a bench::noop job:
+// DynamoDB bills the records read whether a filter drops them or not, so none is used, and
+// the meter's estimate is exact).
+func (s *Store) MayEndJob(ctx context.Context, jobID int64) (bool, error) {
+	fail := func(err error) (bool, error) { return false, fmt.Errorf("may end job %d: %w", jobID, err) }
 	m, err := s.meta(ctx, jobID)
 	if err != nil {
-		return false, fmt.Errorf("job %d nodes done: %w", jobID, err)
+		return fail(err)
 	}
+	now := s.now()
+	if until, ok := s.checks.Load(jobID); ok && until.(int64) > now.UnixMilli() {
+		return false, nil // another caller is checking (this process read so just before)
+	}
+	var e expr
+	_, err = s.update(ctx, jobCountersKey(jobID), "SET "+e.eq(attrChecking, avN(now.Add(doneCheckHold).UnixMilli())),
+		"("+e.notExists(attrChecking)+" OR "+e.name(attrChecking)+" < "+e.value(avN(now.UnixMilli()))+")", &e, types.ReturnValueNone, nil)
+	if _, ok := conditionFailed(err); ok {
+		return false, nil
+	}
+	if err != nil {
+		return fail(err)
+	}
+	for attempt := 0; ; attempt++ {
+		done, err := s.recordsDone(ctx, m)
+		if err != nil || done || attempt == 3 {
+			if !done {
+				var ce expr
+				if _, cerr := s.update(context.WithoutCancel(ctx), jobCountersKey(jobID), "REMOVE "+ce.name(attrChecking), "", &ce, types.ReturnValueNone, nil); cerr != nil {
+					s.log.Warn("clear the end check of a job", "job", jobID, "err", cerr)
+				}
+			}
+			if err != nil {
+				return fail(err)
+			}
+			return done, nil
+		}
+		t := time.NewTimer(25 * time.Millisecond << attempt)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fail(ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// doneCheckHold is how long a caller of MayEndJob holds a job's end check.
+const doneCheckHold = 5 * time.Second
+
+// recordsDone reports whether every node record of job m is done (see MayEndJob).
+func (s *Store) recordsDone(ctx context.Context, m jobMeta) (bool, error) {
+	var err error
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var unfinished atomic.Bool
@@ -226,7 +289,7 @@ func (s *Store) JobNodesDone(ctx context.Context, jobID int64) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("job %d nodes done: %w", jobID, err)
+		return false, err
 	}
 	return true, nil
 }

@@ -47,7 +47,7 @@ func eventsOf(t *testing.T, s *dynamo.Store, jobID int64) map[string][]jobs.Even
 // counters, the record with its latest event id, the event) and no read, for a job with one
 // counters item and one with counter shards; the record's LatestEventID names its event,
 // listed after its node_running; the counts follow. A write refused for its version counts
-// nothing and lists nothing; JobNodesDone says whether every record is done.
+// nothing and lists nothing; MayEndJob says whether every record is done.
 func TestUpdateJobNodeFrom(t *testing.T) {
 	for _, size := range []int{3, 600} { // 600: counter shards
 		t.Run(strconv.Itoa(size)+" nodes", func(t *testing.T) {
@@ -60,8 +60,8 @@ func TestUpdateJobNodeFrom(t *testing.T) {
 				t.Fatal(err)
 			}
 			running := runAll(t, s, j.ID, now)
-			if done, err := s.JobNodesDone(ctx, j.ID); err != nil || done {
-				t.Fatalf("JobNodesDone = %v, %v with every node running", done, err)
+			if done, err := s.MayEndJob(ctx, j.ID); err != nil || done {
+				t.Fatalf("MayEndJob = %v, %v with every node running", done, err)
 			}
 			gets, updates, puts := e.ops.count("GetItem")+e.ops.count("BatchGetItem"), e.ops.count("UpdateItem"), e.ops.count("PutItem")
 			for i, prev := range running {
@@ -70,7 +70,7 @@ func TestUpdateJobNodeFrom(t *testing.T) {
 				}
 				end := prev
 				end.State, end.FinishedAt = jobs.NodeFinished, &now
-				got, err := s.UpdateJobNodeFrom(ctx, prev, end, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: prev.Name})
+				got, _, err := s.UpdateJobNodeFrom(ctx, prev, end, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: prev.Name})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -121,7 +121,7 @@ func TestUpdateJobNodeFrom(t *testing.T) {
 			}
 			prevStale := last
 			prevStale.Version--
-			if _, err := s.UpdateJobNodeFrom(ctx, prevStale, stale, jobs.Event{Type: jobs.EventNodeFailed, Timestamp: now, Node: last.Name}); !errors.Is(err, store.ErrConflict) {
+			if _, _, err := s.UpdateJobNodeFrom(ctx, prevStale, stale, jobs.Event{Type: jobs.EventNodeFailed, Timestamp: now, Node: last.Name}); !errors.Is(err, store.ErrConflict) {
 				t.Fatalf("a stale write: %v, want ErrConflict", err)
 			}
 			after, err := s.JobCounts(ctx, j.ID)
@@ -134,20 +134,25 @@ func TestUpdateJobNodeFrom(t *testing.T) {
 			if evs := eventsOf(t, s, j.ID)[last.Name]; len(evs) != 1 {
 				t.Fatalf("a refused write listed events: %+v", evs)
 			}
-			if done, err := s.JobNodesDone(ctx, j.ID); err != nil || done {
-				t.Fatalf("JobNodesDone = %v, %v with a node running", done, err)
+			if done, err := s.MayEndJob(ctx, j.ID); err != nil || done {
+				t.Fatalf("MayEndJob = %v, %v with a node running", done, err)
 			}
 			end := last
 			end.State, end.FinishedAt = jobs.NodeFinished, &now
-			if _, err := s.UpdateJobNodeFrom(ctx, last, end, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: last.Name}); err != nil {
+			if _, _, err := s.UpdateJobNodeFrom(ctx, last, end, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: last.Name}); err != nil {
 				t.Fatal(err)
 			}
 			counts, err := s.JobCounts(ctx, j.ID)
 			if err != nil || counts[jobs.NodeFinished] != size || counts.Unfinished() != 0 {
 				t.Fatalf("counts %v (%v), want %d finished", counts, err, size)
 			}
-			if done, err := s.JobNodesDone(ctx, j.ID); err != nil || !done {
-				t.Fatalf("JobNodesDone = %v, %v with every node finished", done, err)
+			if done, err := s.MayEndJob(ctx, j.ID); err != nil || !done {
+				t.Fatalf("MayEndJob = %v, %v with every node finished", done, err)
+			}
+			// One caller ends the job: another, while the first holds the check, may not
+			// (from another process too, which has not read the counters).
+			if again, err := e.store(t).MayEndJob(ctx, j.ID); err != nil || again {
+				t.Fatalf("a second MayEndJob = %v, %v, want false", again, err)
 			}
 		})
 	}
@@ -179,7 +184,7 @@ func TestUpdateJobNodeFromPastTheFloor(t *testing.T) {
 	}
 	end := prev
 	end.State, end.FinishedAt = jobs.NodeFinished, &now
-	got, err := s.UpdateJobNodeFrom(ctx, prev, end, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: prev.Name})
+	got, _, err := s.UpdateJobNodeFrom(ctx, prev, end, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: prev.Name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,5 +198,59 @@ func TestUpdateJobNodeFromPastTheFloor(t *testing.T) {
 	counts, err := s.JobCounts(ctx, j.ID)
 	if err != nil || counts[jobs.NodeFinished] != 1 {
 		t.Fatalf("counts %v (%v), want 1 finished", counts, err)
+	}
+}
+
+// TestOpenWithoutARead: in a job with counter shards whose records were all claimed at its
+// creation, each counter shard counts its own records, so a result's update says whether the
+// job surely has a node unfinished (open) without reading the job's counts: open until the
+// result that ends its shard's last record; the counts stay the job's.
+func TestOpenWithoutARead(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	ctx := t.Context()
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	const n = 600 // two counter shards
+	recs := nodes(n, jobs.NodeRunning)
+	for i := range recs {
+		recs[i].StartedAt = &now
+	}
+	j, err := s.CreateJob(ctx, newJob(), recs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := s.ListJobNodes(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := 0
+	for i, prev := range ns {
+		end := prev
+		end.State, end.FinishedAt = jobs.NodeFinished, &now
+		if i%3 == 0 {
+			end.State = jobs.NodeFailed
+		}
+		_, open, err := s.UpdateJobNodeFrom(ctx, prev, end, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: prev.Name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !open {
+			closed++
+			counts, err := s.JobCounts(ctx, j.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i < n-1 && counts.Unfinished() == 0 {
+				t.Fatalf("result %d: the job is done before its last result", i)
+			}
+		}
+	}
+	// One result per counter shard ends its last record: only those are not open.
+	if closed != 2 {
+		t.Fatalf("%d results said the job may be done, want 2 (one per counter shard)", closed)
+	}
+	counts, err := s.JobCounts(ctx, j.ID)
+	if err != nil || counts.Unfinished() != 0 || counts[jobs.NodeFailed] != n/3 || counts[jobs.NodeFinished] != n-n/3 {
+		t.Fatalf("counts %v (%v), want %d failed and %d finished", counts, err, n/3, n-n/3)
 	}
 }
