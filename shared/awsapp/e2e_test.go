@@ -209,8 +209,8 @@ func newCloudWith(t *testing.T, configure func(*awsapp.Config), wsOpts ...apigwt
 	}
 	c.app = app
 	c.fn = map[string]*lambdaPool{}
-	for _, f := range []string{"api", "wsauthorizer", "wsconnect", "wsdisconnect", "wsdefault", "dispatch", "sweep"} {
-		c.fn[f] = &lambdaPool{new: newApp}
+	for f, reserved := range reservedConcurrency {
+		c.fn[f] = &lambdaPool{new: newApp, max: reserved}
 	}
 	apiHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.fn["api"].invoke(func(app *awsapp.App) { app.API.ServeHTTP(w, r) })
@@ -264,20 +264,39 @@ func newCloudWith(t *testing.T, configure func(*awsapp.Config), wsOpts ...apigwt
 	return c
 }
 
+// reservedConcurrency is each function's reserved concurrency in infra/stack/functions.go
+// (Specs; the dispatch function's is DispatchMaxConcurrency), 0 for none. infra is a module
+// of its own, which this one does not import.
+var reservedConcurrency = map[string]int{
+	"api": 50, "authorizer": 0, "wsauthorizer": 50, "wsconnect": 50, "wsdisconnect": 50,
+	"wsdefault": 200, "dispatch": 20, "sweep": 1,
+}
+
 // lambdaPool stands in for the instances of one Lambda function: an invocation takes an idle
 // instance (an App of its own, with its own caches and timers) or starts one, runs alone in
-// it, and leaves it idle for the next. The instances are never shut down here (AWS stops
-// idle ones after a while).
+// it, and leaves it idle for the next. At most max instances run (the function's reserved
+// concurrency in infra/stack; 0: no limit): one more invocation waits for one to be idle.
+// AWS would throttle it instead, but there the instances answer in milliseconds, and this
+// machine's slowness is not a load the functions would see (the stand-in's throttles are
+// apigwtest.WithReservedConcurrency's). The instances are never shut down here.
 type lambdaPool struct {
 	new func() *awsapp.App
+	max int
 
 	mu        sync.Mutex
+	freed     *sync.Cond
 	idle      []*awsapp.App
 	instances int
 }
 
 func (p *lambdaPool) invoke(f func(*awsapp.App)) {
 	p.mu.Lock()
+	if p.freed == nil {
+		p.freed = sync.NewCond(&p.mu)
+	}
+	for len(p.idle) == 0 && p.max > 0 && p.instances >= p.max {
+		p.freed.Wait()
+	}
 	var app *awsapp.App
 	if n := len(p.idle); n > 0 {
 		app, p.idle = p.idle[n-1], p.idle[:n-1]
@@ -290,6 +309,7 @@ func (p *lambdaPool) invoke(f func(*awsapp.App)) {
 	defer func() {
 		p.mu.Lock()
 		p.idle = append(p.idle, app)
+		p.freed.Signal()
 		p.mu.Unlock()
 	}()
 	f(app)

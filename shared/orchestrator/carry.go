@@ -17,15 +17,15 @@ import (
 // left here and the next result of the job in this process takes it into its tally, so
 // that its counter update carries it. What is left when no result comes is written:
 //   - at once, by a result whose invocation ended the job (nothing more will carry it);
-//   - otherwise UsageCarry after the first usage was left, all of it (a write per job with
-//     usage left over, at most once per UsageCarry: on AWS when the instance next runs).
+//   - otherwise once no result of the job has come here for UsageCarry (a write per job and
+//     process, when its results stop: on AWS when the instance next runs).
 //
 // An AWS Lambda instance that is shut down with usage left loses it: at most what one
 // invocation did after its counter update, per instance and job (about 1 write unit and 1–5
 // read units), so a job's baton_usage can fall short of the meter by that much.
 type carried struct {
 	mu      sync.Mutex
-	left    map[int64]store.Usage
+	left    map[int64]leftover
 	ended   map[int64]bool // jobs this process ended: the last maxEndedKept, oldest first in order
 	order   []int64
 	pending bool // a flush is scheduled
@@ -34,24 +34,31 @@ type carried struct {
 // maxEndedKept bounds the jobs carried remembers as ended here.
 const maxEndedKept = 1024
 
+// leftover is a job's usage left over, and when it was last left (the process's own clock:
+// it only times the flush).
+type leftover struct {
+	u  store.Usage
+	at time.Time
+}
+
 // take removes and returns the usage left for job jobID.
 func (c *carried) take(jobID int64) store.Usage {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	u := c.left[jobID]
+	u := c.left[jobID].u
 	delete(c.left, jobID)
 	return u
 }
 
-// leave adds u to job jobID's usage left over; it is true when the caller must schedule a
-// flush (none is).
-func (c *carried) leave(jobID int64, u store.Usage) bool {
+// leave adds u to job jobID's usage left over, at now; it is true when the caller must
+// schedule a flush (none is).
+func (c *carried) leave(jobID int64, u store.Usage, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.left == nil {
-		c.left = map[int64]store.Usage{}
+		c.left = map[int64]leftover{}
 	}
-	c.left[jobID] = addUsage(c.left[jobID], u)
+	c.left[jobID] = leftover{u: addUsage(c.left[jobID].u, u), at: now}
 	if c.pending {
 		return false
 	}
@@ -83,13 +90,26 @@ func (c *carried) isEnded(jobID int64) bool {
 	return c.ended[jobID]
 }
 
-// drain removes and returns every job's usage left over.
-func (c *carried) drain() map[int64]store.Usage {
+// drain removes and returns the usage left over of every job that no result took or added
+// to since before (a job whose results keep coming keeps carrying its own), and how long
+// until the next of the others is due (0: none is left, no flush is scheduled).
+func (c *carried) drain(before time.Time, carry time.Duration) (map[int64]store.Usage, time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	left := c.left
-	c.left, c.pending = nil, false
-	return left
+	out := map[int64]store.Usage{}
+	next := time.Duration(0)
+	for id, l := range c.left {
+		if !l.at.After(before) {
+			out[id] = l.u
+			delete(c.left, id)
+			continue
+		}
+		if d := l.at.Sub(before); next == 0 || d < next {
+			next = d
+		}
+	}
+	c.pending = next > 0
+	return out, min(next, carry)
 }
 
 func addUsage(a, b store.Usage) store.Usage {
@@ -125,19 +145,24 @@ func (s *Service) chargeResult(ctx context.Context, jobID int64) {
 	if usage.Zero(u) {
 		return
 	}
-	if s.carried.leave(jobID, u) {
-		// A timer, not the injected clock: nothing here is compared with a time; on AWS
-		// it fires when the instance next runs.
+	// The process's own clock and a timer, not the injected clock: they only time the
+	// flush (on AWS the timer fires when the instance next runs).
+	if s.carried.leave(jobID, u, time.Now()) {
 		time.AfterFunc(s.cfg.UsageCarry, s.flushCarried)
 	}
 }
 
-// flushCarried writes every job's usage left over.
+// flushCarried writes the usage left over of the jobs whose results stopped coming here
+// UsageCarry ago, and schedules itself again for the others.
 func (s *Service) flushCarried() {
-	for jobID, u := range s.carried.drain() {
+	due, next := s.carried.drain(time.Now().Add(-s.cfg.UsageCarry), s.cfg.UsageCarry)
+	for jobID, u := range due {
 		if err := s.store.AddJobUsage(context.Background(), jobID, u); err != nil {
 			s.log.Warn("record job usage", "job_id", jobID, "err", err)
 		}
+	}
+	if next > 0 {
+		time.AfterFunc(next, s.flushCarried)
 	}
 }
 

@@ -66,9 +66,16 @@ func TestCarriedUsage(t *testing.T) {
 	if got := usage.From(result(2, store.Usage{})).Take(); !usage.Zero(got) {
 		t.Fatalf("job 2's result took %+v", got)
 	}
-	// The carry time is up: what is left is written, once per job.
+	// A flush before the carry time is up writes nothing; after it, what is left is written,
+	// once per job.
 	s.chargeResult(result(2, one), 2)
 	s.flushCarried()
+	if w.count(1) != 0 || w.count(2) != 0 {
+		t.Fatalf("a flush before the carry time wrote %v", w.writes)
+	}
+	s.cfg.UsageCarry = time.Nanosecond
+	s.flushCarried()
+	s.cfg.UsageCarry = time.Hour
 	if w.count(1) != 1 || w.count(2) != 1 || w.writes[1][0] != one {
 		t.Fatalf("flush wrote %v, want job 1's and job 2's left over once each", w.writes)
 	}

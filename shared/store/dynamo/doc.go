@@ -26,6 +26,7 @@
 //	job event            JOB#<id>#E<id%E>   EV#<event id20> -   (a job without counter shards)
 //	                     JOB#<id>#E<j>      EV#<event id20> -   (with: sequencer j > 0's events)
 //	                     JOB#<id>#E0.<x>    EV#<event id20> -   (with: the counters item's, x = seq mod K)
+//	event pack           as its last event  EV#<last id20>  -   (a job with counter shards: its creation's events, packs.go)
 //	usage shard          JOB#<id>#U<k>      USAGE           -
 //	idempotency key      IDEMPOTENCY#<login> <key>          -
 //	job id counter       COUNTERS           JOB_ID          -
@@ -124,6 +125,38 @@
 // version; a transaction only when the idempotency key changes) and, for events or a change
 // of its terminal state or stop request, updates the counters (a job that ends gives its quota
 // back to the ACTIVE semaphore).
+//
+// UpdateJobNodeFrom (prior.go) is what a result uses: the caller passes the record it read,
+// so the store knows the state it replaces before writing. It moves the counters first (the
+// counts and the event ids), then writes the record once with its LatestEventID right, then
+// the event: three writes and no read, where UpdateJobNode takes four at scale (its guess of
+// the ids nearly always loses to another writer of the job, and the record is written
+// again). A refused record write (its version moved) takes its counts back and writes its
+// ids void. The price of this order: the counts run ahead of the records for the moment
+// between the two writes (forever, if the process dies there), so a job whose counts say
+// done is ended only by a caller of MayEndJob, which holds a check of the job (a
+// conditional write of chk on its counters item, doneCheckHold) and reads its records
+// until none is unfinished (again after 25 ms, 50 ms, … 3.2 s in all: a write on its way); the other
+// result handlers that see the counts done meanwhile do nothing. A job whose counts ran
+// ahead for good (a dead process) is recounted by the sweep, which then asks the node.
+//
+// In a job with counter shards whose records were all claimed at its creation (no queued
+// record: the AWS default), each counter shard holds the counts of its own records from the
+// start (own), and no claim ever moves a count to the counters item: a result whose shard
+// still counts an unfinished record after its update knows the job is not done without
+// reading the job's counts (open), and the orchestrator skips that read (K+1 read units).
+// A recount puts the difference on the counters item; a shard that then counts one
+// unfinished too many keeps saying open, and the sweep ends the job.
+//
+// The creation's events of a job with counter shards are written in packs of up to 64
+// consecutive events of one sequencer (packs.go): gzip-compressed JSON, 2 or 3 write units
+// for 64 node_running events where 64 items took 64. ListEvents expands them.
+//
+// Usage rides on the counter updates: the usage tally of the caller's context (shared/usage)
+// is ADDed to the counters item or shard in the update that moves the counts, with no write
+// of its own; JobUsage adds the usage shards and the counters. What an invocation does after
+// that update stays in its tally (the orchestrator leaves it for the job's next result in
+// the same process, orchestrator.Config.UsageCarry).
 //
 // # Lost responses
 //

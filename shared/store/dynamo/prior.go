@@ -190,8 +190,8 @@ func (s *Store) writeVoid(ctx context.Context, m jobMeta, ids []alloc) error {
 //     (doneCheckHold from now) unless another check's end is still ahead (false, without a
 //     write, when this process's last read of the counters said so);
 //  2. a consistent query of each of its node shards (in parallel), a page at a time, which
-//     stops at the first unfinished record, again after 25, 50 and 100 ms while one is (a
-//     record whose write is on its way);
+//     stops at the first unfinished record, again after 25 ms, 50 ms, … (3.2 s in all) while
+//     one is (a record whose write is on its way);
 //  3. when still unfinished, the check's end cleared, so that the result whose record comes
 //     last checks again.
 //
@@ -219,7 +219,7 @@ func (s *Store) MayEndJob(ctx context.Context, jobID int64) (bool, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		done, err := s.recordsDone(ctx, m)
-		if err != nil || done || attempt == 3 {
+		if err != nil || done || attempt == doneCheckTries-1 {
 			if !done {
 				var ce expr
 				if _, cerr := s.update(context.WithoutCancel(ctx), jobCountersKey(jobID), "REMOVE "+ce.name(attrChecking), "", &ce, types.ReturnValueNone, nil); cerr != nil {
@@ -241,8 +241,15 @@ func (s *Store) MayEndJob(ctx context.Context, jobID int64) (bool, error) {
 	}
 }
 
-// doneCheckHold is how long a caller of MayEndJob holds a job's end check.
-const doneCheckHold = 5 * time.Second
+// doneCheckHold is how long a caller of MayEndJob holds a job's end check, and
+// doneCheckTries how many times it reads the records (25 ms after the first, doubling: 3.2 s
+// in all). The result handlers whose record writes it waits for do not check themselves when
+// their shard still counted an unfinished record (UpdateJobNodeFrom's open), so it waits for
+// them rather than give up at once.
+const (
+	doneCheckHold  = 10 * time.Second
+	doneCheckTries = 8
+)
 
 // recordsDone reports whether every node record of job m is done (see MayEndJob).
 func (s *Store) recordsDone(ctx context.Context, m jobMeta) (bool, error) {
