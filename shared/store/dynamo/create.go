@@ -165,6 +165,10 @@ func (s *Store) createJob(ctx context.Context, j jobs.Job, nodes []jobs.Node, ev
 	// after a result's update says that the job is not done without a read of the others
 	// (UpdateJobNodeFrom's open).
 	own := m.counters > 0 && counts[jobs.NodeNew] == 0
+	if own {
+		m.own = true
+		jobIt[attrOwnCounts] = avBool(true)
+	}
 	itemCounts := counts
 	shardCounts := make([]jobs.StateCounts, m.counters)
 	if own {

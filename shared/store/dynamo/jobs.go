@@ -27,6 +27,9 @@ func jobItem(j jobs.Job, m jobMeta) (item, error) {
 	if m.counters > 0 {
 		w.n(attrCounterShards, int64(m.counters))
 	}
+	if m.own {
+		w.b(attrOwnCounts, true)
+	}
 	w.n(TTLAttribute, m.expires)
 	w.n(attrID, j.ID)
 	w.s(attrType, string(j.Type))

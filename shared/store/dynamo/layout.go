@@ -66,6 +66,7 @@ type jobMeta struct {
 	pages       int   // pages of node names
 	usage       int   // usage shards
 	counters    int   // counter shards (0: none)
+	own         bool  // each counter shard counts its own records (every record claimed at creation)
 	concurrency int   // the job's own cap (0: none)
 	expires     int64 // TTL of every item of the job (epoch seconds)
 }
@@ -164,6 +165,7 @@ func metaFromJob(it item) (jobMeta, error) {
 		pages:       int(r.n(attrPages)),
 		usage:       int(r.n(attrUsageShards)),
 		counters:    int(r.optN(attrCounterShards)),
+		own:         r.optB(attrOwnCounts),
 		concurrency: int(r.n(attrConcurrency)),
 		expires:     r.n(TTLAttribute),
 	}

@@ -59,13 +59,27 @@ func (s *Store) UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events
 	if j > 0 {
 		floor = n.LatestEventID / int64(m.seqs())
 	}
+	// The ids must come after the record's latest event, which another sequencer may have
+	// numbered (a refill's claim, on the counters item): unless every record was claimed at
+	// creation (own: the creation's ids are below every shard's clock), the shard's clock is
+	// read (eventually consistent, half a unit) to tell whether its ids must be lifted past
+	// it (moveCounters' lift: floor above base).
+	base := floor
+	if j > 0 && !m.own {
+		base = -1
+		if it, err := s.getEventual(ctx, m.seqKey(j)); err == nil && it != nil {
+			if c, err := decodeCountersItem(it); err == nil {
+				base = c.clock
+			}
+		}
+	}
 	// What follows the counters' update must happen whatever the caller does meanwhile.
 	wctx, cancel, err := committing(ctx)
 	if err != nil {
 		return fail(err)
 	}
 	defer cancel()
-	mv, err := s.moveCounters(wctx, m, j, []*written{w}, floor, floor)
+	mv, err := s.moveCounters(wctx, m, j, []*written{w}, base, floor)
 	if err != nil {
 		return fail(err)
 	}
