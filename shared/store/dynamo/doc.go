@@ -232,8 +232,10 @@
 // CountActiveNodes, RecountJob (which writes the item so that the sum is the recount) and
 // the surplus quota's return (looked at by one shard update in 16) read them all. A job's
 // completion is seen as before: the orchestrator reads JobCounts (consistent reads of every
-// item) after each result, so the result whose update came last sees no record unfinished;
-// finishing the job is a conditional write of the job item, so it happens once.
+// item) after each result that may have ended the job (every result, but in a job whose
+// shards count their own records, where only a result that empties its shard may), so the
+// result whose update came last sees no record unfinished; MayEndJob lets one of those that
+// see it end the job, and finishing the job is a conditional write of the job item.
 //
 // Each of the Q = K+1 items (the counters item is sequencer 0, shard k sequencer k+1)
 // numbers the events of the updates it counts: an allocation of n ids ADDs n to its count
@@ -286,13 +288,17 @@
 //
 // Measured by TestCostPerNodeRun (the meter's estimates, which follow DynamoDB's billing
 // rules for the items and index entries written), for a node-run as the orchestrator does it:
-// claimed running with a node_running event, its result written finished with its event, the
-// job's counts read after each result:
+// claimed running with a node_running event, its result written finished with its event
+// (UpdateJobNodeFrom), the job's counts read after each result that may have ended it:
 //
-//	claimed when the job is created:   5.1 WCU, 1.5 RCU, 5.2 requests  ($3.4 per million)
-//	  creation: record 1, node_running event 1; result: record 1, counters 1, event 1;
-//	  reads: counts 1, event id guess 0.5
-//	claimed by refills one at a time:  7.0 WCU, 5.5 RCU, 11 requests    ($5.1 per million)
+//	claimed when the job is created, counter shards (the AWS case from 500 nodes):
+//	                                   4.1 WCU, 0.2 RCU, 3.2 requests   ($2.6 per million)
+//	  creation: record 1, node_running event 1/30 (packed); result: counter shard 1,
+//	  record 1, event 1; reads: the counts only after the result that empties a shard
+//	the same without counter shards:   5.3 WCU, 1.0 RCU, 4.3 requests   ($3.4 per million)
+//	  creation: record 1, node_running event 1; result: counters 1, record 1, event 1;
+//	  reads: counts 1
+//	claimed by refills one at a time:  7.0 WCU, 4.5 RCU, 9.4 requests   ($4.9 per million)
 //	  plus the record's claim write 1 and the claim's counters update 1 (shared by the
 //	  records of one claim: 1/8 each with refills of 8), and the claim's reads
 //
@@ -300,53 +306,52 @@
 // at 2,000 nodes: no work per node-run grows with the job. Records with a DueAt (claimed
 // ready, waiting for their agent; running under a timeout or a status check) add index
 // writes: 1 when the entry is created, 2 each time the due time moves, 1 when it is cleared.
-// Events are 2 of the 5 write units, an item each. The store contract no longer asks for
-// dense ids (jobs with counter shards have none), but an event kept inside its node record
-// would still need an index by id for ListEvents (an index entry is a write too, two when
-// its key changes); what would cut a unit: no node_running event when the record says as
-// much (its StartedAt). With counter shards the measures are the same in writes and 2 to
-// 4 RCU more (JobCounts reads every counter: TestCostPerNodeRun's sharded budgets).
+// With counter shards and refills, the reads are 9 to 10 RCU (every counter after each
+// result, and the shard's clock before it: TestCostPerNodeRun's sharded budgets). The
+// orchestrator adds, per node-run, a consistent read of the record before its result and of
+// the node's connection when the job is created (1 RCU each), and per Lambda instance that
+// serves the job a read of the job and a write of the usage it left over.
 //
 // # Measured at fleet scale
 //
 // TestCapacity (make capacity; BATON_CAPACITY_SIZES=1000 go test -run TestCapacity -v
 // ./shared/awsapp) runs simulated agents through the AWS stand-in, one bench::noop job on
-// all of them, every node claimed at creation (no server-wide cap: the AWS default). At
-// N = 1,000 (2026-12-05, a shared 2-core machine, with counter shards): the job ends 8.9 s
-// after its POST; per node-run 7.09 WCU and 2.91 RCU, $8.16 per million node-runs with
-// Lambda and WebSocket messages (2026-12-06, with no acknowledgement on the wire: 7.12 WCU,
-// 1.84 RCU, two messages, $7.05; the same at N = 10,000). No key takes more than 0.84 WCU per node-run (840 WCU/s at
-// 1,000 node-runs/s of one job): the event partitions of the two counter shards
-// (JOB#<id>#E1, E2: a third of the creation's events and half the results' each), then the
-// node record shards (0.75 each over 4), the counter shards (0.50 each over 2: every
-// result), the usage shards (0.25 over 4); the job's counters item is out of the 12
-// busiest. Before counter shards the job's counters item took 1.08 WCU per node-run
-// (1,080 WCU/s at the target rate: over a key's limit). The inventory takes 1 RCU per
-// node-run (the job's creation reads each node's connection item once, WithReadCache; the
-// acknowledgement of a result goes over the connection it came in on), each node on its
-// own key; the counter shards 0.35 RCU each (JobCounts after each result). At N = 10,000 (K = 4
-// counter shards, 16 node shards) the same writes spread over twice the keys: 0.45 WCU per
-// node-run on an event partition, 0.25 on a counter shard, 0.19 on a node shard.
+// all of them, every node claimed at creation (no server-wide cap: the AWS default), each
+// function in a pool of instances that run one invocation at a time (at most its reserved
+// concurrency). 2026-12-06 13:42, a shared 2-core machine: at N = 1,000 the job ends 2.1 s
+// after its POST, 4.32 WCU and 2.73 RCU per node-run, $5.41 per million node-runs with
+// Lambda and WebSocket messages; at N = 10,000 (K = 4 counter shards, 16 node shards) 21 s,
+// 4.16 WCU, 2.77 RCU, $5.31. (The same day, before this store's changes and with every
+// function in one process, which hid a read of the record and the counts' reads per result:
+// 7.12 WCU, 1.84 RCU, $7.05; measured with the pools, that code cost $7.17 and, with the
+// counts read after every result, would have been $6.67 after the write changes.) The
+// busiest keys at N = 1,000: the event partitions of the two counter shards (JOB#<id>#E1,
+// E2: half the results' events each, 0.51 WCU per node-run), the node record shards (0.50
+// each over 4: created and ended) and the counter shards (0.50 each over 2); for reads, the
+// job's partition (its counters item and job item: 0.48 RCU per node-run, mostly each
+// instance's first read of the job). At N = 10,000 the writes spread over twice the keys:
+// 0.25 WCU per node-run on an event partition and on a counter shard, 0.13 on a node shard.
+// Before counter shards the job's counters item took 1.08 WCU per node-run (1,080 WCU/s at
+// the target rate: over a key's limit). The inventory takes 1 RCU per node-run (the job's
+// creation reads each node's connection item once, WithReadCache), each node on its own key.
 //
-// Where a node-run's 7.1 write units go: its record 3 (created claimed, its result, and
-// its LatestEventID set again when the id guessed from the shard before the result's write
-// was taken by another writer meanwhile — nearly always under load), its events 2
-// (node_running, node_finished), its counter shard 1, the job's usage 1 (one per
-// invocation, shared/usage). The messages are $2.00 of the $7.05: the request and the
-// result (the acknowledgement is off the wire: protocol.NonBlockingRequest.NoAck). What the
-// $5 target still needs, none of it done: no LatestEventID write after the record's
-// (the record written after the ids are known, which needs the record's previous state
-// before its write: a read, and counts that a dying process leaves ahead, which could end a
-// job early); usage charged with the counter update (its tally is only complete when the
-// invocation ends, after that update); the creation's node_running events several to an item.
+// Where a node-run's 4.16 write units go at N = 10,000: its record 2 (created claimed, its
+// result), its result's event 1, its counter shard 1 (which numbers the event and carries
+// the invocation's usage), the creation's packed event and the job's own items 0.1, the
+// usage each instance leaves over 0.03. The messages are $2.00 of the $5.31: the request
+// and the result. What the $5 target still needs: a record not written at creation (implicit
+// until its first write; every reader, a result above all, would then read the pages to
+// know a node belongs to the job), or the read before a result and the connection read
+// made cheaper (README, "What it costs to run").
 //
 // # Ceilings
 //
 // Per job with counter shards (500 nodes or more), a result writes its counter shard (1/K
-// of them each), an event partition (one per sequencer) and a node shard (1/S), and reads
-// every counter (JobCounts: K+1 items): at 1,000 node-runs per second of a 10,000-node job
-// that is 250 WCU/s and 1,000 RCU/s on each counter shard and the counters item, about 450
-// WCU/s on each event partition, under 200 WCU/s on each node shard. Claims take turns on
+// of them each), an event partition (one per sequencer) and a node shard (1/S), and, but in
+// a job claimed whole at creation, reads every counter (JobCounts: K+1 items): at 1,000
+// node-runs per second of a 10,000-node job that is 250 WCU/s and up to 1,000 RCU/s on each
+// counter shard and the counters item, about 250 WCU/s on each event partition, under 200
+// WCU/s on each node shard. Claims take turns on
 // the counters item (its cursor): one write per claim round, so a job whose records are
 // claimed by refills one at a time (a job Concurrency or a server-wide cap) writes it once
 // per node-run and tops out near 1,000 node-runs per second, 400 with margin
