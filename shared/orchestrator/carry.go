@@ -158,7 +158,11 @@ func (s *Service) flushCarried() {
 	due, next := s.carried.drain(time.Now().Add(-s.cfg.UsageCarry), s.cfg.UsageCarry)
 	for jobID, u := range due {
 		if err := s.store.AddJobUsage(context.Background(), jobID, u); err != nil {
+			// Kept for the next flush (or the job's next result here).
 			s.log.Warn("record job usage", "job_id", jobID, "err", err)
+			if s.carried.leave(jobID, u, time.Now()) {
+				next = s.cfg.UsageCarry
+			}
 		}
 	}
 	if next > 0 {

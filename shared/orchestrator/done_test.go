@@ -112,4 +112,42 @@ func TestJobNotEndedAheadOfItsRecords(t *testing.T) {
 	if j, err := sq.GetJob(t.Context(), job.ID); err != nil || j.State != jobs.StateFinished {
 		t.Fatalf("job %s (%v) after the sweep, want finished", j.State, err)
 	}
+
+	// A job with an error limit: its results are written the usual way (a store that counts
+	// before it writes could count a refused write's failure for a moment, and stop the job).
+	limited, err := orch.SubmitTask(t.Context(), orchestrator.TaskRequest{Task: "demo::noop",
+		Common: orchestrator.Common{Scope: orchestrator.Scope{Nodes: []string{"web1", "web2"}}, MaxErrors: orchestrator.MaxErrors{Set: true, Count: 1}}}, jobs.Owner{Login: "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := orch.Dispatch(t.Context(), limited.ID); err != nil {
+		t.Fatal(err)
+	}
+	ns, err = sq.ListJobNodes(t.Context(), limited.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		owner[n.TransactionID] = n.Name
+	}
+	before := st.from.Load()
+	for _, sent := range agents.take() {
+		var req protocol.NonBlockingRequest
+		if err := protocol.DecodeData(sent, &req); err != nil || sent.MessageType != protocol.TypeNonBlockingRequest {
+			continue
+		}
+		e, err := protocol.New(protocol.TypeNonBlockingResponse, protocol.ServerURI, protocol.NonBlockingResponse{TransactionID: req.TransactionID, Results: result})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := orch.HandleAgentMessage(t.Context(), owner[req.TransactionID], e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st.from.Load() != before {
+		t.Fatal("a job with an error limit had its results written counters first")
+	}
+	if j, err := sq.GetJob(t.Context(), limited.ID); err != nil || j.State != jobs.StateFinished {
+		t.Fatalf("the limited job %s (%v), want finished", j.State, err)
+	}
 }

@@ -264,7 +264,14 @@ func (s *Service) recordOutcome(ctx context.Context, sp *jobSpec, n jobs.Node, t
 		if sp.job.NodeCount == 1 && s.endWithJob(ctx, end, append(events, ev), now) {
 			return true, true, false, nil
 		}
-		_, open, err := s.updateFrom(ctx, read, end, append(events, ev)...)
+		var open bool
+		if sp.job.MaxErrors == 0 {
+			_, open, err = s.updateFrom(ctx, read, end, append(events, ev)...)
+		} else {
+			// An error limit acts on the job's failure count: a store that counts before it
+			// writes (priorUpdater) could count a refused write's failure for a moment.
+			_, err = s.store.UpdateJobNode(ctx, end, append(events, ev)...)
+		}
 		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
 			if n, err = s.store.GetJobNode(ctx, n.JobID, n.Name); err != nil {
 				return false, false, false, fmt.Errorf("record %s: %w", txn, err)

@@ -411,6 +411,11 @@ func (s *Store) RecountJob(ctx context.Context, jobID int64) (bool, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if m.own && sh.allocAt > s.now().Add(-RecountSettle).UnixMilli() {
+		// A result's counter update comes before its record's write (UpdateJobNodeFrom):
+		// one that moved a moment ago may have its record's write still in flight.
+		return fail(fmt.Errorf("a counter shard moved less than %s ago: %w", RecountSettle, store.ErrConflict))
+	}
 	items, err := s.shardRecords(ctx, m, nil, PartitionKey, SortKey, attrSeq, attrState, attrReadyAt, attrStarted, attrFinished)
 	if err != nil {
 		return fail(err)

@@ -126,8 +126,11 @@
 // of its terminal state or stop request, updates the counters (a job that ends gives its quota
 // back to the ACTIVE semaphore).
 //
-// UpdateJobNodeFrom (prior.go) is what a result uses: the caller passes the record it read,
-// so the store knows the state it replaces before writing. It moves the counters first (the
+// UpdateJobNodeFrom (prior.go) is what a result uses in a job with counter shards whose
+// records were all claimed at its creation and that has no error limit (any other job's
+// results go UpdateJobNode's way: a failure or an end counted for a moment before its write
+// is refused would mislead a claim's cap or an error limit): the caller passes the record it
+// read, so the store knows the state it replaces before writing. It moves the counters first (the
 // counts and the event ids), then writes the record once with its LatestEventID right, then
 // the event: three writes and no read, where UpdateJobNode takes four at scale (its guess of
 // the ids nearly always loses to another writer of the job, and the record is written
@@ -138,7 +141,9 @@
 // conditional write of chk on its counters item, doneCheckHold) and reads its records
 // until none is unfinished (again after 25 ms, 50 ms, … 3.2 s in all: a write on its way); the other
 // result handlers that see the counts done meanwhile do nothing. A job whose counts ran
-// ahead for good (a dead process) is recounted by the sweep, which then asks the node.
+// ahead for good (a dead process) is recounted by the sweep, which then asks the node; a
+// recount waits until no counter shard of such a job has moved for RecountSettle (a result's
+// record write may be behind its counters' update).
 //
 // In a job with counter shards whose records were all claimed at its creation (no queued
 // record: the AWS default), each counter shard holds the counts of its own records from the

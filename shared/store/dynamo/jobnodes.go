@@ -895,6 +895,7 @@ type shardSum struct {
 	counts         jobs.StateCounts
 	active, queued int64
 	clock          int64 // the greatest clock of the shards
+	allocAt        int64 // when a shard last allocated event ids (the latest; Unix ms)
 }
 
 // jobCounters reads job m's counters item and, for a job with counter shards, its shards
@@ -935,6 +936,7 @@ func (s *Store) jobCounters(ctx context.Context, m jobMeta) (counters, item, sha
 			sh.active += r.optN(attrActive)
 			sh.queued += r.optN(attrStatePref + string(jobs.NodeNew))
 			sh.clock = max(sh.clock, r.optN(attrClock))
+			sh.allocAt = max(sh.allocAt, r.optN(attrAllocAt))
 		}
 	}
 	if ctr == nil {

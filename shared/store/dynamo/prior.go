@@ -15,8 +15,10 @@ import (
 )
 
 // UpdateJobNodeFrom is UpdateJobNode for a caller that read the record just before (prev, at
-// n.Version) and has events to write with it — a result. Knowing what it replaces, the store
-// moves the counters first and writes the record once, its LatestEventID already right:
+// n.Version) and has events to write with it — a result — in a job with counter shards whose
+// records were all claimed at its creation (own; any other job's update is UpdateJobNode's:
+// see below). Knowing what it replaces, the store moves the counters first and writes the
+// record once, its LatestEventID already right:
 //
 //  1. one UpdateItem of the record's sequencer (the counters item, or its counter shard): the
 //     counts of prev's and n's states, the active count, and the events' ids;
@@ -28,7 +30,12 @@ import (
 // the record's write, is nearly always overtaken by another writer of the job, and the
 // record is written again with the right id) and half a read unit more. When the record's
 // write is refused (its version moved: store.ErrConflict), the counts are moved back and the
-// ids written void: nothing is counted or listed. A process that dies between 1 and 2
+// ids written void: nothing is counted or listed — but for a moment the counts said
+// otherwise, which is why only a job with no claims (whose caps a low active count could
+// pass) takes this path, and why the orchestrator keeps UpdateJobNode for a job with an
+// error limit (a failure counted for a moment would stop it). A recount refuses while a
+// sequencer allocated ids less than RecountSettle ago (its update may be ahead of its
+// record's write). A process that dies between 1 and 2
 // leaves the counts ahead of the records (UpdateJobNode's order leaves them behind): a job
 // so counted done is not ended while a record is unfinished (MayEndJob, which the
 // orchestrator asks before it ends a job), and the sweep's recount repairs the counts.
@@ -51,6 +58,13 @@ func (s *Store) UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events
 	if err != nil {
 		return fail(err)
 	}
+	if !m.own {
+		// Counts ahead of the records, even for a moment, would mislead readers that act on
+		// them: a claim against the job's cap, or an error limit. Only a job claimed whole at
+		// its creation has neither claims nor, by the orchestrator's choice, an error limit.
+		out, err := s.UpdateJobNode(ctx, n, events...)
+		return out, false, err
+	}
 	next := n
 	next.Version++
 	w := &written{prev: prev, next: next, events: events}
@@ -59,20 +73,10 @@ func (s *Store) UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events
 	if j > 0 {
 		floor = n.LatestEventID / int64(m.seqs())
 	}
-	// The ids must come after the record's latest event, which another sequencer may have
-	// numbered (a refill's claim, on the counters item): unless every record was claimed at
-	// creation (own: the creation's ids are below every shard's clock), the shard's clock is
-	// read (eventually consistent, half a unit) to tell whether its ids must be lifted past
-	// it (moveCounters' lift: floor above base).
+	// The ids must come after the record's latest event: in a job claimed whole at its
+	// creation, that is a creation's event, whose id is below every shard's clock (the
+	// clocks start equal): no lift (base = floor); if ever it were not, allocPast below.
 	base := floor
-	if j > 0 && !m.own {
-		base = -1
-		if it, err := s.getEventual(ctx, m.seqKey(j)); err == nil && it != nil {
-			if c, err := decodeCountersItem(it); err == nil {
-				base = c.clock
-			}
-		}
-	}
 	// What follows the counters' update must happen whatever the caller does meanwhile.
 	wctx, cancel, err := committing(ctx)
 	if err != nil {
@@ -222,23 +226,31 @@ func (s *Store) MayEndJob(ctx context.Context, jobID int64) (bool, error) {
 	if until, ok := s.checks.Load(jobID); ok && until.(int64) > now.UnixMilli() {
 		return false, nil // another caller is checking (this process read so just before)
 	}
+	mine := avN(now.Add(doneCheckHold).UnixMilli())
+	// release clears this caller's hold (not a later caller's), whatever happened to its
+	// context, so that the result whose record comes last can check at once.
+	release := func() {
+		var ce expr
+		_, err := s.update(context.WithoutCancel(ctx), jobCountersKey(jobID), "REMOVE "+ce.name(attrChecking), ce.eq(attrChecking, mine), &ce, types.ReturnValueNone, nil)
+		if _, ok := conditionFailed(err); !ok && err != nil {
+			s.log.Warn("clear the end check of a job", "job", jobID, "err", err)
+		}
+	}
 	var e expr
-	_, err = s.update(ctx, jobCountersKey(jobID), "SET "+e.eq(attrChecking, avN(now.Add(doneCheckHold).UnixMilli())),
+	_, err = s.update(ctx, jobCountersKey(jobID), "SET "+e.eq(attrChecking, mine),
 		"("+e.notExists(attrChecking)+" OR "+e.name(attrChecking)+" < "+e.value(avN(now.UnixMilli()))+")", &e, types.ReturnValueNone, nil)
 	if _, ok := conditionFailed(err); ok {
 		return false, nil
 	}
 	if err != nil {
+		release() // the SET may have been applied, its response lost
 		return fail(err)
 	}
 	for attempt := 0; ; attempt++ {
 		done, err := s.recordsDone(ctx, m)
 		if err != nil || done || attempt == doneCheckTries-1 {
 			if !done {
-				var ce expr
-				if _, cerr := s.update(context.WithoutCancel(ctx), jobCountersKey(jobID), "REMOVE "+ce.name(attrChecking), "", &ce, types.ReturnValueNone, nil); cerr != nil {
-					s.log.Warn("clear the end check of a job", "job", jobID, "err", cerr)
-				}
+				release()
 			}
 			if err != nil {
 				return fail(err)
@@ -249,6 +261,7 @@ func (s *Store) MayEndJob(ctx context.Context, jobID int64) (bool, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			release()
 			return fail(ctx.Err())
 		case <-t.C:
 		}

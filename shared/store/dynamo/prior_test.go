@@ -1,8 +1,10 @@
 package dynamo_test
 
 import (
+	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,11 +58,20 @@ func TestUpdateJobNodeFrom(t *testing.T) {
 			s := e.store(t)
 			ctx := t.Context()
 			now := time.Now()
-			j, err := s.CreateJob(ctx, newJob(), nodes(size, jobs.NodeNew), nil)
+			// Every record claimed at creation (running): with counter shards (600), the job
+			// UpdateJobNodeFrom writes counters first; without (3), UpdateJobNode's path.
+			recs := nodes(size, jobs.NodeRunning)
+			for i := range recs {
+				recs[i].StartedAt = &now
+			}
+			j, err := s.CreateJob(ctx, newJob(), recs, []jobs.Event{{Type: jobs.EventNodeRunning, Timestamp: now, Node: recs[0].Name}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			running := runAll(t, s, j.ID, now)
+			running, err := s.ListJobNodes(ctx, j.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if done, err := s.MayEndJob(ctx, j.ID); err != nil || done {
 				t.Fatalf("MayEndJob = %v, %v with every node running", done, err)
 			}
@@ -81,22 +92,19 @@ func TestUpdateJobNodeFrom(t *testing.T) {
 				running[i] = got
 			}
 			results := len(running) - 1
-			// A job with counter shards looks at its quota once in 16 ends (a read of its
-			// counters, and a return of the surplus): the same as UpdateJobNode.
-			looks, reads := 0, 0
 			if size >= 500 {
-				// And its records, queued at creation, were claimed outside it: each result
-				// reads its shard's clock (half a unit) to number its events past the claim's.
-				looks, reads = results/16+1, results
-			}
-			if n := e.ops.count("GetItem") + e.ops.count("BatchGetItem") - gets; n > looks+reads {
-				t.Errorf("%d results read %d times, want at most %d", results, n, looks+reads)
-			}
-			if n := e.ops.count("UpdateItem") - updates; n < 2*results || n > 2*results+2*looks {
-				t.Errorf("%d results sent %d UpdateItem requests, want %d (counters and record each) and at most %d for the quota", results, n, 2*results, 2*looks)
-			}
-			if n := e.ops.count("PutItem") - puts; n != results {
-				t.Errorf("%d results sent %d PutItem requests, want %d (an event each)", results, n, results)
+				// A job with counter shards looks at its quota once in 16 ends (a read of
+				// its counters, and a return of the surplus): the same as UpdateJobNode.
+				looks := results/16 + 1
+				if n := e.ops.count("GetItem") + e.ops.count("BatchGetItem") - gets; n > looks {
+					t.Errorf("%d results read %d times, want at most %d", results, n, looks)
+				}
+				if n := e.ops.count("UpdateItem") - updates; n < 2*results || n > 2*results+2*looks {
+					t.Errorf("%d results sent %d UpdateItem requests, want %d (counters and record each) and at most %d for the quota", results, n, 2*results, 2*looks)
+				}
+				if n := e.ops.count("PutItem") - puts; n != results {
+					t.Errorf("%d results sent %d PutItem requests, want %d (an event each)", results, n, results)
+				}
 			}
 			by := eventsOf(t, s, j.ID)
 			for _, nd := range running[:results] {
@@ -105,11 +113,12 @@ func TestUpdateJobNodeFrom(t *testing.T) {
 					t.Fatal(err)
 				}
 				evs := by[nd.Name]
-				if len(evs) != 2 || evs[0].Type != jobs.EventNodeRunning || evs[1].Type != jobs.EventNodeFinished || evs[1].ID <= evs[0].ID {
-					t.Fatalf("%s's events: %+v, want node_running then node_finished", nd.Name, evs)
+				last := len(evs) - 1
+				if last < 0 || evs[last].Type != jobs.EventNodeFinished || (last > 0 && evs[last].ID <= evs[last-1].ID) {
+					t.Fatalf("%s's events: %+v, want its node_finished last", nd.Name, evs)
 				}
-				if stored.LatestEventID != evs[1].ID || stored.State != jobs.NodeFinished {
-					t.Fatalf("%s: stored %s with latest event %d, its last event is %d", nd.Name, stored.State, stored.LatestEventID, evs[1].ID)
+				if stored.LatestEventID != evs[last].ID || stored.State != jobs.NodeFinished {
+					t.Fatalf("%s: stored %s with latest event %d, its last event is %d", nd.Name, stored.State, stored.LatestEventID, evs[last].ID)
 				}
 			}
 
@@ -134,7 +143,7 @@ func TestUpdateJobNodeFrom(t *testing.T) {
 			if after[jobs.NodeFailed] != before[jobs.NodeFailed] || after[jobs.NodeRunning] != before[jobs.NodeRunning] || after[jobs.NodeRunning] != 1 {
 				t.Fatalf("counts %v after a refused write, %v before", after, before)
 			}
-			if evs := eventsOf(t, s, j.ID)[last.Name]; len(evs) != 1 {
+			if evs := eventsOf(t, s, j.ID)[last.Name]; len(evs) != 0 {
 				t.Fatalf("a refused write listed events: %+v", evs)
 			}
 			if done, err := s.MayEndJob(ctx, j.ID); err != nil || done {
@@ -284,5 +293,81 @@ func TestOpenWithoutARead(t *testing.T) {
 	counts, err := s.JobCounts(ctx, j.ID)
 	if err != nil || counts.Unfinished() != 0 || counts[jobs.NodeFailed] != n/3 || counts[jobs.NodeFinished] != n-n/3 {
 		t.Fatalf("counts %v (%v), want %d failed and %d finished", counts, err, n/3, n-n/3)
+	}
+}
+
+// TestRecountWaitsForCountersAhead: in a job whose results move the counters before the
+// record (UpdateJobNodeFrom), a recount refuses while a counter shard moved less than
+// RecountSettle ago (that result's record write may still be on its way), and goes ahead
+// after it.
+func TestRecountWaitsForCountersAhead(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s := e.store(t, dynamo.WithGapWait(0, clock))
+	ctx := t.Context()
+	recs := nodes(600, jobs.NodeRunning)
+	for i := range recs {
+		recs[i].StartedAt = &now
+	}
+	j, err := s.CreateJob(ctx, newJob(), recs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(2 * dynamo.RecountSettle) // the creation has settled
+	mu.Unlock()
+	prev, err := s.GetJobNode(ctx, j.ID, "node-000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := prev
+	started := now.Add(-2 * dynamo.RecountSettle)
+	end.State, end.StartedAt, end.FinishedAt = jobs.NodeFinished, &started, &started // times that say nothing moved
+	if _, _, err := s.UpdateJobNodeFrom(ctx, prev, end, jobs.Event{Type: jobs.EventNodeFinished, Timestamp: now, Node: prev.Name}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecountJob(ctx, j.ID); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a recount right after a counter shard moved: %v, want ErrConflict", err)
+	}
+	mu.Lock()
+	now = now.Add(dynamo.RecountSettle + time.Second)
+	mu.Unlock()
+	if _, err := s.RecountJob(ctx, j.ID); err != nil {
+		t.Fatalf("a recount once the shards settled: %v", err)
+	}
+	counts, err := s.JobCounts(ctx, j.ID)
+	if err != nil || counts[jobs.NodeFinished] != 1 || counts[jobs.NodeRunning] != 599 {
+		t.Fatalf("counts %v (%v), want 1 finished and 599 running", counts, err)
+	}
+}
+
+// TestMayEndJobReleasesItsHold: a check whose caller gives up (its context ends while it
+// waits for a record) releases the job's hold, so that the next caller checks at once
+// rather than being refused for doneCheckHold.
+func TestMayEndJobReleasesItsHold(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	now := time.Now()
+	recs := nodes(600, jobs.NodeRunning)
+	for i := range recs {
+		recs[i].StartedAt = &now
+	}
+	j, err := s.CreateJob(t.Context(), newJob(), recs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if may, err := s.MayEndJob(ctx, j.ID); may || err == nil {
+		t.Fatalf("MayEndJob = %v, %v with its context ended while a record is running, want an error", may, err)
+	}
+	queries := e.ops.count("Query")
+	if may, err := e.store(t).MayEndJob(t.Context(), j.ID); may || err != nil {
+		t.Fatalf("MayEndJob = %v, %v with a record running", may, err)
+	}
+	if e.ops.count("Query") == queries {
+		t.Fatal("the next caller was refused: the hold was not released")
 	}
 }
