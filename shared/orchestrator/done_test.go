@@ -81,19 +81,7 @@ func TestJobNotEndedAheadOfItsRecords(t *testing.T) {
 		owner[n.TransactionID] = n.Name
 	}
 	result := json.RawMessage(`{"stdout":"{\"ok\":true}","stderr":"","exitcode":0}`)
-	for _, sent := range agents.take() {
-		var req protocol.NonBlockingRequest
-		if err := protocol.DecodeData(sent, &req); err != nil || sent.MessageType != protocol.TypeNonBlockingRequest {
-			continue
-		}
-		e, err := protocol.New(protocol.TypeNonBlockingResponse, protocol.ServerURI, protocol.NonBlockingResponse{TransactionID: req.TransactionID, Results: result})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := orch.HandleAgentMessage(t.Context(), owner[req.TransactionID], e); err != nil {
-			t.Fatal(err)
-		}
-	}
+	answerAll(t, orch, agents, owner, result)
 	if n := st.from.Load(); n != 2 {
 		t.Fatalf("%d results written from the record they replace, want 2", n)
 	}
@@ -131,6 +119,18 @@ func TestJobNotEndedAheadOfItsRecords(t *testing.T) {
 		owner[n.TransactionID] = n.Name
 	}
 	before := st.from.Load()
+	answerAll(t, orch, agents, owner, result)
+	if st.from.Load() != before {
+		t.Fatal("a job with an error limit had its results written counters first")
+	}
+	if j, err := sq.GetJob(t.Context(), limited.ID); err != nil || j.State != jobs.StateFinished {
+		t.Fatalf("the limited job %s (%v), want finished", j.State, err)
+	}
+}
+
+// answerAll answers every request sent (owner: transaction → node) with result.
+func answerAll(t *testing.T, orch *orchestrator.Service, agents *scriptedAgents, owner map[string]string, result json.RawMessage) {
+	t.Helper()
 	for _, sent := range agents.take() {
 		var req protocol.NonBlockingRequest
 		if err := protocol.DecodeData(sent, &req); err != nil || sent.MessageType != protocol.TypeNonBlockingRequest {
@@ -143,11 +143,5 @@ func TestJobNotEndedAheadOfItsRecords(t *testing.T) {
 		if err := orch.HandleAgentMessage(t.Context(), owner[req.TransactionID], e); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if st.from.Load() != before {
-		t.Fatal("a job with an error limit had its results written counters first")
-	}
-	if j, err := sq.GetJob(t.Context(), limited.ID); err != nil || j.State != jobs.StateFinished {
-		t.Fatalf("the limited job %s (%v), want finished", j.State, err)
 	}
 }
