@@ -58,7 +58,7 @@ func (c *carried) leave(jobID int64, u store.Usage, now time.Time) bool {
 	if c.left == nil {
 		c.left = map[int64]leftover{}
 	}
-	c.left[jobID] = leftover{u: addUsage(c.left[jobID].u, u), at: now}
+	c.left[jobID] = leftover{u: usage.Sum(c.left[jobID].u, u), at: now}
 	if c.pending {
 		return false
 	}
@@ -110,18 +110,6 @@ func (c *carried) drain(before time.Time, carry time.Duration) (map[int64]store.
 	}
 	c.pending = next > 0
 	return out, min(next, carry)
-}
-
-func addUsage(a, b store.Usage) store.Usage {
-	a.Invocations += b.Invocations
-	a.MessagesIn += b.MessagesIn
-	a.MessagesOut += b.MessagesOut
-	a.MessageUnits += b.MessageUnits
-	a.ReadUnits += b.ReadUnits
-	a.WriteUnits += b.WriteUnits
-	a.S3Writes += b.S3Writes
-	a.S3Reads += b.S3Reads
-	return a
 }
 
 // takeCarried adds the usage left for job jobID to ctx's tally, for this result's counter

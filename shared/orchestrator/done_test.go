@@ -3,16 +3,14 @@ package orchestrator_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/baton-run/baton/shared/inventory"
 	"github.com/baton-run/baton/shared/jobs"
 	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/protocol"
-	"github.com/baton-run/baton/shared/seal"
+	"github.com/baton-run/baton/shared/store"
 	"github.com/baton-run/baton/shared/store/sqlite"
 )
 
@@ -43,26 +41,10 @@ func (s *aheadStore) MayEndJob(ctx context.Context, jobID int64) (bool, error) {
 // result is written with the record it replaces, and a job whose counts say done is not
 // ended while the store says a node is not; the sweep ends it once every node is.
 func TestJobNotEndedAheadOfItsRecords(t *testing.T) {
-	sq, err := sqlite.Open(filepath.Join(t.TempDir(), "baton.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sq.Close() })
-	st := &aheadStore{Store: sq}
-	clock := &manualClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-	agents := &scriptedAgents{connected: map[string]bool{}}
-	for _, n := range []string{"web1", "web2"} {
-		if _, err := sq.CreateNode(t.Context(), inventory.Node{Name: n, Facts: json.RawMessage(`{}`), CreatedAt: clock.Now()}); err != nil {
-			t.Fatal(err)
-		}
-		agents.connected[n] = true
-	}
-	sealer, err := seal.New(make([]byte, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	orch := orchestrator.New(st, oneTask{}, noURLs{}, agents, sealer, orchestrator.WithClock(clock.Now),
+	var st *aheadStore
+	h := newStatusHarnessOn(t, []string{"web1", "web2"}, func(sq *sqlite.Store) store.Store { st = &aheadStore{Store: sq}; return st },
 		orchestrator.WithConfig(orchestrator.Config{TaskConcurrency: -1, StatusInterval: time.Minute, ConnectTimeout: 10 * time.Second}))
+	sq, orch, agents, clock := h.st, h.orch, h.agents, h.clock
 	job, err := orch.SubmitTask(t.Context(), orchestrator.TaskRequest{Task: "demo::noop",
 		Common: orchestrator.Common{Scope: orchestrator.Scope{Nodes: []string{"web1", "web2"}}}}, jobs.Owner{Login: "admin"})
 	if err != nil {

@@ -225,10 +225,10 @@ func (s *Service) onOutcome(ctx context.Context, node, txn string, outcome outco
 	if !recorded || jobEnded {
 		return nil // a repeat (the job moved on when it was first recorded), or the job's end
 	}
-	if open && sp.job.MaxErrors == 0 {
+	if open {
 		// The store knows without a read that the job has a node unfinished, and none is
 		// queued (open is only said of a job whose records were all claimed when it was
-		// created): nothing to refill, no end to see, no error limit to count to.
+		// created, and without an error limit: updateFrom): nothing to refill, no end to see.
 		return nil
 	}
 	// The job as created is enough here: whether it may still start nodes is the claim's to
@@ -264,14 +264,7 @@ func (s *Service) recordOutcome(ctx context.Context, sp *jobSpec, n jobs.Node, t
 		if sp.job.NodeCount == 1 && s.endWithJob(ctx, end, append(events, ev), now) {
 			return true, true, false, nil
 		}
-		var open bool
-		if sp.job.MaxErrors == 0 {
-			_, open, err = s.updateFrom(ctx, read, end, append(events, ev)...)
-		} else {
-			// An error limit acts on the job's failure count: a store that counts before it
-			// writes (priorUpdater) could count a refused write's failure for a moment.
-			_, err = s.store.UpdateJobNode(ctx, end, append(events, ev)...)
-		}
+		_, open, err := s.updateFrom(ctx, sp, read, end, append(events, ev)...)
 		if errors.Is(err, store.ErrConflict) && attempt < maxRetries {
 			if n, err = s.store.GetJobNode(ctx, n.JobID, n.Name); err != nil {
 				return false, false, false, fmt.Errorf("record %s: %w", txn, err)
@@ -294,10 +287,12 @@ type priorUpdater interface {
 	UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (written jobs.Node, open bool, err error)
 }
 
-// updateFrom writes n, which replaces prev (read at n.Version), with events; open: the job
-// has a node unfinished, known without a read (priorUpdater).
-func (s *Service) updateFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (jobs.Node, bool, error) {
-	if pu, ok := s.store.(priorUpdater); ok {
+// updateFrom writes n of job sp, which replaces prev (read at n.Version), with events; open:
+// the job has a node unfinished, known without a read (priorUpdater). A job with an error
+// limit is written the usual way: its limit acts on the failure count, which a store that
+// counts before it writes could show with a refused write's failure for a moment.
+func (s *Service) updateFrom(ctx context.Context, sp *jobSpec, prev, n jobs.Node, events ...jobs.Event) (jobs.Node, bool, error) {
+	if pu, ok := s.store.(priorUpdater); ok && sp.job.MaxErrors == 0 {
 		return pu.UpdateJobNodeFrom(ctx, prev, n, events...)
 	}
 	written, err := s.store.UpdateJobNode(ctx, n, events...)

@@ -15,6 +15,7 @@ import (
 	"github.com/baton-run/baton/shared/orchestrator"
 	"github.com/baton-run/baton/shared/protocol"
 	"github.com/baton-run/baton/shared/seal"
+	"github.com/baton-run/baton/shared/store"
 	"github.com/baton-run/baton/shared/store/sqlite"
 )
 
@@ -80,6 +81,12 @@ const statusInterval = 30 * time.Second
 
 func newStatusHarness(t *testing.T, nodes []string, opts ...orchestrator.Option) *statusHarness {
 	t.Helper()
+	return newStatusHarnessOn(t, nodes, nil, opts...)
+}
+
+// newStatusHarnessOn is newStatusHarness with the orchestrator's store wrap(st) (nil: st).
+func newStatusHarnessOn(t *testing.T, nodes []string, wrap func(*sqlite.Store) store.Store, opts ...orchestrator.Option) *statusHarness {
+	t.Helper()
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "baton.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +108,11 @@ func newStatusHarness(t *testing.T, nodes []string, opts ...orchestrator.Option)
 	}
 	opts = append([]orchestrator.Option{orchestrator.WithClock(clock.Now),
 		orchestrator.WithConfig(orchestrator.Config{TaskConcurrency: -1, StatusInterval: statusInterval, ConnectTimeout: 10 * time.Second, ConnectRetry: 2 * time.Second})}, opts...)
-	orch := orchestrator.New(st, oneTask{}, noURLs{}, agents, sealer, opts...)
+	var orchStore store.Store = st
+	if wrap != nil {
+		orchStore = wrap(st)
+	}
+	orch := orchestrator.New(orchStore, oneTask{}, noURLs{}, agents, sealer, opts...)
 	return &statusHarness{t: t, st: st, orch: orch, agents: agents, clock: clock}
 }
 

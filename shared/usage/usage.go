@@ -50,14 +50,20 @@ func (t *Tally) Add(u store.Usage) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.u.Invocations += u.Invocations
-	t.u.MessagesIn += u.MessagesIn
-	t.u.MessagesOut += u.MessagesOut
-	t.u.MessageUnits += u.MessageUnits
-	t.u.ReadUnits += u.ReadUnits
-	t.u.WriteUnits += u.WriteUnits
-	t.u.S3Writes += u.S3Writes
-	t.u.S3Reads += u.S3Reads
+	t.u = Sum(t.u, u)
+}
+
+// Sum is a and b added up.
+func Sum(a, b store.Usage) store.Usage {
+	a.Invocations += b.Invocations
+	a.MessagesIn += b.MessagesIn
+	a.MessagesOut += b.MessagesOut
+	a.MessageUnits += b.MessageUnits
+	a.ReadUnits += b.ReadUnits
+	a.WriteUnits += b.WriteUnits
+	a.S3Writes += b.S3Writes
+	a.S3Reads += b.S3Reads
+	return a
 }
 
 // Take returns what was added since the last Take and resets the Tally.

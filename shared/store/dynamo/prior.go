@@ -47,10 +47,6 @@ import (
 //
 // Other calls (no events, a caller that did not read the record) are UpdateJobNode's.
 func (s *Store) UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events ...jobs.Event) (_ jobs.Node, open bool, _ error) {
-	if len(events) == 0 || len(events) > maxEventsPerUpdate || prev.JobID != n.JobID || prev.Name != n.Name || prev.Version != n.Version {
-		out, err := s.UpdateJobNode(ctx, n, events...)
-		return out, false, err
-	}
 	fail := func(err error) (jobs.Node, bool, error) {
 		return jobs.Node{}, false, fmt.Errorf("update job %d node %s at version %d: %w", n.JobID, n.Name, n.Version, err)
 	}
@@ -58,7 +54,7 @@ func (s *Store) UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events
 	if err != nil {
 		return fail(err)
 	}
-	if !m.own {
+	if !m.own || len(events) == 0 || len(events) > maxEventsPerUpdate || prev.JobID != n.JobID || prev.Name != n.Name || prev.Version != n.Version {
 		// Counts ahead of the records, even for a moment, would mislead readers that act on
 		// them: a claim against the job's cap, or an error limit. Only a job claimed whole at
 		// its creation has neither claims nor, by the orchestrator's choice, an error limit.
@@ -68,22 +64,28 @@ func (s *Store) UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events
 	next := n
 	next.Version++
 	w := &written{prev: prev, next: next, events: events}
+	// The record is encoded before anything is written (a record too large is refused with
+	// nothing counted); its LatestEventID is set once the ids are known.
+	it, err := nodeItem(w.next, 0, m)
+	if err != nil {
+		return fail(err)
+	}
+	delete(it, attrSeq) // kept as created
 	j := m.seqOf(n.Name)
 	var floor int64
 	if j > 0 {
 		floor = n.LatestEventID / int64(m.seqs())
 	}
-	// The ids must come after the record's latest event: in a job claimed whole at its
-	// creation, that is a creation's event, whose id is below every shard's clock (the
-	// clocks start equal): no lift (base = floor); if ever it were not, allocPast below.
-	base := floor
 	// What follows the counters' update must happen whatever the caller does meanwhile.
 	wctx, cancel, err := committing(ctx)
 	if err != nil {
 		return fail(err)
 	}
 	defer cancel()
-	mv, err := s.moveCounters(wctx, m, j, []*written{w}, base, floor)
+	// The ids must come after the record's latest event: in a job claimed whole at its
+	// creation, that is a creation's event, whose id is below every shard's clock (the
+	// clocks start equal): no lift (base = floor); if ever it were not, allocPast below.
+	mv, err := s.moveCounters(wctx, m, j, []*written{w}, floor, floor)
 	if err != nil {
 		return fail(err)
 	}
@@ -106,12 +108,7 @@ func (s *Store) UpdateJobNodeFrom(ctx context.Context, prev, n jobs.Node, events
 		ids = allocated(m, j, c, nev)
 	}
 	w.next.LatestEventID = ids[len(ids)-1].id
-	it, err := nodeItem(w.next, 0, m)
-	if err != nil {
-		s.undo(wctx, m, j, w, ids)
-		return fail(err)
-	}
-	delete(it, attrSeq) // kept as created
+	it[attrLatestEv] = avN(w.next.LatestEventID)
 	var e expr
 	_, err = s.writeNode(wctx, it, e.eq(attrVersion, avN(n.Version)), &e)
 	if ccf, ok := conditionFailed(err); ok {
